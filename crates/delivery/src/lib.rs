@@ -1,0 +1,81 @@
+//! LMTP (RFC 2033) delivery sessions.
+//!
+//! The session knows the protocol; where mail goes is behind [`DeliveryTarget`],
+//! which the server implements over the store. That keeps this crate free of
+//! store layout and lets tests drive it with an in-memory target.
+//!
+//! # Code map
+//!
+//! - [`session`]: the LMTP state machine. No I/O, no async runtime: bytes in,
+//!   replies and requests ([`session::Event`]) out. "Need more bytes" is a
+//!   normal answer. Every buffer it keeps has a bound from [`LmtpConfig`].
+//! - [`data`]: the DATA body decoder (dot-unstuffing, end marker, size bound),
+//!   also free of I/O. Its module docs state how bare LFs are treated.
+//! - `trace`: the `Return-Path`/`Received` headers and the RFC 5322 date.
+//! - `serve`: [`serve`], the async driver: socket, idle timeout, shutdown, and
+//!   the calls into the [`DeliveryTarget`]. It makes no protocol decisions.
+//!
+//! # Invariants
+//!
+//! - No input makes a session panic or drop the connection: a bad command gets
+//!   an error reply and the session reads on.
+//! - A delivered message is the trace headers followed by exactly the bytes the
+//!   client sent after unstuffing; one copy goes to the target for all users,
+//!   and each user is named once however many RCPTs led to them.
+//! - LMTP answers DATA once per accepted RCPT, in RCPT order.
+//! - No message body is ever logged; the one info line per delivery carries
+//!   counts, sizes and the message id.
+
+use std::future::Future;
+
+mod config;
+pub mod data;
+mod serve;
+pub mod session;
+mod trace;
+
+pub use config::LmtpConfig;
+pub use serve::serve;
+pub use trace::rfc5322_date;
+
+/// A local user a recipient resolved to (store user name, canonical form).
+pub type UserName = String;
+
+/// Why a recipient was refused at RCPT time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResolveError {
+    /// 550 5.1.1
+    UnknownUser,
+    /// 451 4.3.0: the directory could not be read right now.
+    Temporary(String),
+}
+
+/// Why a delivery to one user failed after DATA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliverError {
+    /// 452 4.2.2 (or per config 552 5.2.2)
+    OverQuota,
+    /// 451 4.3.0 and the text; nothing was stored for this user.
+    Temporary(String),
+    /// 554 5.3.4 and the text (e.g. message larger than the limit).
+    Permanent(String),
+}
+
+/// Where an LMTP session sends its mail.
+pub trait DeliveryTarget: Send + Sync + 'static {
+    /// Maps one RCPT address (without the angle brackets) to the users who get it:
+    /// one for a user, one or more for an alias. Never an empty Ok.
+    fn resolve(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<Vec<UserName>, ResolveError>> + Send;
+
+    /// Stores `message` (trace headers already prepended, exactly the bytes a
+    /// client will fetch as BODY[]) for every user in `users`, durably: when this
+    /// returns Ok for a user, the message is on disk. One result per user, in order.
+    fn deliver(
+        &self,
+        message: Vec<u8>,
+        users: Vec<UserName>,
+    ) -> impl Future<Output = Vec<Result<(), DeliverError>>> + Send;
+}

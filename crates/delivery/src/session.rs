@@ -1,0 +1,622 @@
+//! The LMTP protocol state machine (RFC 2033), with no I/O and no runtime.
+//!
+//! A driver (see `serve.rs`) owns the socket and the [`DeliveryTarget`]; the
+//! session owns the protocol. The loop is:
+//!
+//! 1. [`Session::poll`] works through the bytes it has and says what it needs:
+//!    more bytes ([`Event::NeedInput`], a normal answer, not an error), a
+//!    recipient looked up ([`Event::Resolve`]), a message stored
+//!    ([`Event::Deliver`]), or the connection closed ([`Event::Close`]).
+//! 2. The driver answers with [`Session::receive`], [`Session::resolved`] or
+//!    [`Session::delivered`], writes [`Session::take_output`] to the client
+//!    whenever it is about to wait, and polls again.
+//!
+//! The driver hands over new bytes only after `NeedInput`, and the session
+//! keeps at most one partial command line (bounded by `line_bytes_max`), so
+//! its buffers are bounded by the driver's read size plus that line, plus the
+//! message being received (bounded by `message_bytes_max`). Pipelined commands
+//! that arrive in one read are answered one by one, in order, because the
+//! session stops at each lookup or delivery and resumes where it was.
+//!
+//! Command lines are parsed by smtp-proto's `Request::parse`, which wants one
+//! whole line; the framing and its length bound are done here because
+//! smtp-proto's `RequestReceiver` has a fixed 4096-byte limit and its own idea
+//! of what to do with long lines.
+//!
+//! [`DeliveryTarget`]: crate::DeliveryTarget
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use smtp_proto::{
+    Error as ParseError, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MailFrom, RcptTo, Request,
+};
+
+use crate::data::{DataDecoder, DataOutcome, Feed};
+use crate::trace::{TraceFields, header_safe, message_id, trace_headers};
+use crate::{DeliverError, LmtpConfig, ResolveError, UserName};
+
+/// Longest error text from the target echoed to the client, so one reply
+/// stays one reasonable line.
+const TARGET_TEXT_CHARS_MAX: usize = 200;
+
+/// What the session needs from its driver next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Every byte received so far has been used; write the output and read
+    /// more, then call [`Session::receive`].
+    NeedInput,
+    /// Look up one RCPT address with `DeliveryTarget::resolve`, then call
+    /// [`Session::resolved`].
+    Resolve { address: String },
+    /// Store `message` for `users` (each named once) with
+    /// `DeliveryTarget::deliver`, then call [`Session::delivered`].
+    Deliver {
+        message: Vec<u8>,
+        users: Vec<UserName>,
+    },
+    /// Write the output and close the connection.
+    Close,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Reading command lines.
+    Command,
+    /// Reading the body of a DATA command.
+    Data(DataDecoder),
+    /// Waiting for [`Session::resolved`] about this RCPT address.
+    AwaitResolve { address: String },
+    /// Waiting for [`Session::delivered`].
+    AwaitDeliver(PendingDelivery),
+    /// The session is over; nothing more is read.
+    Closed,
+}
+
+/// One accepted RCPT.
+#[derive(Debug)]
+struct Recipient {
+    /// As the client wrote it (without angle brackets), for the replies.
+    address: String,
+    users: Vec<UserName>,
+}
+
+/// The MAIL transaction in progress.
+#[derive(Debug)]
+struct Transaction {
+    sender: String,
+    /// Accepted recipients in RCPT order; LMTP answers DATA once per entry.
+    recipients: Vec<Recipient>,
+}
+
+/// A message handed to the target, waiting for its results.
+#[derive(Debug)]
+struct PendingDelivery {
+    id: String,
+    /// Each accepted RCPT address with the positions of its users in the
+    /// deduplicated user list given to the target.
+    recipients: Vec<(String, Vec<usize>)>,
+    users_count: usize,
+    body_bytes: u64,
+}
+
+/// One LMTP session: everything between the greeting and the close.
+#[derive(Debug)]
+pub struct Session {
+    config: Arc<LmtpConfig>,
+    /// For the `Received` header.
+    peer_ip: IpAddr,
+    /// Where the `Received` date comes from, so tests can fix it.
+    clock: fn() -> SystemTime,
+    /// Received bytes; those before `input_start` have been used.
+    input: Vec<u8>,
+    input_start: usize,
+    /// Set after a too-long line was answered: drop bytes through the next LF.
+    discarding_line: bool,
+    /// Replies not yet written.
+    output: Vec<u8>,
+    state: State,
+    /// The name the client gave in LHLO; None until then (MAIL needs it).
+    lhlo_name: Option<String>,
+    transaction: Option<Transaction>,
+}
+
+impl Session {
+    /// A session for a client at `peer_ip`, dating messages by the system clock.
+    pub fn new(config: Arc<LmtpConfig>, peer_ip: IpAddr) -> Self {
+        Self::with_clock(config, peer_ip, SystemTime::now)
+    }
+
+    /// A session whose `Received` headers take their date from `clock`.
+    pub fn with_clock(config: Arc<LmtpConfig>, peer_ip: IpAddr, clock: fn() -> SystemTime) -> Self {
+        Session {
+            config,
+            peer_ip,
+            clock,
+            input: Vec::new(),
+            input_start: 0,
+            discarding_line: false,
+            output: Vec::new(),
+            state: State::Command,
+            lhlo_name: None,
+            transaction: None,
+        }
+    }
+
+    /// Queues the `220` greeting.
+    pub fn greet(&mut self) {
+        let hostname = header_safe(&self.config.hostname);
+        self.reply(format_args!("220 {hostname} LMTP Postern ready"));
+    }
+
+    /// Queues `421 4.3.2` and ends the session. The driver calls this when the
+    /// server shuts down and the session is not in the middle of a message.
+    pub fn shut_down(&mut self) {
+        self.reply("421 4.3.2 shutting down");
+        self.state = State::Closed;
+    }
+
+    /// Queues `421 4.4.2` and ends the session after the client was silent
+    /// for too long.
+    pub fn time_out(&mut self) {
+        let hostname = header_safe(&self.config.hostname);
+        self.reply(format_args!(
+            "421 4.4.2 {hostname} idle timeout, closing connection"
+        ));
+        self.state = State::Closed;
+    }
+
+    /// Whether the session is inside a DATA body: shutdown waits for the end
+    /// of the message so it is delivered, not lost.
+    pub fn is_receiving_data(&self) -> bool {
+        matches!(self.state, State::Data(_))
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Adds bytes read from the client. Call after [`Event::NeedInput`].
+    pub fn receive(&mut self, bytes: &[u8]) {
+        // Drop what was used, so the buffer holds only unread bytes.
+        self.input.drain(..self.input_start.min(self.input.len()));
+        self.input_start = 0;
+        self.input.extend_from_slice(bytes);
+    }
+
+    /// Replies queued since the last call, ready to write.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// Advances as far as the received bytes allow.
+    pub fn poll(&mut self) -> Event {
+        loop {
+            // The state is taken out and put back by each arm, so no arm can
+            // forget to set the next one.
+            match std::mem::replace(&mut self.state, State::Closed) {
+                State::Closed => return Event::Close,
+                State::Command => match self.next_line() {
+                    None => {
+                        self.state = State::Command;
+                        return Event::NeedInput;
+                    }
+                    Some((start, end)) => {
+                        self.state = State::Command;
+                        if let Some(event) = self.command(start, end) {
+                            return event;
+                        }
+                    }
+                },
+                State::Data(mut decoder) => {
+                    let pending = self.input.get(self.input_start..).unwrap_or_default();
+                    match decoder.feed(pending) {
+                        Feed::NeedMoreBytes => {
+                            self.input_start = self.input.len();
+                            self.state = State::Data(decoder);
+                            return Event::NeedInput;
+                        }
+                        Feed::Done { consumed } => {
+                            self.input_start += consumed;
+                            if let Some(event) = self.data_done(decoder) {
+                                return event;
+                            }
+                        }
+                    }
+                }
+                waiting @ (State::AwaitResolve { .. } | State::AwaitDeliver(_)) => {
+                    self.broken_invariant("poll while waiting for the target", &waiting);
+                    return Event::Close;
+                }
+            }
+        }
+    }
+
+    /// The answer to [`Event::Resolve`].
+    pub fn resolved(&mut self, result: Result<Vec<UserName>, ResolveError>) {
+        let address = match std::mem::replace(&mut self.state, State::Command) {
+            State::AwaitResolve { address } => address,
+            other => return self.broken_invariant("resolved() without a pending RCPT", &other),
+        };
+        let shown = header_safe(&address);
+        match result {
+            Ok(users) if !users.is_empty() => match self.transaction.as_mut() {
+                Some(transaction) => {
+                    transaction.recipients.push(Recipient { address, users });
+                    self.reply(format_args!("250 2.1.5 <{shown}> ok"));
+                }
+                None => self.reply("503 5.5.1 need MAIL command first"),
+            },
+            Ok(_) => {
+                // The target broke its contract; refusing temporarily keeps
+                // the mail queued instead of bouncing it.
+                tracing::error!(event = "lmtp.resolve_empty", "resolve returned no users");
+                self.reply(format_args!(
+                    "451 4.3.0 <{shown}> address resolved to no user"
+                ));
+            }
+            Err(ResolveError::UnknownUser) => {
+                self.reply(format_args!("550 5.1.1 <{shown}> user unknown"));
+            }
+            Err(ResolveError::Temporary(text)) => {
+                tracing::warn!(event = "lmtp.resolve_failed", error = %text);
+                let text = target_text(&text);
+                self.reply(format_args!("451 4.3.0 <{shown}> {text}"));
+            }
+        }
+    }
+
+    /// The answer to [`Event::Deliver`]: one result per user, in the order given.
+    pub fn delivered(&mut self, results: Vec<Result<(), DeliverError>>) {
+        let pending = match std::mem::replace(&mut self.state, State::Command) {
+            State::AwaitDeliver(pending) => pending,
+            other => {
+                return self.broken_invariant("delivered() without a pending delivery", &other);
+            }
+        };
+        if results.len() != pending.users_count {
+            // Users without a result count as temporary failures below, so
+            // the client retries rather than believing they got the message.
+            tracing::error!(
+                event = "lmtp.deliver_results",
+                expected = pending.users_count,
+                got = results.len(),
+                "target returned the wrong number of results"
+            );
+        }
+        let missing = DeliverError::Temporary("no result from the store".to_string());
+        let mut delivered = 0usize;
+        for (address, user_indices) in &pending.recipients {
+            // An alias succeeds only if every user got the message; otherwise
+            // the first failure speaks for it.
+            let failure = user_indices
+                .iter()
+                .find_map(|&index| match results.get(index) {
+                    Some(Ok(())) => None,
+                    Some(Err(error)) => Some(error),
+                    None => Some(&missing),
+                });
+            let shown = header_safe(address);
+            match failure {
+                None => {
+                    delivered += 1;
+                    self.reply(format_args!("250 2.0.0 <{shown}> delivered"));
+                }
+                Some(DeliverError::OverQuota) if self.config.over_quota_permanent => {
+                    self.reply(format_args!("552 5.2.2 <{shown}> mailbox full"));
+                }
+                Some(DeliverError::OverQuota) => {
+                    self.reply(format_args!("452 4.2.2 <{shown}> mailbox full"));
+                }
+                Some(DeliverError::Temporary(text)) => {
+                    let text = target_text(text);
+                    self.reply(format_args!("451 4.3.0 <{shown}> {text}"));
+                }
+                Some(DeliverError::Permanent(text)) => {
+                    let text = target_text(text);
+                    self.reply(format_args!("554 5.3.4 <{shown}> {text}"));
+                }
+            }
+        }
+        tracing::info!(
+            event = "lmtp.delivery",
+            id = %pending.id,
+            recipients = pending.recipients.len(),
+            users = pending.users_count,
+            size_bytes = pending.body_bytes,
+            delivered,
+            failed = pending.recipients.len() - delivered,
+        );
+    }
+
+    /// Finds the next complete command line in the input and returns its
+    /// range (LF included), answering and skipping lines that are too long.
+    fn next_line(&mut self) -> Option<(usize, usize)> {
+        loop {
+            let start = self.input_start;
+            let pending = self.input.get(start..).unwrap_or_default();
+            match pending.iter().position(|&byte| byte == b'\n') {
+                Some(lf) => {
+                    let end = start + lf + 1;
+                    self.input_start = end;
+                    if self.discarding_line {
+                        // The tail of a line already answered as too long.
+                        self.discarding_line = false;
+                    } else if end - start > self.config.line_bytes_max {
+                        self.reply("500 5.5.2 line too long");
+                    } else {
+                        return Some((start, end));
+                    }
+                }
+                None => {
+                    if !self.discarding_line && pending.len() >= self.config.line_bytes_max {
+                        // The line cannot fit even before its LF arrives:
+                        // answer now and drop the rest as it comes, so the
+                        // buffer never holds more than one line's bound.
+                        self.reply("500 5.5.2 line too long");
+                        self.discarding_line = true;
+                    }
+                    if self.discarding_line {
+                        self.input_start = self.input.len();
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Handles one command line `input[start..end]`.
+    fn command(&mut self, start: usize, end: usize) -> Option<Event> {
+        let line = self.input.get(start..end).unwrap_or_default();
+        let crlf = line.ends_with(b"\r\n");
+        // smtp-proto reports `<postmaster>` as an empty address, like `<>`;
+        // RFC 5321 §4.5.1 says it must be accepted as a recipient.
+        let postmaster = contains_ignore_case(line, b"<postmaster>");
+        let parsed = Request::parse(&mut line.iter()).map(Request::into_owned);
+        if let Ok(request) = &parsed {
+            tracing::debug!(event = "lmtp.command", verb = request.name());
+        }
+        match parsed {
+            Ok(Request::Lhlo { host }) => self.lhlo(&host),
+            Ok(Request::Helo { .. } | Request::Ehlo { .. }) => self.reply("500 5.5.1 use LHLO"),
+            Ok(Request::Mail { from }) => self.mail(from),
+            Ok(Request::Rcpt { to }) => return self.rcpt(to, postmaster),
+            Ok(Request::Data) => self.data(crlf),
+            Ok(Request::Rset) => {
+                self.transaction = None;
+                self.reply("250 2.0.0 ok");
+            }
+            Ok(Request::Noop { .. }) => self.reply("250 2.0.0 ok"),
+            Ok(Request::Quit) => {
+                let hostname = header_safe(&self.config.hostname);
+                self.reply(format_args!("221 2.0.0 {hostname} closing connection"));
+                self.state = State::Closed;
+                return Some(Event::Close);
+            }
+            Ok(Request::Vrfy { .. }) => {
+                self.reply("252 2.5.2 cannot VRFY user, but will accept message for delivery");
+            }
+            Ok(Request::Help { .. }) => self.reply("214 2.0.0 see RFC 2033"),
+            // Commands smtp-proto knows that this server does not offer.
+            Ok(other) => self.reply(format_args!("502 5.5.1 {} not implemented", other.name())),
+            Err(ParseError::UnknownCommand) => self.reply("500 5.5.2 command not recognized"),
+            Err(ParseError::InvalidSenderAddress) => {
+                self.reply("501 5.1.7 bad sender address syntax");
+            }
+            Err(ParseError::InvalidRecipientAddress) => {
+                self.reply("501 5.1.3 bad recipient address syntax");
+            }
+            Err(ParseError::UnsupportedParameter { .. }) => {
+                self.reply("555 5.5.4 parameter not supported");
+            }
+            Err(ParseError::SyntaxError { syntax }) => {
+                self.reply(format_args!("501 5.5.4 syntax: {syntax}"));
+            }
+            Err(ParseError::InvalidParameter { param }) => {
+                self.reply(format_args!("501 5.5.4 invalid {param} parameter"));
+            }
+            // NeedsMoreData cannot happen for a whole line, and the response
+            // errors belong to the client side; all are a syntax error here.
+            Err(_) => self.reply("501 5.5.4 syntax error"),
+        }
+        None
+    }
+
+    fn lhlo(&mut self, host: &str) {
+        // LHLO starts over, like EHLO (RFC 5321 §4.1.4).
+        self.transaction = None;
+        self.lhlo_name = Some(header_safe(host));
+        let hostname = header_safe(&self.config.hostname);
+        let size = self.config.message_bytes_max;
+        self.reply(format_args!(
+            "250-{hostname}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE {size}\r\n250 ENHANCEDSTATUSCODES"
+        ));
+    }
+
+    fn mail(&mut self, from: MailFrom<String>) {
+        if self.lhlo_name.is_none() {
+            return self.reply("503 5.5.1 send LHLO first");
+        }
+        if self.transaction.is_some() {
+            return self.reply("503 5.5.1 sender already given");
+        }
+        // smtp-proto parses many extensions; only what LHLO advertised is
+        // accepted (RFC 5321 §4.1.1.11: 555 for the rest).
+        let body_flags = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME;
+        let unadvertised = from.flags & !body_flags != 0
+            || from.trans_id.is_some()
+            || from.by != 0
+            || from.env_id.is_some()
+            || from.solicit.is_some()
+            || from.mtrk.is_some()
+            || from.auth.is_some()
+            || from.hold_for != 0
+            || from.hold_until != 0
+            || from.mt_priority != 0;
+        if unadvertised {
+            return self.reply("555 5.5.4 parameter not supported");
+        }
+        let declared_bytes = u64::try_from(from.size).unwrap_or(u64::MAX);
+        if declared_bytes > self.config.message_bytes_max {
+            return self.reply("552 5.3.4 message size exceeds fixed maximum message size");
+        }
+        let shown = header_safe(&from.address);
+        self.transaction = Some(Transaction {
+            sender: from.address,
+            recipients: Vec::new(),
+        });
+        self.reply(format_args!("250 2.1.0 <{shown}> sender ok"));
+    }
+
+    fn rcpt(&mut self, to: RcptTo<String>, postmaster: bool) -> Option<Event> {
+        let Some(transaction) = &self.transaction else {
+            self.reply("503 5.5.1 need MAIL command first");
+            return None;
+        };
+        if to.flags != 0 || to.orcpt.is_some() || to.rrvs != 0 {
+            self.reply("555 5.5.4 parameter not supported");
+            return None;
+        }
+        if transaction.recipients.len() >= self.config.recipients_max {
+            self.reply("452 4.5.3 too many recipients");
+            return None;
+        }
+        let address = if !to.address.is_empty() {
+            to.address
+        } else if postmaster {
+            "postmaster".to_string()
+        } else {
+            self.reply("501 5.1.3 bad recipient address syntax");
+            return None;
+        };
+        self.state = State::AwaitResolve {
+            address: address.clone(),
+        };
+        Some(Event::Resolve { address })
+    }
+
+    fn data(&mut self, command_crlf: bool) {
+        match &self.transaction {
+            None => self.reply("503 5.5.1 need MAIL command first"),
+            Some(transaction) if transaction.recipients.is_empty() => {
+                self.reply("503 5.5.1 no valid recipients");
+            }
+            Some(_) => {
+                self.reply("354 start mail input; end with <CRLF>.<CRLF>");
+                self.state = State::Data(DataDecoder::new(
+                    self.config.message_bytes_max,
+                    command_crlf,
+                ));
+            }
+        }
+    }
+
+    /// The end of a DATA body: refuse it, or hand it to the target.
+    fn data_done(&mut self, decoder: DataDecoder) -> Option<Event> {
+        self.state = State::Command;
+        let body_bytes = decoder.body_bytes();
+        let Some(transaction) = self.transaction.take() else {
+            // data() only enters the Data state with a transaction.
+            let state = std::mem::replace(&mut self.state, State::Closed);
+            self.broken_invariant("DATA ended without a transaction", &state);
+            return Some(Event::Close);
+        };
+        let body = match decoder.finish() {
+            DataOutcome::Message(body) => body,
+            DataOutcome::TooLarge { bytes } => {
+                for recipient in &transaction.recipients {
+                    let shown = header_safe(&recipient.address);
+                    self.reply(format_args!("552 5.3.4 <{shown}> message too big"));
+                }
+                tracing::info!(
+                    event = "lmtp.delivery",
+                    recipients = transaction.recipients.len(),
+                    size_bytes = bytes,
+                    delivered = 0,
+                    failed = transaction.recipients.len(),
+                    reason = "too big",
+                );
+                return None;
+            }
+        };
+
+        let now = (self.clock)();
+        let id = message_id(now);
+        let headers = trace_headers(&TraceFields {
+            sender: &transaction.sender,
+            lhlo_name: self.lhlo_name.as_deref().unwrap_or("unknown"),
+            peer_ip: self.peer_ip,
+            hostname: &self.config.hostname,
+            id: &id,
+            now,
+        });
+        let mut message = Vec::with_capacity(headers.len() + body.len());
+        message.extend_from_slice(headers.as_bytes());
+        message.extend_from_slice(&body);
+        drop(body);
+
+        // Each user once, even when two RCPTs (or an alias and a user) lead
+        // to the same mailbox; the replies still go per RCPT.
+        let mut users: Vec<UserName> = Vec::new();
+        let mut user_index: HashMap<UserName, usize> = HashMap::new();
+        let mut recipients = Vec::with_capacity(transaction.recipients.len());
+        for recipient in transaction.recipients {
+            let indices = recipient
+                .users
+                .into_iter()
+                .map(|user| {
+                    *user_index.entry(user).or_insert_with_key(|user| {
+                        users.push(user.clone());
+                        users.len() - 1
+                    })
+                })
+                .collect();
+            recipients.push((recipient.address, indices));
+        }
+        self.state = State::AwaitDeliver(PendingDelivery {
+            id,
+            recipients,
+            users_count: users.len(),
+            body_bytes,
+        });
+        Some(Event::Deliver { message, users })
+    }
+
+    /// Ends the session after the driver broke the calling contract: the
+    /// client is told to retry later, nothing wrong is promised.
+    fn broken_invariant(&mut self, what: &'static str, state: &State) {
+        tracing::error!(event = "lmtp.invariant", what, state = ?std::mem::discriminant(state));
+        self.reply("421 4.3.0 internal error, closing connection");
+        self.state = State::Closed;
+    }
+
+    /// Queues one reply (possibly several lines joined by CRLF).
+    fn reply(&mut self, text: impl Display) {
+        // Writing into a Vec cannot fail.
+        let _ = write!(self.output, "{text}\r\n");
+    }
+}
+
+/// Error text from the target, made safe for one reply line.
+fn target_text(text: &str) -> String {
+    let text = header_safe(text);
+    match text.char_indices().nth(TARGET_TEXT_CHARS_MAX) {
+        Some((cut, _)) => text.get(..cut).unwrap_or_default().to_string(),
+        None if text.is_empty() => "temporary failure".to_string(),
+        None => text,
+    }
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,123 @@
+//! SELECT / EXAMINE (with CONDSTORE and QRESYNC, RFC 7162), CREATE (with
+//! CREATE-SPECIAL-USE, RFC 6154) and APPEND (with MULTIAPPEND, RFC 3502, and
+//! literal8, RFC 3516).
+
+use super::lexer::{Cursor, PResult};
+use crate::types::{AppendMessage, CommandBody, QresyncParams, SelectParams};
+
+/// `mailbox [SP "(" select-param *(SP select-param) ")"]`
+pub(super) fn select(c: &mut Cursor<'_>) -> PResult<(String, SelectParams)> {
+    c.sp()?;
+    let mailbox = c.mailbox()?;
+    let mut params = SelectParams::default();
+    if c.eat(b' ') {
+        c.paren_list(false, |c| {
+            match c.keyword()?.as_str() {
+                "CONDSTORE" => params.condstore = true,
+                "QRESYNC" => {
+                    c.sp()?;
+                    params.qresync = Some(qresync(c)?);
+                }
+                _ => return Err(c.error("Unknown SELECT parameter")),
+            }
+            Ok(())
+        })?;
+    }
+    Ok((mailbox, params))
+}
+
+/// `"(" uidvalidity SP mod-sequence-value [SP known-uids]
+///  [SP "(" known-sequence-set SP known-uid-set ")"] ")"`
+fn qresync(c: &mut Cursor<'_>) -> PResult<QresyncParams> {
+    c.expect(b'(')?;
+    let uid_validity = c.nz_number()?;
+    c.sp()?;
+    let mod_seq = c.number64()?;
+    let mut known_uids = None;
+    let mut seq_match = None;
+    if c.eat(b' ') {
+        if c.peek() != Some(b'(') {
+            known_uids = Some(c.seq_ranges_no_star()?);
+            if c.eat(b' ') {
+                seq_match = Some(seq_match_data(c)?);
+            }
+        } else {
+            seq_match = Some(seq_match_data(c)?);
+        }
+    }
+    c.expect(b')')?;
+    Ok(QresyncParams {
+        uid_validity,
+        mod_seq,
+        known_uids,
+        seq_match,
+    })
+}
+
+fn seq_match_data(
+    c: &mut Cursor<'_>,
+) -> PResult<(Vec<crate::types::SeqRange>, Vec<crate::types::SeqRange>)> {
+    c.expect(b'(')?;
+    let sequences = c.seq_ranges_no_star()?;
+    c.sp()?;
+    let uids = c.seq_ranges_no_star()?;
+    c.expect(b')')?;
+    Ok((sequences, uids))
+}
+
+/// `CREATE mailbox [SP "(" USE SP "(" use-attr *(SP use-attr) ")" ")"]`
+pub(super) fn create(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    let mailbox = c.mailbox()?;
+    let mut special_use = Vec::new();
+    if c.eat(b' ') {
+        c.paren_list(false, |c| {
+            if c.keyword()? != "USE" {
+                return Err(c.error("Unknown CREATE parameter"));
+            }
+            c.sp()?;
+            special_use.extend(c.flag_list()?);
+            Ok(())
+        })?;
+    }
+    Ok(CommandBody::Create {
+        mailbox,
+        special_use,
+    })
+}
+
+/// `APPEND mailbox 1*(SP [flag-list SP] [date-time SP] (literal / literal8))`
+pub(super) fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    let mailbox = c.mailbox()?;
+    let mut messages = Vec::new();
+    while c.eat(b' ') {
+        let flags = if c.peek() == Some(b'(') {
+            let flags = c.flag_list()?;
+            c.sp()?;
+            flags
+        } else {
+            Vec::new()
+        };
+        let date = if c.peek() == Some(b'"') {
+            let date = c.date_time()?;
+            c.sp()?;
+            Some(date)
+        } else {
+            None
+        };
+        // A NUL in a plain literal is left to the session to judge: it knows
+        // whether to answer BAD or convert, and the data is not text to us.
+        let (data, binary) = c.literal()?;
+        messages.push(AppendMessage {
+            flags,
+            date,
+            data: data.to_vec(),
+            binary,
+        });
+    }
+    if messages.is_empty() {
+        return Err(c.error("Missing message literal"));
+    }
+    Ok(CommandBody::Append { mailbox, messages })
+}

@@ -1,0 +1,379 @@
+//! The validated shape of IMAP client commands, as the parser produces them.
+//!
+//! These types are the contract between the grammar (this crate) and the session
+//! state machine (`postern-imap`). Anything that needs interpretation that depends
+//! on session state (mailbox name encoding, `*` resolution, search charset) is left
+//! to the session; everything purely syntactic is resolved here.
+
+use crate::secret::Secret;
+
+/// A tagged command.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Command {
+    pub tag: String,
+    pub body: CommandBody,
+}
+
+/// One end of a sequence range: a number or `*` (the largest in use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeqNumber {
+    Value(u32),
+    Star,
+}
+
+/// `a:b`, or a single number when `start == end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeqRange {
+    pub start: SeqNumber,
+    pub end: SeqNumber,
+}
+
+/// A sequence set (message sequence numbers or UIDs, depending on the command),
+/// or `$`, the saved search result of SEARCHRES (RFC 5182).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sequence {
+    Set(Vec<SeqRange>),
+    Saved,
+}
+
+/// A calendar date as IMAP writes it (`1-Feb-1994`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date {
+    pub year: u16,
+    /// 1..=12
+    pub month: u8,
+    /// 1..=31
+    pub day: u8,
+}
+
+/// `date-time` of APPEND (`"17-Jul-1996 02:44:25 -0700"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateTime {
+    pub date: Date,
+    pub hour: u8,
+    pub minute: u8,
+    pub second: u8,
+    /// Offset from UTC in minutes, e.g. -420 for -0700.
+    pub zone_minutes: i16,
+}
+
+/// `STATUS` data items (RFC 9051, RFC 7162 HIGHESTMODSEQ, RFC 8474 MAILBOXID, RFC 7889 APPENDLIMIT).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusItem {
+    Messages,
+    Recent,
+    UidNext,
+    UidValidity,
+    Unseen,
+    Deleted,
+    Size,
+    HighestModSeq,
+    AppendLimit,
+    MailboxId,
+}
+
+/// LIST selection options (RFC 5258, RFC 6154).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListSelect {
+    pub subscribed: bool,
+    pub remote: bool,
+    pub recursive_match: bool,
+    pub special_use: bool,
+}
+
+/// LIST return options (RFC 5258, RFC 6154, RFC 5819).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListReturn {
+    pub subscribed: bool,
+    pub children: bool,
+    pub special_use: bool,
+    /// `RETURN (STATUS (...))`
+    pub status: Option<Vec<StatusItem>>,
+}
+
+/// One message of an APPEND (several with MULTIAPPEND, RFC 3502).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendMessage {
+    pub flags: Vec<String>,
+    pub date: Option<DateTime>,
+    pub data: Vec<u8>,
+    /// Sent as `~{n}` (literal8, RFC 3516): may contain NUL.
+    pub binary: bool,
+}
+
+/// Part of a BODY[...] section specification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SectionText {
+    Header,
+    /// Field names as sent (the session compares them case-insensitively).
+    HeaderFields(Vec<String>),
+    HeaderFieldsNot(Vec<String>),
+    Text,
+    /// Only valid after a part number.
+    Mime,
+}
+
+/// `BODY[1.2.HEADER]` → `part = [1, 2], text = Some(Header)`; `BODY[]` → empty part, no text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Section {
+    pub part: Vec<u32>,
+    pub text: Option<SectionText>,
+}
+
+/// `<origin.count>` of a partial fetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partial {
+    pub origin: u32,
+    pub count: u32,
+}
+
+/// A FETCH data item. The macros ALL, FAST and FULL are expanded by the parser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchAttr {
+    Envelope,
+    Flags,
+    InternalDate,
+    /// `RFC822`: like `BODY[]` but the response item is named `RFC822`.
+    Rfc822,
+    Rfc822Header,
+    Rfc822Size,
+    Rfc822Text,
+    /// `BODY` without a section: the non-extensible body structure.
+    Body,
+    BodyStructure,
+    Uid,
+    BodySection {
+        peek: bool,
+        section: Section,
+        partial: Option<Partial>,
+    },
+    /// `BINARY[1.2]<0.100>` (RFC 3516).
+    Binary {
+        peek: bool,
+        part: Vec<u32>,
+        partial: Option<Partial>,
+    },
+    BinarySize {
+        part: Vec<u32>,
+    },
+    /// RFC 7162
+    ModSeq,
+    /// RFC 8474
+    EmailId,
+    ThreadId,
+    /// RFC 8514
+    SaveDate,
+    /// RFC 8970; `lazy` is the LAZY modifier.
+    Preview {
+        lazy: bool,
+    },
+}
+
+/// FETCH modifiers (RFC 7162).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FetchModifiers {
+    pub changed_since: Option<u64>,
+    pub vanished: bool,
+}
+
+/// How STORE changes flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    Replace,
+    Add,
+    Remove,
+}
+
+/// SEARCH return options (RFC 4731, RFC 5182 SAVE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchReturn {
+    Min,
+    Max,
+    All,
+    Count,
+    Save,
+}
+
+/// A search key. A parenthesised list and the top-level list of keys are `And`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchKey {
+    All,
+    Answered,
+    Bcc(String),
+    Before(Date),
+    Body(String),
+    Cc(String),
+    Deleted,
+    Draft,
+    Flagged,
+    From(String),
+    /// Field name, value to find (an empty value matches any message that has the field).
+    Header(String, String),
+    Keyword(String),
+    Larger(u64),
+    New,
+    Not(Box<SearchKey>),
+    Old,
+    On(Date),
+    Or(Box<SearchKey>, Box<SearchKey>),
+    Recent,
+    Seen,
+    SentBefore(Date),
+    SentOn(Date),
+    SentSince(Date),
+    Since(Date),
+    Smaller(u64),
+    Subject(String),
+    Text(String),
+    To(String),
+    Uid(Sequence),
+    Unanswered,
+    Undeleted,
+    Undraft,
+    Unflagged,
+    Unkeyword(String),
+    Unseen,
+    /// A bare sequence set (message sequence numbers).
+    SequenceSet(Sequence),
+    And(Vec<SearchKey>),
+    /// RFC 7162 `MODSEQ n` (the optional entry name and type are parsed and dropped).
+    ModSeq(u64),
+    /// RFC 5032 WITHIN, in seconds.
+    Older(u64),
+    Younger(u64),
+    /// RFC 8514
+    SavedBefore(Date),
+    SavedOn(Date),
+    SavedSince(Date),
+    SaveDateSupported,
+    /// RFC 8474
+    EmailId(String),
+    ThreadId(String),
+}
+
+/// SELECT / EXAMINE parameters (RFC 7162).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelectParams {
+    pub condstore: bool,
+    pub qresync: Option<QresyncParams>,
+}
+
+/// `QRESYNC (uidvalidity modseq [known-uids [(seq-match-data)]])`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QresyncParams {
+    pub uid_validity: u32,
+    pub mod_seq: u64,
+    pub known_uids: Option<Vec<SeqRange>>,
+    pub seq_match: Option<(Vec<SeqRange>, Vec<SeqRange>)>,
+}
+
+/// Every command the server understands. Mailbox names are the decoded astring
+/// (still in modified UTF-7 when the client sent it so; the session decodes).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CommandBody {
+    Capability,
+    Noop,
+    Logout,
+    StartTls,
+    /// `initial_response` is the still-base64 SASL-IR argument (`=` for empty).
+    Authenticate {
+        mechanism: String,
+        initial_response: Option<Secret<String>>,
+    },
+    Login {
+        username: String,
+        password: Secret<String>,
+    },
+    Enable {
+        capabilities: Vec<String>,
+    },
+    Select {
+        mailbox: String,
+        params: SelectParams,
+    },
+    Examine {
+        mailbox: String,
+        params: SelectParams,
+    },
+    Create {
+        mailbox: String,
+        /// `(USE (\Drafts ...))` of CREATE-SPECIAL-USE (RFC 6154).
+        special_use: Vec<String>,
+    },
+    Delete {
+        mailbox: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Subscribe {
+        mailbox: String,
+    },
+    Unsubscribe {
+        mailbox: String,
+    },
+    /// LIST, or LSUB when `lsub` is set (then selection and return are empty).
+    List {
+        lsub: bool,
+        reference: String,
+        /// One or more patterns (several only with LIST-EXTENDED's `(p1 p2)`).
+        patterns: Vec<String>,
+        select: ListSelect,
+        returns: ListReturn,
+    },
+    Namespace,
+    Status {
+        mailbox: String,
+        items: Vec<StatusItem>,
+    },
+    Append {
+        mailbox: String,
+        messages: Vec<AppendMessage>,
+    },
+    Idle,
+    Check,
+    Close,
+    Unselect,
+    /// `EXPUNGE`, or `UID EXPUNGE set` (UIDPLUS).
+    Expunge {
+        uids: Option<Sequence>,
+    },
+    Search {
+        uid: bool,
+        charset: Option<String>,
+        /// `None`: plain SEARCH. `Some(vec![])`: `RETURN ()`, which means ALL in ESEARCH form.
+        returns: Option<Vec<SearchReturn>>,
+        criteria: SearchKey,
+    },
+    Fetch {
+        uid: bool,
+        sequence: Sequence,
+        attrs: Vec<FetchAttr>,
+        modifiers: FetchModifiers,
+    },
+    Store {
+        uid: bool,
+        sequence: Sequence,
+        mode: StoreMode,
+        silent: bool,
+        flags: Vec<String>,
+        unchanged_since: Option<u64>,
+    },
+    Copy {
+        uid: bool,
+        sequence: Sequence,
+        mailbox: String,
+    },
+    Move {
+        uid: bool,
+        sequence: Sequence,
+        mailbox: String,
+    },
+    /// RFC 2971; `None` is `ID NIL`.
+    Id {
+        parameters: Option<Vec<(String, Option<String>)>>,
+    },
+    /// RFC 8437
+    Unauthenticate,
+}

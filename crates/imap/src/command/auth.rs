@@ -1,0 +1,253 @@
+//! CAPABILITY, ID, ENABLE, STARTTLS, LOGIN, AUTHENTICATE PLAIN, UNAUTHENTICATE.
+
+use crate::conn::Conn;
+use crate::respond::Done;
+use crate::session::{End, PlaintextAuth, Session};
+use base64::Engine;
+use tokio::io::AsyncReadExt;
+
+/// Extensions advertised once logged in. Each is listed by its own name, also
+/// where IMAP4rev2 folds it in, so IMAP4rev1 clients find them.
+const AUTHENTICATED: &str = "IMAP4rev1 IMAP4rev2 LITERAL+ LITERAL- ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT \
+CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE ESEARCH SEARCHRES BINARY STATUS=SIZE SASL-IR \
+UNAUTHENTICATE CONDSTORE OBJECTID SAVEDATE PREVIEW UTF8=ACCEPT";
+
+pub(crate) fn plaintext_allowed(session: &Session) -> bool {
+    session.conn.is_tls()
+        || match session.ctx.config.plaintext_auth {
+            PlaintextAuth::Always => true,
+            PlaintextAuth::Loopback => session.peer.ip().is_loopback(),
+            PlaintextAuth::Never => false,
+        }
+}
+
+pub(crate) fn capabilities(session: &Session) -> String {
+    if session.user.is_some() {
+        let append_limit = session.ctx.config.limits.literal_bytes_max;
+        return format!("{AUTHENTICATED} APPENDLIMIT={append_limit}");
+    }
+    let mut caps = String::from("IMAP4rev1 IMAP4rev2 LITERAL+ LITERAL- SASL-IR ID ENABLE");
+    if !session.conn.is_tls() && session.ctx.tls.is_some() {
+        caps.push_str(" STARTTLS");
+    }
+    if plaintext_allowed(session) {
+        caps.push_str(" AUTH=PLAIN");
+    } else {
+        caps.push_str(" LOGINDISABLED");
+    }
+    caps
+}
+
+pub(crate) fn capability(session: &mut Session) -> Done {
+    let caps = capabilities(session);
+    session.out.extend_from_slice(format!("* CAPABILITY {caps}\r\n").as_bytes());
+    Done::ok("CAPABILITY completed")
+}
+
+pub(crate) fn id(session: &mut Session, parameters: Option<Vec<(String, Option<String>)>>) -> Done {
+    if let Some(params) = parameters {
+        // Client identification is useful in logs; bounded so it cannot flood them.
+        let summary: Vec<String> = params
+            .iter()
+            .take(30)
+            .map(|(k, v)| format!("{}={}", truncate(k, 30), truncate(v.as_deref().unwrap_or("NIL"), 100)))
+            .collect();
+        tracing::info!(event = "imap_client_id", client = %summary.join(", "));
+    }
+    session.out.extend_from_slice(b"* ID (\"name\" \"Postern\" \"version\" \"");
+    session.out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+    session.out.extend_from_slice(b"\")\r\n");
+    Done::ok("ID completed")
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+pub(crate) fn enable(session: &mut Session, capabilities: &[String]) -> Done {
+    let mut enabled = Vec::new();
+    for cap in capabilities {
+        let upper = cap.to_ascii_uppercase();
+        match upper.as_str() {
+            "IMAP4REV2" if !session.rev2 => {
+                session.rev2 = true;
+                enabled.push("IMAP4rev2");
+            }
+            "UTF8=ACCEPT" if !session.utf8 => {
+                session.utf8 = true;
+                enabled.push("UTF8=ACCEPT");
+            }
+            "CONDSTORE" if !session.condstore => {
+                session.condstore = true;
+                enabled.push("CONDSTORE");
+            }
+            _ => {}
+        }
+    }
+    session.out.extend_from_slice(b"* ENABLED");
+    for e in enabled {
+        session.out.push(b' ');
+        session.out.extend_from_slice(e.as_bytes());
+    }
+    session.out.extend_from_slice(b"\r\n");
+    Done::ok("ENABLE completed")
+}
+
+pub(crate) async fn starttls(session: &mut Session, tag: &str) -> Result<Done, End> {
+    let Some(acceptor) = session.ctx.tls.clone() else {
+        return Ok(Done::bad("STARTTLS is not available"));
+    };
+    if session.conn.is_tls() {
+        return Ok(Done::bad("TLS is already active"));
+    }
+    // Anything the client pipelined after STARTTLS was sent in the clear: drop it
+    // rather than treat it as sent under TLS (CVE-2011-0411 class).
+    session.input.clear();
+    session.framer.reset();
+    Done::ok("begin TLS negotiation now").write(tag, &mut session.out);
+    session.flush().await?;
+    let Conn::Plain(tcp) = std::mem::replace(&mut session.conn, Conn::Upgrading) else {
+        return Err(End::Logout);
+    };
+    match acceptor.accept(tcp).await {
+        Ok(tls) => {
+            session.conn = Conn::Tls(Box::new(tls));
+            tracing::info!(event = "imap_starttls", "TLS established");
+            // The tagged response was already sent; answer nothing more for this command.
+            Ok(Done::suppressed())
+        }
+        Err(e) => {
+            tracing::info!(event = "imap_tls_failed", error = %e);
+            Err(End::Logout)
+        }
+    }
+}
+
+pub(crate) async fn login(session: &mut Session, username: &str, password: &str) -> Result<Done, End> {
+    if !plaintext_allowed(session) {
+        return Ok(Done::no_code("PRIVACYREQUIRED", "use TLS (STARTTLS or port 993) before sending a password"));
+    }
+    check_password(session, username, password).await
+}
+
+async fn check_password(session: &mut Session, username: &str, password: &str) -> Result<Done, End> {
+    let ip = session.peer.ip();
+    let throttle = session.ctx.throttle.clone();
+    let wait = throttle.delay_before(ip, &username.to_ascii_lowercase());
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
+    let store = session.ctx.store.clone();
+    let (name, secret) = (username.to_string(), password.to_string());
+    let checked = tokio::task::spawn_blocking(move || store.authenticate(&name, &secret)).await;
+    match checked {
+        Ok(Ok(Some(user))) => {
+            throttle.record_success(ip);
+            match session.ctx.store.reader(&user) {
+                Ok(reader) => {
+                    session.changes = Some(session.ctx.store.watch(&user));
+                    session.reader = Some(reader);
+                    session.user = Some(user.clone());
+                    tracing::info!(event = "imap_login", user = %user);
+                    let caps = capabilities(session);
+                    Ok(Done::ok_code(format!("CAPABILITY {caps}"), "logged in"))
+                }
+                Err(e) => {
+                    tracing::error!(event = "imap_login_index_failed", user = %user, error = %e);
+                    Ok(Done::no_code("UNAVAILABLE", "mailbox temporarily unavailable"))
+                }
+            }
+        }
+        Ok(Ok(None)) => {
+            throttle.record_failure(ip, &username.to_ascii_lowercase());
+            tracing::info!(event = "imap_login_failed", user = %truncate(username, 64));
+            tokio::time::sleep(throttle.failure_delay()).await;
+            Ok(Done::no_code("AUTHENTICATIONFAILED", "invalid credentials"))
+        }
+        Ok(Err(e)) => {
+            tracing::error!(event = "imap_auth_error", error = %e);
+            Ok(Done::no_code("UNAVAILABLE", "authentication temporarily unavailable"))
+        }
+        Err(_) => Ok(Done::no_code("UNAVAILABLE", "authentication temporarily unavailable")),
+    }
+}
+
+pub(crate) async fn authenticate(session: &mut Session, mechanism: &str, initial: Option<&str>) -> Result<Done, End> {
+    if !mechanism.eq_ignore_ascii_case("PLAIN") {
+        return Ok(Done::no("unsupported authentication mechanism"));
+    }
+    if !plaintext_allowed(session) {
+        return Ok(Done::no_code("PRIVACYREQUIRED", "use TLS before sending a password"));
+    }
+    let response = match initial {
+        Some(r) => r.to_string(),
+        None => {
+            session.out.extend_from_slice(b"+ \r\n");
+            session.flush().await?;
+            match read_line(session).await? {
+                Some(line) => line,
+                None => return Ok(Done::bad("authentication line too long")),
+            }
+        }
+    };
+    if response == "*" {
+        return Ok(Done::bad("authentication cancelled"));
+    }
+    let decoded = if response == "=" {
+        Vec::new()
+    } else {
+        match base64::engine::general_purpose::STANDARD.decode(response.trim()) {
+            Ok(d) => d,
+            Err(_) => return Ok(Done::bad("invalid base64")),
+        }
+    };
+    // PLAIN (RFC 4616): authzid NUL authcid NUL password.
+    let parts: Vec<&[u8]> = decoded.split(|b| *b == 0).collect();
+    let [authzid, authcid, password] = parts.as_slice() else {
+        return Ok(Done::bad("malformed PLAIN response"));
+    };
+    let (Ok(authzid), Ok(authcid), Ok(password)) =
+        (std::str::from_utf8(authzid), std::str::from_utf8(authcid), std::str::from_utf8(password))
+    else {
+        return Ok(Done::bad("malformed PLAIN response"));
+    };
+    if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(authcid) {
+        return Ok(Done::no_code("AUTHORIZATIONFAILED", "acting as another user is not allowed"));
+    }
+    check_password(session, authcid, password).await
+}
+
+/// Reads one CRLF-terminated line after a continuation request (AUTHENTICATE,
+/// IDLE's DONE). `None` when it exceeds the line limit.
+pub(crate) async fn read_line(session: &mut Session) -> Result<Option<String>, End> {
+    let max = session.ctx.config.limits.line_bytes_max;
+    loop {
+        if let Some(end) = session.input.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = session.input.drain(..=end).collect();
+            let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
+            return Ok(Some(text));
+        }
+        if session.input.len() > max {
+            session.input.clear();
+            return Ok(None);
+        }
+        let mut chunk = [0u8; 4096];
+        let n = session.conn.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(End::Logout);
+        }
+        session.input.extend_from_slice(&chunk[..n]);
+    }
+}
+
+pub(crate) async fn unauthenticate(session: &mut Session) -> Result<Done, End> {
+    session.user = None;
+    session.reader = None;
+    session.selected = None;
+    session.changes = None;
+    session.saved = None;
+    session.rev2 = false;
+    session.utf8 = false;
+    session.condstore = false;
+    Ok(Done::ok("back to the not authenticated state"))
+}

@@ -1,0 +1,360 @@
+//! FETCH and UID FETCH: every data item of RFC 9051, BINARY (RFC 3516),
+//! CHANGEDSINCE / MODSEQ (RFC 7162), EMAILID / THREADID (RFC 8474),
+//! SAVEDATE (RFC 8514), PREVIEW (RFC 8970).
+//!
+//! ENVELOPE and BODYSTRUCTURE come from the cache built at delivery; only
+//! body sections read the blob, which the store verifies against its hash
+//! before a single byte of it is written here (a literal cannot be taken back).
+
+use crate::respond::Done;
+use crate::sequence;
+use crate::session::{End, Session};
+use imap_proto::encode;
+use imap_proto::{FetchAttr, FetchModifiers, Partial, Section, SectionText, Sequence};
+use store::{FlagMode, Intent, MessageMeta, Outcome};
+
+/// Byte that stands for NUL in BODY[] literals, which may not carry NUL
+/// (RFC 9051 4.3). 0x80 is what Dovecot substitutes too; BINARY returns NUL as is.
+pub const NUL_SUBSTITUTE: u8 = 0x80;
+
+fn needs_blob(attr: &FetchAttr) -> bool {
+    matches!(
+        attr,
+        FetchAttr::Rfc822 | FetchAttr::Rfc822Header | FetchAttr::Rfc822Text
+            | FetchAttr::BodySection { .. } | FetchAttr::Binary { .. } | FetchAttr::BinarySize { .. }
+    )
+}
+
+fn needs_summary(attr: &FetchAttr) -> bool {
+    matches!(attr, FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure | FetchAttr::Preview { .. })
+}
+
+fn sets_seen(attr: &FetchAttr) -> bool {
+    matches!(
+        attr,
+        FetchAttr::Rfc822 | FetchAttr::Rfc822Text
+            | FetchAttr::BodySection { peek: false, .. }
+            | FetchAttr::Binary { peek: false, .. }
+    )
+}
+
+pub(crate) async fn fetch(
+    session: &mut Session,
+    uid: bool,
+    set: &Sequence,
+    attrs: &[FetchAttr],
+    modifiers: &FetchModifiers,
+) -> Result<Done, End> {
+    session.sync(uid).await?;
+    let Some(selected) = session.selected.as_ref() else {
+        return Ok(Done::bad("no mailbox selected"));
+    };
+    if !uid && sequence::out_of_range(set, selected.uids.len()) {
+        return Ok(Done::bad("message sequence number out of range"));
+    }
+    if modifiers.vanished && !uid {
+        return Ok(Done::bad("VANISHED needs UID FETCH"));
+    }
+    if modifiers.changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
+        session.condstore = true;
+    }
+    let positions = sequence::resolve(set, uid, &selected.uids, session.saved.as_deref());
+    let mailbox = selected.id.clone();
+    let read_only = selected.read_only;
+    let wanted: Vec<(u32, u32)> = positions
+        .iter()
+        .filter_map(|i| selected.uids.get(*i).map(|u| (*i as u32 + 1, *u)))
+        .collect();
+    let Ok(reader) = session.reader() else { return Ok(Done::bad("not authenticated")) };
+    // Few messages: look each up; many: one scan of the mailbox.
+    let metas: Vec<(u32, MessageMeta)> = if wanted.len() <= 64 {
+        let mut out = Vec::new();
+        for (seq, u) in &wanted {
+            match reader.message(&mailbox, *u) {
+                Ok(Some(m)) => out.push((*seq, m)),
+                Ok(None) => {}
+                Err(e) => return Ok(Done::from_store(&e)),
+            }
+        }
+        out
+    } else {
+        let all = match reader.messages(&mailbox) {
+            Ok(a) => a,
+            Err(e) => return Ok(Done::from_store(&e)),
+        };
+        let mut by_uid = all.into_iter().peekable();
+        let mut out = Vec::new();
+        for (seq, u) in &wanted {
+            while by_uid.peek().is_some_and(|m| m.uid < *u) {
+                by_uid.next();
+            }
+            if let Some(m) = by_uid.peek().filter(|m| m.uid == *u) {
+                out.push((*seq, m.clone()));
+            }
+        }
+        out
+    };
+    let metas: Vec<(u32, MessageMeta)> = match modifiers.changed_since {
+        Some(since) => metas.into_iter().filter(|(_, m)| m.modseq > since).collect(),
+        None => metas,
+    };
+    let mut metas = metas;
+    // Implicit \Seen first, so the FLAGS we report are the flags after it.
+    let mut seen_changed = Vec::new();
+    if !read_only && attrs.iter().any(sets_seen) {
+        let unseen: Vec<u32> = metas
+            .iter()
+            .filter(|(_, m)| !m.flags.iter().any(|f| f == "\\Seen"))
+            .map(|(_, m)| m.uid)
+            .collect();
+        if !unseen.is_empty() {
+            let intent = Intent::StoreFlags {
+                user: session.user_name(),
+                mailbox: session.selected.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+                uids: unseen,
+                mode: FlagMode::Add,
+                flags: vec!["\\Seen".into()],
+                unchanged_since: None,
+            };
+            if let Ok(Outcome::Flags { messages, modseq, .. }) = session.ctx.store.submit_one(intent).await {
+                // Reported in this FETCH; the next sync need not repeat it unless
+                // another session changed the mailbox in between.
+                if let (Some(new), Some(selected)) = (modseq, session.selected.as_mut()) {
+                    if new == selected.modseq + 1 {
+                        selected.modseq = new;
+                    }
+                }
+                for (u, flags, modseq) in messages {
+                    if let Some((_, m)) = metas.iter_mut().find(|(_, m)| m.uid == u) {
+                        m.flags = flags;
+                        m.modseq = modseq;
+                        seen_changed.push(u);
+                    }
+                }
+            }
+        }
+    }
+    let mut attrs = attrs.to_vec();
+    if uid && !attrs.contains(&FetchAttr::Uid) {
+        attrs.insert(0, FetchAttr::Uid);
+    }
+    if !seen_changed.is_empty() && !attrs.contains(&FetchAttr::Flags) {
+        attrs.push(FetchAttr::Flags);
+    }
+    if modifiers.changed_since.is_some() && !attrs.contains(&FetchAttr::ModSeq) {
+        attrs.push(FetchAttr::ModSeq);
+    }
+    let blob_needed = attrs.iter().any(needs_blob);
+    let summary_needed = attrs.iter().any(needs_summary);
+    let utf8 = session.utf8;
+    let mut failures = 0usize;
+    for (seq, meta) in &metas {
+        let Ok(reader) = session.reader() else { break };
+        let raw = if blob_needed {
+            match reader.blob(&meta.blob) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::error!(event = "blob_unavailable", user = %reader.user(), mailbox = %mailbox, uid = meta.uid, error = %e);
+                    failures += 1;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let summary = if summary_needed {
+            match reader.summary(&mailbox, meta) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(event = "summary_unavailable", mailbox = %mailbox, uid = meta.uid, error = %e);
+                    failures += 1;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        let mut line = Vec::with_capacity(256);
+        line.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+        for (i, attr) in attrs.iter().enumerate() {
+            if i > 0 {
+                line.push(b' ');
+            }
+            write_item(&mut line, attr, meta, summary.as_ref(), raw.as_deref(), utf8);
+        }
+        line.extend_from_slice(b")\r\n");
+        session.out.extend_from_slice(&line);
+        session.maybe_flush().await?;
+    }
+    if failures > 0 {
+        return Ok(Done::no_code("UNAVAILABLE", format!("{failures} message(s) could not be read and were not served; the rest were")));
+    }
+    Ok(Done::ok("FETCH completed"))
+}
+
+fn write_item(out: &mut Vec<u8>, attr: &FetchAttr, meta: &MessageMeta, summary: Option<&mime::Summary>, raw: Option<&[u8]>, utf8: bool) {
+    match attr {
+        FetchAttr::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
+        FetchAttr::Flags => out.extend_from_slice(format!("FLAGS ({})", meta.flags.join(" ")).as_bytes()),
+        FetchAttr::InternalDate => {
+            out.extend_from_slice(b"INTERNALDATE ");
+            encode::date_time(out, meta.internal_date, meta.internal_zone);
+        }
+        FetchAttr::Rfc822Size => out.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes()),
+        FetchAttr::ModSeq => out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
+        FetchAttr::EmailId => out.extend_from_slice(format!("EMAILID ({})", meta.email_id).as_bytes()),
+        FetchAttr::ThreadId => out.extend_from_slice(format!("THREADID ({})", meta.thread_id).as_bytes()),
+        FetchAttr::SaveDate => {
+            out.extend_from_slice(b"SAVEDATE ");
+            encode::date_time(out, meta.save_date, 0);
+        }
+        FetchAttr::Envelope => {
+            out.extend_from_slice(b"ENVELOPE ");
+            out.extend_from_slice(summary.map(|s| s.envelope.as_str()).unwrap_or("NIL").as_bytes());
+        }
+        FetchAttr::Body => {
+            out.extend_from_slice(b"BODY ");
+            out.extend_from_slice(summary.map(|s| s.body.as_str()).unwrap_or("NIL").as_bytes());
+        }
+        FetchAttr::BodyStructure => {
+            out.extend_from_slice(b"BODYSTRUCTURE ");
+            out.extend_from_slice(summary.map(|s| s.body_structure.as_str()).unwrap_or("NIL").as_bytes());
+        }
+        FetchAttr::Preview { .. } => {
+            out.extend_from_slice(b"PREVIEW ");
+            let preview = summary.map(|s| s.preview.as_bytes()).unwrap_or(b"");
+            encode::nstring(out, Some(preview), true);
+        }
+        FetchAttr::Rfc822 => {
+            out.extend_from_slice(b"RFC822 ");
+            write_body(out, raw.unwrap_or(b""));
+        }
+        FetchAttr::Rfc822Header => {
+            out.extend_from_slice(b"RFC822.HEADER ");
+            let header = raw.and_then(|r| mime::section(r, &[], mime::SectionKind::Header)).unwrap_or_default();
+            write_body(out, &header);
+        }
+        FetchAttr::Rfc822Text => {
+            out.extend_from_slice(b"RFC822.TEXT ");
+            let text = raw.and_then(|r| mime::section(r, &[], mime::SectionKind::Text)).unwrap_or_default();
+            write_body(out, &text);
+        }
+        FetchAttr::BodySection { section, partial, .. } => {
+            out.extend_from_slice(b"BODY[");
+            write_section_spec(out, section);
+            out.push(b']');
+            let data = raw.and_then(|r| section_bytes(r, section));
+            write_partial_origin(out, partial);
+            out.push(b' ');
+            match data {
+                Some(data) => write_body(out, slice(&data, partial)),
+                None => out.extend_from_slice(b"NIL"),
+            }
+        }
+        FetchAttr::Binary { part, partial, .. } => {
+            out.extend_from_slice(b"BINARY[");
+            out.extend_from_slice(part_text(part).as_bytes());
+            out.push(b']');
+            write_partial_origin(out, partial);
+            out.push(b' ');
+            match raw.map(|r| mime::binary(r, part)) {
+                Some(Ok(data)) => {
+                    let data = slice(&data, partial);
+                    if data.contains(&0) {
+                        encode::literal8(out, data);
+                    } else {
+                        encode::literal(out, data);
+                    }
+                }
+                // Unknown transfer encodings answer NIL here; RFC 3516 prefers a NO
+                // [UNKNOWN-CTE] for the command, which would hide the other items.
+                _ => out.extend_from_slice(b"NIL"),
+            }
+        }
+        FetchAttr::BinarySize { part } => {
+            out.extend_from_slice(b"BINARY.SIZE[");
+            out.extend_from_slice(part_text(part).as_bytes());
+            out.extend_from_slice(b"] ");
+            match raw.map(|r| mime::binary(r, part)) {
+                Some(Ok(data)) => out.extend_from_slice(data.len().to_string().as_bytes()),
+                _ => out.extend_from_slice(b"NIL"),
+            }
+        }
+    }
+    let _ = utf8;
+}
+
+fn part_text(part: &[u32]) -> String {
+    part.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+}
+
+fn write_section_spec(out: &mut Vec<u8>, section: &Section) {
+    let part = part_text(&section.part);
+    out.extend_from_slice(part.as_bytes());
+    if let Some(text) = &section.text {
+        if !part.is_empty() {
+            out.push(b'.');
+        }
+        match text {
+            SectionText::Header => out.extend_from_slice(b"HEADER"),
+            SectionText::Text => out.extend_from_slice(b"TEXT"),
+            SectionText::Mime => out.extend_from_slice(b"MIME"),
+            SectionText::HeaderFields(names) | SectionText::HeaderFieldsNot(names) => {
+                out.extend_from_slice(if matches!(text, SectionText::HeaderFields(_)) {
+                    b"HEADER.FIELDS (".as_slice()
+                } else {
+                    b"HEADER.FIELDS.NOT (".as_slice()
+                });
+                for (i, name) in names.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b' ');
+                    }
+                    encode::astring(out, name.to_ascii_uppercase().as_bytes(), false);
+                }
+                out.push(b')');
+            }
+        }
+    }
+}
+
+fn section_bytes(raw: &[u8], section: &Section) -> Option<Vec<u8>> {
+    let kind = match &section.text {
+        None => mime::SectionKind::Full,
+        Some(SectionText::Header) => mime::SectionKind::Header,
+        Some(SectionText::Text) => mime::SectionKind::Text,
+        Some(SectionText::Mime) => mime::SectionKind::Mime,
+        Some(SectionText::HeaderFields(names)) => mime::SectionKind::HeaderFields { names, not: false },
+        Some(SectionText::HeaderFieldsNot(names)) => mime::SectionKind::HeaderFields { names, not: true },
+    };
+    if section.part.is_empty() && section.text.is_none() {
+        return Some(raw.to_vec());
+    }
+    mime::section(raw, &section.part, kind)
+}
+
+fn write_partial_origin(out: &mut Vec<u8>, partial: &Option<Partial>) {
+    if let Some(p) = partial {
+        out.extend_from_slice(format!("<{}>", p.origin).as_bytes());
+    }
+}
+
+fn slice<'a>(data: &'a [u8], partial: &Option<Partial>) -> &'a [u8] {
+    match partial {
+        None => data,
+        Some(p) => {
+            let start = (p.origin as usize).min(data.len());
+            let end = start.saturating_add(p.count as usize).min(data.len());
+            &data[start..end]
+        }
+    }
+}
+
+/// A body literal; NUL bytes, which a literal may not carry, become [`NUL_SUBSTITUTE`].
+fn write_body(out: &mut Vec<u8>, data: &[u8]) {
+    if data.contains(&0) {
+        let cleaned: Vec<u8> = data.iter().map(|&b| if b == 0 { NUL_SUBSTITUTE } else { b }).collect();
+        encode::literal(out, &cleaned);
+    } else {
+        encode::literal(out, data);
+    }
+}

@@ -1,0 +1,14 @@
+//! One module per IMAP verb family. Each function runs one command for a
+//! [`Session`](crate::session::Session), writes untagged responses to its
+//! output buffer and returns the tagged completion.
+
+pub mod append;
+pub mod auth;
+pub mod copy;
+pub mod fetch;
+pub mod idle;
+pub mod list;
+pub mod mailbox;
+pub mod search;
+pub mod select;
+pub mod store;

@@ -1,0 +1,117 @@
+//! SELECT, EXAMINE, CLOSE, UNSELECT, EXPUNGE, UID EXPUNGE.
+
+use crate::respond::Done;
+use crate::selected::Selected;
+use crate::sequence;
+use crate::session::{End, Session};
+use imap_proto::{SelectParams, Sequence};
+use store::Intent;
+
+pub(crate) const PERMANENT_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*";
+
+pub(crate) async fn select(session: &mut Session, raw_name: &str, read_only: bool, params: SelectParams) -> Result<Done, End> {
+    // Selecting deselects first, even when the new SELECT fails (RFC 9051 6.3.2).
+    let had_selection = session.selected.take().is_some();
+    if had_selection {
+        session.out.extend_from_slice(b"* OK [CLOSED] previous mailbox closed\r\n");
+    }
+    let name = match session.mailbox_name(raw_name) {
+        Ok(n) => n,
+        Err(done) => return Ok(done),
+    };
+    if params.condstore || params.qresync.is_some() {
+        session.condstore = true;
+    }
+    let reader = match session.reader() {
+        Ok(r) => r,
+        Err(done) => return Ok(done),
+    };
+    let mailbox = match reader.mailbox(&name) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Ok(Done::no_code("NONEXISTENT", "no such mailbox")),
+        Err(e) => return Ok(Done::from_store(&e)),
+    };
+    let messages = match reader.messages(&mailbox.id) {
+        Ok(m) => m,
+        Err(e) => return Ok(Done::from_store(&e)),
+    };
+    let counts = reader.counts(&mailbox.id).unwrap_or_default();
+    let first_unseen = messages.iter().position(|m| !m.flags.iter().any(|f| f == "\\Seen"));
+    let mut keywords: Vec<String> = messages
+        .iter()
+        .flat_map(|m| m.flags.iter())
+        .filter(|f| !f.starts_with('\\'))
+        .cloned()
+        .collect();
+    keywords.sort();
+    keywords.dedup();
+    let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+    let mut out = String::new();
+    out.push_str(&format!("* {} EXISTS\r\n", uids.len()));
+    if !session.rev2 {
+        out.push_str("* 0 RECENT\r\n");
+    }
+    let keyword_text = keywords.iter().map(|k| format!(" {k}")).collect::<String>();
+    out.push_str(&format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{keyword_text})\r\n"));
+    if read_only {
+        out.push_str("* OK [PERMANENTFLAGS ()] read-only\r\n");
+    } else {
+        out.push_str(&format!("* OK [PERMANENTFLAGS ({PERMANENT_FLAGS})] flags permitted\r\n"));
+    }
+    if let (Some(position), false) = (first_unseen, session.rev2) {
+        out.push_str(&format!("* OK [UNSEEN {}] first unseen\r\n", position + 1));
+    }
+    out.push_str(&format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", mailbox.uid_validity));
+    out.push_str(&format!("* OK [UIDNEXT {}] predicted next UID\r\n", mailbox.uid_next));
+    out.push_str(&format!("* OK [HIGHESTMODSEQ {}] highest\r\n", mailbox.highest_modseq));
+    out.push_str(&format!("* OK [MAILBOXID ({})] mailbox id\r\n", mailbox.id));
+    session.out.extend_from_slice(out.as_bytes());
+    let _ = counts;
+    session.selected = Some(Selected {
+        id: mailbox.id,
+        name,
+        read_only,
+        uid_validity: mailbox.uid_validity,
+        uids,
+        modseq: mailbox.highest_modseq,
+    });
+    session.saved = None;
+    let (code, verb) = if read_only { ("READ-ONLY", "EXAMINE") } else { ("READ-WRITE", "SELECT") };
+    Ok(Done::ok_code(code, format!("{verb} completed")))
+}
+
+/// CLOSE (`expunge` set: silently expunge `\Deleted` first) or UNSELECT.
+pub(crate) async fn close(session: &mut Session, expunge: bool) -> Result<Done, End> {
+    let Some(selected) = session.selected.take() else {
+        return Ok(Done::bad("no mailbox selected"));
+    };
+    session.saved = None;
+    if expunge && !selected.read_only {
+        let intent = Intent::Expunge { user: session.user_name(), mailbox: selected.name.clone(), uids: None };
+        if let Err(e) = session.ctx.store.submit_one(intent).await {
+            return Ok(Done::from_store(&e));
+        }
+    }
+    Ok(Done::ok(if expunge { "CLOSE completed" } else { "UNSELECT completed" }))
+}
+
+pub(crate) async fn expunge(session: &mut Session, uids: Option<Sequence>) -> Result<Done, End> {
+    let Some(selected) = session.selected.as_ref() else {
+        return Ok(Done::bad("no mailbox selected"));
+    };
+    if selected.read_only {
+        return Ok(Done::no_code("READ-ONLY", "mailbox is read-only"));
+    }
+    let filter = uids.map(|set| {
+        let positions = sequence::resolve(&set, true, &selected.uids, session.saved.as_deref());
+        positions.into_iter().filter_map(|i| selected.uids.get(i).copied()).collect::<Vec<u32>>()
+    });
+    let intent = Intent::Expunge { user: session.user_name(), mailbox: selected.name.clone(), uids: filter };
+    match session.ctx.store.submit_one(intent).await {
+        Ok(_) => {
+            session.sync(true).await?;
+            Ok(Done::ok("EXPUNGE completed"))
+        }
+        Err(e) => Ok(Done::from_store(&e)),
+    }
+}

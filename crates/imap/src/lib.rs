@@ -1,0 +1,26 @@
+//! The IMAP4rev2 / IMAP4rev1 server session: a state machine over the store.
+//!
+//! Grammar lives in `postern-imap-proto` (no I/O); mail lives in `postern-store`
+//! (no networking). This crate wires the two over one connection: it reads
+//! framed commands, checks state, runs one verb (one file per verb family
+//! under [`command`]), and writes responses. It never touches files or SQLite.
+//!
+//! Invariants:
+//! - Every store access goes through the authenticated user's [`store::UserReader`]
+//!   or an [`store::Intent`] naming that user: there is no path to another
+//!   user's mail (isolation by construction).
+//! - A command that fails on bad input or damaged data answers NO/BAD for that
+//!   command; the session continues. Only I/O errors end a session.
+//! - Untagged EXPUNGE is never sent during FETCH, STORE or SEARCH (RFC 9051 7.5.1).
+
+pub mod command;
+pub mod conn;
+pub mod limits;
+mod respond;
+mod selected;
+mod sequence;
+mod session;
+
+pub use conn::Conn;
+pub use limits::{LoginThrottle, ThrottleConfig};
+pub use session::{ImapConfig, ImapContext, PlaintextAuth, serve};

@@ -1,0 +1,384 @@
+//! One IMAP connection: reading framed commands, state, dispatch, writing.
+
+use crate::command;
+use crate::conn::Conn;
+use crate::limits::LoginThrottle;
+use crate::respond::Done;
+use crate::selected::Selected;
+use imap_proto::framer::{Frame, Framer, Limits, RejectKind};
+use imap_proto::{Command, CommandBody};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::Store;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tracing::Instrument;
+
+/// When plaintext passwords (LOGIN, AUTHENTICATE PLAIN) are accepted without TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaintextAuth {
+    Never,
+    /// Only from loopback addresses (the default: local tools and tests).
+    Loopback,
+    Always,
+}
+
+/// Settings of the IMAP service (`[imap]` in the config file).
+#[derive(Debug, Clone)]
+pub struct ImapConfig {
+    pub hostname: String,
+    pub limits: Limits,
+    /// Autologout timer of an idle authenticated session (RFC 9051: at least 30 minutes).
+    pub autologout: Duration,
+    /// Timeout before login.
+    pub login_timeout: Duration,
+    pub plaintext_auth: PlaintextAuth,
+    /// Most bytes a FETCH response is buffered before it is flushed to the client.
+    pub output_flush_bytes: usize,
+    /// Largest message SEARCH BODY/TEXT decodes, in bytes of text.
+    pub search_text_bytes_max: usize,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        ImapConfig {
+            hostname: "localhost".into(),
+            limits: Limits::default(),
+            autologout: Duration::from_secs(30 * 60),
+            login_timeout: Duration::from_secs(60),
+            plaintext_auth: PlaintextAuth::Loopback,
+            output_flush_bytes: 256 * 1024,
+            search_text_bytes_max: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// What every session of a listener shares.
+pub struct ImapContext {
+    pub config: ImapConfig,
+    pub store: Store,
+    /// For STARTTLS (and absent when no certificate is configured).
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub throttle: Arc<LoginThrottle>,
+}
+
+/// Why a session ends.
+pub(crate) enum End {
+    Logout,
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for End {
+    fn from(e: std::io::Error) -> Self {
+        End::Io(e)
+    }
+}
+
+pub(crate) struct Session {
+    pub ctx: Arc<ImapContext>,
+    pub peer: SocketAddr,
+    pub conn: Conn,
+    /// Bytes read and not yet consumed as a command.
+    pub input: Vec<u8>,
+    /// Responses not yet written.
+    pub out: Vec<u8>,
+    pub framer: Framer,
+    /// The authenticated user.
+    pub user: Option<String>,
+    pub reader: Option<store::UserReader>,
+    pub selected: Option<Selected>,
+    /// ENABLE IMAP4rev2 was given: rev2 response forms (ESEARCH, no RECENT, UTF-8 names).
+    pub rev2: bool,
+    /// ENABLE UTF8=ACCEPT: UTF-8 in quoted strings and mailbox names.
+    pub utf8: bool,
+    /// CONDSTORE enabled (by ENABLE or a CONDSTORE-using command): MODSEQ in FETCH.
+    pub condstore: bool,
+    /// SEARCHRES saved result (UIDs).
+    pub saved: Option<Vec<u32>>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Changes to the user's mail (for IDLE).
+    pub changes: Option<watch::Receiver<u64>>,
+}
+
+/// Runs one IMAP session until logout, EOF, timeout or shutdown.
+pub async fn serve(conn: Conn, peer: SocketAddr, ctx: Arc<ImapContext>, shutdown: watch::Receiver<bool>) {
+    let span = tracing::info_span!("imap", %peer, tls = conn.is_tls());
+    async move {
+        let limits = ctx.config.limits;
+        let mut session = Session {
+            ctx,
+            peer,
+            conn,
+            input: Vec::with_capacity(4096),
+            out: Vec::with_capacity(4096),
+            framer: Framer::new(limits),
+            user: None,
+            reader: None,
+            selected: None,
+            rev2: false,
+            utf8: false,
+            condstore: false,
+            saved: None,
+            shutdown,
+            changes: None,
+        };
+        tracing::info!(event = "imap_connect", "connection opened");
+        match session.run().await {
+            Ok(()) | Err(End::Logout) => {}
+            Err(End::Io(e)) => tracing::info!(event = "imap_io_error", error = %e),
+        }
+        let _ = session.conn.shutdown().await;
+        tracing::info!(event = "imap_disconnect", user = session.user.as_deref().unwrap_or(""), "connection closed");
+    }
+    .instrument(span)
+    .await
+}
+
+impl Session {
+    async fn run(&mut self) -> Result<(), End> {
+        let capabilities = command::auth::capabilities(self);
+        self.out.extend_from_slice(format!("* OK [CAPABILITY {capabilities}] Postern IMAP ready\r\n").as_bytes());
+        self.flush().await?;
+        loop {
+            match self.framer.next(&self.input) {
+                Frame::Complete { len } => {
+                    let bytes: Vec<u8> = self.input.drain(..len).collect();
+                    self.handle(&bytes).await?;
+                    self.flush().await?;
+                }
+                Frame::NeedContinuation { .. } => {
+                    self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                    self.flush().await?;
+                }
+                Frame::Incomplete => {
+                    if *self.shutdown.borrow() {
+                        return self.bye("server shutting down").await;
+                    }
+                    self.read_more().await?;
+                }
+                Frame::Reject { tag, kind, discard, close } => {
+                    let discard = discard.min(self.input.len());
+                    self.input.drain(..discard);
+                    let text = match kind {
+                        RejectKind::LineTooLong => Done::bad("command line too long"),
+                        RejectKind::LiteralTooBig => Done::no_code("TOOBIG", "literal larger than the server accepts"),
+                    };
+                    tracing::info!(event = "imap_rejected", kind = ?kind, "command refused before reading it");
+                    text.write(tag.as_deref().unwrap_or("*"), &mut self.out);
+                    if close {
+                        return self.bye("input cannot be resynchronised").await;
+                    }
+                    self.flush().await?;
+                }
+            }
+        }
+    }
+
+    /// Reads more input, ending the session on EOF, timeout or shutdown.
+    async fn read_more(&mut self) -> Result<(), End> {
+        let timeout = if self.user.is_some() { self.ctx.config.autologout } else { self.ctx.config.login_timeout };
+        let mut shutdown = self.shutdown.clone();
+        let mut chunk = [0u8; 16 * 1024];
+        tokio::select! {
+            read = self.conn.read(&mut chunk) => {
+                let n = read?;
+                if n == 0 {
+                    return Err(End::Logout);
+                }
+                self.input.extend_from_slice(&chunk[..n]);
+                Ok(())
+            }
+            _ = shutdown.changed() => self.bye("server shutting down").await,
+            _ = tokio::time::sleep(timeout) => self.bye("autologout: idle for too long").await,
+        }
+    }
+
+    pub(crate) async fn bye(&mut self, text: &str) -> Result<(), End> {
+        self.out.extend_from_slice(format!("* BYE {text}\r\n").as_bytes());
+        self.flush().await?;
+        Err(End::Logout)
+    }
+
+    pub(crate) async fn flush(&mut self) -> Result<(), End> {
+        if !self.out.is_empty() {
+            self.conn.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        self.conn.flush().await?;
+        Ok(())
+    }
+
+    /// Flushes when the output buffer is large (long FETCH responses).
+    pub(crate) async fn maybe_flush(&mut self) -> Result<(), End> {
+        if self.out.len() >= self.ctx.config.output_flush_bytes {
+            self.conn.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, bytes: &[u8]) -> Result<(), End> {
+        let command = match imap_proto::parse::parse_command(bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::info!(event = "imap_bad_command", reason = %e.message);
+                Done::bad(e.message).write(e.tag.as_deref().unwrap_or("*"), &mut self.out);
+                return Ok(());
+            }
+        };
+        let Command { tag, body } = command;
+        let name = command_name(&body);
+        let span = tracing::debug_span!("command", %tag, name);
+        let done = self.dispatch(&tag, body).instrument(span).await?;
+        if done.status != crate::respond::Status::Ok {
+            tracing::info!(event = "imap_command_failed", command = name, status = ?done.status, code = done.code.as_deref().unwrap_or(""), text = %done.text);
+        }
+        done.write(&tag, &mut self.out);
+        Ok(())
+    }
+
+    async fn dispatch(&mut self, tag: &str, body: CommandBody) -> Result<Done, End> {
+        use CommandBody as C;
+        // Commands valid in any state.
+        match body {
+            C::Capability => return Ok(command::auth::capability(self)),
+            C::Noop | C::Check => {
+                self.sync(true).await?;
+                return Ok(Done::ok(format!("{} completed", if matches!(body, C::Noop) { "NOOP" } else { "CHECK" })));
+            }
+            C::Logout => {
+                self.out.extend_from_slice(b"* BYE logging out\r\n");
+                Done::ok("LOGOUT completed").write(tag, &mut self.out);
+                self.flush().await?;
+                return Err(End::Logout);
+            }
+            C::Id { parameters } => return Ok(command::auth::id(self, parameters)),
+            _ => {}
+        }
+        if self.user.is_none() {
+            return match body {
+                C::StartTls => command::auth::starttls(self, tag).await,
+                C::Login { username, password } => command::auth::login(self, &username, password.expose()).await,
+                C::Authenticate { mechanism, initial_response } => {
+                    command::auth::authenticate(self, &mechanism, initial_response.as_ref().map(|s| s.expose().as_str())).await
+                }
+                _ => Ok(Done::bad("command not valid before login")),
+            };
+        }
+        match body {
+            C::StartTls | C::Login { .. } | C::Authenticate { .. } => Ok(Done::bad("already authenticated")),
+            C::Enable { capabilities } => Ok(command::auth::enable(self, &capabilities)),
+            C::Unauthenticate => command::auth::unauthenticate(self).await,
+            C::Select { mailbox, params } => command::select::select(self, &mailbox, false, params).await,
+            C::Examine { mailbox, params } => command::select::select(self, &mailbox, true, params).await,
+            C::Create { mailbox, special_use } => command::mailbox::create(self, &mailbox, special_use).await,
+            C::Delete { mailbox } => command::mailbox::delete(self, &mailbox).await,
+            C::Rename { from, to } => command::mailbox::rename(self, &from, &to).await,
+            C::Subscribe { mailbox } => command::mailbox::subscribe(self, &mailbox, true).await,
+            C::Unsubscribe { mailbox } => command::mailbox::subscribe(self, &mailbox, false).await,
+            C::List { lsub, reference, patterns, select, returns } => {
+                command::list::list(self, lsub, &reference, &patterns, &select, &returns).await
+            }
+            C::Namespace => Ok(command::list::namespace(self)),
+            C::Status { mailbox, items } => command::list::status(self, &mailbox, &items).await,
+            C::Append { mailbox, messages } => command::append::append(self, &mailbox, messages).await,
+            C::Idle => command::idle::idle(self, tag).await,
+            other => {
+                if self.selected.is_none() {
+                    return Ok(Done::bad("no mailbox selected"));
+                }
+                match other {
+                    C::Close => command::select::close(self, true).await,
+                    C::Unselect => command::select::close(self, false).await,
+                    C::Expunge { uids } => command::select::expunge(self, uids).await,
+                    C::Search { uid, charset, returns, criteria } => {
+                        command::search::search(self, tag, uid, charset.as_deref(), returns, &criteria).await
+                    }
+                    C::Fetch { uid, sequence, attrs, modifiers } => {
+                        command::fetch::fetch(self, uid, &sequence, &attrs, &modifiers).await
+                    }
+                    C::Store { uid, sequence, mode, silent, flags, unchanged_since } => {
+                        command::store::store(self, uid, &sequence, mode, silent, &flags, unchanged_since).await
+                    }
+                    C::Copy { uid, sequence, mailbox } => command::copy::copy(self, uid, &sequence, &mailbox, false).await,
+                    C::Move { uid, sequence, mailbox } => command::copy::copy(self, uid, &sequence, &mailbox, true).await,
+                    _ => Ok(Done::bad("command not valid in this state")),
+                }
+            }
+        }
+    }
+
+    /// The reader of the logged-in user. Only called after login.
+    pub(crate) fn reader(&self) -> Result<&store::UserReader, Done> {
+        self.reader.as_ref().ok_or_else(|| Done::bad("not authenticated"))
+    }
+
+    pub(crate) fn user_name(&self) -> String {
+        self.user.clone().unwrap_or_default()
+    }
+
+    /// Decodes a mailbox name as the client sent it: modified UTF-7 unless
+    /// UTF-8 was enabled; `INBOX` in any case is INBOX.
+    pub(crate) fn mailbox_name(&self, raw: &str) -> Result<String, Done> {
+        let decoded = if self.utf8 || self.rev2 || raw.is_ascii() && !raw.contains('&') {
+            raw.to_string()
+        } else {
+            imap_proto::utf7::decode(raw).ok_or_else(|| Done::bad("mailbox name is not valid modified UTF-7"))?
+        };
+        Ok(canonical_inbox(&decoded))
+    }
+
+    /// Encodes a mailbox name for the client.
+    pub(crate) fn write_mailbox(&mut self, name: &str) {
+        let utf8 = self.utf8 || self.rev2;
+        imap_proto::encode::mailbox(&mut self.out, name, utf8);
+    }
+}
+
+/// `inbox`, `Inbox/sub` → `INBOX`, `INBOX/sub`.
+pub(crate) fn canonical_inbox(name: &str) -> String {
+    if name.eq_ignore_ascii_case("INBOX") {
+        return "INBOX".into();
+    }
+    match name.get(..6) {
+        Some(prefix) if prefix.eq_ignore_ascii_case("INBOX/") => format!("INBOX/{}", &name[6..]),
+        _ => name.to_string(),
+    }
+}
+
+fn command_name(body: &CommandBody) -> &'static str {
+    use CommandBody as C;
+    match body {
+        C::Capability => "CAPABILITY",
+        C::Noop => "NOOP",
+        C::Logout => "LOGOUT",
+        C::StartTls => "STARTTLS",
+        C::Authenticate { .. } => "AUTHENTICATE",
+        C::Login { .. } => "LOGIN",
+        C::Enable { .. } => "ENABLE",
+        C::Select { .. } => "SELECT",
+        C::Examine { .. } => "EXAMINE",
+        C::Create { .. } => "CREATE",
+        C::Delete { .. } => "DELETE",
+        C::Rename { .. } => "RENAME",
+        C::Subscribe { .. } => "SUBSCRIBE",
+        C::Unsubscribe { .. } => "UNSUBSCRIBE",
+        C::List { .. } => "LIST",
+        C::Namespace => "NAMESPACE",
+        C::Status { .. } => "STATUS",
+        C::Append { .. } => "APPEND",
+        C::Idle => "IDLE",
+        C::Check => "CHECK",
+        C::Close => "CLOSE",
+        C::Unselect => "UNSELECT",
+        C::Expunge { .. } => "EXPUNGE",
+        C::Search { .. } => "SEARCH",
+        C::Fetch { .. } => "FETCH",
+        C::Store { .. } => "STORE",
+        C::Copy { .. } => "COPY",
+        C::Move { .. } => "MOVE",
+        C::Id { .. } => "ID",
+        C::Unauthenticate => "UNAUTHENTICATE",
+    }
+}

@@ -1,0 +1,280 @@
+//! Administration: users, aliases, mailboxes, local delivery.
+//!
+//! One implementation ([`execute`]) serves two paths: while `serve` runs, the
+//! CLI sends the command over the owner-only unix socket `data_dir/admin.sock`
+//! (one JSON line each way), so effects are immediate; with no server running,
+//! the CLI opens the store itself and calls [`execute`] directly.
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use store::{ErrorKind, Intent, Store, StoreError, canonical_user_name};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Exit codes of `postern deliver`, from sysexits.h, which LDAs use.
+pub const EX_OK: i32 = 0;
+pub const EX_USAGE: i32 = 64;
+pub const EX_DATAERR: i32 = 65;
+pub const EX_NOUSER: i32 = 67;
+pub const EX_SOFTWARE: i32 = 70;
+pub const EX_TEMPFAIL: i32 = 75;
+
+/// Largest admin request on the socket (a `deliver` carries a whole message).
+pub const REQUEST_BYTES_MAX: usize = 96 * 1024 * 1024;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum AdminCommand {
+    UserAdd { name: String, password: String },
+    UserDel { name: String },
+    UserList,
+    UserPasswd { name: String, password: String },
+    AliasAdd { address: String, users: Vec<String> },
+    AliasDel { address: String },
+    AliasList,
+    MailboxList { user: String },
+    /// The message, base64 (JSON strings cannot carry arbitrary bytes).
+    Deliver { user: String, message: String },
+}
+
+/// What a command printed and how it exited.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AdminOutput {
+    pub exit: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl AdminOutput {
+    fn ok(stdout: impl Into<String>) -> Self {
+        AdminOutput { exit: 0, stdout: stdout.into(), stderr: String::new() }
+    }
+    fn fail(exit: i32, stderr: impl Into<String>) -> Self {
+        AdminOutput { exit, stdout: String::new(), stderr: stderr.into() }
+    }
+    fn from_store(error: &StoreError) -> Self {
+        let exit = match error.kind {
+            ErrorKind::NotFound => EX_NOUSER,
+            ErrorKind::Invalid | ErrorKind::AlreadyExists => EX_DATAERR,
+            ErrorKind::Io | ErrorKind::Unavailable | ErrorKind::OverQuota => EX_TEMPFAIL,
+            ErrorKind::Corrupt => EX_SOFTWARE,
+        };
+        AdminOutput::fail(exit, format!("error: {error}\n"))
+    }
+}
+
+fn user_arg(name: &str) -> Result<String, AdminOutput> {
+    canonical_user_name(name).map_err(|e| AdminOutput::fail(EX_DATAERR, format!("error: {e}\n")))
+}
+
+/// Runs one admin command on the store. Blocking (Argon2, store waits):
+/// call from a blocking thread.
+pub fn execute(store: &Store, command: AdminCommand) -> AdminOutput {
+    let submit = |intent: Intent, done: String| match store.submit_one_blocking(intent) {
+        Ok(_) => AdminOutput::ok(done),
+        Err(e) => AdminOutput::from_store(&e),
+    };
+    match command {
+        AdminCommand::UserAdd { name, password } => {
+            let user = match user_arg(&name) {
+                Ok(u) => u,
+                Err(out) => return out,
+            };
+            let hash = match store::password::hash(&password) {
+                Ok(h) => h,
+                Err(e) => return AdminOutput::from_store(&e),
+            };
+            submit(Intent::AddUser { user: user.clone(), password_hash: hash }, format!("user {user} added\n"))
+        }
+        AdminCommand::UserDel { name } => {
+            let user = match user_arg(&name) {
+                Ok(u) => u,
+                Err(out) => return out,
+            };
+            submit(Intent::DeleteUser { user: user.clone() }, format!("user {user} deleted\n"))
+        }
+        AdminCommand::UserPasswd { name, password } => {
+            let user = match user_arg(&name) {
+                Ok(u) => u,
+                Err(out) => return out,
+            };
+            let hash = match store::password::hash(&password) {
+                Ok(h) => h,
+                Err(e) => return AdminOutput::from_store(&e),
+            };
+            submit(Intent::SetPassword { user: user.clone(), password_hash: hash }, format!("password of {user} changed\n"))
+        }
+        AdminCommand::UserList => match store.users() {
+            Ok(users) => AdminOutput::ok(users.iter().map(|u| format!("{u}\n")).collect::<String>()),
+            Err(e) => AdminOutput::from_store(&e),
+        },
+        AdminCommand::AliasAdd { address, users } => {
+            let address = address.trim().to_ascii_lowercase();
+            if address.is_empty() || address.len() > 320 || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return AdminOutput::fail(EX_DATAERR, "error: invalid alias address\n");
+            }
+            let mut canonical = Vec::new();
+            for u in &users {
+                match user_arg(u) {
+                    Ok(u) => canonical.push(u),
+                    Err(out) => return out,
+                }
+            }
+            submit(Intent::SetAlias { address: address.clone(), users: canonical }, format!("alias {address} set\n"))
+        }
+        AdminCommand::AliasDel { address } => {
+            let address = address.trim().to_ascii_lowercase();
+            submit(Intent::RemoveAlias { address: address.clone() }, format!("alias {address} removed\n"))
+        }
+        AdminCommand::AliasList => match store.aliases() {
+            Ok(aliases) => AdminOutput::ok(
+                aliases.iter().map(|(a, users)| format!("{a} -> {}\n", users.join(", "))).collect::<String>(),
+            ),
+            Err(e) => AdminOutput::from_store(&e),
+        },
+        AdminCommand::MailboxList { user } => {
+            let user = match user_arg(&user) {
+                Ok(u) => u,
+                Err(out) => return out,
+            };
+            let listing = store.reader(&user).and_then(|reader| {
+                let mut out = String::new();
+                for mailbox in reader.mailboxes()? {
+                    let counts = reader.counts(&mailbox.id)?;
+                    out.push_str(&format!(
+                        "{}\t{} messages\t{} unseen\t{} bytes{}\n",
+                        mailbox.name,
+                        counts.messages,
+                        counts.unseen,
+                        counts.size,
+                        mailbox.special_use.map(|s| format!("\t{s}")).unwrap_or_default()
+                    ));
+                }
+                Ok(out)
+            });
+            match listing {
+                Ok(out) => AdminOutput::ok(out),
+                Err(e) => AdminOutput::from_store(&e),
+            }
+        }
+        AdminCommand::Deliver { user, message } => {
+            let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(message) else {
+                return AdminOutput::fail(EX_USAGE, "error: message encoding\n");
+            };
+            if raw.is_empty() {
+                return AdminOutput::fail(EX_DATAERR, "error: empty message\n");
+            }
+            let users = match store.resolve_recipient(&user) {
+                Ok(u) => u,
+                Err(e) if e.kind == ErrorKind::NotFound => {
+                    return AdminOutput::fail(EX_NOUSER, format!("error: unknown user {user}\n"));
+                }
+                Err(e) => return AdminOutput::from_store(&e),
+            };
+            let prepared = store.prepare(raw);
+            let intents = users
+                .iter()
+                .map(|u| Intent::Append {
+                    user: u.clone(),
+                    mailbox: "INBOX".into(),
+                    message: prepared.clone(),
+                    flags: Vec::new(),
+                    internal_date: None,
+                })
+                .collect();
+            for result in store.submit_blocking(intents) {
+                if let Err(e) = result {
+                    return AdminOutput::from_store(&e);
+                }
+            }
+            AdminOutput::ok("")
+        }
+    }
+}
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// Serves admin commands on the unix socket until `shutdown`.
+pub async fn serve_socket(store: Store, path: PathBuf, mut shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    // A socket file left by a crashed server would make bind fail.
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let store = store.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle_admin(store, stream).await {
+                        tracing::warn!(event = "admin_error", error = %e);
+                    }
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+async fn handle_admin(store: Store, stream: tokio::net::UnixStream) -> anyhow::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read).take(REQUEST_BYTES_MAX as u64);
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    let output = match serde_json::from_str::<AdminCommand>(&line) {
+        Ok(command) => {
+            let name = command_name(&command);
+            tracing::info!(event = "admin_command", command = name);
+            tokio::task::spawn_blocking(move || execute(&store, command))
+                .await
+                .unwrap_or_else(|_| AdminOutput::fail(EX_SOFTWARE, "error: command failed\n"))
+        }
+        Err(e) => AdminOutput::fail(EX_USAGE, format!("error: bad admin request: {e}\n")),
+    };
+    let mut reply = serde_json::to_vec(&output)?;
+    reply.push(b'\n');
+    write.write_all(&reply).await?;
+    Ok(())
+}
+
+fn command_name(command: &AdminCommand) -> &'static str {
+    match command {
+        AdminCommand::UserAdd { .. } => "user add",
+        AdminCommand::UserDel { .. } => "user del",
+        AdminCommand::UserList => "user list",
+        AdminCommand::UserPasswd { .. } => "user passwd",
+        AdminCommand::AliasAdd { .. } => "alias add",
+        AdminCommand::AliasDel { .. } => "alias del",
+        AdminCommand::AliasList => "alias list",
+        AdminCommand::MailboxList { .. } => "mailbox list",
+        AdminCommand::Deliver { .. } => "deliver",
+    }
+}
+
+use tokio::io::AsyncReadExt as _;
+
+/// Sends a command to a running server. `Ok(None)`: no server is listening.
+pub fn send(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Option<AdminOutput>> {
+    use std::io::{BufRead, Write};
+    let path = socket_path(data_dir);
+    let stream = match std::os::unix::net::UnixStream::connect(&path) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(anyhow::anyhow!("cannot reach the server at {}: {e}", path.display())),
+    };
+    let mut request = serde_json::to_vec(command)?;
+    request.push(b'\n');
+    (&stream).write_all(&request)?;
+    let mut line = String::new();
+    std::io::BufReader::new(&stream).read_line(&mut line)?;
+    let output: AdminOutput = serde_json::from_str(&line)
+        .map_err(|e| anyhow::anyhow!("bad answer from the server: {e}"))?;
+    Ok(Some(output))
+}

@@ -1,0 +1,349 @@
+//! The configuration file (TOML) and its defaults.
+//!
+//! Every key is documented in [`DEFAULT_CONFIG`], which `postern config default`
+//! prints; a test checks that it parses to exactly [`Config::default`].
+//! Unknown keys are errors (a typo must not silently fall back to a default).
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub hostname: String,
+    pub log_level: String,
+    pub postmaster: Option<String>,
+    pub imap: Option<ImapSection>,
+    pub imaps: Option<ImapsSection>,
+    pub lmtp: Option<LmtpSection>,
+    pub tls: TlsSection,
+    pub auth: AuthSection,
+    pub store: StoreSection,
+}
+
+/// One address or a list of them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Listen {
+    One(SocketAddr),
+    Many(Vec<SocketAddr>),
+}
+
+impl Listen {
+    pub fn addresses(&self) -> Vec<SocketAddr> {
+        match self {
+            Listen::One(a) => vec![*a],
+            Listen::Many(list) => list.clone(),
+        }
+    }
+}
+
+fn addr(s: &str) -> Listen {
+    Listen::One(s.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))))
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImapSection {
+    pub listen: Listen,
+    pub max_literal: u64,
+    pub max_line: usize,
+    pub autologout_secs: u64,
+    pub max_connections: usize,
+}
+
+impl Default for ImapSection {
+    fn default() -> Self {
+        ImapSection {
+            listen: addr("127.0.0.1:1143"),
+            max_literal: 64 * 1024 * 1024,
+            max_line: 64 * 1024,
+            autologout_secs: 30 * 60,
+            max_connections: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImapsSection {
+    pub listen: Listen,
+}
+
+impl Default for ImapsSection {
+    fn default() -> Self {
+        ImapsSection { listen: addr("127.0.0.1:1993") }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LmtpSection {
+    pub listen: Listen,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for LmtpSection {
+    fn default() -> Self {
+        LmtpSection {
+            listen: addr("127.0.0.1:2424"),
+            max_message_size: 64 * 1024 * 1024,
+            max_recipients: 1000,
+            max_connections: 1000,
+            idle_timeout_secs: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSection {
+    pub certificates: Vec<Certificate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Certificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlaintextAuth {
+    Never,
+    Loopback,
+    Always,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    pub plaintext: PlaintextAuth,
+    pub failure_delay_ms: u64,
+    pub failures_free: u32,
+    pub failure_window_secs: u64,
+    pub delay_max_ms: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            plaintext: PlaintextAuth::Loopback,
+            failure_delay_ms: 500,
+            failures_free: 5,
+            failure_window_secs: 600,
+            delay_max_ms: 15_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    pub journal_segment_bytes: u64,
+    pub pack_bytes: u64,
+    pub batch_max: usize,
+    pub queue_max: usize,
+    pub open_indexes_max: usize,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        StoreSection {
+            journal_segment_bytes: 64 * 1024 * 1024,
+            pack_bytes: 256 * 1024 * 1024,
+            batch_max: 4096,
+            queue_max: 16_384,
+            open_indexes_max: 2048,
+        }
+    }
+}
+
+impl Default for Config {
+    /// Without a config file every listener runs on its default address.
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("postern-data"),
+            hostname: "localhost".into(),
+            log_level: "info".into(),
+            postmaster: None,
+            imap: Some(ImapSection::default()),
+            imaps: Some(ImapsSection::default()),
+            lmtp: Some(LmtpSection::default()),
+            tls: TlsSection::default(),
+            auth: AuthSection::default(),
+            store: StoreSection::default(),
+        }
+    }
+}
+
+/// What `postern config default` prints: every key, its default, what it does.
+pub const DEFAULT_CONFIG: &str = r#"# Postern configuration. Every key is shown with its default value.
+# With a config file, only the listeners whose section is present run.
+
+# Where mail, indexes, the journal, the admin socket and generated
+# certificates live. Relative paths are relative to the working directory.
+data_dir = "postern-data"
+# Name used in greetings and trace headers.
+hostname = "localhost"
+# error, warn, info, debug or trace; RUST_LOG overrides it.
+log_level = "info"
+# User that postmaster@<any domain> reaches (optional).
+# postmaster = "alice"
+
+[imap]
+# IMAP with STARTTLS. One "ip:port" or a list of them.
+listen = "127.0.0.1:1143"
+# Largest literal (and so message) a client may send, in bytes.
+max_literal = 67108864
+# Longest command, literals excluded, in bytes.
+max_line = 65536
+# Seconds an authenticated session may stay silent.
+autologout_secs = 1800
+# Concurrent connections on this listener.
+max_connections = 10000
+
+[imaps]
+# IMAP over implicit TLS.
+listen = "127.0.0.1:1993"
+
+[lmtp]
+listen = "127.0.0.1:2424"
+# Largest message accepted, in bytes.
+max_message_size = 67108864
+# Recipients per transaction.
+max_recipients = 1000
+max_connections = 1000
+idle_timeout_secs = 300
+
+[tls]
+# Certificate chains and keys (PEM). With several, the one matching the
+# client's SNI name is used, else the first. With none, serve writes a
+# self-signed certificate into data_dir/tls/. SIGHUP reloads them.
+certificates = []
+# certificates = [{ cert = "/etc/postern/mail.pem", key = "/etc/postern/mail.key" }]
+
+[auth]
+# When passwords may be sent without TLS: "never", "loopback" or "always".
+plaintext = "loopback"
+# Delay before answering a failed login, in milliseconds.
+failure_delay_ms = 500
+# Failures (per client address or per user) within the window before
+# further attempts are slowed down, doubling up to delay_max_ms.
+failures_free = 5
+failure_window_secs = 600
+delay_max_ms = 15000
+
+[store]
+# Journal segment size before a new segment starts, in bytes.
+journal_segment_bytes = 67108864
+# Blob pack file size before a new pack starts, in bytes.
+pack_bytes = 268435456
+# Most changes committed together with one fsync.
+batch_max = 4096
+# Changes waiting for the writer before callers wait.
+queue_max = 16384
+# Per-user index files kept open by the writer.
+open_indexes_max = 2048
+"#;
+
+/// Reads a config file. Errors name the file, the line and the key.
+pub fn load(path: &Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read config file: {e}", path.display()))?;
+    parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Parses config text; an empty file means "no listeners".
+pub fn parse(text: &str) -> Result<Config, String> {
+    #[derive(Deserialize)]
+    struct Presence {
+        imap: Option<toml::Value>,
+        imaps: Option<toml::Value>,
+        lmtp: Option<toml::Value>,
+    }
+    let mut config: Config = toml::from_str(text).map_err(|e| describe(text, &e))?;
+    let presence: Presence = toml::from_str(text).map_err(|e| describe(text, &e))?;
+    // `default` filled the listener sections in; a file runs only the ones it names.
+    if presence.imap.is_none() {
+        config.imap = None;
+    }
+    if presence.imaps.is_none() {
+        config.imaps = None;
+    }
+    if presence.lmtp.is_none() {
+        config.lmtp = None;
+    }
+    validate(&config)?;
+    Ok(config)
+}
+
+fn describe(text: &str, error: &toml::de::Error) -> String {
+    let line = error
+        .span()
+        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
+    let message = error.message();
+    match line {
+        Some(line) => format!("line {line}: {message}"),
+        None => message.to_string(),
+    }
+}
+
+fn validate(config: &Config) -> Result<(), String> {
+    if let Some(imap) = &config.imap {
+        if imap.max_literal == 0 || imap.max_line < 1024 {
+            return Err("[imap] max_literal must be positive and max_line at least 1024".into());
+        }
+    }
+    if config.hostname.is_empty() || config.hostname.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("hostname must be a non-empty name without spaces".into());
+    }
+    if let Some(lmtp) = &config.lmtp {
+        if lmtp.max_message_size == 0 || lmtp.max_recipients == 0 {
+            return Err("[lmtp] max_message_size and max_recipients must be positive".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_defaults_are_the_defaults() {
+        let parsed = parse(DEFAULT_CONFIG).expect("default config parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let error = parse("data_dir = \"x\"\n[imap]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
+        assert!(error.contains("line 4"), "{error}");
+        assert!(error.contains("listen_port"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_is_an_error() {
+        let error = parse("[lmtp]\nmax_message_size = \"big\"\n").unwrap_err();
+        assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[test]
+    fn only_present_listeners_run() {
+        let config = parse("[lmtp]\n").expect("parses");
+        assert!(config.imap.is_none() && config.imaps.is_none() && config.lmtp.is_some());
+    }
+
+    #[test]
+    fn listen_accepts_a_list() {
+        let config = parse("[imap]\nlisten = [\"127.0.0.1:1\", \"[::1]:2\"]\n").expect("parses");
+        assert_eq!(config.imap.map(|i| i.listen.addresses().len()), Some(2));
+    }
+}

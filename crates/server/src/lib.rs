@@ -1,0 +1,265 @@
+//! Wiring: listeners, TLS, the admin socket and shutdown, around the IMAP and
+//! LMTP sessions and the store. No protocol logic and no storage logic here.
+//!
+//! [`run`] takes the config and a shutdown signal as arguments, so tests bind
+//! port 0 and stop the server cleanly; it reports the bound addresses through
+//! a callback before it starts accepting.
+
+pub mod admin;
+pub mod config;
+pub mod lmtp_target;
+pub mod tls;
+
+use anyhow::{Context, anyhow};
+use config::Config;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Store, StoreConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+
+/// How long shutdown waits for sessions to finish what they are doing.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// The kinds of listener, as named in the config and in the "listening" lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Imap,
+    Imaps,
+    Lmtp,
+}
+
+impl Service {
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Imap => "imap",
+            Service::Imaps => "imaps",
+            Service::Lmtp => "lmtp",
+        }
+    }
+}
+
+pub fn store_config(config: &Config) -> StoreConfig {
+    let mut store = StoreConfig::new(config.data_dir.clone());
+    store.journal_segment_bytes_max = config.store.journal_segment_bytes;
+    store.pack_bytes_max = config.store.pack_bytes;
+    store.batch_intents_max = config.store.batch_max.max(1);
+    store.queue_requests_max = config.store.queue_max.max(1);
+    store.user_connections_max = config.store.open_indexes_max.max(16);
+    store.postmaster = config.postmaster.clone();
+    store
+}
+
+/// Creates the data directory owner-only (it holds mail and credentials).
+pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = &config.data_dir;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data_dir {}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    prepare_data_dir(config)?;
+    Store::open(store_config(config)).map_err(|e| anyhow!("cannot open the store in {}: {e}", config.data_dir.display()))
+}
+
+struct Listener {
+    service: Service,
+    socket: TcpListener,
+    limit: Arc<Semaphore>,
+    max: usize,
+}
+
+/// Runs the server until `shutdown` becomes true. `ready` gets every bound
+/// address before the first connection is accepted.
+pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>, ready: impl FnOnce(&[(Service, SocketAddr)])) -> anyhow::Result<()> {
+    let store = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || open_store(&config)).await??
+    };
+    let certificates = {
+        let sources = if config.tls.certificates.is_empty() {
+            vec![tls::ensure_self_signed(&config.data_dir.join("tls"), &config.hostname)?]
+        } else {
+            config.tls.certificates.clone()
+        };
+        Arc::new(tls::CertificateStore::load(sources)?)
+    };
+    let acceptor = tls::acceptor(certificates.clone())?;
+
+    let mut listeners = Vec::new();
+    let sections: [(Service, Option<(config::Listen, usize)>); 3] = [
+        (Service::Imap, config.imap.as_ref().map(|s| (s.listen.clone(), s.max_connections))),
+        (Service::Imaps, config.imaps.as_ref().map(|s| (s.listen.clone(), config.imap.as_ref().map_or(10_000, |i| i.max_connections)))),
+        (Service::Lmtp, config.lmtp.as_ref().map(|s| (s.listen.clone(), s.max_connections))),
+    ];
+    for (service, section) in sections {
+        let Some((listen, max)) = section else { continue };
+        for address in listen.addresses() {
+            let socket = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot bind [{}] listen = \"{address}\"", service.name()))?;
+            listeners.push(Listener { service, socket, limit: Arc::new(Semaphore::new(max.max(1))), max: max.max(1) });
+        }
+    }
+    let bound: Vec<(Service, SocketAddr)> = listeners
+        .iter()
+        .filter_map(|l| l.socket.local_addr().ok().map(|a| (l.service, a)))
+        .collect();
+
+    let imap_section = config.imap.clone().unwrap_or_default();
+    let imap_context = Arc::new(imap::ImapContext {
+        config: imap::ImapConfig {
+            hostname: config.hostname.clone(),
+            limits: imap_proto::framer::Limits {
+                line_bytes_max: imap_section.max_line,
+                literal_bytes_max: imap_section.max_literal,
+            },
+            autologout: Duration::from_secs(imap_section.autologout_secs.max(60)),
+            plaintext_auth: match config.auth.plaintext {
+                config::PlaintextAuth::Never => imap::PlaintextAuth::Never,
+                config::PlaintextAuth::Loopback => imap::PlaintextAuth::Loopback,
+                config::PlaintextAuth::Always => imap::PlaintextAuth::Always,
+            },
+            ..imap::ImapConfig::default()
+        },
+        store: store.clone(),
+        tls: Some(acceptor.clone()),
+        throttle: Arc::new(imap::LoginThrottle::new(imap::ThrottleConfig {
+            failure_delay: Duration::from_millis(config.auth.failure_delay_ms),
+            failures_free: config.auth.failures_free,
+            window: Duration::from_secs(config.auth.failure_window_secs),
+            delay_max: Duration::from_millis(config.auth.delay_max_ms),
+            ..imap::ThrottleConfig::default()
+        })),
+    });
+    let lmtp_section = config.lmtp.clone().unwrap_or_default();
+    let lmtp_config = Arc::new(delivery::LmtpConfig {
+        hostname: config.hostname.clone(),
+        message_bytes_max: lmtp_section.max_message_size,
+        recipients_max: lmtp_section.max_recipients,
+        idle_timeout: Duration::from_secs(lmtp_section.idle_timeout_secs.max(1)),
+        ..delivery::LmtpConfig::default()
+    });
+    let target = Arc::new(lmtp_target::StoreTarget { store: store.clone() });
+
+    let admin_task = tokio::spawn(admin::serve_socket(store.clone(), admin::socket_path(&config.data_dir), shutdown.clone()));
+    let reload_task = tokio::spawn(reload_on_sighup(certificates, shutdown.clone()));
+
+    ready(&bound);
+    tracing::info!(event = "server_ready", listeners = bound.len(), data_dir = %config.data_dir.display());
+
+    let mut limits = Vec::new();
+    let mut accept_tasks = Vec::new();
+    for listener in listeners {
+        limits.push((listener.limit.clone(), listener.max));
+        let shutdown = shutdown.clone();
+        let imap_context = imap_context.clone();
+        let lmtp_config = lmtp_config.clone();
+        let target = target.clone();
+        let acceptor = acceptor.clone();
+        accept_tasks.push(tokio::spawn(async move {
+            accept_loop(listener, shutdown, move |service, stream, peer, shutdown| {
+                let imap_context = imap_context.clone();
+                let lmtp_config = lmtp_config.clone();
+                let target = target.clone();
+                let acceptor = acceptor.clone();
+                async move {
+                    let _ = stream.set_nodelay(true);
+                    match service {
+                        Service::Imap => imap::serve(imap::Conn::Plain(stream), peer, imap_context, shutdown).await,
+                        Service::Imaps => match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
+                            Ok(Ok(tls)) => imap::serve(imap::Conn::Tls(Box::new(tls)), peer, imap_context, shutdown).await,
+                            Ok(Err(e)) => tracing::info!(event = "tls_handshake_failed", %peer, error = %e),
+                            Err(_) => tracing::info!(event = "tls_handshake_timeout", %peer),
+                        },
+                        Service::Lmtp => {
+                            if let Err(e) = delivery::serve(stream, peer, lmtp_config, target, shutdown).await {
+                                tracing::info!(event = "lmtp_io_error", %peer, error = %e);
+                            }
+                        }
+                    }
+                }
+            })
+            .await
+        }));
+    }
+
+    while !*shutdown.borrow() {
+        if shutdown.changed().await.is_err() {
+            break;
+        }
+    }
+    tracing::info!(event = "shutdown_started", "no longer accepting; finishing sessions");
+    for task in accept_tasks {
+        let _ = task.await;
+    }
+    // Every session holds a permit: getting them all back means all have ended.
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        for (limit, max) in &limits {
+            let _ = limit.acquire_many(*max as u32).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(event = "shutdown_grace_expired", "some sessions did not finish in time");
+    }
+    let _ = admin_task.await;
+    reload_task.abort();
+    tokio::task::spawn_blocking(move || store.shutdown()).await?;
+    tracing::info!(event = "shutdown_complete");
+    Ok(())
+}
+
+async fn accept_loop<F, Fut>(listener: Listener, mut shutdown: watch::Receiver<bool>, handle: F)
+where
+    F: Fn(Service, TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        let permit = tokio::select! {
+            permit = listener.limit.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.socket.accept() => accepted,
+            _ = shutdown.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let session = handle(listener.service, stream, peer, shutdown.clone());
+                tokio::spawn(async move {
+                    session.await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                // Usually EMFILE: back off briefly instead of spinning.
+                tracing::warn!(event = "accept_failed", service = listener.service.name(), error = %e);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn reload_on_sighup(certificates: Arc<tls::CertificateStore>, mut shutdown: watch::Receiver<bool>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => match certificates.reload() {
+                Ok(n) => tracing::info!(event = "tls_reloaded", certificates = n),
+                Err(e) => tracing::error!(event = "tls_reload_failed", error = %e, "keeping the previous certificates"),
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
+}

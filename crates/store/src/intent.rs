@@ -1,0 +1,72 @@
+//! What callers ask the writer to do, and what it answers.
+
+use crate::types::{BlobHash, FlagMode};
+use std::sync::Arc;
+
+/// A message parsed and hashed before it reaches the writer thread, so the
+/// expensive work runs in parallel on the callers' threads.
+#[derive(Debug)]
+pub struct Prepared {
+    pub raw: Vec<u8>,
+    pub hash: BlobHash,
+    pub summary: mime::Summary,
+}
+
+/// A change to make. One request carries one or more intents, answered in order.
+#[derive(Debug, Clone)]
+pub enum Intent {
+    AddUser { user: String, password_hash: String },
+    DeleteUser { user: String },
+    SetPassword { user: String, password_hash: String },
+    SetAlias { address: String, users: Vec<String> },
+    RemoveAlias { address: String },
+    CreateMailbox { user: String, name: String, special_use: Option<String> },
+    DeleteMailbox { user: String, name: String },
+    RenameMailbox { user: String, from: String, to: String },
+    Subscribe { user: String, name: String, subscribed: bool },
+    Append {
+        user: String,
+        /// Mailbox name (`INBOX` for delivery).
+        mailbox: String,
+        message: Arc<Prepared>,
+        flags: Vec<String>,
+        /// Seconds since the epoch and zone in minutes; `None`: now, UTC.
+        internal_date: Option<(i64, i16)>,
+    },
+    StoreFlags {
+        user: String,
+        mailbox: String,
+        uids: Vec<u32>,
+        mode: FlagMode,
+        flags: Vec<String>,
+        unchanged_since: Option<u64>,
+    },
+    /// Expunge `\Deleted` messages (only those in `uids`, when given).
+    Expunge { user: String, mailbox: String, uids: Option<Vec<u32>> },
+    /// COPY, or MOVE when `remove_source` is set.
+    Copy {
+        user: String,
+        from: String,
+        uids: Vec<u32>,
+        to: String,
+        remove_source: bool,
+    },
+}
+
+/// The answer to one intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    MailboxCreated { id: String },
+    Appended { mailbox: String, uid_validity: u32, uid: u32 },
+    Flags {
+        /// New MODSEQ of the changed messages (None when nothing changed).
+        modseq: Option<u64>,
+        /// Every message of the request that exists, with its flags and MODSEQ after the change.
+        messages: Vec<(u32, Vec<String>, u64)>,
+        /// UIDs not changed because of UNCHANGEDSINCE.
+        modified: Vec<u32>,
+    },
+    Expunged { uids: Vec<u32>, modseq: Option<u64> },
+    Copied { uid_validity: u32, pairs: Vec<(u32, u32)>, expunged: Vec<u32> },
+}

@@ -1,0 +1,267 @@
+//! The journal: segmented, append-only, checksummed files holding [`Entry`]s.
+//!
+//! Frame: `u32 length (LE) | u32 CRC-32 of payload (LE) | payload (JSON Entry)`.
+//! Segment files are `journal/<first LSN, 20 digits>.log`, each starting with the
+//! 8-byte magic [`SEGMENT_MAGIC`]. Only the writer thread appends; `sync` is the
+//! commit point of every change in the store.
+//!
+//! A frame that is cut short or fails its checksum at the very end of the last
+//! segment is a torn write of a batch that was never acknowledged: recovery cuts
+//! it off. Damage anywhere else is reported with its position, never skipped.
+
+use crate::error::{ErrorKind, Result, StoreError};
+use crate::record::{Entry, Lsn};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+pub const SEGMENT_MAGIC: &[u8; 8] = b"PJNL\x00\x00\x00\x01";
+/// A frame larger than this is damage, not data (records are small; blobs live in packs).
+pub const FRAME_BYTES_MAX: u32 = 64 * 1024 * 1024;
+
+/// fsync a directory, so that a file created or renamed in it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(&format!("fsync {}", dir.display()), e))
+}
+
+fn segment_path(dir: &Path, first_lsn: Lsn) -> PathBuf {
+    dir.join(format!("{first_lsn:020}.log"))
+}
+
+/// First LSNs of the segments in `dir`, ascending.
+pub fn list_segments(dir: &Path) -> Result<Vec<Lsn>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| StoreError::io("read journal dir", e))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(stem) = name.strip_suffix(".log") {
+            if let Ok(lsn) = stem.parse::<Lsn>() {
+                out.push(lsn);
+            }
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+pub fn encode_frame(entry: &Entry, out: &mut Vec<u8>) -> Result<()> {
+    let payload = serde_json::to_vec(entry)
+        .map_err(|e| StoreError::new(ErrorKind::Invalid, format!("encode record: {e}")))?;
+    let length = u32::try_from(payload.len())
+        .ok()
+        .filter(|l| *l <= FRAME_BYTES_MAX)
+        .ok_or_else(|| StoreError::invalid("record too large"))?;
+    out.extend_from_slice(&length.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(())
+}
+
+/// The result of reading one segment.
+pub struct SegmentScan {
+    pub entries: Vec<Entry>,
+    /// Byte offset just past the last good frame.
+    pub good_bytes: u64,
+    /// Set when bytes after `good_bytes` did not form a valid frame.
+    pub damage: Option<String>,
+}
+
+/// Reads every good frame of a segment, stopping at the first bad one.
+pub fn scan_segment(path: &Path) -> Result<SegmentScan> {
+    let data = fs::read(path).map_err(|e| StoreError::io(&format!("read {}", path.display()), e))?;
+    if data.len() < SEGMENT_MAGIC.len() || &data[..SEGMENT_MAGIC.len()] != SEGMENT_MAGIC {
+        return Ok(SegmentScan {
+            entries: Vec::new(),
+            good_bytes: 0,
+            damage: Some(format!("{}: bad segment header", path.display())),
+        });
+    }
+    let mut position = SEGMENT_MAGIC.len();
+    let mut entries = Vec::new();
+    let mut damage = None;
+    while position < data.len() {
+        let Some(header) = data.get(position..position + 8) else {
+            damage = Some(format!("{}: truncated frame header at byte {position}", path.display()));
+            break;
+        };
+        let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let start = position + 8;
+        let Some(payload) = (length <= FRAME_BYTES_MAX)
+            .then(|| data.get(start..start + length as usize))
+            .flatten()
+        else {
+            damage = Some(format!("{}: truncated frame at byte {position}", path.display()));
+            break;
+        };
+        if crc32fast::hash(payload) != crc {
+            damage = Some(format!("{}: checksum mismatch at byte {position}", path.display()));
+            break;
+        }
+        match serde_json::from_slice::<Entry>(payload) {
+            Ok(entry) => entries.push(entry),
+            Err(e) => {
+                damage = Some(format!("{}: undecodable record at byte {position}: {e}", path.display()));
+                break;
+            }
+        }
+        position = start + length as usize;
+    }
+    Ok(SegmentScan {
+        entries,
+        good_bytes: position as u64,
+        damage,
+    })
+}
+
+/// The append side of the journal, owned by the writer thread.
+pub struct JournalWriter {
+    dir: PathBuf,
+    file: File,
+    /// Bytes in the current segment (the offset the next frame goes to).
+    segment_bytes: u64,
+    segment_bytes_max: u64,
+    /// LSN the next appended entry gets.
+    next_lsn: Lsn,
+    /// A new segment file was created since the last sync: the directory needs an fsync too.
+    dir_dirty: bool,
+}
+
+impl JournalWriter {
+    /// Opens the journal for appending after recovery found `next_lsn` and the
+    /// good length of the last segment (which it has already truncated to).
+    pub fn open(dir: &Path, next_lsn: Lsn, segment_bytes_max: u64) -> Result<Self> {
+        let segments = list_segments(dir)?;
+        let (file, segment_bytes, dir_dirty) = match segments.last() {
+            Some(&first) => {
+                let path = segment_path(dir, first);
+                let mut file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(&path)
+                    .map_err(|e| StoreError::io(&format!("open {}", path.display()), e))?;
+                let end = file.seek(SeekFrom::End(0))?;
+                (file, end, false)
+            }
+            None => {
+                let file = Self::create_segment(dir, next_lsn)?;
+                (file, SEGMENT_MAGIC.len() as u64, true)
+            }
+        };
+        Ok(JournalWriter {
+            dir: dir.to_path_buf(),
+            file,
+            segment_bytes,
+            segment_bytes_max,
+            next_lsn,
+            dir_dirty,
+        })
+    }
+
+    fn create_segment(dir: &Path, first_lsn: Lsn) -> Result<File> {
+        let path = segment_path(dir, first_lsn);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&format!("create {}", path.display()), e))?;
+        file.write_all(SEGMENT_MAGIC)?;
+        Ok(file)
+    }
+
+    pub fn next_lsn(&self) -> Lsn {
+        self.next_lsn
+    }
+
+    /// Appends a batch of already-encoded frames holding entries
+    /// `first_lsn..first_lsn+count`. Not durable until [`sync`](Self::sync).
+    /// On error the segment is cut back to where the batch began.
+    pub fn append(&mut self, frames: &[u8], count: u64) -> Result<()> {
+        if self.segment_bytes >= self.segment_bytes_max {
+            self.file.sync_data()?;
+            self.file = Self::create_segment(&self.dir, self.next_lsn)?;
+            self.segment_bytes = SEGMENT_MAGIC.len() as u64;
+            self.dir_dirty = true;
+        }
+        if let Err(e) = self.file.write_all(frames) {
+            // Best effort: leave no partial batch behind for the next one to follow.
+            let _ = self.file.set_len(self.segment_bytes);
+            let _ = self.file.seek(SeekFrom::Start(self.segment_bytes));
+            return Err(StoreError::io("journal write", e));
+        }
+        self.segment_bytes += frames.len() as u64;
+        self.next_lsn += count;
+        Ok(())
+    }
+
+    /// Makes everything appended so far durable. This is the commit point.
+    pub fn sync(&mut self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| StoreError::io("journal fsync", e))?;
+        if self.dir_dirty {
+            sync_dir(&self.dir)?;
+            self.dir_dirty = false;
+        }
+        Ok(())
+    }
+}
+
+/// Reads the whole journal in order, for recovery and rebuilds. Cuts a torn tail
+/// off the last segment (logging it); damage elsewhere is an error.
+pub fn read_all(dir: &Path, from_lsn: Lsn, mut visit: impl FnMut(Entry) -> Result<()>) -> Result<Lsn> {
+    let segments = list_segments(dir)?;
+    let mut next_lsn: Lsn = 1;
+    for (i, &first) in segments.iter().enumerate() {
+        let is_last = i + 1 == segments.len();
+        // Skip segments that end before `from_lsn` (the next one starts at or before it).
+        if let Some(&next_first) = segments.get(i + 1) {
+            if next_first <= from_lsn {
+                next_lsn = next_first;
+                continue;
+            }
+        }
+        let path = segment_path(dir, first);
+        let scan = scan_segment(&path)?;
+        if let Some(damage) = scan.damage {
+            if is_last {
+                tracing::warn!(event = "journal_torn_tail", %damage, cut_at = scan.good_bytes, "cutting unacknowledged torn tail off the journal");
+                let file = OpenOptions::new().write(true).open(&path)?;
+                let keep = scan.good_bytes.max(SEGMENT_MAGIC.len() as u64);
+                if scan.good_bytes == 0 {
+                    // The header itself was torn: rewrite it.
+                    file.set_len(0)?;
+                    let mut f = file;
+                    f.write_all(SEGMENT_MAGIC)?;
+                    f.sync_all()?;
+                } else {
+                    file.set_len(keep)?;
+                    file.sync_all()?;
+                }
+            } else {
+                return Err(StoreError::corrupt(format!("journal damaged: {damage}")));
+            }
+        }
+        for entry in scan.entries {
+            if entry.lsn != next_lsn && !(next_lsn == 1 && entry.lsn == first) {
+                return Err(StoreError::corrupt(format!(
+                    "journal out of order in {}: expected LSN {next_lsn}, found {}",
+                    path.display(),
+                    entry.lsn
+                )));
+            }
+            next_lsn = entry.lsn + 1;
+            if entry.lsn >= from_lsn {
+                visit(entry)?;
+            }
+        }
+        if next_lsn < first {
+            next_lsn = first;
+        }
+    }
+    Ok(next_lsn)
+}

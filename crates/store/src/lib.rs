@@ -1,0 +1,35 @@
+//! The mail store: blobs, the change journal, per-user indexes. No networking.
+//!
+//! What is authoritative and what is derived is the central design choice:
+//! - **Authoritative:** the journal ([`journal`], records in [`record`]) and the
+//!   blobs in pack files ([`blobs`]). Nothing is acknowledged before both are fsync'd.
+//! - **Derived:** the per-user indexes ([`index`], SQLite, with the parsed-message
+//!   cache) and the server index ([`directory`]: users, aliases, blob locations).
+//!   Losing or damaging them never loses mail: they are replayed from the journal.
+//!
+//! One writer thread ([`writer`]) commits all changes in batches with one fsync
+//! per batch (group commit). Readers use their own SQLite connections ([`Store::reader`]).
+//! Above this crate, nothing knows about SQLite or files: protocol code uses
+//! [`Store`], [`UserReader`], [`Intent`] and [`Outcome`].
+
+pub mod blobs;
+pub mod directory;
+pub mod error;
+pub mod index;
+pub mod intent;
+pub mod journal;
+pub mod notify;
+pub mod password;
+pub mod paths;
+pub mod record;
+mod recovery;
+mod store;
+pub mod types;
+pub mod writer;
+
+pub use error::{ErrorKind, Result, StoreError};
+pub use index::{Changes, MailboxCounts, MailboxInfo, MessageMeta};
+pub use intent::{Intent, Outcome, Prepared};
+pub use store::{Store, StoreConfig, UserReader};
+pub use types::{BlobHash, FlagMode, canonical_user_name};
+pub use writer::{DEFAULT_MAILBOXES, SEPARATOR, validate_mailbox_name};

@@ -1,0 +1,132 @@
+//! The authoritative change record: one entry per change, in commit order.
+//!
+//! Everything else the store keeps (user indexes, the directory, the blob index)
+//! is derived from these records and the blobs, and can be rebuilt from them.
+//! The same records are what IMAP change notifications, CONDSTORE/QRESYNC,
+//! replication and cluster moves read: one source of truth for "what changed".
+
+use crate::types::{BlobHash, FlagMode, MailboxId};
+use serde::{Deserialize, Serialize};
+
+/// A log sequence number: the position of a record in the journal, from 1.
+pub type Lsn = u64;
+
+/// One journal entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub lsn: Lsn,
+    /// Commit time, seconds since the Unix epoch.
+    pub time: i64,
+    pub record: Record,
+}
+
+/// A change. Mail records name the user they belong to so that one user's
+/// records can be replayed, shipped or moved alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Record {
+    UserAdded {
+        user: String,
+        password_hash: String,
+    },
+    PasswordChanged {
+        user: String,
+        password_hash: String,
+    },
+    /// Every mailbox of the user was deleted (and its messages expunged) by
+    /// earlier records of the same commit.
+    UserDeleted {
+        user: String,
+    },
+    AliasSet {
+        address: String,
+        users: Vec<String>,
+    },
+    AliasRemoved {
+        address: String,
+    },
+    MailboxCreated {
+        user: String,
+        mailbox: MailboxId,
+        name: String,
+        uid_validity: u32,
+        special_use: Option<String>,
+    },
+    MailboxRenamed {
+        user: String,
+        mailbox: MailboxId,
+        name: String,
+    },
+    /// The mailbox's messages were expunged by an earlier record of the same commit.
+    MailboxDeleted {
+        user: String,
+        mailbox: MailboxId,
+    },
+    Subscribed {
+        user: String,
+        name: String,
+        subscribed: bool,
+    },
+    /// A blob was written to a pack file. Physical, local to this server: it tells
+    /// recovery where the bytes are without scanning packs.
+    BlobStored {
+        hash: BlobHash,
+        pack: u32,
+        offset: u64,
+        length: u64,
+    },
+    MessageAdded {
+        user: String,
+        mailbox: MailboxId,
+        uid_validity: u32,
+        uid: u32,
+        modseq: u64,
+        /// Seconds since the Unix epoch, and the zone the client gave (minutes east of UTC).
+        internal_date: i64,
+        internal_zone: i16,
+        save_date: i64,
+        blob: BlobHash,
+        size: u64,
+        flags: Vec<String>,
+        email_id: String,
+        thread_id: String,
+    },
+    FlagsChanged {
+        user: String,
+        mailbox: MailboxId,
+        modseq: u64,
+        /// UID and the complete new flag set of each changed message.
+        messages: Vec<(u32, Vec<String>)>,
+        /// How the change was asked for; informational (the sets above are authoritative).
+        mode: FlagMode,
+    },
+    /// Tombstones: the UIDs leave the mailbox; `blob` lets the blob index drop a
+    /// reference without reading the user's index.
+    Expunged {
+        user: String,
+        mailbox: MailboxId,
+        modseq: u64,
+        messages: Vec<(u32, BlobHash)>,
+    },
+}
+
+impl Record {
+    /// The user whose index this record changes, if any.
+    pub fn user(&self) -> Option<&str> {
+        match self {
+            Record::UserAdded { .. }
+            | Record::PasswordChanged { .. }
+            | Record::AliasSet { .. }
+            | Record::AliasRemoved { .. }
+            | Record::BlobStored { .. } => None,
+            Record::UserDeleted { user }
+            | Record::MailboxCreated { user, .. }
+            | Record::MailboxRenamed { user, .. }
+            | Record::MailboxDeleted { user, .. }
+            | Record::Subscribed { user, .. }
+            | Record::MessageAdded { user, .. }
+            | Record::FlagsChanged { user, .. }
+            | Record::Expunged { user, .. } => Some(user),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Startup recovery: bring every derived index up to the end of the journal.
+//!
+//! Procedure (also in ARCHITECTURE.md):
+//! 1. Read `applied_lsn` of the server index and of every user index. An index
+//!    that cannot be opened is moved aside (`index.sqlite.damaged-<time>`) and
+//!    rebuilt from LSN 1: containment, one user only.
+//! 2. Read the journal from the smallest applied LSN; a torn tail of the last
+//!    segment (a batch that was never acknowledged) is cut off.
+//! 3. Apply each record to each index whose `applied_lsn` is below it, in order.
+//!    Messages re-derive their cache entry from the blob.
+
+use crate::blobs;
+use crate::directory;
+use crate::error::{Result, StoreError};
+use crate::index;
+use crate::journal;
+use crate::paths::Paths;
+use crate::record::{Lsn, Record};
+use rusqlite::Connection;
+use std::collections::HashMap;
+
+pub struct Recovered {
+    pub server: Connection,
+    pub next_lsn: Lsn,
+    pub replayed: u64,
+}
+
+struct UserState {
+    conn: Connection,
+    applied: Lsn,
+}
+
+fn open_user(paths: &Paths, user: &str) -> Result<UserState> {
+    let path = paths.user_index(user);
+    match index::open(&path).and_then(|conn| {
+        let applied = index::applied_lsn(&conn)?;
+        Ok(UserState { conn, applied })
+    }) {
+        Ok(state) => Ok(state),
+        Err(e) => {
+            let aside = path.with_extension(format!("sqlite.damaged-{}", crate::writer::now_seconds()));
+            tracing::error!(event = "index_damaged", user, error = %e, moved_to = %aside.display(), "user index unreadable; rebuilding it from the journal");
+            for suffix in ["", "-wal", "-shm"] {
+                let from = format!("{}{suffix}", path.display());
+                let to = format!("{}{suffix}", aside.display());
+                let _ = std::fs::rename(from, to);
+            }
+            let conn = index::open(&path)?;
+            Ok(UserState { conn, applied: 0 })
+        }
+    }
+}
+
+pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
+    let server = directory::open(&paths.server_index())?;
+    let server_applied = index::applied_lsn(&server)?;
+    let mut users: HashMap<String, UserState> = HashMap::new();
+    for entry in std::fs::read_dir(paths.users_dir())? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+        let state = open_user(paths, &name)?;
+        users.insert(name, state);
+    }
+    let from = users.values().map(|u| u.applied).chain([server_applied]).min().unwrap_or(0) + 1;
+    let mut replayed = 0u64;
+    server.execute_batch("BEGIN")?;
+    let next_lsn = journal::read_all(&paths.journal_dir(), from, |entry| {
+        let lsn = entry.lsn;
+        let record = &entry.record;
+        if lsn > server_applied {
+            directory::apply(&server, lsn, record)?;
+        }
+        if let Some(user) = record.user() {
+            if !users.contains_key(user) {
+                std::fs::create_dir_all(paths.user_dir(user))?;
+                users.insert(user.to_string(), open_user(paths, user)?);
+            }
+            let state = users
+                .get_mut(user)
+                .ok_or_else(|| StoreError::corrupt("user state vanished"))?;
+            if lsn > state.applied {
+                let summary = match record {
+                    Record::MessageAdded { blob, .. } => {
+                        let location = directory::blob_location(&server, blob)?.ok_or_else(|| {
+                            StoreError::corrupt(format!("LSN {lsn}: blob {} has no location", blob.to_hex()))
+                        })?;
+                        let raw = blobs::read_blob(&paths.blobs_dir(), blob, location)?;
+                        Some(mime::summarize(&raw, limits))
+                    }
+                    _ => None,
+                };
+                index::apply(&state.conn, lsn, record, summary.as_ref())?;
+                state.applied = lsn;
+                replayed += 1;
+            }
+            if let Record::UserDeleted { user } = record {
+                users.remove(user);
+                let _ = std::fs::remove_dir_all(paths.user_dir(user));
+            }
+        }
+        Ok(())
+    })?;
+    server.execute_batch("COMMIT")?;
+    if replayed > 0 {
+        tracing::info!(event = "journal_replayed", records = replayed, from_lsn = from, next_lsn, "indexes brought up to date from the journal");
+    }
+    Ok(Recovered { server, next_lsn, replayed })
+}

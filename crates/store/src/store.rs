@@ -1,0 +1,391 @@
+//! The store's public face: open (with recovery), submit changes, read.
+
+use crate::blobs::{self, PackWriter};
+use crate::directory;
+use crate::error::{ErrorKind, Result, StoreError};
+use crate::index::{self, MailboxCounts, MailboxInfo, MessageMeta};
+use crate::intent::{Intent, Outcome, Prepared};
+use crate::journal::JournalWriter;
+use crate::notify::Notifier;
+use crate::paths::Paths;
+use crate::recovery;
+use crate::types::{BlobHash, canonical_user_name};
+use crate::writer::{Request, Writer, WriterConfig};
+use rusqlite::Connection;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// Settings of the embedded store (`[store]` in the config file).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub journal_segment_bytes_max: u64,
+    pub pack_bytes_max: u64,
+    pub batch_intents_max: usize,
+    /// Requests waiting for the writer; callers wait (backpressure) beyond it.
+    pub queue_requests_max: usize,
+    pub user_connections_max: usize,
+    pub summary_limits: mime::Limits,
+    /// User that `postmaster@` of any domain reaches, if any.
+    pub postmaster: Option<String>,
+}
+
+impl StoreConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        StoreConfig {
+            data_dir,
+            journal_segment_bytes_max: 64 * 1024 * 1024,
+            pack_bytes_max: 256 * 1024 * 1024,
+            batch_intents_max: 4096,
+            queue_requests_max: 16384,
+            user_connections_max: 2048,
+            summary_limits: mime::Limits::default(),
+            postmaster: None,
+        }
+    }
+}
+
+struct Inner {
+    paths: Paths,
+    config: StoreConfig,
+    requests: Mutex<Option<SyncSender<Request>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    notifier: Arc<Notifier>,
+    /// Read connections to server.sqlite, reused.
+    server_pool: Mutex<Vec<Connection>>,
+    /// Held for the life of the store: one process owns a data directory.
+    _lock: File,
+}
+
+/// A handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+/// Largest number of pooled server-index read connections.
+const SERVER_POOL_MAX: usize = 32;
+
+impl Store {
+    /// Opens the data directory, creating it when new, and recovers the indexes.
+    ///
+    /// # Errors
+    /// `Unavailable` when another process holds the store; `Io`/`Corrupt` when
+    /// the journal cannot be read (the message names the file and position).
+    pub fn open(config: StoreConfig) -> Result<Store> {
+        let paths = Paths::new(&config.data_dir);
+        for dir in [paths.root.clone(), paths.journal_dir(), paths.blobs_dir(), paths.users_dir()] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StoreError::io(&format!("create {}", dir.display()), e))?;
+        }
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(paths.lock_file())
+            .map_err(|e| StoreError::io("open store lock", e))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::new(
+                ErrorKind::Unavailable,
+                format!("the store in {} is in use by another process", paths.root.display()),
+            ));
+        }
+        let recovered = recovery::recover(&paths, &config.summary_limits)?;
+        let journal = JournalWriter::open(&paths.journal_dir(), recovered.next_lsn, config.journal_segment_bytes_max)?;
+        let packs = PackWriter::open(&paths.blobs_dir(), config.pack_bytes_max)?;
+        let notifier = Arc::new(Notifier::default());
+        let writer = Writer {
+            paths: paths.clone(),
+            config: WriterConfig {
+                batch_intents_max: config.batch_intents_max,
+                user_connections_max: config.user_connections_max,
+                summary_limits: config.summary_limits,
+            },
+            journal,
+            packs,
+            server: recovered.server,
+            users: Default::default(),
+            use_counter: 0,
+            notifier: notifier.clone(),
+            failed: None,
+        };
+        let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue_requests_max);
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| StoreError::io("start writer thread", e))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                paths,
+                config,
+                requests: Mutex::new(Some(sender)),
+                writer: Mutex::new(Some(handle)),
+                notifier,
+                server_pool: Mutex::new(Vec::new()),
+                _lock: lock,
+            }),
+        })
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.inner.paths.root
+    }
+
+    fn sender(&self) -> Result<SyncSender<Request>> {
+        self.inner
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::new(ErrorKind::Unavailable, "store is shutting down"))
+    }
+
+    /// Submits intents and waits until they are durable (or refused).
+    pub async fn submit(&self, intents: Vec<Intent>) -> Vec<Result<Outcome>> {
+        let count = intents.len();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sender = match self.sender() {
+            Ok(s) => s,
+            Err(e) => return vec![Err(e); count],
+        };
+        // The queue is bounded; a full queue blocks this thread briefly (backpressure).
+        let sent = tokio::task::block_in_place(|| sender.send(Request { intents, reply }));
+        if sent.is_err() {
+            return vec![Err(StoreError::new(ErrorKind::Unavailable, "store writer stopped")); count];
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| vec![Err(StoreError::new(ErrorKind::Unavailable, "store writer stopped")); count])
+    }
+
+    /// Like [`submit`](Self::submit), for callers outside an async runtime.
+    pub fn submit_blocking(&self, intents: Vec<Intent>) -> Vec<Result<Outcome>> {
+        let count = intents.len();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self.sender().and_then(|s| {
+            s.send(Request { intents, reply })
+                .map_err(|_| StoreError::new(ErrorKind::Unavailable, "store writer stopped"))
+        });
+        if let Err(e) = sent {
+            return vec![Err(e); count];
+        }
+        answer
+            .blocking_recv()
+            .unwrap_or_else(|_| vec![Err(StoreError::new(ErrorKind::Unavailable, "store writer stopped")); count])
+    }
+
+    /// One intent, one answer.
+    pub async fn submit_one(&self, intent: Intent) -> Result<Outcome> {
+        self.submit(vec![intent])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::new(ErrorKind::Unavailable, "no answer")))
+    }
+
+    pub fn submit_one_blocking(&self, intent: Intent) -> Result<Outcome> {
+        self.submit_blocking(vec![intent])
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::new(ErrorKind::Unavailable, "no answer")))
+    }
+
+    /// Hashes and parses a message for the cache. CPU work: call it off the
+    /// async executor for large messages.
+    pub fn prepare(&self, raw: Vec<u8>) -> Arc<Prepared> {
+        let hash = BlobHash::of(&raw);
+        let summary = mime::summarize(&raw, &self.inner.config.summary_limits);
+        Arc::new(Prepared { raw, hash, summary })
+    }
+
+    /// Stops taking changes, lets the writer finish what it has, and waits for it.
+    pub fn shutdown(&self) {
+        self.inner.requests.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = handle.join();
+        }
+    }
+
+    fn with_server<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.inner.server_pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open(self.inner.paths.server_index())?;
+                c.busy_timeout(std::time::Duration::from_secs(10))?;
+                c
+            }
+        };
+        let result = f(&conn);
+        let mut pool = self.inner.server_pool.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < SERVER_POOL_MAX {
+            pool.push(conn);
+        }
+        result
+    }
+
+    pub fn user_exists(&self, user: &str) -> Result<bool> {
+        self.with_server(|c| directory::user_exists(c, user))
+    }
+
+    pub fn users(&self) -> Result<Vec<String>> {
+        self.with_server(directory::users)
+    }
+
+    pub fn aliases(&self) -> Result<Vec<(String, Vec<String>)>> {
+        self.with_server(directory::aliases)
+    }
+
+    /// Checks a login. Returns the canonical user name when the password is right.
+    /// Argon2 is deliberately slow: call from a blocking thread.
+    pub fn authenticate(&self, name: &str, password: &str) -> Result<Option<String>> {
+        let Ok(user) = canonical_user_name(name) else { return Ok(None) };
+        let stored = self.with_server(|c| directory::password_hash(c, &user))?;
+        Ok(match stored {
+            Some(hash) => crate::password::verify(password, &hash).then_some(user),
+            None => {
+                // Spend the same time for unknown users, so timing does not reveal who exists.
+                let _ = crate::password::verify(password, DUMMY_HASH);
+                None
+            }
+        })
+    }
+
+    /// Maps a recipient address to users: an alias (full address, then local part),
+    /// a full-address user, a bare user by local part (any domain), `postmaster`.
+    /// `alice+tag@x` is `alice@x`. Case is ignored.
+    pub fn resolve_recipient(&self, address: &str) -> Result<Vec<String>> {
+        let address = address.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
+        let (local, domain) = match address.rsplit_once('@') {
+            Some((l, d)) => (l.to_string(), Some(d.to_string())),
+            None => (address.clone(), None),
+        };
+        let local = local.split('+').next().unwrap_or("").to_string();
+        if local.is_empty() {
+            return Err(StoreError::not_found("empty local part"));
+        }
+        let full = domain.as_ref().map(|d| format!("{local}@{d}"));
+        let postmaster = self.inner.config.postmaster.clone();
+        self.with_server(|c| {
+            if let Some(full) = &full {
+                if let Some(users) = directory::alias(c, full)? {
+                    return Ok(users);
+                }
+                if directory::user_exists(c, full)? {
+                    return Ok(vec![full.clone()]);
+                }
+            }
+            if let Some(users) = directory::alias(c, &local)? {
+                return Ok(users);
+            }
+            if directory::user_exists(c, &local)? {
+                return Ok(vec![local.clone()]);
+            }
+            if local == "postmaster" {
+                if let Some(p) = &postmaster {
+                    if directory::user_exists(c, p)? {
+                        return Ok(vec![p.clone()]);
+                    }
+                }
+            }
+            Err(StoreError::not_found(format!("no user for {address}")))
+        })
+    }
+
+    /// A read handle on one user's mail. The caller must have authenticated the
+    /// user: the store does not check who asks.
+    pub fn reader(&self, user: &str) -> Result<UserReader> {
+        let path = self.inner.paths.user_index(user);
+        if !path.exists() {
+            return Err(StoreError::not_found(format!("no such user {user}")));
+        }
+        let conn = Connection::open(&path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(UserReader {
+            store: self.clone(),
+            user: user.to_string(),
+            conn,
+        })
+    }
+
+    /// A counter that changes after every commit touching `user`.
+    pub fn watch(&self, user: &str) -> watch::Receiver<u64> {
+        self.inner.notifier.subscribe(user)
+    }
+
+    /// Reads a blob, verified against its hash.
+    pub fn blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
+        let location = self
+            .with_server(|c| directory::blob_location(c, hash))?
+            .ok_or_else(|| StoreError::corrupt(format!("blob {} missing", hash.to_hex())))?;
+        blobs::read_blob(&self.inner.paths.blobs_dir(), hash, location)
+    }
+
+    pub fn summary_limits(&self) -> &mime::Limits {
+        &self.inner.config.summary_limits
+    }
+}
+
+/// A valid Argon2 hash of a random string, used to spend the same time on unknown users.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$9sTbSlTio3Biev89thdrlKKiCaYsjjYVJxGAL3swxpg";
+
+/// Read access to one user's index.
+pub struct UserReader {
+    store: Store,
+    user: String,
+    conn: Connection,
+}
+
+impl UserReader {
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+    pub fn mailboxes(&self) -> Result<Vec<MailboxInfo>> {
+        index::mailboxes(&self.conn)
+    }
+    pub fn mailbox(&self, name: &str) -> Result<Option<MailboxInfo>> {
+        index::mailbox_by_name(&self.conn, name)
+    }
+    pub fn mailbox_by_id(&self, id: &str) -> Result<Option<MailboxInfo>> {
+        index::mailbox_by_id(&self.conn, id)
+    }
+    pub fn subscriptions(&self) -> Result<Vec<String>> {
+        index::subscriptions(&self.conn)
+    }
+    pub fn messages(&self, mailbox: &str) -> Result<Vec<MessageMeta>> {
+        index::messages(&self.conn, mailbox)
+    }
+    pub fn changed_since(&self, mailbox: &str, modseq: u64) -> Result<Vec<MessageMeta>> {
+        index::changed_since(&self.conn, mailbox, modseq)
+    }
+    pub fn expunged_since(&self, mailbox: &str, modseq: u64) -> Result<Vec<u32>> {
+        index::expunged_since(&self.conn, mailbox, modseq)
+    }
+    pub fn changes(&self, mailbox: &str, since: u64) -> Result<index::Changes> {
+        index::changes(&self.conn, mailbox, since)
+    }
+    pub fn message(&self, mailbox: &str, uid: u32) -> Result<Option<MessageMeta>> {
+        index::message(&self.conn, mailbox, uid)
+    }
+    pub fn counts(&self, mailbox: &str) -> Result<MailboxCounts> {
+        index::counts(&self.conn, mailbox)
+    }
+    /// The cached summary; a damaged cache entry is re-derived from the blob
+    /// (and logged), so a caller never gets damaged data.
+    pub fn summary(&self, mailbox: &str, meta: &MessageMeta) -> Result<mime::Summary> {
+        match index::summary(&self.conn, mailbox, meta.uid) {
+            Ok(Some(summary)) => Ok(summary),
+            Ok(None) => Err(StoreError::not_found(format!("UID {} is gone", meta.uid))),
+            Err(e) if e.kind == ErrorKind::Corrupt => {
+                tracing::warn!(event = "cache_damaged", user = %self.user, mailbox, uid = meta.uid, error = %e, "re-deriving from the blob");
+                let raw = self.store.blob(&meta.blob)?;
+                Ok(mime::summarize(&raw, self.store.summary_limits()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+    pub fn blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
+        self.store.blob(hash)
+    }
+}

@@ -1,0 +1,636 @@
+//! The writer thread: turns intents into records, makes them durable with one
+//! fsync per batch (group commit), then applies them to the derived indexes.
+//!
+//! Order of a batch, which is what makes "durable before acknowledged" hold:
+//! 1. plan each intent against the indexes (inside open transactions, so later
+//!    intents of the batch see earlier ones) and apply its records there;
+//! 2. append new blobs to the pack and all records to the journal;
+//! 3. fsync pack, then journal (and their directories when a file was created);
+//! 4. commit the index transactions, notify watchers, answer the callers.
+//! A failure before 4 rolls every index transaction back and answers every
+//! intent of the batch with an error: nothing half-done is ever visible.
+
+use crate::blobs::{self, BlobLocation, PackWriter};
+use crate::directory;
+use crate::error::{ErrorKind, Result, StoreError};
+use crate::index::{self, MailboxInfo};
+use crate::intent::{Intent, Outcome, Prepared};
+use crate::journal::{JournalWriter, encode_frame};
+use crate::notify::Notifier;
+use crate::paths::Paths;
+use crate::record::{Entry, Lsn, Record};
+use crate::types::{BlobHash, apply_flag_mode, normalize_flags};
+use rusqlite::Connection;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Mailboxes every new user gets, with their SPECIAL-USE attribute (RFC 6154).
+pub const DEFAULT_MAILBOXES: [(&str, Option<&str>); 6] = [
+    ("INBOX", None),
+    ("Drafts", Some("\\Drafts")),
+    ("Sent", Some("\\Sent")),
+    ("Trash", Some("\\Trash")),
+    ("Junk", Some("\\Junk")),
+    ("Archive", Some("\\Archive")),
+];
+
+/// Longest mailbox name, in bytes.
+pub const MAILBOX_NAME_BYTES_MAX: usize = 1000;
+/// Hierarchy separator.
+pub const SEPARATOR: char = '/';
+
+pub struct Request {
+    pub intents: Vec<Intent>,
+    pub reply: tokio::sync::oneshot::Sender<Vec<Result<Outcome>>>,
+}
+
+pub struct WriterConfig {
+    /// Most intents committed together in one batch (one fsync).
+    pub batch_intents_max: usize,
+    /// Most per-user index connections kept open.
+    pub user_connections_max: usize,
+    pub summary_limits: mime::Limits,
+}
+
+pub struct Writer {
+    pub paths: Paths,
+    pub config: WriterConfig,
+    pub journal: JournalWriter,
+    pub packs: PackWriter,
+    pub server: Connection,
+    pub users: HashMap<String, (Connection, u64)>,
+    pub use_counter: u64,
+    pub notifier: Arc<Notifier>,
+    /// Set after an fsync failure: the writer refuses everything from then on.
+    pub failed: Option<StoreError>,
+}
+
+/// State of the batch being built.
+struct Batch {
+    first_lsn: Lsn,
+    entries: Vec<Entry>,
+    /// Blobs written by this batch, not yet in the server index's committed state.
+    new_blobs: HashMap<BlobHash, BlobLocation>,
+    touched_users: BTreeSet<String>,
+    deleted_users: Vec<String>,
+    now: i64,
+}
+
+pub fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Writer {
+    pub fn run(mut self, requests: Receiver<Request>) {
+        while let Ok(first) = requests.recv() {
+            let mut batch = vec![first];
+            let mut intents = batch[0].intents.len();
+            while intents < self.config.batch_intents_max {
+                match requests.try_recv() {
+                    Ok(next) => {
+                        intents += next.intents.len();
+                        batch.push(next);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(batch);
+        }
+        tracing::info!(event = "writer_stopped", "store writer stopped");
+    }
+
+    fn commit(&mut self, requests: Vec<Request>) {
+        if let Some(e) = &self.failed {
+            let error = StoreError::new(ErrorKind::Unavailable, format!("store stopped after an earlier failure: {e}"));
+            for request in requests {
+                let _ = request.reply.send(request.intents.iter().map(|_| Err(error.clone())).collect());
+            }
+            return;
+        }
+        let started = Instant::now();
+        let mut batch = Batch {
+            first_lsn: self.journal.next_lsn(),
+            entries: Vec::new(),
+            new_blobs: HashMap::new(),
+            touched_users: BTreeSet::new(),
+            deleted_users: Vec::new(),
+            now: now_seconds(),
+        };
+        if let Err(e) = self.server.execute_batch("BEGIN IMMEDIATE") {
+            let error = StoreError::from(e);
+            for request in requests {
+                let _ = request.reply.send(request.intents.iter().map(|_| Err(error.clone())).collect());
+            }
+            return;
+        }
+        let mut answers: Vec<Vec<Result<Outcome>>> = Vec::with_capacity(requests.len());
+        let mut fatal: Option<StoreError> = None;
+        'requests: for request in &requests {
+            let mut results = Vec::with_capacity(request.intents.len());
+            for intent in &request.intents {
+                match self.plan(&mut batch, intent) {
+                    Ok(outcome) => results.push(Ok(outcome)),
+                    Err(e) if e.kind == ErrorKind::Io || e.kind == ErrorKind::Corrupt && is_fatal(&e) => {
+                        fatal = Some(e);
+                        break 'requests;
+                    }
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+            answers.push(results);
+        }
+        let durable = match fatal {
+            Some(e) => Err(e),
+            None => self.make_durable(&batch),
+        };
+        if let Err(e) = &durable {
+            if e.message.contains("fsync") {
+                // After a failed fsync the kernel may have dropped the dirty pages: nothing
+                // written since the last good sync can be trusted to be on disk, and
+                // retrying would report success for lost data. Stop taking changes.
+                tracing::error!(event = "store_failed", error = %e, "fsync failed: the store refuses all further changes until restarted");
+                self.failed = Some(e.clone());
+            }
+        }
+        match durable {
+            Ok(()) => {
+                let committed = self.commit_indexes(&batch);
+                if let Err(e) = committed {
+                    // The journal holds the changes; the indexes will be repaired by replay
+                    // at the next start. Until then, answering success would be a lie about
+                    // what readers see, so report it loudly but truthfully: it is durable.
+                    tracing::error!(event = "index_commit_failed", error = %e, "changes are durable in the journal but an index commit failed; restart replays them");
+                }
+                for user in &batch.deleted_users {
+                    self.users.remove(user);
+                    let dir = self.paths.user_dir(user);
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!(event = "user_dir_remove_failed", user = %user, error = %e);
+                    }
+                }
+                for user in &batch.touched_users {
+                    self.notifier.notify(user);
+                }
+                tracing::debug!(event = "batch_committed", records = batch.entries.len(), requests = requests.len(), elapsed_us = started.elapsed().as_micros() as u64);
+                for (request, results) in requests.into_iter().zip(answers) {
+                    let _ = request.reply.send(results);
+                }
+            }
+            Err(e) => {
+                tracing::error!(event = "batch_failed", error = %e, "batch not committed; every change of it is refused");
+                self.rollback(&batch);
+                for request in requests {
+                    let _ = request.reply.send(request.intents.iter().map(|_| Err(e.clone())).collect());
+                }
+            }
+        }
+    }
+
+    fn make_durable(&mut self, batch: &Batch) -> Result<()> {
+        let mut frames = Vec::new();
+        for entry in &batch.entries {
+            encode_frame(entry, &mut frames)?;
+        }
+        if !batch.entries.is_empty() {
+            self.journal.append(&frames, batch.entries.len() as u64)?;
+        }
+        self.packs.sync()?;
+        if !batch.entries.is_empty() {
+            self.journal.sync()?;
+        }
+        Ok(())
+    }
+
+    fn commit_indexes(&mut self, batch: &Batch) -> Result<()> {
+        let mut first_error = None;
+        for user in &batch.touched_users {
+            if let Some((conn, _)) = self.users.get(user) {
+                if let Err(e) = conn.execute_batch("COMMIT") {
+                    first_error.get_or_insert(StoreError::from(e));
+                }
+            }
+        }
+        if let Err(e) = self.server.execute_batch("COMMIT") {
+            first_error.get_or_insert(StoreError::from(e));
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn rollback(&mut self, batch: &Batch) {
+        for user in &batch.touched_users {
+            if let Some((conn, _)) = self.users.get(user) {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+        let _ = self.server.execute_batch("ROLLBACK");
+        // LSNs of the failed batch are reused by the next one: the journal was cut back.
+        let _ = batch.first_lsn;
+    }
+
+    /// The index connection of a user, inside this batch's transaction.
+    fn user_conn(&mut self, batch: &mut Batch, user: &str) -> Result<&Connection> {
+        self.use_counter += 1;
+        let counter = self.use_counter;
+        if !self.users.contains_key(user) {
+            if self.users.len() >= self.config.user_connections_max {
+                // Evict the least recently used connection not in this batch.
+                if let Some(victim) = self
+                    .users
+                    .iter()
+                    .filter(|(name, _)| !batch.touched_users.contains(*name))
+                    .min_by_key(|(_, (_, used))| *used)
+                    .map(|(name, _)| name.clone())
+                {
+                    self.users.remove(&victim);
+                }
+            }
+            let dir = self.paths.user_dir(user);
+            std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create user dir", e))?;
+            let conn = index::open(&self.paths.user_index(user))?;
+            self.users.insert(user.to_string(), (conn, counter));
+        }
+        let first_touch = batch.touched_users.insert(user.to_string());
+        let (conn, used) = self
+            .users
+            .get_mut(user)
+            .ok_or_else(|| StoreError::new(ErrorKind::Io, "user connection vanished"))?;
+        *used = counter;
+        if first_touch {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+        }
+        Ok(conn)
+    }
+
+    /// Adds a record to the batch and applies it to the derived indexes.
+    fn emit(&mut self, batch: &mut Batch, record: Record, summary: Option<&mime::Summary>) -> Result<()> {
+        let lsn = batch.first_lsn + batch.entries.len() as Lsn;
+        directory::apply(&self.server, lsn, &record)?;
+        if let Some(user) = record.user().map(str::to_string) {
+            let conn = self.user_conn(batch, &user)?;
+            index::apply(conn, lsn, &record, summary)?;
+        }
+        batch.entries.push(Entry { lsn, time: batch.now, record });
+        Ok(())
+    }
+
+    fn require_user(&self, user: &str) -> Result<()> {
+        if directory::user_exists(&self.server, user)? {
+            Ok(())
+        } else {
+            Err(StoreError::not_found(format!("no such user {user}")))
+        }
+    }
+
+    fn mailbox(&mut self, batch: &mut Batch, user: &str, name: &str) -> Result<MailboxInfo> {
+        self.require_user(user)?;
+        let conn = self.user_conn(batch, user)?;
+        index::mailbox_by_name(conn, name)?
+            .ok_or_else(|| StoreError::not_found(format!("no mailbox named {name}")))
+    }
+
+    fn plan(&mut self, batch: &mut Batch, intent: &Intent) -> Result<Outcome> {
+        match intent {
+            Intent::AddUser { user, password_hash } => {
+                if directory::user_exists(&self.server, user)? {
+                    return Err(StoreError::new(ErrorKind::AlreadyExists, format!("user {user} exists")));
+                }
+                self.emit(batch, Record::UserAdded { user: user.clone(), password_hash: password_hash.clone() }, None)?;
+                for (name, special_use) in DEFAULT_MAILBOXES {
+                    self.create_mailbox(batch, user, name, special_use.map(str::to_string))?;
+                    self.emit(batch, Record::Subscribed { user: user.clone(), name: name.to_string(), subscribed: true }, None)?;
+                }
+                Ok(Outcome::Done)
+            }
+            Intent::DeleteUser { user } => {
+                self.require_user(user)?;
+                let mailboxes = index::mailboxes(self.user_conn(batch, user)?)?;
+                for mailbox in mailboxes {
+                    self.delete_mailbox(batch, user, &mailbox)?;
+                }
+                self.emit(batch, Record::UserDeleted { user: user.clone() }, None)?;
+                batch.deleted_users.push(user.clone());
+                Ok(Outcome::Done)
+            }
+            Intent::SetPassword { user, password_hash } => {
+                self.require_user(user)?;
+                self.emit(batch, Record::PasswordChanged { user: user.clone(), password_hash: password_hash.clone() }, None)?;
+                Ok(Outcome::Done)
+            }
+            Intent::SetAlias { address, users } => {
+                if users.is_empty() {
+                    return Err(StoreError::invalid("an alias needs at least one user"));
+                }
+                for user in users {
+                    self.require_user(user)?;
+                }
+                self.emit(batch, Record::AliasSet { address: address.clone(), users: users.clone() }, None)?;
+                Ok(Outcome::Done)
+            }
+            Intent::RemoveAlias { address } => {
+                if directory::alias(&self.server, address)?.is_none() {
+                    return Err(StoreError::not_found(format!("no alias {address}")));
+                }
+                self.emit(batch, Record::AliasRemoved { address: address.clone() }, None)?;
+                Ok(Outcome::Done)
+            }
+            Intent::CreateMailbox { user, name, special_use } => {
+                self.require_user(user)?;
+                validate_mailbox_name(name)?;
+                if index::mailbox_by_name(self.user_conn(batch, user)?, name)?.is_some() {
+                    return Err(StoreError::new(ErrorKind::AlreadyExists, format!("mailbox {name} exists")));
+                }
+                self.create_parents(batch, user, name)?;
+                let id = self.create_mailbox(batch, user, name, special_use.clone())?;
+                Ok(Outcome::MailboxCreated { id })
+            }
+            Intent::DeleteMailbox { user, name } => {
+                if name.eq_ignore_ascii_case("INBOX") {
+                    return Err(StoreError::invalid("INBOX cannot be deleted"));
+                }
+                let mailbox = self.mailbox(batch, user, name)?;
+                self.delete_mailbox(batch, user, &mailbox)?;
+                Ok(Outcome::Done)
+            }
+            Intent::RenameMailbox { user, from, to } => self.rename_mailbox(batch, user, from, to),
+            Intent::Subscribe { user, name, subscribed } => {
+                self.require_user(user)?;
+                validate_mailbox_name(name)?;
+                self.emit(batch, Record::Subscribed { user: user.clone(), name: name.clone(), subscribed: *subscribed }, None)?;
+                Ok(Outcome::Done)
+            }
+            Intent::Append { user, mailbox, message, flags, internal_date } => {
+                let target = self.mailbox(batch, user, mailbox)?;
+                let (date, zone) = internal_date.unwrap_or((batch.now, 0));
+                let uid = self.add_message(batch, user, &target, message, flags, date, zone)?;
+                Ok(Outcome::Appended { mailbox: target.id, uid_validity: target.uid_validity, uid })
+            }
+            Intent::StoreFlags { user, mailbox, uids, mode, flags, unchanged_since } => {
+                let target = self.mailbox(batch, user, mailbox)?;
+                let flags = normalize_flags(flags);
+                let conn = self.user_conn(batch, user)?;
+                let modseq = target.highest_modseq + 1;
+                let mut changes = Vec::new();
+                let mut messages = Vec::new();
+                let mut modified = Vec::new();
+                for &uid in uids {
+                    let Some(meta) = index::message(conn, &target.id, uid)? else { continue };
+                    if unchanged_since.is_some_and(|since| meta.modseq > since) {
+                        modified.push(uid);
+                        continue;
+                    }
+                    let new = apply_flag_mode(&meta.flags, *mode, &flags);
+                    if new != meta.flags {
+                        changes.push((uid, new.clone()));
+                        messages.push((uid, new, modseq));
+                    } else {
+                        messages.push((uid, new, meta.modseq));
+                    }
+                }
+                let changed = !changes.is_empty();
+                if changed {
+                    self.emit(batch, Record::FlagsChanged { user: user.clone(), mailbox: target.id.clone(), modseq, messages: changes, mode: *mode }, None)?;
+                }
+                Ok(Outcome::Flags { modseq: changed.then_some(modseq), messages, modified })
+            }
+            Intent::Expunge { user, mailbox, uids } => {
+                let target = self.mailbox(batch, user, mailbox)?;
+                let conn = self.user_conn(batch, user)?;
+                let victims: Vec<(u32, BlobHash)> = index::messages(conn, &target.id)?
+                    .into_iter()
+                    .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
+                    .filter(|m| uids.as_ref().is_none_or(|set| set.binary_search(&m.uid).is_ok()))
+                    .map(|m| (m.uid, m.blob))
+                    .collect();
+                if victims.is_empty() {
+                    return Ok(Outcome::Expunged { uids: Vec::new(), modseq: None });
+                }
+                let modseq = target.highest_modseq + 1;
+                let expunged = victims.iter().map(|(uid, _)| *uid).collect();
+                self.emit(batch, Record::Expunged { user: user.clone(), mailbox: target.id, modseq, messages: victims }, None)?;
+                Ok(Outcome::Expunged { uids: expunged, modseq: Some(modseq) })
+            }
+            Intent::Copy { user, from, uids, to, remove_source } => {
+                let source = self.mailbox(batch, user, from)?;
+                let target = self.mailbox(batch, user, to)?;
+                let conn = self.user_conn(batch, user)?;
+                let mut originals = Vec::new();
+                for &uid in uids {
+                    if let Some(meta) = index::message(conn, &source.id, uid)? {
+                        let summary = match index::summary(conn, &source.id, uid) {
+                            Ok(Some(s)) => Some(s),
+                            _ => None,
+                        };
+                        originals.push((meta, summary));
+                    }
+                }
+                // Resolve every summary before emitting anything, so that a damaged
+                // source message refuses the whole COPY instead of committing half of it.
+                let mut resolved = Vec::with_capacity(originals.len());
+                for (meta, summary) in originals.iter() {
+                    let summary = match summary {
+                        Some(s) => s.clone(),
+                        None => self.summary_from_blob(&meta.blob)?,
+                    };
+                    resolved.push(summary);
+                }
+                let mut pairs = Vec::new();
+                let mut target = target;
+                for ((meta, _), summary) in originals.iter().zip(resolved) {
+                    let uid = target.uid_next;
+                    let modseq = target.highest_modseq + 1;
+                    let record = Record::MessageAdded {
+                        user: user.clone(),
+                        mailbox: target.id.clone(),
+                        uid_validity: target.uid_validity,
+                        uid,
+                        modseq,
+                        internal_date: meta.internal_date,
+                        internal_zone: meta.internal_zone,
+                        save_date: batch.now,
+                        blob: meta.blob,
+                        size: meta.size,
+                        flags: meta.flags.clone(),
+                        email_id: meta.email_id.clone(),
+                        thread_id: meta.thread_id.clone(),
+                    };
+                    self.emit(batch, record, Some(&summary))?;
+                    target.uid_next += 1;
+                    target.highest_modseq = modseq;
+                    pairs.push((meta.uid, uid));
+                }
+                let mut expunged = Vec::new();
+                if *remove_source && !originals.is_empty() {
+                    let messages: Vec<(u32, BlobHash)> = originals.iter().map(|(m, _)| (m.uid, m.blob)).collect();
+                    expunged = messages.iter().map(|(uid, _)| *uid).collect();
+                    self.emit(batch, Record::Expunged { user: user.clone(), mailbox: source.id.clone(), modseq: source.highest_modseq + 1, messages }, None)?;
+                }
+                Ok(Outcome::Copied { uid_validity: target.uid_validity, pairs, expunged })
+            }
+        }
+    }
+
+    fn summary_from_blob(&self, hash: &BlobHash) -> Result<mime::Summary> {
+        let location = directory::blob_location(&self.server, hash)?
+            .ok_or_else(|| StoreError::corrupt(format!("blob {} not indexed", hash.to_hex())))?;
+        let raw = blobs::read_blob(&self.paths.blobs_dir(), hash, location)?;
+        Ok(mime::summarize(&raw, &self.config.summary_limits))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_message(
+        &mut self,
+        batch: &mut Batch,
+        user: &str,
+        target: &MailboxInfo,
+        message: &Arc<Prepared>,
+        flags: &[String],
+        date: i64,
+        zone: i16,
+    ) -> Result<u32> {
+        // Store the content once: reuse a blob that is already indexed or written by this batch.
+        let known = batch.new_blobs.contains_key(&message.hash)
+            || directory::blob_location(&self.server, &message.hash)?.is_some();
+        if !known {
+            let location = self.packs.append(&message.hash, &message.raw)?;
+            batch.new_blobs.insert(message.hash, location);
+            self.emit(batch, Record::BlobStored { hash: message.hash, pack: location.pack, offset: location.offset, length: location.length }, None)?;
+        }
+        let summary = &message.summary;
+        let conn = self.user_conn(batch, user)?;
+        let mut thread_keys = summary.references.clone();
+        thread_keys.extend(summary.in_reply_to.iter().cloned());
+        let thread_id = match index::thread_for(conn, &thread_keys)? {
+            Some(t) => t,
+            None => {
+                let seed = summary.message_id.clone().unwrap_or_else(|| message.hash.to_hex());
+                format!("T{}", &BlobHash::of(seed.as_bytes()).to_hex()[..16])
+            }
+        };
+        let uid = target.uid_next;
+        let record = Record::MessageAdded {
+            user: user.to_string(),
+            mailbox: target.id.clone(),
+            uid_validity: target.uid_validity,
+            uid,
+            modseq: target.highest_modseq + 1,
+            internal_date: date,
+            internal_zone: zone,
+            save_date: batch.now,
+            blob: message.hash,
+            size: message.raw.len() as u64,
+            flags: normalize_flags(flags),
+            email_id: format!("M{}", &message.hash.to_hex()[..23]),
+            thread_id,
+        };
+        self.emit(batch, record, Some(summary))?;
+        Ok(uid)
+    }
+
+    fn create_mailbox(&mut self, batch: &mut Batch, user: &str, name: &str, special_use: Option<String>) -> Result<String> {
+        let conn = self.user_conn(batch, user)?;
+        let last: i64 = conn
+            .query_row("SELECT COALESCE(MAX(uid_validity), 0) FROM mailboxes", [], |r| r.get(0))
+            .unwrap_or(0);
+        let stored_last: i64 = conn
+            .query_row("SELECT value FROM meta WHERE key = 'uid_validity_last'", [], |r| r.get(0))
+            .unwrap_or(0);
+        let uid_validity = (batch.now.clamp(1, u32::MAX as i64 - 1)).max(last.max(stored_last) + 1) as u32;
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('uid_validity_last', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [uid_validity as i64],
+        )?;
+        let id = format!("F{:016x}", rand::random::<u64>());
+        self.emit(batch, Record::MailboxCreated { user: user.to_string(), mailbox: id.clone(), name: name.to_string(), uid_validity, special_use }, None)?;
+        Ok(id)
+    }
+
+    /// Creates missing superiors of `name` (RFC 9051 CREATE: "a/b/c" creates "a" and "a/b").
+    fn create_parents(&mut self, batch: &mut Batch, user: &str, name: &str) -> Result<()> {
+        let mut prefix = String::new();
+        let parts: Vec<&str> = name.split(SEPARATOR).collect();
+        for part in parts.iter().take(parts.len().saturating_sub(1)) {
+            if !prefix.is_empty() {
+                prefix.push(SEPARATOR);
+            }
+            prefix.push_str(part);
+            if index::mailbox_by_name(self.user_conn(batch, user)?, &prefix)?.is_none() {
+                self.create_mailbox(batch, user, &prefix.clone(), None)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn delete_mailbox(&mut self, batch: &mut Batch, user: &str, mailbox: &MailboxInfo) -> Result<()> {
+        let conn = self.user_conn(batch, user)?;
+        let messages: Vec<(u32, BlobHash)> = index::messages(conn, &mailbox.id)?
+            .into_iter()
+            .map(|m| (m.uid, m.blob))
+            .collect();
+        if !messages.is_empty() {
+            self.emit(batch, Record::Expunged { user: user.to_string(), mailbox: mailbox.id.clone(), modseq: mailbox.highest_modseq + 1, messages }, None)?;
+        }
+        self.emit(batch, Record::MailboxDeleted { user: user.to_string(), mailbox: mailbox.id.clone() }, None)
+    }
+
+    fn rename_mailbox(&mut self, batch: &mut Batch, user: &str, from: &str, to: &str) -> Result<Outcome> {
+        validate_mailbox_name(to)?;
+        let source = self.mailbox(batch, user, from)?;
+        let conn = self.user_conn(batch, user)?;
+        if index::mailbox_by_name(conn, to)?.is_some() {
+            return Err(StoreError::new(ErrorKind::AlreadyExists, format!("mailbox {to} exists")));
+        }
+        let child_prefix = format!("{from}{SEPARATOR}");
+        if to.starts_with(&child_prefix) {
+            return Err(StoreError::invalid("cannot rename a mailbox into itself"));
+        }
+        self.create_parents(batch, user, to)?;
+        if from == "INBOX" {
+            // RFC 9051 RENAME of INBOX: its messages move to the new mailbox; INBOX stays, empty.
+            let id = self.create_mailbox(batch, user, to, None)?;
+            let conn = self.user_conn(batch, user)?;
+            let messages = index::messages(conn, &source.id)?;
+            let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+            let _ = id;
+            self.plan(batch, &Intent::Copy { user: user.to_string(), from: "INBOX".into(), uids, to: to.to_string(), remove_source: true })?;
+            return Ok(Outcome::Done);
+        }
+        let conn = self.user_conn(batch, user)?;
+        let children: Vec<MailboxInfo> = index::mailboxes(conn)?
+            .into_iter()
+            .filter(|m| m.name.starts_with(&child_prefix))
+            .collect();
+        self.emit(batch, Record::MailboxRenamed { user: user.to_string(), mailbox: source.id, name: to.to_string() }, None)?;
+        for child in children {
+            let name = format!("{to}{}", &child.name[from.len()..]);
+            self.emit(batch, Record::MailboxRenamed { user: user.to_string(), mailbox: child.id, name }, None)?;
+        }
+        Ok(Outcome::Done)
+    }
+}
+
+/// Errors that mean the batch itself cannot be committed (as opposed to one
+/// intent being refused).
+fn is_fatal(error: &StoreError) -> bool {
+    error.message.starts_with("index:")
+}
+
+/// Mailbox names as stored: UTF-8, `/` separated, no empty levels, no control characters.
+pub fn validate_mailbox_name(name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name.len() > MAILBOX_NAME_BYTES_MAX
+        || name.starts_with(SEPARATOR)
+        || name.ends_with(SEPARATOR)
+        || name.contains("//")
+        || name.chars().any(|c| c.is_control() || c == '*' || c == '%');
+    if bad {
+        Err(StoreError::invalid(format!("invalid mailbox name {name:?}")))
+    } else {
+        Ok(())
+    }
+}
