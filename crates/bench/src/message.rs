@@ -247,7 +247,7 @@ impl MessageSpec {
     pub fn has_needle(&self, index: u64) -> bool {
         self.needle
             .as_ref()
-            .is_some_and(|needle| index % needle.every == 0)
+            .is_some_and(|needle| index.is_multiple_of(needle.every))
     }
 
     /// Messages among indices `0..count` that carry the needle.

@@ -200,7 +200,7 @@ mod tests {
         let (runs_read, summaries_read) = read_records(&text).unwrap();
         assert_eq!(runs_read.len(), 1);
         assert_eq!(runs_read[0].summary, runs[0]);
-        assert_eq!(summaries_read, [summary.clone()]);
+        assert_eq!(summaries_read, std::slice::from_ref(&summary));
 
         let table = markdown_table(&summaries_read);
         assert!(
