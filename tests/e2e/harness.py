@@ -187,6 +187,7 @@ class Server:
         self.config_text = render_config(top_keys, sections) + extra_toml
         self.config_path.write_text(self.config_text, encoding="utf-8")
         self.process: subprocess.Popen | None = None
+        self._terminated = False
         self.ports: dict[str, int] = {}
         self._stdout_lines: "queue.Queue[str | None]" = queue.Queue()
         self._user_counter = 0
@@ -217,6 +218,7 @@ class Server:
         """Starts `serve` and waits for `postern: ready` on stdout."""
         assert self.process is None or self.process.poll() is not None, "already running"
         self.ports = {}
+        self._terminated = False
         self._stdout_lines = queue.Queue()
         stderr = open(self.stderr_path, "ab")
         try:
@@ -279,11 +281,17 @@ class Server:
     def lmtp_port(self) -> int:
         return self.ports["lmtp"]
 
-    def stop(self) -> int:
-        """SIGTERM, wait, and require exit status 0."""
+    def sigterm(self) -> None:
+        """Sends SIGTERM once, without waiting (see `stop`)."""
         assert self.process is not None
-        if self.process.poll() is None:
+        if self.process.poll() is None and not self._terminated:
+            self._terminated = True
             self.process.send_signal(signal.SIGTERM)
+
+    def stop(self) -> int:
+        """SIGTERM (unless already sent), wait, and require exit status 0."""
+        assert self.process is not None
+        self.sigterm()
         try:
             code = self.process.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:

@@ -12,7 +12,7 @@
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::record::{Entry, Lsn};
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub const SEGMENT_MAGIC: &[u8; 8] = b"PJNL\x00\x00\x00\x01";

@@ -22,6 +22,7 @@ use std::collections::HashMap;
 pub struct Recovered {
     pub server: Connection,
     pub next_lsn: Lsn,
+    /// Records applied to some index during recovery.
     pub replayed: u64,
 }
 

@@ -10,7 +10,7 @@ use crate::notify::Notifier;
 use crate::paths::Paths;
 use crate::recovery;
 use crate::types::{BlobHash, canonical_user_name};
-use crate::writer::{Request, Writer, WriterConfig};
+use crate::writer::{Request, Stats, Writer, WriterConfig};
 use rusqlite::Connection;
 use std::fs::File;
 use std::path::PathBuf;
@@ -54,6 +54,7 @@ struct Inner {
     requests: Mutex<Option<SyncSender<Request>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     notifier: Arc<Notifier>,
+    stats: Arc<Stats>,
     /// Read connections to server.sqlite, reused.
     server_pool: Mutex<Vec<Connection>>,
     /// Held for the life of the store: one process owns a data directory.
@@ -94,9 +95,11 @@ impl Store {
             ));
         }
         let recovered = recovery::recover(&paths, &config.summary_limits)?;
+        let replayed = recovered.replayed;
         let journal = JournalWriter::open(&paths.journal_dir(), recovered.next_lsn, config.journal_segment_bytes_max)?;
         let packs = PackWriter::open(&paths.blobs_dir(), config.pack_bytes_max)?;
         let notifier = Arc::new(Notifier::default());
+        let stats = Arc::new(Stats::default());
         let writer = Writer {
             paths: paths.clone(),
             config: WriterConfig {
@@ -111,23 +114,32 @@ impl Store {
             use_counter: 0,
             notifier: notifier.clone(),
             failed: None,
+            stats: stats.clone(),
         };
         let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue_requests_max);
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(receiver))
             .map_err(|e| StoreError::io("start writer thread", e))?;
-        Ok(Store {
+        let store = Store {
             inner: Arc::new(Inner {
                 paths,
                 config,
                 requests: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(handle)),
                 notifier,
+                stats,
                 server_pool: Mutex::new(Vec::new()),
                 _lock: lock,
             }),
-        })
+        };
+        store.inner.stats.replayed.store(replayed, std::sync::atomic::Ordering::Relaxed);
+        Ok(store)
+    }
+
+    /// Writer counters (batches, records, intents).
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
     }
 
     pub fn data_dir(&self) -> &std::path::Path {

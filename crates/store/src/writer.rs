@@ -65,6 +65,20 @@ pub struct Writer {
     pub notifier: Arc<Notifier>,
     /// Set after an fsync failure: the writer refuses everything from then on.
     pub failed: Option<StoreError>,
+    pub stats: Arc<Stats>,
+}
+
+/// Counters of the writer, for tests, benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Batches committed (each costs one journal fsync).
+    pub batches: std::sync::atomic::AtomicU64,
+    /// Intents answered successfully.
+    pub intents: std::sync::atomic::AtomicU64,
+    /// Journal records written.
+    pub records: std::sync::atomic::AtomicU64,
+    /// Records replayed into indexes when the store was opened.
+    pub replayed: std::sync::atomic::AtomicU64,
 }
 
 /// State of the batch being built.
@@ -176,6 +190,11 @@ impl Writer {
                 for user in &batch.touched_users {
                     self.notifier.notify(user);
                 }
+                use std::sync::atomic::Ordering::Relaxed;
+                self.stats.batches.fetch_add(1, Relaxed);
+                self.stats.records.fetch_add(batch.entries.len() as u64, Relaxed);
+                let succeeded = answers.iter().flatten().filter(|r| r.is_ok()).count();
+                self.stats.intents.fetch_add(succeeded as u64, Relaxed);
                 tracing::debug!(event = "batch_committed", records = batch.entries.len(), requests = requests.len(), elapsed_us = started.elapsed().as_micros() as u64);
                 for (request, results) in requests.into_iter().zip(answers) {
                     let _ = request.reply.send(results);

@@ -1,0 +1,318 @@
+//! The store through its public surface: durability across reopen, rebuild of
+//! derived data from the journal, torn tails, deduplication, group commit.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use postern_store as store;
+use store::{ErrorKind, FlagMode, Intent, Outcome, Store, StoreConfig};
+
+fn open(dir: &Path) -> Store {
+    Store::open(StoreConfig::new(dir.to_path_buf())).unwrap()
+}
+
+fn add_user(store: &Store, user: &str) {
+    let hash = store::password::hash("secret").unwrap();
+    store.submit_one_blocking(Intent::AddUser { user: user.into(), password_hash: hash }).unwrap();
+}
+
+fn deliver(store: &Store, users: &[&str], raw: &[u8]) -> Vec<u32> {
+    let prepared = store.prepare(raw.to_vec());
+    let intents = users
+        .iter()
+        .map(|u| Intent::Append {
+            user: (*u).into(),
+            mailbox: "INBOX".into(),
+            message: prepared.clone(),
+            flags: Vec::new(),
+            internal_date: None,
+        })
+        .collect();
+    store
+        .submit_blocking(intents)
+        .into_iter()
+        .map(|r| match r.unwrap() {
+            Outcome::Appended { uid, .. } => uid,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect()
+}
+
+fn message(n: usize) -> Vec<u8> {
+    format!("From: a@example.com\r\nSubject: message {n}\r\nMessage-ID: <{n}@example.com>\r\n\r\nbody {n}\r\n").into_bytes()
+}
+
+/// (name, uid validity, [(uid, flags, blob bytes)]) of every mailbox: what must survive.
+fn snapshot(store: &Store, user: &str) -> Vec<(String, u32, Vec<(u32, Vec<String>, Vec<u8>)>)> {
+    let reader = store.reader(user).unwrap();
+    reader
+        .mailboxes()
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            let messages = reader
+                .messages(&m.id)
+                .unwrap()
+                .into_iter()
+                .map(|meta| (meta.uid, meta.flags.clone(), reader.blob(&meta.blob).unwrap()))
+                .collect();
+            (m.name, m.uid_validity, messages)
+        })
+        .collect()
+}
+
+#[test]
+fn new_user_gets_the_special_use_mailboxes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add_user(&store, "alice");
+    let reader = store.reader("alice").unwrap();
+    let names: Vec<(String, Option<String>)> =
+        reader.mailboxes().unwrap().into_iter().map(|m| (m.name, m.special_use)).collect();
+    for (name, special) in store::DEFAULT_MAILBOXES {
+        assert!(names.contains(&(name.to_string(), special.map(str::to_string))), "{name} missing: {names:?}");
+    }
+    assert_eq!(store.authenticate("ALICE", "secret").unwrap().as_deref(), Some("alice"));
+    assert_eq!(store.authenticate("alice", "wrong").unwrap(), None);
+    assert_eq!(store.authenticate("nobody", "secret").unwrap(), None);
+}
+
+#[test]
+fn mail_flags_and_uids_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let store = open(dir.path());
+        add_user(&store, "alice");
+        for n in 0..5 {
+            deliver(&store, &["alice"], &message(n));
+        }
+        store
+            .submit_one_blocking(Intent::StoreFlags {
+                user: "alice".into(),
+                mailbox: "INBOX".into(),
+                uids: vec![2, 3],
+                mode: FlagMode::Add,
+                flags: vec!["\\Deleted".into(), "$Label1".into()],
+                unchanged_since: None,
+            })
+            .unwrap();
+        store
+            .submit_one_blocking(Intent::Expunge { user: "alice".into(), mailbox: "INBOX".into(), uids: Some(vec![2]) })
+            .unwrap();
+        let snap = snapshot(&store, "alice");
+        store.shutdown();
+        snap
+    };
+    let store = open(dir.path());
+    assert_eq!(snapshot(&store, "alice"), before);
+    // UIDs are never reused, also after a restart.
+    assert_eq!(deliver(&store, &["alice"], &message(99)), vec![6]);
+}
+
+#[test]
+fn derived_indexes_are_rebuilt_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let store = open(dir.path());
+        add_user(&store, "alice");
+        add_user(&store, "bob@example.com");
+        for n in 0..20 {
+            deliver(&store, &["alice", "bob@example.com"], &message(n));
+        }
+        store
+            .submit_one_blocking(Intent::CreateMailbox { user: "alice".into(), name: "Work/2026".into(), special_use: None })
+            .unwrap();
+        store
+            .submit_one_blocking(Intent::Copy {
+                user: "alice".into(),
+                from: "INBOX".into(),
+                uids: vec![1, 2, 3],
+                to: "Work/2026".into(),
+                remove_source: true,
+            })
+            .unwrap();
+        let snap = (snapshot(&store, "alice"), snapshot(&store, "bob@example.com"));
+        store.shutdown();
+        snap
+    };
+    // Lose every derived file.
+    std::fs::remove_file(dir.path().join("server.sqlite")).unwrap();
+    for entry in std::fs::read_dir(dir.path().join("users")).unwrap() {
+        std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
+    }
+    let store = open(dir.path());
+    assert!(store.stats().replayed.load(Ordering::Relaxed) > 0);
+    assert_eq!((snapshot(&store, "alice"), snapshot(&store, "bob@example.com")), before);
+    assert_eq!(store.authenticate("alice", "secret").unwrap().as_deref(), Some("alice"));
+}
+
+#[test]
+fn a_damaged_user_index_is_moved_aside_and_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let store = open(dir.path());
+        add_user(&store, "alice");
+        deliver(&store, &["alice"], &message(1));
+        let snap = snapshot(&store, "alice");
+        store.shutdown();
+        snap
+    };
+    let index = dir.path().join("users/alice/index.sqlite");
+    std::fs::write(&index, b"this is not a database, it is damage").unwrap();
+    let _ = std::fs::remove_file(dir.path().join("users/alice/index.sqlite-wal"));
+    let store = open(dir.path());
+    assert_eq!(snapshot(&store, "alice"), before);
+}
+
+#[test]
+fn a_torn_journal_tail_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = {
+        let store = open(dir.path());
+        add_user(&store, "alice");
+        deliver(&store, &["alice"], &message(1));
+        let snap = snapshot(&store, "alice");
+        store.shutdown();
+        snap
+    };
+    // A crash in the middle of writing a batch that was never acknowledged.
+    let segment = std::fs::read_dir(dir.path().join("journal")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let good = bytes.len();
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, b'{', b'"']);
+    std::fs::write(&segment, &bytes).unwrap();
+    let store = open(dir.path());
+    assert_eq!(snapshot(&store, "alice"), before);
+    assert_eq!(std::fs::metadata(&segment).unwrap().len() as usize, good);
+    // And it keeps working after the cut.
+    assert_eq!(deliver(&store, &["alice"], &message(2)), vec![2]);
+}
+
+#[test]
+fn damage_inside_the_journal_is_reported_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut config = StoreConfig::new(dir.path().to_path_buf());
+        config.journal_segment_bytes_max = 512; // many segments
+        let store = Store::open(config).unwrap();
+        add_user(&store, "alice");
+        for n in 0..10 {
+            deliver(&store, &["alice"], &message(n));
+        }
+        store.shutdown();
+    }
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path().join("journal")).unwrap().map(|e| e.unwrap().path()).collect();
+    segments.sort();
+    assert!(segments.len() > 2);
+    let first = &segments[0];
+    let mut bytes = std::fs::read(first).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(first, &bytes).unwrap();
+    // Force a full replay so the damaged segment is read.
+    std::fs::remove_file(dir.path().join("server.sqlite")).unwrap();
+    let error = Store::open(StoreConfig::new(dir.path().to_path_buf())).err().expect("damage must stop the start");
+    assert_eq!(error.kind, ErrorKind::Corrupt);
+    assert!(error.message.contains("journal damaged"), "{}", error.message);
+}
+
+#[test]
+fn identical_content_is_stored_once_across_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for user in ["a", "b", "c", "d"] {
+        add_user(&store, user);
+    }
+    let big = {
+        let mut m = message(1);
+        m.extend(std::iter::repeat_n(b'x', 100_000));
+        m
+    };
+    deliver(&store, &["a", "b", "c", "d"], &big);
+    deliver(&store, &["a"], &big);
+    let pack_bytes: u64 = std::fs::read_dir(dir.path().join("blobs"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(pack_bytes < 2 * big.len() as u64, "stored {pack_bytes} bytes for 5 copies of {}", big.len());
+}
+
+#[test]
+fn concurrent_deliveries_share_fsyncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for t in 0..8 {
+        add_user(&store, &format!("user{t}"));
+    }
+    let before = store.stats().batches.load(Ordering::Relaxed);
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for n in 0..50 {
+                    deliver(&store, &[&format!("user{t}")], &message(t * 1000 + n));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let batches = store.stats().batches.load(Ordering::Relaxed) - before;
+    // 400 deliveries; one fsync each would be 400 batches.
+    assert!(batches < 400, "{batches} batches for 400 concurrent deliveries");
+    for t in 0..8 {
+        let reader = store.reader(&format!("user{t}")).unwrap();
+        let inbox = reader.mailbox("INBOX").unwrap().unwrap();
+        let uids: Vec<u32> = reader.messages(&inbox.id).unwrap().iter().map(|m| m.uid).collect();
+        assert_eq!(uids, (1..=50).collect::<Vec<u32>>());
+    }
+}
+
+#[test]
+fn a_damaged_cache_entry_is_rederived_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add_user(&store, "alice");
+    deliver(&store, &["alice"], &message(7));
+    let reader = store.reader("alice").unwrap();
+    let inbox = reader.mailbox("INBOX").unwrap().unwrap();
+    let meta = reader.messages(&inbox.id).unwrap().remove(0);
+    let good = reader.summary(&inbox.id, &meta).unwrap();
+    // Damage the cached summary behind the store's back.
+    let conn = rusqlite::Connection::open(dir.path().join("users/alice/index.sqlite")).unwrap();
+    conn.execute("UPDATE messages SET summary = CAST(REPLACE(CAST(summary AS TEXT), 'message 7', 'message 8') AS BLOB)", [])
+        .unwrap();
+    let again = reader.summary(&inbox.id, &meta).unwrap();
+    assert_eq!(again, good);
+    assert!(again.subject.contains("message 7"));
+}
+
+#[test]
+fn recipients_resolve_by_alias_address_local_part_and_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path().to_path_buf());
+    config.postmaster = Some("alice".into());
+    let store = Store::open(config).unwrap();
+    add_user(&store, "alice");
+    add_user(&store, "bob@example.com");
+    store
+        .submit_one_blocking(Intent::SetAlias { address: "team@example.com".into(), users: vec!["alice".into(), "bob@example.com".into()] })
+        .unwrap();
+    assert_eq!(store.resolve_recipient("Alice@Anything.org").unwrap(), vec!["alice"]);
+    assert_eq!(store.resolve_recipient("alice+news@x.org").unwrap(), vec!["alice"]);
+    assert_eq!(store.resolve_recipient("<BOB@example.com>").unwrap(), vec!["bob@example.com"]);
+    assert_eq!(store.resolve_recipient("team@example.com").unwrap(), vec!["alice", "bob@example.com"]);
+    assert_eq!(store.resolve_recipient("postmaster@other.net").unwrap(), vec!["alice"]);
+    assert_eq!(store.resolve_recipient("bob@other.net").unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(store.resolve_recipient("carol@example.com").unwrap_err().kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn a_second_process_cannot_open_the_same_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    let error = Store::open(StoreConfig::new(dir.path().to_path_buf())).err().expect("locked");
+    assert_eq!(error.kind, ErrorKind::Unavailable);
+}

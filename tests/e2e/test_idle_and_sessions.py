@@ -1,0 +1,194 @@
+"""IDLE (RFC 9051 6.3.13) and what concurrent sessions see of each other:
+new mail as EXISTS, flag changes as FETCH, expunges as EXPUNGE, and only at
+the moments RFC 9051 7.5.1 allows."""
+
+import time
+import unittest
+
+from harness import Result, Server, ServerTestCase, flag_set, simple_message
+
+# Bound on waiting for a pushed response; a correct server answers in milliseconds.
+PUSH_TIMEOUT_S = 10.0
+
+
+class Idle:
+    """An IDLE command in progress on an `Imap` client."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+        self.tag = client.next_tag()
+        client.send(f"{self.tag} IDLE\r\n".encode())
+        first = client.read_response()
+        self.seen = []
+        while first.kind != "+":
+            assert first.kind == "*", f"IDLE refused: {first!r}"
+            self.seen.append(first)
+            first = client.read_response()
+
+    def wait_for(self, predicate, what):
+        """Reads pushed responses until one satisfies `predicate`."""
+        deadline = time.monotonic() + PUSH_TIMEOUT_S
+        for response in self.seen:
+            if predicate(response):
+                return response
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {what} within {PUSH_TIMEOUT_S}s while idling; got {self.seen!r}")
+            try:
+                response = self.client.read_response(timeout=remaining)
+            except TimeoutError:
+                raise AssertionError(f"no {what} within {PUSH_TIMEOUT_S}s while idling; got {self.seen!r}")
+            self.seen.append(response)
+            if predicate(response):
+                return response
+
+    def done(self) -> Result:
+        self.client.send(b"DONE\r\n")
+        result = Result(tag=self.tag, command=b"IDLE ... DONE")
+        return self.client.finish(result)
+
+
+def is_exists(count):
+    return lambda r: r.name == "EXISTS" and r.number == count
+
+
+class IdleTest(ServerTestCase):
+
+    def setUp(self) -> None:
+        self.user, self.password = self.new_user("idle")
+
+    def test_idle_sees_lmtp_delivery_as_exists(self):
+        client = self.raw(self.user, self.password)
+        client.select("INBOX").ok()
+        idle = Idle(client)
+        self.server.deliver_ok([self.user], simple_message(subject="pushed"))
+        idle.wait_for(is_exists(1), "* 1 EXISTS")
+        idle.done().ok()
+        item = self.fetch_one(client, "1", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
+        self.assertEqual(item["BODY[HEADER.FIELDS (SUBJECT)]"], b"Subject: pushed\r\n\r\n")
+
+    def test_idle_sees_several_deliveries(self):
+        client = self.raw(self.user, self.password)
+        client.select("INBOX").ok()
+        idle = Idle(client)
+        for i in range(3):
+            self.server.deliver_ok([self.user], simple_message(subject=f"burst {i}"))
+        idle.wait_for(is_exists(3), "* 3 EXISTS")
+        idle.done().ok()
+        self.assertEqual(len(client.fetch("1:*", "UID")), 3)
+
+    def test_idle_sees_other_sessions_flags_and_expunges(self):
+        for i in range(2):
+            self.server.deliver_ok([self.user], simple_message(subject=f"m{i}"))
+        watcher = self.raw(self.user, self.password)
+        watcher.select("INBOX").ok()
+        actor = self.raw(self.user, self.password)
+        actor.select("INBOX").ok()
+        idle = Idle(watcher)
+        actor.command("STORE 2 +FLAGS.SILENT (\\Flagged)").ok()
+        pushed = idle.wait_for(lambda r: r.name == "FETCH" and r.number == 2, "* 2 FETCH (FLAGS ...)")
+        values = pushed.tokens[3]
+        items = {str(k).upper(): v for k, v in zip(values[0::2], values[1::2])}
+        self.assertEqual(flag_set(items["FLAGS"]), {"\\Flagged"})
+        actor.command("STORE 1 +FLAGS.SILENT (\\Deleted)").ok()
+        actor.command("EXPUNGE").ok()
+        idle.wait_for(lambda r: r.name == "EXPUNGE" and r.number == 1, "* 1 EXPUNGE")
+        idle.done().ok()
+        data = watcher.fetch("1:*", "(FLAGS)")
+        self.assertEqual(list(data), [1])
+        self.assertEqual(flag_set(data[1]["FLAGS"]), {"\\Flagged"})
+
+    def test_idle_in_authenticated_state_ends_cleanly(self):
+        client = self.raw(self.user, self.password)
+        idle = Idle(client)
+        idle.done().ok()
+        client.command("NOOP").ok()
+
+
+class SessionsTest(ServerTestCase):
+
+    def setUp(self) -> None:
+        self.user, self.password = self.new_user("sessions")
+        for i in range(3):
+            self.server.deliver_ok([self.user], simple_message(subject=f"s{i}"))
+        self.a = self.raw(self.user, self.password)
+        self.b = self.raw(self.user, self.password)
+        self.a.select("INBOX").ok()
+        self.b.select("INBOX").ok()
+        self.uids = [int(v["UID"]) for _, v in sorted(self.a.fetch("1:*", "UID").items())]
+
+    def test_flag_change_seen_on_noop(self):
+        self.a.command("STORE 2 +FLAGS (\\Seen \\Answered)").ok()
+        result = self.b.command("NOOP").ok()
+        fetches = [r for r in result.named("FETCH") if r.number == 2]
+        self.assertEqual(len(fetches), 1, result.describe())
+        values = fetches[0].tokens[3]
+        items = {str(k).upper(): v for k, v in zip(values[0::2], values[1::2])}
+        self.assertEqual(flag_set(items["FLAGS"]), {"\\Seen", "\\Answered"})
+        # Reported once, not again.
+        self.assertEqual(self.b.command("NOOP").ok().named("FETCH"), [])
+
+    def test_delivery_seen_on_noop(self):
+        self.server.deliver_ok([self.user], simple_message(subject="new"))
+        result = self.b.command("NOOP").ok()
+        self.assertEqual(result.numbers("EXISTS"), [4])
+
+    def test_expunge_seen_on_noop_but_not_during_fetch_store_search(self):
+        self.a.command("STORE 1 +FLAGS.SILENT (\\Deleted)").ok()
+        self.a.command("EXPUNGE").ok()
+        # RFC 9051 7.5.1: no EXPUNGE while answering FETCH, STORE or SEARCH.
+        for command in ("FETCH 1:3 (UID)", "STORE 3 +FLAGS.SILENT (x-mark)", "SEARCH ALL"):
+            with self.subTest(command=command):
+                result = self.b.command(command)
+                self.assertEqual(result.named("EXPUNGE"), [], result.describe())
+        result = self.b.command("NOOP").ok()
+        self.assertEqual(result.numbers("EXPUNGE"), [1])
+        data = self.b.fetch("1:*", "(UID FLAGS)")
+        self.assertEqual([int(data[n]["UID"]) for n in sorted(data)], self.uids[1:])
+        self.assertEqual(flag_set(data[2]["FLAGS"]), {"x-mark"})
+
+    def test_uid_commands_during_pending_expunge(self):
+        self.a.command("STORE 2 +FLAGS.SILENT (\\Deleted)").ok()
+        self.a.command("EXPUNGE").ok()
+        # UID FETCH of the survivors works before B has been told.
+        result = self.b.command(f"UID FETCH {self.uids[2]} (UID)").ok()
+        self.assertEqual(result.named("EXPUNGE"), [])
+        uids = {int(v["UID"]) for v in self.b.fetch(f"{self.uids[2]}", "UID", uid=True).values()}
+        self.assertEqual(uids, {self.uids[2]})
+        result = self.b.command("NOOP").ok()
+        self.assertEqual(result.numbers("EXPUNGE"), [2])
+
+    def test_both_sessions_converge(self):
+        self.a.command("STORE 1 +FLAGS.SILENT (\\Flagged)").ok()
+        self.b.command("STORE 3 +FLAGS.SILENT (\\Seen)").ok()
+        self.a.command("NOOP").ok()
+        self.b.command("NOOP").ok()
+        view_a = {n: flag_set(v["FLAGS"]) for n, v in self.a.fetch("1:*", "FLAGS").items()}
+        view_b = {n: flag_set(v["FLAGS"]) for n, v in self.b.fetch("1:*", "FLAGS").items()}
+        self.assertEqual(view_a, view_b)
+        self.assertEqual(view_a, {1: {"\\Flagged"}, 2: set(), 3: {"\\Seen"}})
+
+
+class ShutdownTest(unittest.TestCase):
+
+    def test_sigterm_sends_bye_to_sessions_and_exits_zero(self):
+        with Server() as server:
+            user, password = server.new_user("bye")
+            idle_client = server.raw(user, password)
+            idle_client.select("INBOX").ok()
+            Idle(idle_client)
+            plain_client = server.raw(user, password)
+            try:
+                server.sigterm()
+                for client in (idle_client, plain_client):
+                    response = client.read_response(timeout=PUSH_TIMEOUT_S)
+                    self.assertTrue(response.raw.startswith(b"* BYE"), response)
+                server.stop()
+            finally:
+                idle_client.close()
+                plain_client.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
