@@ -40,6 +40,19 @@ enum Command {
     /// Configuration helpers.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Store maintenance.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Reclaim the space of messages no mailbox references any more.
+    Gc {
+        /// Most bytes of surviving blobs to copy in this run.
+        #[arg(long, default_value_t = u64::MAX)]
+        bytes_max: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alias(AliasCommand::Del { address }) => AdminCommand::AliasDel { address },
         Command::Alias(AliasCommand::List) => AdminCommand::AliasList,
         Command::Mailbox(MailboxCommand::List { user }) => AdminCommand::MailboxList { user },
+        Command::Store(StoreCommand::Gc { bytes_max }) => AdminCommand::Gc { bytes_max },
         Command::Deliver { user } => {
             let mut message = Vec::new();
             if std::io::stdin().read_to_end(&mut message).is_err() {

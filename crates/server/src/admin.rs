@@ -35,6 +35,8 @@ pub enum AdminCommand {
     MailboxList { user: String },
     /// The message, base64 (JSON strings cannot carry arbitrary bytes).
     Deliver { user: String, message: String },
+    /// Reclaim space of unreferenced blobs, copying at most `bytes_max` bytes.
+    Gc { bytes_max: u64 },
 }
 
 /// What a command printed and how it exited.
@@ -157,6 +159,13 @@ pub fn execute(store: &Store, command: AdminCommand) -> AdminOutput {
                 Err(e) => AdminOutput::from_store(&e),
             }
         }
+        AdminCommand::Gc { bytes_max } => match store.submit_one_blocking(Intent::CollectGarbage { bytes_max }) {
+            Ok(store::Outcome::Collected { blobs_removed, bytes_copied, packs_deleted }) => AdminOutput::ok(format!(
+                "removed {blobs_removed} unreferenced blobs, deleted {packs_deleted} packs, copied {bytes_copied} bytes\n"
+            )),
+            Ok(_) => AdminOutput::ok(""),
+            Err(e) => AdminOutput::from_store(&e),
+        },
         AdminCommand::Deliver { user, message } => {
             let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(message) else {
                 return AdminOutput::fail(EX_USAGE, "error: message encoding\n");
@@ -253,6 +262,7 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::AliasList => "alias list",
         AdminCommand::MailboxList { .. } => "mailbox list",
         AdminCommand::Deliver { .. } => "deliver",
+        AdminCommand::Gc { .. } => "store gc",
     }
 }
 

@@ -151,6 +151,8 @@ pub struct StoreSection {
     pub batch_max: usize,
     pub queue_max: usize,
     pub open_indexes_max: usize,
+    pub gc_interval_secs: u64,
+    pub gc_bytes_per_run: u64,
 }
 
 impl Default for StoreSection {
@@ -161,6 +163,8 @@ impl Default for StoreSection {
             batch_max: 4096,
             queue_max: 16_384,
             open_indexes_max: 2048,
+            gc_interval_secs: 3600,
+            gc_bytes_per_run: 64 * 1024 * 1024,
         }
     }
 }
@@ -251,6 +255,11 @@ batch_max = 4096
 queue_max = 16384
 # Per-user index files kept open by the writer.
 open_indexes_max = 2048
+# Garbage collection of unreferenced message blobs: how often (0 = never,
+# `postern store gc` runs it by hand) and how many bytes of surviving blobs
+# one run may copy, so reclaiming space never floods the disk.
+gc_interval_secs = 3600
+gc_bytes_per_run = 67108864
 "#;
 
 /// Reads a config file. Errors name the file, the line and the key.

@@ -149,6 +149,12 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>, ready: imp
 
     let admin_task = tokio::spawn(admin::serve_socket(store.clone(), admin::socket_path(&config.data_dir), shutdown.clone()));
     let reload_task = tokio::spawn(reload_on_sighup(certificates, shutdown.clone()));
+    let gc_task = tokio::spawn(collect_garbage_periodically(
+        store.clone(),
+        Duration::from_secs(config.store.gc_interval_secs),
+        config.store.gc_bytes_per_run,
+        shutdown.clone(),
+    ));
 
     ready(&bound);
     tracing::info!(event = "server_ready", listeners = bound.len(), data_dir = %config.data_dir.display());
@@ -210,6 +216,7 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>, ready: imp
     }
     let _ = admin_task.await;
     reload_task.abort();
+    gc_task.abort();
     tokio::task::spawn_blocking(move || store.shutdown()).await?;
     tracing::info!(event = "shutdown_complete");
     Ok(())
@@ -245,6 +252,27 @@ where
                 tracing::warn!(event = "accept_failed", service = listener.service.name(), error = %e);
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+        }
+    }
+}
+
+/// Runs garbage collection now and then. Each run is one bounded writer intent,
+/// so it never holds up deliveries for long.
+async fn collect_garbage_periodically(store: Store, every: Duration, bytes_max: u64, mut shutdown: watch::Receiver<bool>) {
+    if every.is_zero() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        match store.submit_one(store::Intent::CollectGarbage { bytes_max }).await {
+            Ok(store::Outcome::Collected { blobs_removed, bytes_copied, packs_deleted }) => {
+                tracing::info!(event = "gc_done", blobs_removed, bytes_copied, packs_deleted);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(event = "gc_failed", error = %e),
         }
     }
 }

@@ -71,6 +71,36 @@ pub fn blob_location(conn: &Connection, hash: &BlobHash) -> Result<Option<BlobLo
         .optional()?)
 }
 
+/// Per pack: total bytes of indexed blobs and bytes still referenced.
+pub fn pack_usage(conn: &Connection) -> Result<Vec<(u32, u64, u64)>> {
+    let mut stmt = conn.prepare(
+        "SELECT pack, SUM(length), SUM(CASE WHEN refs > 0 THEN length ELSE 0 END) FROM blobs GROUP BY pack ORDER BY pack",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Blobs of one pack with their reference counts.
+pub fn pack_blobs(conn: &Connection, pack: u32) -> Result<Vec<(BlobHash, BlobLocation, i64)>> {
+    let mut stmt = conn.prepare("SELECT hash, pack, offset, length, refs FROM blobs WHERE pack = ?1")?;
+    let rows = stmt.query_map([pack], |r| {
+        let hash: String = r.get(0)?;
+        Ok((
+            hash,
+            BlobLocation { pack: r.get(1)?, offset: r.get::<_, i64>(2)? as u64, length: r.get::<_, i64>(3)? as u64 },
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (hash, location, refs) = row?;
+        if let Some(hash) = BlobHash::from_hex(&hash) {
+            out.push((hash, location, refs));
+        }
+    }
+    Ok(out)
+}
+
 /// Blobs no message references any more: garbage for the collector.
 pub fn unreferenced_blobs(conn: &Connection) -> Result<Vec<(BlobHash, BlobLocation)>> {
     let mut stmt = conn.prepare("SELECT hash, pack, offset, length FROM blobs WHERE refs <= 0")?;
@@ -124,6 +154,12 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
                      length = excluded.length",
                 params![hash.to_hex(), pack, *offset as i64, *length as i64],
             )?;
+        }
+        Record::BlobsRemoved { hashes } => {
+            let mut stmt = conn.prepare_cached("DELETE FROM blobs WHERE hash = ?1")?;
+            for hash in hashes {
+                stmt.execute([hash.to_hex()])?;
+            }
         }
         Record::MessageAdded { blob, .. } => {
             conn.execute("UPDATE blobs SET refs = refs + 1 WHERE hash = ?1", [blob.to_hex()])?;

@@ -384,7 +384,8 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record, summary: Option<&mime
         | Record::UserDeleted { .. }
         | Record::AliasSet { .. }
         | Record::AliasRemoved { .. }
-        | Record::BlobStored { .. } => {}
+        | Record::BlobStored { .. }
+        | Record::BlobsRemoved { .. } => {}
     }
     set_applied_lsn(conn, lsn)
 }

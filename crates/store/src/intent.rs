@@ -43,6 +43,10 @@ pub enum Intent {
     },
     /// Expunge `\Deleted` messages (only those in `uids`, when given).
     Expunge { user: String, mailbox: String, uids: Option<Vec<u32>> },
+    /// Reclaims space of unreferenced blobs: packs whose content is at least half
+    /// garbage are rewritten (survivors appended to the current pack) and deleted.
+    /// At most `bytes_max` bytes are copied per run, so collection never floods the disk.
+    CollectGarbage { bytes_max: u64 },
     /// COPY, or MOVE when `remove_source` is set.
     Copy {
         user: String,
@@ -69,4 +73,5 @@ pub enum Outcome {
     },
     Expunged { uids: Vec<u32>, modseq: Option<u64> },
     Copied { uid_validity: u32, pairs: Vec<(u32, u32)>, expunged: Vec<u32> },
+    Collected { blobs_removed: u64, bytes_copied: u64, packs_deleted: u64 },
 }

@@ -75,6 +75,11 @@ pub enum Record {
         offset: u64,
         length: u64,
     },
+    /// Garbage collection dropped these unreferenced blobs (their pack is deleted
+    /// once the moved survivors are durable elsewhere).
+    BlobsRemoved {
+        hashes: Vec<BlobHash>,
+    },
     MessageAdded {
         user: String,
         mailbox: MailboxId,
@@ -118,7 +123,8 @@ impl Record {
             | Record::PasswordChanged { .. }
             | Record::AliasSet { .. }
             | Record::AliasRemoved { .. }
-            | Record::BlobStored { .. } => None,
+            | Record::BlobStored { .. }
+            | Record::BlobsRemoved { .. } => None,
             Record::UserDeleted { user }
             | Record::MailboxCreated { user, .. }
             | Record::MailboxRenamed { user, .. }

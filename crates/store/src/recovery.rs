@@ -67,44 +67,54 @@ pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
     }
     let from = users.values().map(|u| u.applied).chain([server_applied]).min().unwrap_or(0) + 1;
     let mut replayed = 0u64;
+    // Pass 1: the server index (users, aliases, where every blob is now). It needs
+    // no blob bytes, and pass 2 then reads each blob from its final location, so
+    // blobs that garbage collection moved later in the journal are still found.
     server.execute_batch("BEGIN")?;
     let next_lsn = journal::read_all(&paths.journal_dir(), from, |entry| {
-        let lsn = entry.lsn;
-        let record = &entry.record;
-        if lsn > server_applied {
-            directory::apply(&server, lsn, record)?;
-        }
-        if let Some(user) = record.user() {
-            if !users.contains_key(user) {
-                std::fs::create_dir_all(paths.user_dir(user))?;
-                users.insert(user.to_string(), open_user(paths, user)?);
-            }
-            let state = users
-                .get_mut(user)
-                .ok_or_else(|| StoreError::corrupt("user state vanished"))?;
-            if lsn > state.applied {
-                let summary = match record {
-                    Record::MessageAdded { blob, .. } => {
-                        let location = directory::blob_location(&server, blob)?.ok_or_else(|| {
-                            StoreError::corrupt(format!("LSN {lsn}: blob {} has no location", blob.to_hex()))
-                        })?;
-                        let raw = blobs::read_blob(&paths.blobs_dir(), blob, location)?;
-                        Some(mime::summarize(&raw, limits))
-                    }
-                    _ => None,
-                };
-                index::apply(&state.conn, lsn, record, summary.as_ref())?;
-                state.applied = lsn;
-                replayed += 1;
-            }
-            if let Record::UserDeleted { user } = record {
-                users.remove(user);
-                let _ = std::fs::remove_dir_all(paths.user_dir(user));
-            }
+        if entry.lsn > server_applied {
+            directory::apply(&server, entry.lsn, &entry.record)?;
         }
         Ok(())
     })?;
     server.execute_batch("COMMIT")?;
+    // Pass 2: the user indexes.
+    journal::read_all(&paths.journal_dir(), from, |entry| {
+        let lsn = entry.lsn;
+        let record = &entry.record;
+        let Some(user) = record.user() else { return Ok(()) };
+        if !users.contains_key(user) {
+            std::fs::create_dir_all(paths.user_dir(user))?;
+            users.insert(user.to_string(), open_user(paths, user)?);
+        }
+        let state = users
+            .get_mut(user)
+            .ok_or_else(|| StoreError::corrupt("user state vanished"))?;
+        if lsn > state.applied {
+            let summary = match record {
+                Record::MessageAdded { blob, .. } => {
+                    let raw = match directory::blob_location(&server, blob)? {
+                        Some(location) => blobs::read_blob(&paths.blobs_dir(), blob, location)?,
+                        None => {
+                            // Collected later: the message is expunged further on in the journal.
+                            tracing::debug!(event = "replay_blob_gone", lsn, blob = %blob.to_hex());
+                            Vec::new()
+                        }
+                    };
+                    Some(mime::summarize(&raw, limits))
+                }
+                _ => None,
+            };
+            index::apply(&state.conn, lsn, record, summary.as_ref())?;
+            state.applied = lsn;
+            replayed += 1;
+        }
+        if let Record::UserDeleted { user } = record {
+            users.remove(user);
+            let _ = std::fs::remove_dir_all(paths.user_dir(user));
+        }
+        Ok(())
+    })?;
     if replayed > 0 {
         tracing::info!(event = "journal_replayed", records = replayed, from_lsn = from, next_lsn, "indexes brought up to date from the journal");
     }

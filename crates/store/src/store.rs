@@ -328,10 +328,16 @@ impl Store {
 
     /// Reads a blob, verified against its hash.
     pub fn blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
-        let location = self
-            .with_server(|c| directory::blob_location(c, hash))?
-            .ok_or_else(|| StoreError::corrupt(format!("blob {} missing", hash.to_hex())))?;
-        blobs::read_blob(&self.inner.paths.blobs_dir(), hash, location)
+        let lookup = || {
+            self.with_server(|c| directory::blob_location(c, hash))?
+                .ok_or_else(|| StoreError::corrupt(format!("blob {} missing", hash.to_hex())))
+        };
+        let location = lookup()?;
+        match blobs::read_blob(&self.inner.paths.blobs_dir(), hash, location) {
+            Ok(data) => Ok(data),
+            // Garbage collection may have moved the blob between lookup and read.
+            Err(_) => blobs::read_blob(&self.inner.paths.blobs_dir(), hash, lookup()?),
+        }
     }
 
     pub fn summary_limits(&self) -> &mime::Limits {

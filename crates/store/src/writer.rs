@@ -89,6 +89,8 @@ struct Batch {
     new_blobs: HashMap<BlobHash, BlobLocation>,
     touched_users: BTreeSet<String>,
     deleted_users: Vec<String>,
+    /// Packs emptied by garbage collection, deleted once the batch is durable.
+    dead_packs: Vec<u32>,
     now: i64,
 }
 
@@ -133,6 +135,7 @@ impl Writer {
             new_blobs: HashMap::new(),
             touched_users: BTreeSet::new(),
             deleted_users: Vec::new(),
+            dead_packs: Vec::new(),
             now: now_seconds(),
         };
         if let Err(e) = self.server.execute_batch("BEGIN IMMEDIATE") {
@@ -189,6 +192,13 @@ impl Writer {
                 }
                 for user in &batch.touched_users {
                     self.notifier.notify(user);
+                }
+                for pack in &batch.dead_packs {
+                    let path = blobs::pack_path(&self.paths.blobs_dir(), *pack);
+                    match std::fs::remove_file(&path) {
+                        Ok(()) => tracing::info!(event = "pack_deleted", pack = *pack),
+                        Err(e) => tracing::warn!(event = "pack_delete_failed", pack = *pack, error = %e),
+                    }
                 }
                 use std::sync::atomic::Ordering::Relaxed;
                 self.stats.batches.fetch_add(1, Relaxed);
@@ -433,6 +443,7 @@ impl Writer {
                 self.emit(batch, Record::Expunged { user: user.clone(), mailbox: target.id, modseq, messages: victims }, None)?;
                 Ok(Outcome::Expunged { uids: expunged, modseq: Some(modseq) })
             }
+            Intent::CollectGarbage { bytes_max } => self.collect_garbage(batch, *bytes_max),
             Intent::Copy { user, from, uids, to, remove_source } => {
                 let source = self.mailbox(batch, user, from)?;
                 let target = self.mailbox(batch, user, to)?;
@@ -491,6 +502,40 @@ impl Writer {
                 Ok(Outcome::Copied { uid_validity: target.uid_validity, pairs, expunged })
             }
         }
+    }
+
+    fn collect_garbage(&mut self, batch: &mut Batch, bytes_max: u64) -> Result<Outcome> {
+        let (current, _) = self.packs.position();
+        let mut blobs_removed = 0u64;
+        let mut bytes_copied = 0u64;
+        let mut packs_deleted = 0u64;
+        for (pack, total, live) in directory::pack_usage(&self.server)? {
+            if pack == current || total == 0 || live * 2 > total {
+                continue;
+            }
+            if bytes_copied + live > bytes_max {
+                break;
+            }
+            let mut dead = Vec::new();
+            for (hash, location, refs) in directory::pack_blobs(&self.server, pack)? {
+                if refs > 0 {
+                    // Verified on the way: a damaged survivor is not copied as if it were good.
+                    let data = blobs::read_blob(&self.paths.blobs_dir(), &hash, location)?;
+                    let moved = self.packs.append(&hash, &data)?;
+                    bytes_copied += data.len() as u64;
+                    self.emit(batch, Record::BlobStored { hash, pack: moved.pack, offset: moved.offset, length: moved.length }, None)?;
+                } else {
+                    dead.push(hash);
+                }
+            }
+            blobs_removed += dead.len() as u64;
+            if !dead.is_empty() {
+                self.emit(batch, Record::BlobsRemoved { hashes: dead }, None)?;
+            }
+            batch.dead_packs.push(pack);
+            packs_deleted += 1;
+        }
+        Ok(Outcome::Collected { blobs_removed, bytes_copied, packs_deleted })
     }
 
     fn summary_from_blob(&self, hash: &BlobHash) -> Result<mime::Summary> {
