@@ -54,6 +54,8 @@ SOCKET_TIMEOUT_S = 30.0
 CLI_TIMEOUT_S = 60.0
 
 HOSTNAME = "mx.test.example"
+# Domain given to bare user names when they are used as LMTP recipients.
+RCPT_DOMAIN = "deliver.test.example"
 
 # Servers still running; killed at interpreter exit so a failing test never
 # leaves a stray process behind.
@@ -238,9 +240,14 @@ class Server:
             # Keeps reading after `ready` so the server never blocks on a
             # full stdout pipe.
             assert process.stdout is not None
-            for raw in process.stdout:
-                lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
-            lines.put(None)
+            try:
+                for raw in process.stdout:
+                    lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            except (OSError, ValueError):
+                pass
+            finally:
+                lines.put(None)
+                process.stdout.close()
 
         threading.Thread(target=pump, daemon=True).start()
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -261,7 +268,7 @@ class Server:
             m = re.fullmatch(r"postern: listening (imap|imaps|lmtp) (\S+):(\d+)", line)
             if m:
                 self.ports[m.group(1)] = int(m.group(3))
-            elif line == "postern: ready":
+            elif line == "postern: ready" or line.startswith("postern: ready "):
                 return self
 
     @property
@@ -387,12 +394,16 @@ class Server:
 
     def deliver(self, rcpts: str | Iterable[str], data: bytes, sender: str = "sender@example.org") -> list[tuple[int, str]]:
         """Delivers over LMTP; returns the RCPT replies for refused recipients
-        and the DATA replies for accepted ones, in recipient order."""
+        and the DATA replies for accepted ones, in recipient order.
+
+        A bare user name gets a domain (an SMTP path needs one); LMTP maps
+        user@any-domain to the user."""
         if isinstance(rcpts, str):
             rcpts = [rcpts]
+        addresses = [r if "@" in r else f"{r}@{RCPT_DOMAIN}" for r in rcpts]
         with self.lmtp_raw() as client:
             client.lhlo()
-            return client.transaction(sender, list(rcpts), data).final
+            return client.transaction(sender, addresses, data).final
 
     def deliver_ok(self, rcpts: str | Iterable[str], data: bytes, sender: str = "sender@example.org") -> None:
         replies = self.deliver(rcpts, data, sender)

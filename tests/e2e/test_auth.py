@@ -26,6 +26,13 @@ def capabilities_of(result) -> set:
     return {str(c).upper() for c in data[0]}
 
 
+def close_quietly(client: imaplib.IMAP4) -> None:
+    try:
+        client.shutdown()
+    except OSError:
+        pass
+
+
 def plain_response(authcid: str, password: str, authzid: str = "") -> str:
     return base64.b64encode(f"{authzid}\0{authcid}\0{password}".encode()).decode()
 
@@ -107,7 +114,7 @@ class AuthTest(ServerTestCase):
 
     def test_authenticate_plain_with_imaplib(self):
         client = imaplib.IMAP4("127.0.0.1", self.server.imap_port, timeout=30)
-        self.addCleanup(client.shutdown)
+        self.addCleanup(close_quietly, client)
         typ, _ = client.authenticate("PLAIN", lambda _: f"\0{self.user}\0{self.password}".encode())
         self.assertEqual(typ, "OK")
         typ, data = client.select("INBOX")
@@ -175,7 +182,7 @@ class AuthTest(ServerTestCase):
 
     def test_starttls_then_login(self):
         client = imaplib.IMAP4("127.0.0.1", self.server.imap_port, timeout=30)
-        self.addCleanup(client.shutdown)
+        self.addCleanup(close_quietly, client)
         typ, _ = client.starttls(ssl_context=unverified_tls_context())
         self.assertEqual(typ, "OK")
         self.assertIsInstance(client.sock, ssl.SSLSocket)
@@ -213,7 +220,7 @@ class AuthTest(ServerTestCase):
 
     def test_implicit_tls(self):
         client = imaplib.IMAP4_SSL("127.0.0.1", self.server.imaps_port, ssl_context=unverified_tls_context(), timeout=30)
-        self.addCleanup(client.shutdown)
+        self.addCleanup(close_quietly, client)
         self.assertNotIn("STARTTLS", client.capabilities)
         typ, _ = client.login(self.user, self.password)
         self.assertEqual(typ, "OK")

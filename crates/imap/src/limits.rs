@@ -40,7 +40,10 @@ pub struct LoginThrottle {
 
 impl LoginThrottle {
     pub fn new(config: ThrottleConfig) -> Self {
-        LoginThrottle { config, failures: Mutex::new(HashMap::new()) }
+        LoginThrottle {
+            config,
+            failures: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn failure_delay(&self) -> Duration {
@@ -57,7 +60,9 @@ impl LoginThrottle {
 
     /// How long to wait before checking an attempt from `ip` for `user`.
     pub fn delay_before(&self, ip: IpAddr, user: &str) -> Duration {
-        let n = self.count(&format!("ip:{ip}")).max(self.count(&format!("user:{user}")));
+        let n = self
+            .count(&format!("ip:{ip}"))
+            .max(self.count(&format!("user:{user}")));
         let over = n.saturating_sub(self.config.failures_free);
         if over == 0 {
             return Duration::ZERO;

@@ -22,24 +22,48 @@ pub struct Done {
 
 impl Done {
     pub fn ok(text: impl Into<String>) -> Self {
-        Done { status: Status::Ok, code: None, text: text.into() }
+        Done {
+            status: Status::Ok,
+            code: None,
+            text: text.into(),
+        }
     }
     pub fn ok_code(code: impl Into<String>, text: impl Into<String>) -> Self {
-        Done { status: Status::Ok, code: Some(code.into()), text: text.into() }
+        Done {
+            status: Status::Ok,
+            code: Some(code.into()),
+            text: text.into(),
+        }
     }
     pub fn no(text: impl Into<String>) -> Self {
-        Done { status: Status::No, code: None, text: text.into() }
+        Done {
+            status: Status::No,
+            code: None,
+            text: text.into(),
+        }
     }
     pub fn no_code(code: impl Into<String>, text: impl Into<String>) -> Self {
-        Done { status: Status::No, code: Some(code.into()), text: text.into() }
+        Done {
+            status: Status::No,
+            code: Some(code.into()),
+            text: text.into(),
+        }
     }
     /// The command already wrote its tagged line (STARTTLS does, before the handshake).
     pub fn suppressed() -> Self {
-        Done { status: Status::Ok, code: None, text: SUPPRESSED.into() }
+        Done {
+            status: Status::Ok,
+            code: None,
+            text: SUPPRESSED.into(),
+        }
     }
 
     pub fn bad(text: impl Into<String>) -> Self {
-        Done { status: Status::Bad, code: None, text: text.into() }
+        Done {
+            status: Status::Bad,
+            code: None,
+            text: text.into(),
+        }
     }
 
     /// Maps a store error to a NO with the RFC 5530 code that says what happened.
@@ -51,7 +75,9 @@ impl Done {
             ErrorKind::Invalid => ("CANNOT", error.message.as_str()),
             ErrorKind::OverQuota => ("OVERQUOTA", error.message.as_str()),
             ErrorKind::Corrupt => ("SERVERBUG", "stored data failed a check; it was not served"),
-            ErrorKind::Io | ErrorKind::Unavailable => ("UNAVAILABLE", "temporarily unavailable, try again"),
+            ErrorKind::Io | ErrorKind::Unavailable => {
+                ("UNAVAILABLE", "temporarily unavailable, try again")
+            }
         };
         Done::no_code(code, text)
     }

@@ -7,7 +7,6 @@ pub(crate) struct Selected {
     pub id: String,
     pub name: String,
     pub read_only: bool,
-    pub uid_validity: u32,
     /// UIDs in sequence-number order: position + 1 is the message sequence number.
     pub uids: Vec<u32>,
     /// Highest MODSEQ whose changes this session has reported.
@@ -38,7 +37,8 @@ impl Session {
         let Some(mailbox) = changes.mailbox else {
             // Deleted (or renamed away and deleted) by another session.
             self.selected = None;
-            self.out.extend_from_slice(b"* OK [CLOSED] the selected mailbox was deleted\r\n");
+            self.out
+                .extend_from_slice(b"* OK [CLOSED] the selected mailbox was deleted\r\n");
             return Ok(());
         };
         let last_uid = selected.uids.last().copied().unwrap_or(0);
@@ -51,7 +51,8 @@ impl Session {
         if !held_back {
             for uid in &expunged {
                 if let Ok(position) = selected.uids.binary_search(uid) {
-                    self.out.extend_from_slice(format!("* {} EXPUNGE\r\n", position + 1).as_bytes());
+                    self.out
+                        .extend_from_slice(format!("* {} EXPUNGE\r\n", position + 1).as_bytes());
                     selected.uids.remove(position);
                 }
             }
@@ -61,7 +62,11 @@ impl Session {
             if meta.uid > last_uid {
                 new_uids.push(meta.uid);
             } else if let Some(seq) = selected.sequence_of(meta.uid) {
-                let mut line = format!("* {seq} FETCH (UID {} FLAGS ({})", meta.uid, meta.flags.join(" "));
+                let mut line = format!(
+                    "* {seq} FETCH (UID {} FLAGS ({})",
+                    meta.uid,
+                    meta.flags.join(" ")
+                );
                 if self.condstore {
                     line.push_str(&format!(" MODSEQ ({})", meta.modseq));
                 }
@@ -71,7 +76,8 @@ impl Session {
         }
         if !new_uids.is_empty() {
             selected.uids.extend(new_uids);
-            self.out.extend_from_slice(format!("* {} EXISTS\r\n", selected.uids.len()).as_bytes());
+            self.out
+                .extend_from_slice(format!("* {} EXISTS\r\n", selected.uids.len()).as_bytes());
         }
         if !held_back {
             selected.modseq = mailbox.highest_modseq;

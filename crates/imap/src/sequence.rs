@@ -48,7 +48,9 @@ pub fn resolve(sequence: &Sequence, uid: bool, uids: &[u32], saved: Option<&[u32
 
 /// True when a message-sequence set names a number beyond the mailbox (a BAD per RFC 9051).
 pub fn out_of_range(sequence: &Sequence, count: usize) -> bool {
-    let Sequence::Set(ranges) = sequence else { return false };
+    let Sequence::Set(ranges) = sequence else {
+        return false;
+    };
     ranges.iter().any(|r| {
         [r.start, r.end]
             .iter()
@@ -98,7 +100,11 @@ pub fn format_set(values: &[u32]) -> String {
 
 /// Writes pairs in order (for COPYUID, where source and destination must correspond).
 pub fn format_list(values: &[u32]) -> String {
-    values.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+    values
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -109,7 +115,10 @@ mod tests {
         Sequence::Set(
             ranges
                 .iter()
-                .map(|&(a, b)| SeqRange { start: SeqNumber::Value(a), end: SeqNumber::Value(b) })
+                .map(|&(a, b)| SeqRange {
+                    start: SeqNumber::Value(a),
+                    end: SeqNumber::Value(b),
+                })
                 .collect(),
         )
     }
@@ -118,17 +127,26 @@ mod tests {
     fn uid_ranges_pick_existing_uids_only() {
         let uids = [2, 4, 6, 8];
         assert_eq!(resolve(&set(&[(3, 7)]), true, &uids, None), vec![1, 2]);
-        assert_eq!(resolve(&set(&[(9, 100)]), true, &uids, None), Vec::<usize>::new());
+        assert_eq!(
+            resolve(&set(&[(9, 100)]), true, &uids, None),
+            Vec::<usize>::new()
+        );
     }
 
     #[test]
     fn star_is_the_largest() {
         let uids = [2, 4, 6];
-        let star = Sequence::Set(vec![SeqRange { start: SeqNumber::Value(5), end: SeqNumber::Star }]);
+        let star = Sequence::Set(vec![SeqRange {
+            start: SeqNumber::Value(5),
+            end: SeqNumber::Star,
+        }]);
         assert_eq!(resolve(&star, true, &uids, None), vec![2]);
         assert_eq!(resolve(&star, false, &uids, None), Vec::<usize>::new());
         // A UID range reversed around * still includes the last message.
-        let high = Sequence::Set(vec![SeqRange { start: SeqNumber::Value(100), end: SeqNumber::Star }]);
+        let high = Sequence::Set(vec![SeqRange {
+            start: SeqNumber::Value(100),
+            end: SeqNumber::Star,
+        }]);
         assert_eq!(resolve(&high, true, &uids, None), vec![2]);
     }
 

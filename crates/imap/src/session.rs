@@ -102,7 +102,12 @@ pub(crate) struct Session {
 }
 
 /// Runs one IMAP session until logout, EOF, timeout or shutdown.
-pub async fn serve(conn: Conn, peer: SocketAddr, ctx: Arc<ImapContext>, shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    conn: Conn,
+    peer: SocketAddr,
+    ctx: Arc<ImapContext>,
+    shutdown: watch::Receiver<bool>,
+) {
     let span = tracing::info_span!("imap", %peer, tls = conn.is_tls());
     async move {
         let limits = ctx.config.limits;
@@ -129,7 +134,11 @@ pub async fn serve(conn: Conn, peer: SocketAddr, ctx: Arc<ImapContext>, shutdown
             Err(End::Io(e)) => tracing::info!(event = "imap_io_error", error = %e),
         }
         let _ = session.conn.shutdown().await;
-        tracing::info!(event = "imap_disconnect", user = session.user.as_deref().unwrap_or(""), "connection closed");
+        tracing::info!(
+            event = "imap_disconnect",
+            user = session.user.as_deref().unwrap_or(""),
+            "connection closed"
+        );
     }
     .instrument(span)
     .await
@@ -138,7 +147,9 @@ pub async fn serve(conn: Conn, peer: SocketAddr, ctx: Arc<ImapContext>, shutdown
 impl Session {
     async fn run(&mut self) -> Result<(), End> {
         let capabilities = command::auth::capabilities(self);
-        self.out.extend_from_slice(format!("* OK [CAPABILITY {capabilities}] Postern IMAP ready\r\n").as_bytes());
+        self.out.extend_from_slice(
+            format!("* OK [CAPABILITY {capabilities}] Postern IMAP ready\r\n").as_bytes(),
+        );
         self.flush().await?;
         loop {
             match self.framer.next(&self.input) {
@@ -157,12 +168,19 @@ impl Session {
                     }
                     self.read_more().await?;
                 }
-                Frame::Reject { tag, kind, discard, close } => {
+                Frame::Reject {
+                    tag,
+                    kind,
+                    discard,
+                    close,
+                } => {
                     let discard = discard.min(self.input.len());
                     self.input.drain(..discard);
                     let text = match kind {
                         RejectKind::LineTooLong => Done::bad("command line too long"),
-                        RejectKind::LiteralTooBig => Done::no_code("TOOBIG", "literal larger than the server accepts"),
+                        RejectKind::LiteralTooBig => {
+                            Done::no_code("TOOBIG", "literal larger than the server accepts")
+                        }
                     };
                     tracing::info!(event = "imap_rejected", kind = ?kind, "command refused before reading it");
                     text.write(tag.as_deref().unwrap_or("*"), &mut self.out);
@@ -177,7 +195,11 @@ impl Session {
 
     /// Reads more input, ending the session on EOF, timeout or shutdown.
     async fn read_more(&mut self) -> Result<(), End> {
-        let timeout = if self.user.is_some() { self.ctx.config.autologout } else { self.ctx.config.login_timeout };
+        let timeout = if self.user.is_some() {
+            self.ctx.config.autologout
+        } else {
+            self.ctx.config.login_timeout
+        };
         let mut shutdown = self.shutdown.clone();
         let mut chunk = [0u8; 16 * 1024];
         tokio::select! {
@@ -195,7 +217,8 @@ impl Session {
     }
 
     pub(crate) async fn bye(&mut self, text: &str) -> Result<(), End> {
-        self.out.extend_from_slice(format!("* BYE {text}\r\n").as_bytes());
+        self.out
+            .extend_from_slice(format!("* BYE {text}\r\n").as_bytes());
         self.flush().await?;
         Err(End::Logout)
     }
@@ -245,7 +268,14 @@ impl Session {
             C::Capability => return Ok(command::auth::capability(self)),
             C::Noop | C::Check => {
                 self.sync(true).await?;
-                return Ok(Done::ok(format!("{} completed", if matches!(body, C::Noop) { "NOOP" } else { "CHECK" })));
+                return Ok(Done::ok(format!(
+                    "{} completed",
+                    if matches!(body, C::Noop) {
+                        "NOOP"
+                    } else {
+                        "CHECK"
+                    }
+                )));
             }
             C::Logout => {
                 self.out.extend_from_slice(b"* BYE logging out\r\n");
@@ -259,30 +289,55 @@ impl Session {
         if self.user.is_none() {
             return match body {
                 C::StartTls => command::auth::starttls(self, tag).await,
-                C::Login { username, password } => command::auth::login(self, &username, password.expose()).await,
-                C::Authenticate { mechanism, initial_response } => {
-                    command::auth::authenticate(self, &mechanism, initial_response.as_ref().map(|s| s.expose().as_str())).await
+                C::Login { username, password } => {
+                    command::auth::login(self, &username, password.expose()).await
+                }
+                C::Authenticate {
+                    mechanism,
+                    initial_response,
+                } => {
+                    command::auth::authenticate(
+                        self,
+                        &mechanism,
+                        initial_response.as_ref().map(|s| s.expose().as_str()),
+                    )
+                    .await
                 }
                 _ => Ok(Done::bad("command not valid before login")),
             };
         }
         match body {
-            C::StartTls | C::Login { .. } | C::Authenticate { .. } => Ok(Done::bad("already authenticated")),
+            C::StartTls | C::Login { .. } | C::Authenticate { .. } => {
+                Ok(Done::bad("already authenticated"))
+            }
             C::Enable { capabilities } => Ok(command::auth::enable(self, &capabilities)),
             C::Unauthenticate => command::auth::unauthenticate(self).await,
-            C::Select { mailbox, params } => command::select::select(self, &mailbox, false, params).await,
-            C::Examine { mailbox, params } => command::select::select(self, &mailbox, true, params).await,
-            C::Create { mailbox, special_use } => command::mailbox::create(self, &mailbox, special_use).await,
+            C::Select { mailbox, params } => {
+                command::select::select(self, &mailbox, false, params).await
+            }
+            C::Examine { mailbox, params } => {
+                command::select::select(self, &mailbox, true, params).await
+            }
+            C::Create {
+                mailbox,
+                special_use,
+            } => command::mailbox::create(self, &mailbox, special_use).await,
             C::Delete { mailbox } => command::mailbox::delete(self, &mailbox).await,
             C::Rename { from, to } => command::mailbox::rename(self, &from, &to).await,
             C::Subscribe { mailbox } => command::mailbox::subscribe(self, &mailbox, true).await,
             C::Unsubscribe { mailbox } => command::mailbox::subscribe(self, &mailbox, false).await,
-            C::List { lsub, reference, patterns, select, returns } => {
-                command::list::list(self, lsub, &reference, &patterns, &select, &returns).await
-            }
+            C::List {
+                lsub,
+                reference,
+                patterns,
+                select,
+                returns,
+            } => command::list::list(self, lsub, &reference, &patterns, &select, &returns).await,
             C::Namespace => Ok(command::list::namespace(self)),
             C::Status { mailbox, items } => command::list::status(self, &mailbox, &items).await,
-            C::Append { mailbox, messages } => command::append::append(self, &mailbox, messages).await,
+            C::Append { mailbox, messages } => {
+                command::append::append(self, &mailbox, messages).await
+            }
             C::Idle => command::idle::idle(self, tag).await,
             other => {
                 if self.selected.is_none() {
@@ -292,17 +347,57 @@ impl Session {
                     C::Close => command::select::close(self, true).await,
                     C::Unselect => command::select::close(self, false).await,
                     C::Expunge { uids } => command::select::expunge(self, uids).await,
-                    C::Search { uid, charset, returns, criteria } => {
-                        command::search::search(self, tag, uid, charset.as_deref(), returns, &criteria).await
+                    C::Search {
+                        uid,
+                        charset,
+                        returns,
+                        criteria,
+                    } => {
+                        command::search::search(
+                            self,
+                            tag,
+                            uid,
+                            charset.as_deref(),
+                            returns,
+                            &criteria,
+                        )
+                        .await
                     }
-                    C::Fetch { uid, sequence, attrs, modifiers } => {
-                        command::fetch::fetch(self, uid, &sequence, &attrs, &modifiers).await
+                    C::Fetch {
+                        uid,
+                        sequence,
+                        attrs,
+                        modifiers,
+                    } => command::fetch::fetch(self, uid, &sequence, &attrs, &modifiers).await,
+                    C::Store {
+                        uid,
+                        sequence,
+                        mode,
+                        silent,
+                        flags,
+                        unchanged_since,
+                    } => {
+                        command::store::store(
+                            self,
+                            uid,
+                            &sequence,
+                            mode,
+                            silent,
+                            &flags,
+                            unchanged_since,
+                        )
+                        .await
                     }
-                    C::Store { uid, sequence, mode, silent, flags, unchanged_since } => {
-                        command::store::store(self, uid, &sequence, mode, silent, &flags, unchanged_since).await
-                    }
-                    C::Copy { uid, sequence, mailbox } => command::copy::copy(self, uid, &sequence, &mailbox, false).await,
-                    C::Move { uid, sequence, mailbox } => command::copy::copy(self, uid, &sequence, &mailbox, true).await,
+                    C::Copy {
+                        uid,
+                        sequence,
+                        mailbox,
+                    } => command::copy::copy(self, uid, &sequence, &mailbox, false).await,
+                    C::Move {
+                        uid,
+                        sequence,
+                        mailbox,
+                    } => command::copy::copy(self, uid, &sequence, &mailbox, true).await,
                     _ => Ok(Done::bad("command not valid in this state")),
                 }
             }
@@ -311,7 +406,9 @@ impl Session {
 
     /// The reader of the logged-in user. Only called after login.
     pub(crate) fn reader(&self) -> Result<&store::UserReader, Done> {
-        self.reader.as_ref().ok_or_else(|| Done::bad("not authenticated"))
+        self.reader
+            .as_ref()
+            .ok_or_else(|| Done::bad("not authenticated"))
     }
 
     pub(crate) fn user_name(&self) -> String {
@@ -324,7 +421,8 @@ impl Session {
         let decoded = if self.utf8 || self.rev2 || raw.is_ascii() && !raw.contains('&') {
             raw.to_string()
         } else {
-            imap_proto::utf7::decode(raw).ok_or_else(|| Done::bad("mailbox name is not valid modified UTF-7"))?
+            imap_proto::utf7::decode(raw)
+                .ok_or_else(|| Done::bad("mailbox name is not valid modified UTF-7"))?
         };
         Ok(canonical_inbox(&decoded))
     }

@@ -12,7 +12,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "postern", version, about = "Postern mail server: IMAP4rev2, LMTP, embedded store")]
+#[command(
+    name = "postern",
+    version,
+    about = "Postern mail server: IMAP4rev2, LMTP, embedded store"
+)]
 struct Cli {
     /// Config file (TOML). Without it, every listener runs on its default
     /// address and data lives in ./postern-data.
@@ -75,7 +79,9 @@ enum AliasCommand {
         #[arg(required = true)]
         users: Vec<String>,
     },
-    Del { address: String },
+    Del {
+        address: String,
+    },
     List,
 }
 
@@ -114,7 +120,8 @@ fn load_config(path: &Option<PathBuf>) -> anyhow::Result<Config> {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter)
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .try_init();
@@ -133,11 +140,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         Command::Config(ConfigCommand::Default) => return Ok(ExitCode::SUCCESS),
-        Command::User(UserCommand::Add { name }) => AdminCommand::UserAdd { password: read_password(&name)?, name },
-        Command::User(UserCommand::Passwd { name }) => AdminCommand::UserPasswd { password: read_password(&name)?, name },
+        Command::User(UserCommand::Add { name }) => AdminCommand::UserAdd {
+            password: read_password(&name)?,
+            name,
+        },
+        Command::User(UserCommand::Passwd { name }) => AdminCommand::UserPasswd {
+            password: read_password(&name)?,
+            name,
+        },
         Command::User(UserCommand::Del { name }) => AdminCommand::UserDel { name },
         Command::User(UserCommand::List) => AdminCommand::UserList,
-        Command::Alias(AliasCommand::Add { address, users }) => AdminCommand::AliasAdd { address, users },
+        Command::Alias(AliasCommand::Add { address, users }) => {
+            AdminCommand::AliasAdd { address, users }
+        }
         Command::Alias(AliasCommand::Del { address }) => AdminCommand::AliasDel { address },
         Command::Alias(AliasCommand::List) => AdminCommand::AliasList,
         Command::Mailbox(MailboxCommand::List { user }) => AdminCommand::MailboxList { user },
@@ -148,7 +163,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 eprintln!("postern: cannot read the message from stdin");
                 return Ok(ExitCode::from(admin::EX_TEMPFAIL as u8));
             }
-            AdminCommand::Deliver { user, message: base64::engine::general_purpose::STANDARD.encode(message) }
+            AdminCommand::Deliver {
+                user,
+                message: base64::engine::general_purpose::STANDARD.encode(message),
+            }
         }
     };
     init_logging(&config);
@@ -183,7 +201,9 @@ fn read_password(user: &str) -> anyhow::Result<String> {
         return Ok(first);
     }
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).context("cannot read the password from stdin")?;
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from stdin")?;
     let password = line.trim_end_matches(['\r', '\n']).to_string();
     if password.is_empty() {
         return Err(anyhow!("empty password on stdin"));
@@ -193,12 +213,17 @@ fn read_password(user: &str) -> anyhow::Result<String> {
 
 fn serve(config: Config) -> anyhow::Result<ExitCode> {
     init_logging(&config);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let (stop, shutdown) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
                 return;
             };
             tokio::select! {
@@ -213,7 +238,11 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
             for (service, address) in bound {
                 let _ = writeln!(out, "postern: listening {} {address}", service.name());
             }
-            let _ = writeln!(out, "postern: ready (data in {}; add a user with: postern user add NAME)", data_dir.display());
+            let _ = writeln!(
+                out,
+                "postern: ready (data in {}; add a user with: postern user add NAME)",
+                data_dir.display()
+            );
             let _ = out.flush();
         })
         .await

@@ -25,18 +25,38 @@ pub const REQUEST_BYTES_MAX: usize = 96 * 1024 * 1024;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum AdminCommand {
-    UserAdd { name: String, password: String },
-    UserDel { name: String },
+    UserAdd {
+        name: String,
+        password: String,
+    },
+    UserDel {
+        name: String,
+    },
     UserList,
-    UserPasswd { name: String, password: String },
-    AliasAdd { address: String, users: Vec<String> },
-    AliasDel { address: String },
+    UserPasswd {
+        name: String,
+        password: String,
+    },
+    AliasAdd {
+        address: String,
+        users: Vec<String>,
+    },
+    AliasDel {
+        address: String,
+    },
     AliasList,
-    MailboxList { user: String },
+    MailboxList {
+        user: String,
+    },
     /// The message, base64 (JSON strings cannot carry arbitrary bytes).
-    Deliver { user: String, message: String },
+    Deliver {
+        user: String,
+        message: String,
+    },
     /// Reclaim space of unreferenced blobs, copying at most `bytes_max` bytes.
-    Gc { bytes_max: u64 },
+    Gc {
+        bytes_max: u64,
+    },
 }
 
 /// What a command printed and how it exited.
@@ -49,10 +69,18 @@ pub struct AdminOutput {
 
 impl AdminOutput {
     fn ok(stdout: impl Into<String>) -> Self {
-        AdminOutput { exit: 0, stdout: stdout.into(), stderr: String::new() }
+        AdminOutput {
+            exit: 0,
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
     }
     fn fail(exit: i32, stderr: impl Into<String>) -> Self {
-        AdminOutput { exit, stdout: String::new(), stderr: stderr.into() }
+        AdminOutput {
+            exit,
+            stdout: String::new(),
+            stderr: stderr.into(),
+        }
     }
     fn from_store(error: &StoreError) -> Self {
         let exit = match error.kind {
@@ -86,14 +114,23 @@ pub fn execute(store: &Store, command: AdminCommand) -> AdminOutput {
                 Ok(h) => h,
                 Err(e) => return AdminOutput::from_store(&e),
             };
-            submit(Intent::AddUser { user: user.clone(), password_hash: hash }, format!("user {user} added\n"))
+            submit(
+                Intent::AddUser {
+                    user: user.clone(),
+                    password_hash: hash,
+                },
+                format!("user {user} added\n"),
+            )
         }
         AdminCommand::UserDel { name } => {
             let user = match user_arg(&name) {
                 Ok(u) => u,
                 Err(out) => return out,
             };
-            submit(Intent::DeleteUser { user: user.clone() }, format!("user {user} deleted\n"))
+            submit(
+                Intent::DeleteUser { user: user.clone() },
+                format!("user {user} deleted\n"),
+            )
         }
         AdminCommand::UserPasswd { name, password } => {
             let user = match user_arg(&name) {
@@ -104,15 +141,26 @@ pub fn execute(store: &Store, command: AdminCommand) -> AdminOutput {
                 Ok(h) => h,
                 Err(e) => return AdminOutput::from_store(&e),
             };
-            submit(Intent::SetPassword { user: user.clone(), password_hash: hash }, format!("password of {user} changed\n"))
+            submit(
+                Intent::SetPassword {
+                    user: user.clone(),
+                    password_hash: hash,
+                },
+                format!("password of {user} changed\n"),
+            )
         }
         AdminCommand::UserList => match store.users() {
-            Ok(users) => AdminOutput::ok(users.iter().map(|u| format!("{u}\n")).collect::<String>()),
+            Ok(users) => {
+                AdminOutput::ok(users.iter().map(|u| format!("{u}\n")).collect::<String>())
+            }
             Err(e) => AdminOutput::from_store(&e),
         },
         AdminCommand::AliasAdd { address, users } => {
             let address = address.trim().to_ascii_lowercase();
-            if address.is_empty() || address.len() > 320 || address.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            if address.is_empty()
+                || address.len() > 320
+                || address.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
                 return AdminOutput::fail(EX_DATAERR, "error: invalid alias address\n");
             }
             let mut canonical = Vec::new();
@@ -122,15 +170,29 @@ pub fn execute(store: &Store, command: AdminCommand) -> AdminOutput {
                     Err(out) => return out,
                 }
             }
-            submit(Intent::SetAlias { address: address.clone(), users: canonical }, format!("alias {address} set\n"))
+            submit(
+                Intent::SetAlias {
+                    address: address.clone(),
+                    users: canonical,
+                },
+                format!("alias {address} set\n"),
+            )
         }
         AdminCommand::AliasDel { address } => {
             let address = address.trim().to_ascii_lowercase();
-            submit(Intent::RemoveAlias { address: address.clone() }, format!("alias {address} removed\n"))
+            submit(
+                Intent::RemoveAlias {
+                    address: address.clone(),
+                },
+                format!("alias {address} removed\n"),
+            )
         }
         AdminCommand::AliasList => match store.aliases() {
             Ok(aliases) => AdminOutput::ok(
-                aliases.iter().map(|(a, users)| format!("{a} -> {}\n", users.join(", "))).collect::<String>(),
+                aliases
+                    .iter()
+                    .map(|(a, users)| format!("{a} -> {}\n", users.join(", ")))
+                    .collect::<String>(),
             ),
             Err(e) => AdminOutput::from_store(&e),
         },
@@ -149,7 +211,10 @@ pub fn execute(store: &Store, command: AdminCommand) -> AdminOutput {
                         counts.messages,
                         counts.unseen,
                         counts.size,
-                        mailbox.special_use.map(|s| format!("\t{s}")).unwrap_or_default()
+                        mailbox
+                            .special_use
+                            .map(|s| format!("\t{s}"))
+                            .unwrap_or_default()
                     ));
                 }
                 Ok(out)
@@ -159,13 +224,19 @@ pub fn execute(store: &Store, command: AdminCommand) -> AdminOutput {
                 Err(e) => AdminOutput::from_store(&e),
             }
         }
-        AdminCommand::Gc { bytes_max } => match store.submit_one_blocking(Intent::CollectGarbage { bytes_max }) {
-            Ok(store::Outcome::Collected { blobs_removed, bytes_copied, packs_deleted }) => AdminOutput::ok(format!(
-                "removed {blobs_removed} unreferenced blobs, deleted {packs_deleted} packs, copied {bytes_copied} bytes\n"
-            )),
-            Ok(_) => AdminOutput::ok(""),
-            Err(e) => AdminOutput::from_store(&e),
-        },
+        AdminCommand::Gc { bytes_max } => {
+            match store.submit_one_blocking(Intent::CollectGarbage { bytes_max }) {
+                Ok(store::Outcome::Collected {
+                    blobs_removed,
+                    bytes_copied,
+                    packs_deleted,
+                }) => AdminOutput::ok(format!(
+                    "removed {blobs_removed} unreferenced blobs, deleted {packs_deleted} packs, copied {bytes_copied} bytes\n"
+                )),
+                Ok(_) => AdminOutput::ok(""),
+                Err(e) => AdminOutput::from_store(&e),
+            }
+        }
         AdminCommand::Deliver { user, message } => {
             let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(message) else {
                 return AdminOutput::fail(EX_USAGE, "error: message encoding\n");
@@ -206,7 +277,11 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 }
 
 /// Serves admin commands on the unix socket until `shutdown`.
-pub async fn serve_socket(store: Store, path: PathBuf, mut shutdown: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn serve_socket(
+    store: Store,
+    path: PathBuf,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     // A socket file left by a crashed server would make bind fail.
     let _ = std::fs::remove_file(&path);
@@ -274,10 +349,20 @@ pub fn send(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Option<Ad
     let path = socket_path(data_dir);
     let stream = match std::os::unix::net::UnixStream::connect(&path) {
         Ok(s) => s,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
             return Ok(None);
         }
-        Err(e) => return Err(anyhow::anyhow!("cannot reach the server at {}: {e}", path.display())),
+        Err(e) => {
+            return Err(anyhow::anyhow!(
+                "cannot reach the server at {}: {e}",
+                path.display()
+            ));
+        }
     };
     let mut request = serde_json::to_vec(command)?;
     request.push(b'\n');

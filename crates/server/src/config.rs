@@ -74,7 +74,9 @@ pub struct ImapsSection {
 
 impl Default for ImapsSection {
     fn default() -> Self {
-        ImapsSection { listen: addr("127.0.0.1:1993") }
+        ImapsSection {
+            listen: addr("127.0.0.1:1993"),
+        }
     }
 }
 
@@ -305,18 +307,23 @@ fn describe(text: &str, error: &toml::de::Error) -> String {
 }
 
 fn validate(config: &Config) -> Result<(), String> {
-    if let Some(imap) = &config.imap {
-        if imap.max_literal == 0 || imap.max_line < 1024 {
-            return Err("[imap] max_literal must be positive and max_line at least 1024".into());
-        }
+    if let Some(imap) = &config.imap
+        && (imap.max_literal == 0 || imap.max_line < 1024)
+    {
+        return Err("[imap] max_literal must be positive and max_line at least 1024".into());
     }
-    if config.hostname.is_empty() || config.hostname.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if config.hostname.is_empty()
+        || config
+            .hostname
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err("hostname must be a non-empty name without spaces".into());
     }
-    if let Some(lmtp) = &config.lmtp {
-        if lmtp.max_message_size == 0 || lmtp.max_recipients == 0 {
-            return Err("[lmtp] max_message_size and max_recipients must be positive".into());
-        }
+    if let Some(lmtp) = &config.lmtp
+        && (lmtp.max_message_size == 0 || lmtp.max_recipients == 0)
+    {
+        return Err("[lmtp] max_message_size and max_recipients must be positive".into());
     }
     Ok(())
 }
@@ -333,7 +340,8 @@ mod tests {
 
     #[test]
     fn unknown_key_names_line_and_key() {
-        let error = parse("data_dir = \"x\"\n[imap]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n").unwrap_err();
+        let error = parse("data_dir = \"x\"\n[imap]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n")
+            .unwrap_err();
         assert!(error.contains("line 4"), "{error}");
         assert!(error.contains("listen_port"), "{error}");
     }

@@ -56,7 +56,8 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let dir = &config.data_dir;
     if !dir.exists() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create data_dir {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create data_dir {}", dir.display()))?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(())
@@ -64,7 +65,12 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
 
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     prepare_data_dir(config)?;
-    Store::open(store_config(config)).map_err(|e| anyhow!("cannot open the store in {}: {e}", config.data_dir.display()))
+    Store::open(store_config(config)).map_err(|e| {
+        anyhow!(
+            "cannot open the store in {}: {e}",
+            config.data_dir.display()
+        )
+    })
 }
 
 struct Listener {
@@ -76,14 +82,21 @@ struct Listener {
 
 /// Runs the server until `shutdown` becomes true. `ready` gets every bound
 /// address before the first connection is accepted.
-pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>, ready: impl FnOnce(&[(Service, SocketAddr)])) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    mut shutdown: watch::Receiver<bool>,
+    ready: impl FnOnce(&[(Service, SocketAddr)]),
+) -> anyhow::Result<()> {
     let store = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || open_store(&config)).await??
     };
     let certificates = {
         let sources = if config.tls.certificates.is_empty() {
-            vec![tls::ensure_self_signed(&config.data_dir.join("tls"), &config.hostname)?]
+            vec![tls::ensure_self_signed(
+                &config.data_dir.join("tls"),
+                &config.hostname,
+            )?]
         } else {
             config.tls.certificates.clone()
         };
@@ -93,17 +106,44 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>, ready: imp
 
     let mut listeners = Vec::new();
     let sections: [(Service, Option<(config::Listen, usize)>); 3] = [
-        (Service::Imap, config.imap.as_ref().map(|s| (s.listen.clone(), s.max_connections))),
-        (Service::Imaps, config.imaps.as_ref().map(|s| (s.listen.clone(), config.imap.as_ref().map_or(10_000, |i| i.max_connections)))),
-        (Service::Lmtp, config.lmtp.as_ref().map(|s| (s.listen.clone(), s.max_connections))),
+        (
+            Service::Imap,
+            config
+                .imap
+                .as_ref()
+                .map(|s| (s.listen.clone(), s.max_connections)),
+        ),
+        (
+            Service::Imaps,
+            config.imaps.as_ref().map(|s| {
+                (
+                    s.listen.clone(),
+                    config.imap.as_ref().map_or(10_000, |i| i.max_connections),
+                )
+            }),
+        ),
+        (
+            Service::Lmtp,
+            config
+                .lmtp
+                .as_ref()
+                .map(|s| (s.listen.clone(), s.max_connections)),
+        ),
     ];
     for (service, section) in sections {
-        let Some((listen, max)) = section else { continue };
+        let Some((listen, max)) = section else {
+            continue;
+        };
         for address in listen.addresses() {
-            let socket = TcpListener::bind(address)
-                .await
-                .with_context(|| format!("cannot bind [{}] listen = \"{address}\"", service.name()))?;
-            listeners.push(Listener { service, socket, limit: Arc::new(Semaphore::new(max.max(1))), max: max.max(1) });
+            let socket = TcpListener::bind(address).await.with_context(|| {
+                format!("cannot bind [{}] listen = \"{address}\"", service.name())
+            })?;
+            listeners.push(Listener {
+                service,
+                socket,
+                limit: Arc::new(Semaphore::new(max.max(1))),
+                max: max.max(1),
+            });
         }
     }
     let bound: Vec<(Service, SocketAddr)> = listeners
@@ -145,9 +185,15 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>, ready: imp
         idle_timeout: Duration::from_secs(lmtp_section.idle_timeout_secs.max(1)),
         ..delivery::LmtpConfig::default()
     });
-    let target = Arc::new(lmtp_target::StoreTarget { store: store.clone() });
+    let target = Arc::new(lmtp_target::StoreTarget {
+        store: store.clone(),
+    });
 
-    let admin_task = tokio::spawn(admin::serve_socket(store.clone(), admin::socket_path(&config.data_dir), shutdown.clone()));
+    let admin_task = tokio::spawn(admin::serve_socket(
+        store.clone(),
+        admin::socket_path(&config.data_dir),
+        shutdown.clone(),
+    ));
     let reload_task = tokio::spawn(reload_on_sighup(certificates, shutdown.clone()));
     let gc_task = tokio::spawn(collect_garbage_periodically(
         store.clone(),
@@ -200,7 +246,10 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>, ready: imp
             break;
         }
     }
-    tracing::info!(event = "shutdown_started", "no longer accepting; finishing sessions");
+    tracing::info!(
+        event = "shutdown_started",
+        "no longer accepting; finishing sessions"
+    );
     for task in accept_tasks {
         let _ = task.await;
     }
@@ -212,7 +261,10 @@ pub async fn run(config: Config, mut shutdown: watch::Receiver<bool>, ready: imp
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(event = "shutdown_grace_expired", "some sessions did not finish in time");
+        tracing::warn!(
+            event = "shutdown_grace_expired",
+            "some sessions did not finish in time"
+        );
     }
     let _ = admin_task.await;
     reload_task.abort();
@@ -258,7 +310,12 @@ where
 
 /// Runs garbage collection now and then. Each run is one bounded writer intent,
 /// so it never holds up deliveries for long.
-async fn collect_garbage_periodically(store: Store, every: Duration, bytes_max: u64, mut shutdown: watch::Receiver<bool>) {
+async fn collect_garbage_periodically(
+    store: Store,
+    every: Duration,
+    bytes_max: u64,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if every.is_zero() {
         return;
     }
@@ -267,9 +324,21 @@ async fn collect_garbage_periodically(store: Store, every: Duration, bytes_max: 
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        match store.submit_one(store::Intent::CollectGarbage { bytes_max }).await {
-            Ok(store::Outcome::Collected { blobs_removed, bytes_copied, packs_deleted }) => {
-                tracing::info!(event = "gc_done", blobs_removed, bytes_copied, packs_deleted);
+        match store
+            .submit_one(store::Intent::CollectGarbage { bytes_max })
+            .await
+        {
+            Ok(store::Outcome::Collected {
+                blobs_removed,
+                bytes_copied,
+                packs_deleted,
+            }) => {
+                tracing::info!(
+                    event = "gc_done",
+                    blobs_removed,
+                    bytes_copied,
+                    packs_deleted
+                );
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(event = "gc_failed", error = %e),
@@ -277,8 +346,12 @@ async fn collect_garbage_periodically(store: Store, every: Duration, bytes_max: 
     }
 }
 
-async fn reload_on_sighup(certificates: Arc<tls::CertificateStore>, mut shutdown: watch::Receiver<bool>) {
-    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+async fn reload_on_sighup(
+    certificates: Arc<tls::CertificateStore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
         return;
     };
     loop {

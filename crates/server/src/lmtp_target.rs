@@ -21,13 +21,22 @@ impl DeliveryTarget for StoreTarget {
         }
     }
 
-    async fn deliver(&self, message: Vec<u8>, users: Vec<UserName>) -> Vec<Result<(), DeliverError>> {
+    async fn deliver(
+        &self,
+        message: Vec<u8>,
+        users: Vec<UserName>,
+    ) -> Vec<Result<(), DeliverError>> {
         let count = users.len();
         let store = self.store.clone();
         // Hashing and parsing are CPU work: off the async workers, once for all recipients.
         let prepared = match tokio::task::spawn_blocking(move || store.prepare(message)).await {
             Ok(p) => p,
-            Err(_) => return vec![Err(DeliverError::Temporary("message preparation failed".into())); count],
+            Err(_) => {
+                return vec![
+                    Err(DeliverError::Temporary("message preparation failed".into()));
+                    count
+                ];
+            }
         };
         let intents = users
             .into_iter()

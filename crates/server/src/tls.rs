@@ -30,26 +30,48 @@ fn load_pair(pair: &Certificate) -> anyhow::Result<Entry> {
         .with_context(|| format!("cannot read certificate {}", pair.cert.display()))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("bad PEM in {}", pair.cert.display()))?;
-    let leaf = chain.first().cloned().ok_or_else(|| anyhow!("{}: no certificate in file", pair.cert.display()))?;
-    let key = PrivateKeyDer::from_pem_file(&pair.key).with_context(|| format!("cannot read key {}", pair.key.display()))?;
+    let leaf = chain
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow!("{}: no certificate in file", pair.cert.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&pair.key)
+        .with_context(|| format!("cannot read key {}", pair.key.display()))?;
     let provider = rustls::crypto::ring::default_provider();
-    let certified = CertifiedKey::from_der(chain, key, &provider)
-        .with_context(|| format!("{} and {} do not form a usable pair", pair.cert.display(), pair.key.display()))?;
-    Ok(Entry { key: Arc::new(certified), leaf })
+    let certified = CertifiedKey::from_der(chain, key, &provider).with_context(|| {
+        format!(
+            "{} and {} do not form a usable pair",
+            pair.cert.display(),
+            pair.key.display()
+        )
+    })?;
+    Ok(Entry {
+        key: Arc::new(certified),
+        leaf,
+    })
 }
 
 impl CertificateStore {
     pub fn load(sources: Vec<Certificate>) -> anyhow::Result<Self> {
-        let entries = sources.iter().map(load_pair).collect::<anyhow::Result<Vec<_>>>()?;
+        let entries = sources
+            .iter()
+            .map(load_pair)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         if entries.is_empty() {
             return Err(anyhow!("no certificates"));
         }
-        Ok(CertificateStore { entries: RwLock::new(entries), sources })
+        Ok(CertificateStore {
+            entries: RwLock::new(entries),
+            sources,
+        })
     }
 
     /// Re-reads every certificate file. On any error the old set stays in use.
     pub fn reload(&self) -> anyhow::Result<usize> {
-        let fresh = self.sources.iter().map(load_pair).collect::<anyhow::Result<Vec<_>>>()?;
+        let fresh = self
+            .sources
+            .iter()
+            .map(load_pair)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let count = fresh.len();
         *self.entries.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(count)
@@ -59,7 +81,10 @@ impl CertificateStore {
 impl ResolvesServerCert for CertificateStore {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        if let Some(name) = hello.server_name().and_then(|n| ServerName::try_from(n.to_string()).ok()) {
+        if let Some(name) = hello
+            .server_name()
+            .and_then(|n| ServerName::try_from(n.to_string()).ok())
+        {
             for entry in entries.iter() {
                 let matches = webpki::EndEntityCert::try_from(&entry.leaf)
                     .map(|cert| cert.verify_is_valid_for_subject_name(&name).is_ok())
@@ -80,9 +105,11 @@ pub fn ensure_self_signed(dir: &Path, hostname: &str) -> anyhow::Result<Certific
     if !(cert.exists() && key.exists()) {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let names = vec![hostname.to_string(), "localhost".to_string()];
-        let generated = rcgen::generate_simple_self_signed(names).context("generate self-signed certificate")?;
+        let generated = rcgen::generate_simple_self_signed(names)
+            .context("generate self-signed certificate")?;
         write_private(&key, generated.signing_key.serialize_pem().as_bytes())?;
-        std::fs::write(&cert, generated.cert.pem()).with_context(|| format!("write {}", cert.display()))?;
+        std::fs::write(&cert, generated.cert.pem())
+            .with_context(|| format!("write {}", cert.display()))?;
         tracing::warn!(event = "tls_self_signed", cert = %cert.display(), "no certificate configured: wrote a self-signed one; clients will not trust it");
     }
     Ok(Certificate { cert, key })

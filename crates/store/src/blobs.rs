@@ -39,8 +39,10 @@ pub fn pack_path(dir: &Path, pack: u32) -> PathBuf {
 /// never returned as data.
 pub fn read_blob(dir: &Path, hash: &BlobHash, location: BlobLocation) -> Result<Vec<u8>> {
     let path = pack_path(dir, location.pack);
-    let file = File::open(&path).map_err(|e| StoreError::io(&format!("open {}", path.display()), e))?;
-    let length = usize::try_from(location.length).map_err(|_| StoreError::corrupt("blob length"))?;
+    let file =
+        File::open(&path).map_err(|e| StoreError::io(&format!("open {}", path.display()), e))?;
+    let length =
+        usize::try_from(location.length).map_err(|_| StoreError::corrupt("blob length"))?;
     let mut data = vec![0u8; length];
     file.read_exact_at(&mut data, location.offset)
         .map_err(|e| StoreError::corrupt(format!("blob {} unreadable: {e}", hash.to_hex())))?;

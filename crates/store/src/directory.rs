@@ -46,7 +46,12 @@ pub fn users(conn: &Connection) -> Result<Vec<String>> {
 pub fn alias(conn: &Connection, address: &str) -> Result<Option<Vec<String>>> {
     let mut stmt = conn.prepare_cached("SELECT users FROM aliases WHERE address = ?1")?;
     let users: Option<String> = stmt.query_row([address], |r| r.get(0)).optional()?;
-    Ok(users.map(|u| u.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect()))
+    Ok(users.map(|u| {
+        u.split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    }))
 }
 
 pub fn aliases(conn: &Connection) -> Result<Vec<(String, Vec<String>)>> {
@@ -76,18 +81,29 @@ pub fn pack_usage(conn: &Connection) -> Result<Vec<(u32, u64, u64)>> {
     let mut stmt = conn.prepare(
         "SELECT pack, SUM(length), SUM(CASE WHEN refs > 0 THEN length ELSE 0 END) FROM blobs GROUP BY pack ORDER BY pack",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get::<_, i64>(1)? as u64,
+            r.get::<_, i64>(2)? as u64,
+        ))
+    })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Blobs of one pack with their reference counts.
 pub fn pack_blobs(conn: &Connection, pack: u32) -> Result<Vec<(BlobHash, BlobLocation, i64)>> {
-    let mut stmt = conn.prepare("SELECT hash, pack, offset, length, refs FROM blobs WHERE pack = ?1")?;
+    let mut stmt =
+        conn.prepare("SELECT hash, pack, offset, length, refs FROM blobs WHERE pack = ?1")?;
     let rows = stmt.query_map([pack], |r| {
         let hash: String = r.get(0)?;
         Ok((
             hash,
-            BlobLocation { pack: r.get(1)?, offset: r.get::<_, i64>(2)? as u64, length: r.get::<_, i64>(3)? as u64 },
+            BlobLocation {
+                pack: r.get(1)?,
+                offset: r.get::<_, i64>(2)? as u64,
+                length: r.get::<_, i64>(3)? as u64,
+            },
             r.get::<_, i64>(4)?,
         ))
     })?;
@@ -127,7 +143,14 @@ pub fn unreferenced_blobs(conn: &Connection) -> Result<Vec<(BlobHash, BlobLocati
 
 pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
     match record {
-        Record::UserAdded { user, password_hash } | Record::PasswordChanged { user, password_hash } => {
+        Record::UserAdded {
+            user,
+            password_hash,
+        }
+        | Record::PasswordChanged {
+            user,
+            password_hash,
+        } => {
             conn.execute(
                 "INSERT INTO users (name, password_hash) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash",
@@ -147,7 +170,12 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
         Record::AliasRemoved { address } => {
             conn.execute("DELETE FROM aliases WHERE address = ?1", [address])?;
         }
-        Record::BlobStored { hash, pack, offset, length } => {
+        Record::BlobStored {
+            hash,
+            pack,
+            offset,
+            length,
+        } => {
             conn.execute(
                 "INSERT INTO blobs (hash, pack, offset, length, refs) VALUES (?1, ?2, ?3, ?4, 0)
                  ON CONFLICT (hash) DO UPDATE SET pack = excluded.pack, offset = excluded.offset,
@@ -162,10 +190,14 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
             }
         }
         Record::MessageAdded { blob, .. } => {
-            conn.execute("UPDATE blobs SET refs = refs + 1 WHERE hash = ?1", [blob.to_hex()])?;
+            conn.execute(
+                "UPDATE blobs SET refs = refs + 1 WHERE hash = ?1",
+                [blob.to_hex()],
+            )?;
         }
         Record::Expunged { messages, .. } => {
-            let mut stmt = conn.prepare_cached("UPDATE blobs SET refs = refs - 1 WHERE hash = ?1")?;
+            let mut stmt =
+                conn.prepare_cached("UPDATE blobs SET refs = refs - 1 WHERE hash = ?1")?;
             for (_, blob) in messages {
                 stmt.execute([blob.to_hex()])?;
             }

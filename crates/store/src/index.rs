@@ -72,7 +72,11 @@ pub fn open(path: &Path) -> Result<Connection> {
 
 pub fn applied_lsn(conn: &Connection) -> Result<Lsn> {
     let value: Option<i64> = conn
-        .query_row("SELECT value FROM meta WHERE key = 'applied_lsn'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'applied_lsn'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?;
     Ok(value.unwrap_or(0) as Lsn)
 }
@@ -154,7 +158,10 @@ pub fn flags_to_text(flags: &[String]) -> String {
 }
 
 pub fn flags_from_text(text: &str) -> Vec<String> {
-    text.split(' ').filter(|f| !f.is_empty()).map(str::to_string).collect()
+    text.split(' ')
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 fn mailbox_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxInfo> {
@@ -189,18 +196,24 @@ fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageMeta> {
 }
 
 pub fn mailboxes(conn: &Connection) -> Result<Vec<MailboxInfo>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes ORDER BY name"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MAILBOX_COLUMNS} FROM mailboxes ORDER BY name"
+    ))?;
     let rows = stmt.query_map([], mailbox_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 pub fn mailbox_by_name(conn: &Connection, name: &str) -> Result<Option<MailboxInfo>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE name = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE name = ?1"
+    ))?;
     Ok(stmt.query_row([name], mailbox_from_row).optional()?)
 }
 
 pub fn mailbox_by_id(conn: &Connection, id: &str) -> Result<Option<MailboxInfo>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE id = ?1"
+    ))?;
     Ok(stmt.query_row([id], mailbox_from_row).optional()?)
 }
 
@@ -223,7 +236,9 @@ pub fn message(conn: &Connection, mailbox: &str, uid: u32) -> Result<Option<Mess
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = ?1 AND uid = ?2"
     ))?;
-    Ok(stmt.query_row(params![mailbox, uid], message_from_row).optional()?)
+    Ok(stmt
+        .query_row(params![mailbox, uid], message_from_row)
+        .optional()?)
 }
 
 /// Messages whose MODSEQ is above `modseq`, in UID order (new and changed).
@@ -264,9 +279,11 @@ pub fn counts(conn: &Connection, mailbox: &str) -> Result<MailboxCounts> {
 
 /// Total bytes and messages of the user (for quota).
 pub fn usage(conn: &Connection) -> Result<(u64, u64)> {
-    Ok(conn.query_row("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM messages", [], |r| {
-        Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-    })?)
+    Ok(conn.query_row(
+        "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM messages",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )?)
 }
 
 /// The cached summary of a message, checked against its checksum. `Ok(None)`:
@@ -279,9 +296,13 @@ pub fn summary(conn: &Connection, mailbox: &str, uid: u32) -> Result<Option<mime
     let row: Option<(Vec<u8>, i64)> = stmt
         .query_row(params![mailbox, uid], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some((bytes, crc)) = row else { return Ok(None) };
+    let Some((bytes, crc)) = row else {
+        return Ok(None);
+    };
     if crc32fast::hash(&bytes) as i64 != crc {
-        return Err(StoreError::corrupt(format!("cache checksum mismatch for UID {uid}")));
+        return Err(StoreError::corrupt(format!(
+            "cache checksum mismatch for UID {uid}"
+        )));
     }
     serde_json::from_slice(&bytes)
         .map(Some)
@@ -300,9 +321,20 @@ pub fn thread_for(conn: &Connection, message_ids: &[String]) -> Result<Option<St
 
 /// Applies one record to a user's index. `summary` is the parsed message for
 /// `MessageAdded` (the writer has it; replay re-parses the blob and passes it).
-pub fn apply(conn: &Connection, lsn: Lsn, record: &Record, summary: Option<&mime::Summary>) -> Result<()> {
+pub fn apply(
+    conn: &Connection,
+    lsn: Lsn,
+    record: &Record,
+    summary: Option<&mime::Summary>,
+) -> Result<()> {
     match record {
-        Record::MailboxCreated { mailbox, name, uid_validity, special_use, .. } => {
+        Record::MailboxCreated {
+            mailbox,
+            name,
+            uid_validity,
+            special_use,
+            ..
+        } => {
             conn.execute(
                 "INSERT INTO mailboxes (id, name, uid_validity, uid_next, highest_modseq, special_use)
                  VALUES (?1, ?2, ?3, 1, 1, ?4)",
@@ -310,23 +342,41 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record, summary: Option<&mime
             )?;
         }
         Record::MailboxRenamed { mailbox, name, .. } => {
-            conn.execute("UPDATE mailboxes SET name = ?2 WHERE id = ?1", params![mailbox, name])?;
+            conn.execute(
+                "UPDATE mailboxes SET name = ?2 WHERE id = ?1",
+                params![mailbox, name],
+            )?;
         }
         Record::MailboxDeleted { mailbox, .. } => {
             conn.execute("DELETE FROM messages WHERE mailbox = ?1", [mailbox])?;
             conn.execute("DELETE FROM expunged WHERE mailbox = ?1", [mailbox])?;
             conn.execute("DELETE FROM mailboxes WHERE id = ?1", [mailbox])?;
         }
-        Record::Subscribed { name, subscribed, .. } => {
+        Record::Subscribed {
+            name, subscribed, ..
+        } => {
             if *subscribed {
-                conn.execute("INSERT OR IGNORE INTO subscriptions (name) VALUES (?1)", [name])?;
+                conn.execute(
+                    "INSERT OR IGNORE INTO subscriptions (name) VALUES (?1)",
+                    [name],
+                )?;
             } else {
                 conn.execute("DELETE FROM subscriptions WHERE name = ?1", [name])?;
             }
         }
         Record::MessageAdded {
-            mailbox, uid, modseq, internal_date, internal_zone, save_date, blob, size, flags,
-            email_id, thread_id, ..
+            mailbox,
+            uid,
+            modseq,
+            internal_date,
+            internal_zone,
+            save_date,
+            blob,
+            size,
+            flags,
+            email_id,
+            thread_id,
+            ..
         } => {
             let summary = summary.ok_or_else(|| StoreError::corrupt("message summary missing"))?;
             let bytes = serde_json::to_vec(summary)
@@ -353,7 +403,12 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record, summary: Option<&mime
                 )?;
             }
         }
-        Record::FlagsChanged { mailbox, modseq, messages, .. } => {
+        Record::FlagsChanged {
+            mailbox,
+            modseq,
+            messages,
+            ..
+        } => {
             let mut stmt = conn.prepare_cached(
                 "UPDATE messages SET flags = ?3, modseq = ?4 WHERE mailbox = ?1 AND uid = ?2",
             )?;
@@ -365,8 +420,14 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record, summary: Option<&mime
                 params![mailbox, *modseq as i64],
             )?;
         }
-        Record::Expunged { mailbox, modseq, messages, .. } => {
-            let mut delete = conn.prepare_cached("DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2")?;
+        Record::Expunged {
+            mailbox,
+            modseq,
+            messages,
+            ..
+        } => {
+            let mut delete =
+                conn.prepare_cached("DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2")?;
             let mut tomb = conn.prepare_cached(
                 "INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?1, ?2, ?3)",
             )?;

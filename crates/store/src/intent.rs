@@ -15,15 +15,43 @@ pub struct Prepared {
 /// A change to make. One request carries one or more intents, answered in order.
 #[derive(Debug, Clone)]
 pub enum Intent {
-    AddUser { user: String, password_hash: String },
-    DeleteUser { user: String },
-    SetPassword { user: String, password_hash: String },
-    SetAlias { address: String, users: Vec<String> },
-    RemoveAlias { address: String },
-    CreateMailbox { user: String, name: String, special_use: Option<String> },
-    DeleteMailbox { user: String, name: String },
-    RenameMailbox { user: String, from: String, to: String },
-    Subscribe { user: String, name: String, subscribed: bool },
+    AddUser {
+        user: String,
+        password_hash: String,
+    },
+    DeleteUser {
+        user: String,
+    },
+    SetPassword {
+        user: String,
+        password_hash: String,
+    },
+    SetAlias {
+        address: String,
+        users: Vec<String>,
+    },
+    RemoveAlias {
+        address: String,
+    },
+    CreateMailbox {
+        user: String,
+        name: String,
+        special_use: Option<String>,
+    },
+    DeleteMailbox {
+        user: String,
+        name: String,
+    },
+    RenameMailbox {
+        user: String,
+        from: String,
+        to: String,
+    },
+    Subscribe {
+        user: String,
+        name: String,
+        subscribed: bool,
+    },
     Append {
         user: String,
         /// Mailbox name (`INBOX` for delivery).
@@ -42,11 +70,17 @@ pub enum Intent {
         unchanged_since: Option<u64>,
     },
     /// Expunge `\Deleted` messages (only those in `uids`, when given).
-    Expunge { user: String, mailbox: String, uids: Option<Vec<u32>> },
+    Expunge {
+        user: String,
+        mailbox: String,
+        uids: Option<Vec<u32>>,
+    },
     /// Reclaims space of unreferenced blobs: packs whose content is at least half
     /// garbage are rewritten (survivors appended to the current pack) and deleted.
     /// At most `bytes_max` bytes are copied per run, so collection never floods the disk.
-    CollectGarbage { bytes_max: u64 },
+    CollectGarbage {
+        bytes_max: u64,
+    },
     /// COPY, or MOVE when `remove_source` is set.
     Copy {
         user: String,
@@ -61,8 +95,14 @@ pub enum Intent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     Done,
-    MailboxCreated { id: String },
-    Appended { mailbox: String, uid_validity: u32, uid: u32 },
+    MailboxCreated {
+        id: String,
+    },
+    Appended {
+        mailbox: String,
+        uid_validity: u32,
+        uid: u32,
+    },
     Flags {
         /// New MODSEQ of the changed messages (None when nothing changed).
         modseq: Option<u64>,
@@ -71,7 +111,18 @@ pub enum Outcome {
         /// UIDs not changed because of UNCHANGEDSINCE.
         modified: Vec<u32>,
     },
-    Expunged { uids: Vec<u32>, modseq: Option<u64> },
-    Copied { uid_validity: u32, pairs: Vec<(u32, u32)>, expunged: Vec<u32> },
-    Collected { blobs_removed: u64, bytes_copied: u64, packs_deleted: u64 },
+    Expunged {
+        uids: Vec<u32>,
+        modseq: Option<u64>,
+    },
+    Copied {
+        uid_validity: u32,
+        pairs: Vec<(u32, u32)>,
+        expunged: Vec<u32>,
+    },
+    Collected {
+        blobs_removed: u64,
+        bytes_copied: u64,
+        packs_deleted: u64,
+    },
 }

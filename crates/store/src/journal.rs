@@ -37,10 +37,10 @@ pub fn list_segments(dir: &Path) -> Result<Vec<Lsn>> {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(stem) = name.strip_suffix(".log") {
-            if let Ok(lsn) = stem.parse::<Lsn>() {
-                out.push(lsn);
-            }
+        if let Some(stem) = name.strip_suffix(".log")
+            && let Ok(lsn) = stem.parse::<Lsn>()
+        {
+            out.push(lsn);
         }
     }
     out.sort_unstable();
@@ -71,7 +71,8 @@ pub struct SegmentScan {
 
 /// Reads every good frame of a segment, stopping at the first bad one.
 pub fn scan_segment(path: &Path) -> Result<SegmentScan> {
-    let data = fs::read(path).map_err(|e| StoreError::io(&format!("read {}", path.display()), e))?;
+    let data =
+        fs::read(path).map_err(|e| StoreError::io(&format!("read {}", path.display()), e))?;
     if data.len() < SEGMENT_MAGIC.len() || &data[..SEGMENT_MAGIC.len()] != SEGMENT_MAGIC {
         return Ok(SegmentScan {
             entries: Vec::new(),
@@ -84,7 +85,10 @@ pub fn scan_segment(path: &Path) -> Result<SegmentScan> {
     let mut damage = None;
     while position < data.len() {
         let Some(header) = data.get(position..position + 8) else {
-            damage = Some(format!("{}: truncated frame header at byte {position}", path.display()));
+            damage = Some(format!(
+                "{}: truncated frame header at byte {position}",
+                path.display()
+            ));
             break;
         };
         let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
@@ -94,17 +98,26 @@ pub fn scan_segment(path: &Path) -> Result<SegmentScan> {
             .then(|| data.get(start..start + length as usize))
             .flatten()
         else {
-            damage = Some(format!("{}: truncated frame at byte {position}", path.display()));
+            damage = Some(format!(
+                "{}: truncated frame at byte {position}",
+                path.display()
+            ));
             break;
         };
         if crc32fast::hash(payload) != crc {
-            damage = Some(format!("{}: checksum mismatch at byte {position}", path.display()));
+            damage = Some(format!(
+                "{}: checksum mismatch at byte {position}",
+                path.display()
+            ));
             break;
         }
         match serde_json::from_slice::<Entry>(payload) {
             Ok(entry) => entries.push(entry),
             Err(e) => {
-                damage = Some(format!("{}: undecodable record at byte {position}: {e}", path.display()));
+                damage = Some(format!(
+                    "{}: undecodable record at byte {position}: {e}",
+                    path.display()
+                ));
                 break;
             }
         }
@@ -213,17 +226,21 @@ impl JournalWriter {
 
 /// Reads the whole journal in order, for recovery and rebuilds. Cuts a torn tail
 /// off the last segment (logging it); damage elsewhere is an error.
-pub fn read_all(dir: &Path, from_lsn: Lsn, mut visit: impl FnMut(Entry) -> Result<()>) -> Result<Lsn> {
+pub fn read_all(
+    dir: &Path,
+    from_lsn: Lsn,
+    mut visit: impl FnMut(Entry) -> Result<()>,
+) -> Result<Lsn> {
     let segments = list_segments(dir)?;
     let mut next_lsn: Lsn = 1;
     for (i, &first) in segments.iter().enumerate() {
         let is_last = i + 1 == segments.len();
         // Skip segments that end before `from_lsn` (the next one starts at or before it).
-        if let Some(&next_first) = segments.get(i + 1) {
-            if next_first <= from_lsn {
-                next_lsn = next_first;
-                continue;
-            }
+        if let Some(&next_first) = segments.get(i + 1)
+            && next_first <= from_lsn
+        {
+            next_lsn = next_first;
+            continue;
         }
         let path = segment_path(dir, first);
         let scan = scan_segment(&path)?;

@@ -32,4 +32,4 @@ pub use index::{Changes, MailboxCounts, MailboxInfo, MessageMeta};
 pub use intent::{Intent, Outcome, Prepared};
 pub use store::{Store, StoreConfig, UserReader};
 pub use types::{BlobHash, FlagMode, canonical_user_name};
-pub use writer::{DEFAULT_MAILBOXES, Stats, SEPARATOR, validate_mailbox_name};
+pub use writer::{DEFAULT_MAILBOXES, SEPARATOR, Stats, validate_mailbox_name};

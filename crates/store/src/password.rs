@@ -1,8 +1,10 @@
 //! Password hashing with Argon2id (PHC string format in the record).
 
 use crate::error::{Result, StoreError};
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 
 /// Longest password accepted, in bytes (bounds the hashing work an attacker can ask for).
 pub const PASSWORD_BYTES_MAX: usize = 1024;

@@ -9,7 +9,9 @@ pub struct Paths {
 
 impl Paths {
     pub fn new(root: &Path) -> Self {
-        Paths { root: root.to_path_buf() }
+        Paths {
+            root: root.to_path_buf(),
+        }
     }
     pub fn journal_dir(&self) -> PathBuf {
         self.root.join("journal")

@@ -39,7 +39,8 @@ fn open_user(paths: &Paths, user: &str) -> Result<UserState> {
     }) {
         Ok(state) => Ok(state),
         Err(e) => {
-            let aside = path.with_extension(format!("sqlite.damaged-{}", crate::writer::now_seconds()));
+            let aside =
+                path.with_extension(format!("sqlite.damaged-{}", crate::writer::now_seconds()));
             tracing::error!(event = "index_damaged", user, error = %e, moved_to = %aside.display(), "user index unreadable; rebuilding it from the journal");
             for suffix in ["", "-wal", "-shm"] {
                 let from = format!("{}{suffix}", path.display());
@@ -61,11 +62,19 @@ pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
         if !entry.file_type()?.is_dir() {
             continue;
         }
-        let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
         let state = open_user(paths, &name)?;
         users.insert(name, state);
     }
-    let from = users.values().map(|u| u.applied).chain([server_applied]).min().unwrap_or(0) + 1;
+    let from = users
+        .values()
+        .map(|u| u.applied)
+        .chain([server_applied])
+        .min()
+        .unwrap_or(0)
+        + 1;
     let mut replayed = 0u64;
     // Pass 1: the server index (users, aliases, where every blob is now). It needs
     // no blob bytes, and pass 2 then reads each blob from its final location, so
@@ -82,7 +91,9 @@ pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
     journal::read_all(&paths.journal_dir(), from, |entry| {
         let lsn = entry.lsn;
         let record = &entry.record;
-        let Some(user) = record.user() else { return Ok(()) };
+        let Some(user) = record.user() else {
+            return Ok(());
+        };
         if !users.contains_key(user) {
             std::fs::create_dir_all(paths.user_dir(user))?;
             users.insert(user.to_string(), open_user(paths, user)?);
@@ -116,7 +127,17 @@ pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
         Ok(())
     })?;
     if replayed > 0 {
-        tracing::info!(event = "journal_replayed", records = replayed, from_lsn = from, next_lsn, "indexes brought up to date from the journal");
+        tracing::info!(
+            event = "journal_replayed",
+            records = replayed,
+            from_lsn = from,
+            next_lsn,
+            "indexes brought up to date from the journal"
+        );
     }
-    Ok(Recovered { server, next_lsn, replayed })
+    Ok(Recovered {
+        server,
+        next_lsn,
+        replayed,
+    })
 }

@@ -78,7 +78,12 @@ impl Store {
     /// the journal cannot be read (the message names the file and position).
     pub fn open(config: StoreConfig) -> Result<Store> {
         let paths = Paths::new(&config.data_dir);
-        for dir in [paths.root.clone(), paths.journal_dir(), paths.blobs_dir(), paths.users_dir()] {
+        for dir in [
+            paths.root.clone(),
+            paths.journal_dir(),
+            paths.blobs_dir(),
+            paths.users_dir(),
+        ] {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StoreError::io(&format!("create {}", dir.display()), e))?;
         }
@@ -91,12 +96,19 @@ impl Store {
         if lock.try_lock().is_err() {
             return Err(StoreError::new(
                 ErrorKind::Unavailable,
-                format!("the store in {} is in use by another process", paths.root.display()),
+                format!(
+                    "the store in {} is in use by another process",
+                    paths.root.display()
+                ),
             ));
         }
         let recovered = recovery::recover(&paths, &config.summary_limits)?;
         let replayed = recovered.replayed;
-        let journal = JournalWriter::open(&paths.journal_dir(), recovered.next_lsn, config.journal_segment_bytes_max)?;
+        let journal = JournalWriter::open(
+            &paths.journal_dir(),
+            recovered.next_lsn,
+            config.journal_segment_bytes_max,
+        )?;
         let packs = PackWriter::open(&paths.blobs_dir(), config.pack_bytes_max)?;
         let notifier = Arc::new(Notifier::default());
         let stats = Arc::new(Stats::default());
@@ -133,7 +145,11 @@ impl Store {
                 _lock: lock,
             }),
         };
-        store.inner.stats.replayed.store(replayed, std::sync::atomic::Ordering::Relaxed);
+        store
+            .inner
+            .stats
+            .replayed
+            .store(replayed, std::sync::atomic::Ordering::Relaxed);
         Ok(store)
     }
 
@@ -166,11 +182,23 @@ impl Store {
         // The queue is bounded; a full queue blocks this thread briefly (backpressure).
         let sent = tokio::task::block_in_place(|| sender.send(Request { intents, reply }));
         if sent.is_err() {
-            return vec![Err(StoreError::new(ErrorKind::Unavailable, "store writer stopped")); count];
+            return vec![
+                Err(StoreError::new(
+                    ErrorKind::Unavailable,
+                    "store writer stopped"
+                ));
+                count
+            ];
         }
-        answer
-            .await
-            .unwrap_or_else(|_| vec![Err(StoreError::new(ErrorKind::Unavailable, "store writer stopped")); count])
+        answer.await.unwrap_or_else(|_| {
+            vec![
+                Err(StoreError::new(
+                    ErrorKind::Unavailable,
+                    "store writer stopped"
+                ));
+                count
+            ]
+        })
     }
 
     /// Like [`submit`](Self::submit), for callers outside an async runtime.
@@ -184,9 +212,15 @@ impl Store {
         if let Err(e) = sent {
             return vec![Err(e); count];
         }
-        answer
-            .blocking_recv()
-            .unwrap_or_else(|_| vec![Err(StoreError::new(ErrorKind::Unavailable, "store writer stopped")); count])
+        answer.blocking_recv().unwrap_or_else(|_| {
+            vec![
+                Err(StoreError::new(
+                    ErrorKind::Unavailable,
+                    "store writer stopped"
+                ));
+                count
+            ]
+        })
     }
 
     /// One intent, one answer.
@@ -213,14 +247,29 @@ impl Store {
 
     /// Stops taking changes, lets the writer finish what it has, and waits for it.
     pub fn shutdown(&self) {
-        self.inner.requests.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        self.inner
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(handle) = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
             let _ = handle.join();
         }
     }
 
     fn with_server<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let pooled = self.inner.server_pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let pooled = self
+            .inner
+            .server_pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
         let conn = match pooled {
             Some(c) => c,
             None => {
@@ -230,7 +279,11 @@ impl Store {
             }
         };
         let result = f(&conn);
-        let mut pool = self.inner.server_pool.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pool = self
+            .inner
+            .server_pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if pool.len() < SERVER_POOL_MAX {
             pool.push(conn);
         }
@@ -252,7 +305,9 @@ impl Store {
     /// Checks a login. Returns the canonical user name when the password is right.
     /// Argon2 is deliberately slow: call from a blocking thread.
     pub fn authenticate(&self, name: &str, password: &str) -> Result<Option<String>> {
-        let Ok(user) = canonical_user_name(name) else { return Ok(None) };
+        let Ok(user) = canonical_user_name(name) else {
+            return Ok(None);
+        };
         let stored = self.with_server(|c| directory::password_hash(c, &user))?;
         Ok(match stored {
             Some(hash) => crate::password::verify(password, &hash).then_some(user),
@@ -268,7 +323,11 @@ impl Store {
     /// a full-address user, a bare user by local part (any domain), `postmaster`.
     /// `alice+tag@x` is `alice@x`. Case is ignored.
     pub fn resolve_recipient(&self, address: &str) -> Result<Vec<String>> {
-        let address = address.trim().trim_start_matches('<').trim_end_matches('>').to_ascii_lowercase();
+        let address = address
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_ascii_lowercase();
         let (local, domain) = match address.rsplit_once('@') {
             Some((l, d)) => (l.to_string(), Some(d.to_string())),
             None => (address.clone(), None),
@@ -294,12 +353,11 @@ impl Store {
             if directory::user_exists(c, &local)? {
                 return Ok(vec![local.clone()]);
             }
-            if local == "postmaster" {
-                if let Some(p) = &postmaster {
-                    if directory::user_exists(c, p)? {
-                        return Ok(vec![p.clone()]);
-                    }
-                }
+            if local == "postmaster"
+                && let Some(p) = &postmaster
+                && directory::user_exists(c, p)?
+            {
+                return Ok(vec![p.clone()]);
             }
             Err(StoreError::not_found(format!("no user for {address}")))
         })

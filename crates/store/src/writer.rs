@@ -7,6 +7,7 @@
 //! 2. append new blobs to the pack and all records to the journal;
 //! 3. fsync pack, then journal (and their directories when a file was created);
 //! 4. commit the index transactions, notify watchers, answer the callers.
+//!
 //! A failure before 4 rolls every index transaction back and answers every
 //! intent of the batch with an error: nothing half-done is ever visible.
 
@@ -122,9 +123,14 @@ impl Writer {
 
     fn commit(&mut self, requests: Vec<Request>) {
         if let Some(e) = &self.failed {
-            let error = StoreError::new(ErrorKind::Unavailable, format!("store stopped after an earlier failure: {e}"));
+            let error = StoreError::new(
+                ErrorKind::Unavailable,
+                format!("store stopped after an earlier failure: {e}"),
+            );
             for request in requests {
-                let _ = request.reply.send(request.intents.iter().map(|_| Err(error.clone())).collect());
+                let _ = request
+                    .reply
+                    .send(request.intents.iter().map(|_| Err(error.clone())).collect());
             }
             return;
         }
@@ -141,7 +147,9 @@ impl Writer {
         if let Err(e) = self.server.execute_batch("BEGIN IMMEDIATE") {
             let error = StoreError::from(e);
             for request in requests {
-                let _ = request.reply.send(request.intents.iter().map(|_| Err(error.clone())).collect());
+                let _ = request
+                    .reply
+                    .send(request.intents.iter().map(|_| Err(error.clone())).collect());
             }
             return;
         }
@@ -152,7 +160,10 @@ impl Writer {
             for intent in &request.intents {
                 match self.plan(&mut batch, intent) {
                     Ok(outcome) => results.push(Ok(outcome)),
-                    Err(e) if e.kind == ErrorKind::Io || e.kind == ErrorKind::Corrupt && is_fatal(&e) => {
+                    Err(e)
+                        if e.kind == ErrorKind::Io
+                            || e.kind == ErrorKind::Corrupt && is_fatal(&e) =>
+                    {
                         fatal = Some(e);
                         break 'requests;
                     }
@@ -165,14 +176,14 @@ impl Writer {
             Some(e) => Err(e),
             None => self.make_durable(&batch),
         };
-        if let Err(e) = &durable {
-            if e.message.contains("fsync") {
-                // After a failed fsync the kernel may have dropped the dirty pages: nothing
-                // written since the last good sync can be trusted to be on disk, and
-                // retrying would report success for lost data. Stop taking changes.
-                tracing::error!(event = "store_failed", error = %e, "fsync failed: the store refuses all further changes until restarted");
-                self.failed = Some(e.clone());
-            }
+        if let Err(e) = &durable
+            && e.message.contains("fsync")
+        {
+            // After a failed fsync the kernel may have dropped the dirty pages: nothing
+            // written since the last good sync can be trusted to be on disk, and
+            // retrying would report success for lost data. Stop taking changes.
+            tracing::error!(event = "store_failed", error = %e, "fsync failed: the store refuses all further changes until restarted");
+            self.failed = Some(e.clone());
         }
         match durable {
             Ok(()) => {
@@ -197,15 +208,24 @@ impl Writer {
                     let path = blobs::pack_path(&self.paths.blobs_dir(), *pack);
                     match std::fs::remove_file(&path) {
                         Ok(()) => tracing::info!(event = "pack_deleted", pack = *pack),
-                        Err(e) => tracing::warn!(event = "pack_delete_failed", pack = *pack, error = %e),
+                        Err(e) => {
+                            tracing::warn!(event = "pack_delete_failed", pack = *pack, error = %e)
+                        }
                     }
                 }
                 use std::sync::atomic::Ordering::Relaxed;
                 self.stats.batches.fetch_add(1, Relaxed);
-                self.stats.records.fetch_add(batch.entries.len() as u64, Relaxed);
+                self.stats
+                    .records
+                    .fetch_add(batch.entries.len() as u64, Relaxed);
                 let succeeded = answers.iter().flatten().filter(|r| r.is_ok()).count();
                 self.stats.intents.fetch_add(succeeded as u64, Relaxed);
-                tracing::debug!(event = "batch_committed", records = batch.entries.len(), requests = requests.len(), elapsed_us = started.elapsed().as_micros() as u64);
+                tracing::debug!(
+                    event = "batch_committed",
+                    records = batch.entries.len(),
+                    requests = requests.len(),
+                    elapsed_us = started.elapsed().as_micros() as u64
+                );
                 for (request, results) in requests.into_iter().zip(answers) {
                     let _ = request.reply.send(results);
                 }
@@ -214,7 +234,9 @@ impl Writer {
                 tracing::error!(event = "batch_failed", error = %e, "batch not committed; every change of it is refused");
                 self.rollback(&batch);
                 for request in requests {
-                    let _ = request.reply.send(request.intents.iter().map(|_| Err(e.clone())).collect());
+                    let _ = request
+                        .reply
+                        .send(request.intents.iter().map(|_| Err(e.clone())).collect());
                 }
             }
         }
@@ -238,10 +260,10 @@ impl Writer {
     fn commit_indexes(&mut self, batch: &Batch) -> Result<()> {
         let mut first_error = None;
         for user in &batch.touched_users {
-            if let Some((conn, _)) = self.users.get(user) {
-                if let Err(e) = conn.execute_batch("COMMIT") {
-                    first_error.get_or_insert(StoreError::from(e));
-                }
+            if let Some((conn, _)) = self.users.get(user)
+                && let Err(e) = conn.execute_batch("COMMIT")
+            {
+                first_error.get_or_insert(StoreError::from(e));
             }
         }
         if let Err(e) = self.server.execute_batch("COMMIT") {
@@ -296,14 +318,23 @@ impl Writer {
     }
 
     /// Adds a record to the batch and applies it to the derived indexes.
-    fn emit(&mut self, batch: &mut Batch, record: Record, summary: Option<&mime::Summary>) -> Result<()> {
+    fn emit(
+        &mut self,
+        batch: &mut Batch,
+        record: Record,
+        summary: Option<&mime::Summary>,
+    ) -> Result<()> {
         let lsn = batch.first_lsn + batch.entries.len() as Lsn;
         directory::apply(&self.server, lsn, &record)?;
         if let Some(user) = record.user().map(str::to_string) {
             let conn = self.user_conn(batch, &user)?;
             index::apply(conn, lsn, &record, summary)?;
         }
-        batch.entries.push(Entry { lsn, time: batch.now, record });
+        batch.entries.push(Entry {
+            lsn,
+            time: batch.now,
+            record,
+        });
         Ok(())
     }
 
@@ -324,14 +355,35 @@ impl Writer {
 
     fn plan(&mut self, batch: &mut Batch, intent: &Intent) -> Result<Outcome> {
         match intent {
-            Intent::AddUser { user, password_hash } => {
+            Intent::AddUser {
+                user,
+                password_hash,
+            } => {
                 if directory::user_exists(&self.server, user)? {
-                    return Err(StoreError::new(ErrorKind::AlreadyExists, format!("user {user} exists")));
+                    return Err(StoreError::new(
+                        ErrorKind::AlreadyExists,
+                        format!("user {user} exists"),
+                    ));
                 }
-                self.emit(batch, Record::UserAdded { user: user.clone(), password_hash: password_hash.clone() }, None)?;
+                self.emit(
+                    batch,
+                    Record::UserAdded {
+                        user: user.clone(),
+                        password_hash: password_hash.clone(),
+                    },
+                    None,
+                )?;
                 for (name, special_use) in DEFAULT_MAILBOXES {
                     self.create_mailbox(batch, user, name, special_use.map(str::to_string))?;
-                    self.emit(batch, Record::Subscribed { user: user.clone(), name: name.to_string(), subscribed: true }, None)?;
+                    self.emit(
+                        batch,
+                        Record::Subscribed {
+                            user: user.clone(),
+                            name: name.to_string(),
+                            subscribed: true,
+                        },
+                        None,
+                    )?;
                 }
                 Ok(Outcome::Done)
             }
@@ -345,9 +397,19 @@ impl Writer {
                 batch.deleted_users.push(user.clone());
                 Ok(Outcome::Done)
             }
-            Intent::SetPassword { user, password_hash } => {
+            Intent::SetPassword {
+                user,
+                password_hash,
+            } => {
                 self.require_user(user)?;
-                self.emit(batch, Record::PasswordChanged { user: user.clone(), password_hash: password_hash.clone() }, None)?;
+                self.emit(
+                    batch,
+                    Record::PasswordChanged {
+                        user: user.clone(),
+                        password_hash: password_hash.clone(),
+                    },
+                    None,
+                )?;
                 Ok(Outcome::Done)
             }
             Intent::SetAlias { address, users } => {
@@ -357,21 +419,41 @@ impl Writer {
                 for user in users {
                     self.require_user(user)?;
                 }
-                self.emit(batch, Record::AliasSet { address: address.clone(), users: users.clone() }, None)?;
+                self.emit(
+                    batch,
+                    Record::AliasSet {
+                        address: address.clone(),
+                        users: users.clone(),
+                    },
+                    None,
+                )?;
                 Ok(Outcome::Done)
             }
             Intent::RemoveAlias { address } => {
                 if directory::alias(&self.server, address)?.is_none() {
                     return Err(StoreError::not_found(format!("no alias {address}")));
                 }
-                self.emit(batch, Record::AliasRemoved { address: address.clone() }, None)?;
+                self.emit(
+                    batch,
+                    Record::AliasRemoved {
+                        address: address.clone(),
+                    },
+                    None,
+                )?;
                 Ok(Outcome::Done)
             }
-            Intent::CreateMailbox { user, name, special_use } => {
+            Intent::CreateMailbox {
+                user,
+                name,
+                special_use,
+            } => {
                 self.require_user(user)?;
                 validate_mailbox_name(name)?;
                 if index::mailbox_by_name(self.user_conn(batch, user)?, name)?.is_some() {
-                    return Err(StoreError::new(ErrorKind::AlreadyExists, format!("mailbox {name} exists")));
+                    return Err(StoreError::new(
+                        ErrorKind::AlreadyExists,
+                        format!("mailbox {name} exists"),
+                    ));
                 }
                 self.create_parents(batch, user, name)?;
                 let id = self.create_mailbox(batch, user, name, special_use.clone())?;
@@ -386,19 +468,48 @@ impl Writer {
                 Ok(Outcome::Done)
             }
             Intent::RenameMailbox { user, from, to } => self.rename_mailbox(batch, user, from, to),
-            Intent::Subscribe { user, name, subscribed } => {
+            Intent::Subscribe {
+                user,
+                name,
+                subscribed,
+            } => {
                 self.require_user(user)?;
                 validate_mailbox_name(name)?;
-                self.emit(batch, Record::Subscribed { user: user.clone(), name: name.clone(), subscribed: *subscribed }, None)?;
+                self.emit(
+                    batch,
+                    Record::Subscribed {
+                        user: user.clone(),
+                        name: name.clone(),
+                        subscribed: *subscribed,
+                    },
+                    None,
+                )?;
                 Ok(Outcome::Done)
             }
-            Intent::Append { user, mailbox, message, flags, internal_date } => {
+            Intent::Append {
+                user,
+                mailbox,
+                message,
+                flags,
+                internal_date,
+            } => {
                 let target = self.mailbox(batch, user, mailbox)?;
                 let (date, zone) = internal_date.unwrap_or((batch.now, 0));
                 let uid = self.add_message(batch, user, &target, message, flags, date, zone)?;
-                Ok(Outcome::Appended { mailbox: target.id, uid_validity: target.uid_validity, uid })
+                Ok(Outcome::Appended {
+                    mailbox: target.id,
+                    uid_validity: target.uid_validity,
+                    uid,
+                })
             }
-            Intent::StoreFlags { user, mailbox, uids, mode, flags, unchanged_since } => {
+            Intent::StoreFlags {
+                user,
+                mailbox,
+                uids,
+                mode,
+                flags,
+                unchanged_since,
+            } => {
                 let target = self.mailbox(batch, user, mailbox)?;
                 let flags = normalize_flags(flags);
                 let conn = self.user_conn(batch, user)?;
@@ -407,7 +518,9 @@ impl Writer {
                 let mut messages = Vec::new();
                 let mut modified = Vec::new();
                 for &uid in uids {
-                    let Some(meta) = index::message(conn, &target.id, uid)? else { continue };
+                    let Some(meta) = index::message(conn, &target.id, uid)? else {
+                        continue;
+                    };
                     if unchanged_since.is_some_and(|since| meta.modseq > since) {
                         modified.push(uid);
                         continue;
@@ -422,29 +535,71 @@ impl Writer {
                 }
                 let changed = !changes.is_empty();
                 if changed {
-                    self.emit(batch, Record::FlagsChanged { user: user.clone(), mailbox: target.id.clone(), modseq, messages: changes, mode: *mode }, None)?;
+                    self.emit(
+                        batch,
+                        Record::FlagsChanged {
+                            user: user.clone(),
+                            mailbox: target.id.clone(),
+                            modseq,
+                            messages: changes,
+                            mode: *mode,
+                        },
+                        None,
+                    )?;
                 }
-                Ok(Outcome::Flags { modseq: changed.then_some(modseq), messages, modified })
+                Ok(Outcome::Flags {
+                    modseq: changed.then_some(modseq),
+                    messages,
+                    modified,
+                })
             }
-            Intent::Expunge { user, mailbox, uids } => {
+            Intent::Expunge {
+                user,
+                mailbox,
+                uids,
+            } => {
                 let target = self.mailbox(batch, user, mailbox)?;
                 let conn = self.user_conn(batch, user)?;
                 let victims: Vec<(u32, BlobHash)> = index::messages(conn, &target.id)?
                     .into_iter()
                     .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
-                    .filter(|m| uids.as_ref().is_none_or(|set| set.binary_search(&m.uid).is_ok()))
+                    .filter(|m| {
+                        uids.as_ref()
+                            .is_none_or(|set| set.binary_search(&m.uid).is_ok())
+                    })
                     .map(|m| (m.uid, m.blob))
                     .collect();
                 if victims.is_empty() {
-                    return Ok(Outcome::Expunged { uids: Vec::new(), modseq: None });
+                    return Ok(Outcome::Expunged {
+                        uids: Vec::new(),
+                        modseq: None,
+                    });
                 }
                 let modseq = target.highest_modseq + 1;
                 let expunged = victims.iter().map(|(uid, _)| *uid).collect();
-                self.emit(batch, Record::Expunged { user: user.clone(), mailbox: target.id, modseq, messages: victims }, None)?;
-                Ok(Outcome::Expunged { uids: expunged, modseq: Some(modseq) })
+                self.emit(
+                    batch,
+                    Record::Expunged {
+                        user: user.clone(),
+                        mailbox: target.id,
+                        modseq,
+                        messages: victims,
+                    },
+                    None,
+                )?;
+                Ok(Outcome::Expunged {
+                    uids: expunged,
+                    modseq: Some(modseq),
+                })
             }
             Intent::CollectGarbage { bytes_max } => self.collect_garbage(batch, *bytes_max),
-            Intent::Copy { user, from, uids, to, remove_source } => {
+            Intent::Copy {
+                user,
+                from,
+                uids,
+                to,
+                remove_source,
+            } => {
                 let source = self.mailbox(batch, user, from)?;
                 let target = self.mailbox(batch, user, to)?;
                 let conn = self.user_conn(batch, user)?;
@@ -495,11 +650,25 @@ impl Writer {
                 }
                 let mut expunged = Vec::new();
                 if *remove_source && !originals.is_empty() {
-                    let messages: Vec<(u32, BlobHash)> = originals.iter().map(|(m, _)| (m.uid, m.blob)).collect();
+                    let messages: Vec<(u32, BlobHash)> =
+                        originals.iter().map(|(m, _)| (m.uid, m.blob)).collect();
                     expunged = messages.iter().map(|(uid, _)| *uid).collect();
-                    self.emit(batch, Record::Expunged { user: user.clone(), mailbox: source.id.clone(), modseq: source.highest_modseq + 1, messages }, None)?;
+                    self.emit(
+                        batch,
+                        Record::Expunged {
+                            user: user.clone(),
+                            mailbox: source.id.clone(),
+                            modseq: source.highest_modseq + 1,
+                            messages,
+                        },
+                        None,
+                    )?;
                 }
-                Ok(Outcome::Copied { uid_validity: target.uid_validity, pairs, expunged })
+                Ok(Outcome::Copied {
+                    uid_validity: target.uid_validity,
+                    pairs,
+                    expunged,
+                })
             }
         }
     }
@@ -523,7 +692,16 @@ impl Writer {
                     let data = blobs::read_blob(&self.paths.blobs_dir(), &hash, location)?;
                     let moved = self.packs.append(&hash, &data)?;
                     bytes_copied += data.len() as u64;
-                    self.emit(batch, Record::BlobStored { hash, pack: moved.pack, offset: moved.offset, length: moved.length }, None)?;
+                    self.emit(
+                        batch,
+                        Record::BlobStored {
+                            hash,
+                            pack: moved.pack,
+                            offset: moved.offset,
+                            length: moved.length,
+                        },
+                        None,
+                    )?;
                 } else {
                     dead.push(hash);
                 }
@@ -535,7 +713,11 @@ impl Writer {
             batch.dead_packs.push(pack);
             packs_deleted += 1;
         }
-        Ok(Outcome::Collected { blobs_removed, bytes_copied, packs_deleted })
+        Ok(Outcome::Collected {
+            blobs_removed,
+            bytes_copied,
+            packs_deleted,
+        })
     }
 
     fn summary_from_blob(&self, hash: &BlobHash) -> Result<mime::Summary> {
@@ -562,7 +744,16 @@ impl Writer {
         if !known {
             let location = self.packs.append(&message.hash, &message.raw)?;
             batch.new_blobs.insert(message.hash, location);
-            self.emit(batch, Record::BlobStored { hash: message.hash, pack: location.pack, offset: location.offset, length: location.length }, None)?;
+            self.emit(
+                batch,
+                Record::BlobStored {
+                    hash: message.hash,
+                    pack: location.pack,
+                    offset: location.offset,
+                    length: location.length,
+                },
+                None,
+            )?;
         }
         let summary = &message.summary;
         let conn = self.user_conn(batch, user)?;
@@ -571,7 +762,10 @@ impl Writer {
         let thread_id = match index::thread_for(conn, &thread_keys)? {
             Some(t) => t,
             None => {
-                let seed = summary.message_id.clone().unwrap_or_else(|| message.hash.to_hex());
+                let seed = summary
+                    .message_id
+                    .clone()
+                    .unwrap_or_else(|| message.hash.to_hex());
                 format!("T{}", &BlobHash::of(seed.as_bytes()).to_hex()[..16])
             }
         };
@@ -595,22 +789,47 @@ impl Writer {
         Ok(uid)
     }
 
-    fn create_mailbox(&mut self, batch: &mut Batch, user: &str, name: &str, special_use: Option<String>) -> Result<String> {
+    fn create_mailbox(
+        &mut self,
+        batch: &mut Batch,
+        user: &str,
+        name: &str,
+        special_use: Option<String>,
+    ) -> Result<String> {
         let conn = self.user_conn(batch, user)?;
         let last: i64 = conn
-            .query_row("SELECT COALESCE(MAX(uid_validity), 0) FROM mailboxes", [], |r| r.get(0))
+            .query_row(
+                "SELECT COALESCE(MAX(uid_validity), 0) FROM mailboxes",
+                [],
+                |r| r.get(0),
+            )
             .unwrap_or(0);
         let stored_last: i64 = conn
-            .query_row("SELECT value FROM meta WHERE key = 'uid_validity_last'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'uid_validity_last'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap_or(0);
-        let uid_validity = (batch.now.clamp(1, u32::MAX as i64 - 1)).max(last.max(stored_last) + 1) as u32;
+        let uid_validity =
+            (batch.now.clamp(1, u32::MAX as i64 - 1)).max(last.max(stored_last) + 1) as u32;
         conn.execute(
             "INSERT INTO meta (key, value) VALUES ('uid_validity_last', ?1)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [uid_validity as i64],
         )?;
         let id = format!("F{:016x}", rand::random::<u64>());
-        self.emit(batch, Record::MailboxCreated { user: user.to_string(), mailbox: id.clone(), name: name.to_string(), uid_validity, special_use }, None)?;
+        self.emit(
+            batch,
+            Record::MailboxCreated {
+                user: user.to_string(),
+                mailbox: id.clone(),
+                name: name.to_string(),
+                uid_validity,
+                special_use,
+            },
+            None,
+        )?;
         Ok(id)
     }
 
@@ -630,24 +849,54 @@ impl Writer {
         Ok(())
     }
 
-    fn delete_mailbox(&mut self, batch: &mut Batch, user: &str, mailbox: &MailboxInfo) -> Result<()> {
+    fn delete_mailbox(
+        &mut self,
+        batch: &mut Batch,
+        user: &str,
+        mailbox: &MailboxInfo,
+    ) -> Result<()> {
         let conn = self.user_conn(batch, user)?;
         let messages: Vec<(u32, BlobHash)> = index::messages(conn, &mailbox.id)?
             .into_iter()
             .map(|m| (m.uid, m.blob))
             .collect();
         if !messages.is_empty() {
-            self.emit(batch, Record::Expunged { user: user.to_string(), mailbox: mailbox.id.clone(), modseq: mailbox.highest_modseq + 1, messages }, None)?;
+            self.emit(
+                batch,
+                Record::Expunged {
+                    user: user.to_string(),
+                    mailbox: mailbox.id.clone(),
+                    modseq: mailbox.highest_modseq + 1,
+                    messages,
+                },
+                None,
+            )?;
         }
-        self.emit(batch, Record::MailboxDeleted { user: user.to_string(), mailbox: mailbox.id.clone() }, None)
+        self.emit(
+            batch,
+            Record::MailboxDeleted {
+                user: user.to_string(),
+                mailbox: mailbox.id.clone(),
+            },
+            None,
+        )
     }
 
-    fn rename_mailbox(&mut self, batch: &mut Batch, user: &str, from: &str, to: &str) -> Result<Outcome> {
+    fn rename_mailbox(
+        &mut self,
+        batch: &mut Batch,
+        user: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Outcome> {
         validate_mailbox_name(to)?;
         let source = self.mailbox(batch, user, from)?;
         let conn = self.user_conn(batch, user)?;
         if index::mailbox_by_name(conn, to)?.is_some() {
-            return Err(StoreError::new(ErrorKind::AlreadyExists, format!("mailbox {to} exists")));
+            return Err(StoreError::new(
+                ErrorKind::AlreadyExists,
+                format!("mailbox {to} exists"),
+            ));
         }
         let child_prefix = format!("{from}{SEPARATOR}");
         if to.starts_with(&child_prefix) {
@@ -661,7 +910,16 @@ impl Writer {
             let messages = index::messages(conn, &source.id)?;
             let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
             let _ = id;
-            self.plan(batch, &Intent::Copy { user: user.to_string(), from: "INBOX".into(), uids, to: to.to_string(), remove_source: true })?;
+            self.plan(
+                batch,
+                &Intent::Copy {
+                    user: user.to_string(),
+                    from: "INBOX".into(),
+                    uids,
+                    to: to.to_string(),
+                    remove_source: true,
+                },
+            )?;
             return Ok(Outcome::Done);
         }
         let conn = self.user_conn(batch, user)?;
@@ -669,10 +927,26 @@ impl Writer {
             .into_iter()
             .filter(|m| m.name.starts_with(&child_prefix))
             .collect();
-        self.emit(batch, Record::MailboxRenamed { user: user.to_string(), mailbox: source.id, name: to.to_string() }, None)?;
+        self.emit(
+            batch,
+            Record::MailboxRenamed {
+                user: user.to_string(),
+                mailbox: source.id,
+                name: to.to_string(),
+            },
+            None,
+        )?;
         for child in children {
             let name = format!("{to}{}", &child.name[from.len()..]);
-            self.emit(batch, Record::MailboxRenamed { user: user.to_string(), mailbox: child.id, name }, None)?;
+            self.emit(
+                batch,
+                Record::MailboxRenamed {
+                    user: user.to_string(),
+                    mailbox: child.id,
+                    name,
+                },
+                None,
+            )?;
         }
         Ok(Outcome::Done)
     }
@@ -693,7 +967,9 @@ pub fn validate_mailbox_name(name: &str) -> Result<()> {
         || name.contains("//")
         || name.chars().any(|c| c.is_control() || c == '*' || c == '%');
     if bad {
-        Err(StoreError::invalid(format!("invalid mailbox name {name:?}")))
+        Err(StoreError::invalid(format!(
+            "invalid mailbox name {name:?}"
+        )))
     } else {
         Ok(())
     }

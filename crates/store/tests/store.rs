@@ -3,9 +3,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+use postern_store as store;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use postern_store as store;
 use store::{ErrorKind, FlagMode, Intent, Outcome, Store, StoreConfig};
 
 fn open(dir: &Path) -> Store {
@@ -14,7 +14,12 @@ fn open(dir: &Path) -> Store {
 
 fn add_user(store: &Store, user: &str) {
     let hash = store::password::hash("secret").unwrap();
-    store.submit_one_blocking(Intent::AddUser { user: user.into(), password_hash: hash }).unwrap();
+    store
+        .submit_one_blocking(Intent::AddUser {
+            user: user.into(),
+            password_hash: hash,
+        })
+        .unwrap();
 }
 
 fn deliver(store: &Store, users: &[&str], raw: &[u8]) -> Vec<u32> {
@@ -43,8 +48,11 @@ fn message(n: usize) -> Vec<u8> {
     format!("From: a@example.com\r\nSubject: message {n}\r\nMessage-ID: <{n}@example.com>\r\n\r\nbody {n}\r\n").into_bytes()
 }
 
-/// (name, uid validity, [(uid, flags, blob bytes)]) of every mailbox: what must survive.
-fn snapshot(store: &Store, user: &str) -> Vec<(String, u32, Vec<(u32, Vec<String>, Vec<u8>)>)> {
+/// UID, flags and bytes of one message.
+type MessageState = (u32, Vec<String>, Vec<u8>);
+
+/// (name, uid validity, messages) of every mailbox: what must survive.
+fn snapshot(store: &Store, user: &str) -> Vec<(String, u32, Vec<MessageState>)> {
     let reader = store.reader(user).unwrap();
     reader
         .mailboxes()
@@ -55,7 +63,13 @@ fn snapshot(store: &Store, user: &str) -> Vec<(String, u32, Vec<(u32, Vec<String
                 .messages(&m.id)
                 .unwrap()
                 .into_iter()
-                .map(|meta| (meta.uid, meta.flags.clone(), reader.blob(&meta.blob).unwrap()))
+                .map(|meta| {
+                    (
+                        meta.uid,
+                        meta.flags.clone(),
+                        reader.blob(&meta.blob).unwrap(),
+                    )
+                })
                 .collect();
             (m.name, m.uid_validity, messages)
         })
@@ -68,12 +82,22 @@ fn new_user_gets_the_special_use_mailboxes() {
     let store = open(dir.path());
     add_user(&store, "alice");
     let reader = store.reader("alice").unwrap();
-    let names: Vec<(String, Option<String>)> =
-        reader.mailboxes().unwrap().into_iter().map(|m| (m.name, m.special_use)).collect();
+    let names: Vec<(String, Option<String>)> = reader
+        .mailboxes()
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.name, m.special_use))
+        .collect();
     for (name, special) in store::DEFAULT_MAILBOXES {
-        assert!(names.contains(&(name.to_string(), special.map(str::to_string))), "{name} missing: {names:?}");
+        assert!(
+            names.contains(&(name.to_string(), special.map(str::to_string))),
+            "{name} missing: {names:?}"
+        );
     }
-    assert_eq!(store.authenticate("ALICE", "secret").unwrap().as_deref(), Some("alice"));
+    assert_eq!(
+        store.authenticate("ALICE", "secret").unwrap().as_deref(),
+        Some("alice")
+    );
     assert_eq!(store.authenticate("alice", "wrong").unwrap(), None);
     assert_eq!(store.authenticate("nobody", "secret").unwrap(), None);
 }
@@ -98,7 +122,11 @@ fn mail_flags_and_uids_survive_reopen() {
             })
             .unwrap();
         store
-            .submit_one_blocking(Intent::Expunge { user: "alice".into(), mailbox: "INBOX".into(), uids: Some(vec![2]) })
+            .submit_one_blocking(Intent::Expunge {
+                user: "alice".into(),
+                mailbox: "INBOX".into(),
+                uids: Some(vec![2]),
+            })
             .unwrap();
         let snap = snapshot(&store, "alice");
         store.shutdown();
@@ -121,7 +149,11 @@ fn derived_indexes_are_rebuilt_from_the_journal() {
             deliver(&store, &["alice", "bob@example.com"], &message(n));
         }
         store
-            .submit_one_blocking(Intent::CreateMailbox { user: "alice".into(), name: "Work/2026".into(), special_use: None })
+            .submit_one_blocking(Intent::CreateMailbox {
+                user: "alice".into(),
+                name: "Work/2026".into(),
+                special_use: None,
+            })
             .unwrap();
         store
             .submit_one_blocking(Intent::Copy {
@@ -132,7 +164,10 @@ fn derived_indexes_are_rebuilt_from_the_journal() {
                 remove_source: true,
             })
             .unwrap();
-        let snap = (snapshot(&store, "alice"), snapshot(&store, "bob@example.com"));
+        let snap = (
+            snapshot(&store, "alice"),
+            snapshot(&store, "bob@example.com"),
+        );
         store.shutdown();
         snap
     };
@@ -143,8 +178,17 @@ fn derived_indexes_are_rebuilt_from_the_journal() {
     }
     let store = open(dir.path());
     assert!(store.stats().replayed.load(Ordering::Relaxed) > 0);
-    assert_eq!((snapshot(&store, "alice"), snapshot(&store, "bob@example.com")), before);
-    assert_eq!(store.authenticate("alice", "secret").unwrap().as_deref(), Some("alice"));
+    assert_eq!(
+        (
+            snapshot(&store, "alice"),
+            snapshot(&store, "bob@example.com")
+        ),
+        before
+    );
+    assert_eq!(
+        store.authenticate("alice", "secret").unwrap().as_deref(),
+        Some("alice")
+    );
 }
 
 #[test]
@@ -177,7 +221,12 @@ fn a_torn_journal_tail_is_cut_off() {
         snap
     };
     // A crash in the middle of writing a batch that was never acknowledged.
-    let segment = std::fs::read_dir(dir.path().join("journal")).unwrap().next().unwrap().unwrap().path();
+    let segment = std::fs::read_dir(dir.path().join("journal"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let mut bytes = std::fs::read(&segment).unwrap();
     let good = bytes.len();
     bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, b'{', b'"']);
@@ -202,7 +251,10 @@ fn damage_inside_the_journal_is_reported_not_skipped() {
         }
         store.shutdown();
     }
-    let mut segments: Vec<_> = std::fs::read_dir(dir.path().join("journal")).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path().join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     segments.sort();
     assert!(segments.len() > 2);
     let first = &segments[0];
@@ -212,9 +264,15 @@ fn damage_inside_the_journal_is_reported_not_skipped() {
     std::fs::write(first, &bytes).unwrap();
     // Force a full replay so the damaged segment is read.
     std::fs::remove_file(dir.path().join("server.sqlite")).unwrap();
-    let error = Store::open(StoreConfig::new(dir.path().to_path_buf())).err().expect("damage must stop the start");
+    let error = Store::open(StoreConfig::new(dir.path().to_path_buf()))
+        .err()
+        .expect("damage must stop the start");
     assert_eq!(error.kind, ErrorKind::Corrupt);
-    assert!(error.message.contains("journal damaged"), "{}", error.message);
+    assert!(
+        error.message.contains("journal damaged"),
+        "{}",
+        error.message
+    );
 }
 
 #[test]
@@ -235,7 +293,11 @@ fn identical_content_is_stored_once_across_users() {
         .unwrap()
         .map(|e| e.unwrap().metadata().unwrap().len())
         .sum();
-    assert!(pack_bytes < 2 * big.len() as u64, "stored {pack_bytes} bytes for 5 copies of {}", big.len());
+    assert!(
+        pack_bytes < 2 * big.len() as u64,
+        "stored {pack_bytes} bytes for 5 copies of {}",
+        big.len()
+    );
 }
 
 #[test]
@@ -261,11 +323,19 @@ fn concurrent_deliveries_share_fsyncs() {
     }
     let batches = store.stats().batches.load(Ordering::Relaxed) - before;
     // 400 deliveries; one fsync each would be 400 batches.
-    assert!(batches < 400, "{batches} batches for 400 concurrent deliveries");
+    assert!(
+        batches < 400,
+        "{batches} batches for 400 concurrent deliveries"
+    );
     for t in 0..8 {
         let reader = store.reader(&format!("user{t}")).unwrap();
         let inbox = reader.mailbox("INBOX").unwrap().unwrap();
-        let uids: Vec<u32> = reader.messages(&inbox.id).unwrap().iter().map(|m| m.uid).collect();
+        let uids: Vec<u32> = reader
+            .messages(&inbox.id)
+            .unwrap()
+            .iter()
+            .map(|m| m.uid)
+            .collect();
         assert_eq!(uids, (1..=50).collect::<Vec<u32>>());
     }
 }
@@ -298,22 +368,51 @@ fn recipients_resolve_by_alias_address_local_part_and_tag() {
     add_user(&store, "alice");
     add_user(&store, "bob@example.com");
     store
-        .submit_one_blocking(Intent::SetAlias { address: "team@example.com".into(), users: vec!["alice".into(), "bob@example.com".into()] })
+        .submit_one_blocking(Intent::SetAlias {
+            address: "team@example.com".into(),
+            users: vec!["alice".into(), "bob@example.com".into()],
+        })
         .unwrap();
-    assert_eq!(store.resolve_recipient("Alice@Anything.org").unwrap(), vec!["alice"]);
-    assert_eq!(store.resolve_recipient("alice+news@x.org").unwrap(), vec!["alice"]);
-    assert_eq!(store.resolve_recipient("<BOB@example.com>").unwrap(), vec!["bob@example.com"]);
-    assert_eq!(store.resolve_recipient("team@example.com").unwrap(), vec!["alice", "bob@example.com"]);
-    assert_eq!(store.resolve_recipient("postmaster@other.net").unwrap(), vec!["alice"]);
-    assert_eq!(store.resolve_recipient("bob@other.net").unwrap_err().kind, ErrorKind::NotFound);
-    assert_eq!(store.resolve_recipient("carol@example.com").unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(
+        store.resolve_recipient("Alice@Anything.org").unwrap(),
+        vec!["alice"]
+    );
+    assert_eq!(
+        store.resolve_recipient("alice+news@x.org").unwrap(),
+        vec!["alice"]
+    );
+    assert_eq!(
+        store.resolve_recipient("<BOB@example.com>").unwrap(),
+        vec!["bob@example.com"]
+    );
+    assert_eq!(
+        store.resolve_recipient("team@example.com").unwrap(),
+        vec!["alice", "bob@example.com"]
+    );
+    assert_eq!(
+        store.resolve_recipient("postmaster@other.net").unwrap(),
+        vec!["alice"]
+    );
+    assert_eq!(
+        store.resolve_recipient("bob@other.net").unwrap_err().kind,
+        ErrorKind::NotFound
+    );
+    assert_eq!(
+        store
+            .resolve_recipient("carol@example.com")
+            .unwrap_err()
+            .kind,
+        ErrorKind::NotFound
+    );
 }
 
 #[test]
 fn a_second_process_cannot_open_the_same_store() {
     let dir = tempfile::tempdir().unwrap();
     let _store = open(dir.path());
-    let error = Store::open(StoreConfig::new(dir.path().to_path_buf())).err().expect("locked");
+    let error = Store::open(StoreConfig::new(dir.path().to_path_buf()))
+        .err()
+        .expect("locked");
     assert_eq!(error.kind, ErrorKind::Unavailable);
 }
 
@@ -333,7 +432,10 @@ fn garbage_collection_reclaims_packs_and_keeps_live_mail() {
         deliver(&store, &["alice"], &body(n));
     }
     let pack_bytes = |dir: &Path| -> u64 {
-        std::fs::read_dir(dir.join("blobs")).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum()
+        std::fs::read_dir(dir.join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
     };
     let before = pack_bytes(dir.path());
     // Expunge all but every tenth message.
@@ -348,9 +450,26 @@ fn garbage_collection_reclaims_packs_and_keeps_live_mail() {
             unchanged_since: None,
         })
         .unwrap();
-    store.submit_one_blocking(Intent::Expunge { user: "alice".into(), mailbox: "INBOX".into(), uids: None }).unwrap();
-    let outcome = store.submit_one_blocking(Intent::CollectGarbage { bytes_max: u64::MAX }).unwrap();
-    let Outcome::Collected { blobs_removed, packs_deleted, .. } = outcome else { panic!("{outcome:?}") };
+    store
+        .submit_one_blocking(Intent::Expunge {
+            user: "alice".into(),
+            mailbox: "INBOX".into(),
+            uids: None,
+        })
+        .unwrap();
+    let outcome = store
+        .submit_one_blocking(Intent::CollectGarbage {
+            bytes_max: u64::MAX,
+        })
+        .unwrap();
+    let Outcome::Collected {
+        blobs_removed,
+        packs_deleted,
+        ..
+    } = outcome
+    else {
+        panic!("{outcome:?}")
+    };
     // The pack being written is never collected; every older one is mostly garbage.
     assert!(blobs_removed >= 25, "{blobs_removed}");
     assert!(packs_deleted >= 3, "{packs_deleted}");

@@ -138,12 +138,11 @@ where
         let summary =
             summarize_run(samples).with_context(|| format!("{} run {}", header.name, run + 1))?;
         eprintln!(
-            "{} run {}/{}: {:.1} {}s/s, p50 {:.3} ms, p99 {:.3} ms",
+            "{} run {}/{}: {:.1} per s, p50 {:.3} ms, p99 {:.3} ms",
             header.name,
             run + 1,
             runs,
             summary.throughput_per_second,
-            header.operation,
             summary.latency_us_p50 as f64 / 1000.0,
             summary.latency_us_p99 as f64 / 1000.0,
         );

@@ -19,12 +19,23 @@ pub(crate) fn days_from_civil(year: i64, month: u8, day: u8) -> i64 {
 }
 
 pub(crate) fn unix_of(date_time: &DateTime) -> i64 {
-    let days = days_from_civil(date_time.date.year as i64, date_time.date.month, date_time.date.day);
-    days * 86_400 + date_time.hour as i64 * 3600 + date_time.minute as i64 * 60 + date_time.second as i64
+    let days = days_from_civil(
+        date_time.date.year as i64,
+        date_time.date.month,
+        date_time.date.day,
+    );
+    days * 86_400
+        + date_time.hour as i64 * 3600
+        + date_time.minute as i64 * 60
+        + date_time.second as i64
         - date_time.zone_minutes as i64 * 60
 }
 
-pub(crate) async fn append(session: &mut Session, raw: &str, messages: Vec<AppendMessage>) -> Result<Done, End> {
+pub(crate) async fn append(
+    session: &mut Session,
+    raw: &str,
+    messages: Vec<AppendMessage>,
+) -> Result<Done, End> {
     let name = match session.mailbox_name(raw) {
         Ok(n) => n,
         Err(done) => return Ok(done),
@@ -38,12 +49,17 @@ pub(crate) async fn append(session: &mut Session, raw: &str, messages: Vec<Appen
         if message.data.is_empty() {
             return Ok(Done::no("empty message"));
         }
-        if message.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Recent")) {
+        if message
+            .flags
+            .iter()
+            .any(|f| f.eq_ignore_ascii_case("\\Recent"))
+        {
             return Ok(Done::bad("\\Recent cannot be set"));
         }
         let store = session.ctx.store.clone();
         // Parsing is CPU work proportional to the message: keep it off the async workers.
-        let prepared = match tokio::task::spawn_blocking(move || store.prepare(message.data)).await {
+        let prepared = match tokio::task::spawn_blocking(move || store.prepare(message.data)).await
+        {
             Ok(p) => p,
             Err(_) => return Ok(Done::no_code("SERVERBUG", "message preparation failed")),
         };
@@ -60,7 +76,11 @@ pub(crate) async fn append(session: &mut Session, raw: &str, messages: Vec<Appen
     let mut uid_validity = 0;
     for result in results {
         match result {
-            Ok(Outcome::Appended { uid_validity: v, uid, .. }) => {
+            Ok(Outcome::Appended {
+                uid_validity: v,
+                uid,
+                ..
+            }) => {
                 uid_validity = v;
                 uids.push(uid);
             }
@@ -74,7 +94,10 @@ pub(crate) async fn append(session: &mut Session, raw: &str, messages: Vec<Appen
     if session.selected.as_ref().is_some_and(|s| s.name == name) {
         session.sync(true).await?;
     }
-    Ok(Done::ok_code(format!("APPENDUID {uid_validity} {}", format_set(&uids)), "APPEND completed"))
+    Ok(Done::ok_code(
+        format!("APPENDUID {uid_validity} {}", format_set(&uids)),
+        "APPEND completed",
+    ))
 }
 
 #[cfg(test)]
@@ -85,7 +108,17 @@ mod tests {
     #[test]
     fn rfc_example_date_converts() {
         // 17-Jul-1996 02:44:25 -0700 = 1996-07-17T09:44:25Z
-        let dt = DateTime { date: Date { year: 1996, month: 7, day: 17 }, hour: 2, minute: 44, second: 25, zone_minutes: -420 };
+        let dt = DateTime {
+            date: Date {
+                year: 1996,
+                month: 7,
+                day: 17,
+            },
+            hour: 2,
+            minute: 44,
+            second: 25,
+            zone_minutes: -420,
+        };
         assert_eq!(unix_of(&dt), 837_596_665);
         assert_eq!(days_from_civil(1970, 1, 1), 0);
     }

@@ -40,7 +40,9 @@ pub(crate) fn capabilities(session: &Session) -> String {
 
 pub(crate) fn capability(session: &mut Session) -> Done {
     let caps = capabilities(session);
-    session.out.extend_from_slice(format!("* CAPABILITY {caps}\r\n").as_bytes());
+    session
+        .out
+        .extend_from_slice(format!("* CAPABILITY {caps}\r\n").as_bytes());
     Done::ok("CAPABILITY completed")
 }
 
@@ -50,12 +52,22 @@ pub(crate) fn id(session: &mut Session, parameters: Option<Vec<(String, Option<S
         let summary: Vec<String> = params
             .iter()
             .take(30)
-            .map(|(k, v)| format!("{}={}", truncate(k, 30), truncate(v.as_deref().unwrap_or("NIL"), 100)))
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    truncate(k, 30),
+                    truncate(v.as_deref().unwrap_or("NIL"), 100)
+                )
+            })
             .collect();
         tracing::info!(event = "imap_client_id", client = %summary.join(", "));
     }
-    session.out.extend_from_slice(b"* ID (\"name\" \"Postern\" \"version\" \"");
-    session.out.extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
+    session
+        .out
+        .extend_from_slice(b"* ID (\"name\" \"Postern\" \"version\" \"");
+    session
+        .out
+        .extend_from_slice(env!("CARGO_PKG_VERSION").as_bytes());
     session.out.extend_from_slice(b"\")\r\n");
     Done::ok("ID completed")
 }
@@ -123,14 +135,25 @@ pub(crate) async fn starttls(session: &mut Session, tag: &str) -> Result<Done, E
     }
 }
 
-pub(crate) async fn login(session: &mut Session, username: &str, password: &str) -> Result<Done, End> {
+pub(crate) async fn login(
+    session: &mut Session,
+    username: &str,
+    password: &str,
+) -> Result<Done, End> {
     if !plaintext_allowed(session) {
-        return Ok(Done::no_code("PRIVACYREQUIRED", "use TLS (STARTTLS or port 993) before sending a password"));
+        return Ok(Done::no_code(
+            "PRIVACYREQUIRED",
+            "use TLS (STARTTLS or port 993) before sending a password",
+        ));
     }
     check_password(session, username, password).await
 }
 
-async fn check_password(session: &mut Session, username: &str, password: &str) -> Result<Done, End> {
+async fn check_password(
+    session: &mut Session,
+    username: &str,
+    password: &str,
+) -> Result<Done, End> {
     let ip = session.peer.ip();
     let throttle = session.ctx.throttle.clone();
     let wait = throttle.delay_before(ip, &username.to_ascii_lowercase());
@@ -154,7 +177,10 @@ async fn check_password(session: &mut Session, username: &str, password: &str) -
                 }
                 Err(e) => {
                     tracing::error!(event = "imap_login_index_failed", user = %user, error = %e);
-                    Ok(Done::no_code("UNAVAILABLE", "mailbox temporarily unavailable"))
+                    Ok(Done::no_code(
+                        "UNAVAILABLE",
+                        "mailbox temporarily unavailable",
+                    ))
                 }
             }
         }
@@ -166,18 +192,31 @@ async fn check_password(session: &mut Session, username: &str, password: &str) -
         }
         Ok(Err(e)) => {
             tracing::error!(event = "imap_auth_error", error = %e);
-            Ok(Done::no_code("UNAVAILABLE", "authentication temporarily unavailable"))
+            Ok(Done::no_code(
+                "UNAVAILABLE",
+                "authentication temporarily unavailable",
+            ))
         }
-        Err(_) => Ok(Done::no_code("UNAVAILABLE", "authentication temporarily unavailable")),
+        Err(_) => Ok(Done::no_code(
+            "UNAVAILABLE",
+            "authentication temporarily unavailable",
+        )),
     }
 }
 
-pub(crate) async fn authenticate(session: &mut Session, mechanism: &str, initial: Option<&str>) -> Result<Done, End> {
+pub(crate) async fn authenticate(
+    session: &mut Session,
+    mechanism: &str,
+    initial: Option<&str>,
+) -> Result<Done, End> {
     if !mechanism.eq_ignore_ascii_case("PLAIN") {
         return Ok(Done::no("unsupported authentication mechanism"));
     }
     if !plaintext_allowed(session) {
-        return Ok(Done::no_code("PRIVACYREQUIRED", "use TLS before sending a password"));
+        return Ok(Done::no_code(
+            "PRIVACYREQUIRED",
+            "use TLS before sending a password",
+        ));
     }
     let response = match initial {
         Some(r) => r.to_string(),
@@ -206,13 +245,18 @@ pub(crate) async fn authenticate(session: &mut Session, mechanism: &str, initial
     let [authzid, authcid, password] = parts.as_slice() else {
         return Ok(Done::bad("malformed PLAIN response"));
     };
-    let (Ok(authzid), Ok(authcid), Ok(password)) =
-        (std::str::from_utf8(authzid), std::str::from_utf8(authcid), std::str::from_utf8(password))
-    else {
+    let (Ok(authzid), Ok(authcid), Ok(password)) = (
+        std::str::from_utf8(authzid),
+        std::str::from_utf8(authcid),
+        std::str::from_utf8(password),
+    ) else {
         return Ok(Done::bad("malformed PLAIN response"));
     };
     if !authzid.is_empty() && !authzid.eq_ignore_ascii_case(authcid) {
-        return Ok(Done::no_code("AUTHORIZATIONFAILED", "acting as another user is not allowed"));
+        return Ok(Done::no_code(
+            "AUTHORIZATIONFAILED",
+            "acting as another user is not allowed",
+        ));
     }
     check_password(session, authcid, password).await
 }
@@ -224,7 +268,9 @@ pub(crate) async fn read_line(session: &mut Session) -> Result<Option<String>, E
     loop {
         if let Some(end) = session.input.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = session.input.drain(..=end).collect();
-            let text = String::from_utf8_lossy(&line).trim_end_matches(['\r', '\n']).to_string();
+            let text = String::from_utf8_lossy(&line)
+                .trim_end_matches(['\r', '\n'])
+                .to_string();
             return Ok(Some(text));
         }
         if session.input.len() > max {

@@ -20,19 +20,30 @@ pub const NUL_SUBSTITUTE: u8 = 0x80;
 fn needs_blob(attr: &FetchAttr) -> bool {
     matches!(
         attr,
-        FetchAttr::Rfc822 | FetchAttr::Rfc822Header | FetchAttr::Rfc822Text
-            | FetchAttr::BodySection { .. } | FetchAttr::Binary { .. } | FetchAttr::BinarySize { .. }
+        FetchAttr::Rfc822
+            | FetchAttr::Rfc822Header
+            | FetchAttr::Rfc822Text
+            | FetchAttr::BodySection { .. }
+            | FetchAttr::Binary { .. }
+            | FetchAttr::BinarySize { .. }
     )
 }
 
 fn needs_summary(attr: &FetchAttr) -> bool {
-    matches!(attr, FetchAttr::Envelope | FetchAttr::Body | FetchAttr::BodyStructure | FetchAttr::Preview { .. })
+    matches!(
+        attr,
+        FetchAttr::Envelope
+            | FetchAttr::Body
+            | FetchAttr::BodyStructure
+            | FetchAttr::Preview { .. }
+    )
 }
 
 fn sets_seen(attr: &FetchAttr) -> bool {
     matches!(
         attr,
-        FetchAttr::Rfc822 | FetchAttr::Rfc822Text
+        FetchAttr::Rfc822
+            | FetchAttr::Rfc822Text
             | FetchAttr::BodySection { peek: false, .. }
             | FetchAttr::Binary { peek: false, .. }
     )
@@ -65,7 +76,9 @@ pub(crate) async fn fetch(
         .iter()
         .filter_map(|i| selected.uids.get(*i).map(|u| (*i as u32 + 1, *u)))
         .collect();
-    let Ok(reader) = session.reader() else { return Ok(Done::bad("not authenticated")) };
+    let Ok(reader) = session.reader() else {
+        return Ok(Done::bad("not authenticated"));
+    };
     // Few messages: look each up; many: one scan of the mailbox.
     let metas: Vec<(u32, MessageMeta)> = if wanted.len() <= 64 {
         let mut out = Vec::new();
@@ -95,7 +108,10 @@ pub(crate) async fn fetch(
         out
     };
     let metas: Vec<(u32, MessageMeta)> = match modifiers.changed_since {
-        Some(since) => metas.into_iter().filter(|(_, m)| m.modseq > since).collect(),
+        Some(since) => metas
+            .into_iter()
+            .filter(|(_, m)| m.modseq > since)
+            .collect(),
         None => metas,
     };
     let mut metas = metas;
@@ -110,19 +126,26 @@ pub(crate) async fn fetch(
         if !unseen.is_empty() {
             let intent = Intent::StoreFlags {
                 user: session.user_name(),
-                mailbox: session.selected.as_ref().map(|s| s.name.clone()).unwrap_or_default(),
+                mailbox: session
+                    .selected
+                    .as_ref()
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default(),
                 uids: unseen,
                 mode: FlagMode::Add,
                 flags: vec!["\\Seen".into()],
                 unchanged_since: None,
             };
-            if let Ok(Outcome::Flags { messages, modseq, .. }) = session.ctx.store.submit_one(intent).await {
+            if let Ok(Outcome::Flags {
+                messages, modseq, ..
+            }) = session.ctx.store.submit_one(intent).await
+            {
                 // Reported in this FETCH; the next sync need not repeat it unless
                 // another session changed the mailbox in between.
-                if let (Some(new), Some(selected)) = (modseq, session.selected.as_mut()) {
-                    if new == selected.modseq + 1 {
-                        selected.modseq = new;
-                    }
+                if let (Some(new), Some(selected)) = (modseq, session.selected.as_mut())
+                    && new == selected.modseq + 1
+                {
+                    selected.modseq = new;
                 }
                 for (u, flags, modseq) in messages {
                     if let Some((_, m)) = metas.iter_mut().find(|(_, m)| m.uid == u) {
@@ -180,37 +203,67 @@ pub(crate) async fn fetch(
             if i > 0 {
                 line.push(b' ');
             }
-            write_item(&mut line, attr, meta, summary.as_ref(), raw.as_deref(), utf8);
+            write_item(
+                &mut line,
+                attr,
+                meta,
+                summary.as_ref(),
+                raw.as_deref(),
+                utf8,
+            );
         }
         line.extend_from_slice(b")\r\n");
         session.out.extend_from_slice(&line);
         session.maybe_flush().await?;
     }
     if failures > 0 {
-        return Ok(Done::no_code("UNAVAILABLE", format!("{failures} message(s) could not be read and were not served; the rest were")));
+        return Ok(Done::no_code(
+            "UNAVAILABLE",
+            format!("{failures} message(s) could not be read and were not served; the rest were"),
+        ));
     }
     Ok(Done::ok("FETCH completed"))
 }
 
-fn write_item(out: &mut Vec<u8>, attr: &FetchAttr, meta: &MessageMeta, summary: Option<&mime::Summary>, raw: Option<&[u8]>, utf8: bool) {
+fn write_item(
+    out: &mut Vec<u8>,
+    attr: &FetchAttr,
+    meta: &MessageMeta,
+    summary: Option<&mime::Summary>,
+    raw: Option<&[u8]>,
+    utf8: bool,
+) {
     match attr {
         FetchAttr::Uid => out.extend_from_slice(format!("UID {}", meta.uid).as_bytes()),
-        FetchAttr::Flags => out.extend_from_slice(format!("FLAGS ({})", meta.flags.join(" ")).as_bytes()),
+        FetchAttr::Flags => {
+            out.extend_from_slice(format!("FLAGS ({})", meta.flags.join(" ")).as_bytes())
+        }
         FetchAttr::InternalDate => {
             out.extend_from_slice(b"INTERNALDATE ");
             encode::date_time(out, meta.internal_date, meta.internal_zone);
         }
-        FetchAttr::Rfc822Size => out.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes()),
+        FetchAttr::Rfc822Size => {
+            out.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes())
+        }
         FetchAttr::ModSeq => out.extend_from_slice(format!("MODSEQ ({})", meta.modseq).as_bytes()),
-        FetchAttr::EmailId => out.extend_from_slice(format!("EMAILID ({})", meta.email_id).as_bytes()),
-        FetchAttr::ThreadId => out.extend_from_slice(format!("THREADID ({})", meta.thread_id).as_bytes()),
+        FetchAttr::EmailId => {
+            out.extend_from_slice(format!("EMAILID ({})", meta.email_id).as_bytes())
+        }
+        FetchAttr::ThreadId => {
+            out.extend_from_slice(format!("THREADID ({})", meta.thread_id).as_bytes())
+        }
         FetchAttr::SaveDate => {
             out.extend_from_slice(b"SAVEDATE ");
             encode::date_time(out, meta.save_date, 0);
         }
         FetchAttr::Envelope => {
             out.extend_from_slice(b"ENVELOPE ");
-            out.extend_from_slice(summary.map(|s| s.envelope.as_str()).unwrap_or("NIL").as_bytes());
+            out.extend_from_slice(
+                summary
+                    .map(|s| s.envelope.as_str())
+                    .unwrap_or("NIL")
+                    .as_bytes(),
+            );
         }
         FetchAttr::Body => {
             out.extend_from_slice(b"BODY ");
@@ -218,7 +271,12 @@ fn write_item(out: &mut Vec<u8>, attr: &FetchAttr, meta: &MessageMeta, summary: 
         }
         FetchAttr::BodyStructure => {
             out.extend_from_slice(b"BODYSTRUCTURE ");
-            out.extend_from_slice(summary.map(|s| s.body_structure.as_str()).unwrap_or("NIL").as_bytes());
+            out.extend_from_slice(
+                summary
+                    .map(|s| s.body_structure.as_str())
+                    .unwrap_or("NIL")
+                    .as_bytes(),
+            );
         }
         FetchAttr::Preview { .. } => {
             out.extend_from_slice(b"PREVIEW ");
@@ -231,15 +289,21 @@ fn write_item(out: &mut Vec<u8>, attr: &FetchAttr, meta: &MessageMeta, summary: 
         }
         FetchAttr::Rfc822Header => {
             out.extend_from_slice(b"RFC822.HEADER ");
-            let header = raw.and_then(|r| mime::section(r, &[], mime::SectionKind::Header)).unwrap_or_default();
+            let header = raw
+                .and_then(|r| mime::section(r, &[], mime::SectionKind::Header))
+                .unwrap_or_default();
             write_body(out, &header);
         }
         FetchAttr::Rfc822Text => {
             out.extend_from_slice(b"RFC822.TEXT ");
-            let text = raw.and_then(|r| mime::section(r, &[], mime::SectionKind::Text)).unwrap_or_default();
+            let text = raw
+                .and_then(|r| mime::section(r, &[], mime::SectionKind::Text))
+                .unwrap_or_default();
             write_body(out, &text);
         }
-        FetchAttr::BodySection { section, partial, .. } => {
+        FetchAttr::BodySection {
+            section, partial, ..
+        } => {
             out.extend_from_slice(b"BODY[");
             write_section_spec(out, section);
             out.push(b']');
@@ -285,7 +349,10 @@ fn write_item(out: &mut Vec<u8>, attr: &FetchAttr, meta: &MessageMeta, summary: 
 }
 
 fn part_text(part: &[u32]) -> String {
-    part.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+    part.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 fn write_section_spec(out: &mut Vec<u8>, section: &Section) {
@@ -323,8 +390,12 @@ fn section_bytes(raw: &[u8], section: &Section) -> Option<Vec<u8>> {
         Some(SectionText::Header) => mime::SectionKind::Header,
         Some(SectionText::Text) => mime::SectionKind::Text,
         Some(SectionText::Mime) => mime::SectionKind::Mime,
-        Some(SectionText::HeaderFields(names)) => mime::SectionKind::HeaderFields { names, not: false },
-        Some(SectionText::HeaderFieldsNot(names)) => mime::SectionKind::HeaderFields { names, not: true },
+        Some(SectionText::HeaderFields(names)) => {
+            mime::SectionKind::HeaderFields { names, not: false }
+        }
+        Some(SectionText::HeaderFieldsNot(names)) => {
+            mime::SectionKind::HeaderFields { names, not: true }
+        }
     };
     if section.part.is_empty() && section.text.is_none() {
         return Some(raw.to_vec());
@@ -352,7 +423,10 @@ fn slice<'a>(data: &'a [u8], partial: &Option<Partial>) -> &'a [u8] {
 /// A body literal; NUL bytes, which a literal may not carry, become [`NUL_SUBSTITUTE`].
 fn write_body(out: &mut Vec<u8>, data: &[u8]) {
     if data.contains(&0) {
-        let cleaned: Vec<u8> = data.iter().map(|&b| if b == 0 { NUL_SUBSTITUTE } else { b }).collect();
+        let cleaned: Vec<u8> = data
+            .iter()
+            .map(|&b| if b == 0 { NUL_SUBSTITUTE } else { b })
+            .collect();
         encode::literal(out, &cleaned);
     } else {
         encode::literal(out, data);

@@ -21,14 +21,20 @@ pub(crate) fn pattern_matches(pattern: &[char], name: &[char]) -> bool {
             }
             false
         }
-        Some((c, rest)) => name.split_first().is_some_and(|(n, name_rest)| n == c && pattern_matches(rest, name_rest)),
+        Some((c, rest)) => name
+            .split_first()
+            .is_some_and(|(n, name_rest)| n == c && pattern_matches(rest, name_rest)),
     }
 }
 
 fn matches_any(patterns: &[Vec<char>], name: &str) -> bool {
     let chars: Vec<char> = name.chars().collect();
     // INBOX is case-insensitive in patterns too.
-    let upper: Vec<char> = if name == "INBOX" || name.starts_with("INBOX/") { chars.clone() } else { Vec::new() };
+    let upper: Vec<char> = if name == "INBOX" || name.starts_with("INBOX/") {
+        chars.clone()
+    } else {
+        Vec::new()
+    };
     patterns.iter().any(|p| {
         if pattern_matches(p, &chars) {
             return true;
@@ -61,7 +67,9 @@ pub(crate) async fn list(
     let verb = if lsub { "LSUB" } else { "LIST" };
     if !lsub && patterns.len() == 1 && patterns[0].is_empty() {
         // The hierarchy delimiter query (RFC 9051 6.3.9).
-        session.out.extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
+        session
+            .out
+            .extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
         return Ok(Done::ok("LIST completed"));
     }
     let mut compiled = Vec::new();
@@ -120,7 +128,14 @@ pub(crate) async fn list(
             Some(m) => {
                 let prefix = format!("{}{SEPARATOR}", m.name);
                 let has_children = mailboxes.iter().any(|c| c.name.starts_with(&prefix));
-                attributes.push(if has_children { "\\HasChildren" } else { "\\HasNoChildren" }.into());
+                attributes.push(
+                    if has_children {
+                        "\\HasChildren"
+                    } else {
+                        "\\HasNoChildren"
+                    }
+                    .into(),
+                );
                 if let Some(special) = &m.special_use {
                     attributes.push(special.clone());
                 }
@@ -132,7 +147,9 @@ pub(crate) async fn list(
         lines.push((name, attributes, info.map(|m| m.id.clone())));
     }
     for (name, attributes, id) in lines {
-        session.out.extend_from_slice(format!("* {verb} ({}) \"/\" ", attributes.join(" ")).as_bytes());
+        session
+            .out
+            .extend_from_slice(format!("* {verb} ({}) \"/\" ", attributes.join(" ")).as_bytes());
         session.write_mailbox(&name);
         session.out.extend_from_slice(b"\r\n");
         if let (Some(items), Some(id)) = (&returns.status, id) {
@@ -143,12 +160,16 @@ pub(crate) async fn list(
 }
 
 pub(crate) fn namespace(session: &mut Session) -> Done {
-    session.out.extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+    session
+        .out
+        .extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
     Done::ok("NAMESPACE completed")
 }
 
 fn write_status(session: &mut Session, name: &str, id: &str, items: &[StatusItem]) -> bool {
-    let Ok(reader) = session.reader() else { return false };
+    let Ok(reader) = session.reader() else {
+        return false;
+    };
     let (Ok(Some(info)), Ok(counts)) = (reader.mailbox_by_id(id), reader.counts(id)) else {
         return false;
     };
@@ -163,22 +184,31 @@ fn write_status(session: &mut Session, name: &str, id: &str, items: &[StatusItem
             StatusItem::Deleted => format!("DELETED {}", counts.deleted),
             StatusItem::Size => format!("SIZE {}", counts.size),
             StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", info.highest_modseq),
-            StatusItem::AppendLimit => format!("APPENDLIMIT {}", session.ctx.config.limits.literal_bytes_max),
+            StatusItem::AppendLimit => format!(
+                "APPENDLIMIT {}",
+                session.ctx.config.limits.literal_bytes_max
+            ),
             StatusItem::MailboxId => format!("MAILBOXID ({})", info.id),
         });
     }
     session.out.extend_from_slice(b"* STATUS ");
     session.write_mailbox(name);
-    session.out.extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
+    session
+        .out
+        .extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
     true
 }
 
-pub(crate) async fn status(session: &mut Session, raw: &str, items: &[StatusItem]) -> Result<Done, End> {
+pub(crate) async fn status(
+    session: &mut Session,
+    raw: &str,
+    items: &[StatusItem],
+) -> Result<Done, End> {
     let name = match session.mailbox_name(raw) {
         Ok(n) => n,
         Err(done) => return Ok(done),
     };
-    if items.iter().any(|i| *i == StatusItem::HighestModSeq) {
+    if items.contains(&StatusItem::HighestModSeq) {
         session.condstore = true;
     }
     let id = match session.reader().map(|r| r.mailbox(&name)) {
@@ -190,7 +220,10 @@ pub(crate) async fn status(session: &mut Session, raw: &str, items: &[StatusItem
     if write_status(session, &name, &id, items) {
         Ok(Done::ok("STATUS completed"))
     } else {
-        Ok(Done::no_code("UNAVAILABLE", "status temporarily unavailable"))
+        Ok(Done::no_code(
+            "UNAVAILABLE",
+            "status temporarily unavailable",
+        ))
     }
 }
 
@@ -199,7 +232,10 @@ mod tests {
     use super::pattern_matches;
 
     fn m(p: &str, n: &str) -> bool {
-        pattern_matches(&p.chars().collect::<Vec<_>>(), &n.chars().collect::<Vec<_>>())
+        pattern_matches(
+            &p.chars().collect::<Vec<_>>(),
+            &n.chars().collect::<Vec<_>>(),
+        )
     }
 
     #[test]

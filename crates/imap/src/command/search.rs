@@ -5,7 +5,6 @@
 //! Header keys read the cache built at delivery; only BODY and TEXT read the
 //! message itself (and decode its text parts).
 
-use crate::command::append::days_from_civil;
 use crate::respond::Done;
 use crate::sequence::{self, format_set};
 use crate::session::{End, Session};
@@ -53,7 +52,11 @@ fn lower(s: &str) -> String {
 impl Context<'_> {
     fn summary<'c>(&self, c: &'c mut Candidate<'_>) -> Option<&'c mime::Summary> {
         if c.summary.is_none() {
-            let loaded = self.session.reader().ok().and_then(|r| r.summary(self.mailbox, c.meta).ok());
+            let loaded = self
+                .session
+                .reader()
+                .ok()
+                .and_then(|r| r.summary(self.mailbox, c.meta).ok());
             c.summary = Some(loaded);
         }
         c.summary.as_ref().and_then(|s| s.as_ref())
@@ -61,7 +64,11 @@ impl Context<'_> {
 
     fn raw<'c>(&self, c: &'c mut Candidate<'_>) -> Option<&'c [u8]> {
         if c.raw.is_none() {
-            let loaded = self.session.reader().ok().and_then(|r| r.blob(&c.meta.blob).ok());
+            let loaded = self
+                .session
+                .reader()
+                .ok()
+                .and_then(|r| r.blob(&c.meta.blob).ok());
             c.raw = Some(loaded);
         }
         c.raw.as_ref().and_then(|r| r.as_deref())
@@ -69,7 +76,10 @@ impl Context<'_> {
 
     fn body_text(&self, c: &mut Candidate<'_>) -> String {
         if c.text.is_none() {
-            let text = self.raw(c).map(|r| lower(&mime::body_text(r, self.text_max))).unwrap_or_default();
+            let text = self
+                .raw(c)
+                .map(|r| lower(&mime::body_text(r, self.text_max)))
+                .unwrap_or_default();
             c.text = Some(text);
         }
         c.text.clone().unwrap_or_default()
@@ -77,11 +87,12 @@ impl Context<'_> {
 
     fn header_contains(&self, c: &mut Candidate<'_>, field: &str, needle: &str) -> bool {
         let needle = lower(needle);
-        let Some(summary) = self.summary(c) else { return false };
-        let found = summary
-            .headers
-            .iter()
-            .any(|(name, value)| name.eq_ignore_ascii_case(field) && lower(value).contains(&needle));
+        let Some(summary) = self.summary(c) else {
+            return false;
+        };
+        let found = summary.headers.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case(field) && lower(value).contains(&needle)
+        });
         if found || !summary.headers_truncated {
             return found;
         }
@@ -129,33 +140,54 @@ impl Context<'_> {
             SearchKey::ThreadId(id) => c.meta.thread_id == *id,
             SearchKey::Uid(set) => {
                 let positions = sequence::resolve(set, true, self.uids, self.saved);
-                positions.iter().any(|i| self.uids.get(*i) == Some(&c.meta.uid))
+                positions
+                    .iter()
+                    .any(|i| self.uids.get(*i) == Some(&c.meta.uid))
             }
             SearchKey::SequenceSet(set) => {
-                let positions = sequence::resolve(set, matches!(set, Sequence::Saved), self.uids, self.saved);
+                let positions =
+                    sequence::resolve(set, matches!(set, Sequence::Saved), self.uids, self.saved);
                 positions.contains(&(c.seq as usize - 1))
             }
             SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
-                let Some(sent) = self.summary(c).and_then(|s| s.sent) else { return false };
-                let day = Date { year: sent.year, month: sent.month, day: sent.day };
+                let Some(sent) = self.summary(c).and_then(|s| s.sent) else {
+                    return false;
+                };
+                let day = Date {
+                    year: sent.year,
+                    month: sent.month,
+                    day: sent.day,
+                };
                 match key {
                     SearchKey::SentBefore(_) => day < *d,
                     SearchKey::SentOn(_) => day == *d,
                     _ => day >= *d,
                 }
             }
-            SearchKey::Subject(s) => self.summary(c).is_some_and(|m| lower(&m.subject).contains(&lower(s))),
-            SearchKey::From(s) => self.summary(c).is_some_and(|m| lower(&m.from).contains(&lower(s))),
-            SearchKey::To(s) => self.summary(c).is_some_and(|m| lower(&m.to).contains(&lower(s))),
-            SearchKey::Cc(s) => self.summary(c).is_some_and(|m| lower(&m.cc).contains(&lower(s))),
-            SearchKey::Bcc(s) => self.summary(c).is_some_and(|m| lower(&m.bcc).contains(&lower(s))),
+            SearchKey::Subject(s) => self
+                .summary(c)
+                .is_some_and(|m| lower(&m.subject).contains(&lower(s))),
+            SearchKey::From(s) => self
+                .summary(c)
+                .is_some_and(|m| lower(&m.from).contains(&lower(s))),
+            SearchKey::To(s) => self
+                .summary(c)
+                .is_some_and(|m| lower(&m.to).contains(&lower(s))),
+            SearchKey::Cc(s) => self
+                .summary(c)
+                .is_some_and(|m| lower(&m.cc).contains(&lower(s))),
+            SearchKey::Bcc(s) => self
+                .summary(c)
+                .is_some_and(|m| lower(&m.bcc).contains(&lower(s))),
             SearchKey::Header(field, value) => self.header_contains(c, field, value),
             SearchKey::Body(s) => self.body_text(c).contains(&lower(s)),
             SearchKey::Text(s) => {
                 let needle = lower(s);
-                let in_headers = self
-                    .summary(c)
-                    .is_some_and(|m| m.headers.iter().any(|(n, v)| lower(n).contains(&needle) || lower(v).contains(&needle)));
+                let in_headers = self.summary(c).is_some_and(|m| {
+                    m.headers
+                        .iter()
+                        .any(|(n, v)| lower(n).contains(&needle) || lower(v).contains(&needle))
+                });
                 in_headers || self.body_text(c).contains(&needle)
             }
             SearchKey::Not(inner) => !self.matches(inner, c),
@@ -183,16 +215,22 @@ pub(crate) async fn search(
     returns: Option<Vec<SearchReturn>>,
     criteria: &SearchKey,
 ) -> Result<Done, End> {
-    if let Some(cs) = charset {
-        if !cs.eq_ignore_ascii_case("UTF-8") && !cs.eq_ignore_ascii_case("US-ASCII") {
-            return Ok(Done::no_code("BADCHARSET (US-ASCII UTF-8)", "unsupported charset"));
-        }
+    if let Some(cs) = charset
+        && !cs.eq_ignore_ascii_case("UTF-8")
+        && !cs.eq_ignore_ascii_case("US-ASCII")
+    {
+        return Ok(Done::no_code(
+            "BADCHARSET (US-ASCII UTF-8)",
+            "unsupported charset",
+        ));
     }
     session.sync(uid).await?;
     let Some(selected) = session.selected.as_ref() else {
         return Ok(Done::bad("no mailbox selected"));
     };
-    let Ok(reader) = session.reader() else { return Ok(Done::bad("not authenticated")) };
+    let Ok(reader) = session.reader() else {
+        return Ok(Done::bad("not authenticated"));
+    };
     let metas = match reader.messages(&selected.id) {
         Ok(m) => m,
         Err(e) => return Ok(Done::from_store(&e)),
@@ -210,16 +248,29 @@ pub(crate) async fn search(
     let mut hits: Vec<(u32, u32, u64)> = Vec::new();
     let search_body = || {
         for meta in &metas {
-            let Some(seq) = selected.sequence_of(meta.uid) else { continue };
-            let mut candidate = Candidate { seq, meta, summary: None, raw: None, text: None };
+            let Some(seq) = selected.sequence_of(meta.uid) else {
+                continue;
+            };
+            let mut candidate = Candidate {
+                seq,
+                meta,
+                summary: None,
+                raw: None,
+                text: None,
+            };
             if context.matches(criteria, &mut candidate) {
                 hits.push((seq, meta.uid, meta.modseq));
             }
         }
     };
     tokio::task::block_in_place(search_body);
-    let numbers: Vec<u32> = hits.iter().map(|(seq, u, _)| if uid { *u } else { *seq }).collect();
-    let highest_modseq = uses_modseq(criteria).then(|| hits.iter().map(|h| h.2).max()).flatten();
+    let numbers: Vec<u32> = hits
+        .iter()
+        .map(|(seq, u, _)| if uid { *u } else { *seq })
+        .collect();
+    let highest_modseq = uses_modseq(criteria)
+        .then(|| hits.iter().map(|h| h.2).max())
+        .flatten();
     if uses_modseq(criteria) {
         session.condstore = true;
     }
@@ -228,7 +279,9 @@ pub(crate) async fn search(
     let want = |o: SearchReturn| options.contains(&o);
     let only_save = !options.is_empty() && options.iter().all(|o| *o == SearchReturn::Save);
     if want(SearchReturn::Save) {
-        let min_max_only = (want(SearchReturn::Min) || want(SearchReturn::Max)) && !want(SearchReturn::All) && !want(SearchReturn::Count);
+        let min_max_only = (want(SearchReturn::Min) || want(SearchReturn::Max))
+            && !want(SearchReturn::All)
+            && !want(SearchReturn::Count);
         let uids: Vec<u32> = hits.iter().map(|h| h.1).collect();
         session.saved = Some(if min_max_only {
             let mut picked = Vec::new();
@@ -262,10 +315,16 @@ pub(crate) async fn search(
         }
         if !numbers.is_empty() {
             if want(SearchReturn::Min) {
-                line.push_str(&format!(" MIN {}", numbers.iter().min().copied().unwrap_or(0)));
+                line.push_str(&format!(
+                    " MIN {}",
+                    numbers.iter().min().copied().unwrap_or(0)
+                ));
             }
             if want(SearchReturn::Max) {
-                line.push_str(&format!(" MAX {}", numbers.iter().max().copied().unwrap_or(0)));
+                line.push_str(&format!(
+                    " MAX {}",
+                    numbers.iter().max().copied().unwrap_or(0)
+                ));
             }
             if all {
                 line.push_str(&format!(" ALL {}", format_set(&numbers)));
@@ -286,12 +345,34 @@ pub(crate) async fn search(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::append::days_from_civil;
 
     #[test]
     fn dates_round_trip() {
-        assert_eq!(date_of(0, 0), Date { year: 1970, month: 1, day: 1 });
-        assert_eq!(date_of(837_596_665, -420), Date { year: 1996, month: 7, day: 17 });
-        assert_eq!(date_of(951_782_400, 0), Date { year: 2000, month: 2, day: 29 });
+        assert_eq!(
+            date_of(0, 0),
+            Date {
+                year: 1970,
+                month: 1,
+                day: 1
+            }
+        );
+        assert_eq!(
+            date_of(837_596_665, -420),
+            Date {
+                year: 1996,
+                month: 7,
+                day: 17
+            }
+        );
+        assert_eq!(
+            date_of(951_782_400, 0),
+            Date {
+                year: 2000,
+                month: 2,
+                day: 29
+            }
+        );
         assert_eq!(days_from_civil(2000, 2, 29) * 86_400, 951_782_400);
     }
 }

@@ -9,11 +9,18 @@ use store::Intent;
 
 pub(crate) const PERMANENT_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*";
 
-pub(crate) async fn select(session: &mut Session, raw_name: &str, read_only: bool, params: SelectParams) -> Result<Done, End> {
+pub(crate) async fn select(
+    session: &mut Session,
+    raw_name: &str,
+    read_only: bool,
+    params: SelectParams,
+) -> Result<Done, End> {
     // Selecting deselects first, even when the new SELECT fails (RFC 9051 6.3.2).
     let had_selection = session.selected.take().is_some();
     if had_selection {
-        session.out.extend_from_slice(b"* OK [CLOSED] previous mailbox closed\r\n");
+        session
+            .out
+            .extend_from_slice(b"* OK [CLOSED] previous mailbox closed\r\n");
     }
     let name = match session.mailbox_name(raw_name) {
         Ok(n) => n,
@@ -36,7 +43,9 @@ pub(crate) async fn select(session: &mut Session, raw_name: &str, read_only: boo
         Err(e) => return Ok(Done::from_store(&e)),
     };
     let counts = reader.counts(&mailbox.id).unwrap_or_default();
-    let first_unseen = messages.iter().position(|m| !m.flags.iter().any(|f| f == "\\Seen"));
+    let first_unseen = messages
+        .iter()
+        .position(|m| !m.flags.iter().any(|f| f == "\\Seen"));
     let mut keywords: Vec<String> = messages
         .iter()
         .flat_map(|m| m.flags.iter())
@@ -52,18 +61,31 @@ pub(crate) async fn select(session: &mut Session, raw_name: &str, read_only: boo
         out.push_str("* 0 RECENT\r\n");
     }
     let keyword_text = keywords.iter().map(|k| format!(" {k}")).collect::<String>();
-    out.push_str(&format!("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{keyword_text})\r\n"));
+    out.push_str(&format!(
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{keyword_text})\r\n"
+    ));
     if read_only {
         out.push_str("* OK [PERMANENTFLAGS ()] read-only\r\n");
     } else {
-        out.push_str(&format!("* OK [PERMANENTFLAGS ({PERMANENT_FLAGS})] flags permitted\r\n"));
+        out.push_str(&format!(
+            "* OK [PERMANENTFLAGS ({PERMANENT_FLAGS})] flags permitted\r\n"
+        ));
     }
     if let (Some(position), false) = (first_unseen, session.rev2) {
         out.push_str(&format!("* OK [UNSEEN {}] first unseen\r\n", position + 1));
     }
-    out.push_str(&format!("* OK [UIDVALIDITY {}] UIDs valid\r\n", mailbox.uid_validity));
-    out.push_str(&format!("* OK [UIDNEXT {}] predicted next UID\r\n", mailbox.uid_next));
-    out.push_str(&format!("* OK [HIGHESTMODSEQ {}] highest\r\n", mailbox.highest_modseq));
+    out.push_str(&format!(
+        "* OK [UIDVALIDITY {}] UIDs valid\r\n",
+        mailbox.uid_validity
+    ));
+    out.push_str(&format!(
+        "* OK [UIDNEXT {}] predicted next UID\r\n",
+        mailbox.uid_next
+    ));
+    out.push_str(&format!(
+        "* OK [HIGHESTMODSEQ {}] highest\r\n",
+        mailbox.highest_modseq
+    ));
     out.push_str(&format!("* OK [MAILBOXID ({})] mailbox id\r\n", mailbox.id));
     session.out.extend_from_slice(out.as_bytes());
     let _ = counts;
@@ -71,12 +93,15 @@ pub(crate) async fn select(session: &mut Session, raw_name: &str, read_only: boo
         id: mailbox.id,
         name,
         read_only,
-        uid_validity: mailbox.uid_validity,
         uids,
         modseq: mailbox.highest_modseq,
     });
     session.saved = None;
-    let (code, verb) = if read_only { ("READ-ONLY", "EXAMINE") } else { ("READ-WRITE", "SELECT") };
+    let (code, verb) = if read_only {
+        ("READ-ONLY", "EXAMINE")
+    } else {
+        ("READ-WRITE", "SELECT")
+    };
     Ok(Done::ok_code(code, format!("{verb} completed")))
 }
 
@@ -87,12 +112,20 @@ pub(crate) async fn close(session: &mut Session, expunge: bool) -> Result<Done, 
     };
     session.saved = None;
     if expunge && !selected.read_only {
-        let intent = Intent::Expunge { user: session.user_name(), mailbox: selected.name.clone(), uids: None };
+        let intent = Intent::Expunge {
+            user: session.user_name(),
+            mailbox: selected.name.clone(),
+            uids: None,
+        };
         if let Err(e) = session.ctx.store.submit_one(intent).await {
             return Ok(Done::from_store(&e));
         }
     }
-    Ok(Done::ok(if expunge { "CLOSE completed" } else { "UNSELECT completed" }))
+    Ok(Done::ok(if expunge {
+        "CLOSE completed"
+    } else {
+        "UNSELECT completed"
+    }))
 }
 
 pub(crate) async fn expunge(session: &mut Session, uids: Option<Sequence>) -> Result<Done, End> {
@@ -104,9 +137,16 @@ pub(crate) async fn expunge(session: &mut Session, uids: Option<Sequence>) -> Re
     }
     let filter = uids.map(|set| {
         let positions = sequence::resolve(&set, true, &selected.uids, session.saved.as_deref());
-        positions.into_iter().filter_map(|i| selected.uids.get(i).copied()).collect::<Vec<u32>>()
+        positions
+            .into_iter()
+            .filter_map(|i| selected.uids.get(i).copied())
+            .collect::<Vec<u32>>()
     });
-    let intent = Intent::Expunge { user: session.user_name(), mailbox: selected.name.clone(), uids: filter };
+    let intent = Intent::Expunge {
+        user: session.user_name(),
+        mailbox: selected.name.clone(),
+        uids: filter,
+    };
     match session.ctx.store.submit_one(intent).await {
         Ok(_) => {
             session.sync(true).await?;

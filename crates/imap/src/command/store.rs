@@ -37,7 +37,10 @@ pub(crate) async fn store(
         None => return Ok(Done::bad("no mailbox selected")),
     };
     let positions = sequence::resolve(set, uid, &selected.uids, session.saved.as_deref());
-    let uids: Vec<u32> = positions.iter().filter_map(|i| selected.uids.get(*i).copied()).collect();
+    let uids: Vec<u32> = positions
+        .iter()
+        .filter_map(|i| selected.uids.get(*i).copied())
+        .collect();
     let known_modseq = selected.modseq;
     let intent = Intent::StoreFlags {
         user: session.user_name(),
@@ -52,14 +55,20 @@ pub(crate) async fn store(
         unchanged_since,
     };
     let (modseq, messages, modified) = match session.ctx.store.submit_one(intent).await {
-        Ok(Outcome::Flags { modseq, messages, modified }) => (modseq, messages, modified),
+        Ok(Outcome::Flags {
+            modseq,
+            messages,
+            modified,
+        }) => (modseq, messages, modified),
         Ok(_) => (None, Vec::new(), Vec::new()),
         Err(e) => return Ok(Done::from_store(&e)),
     };
     let condstore = session.condstore;
     if let Some(selected) = session.selected.as_mut() {
         for (message_uid, flags, message_modseq) in &messages {
-            let Some(seq) = selected.sequence_of(*message_uid) else { continue };
+            let Some(seq) = selected.sequence_of(*message_uid) else {
+                continue;
+            };
             // With UNCHANGEDSINCE, changed messages are reported even under .SILENT
             // (RFC 7162 3.2), because their MODSEQ is news to the client.
             if silent && !(unchanged_since.is_some() && Some(*message_modseq) == modseq) {
@@ -78,10 +87,10 @@ pub(crate) async fn store(
         }
         // Our own change is reported above; skip it in the next sync unless someone
         // else changed the mailbox in between (then the next sync repeats a few FLAGS).
-        if let Some(new) = modseq {
-            if new == known_modseq + 1 {
-                selected.modseq = new;
-            }
+        if let Some(new) = modseq
+            && new == known_modseq + 1
+        {
+            selected.modseq = new;
         }
     }
     if modified.is_empty() {
@@ -91,8 +100,14 @@ pub(crate) async fn store(
             modified
         } else {
             let selected = session.selected.as_ref();
-            modified.iter().filter_map(|u| selected.and_then(|s| s.sequence_of(*u))).collect()
+            modified
+                .iter()
+                .filter_map(|u| selected.and_then(|s| s.sequence_of(*u)))
+                .collect()
         };
-        Ok(Done::ok_code(format!("MODIFIED {}", sequence::format_set(&list)), "conditional STORE failed for some"))
+        Ok(Done::ok_code(
+            format!("MODIFIED {}", sequence::format_set(&list)),
+            "conditional STORE failed for some",
+        ))
     }
 }
