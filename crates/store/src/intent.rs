@@ -12,6 +12,27 @@ pub struct Prepared {
     pub summary: mime::Summary,
 }
 
+/// Names a mailbox in an intent: by name (as a client sends it) or by its
+/// stable id (what a session holds for the selected mailbox, which another
+/// session may rename meanwhile).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxRef {
+    Name(String),
+    Id(String),
+}
+
+impl From<&str> for MailboxRef {
+    fn from(name: &str) -> Self {
+        MailboxRef::Name(name.to_string())
+    }
+}
+
+impl From<String> for MailboxRef {
+    fn from(name: String) -> Self {
+        MailboxRef::Name(name)
+    }
+}
+
 /// A change to make. One request carries one or more intents, answered in order.
 #[derive(Debug, Clone)]
 pub enum Intent {
@@ -63,7 +84,7 @@ pub enum Intent {
     },
     StoreFlags {
         user: String,
-        mailbox: String,
+        mailbox: MailboxRef,
         uids: Vec<u32>,
         mode: FlagMode,
         flags: Vec<String>,
@@ -72,7 +93,7 @@ pub enum Intent {
     /// Expunge `\Deleted` messages (only those in `uids`, when given).
     Expunge {
         user: String,
-        mailbox: String,
+        mailbox: MailboxRef,
         uids: Option<Vec<u32>>,
     },
     /// Reclaims space of unreferenced blobs: packs whose content is at least half
@@ -84,7 +105,7 @@ pub enum Intent {
     /// COPY, or MOVE when `remove_source` is set.
     Copy {
         user: String,
-        from: String,
+        from: MailboxRef,
         uids: Vec<u32>,
         to: String,
         remove_source: bool,

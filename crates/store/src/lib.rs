@@ -29,7 +29,7 @@ pub mod writer;
 
 pub use error::{ErrorKind, Result, StoreError};
 pub use index::{Changes, MailboxCounts, MailboxInfo, MessageMeta};
-pub use intent::{Intent, Outcome, Prepared};
+pub use intent::{Intent, MailboxRef, Outcome, Prepared};
 pub use store::{Store, StoreConfig, UserReader};
 pub use types::{BlobHash, FlagMode, canonical_user_name};
 pub use writer::{DEFAULT_MAILBOXES, SEPARATOR, Stats, validate_mailbox_name};

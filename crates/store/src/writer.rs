@@ -15,7 +15,7 @@ use crate::blobs::{self, BlobLocation, PackWriter};
 use crate::directory;
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::index::{self, MailboxInfo};
-use crate::intent::{Intent, Outcome, Prepared};
+use crate::intent::{Intent, MailboxRef, Outcome, Prepared};
 use crate::journal::{JournalWriter, encode_frame};
 use crate::notify::Notifier;
 use crate::paths::Paths;
@@ -347,10 +347,23 @@ impl Writer {
     }
 
     fn mailbox(&mut self, batch: &mut Batch, user: &str, name: &str) -> Result<MailboxInfo> {
+        self.mailbox_ref(batch, user, &MailboxRef::Name(name.to_string()))
+    }
+
+    fn mailbox_ref(
+        &mut self,
+        batch: &mut Batch,
+        user: &str,
+        mailbox: &MailboxRef,
+    ) -> Result<MailboxInfo> {
         self.require_user(user)?;
         let conn = self.user_conn(batch, user)?;
-        index::mailbox_by_name(conn, name)?
-            .ok_or_else(|| StoreError::not_found(format!("no mailbox named {name}")))
+        match mailbox {
+            MailboxRef::Name(name) => index::mailbox_by_name(conn, name)?
+                .ok_or_else(|| StoreError::not_found(format!("no mailbox named {name}"))),
+            MailboxRef::Id(id) => index::mailbox_by_id(conn, id)?
+                .ok_or_else(|| StoreError::not_found("the mailbox no longer exists")),
+        }
     }
 
     fn plan(&mut self, batch: &mut Batch, intent: &Intent) -> Result<Outcome> {
@@ -510,7 +523,7 @@ impl Writer {
                 flags,
                 unchanged_since,
             } => {
-                let target = self.mailbox(batch, user, mailbox)?;
+                let target = self.mailbox_ref(batch, user, mailbox)?;
                 let flags = normalize_flags(flags);
                 let conn = self.user_conn(batch, user)?;
                 let modseq = target.highest_modseq + 1;
@@ -558,7 +571,7 @@ impl Writer {
                 mailbox,
                 uids,
             } => {
-                let target = self.mailbox(batch, user, mailbox)?;
+                let target = self.mailbox_ref(batch, user, mailbox)?;
                 let conn = self.user_conn(batch, user)?;
                 let victims: Vec<(u32, BlobHash)> = index::messages(conn, &target.id)?
                     .into_iter()
@@ -600,7 +613,7 @@ impl Writer {
                 to,
                 remove_source,
             } => {
-                let source = self.mailbox(batch, user, from)?;
+                let source = self.mailbox_ref(batch, user, from)?;
                 let target = self.mailbox(batch, user, to)?;
                 let conn = self.user_conn(batch, user)?;
                 let mut originals = Vec::new();
@@ -914,7 +927,7 @@ impl Writer {
                 batch,
                 &Intent::Copy {
                     user: user.to_string(),
-                    from: "INBOX".into(),
+                    from: MailboxRef::Name("INBOX".into()),
                     uids,
                     to: to.to_string(),
                     remove_source: true,

@@ -4,7 +4,7 @@ use crate::respond::Done;
 use crate::sequence::{self, format_list};
 use crate::session::{End, Session};
 use imap_proto::Sequence;
-use store::{ErrorKind, Intent, Outcome};
+use store::{ErrorKind, Intent, MailboxRef, Outcome};
 
 pub(crate) async fn copy(
     session: &mut Session,
@@ -37,7 +37,7 @@ pub(crate) async fn copy(
     }
     let intent = Intent::Copy {
         user: session.user_name(),
-        from: selected.name.clone(),
+        from: MailboxRef::Id(selected.id.clone()),
         uids,
         to: target,
         remove_source,

@@ -11,7 +11,7 @@ use crate::sequence;
 use crate::session::{End, Session};
 use imap_proto::encode;
 use imap_proto::{FetchAttr, FetchModifiers, Partial, Section, SectionText, Sequence};
-use store::{FlagMode, Intent, MessageMeta, Outcome};
+use store::{FlagMode, Intent, MailboxRef, MessageMeta, Outcome};
 
 /// Byte that stands for NUL in BODY[] literals, which may not carry NUL
 /// (RFC 9051 4.3). 0x80 is what Dovecot substitutes too; BINARY returns NUL as is.
@@ -126,11 +126,7 @@ pub(crate) async fn fetch(
         if !unseen.is_empty() {
             let intent = Intent::StoreFlags {
                 user: session.user_name(),
-                mailbox: session
-                    .selected
-                    .as_ref()
-                    .map(|s| s.name.clone())
-                    .unwrap_or_default(),
+                mailbox: MailboxRef::Id(mailbox.clone()),
                 uids: unseen,
                 mode: FlagMode::Add,
                 flags: vec!["\\Seen".into()],

@@ -5,7 +5,7 @@ use crate::selected::Selected;
 use crate::sequence;
 use crate::session::{End, Session};
 use imap_proto::{SelectParams, Sequence};
-use store::Intent;
+use store::{Intent, MailboxRef};
 
 pub(crate) const PERMANENT_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*";
 
@@ -114,7 +114,7 @@ pub(crate) async fn close(session: &mut Session, expunge: bool) -> Result<Done, 
     if expunge && !selected.read_only {
         let intent = Intent::Expunge {
             user: session.user_name(),
-            mailbox: selected.name.clone(),
+            mailbox: MailboxRef::Id(selected.id.clone()),
             uids: None,
         };
         if let Err(e) = session.ctx.store.submit_one(intent).await {
@@ -144,7 +144,7 @@ pub(crate) async fn expunge(session: &mut Session, uids: Option<Sequence>) -> Re
     });
     let intent = Intent::Expunge {
         user: session.user_name(),
-        mailbox: selected.name.clone(),
+        mailbox: MailboxRef::Id(selected.id.clone()),
         uids: filter,
     };
     match session.ctx.store.submit_one(intent).await {

@@ -4,7 +4,7 @@ use crate::respond::Done;
 use crate::sequence;
 use crate::session::{End, Session};
 use imap_proto::{Sequence, StoreMode};
-use store::{FlagMode, Intent, Outcome};
+use store::{FlagMode, Intent, MailboxRef, Outcome};
 
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn store(
@@ -44,7 +44,7 @@ pub(crate) async fn store(
     let known_modseq = selected.modseq;
     let intent = Intent::StoreFlags {
         user: session.user_name(),
-        mailbox: selected.name.clone(),
+        mailbox: MailboxRef::Id(selected.id.clone()),
         uids,
         mode: match mode {
             StoreMode::Replace => FlagMode::Replace,
