@@ -141,7 +141,9 @@ mod tests {
             end: SeqNumber::Star,
         }]);
         assert_eq!(resolve(&star, true, &uids, None), vec![2]);
-        assert_eq!(resolve(&star, false, &uids, None), Vec::<usize>::new());
+        // 5:* over three messages is 3:5: message 3 (callers refuse the 5 with BAD).
+        assert_eq!(resolve(&star, false, &uids, None), vec![2]);
+        assert!(out_of_range(&star, uids.len()));
         // A UID range reversed around * still includes the last message.
         let high = Sequence::Set(vec![SeqRange {
             start: SeqNumber::Value(100),
