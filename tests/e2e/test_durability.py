@@ -114,6 +114,7 @@ class KillDuringDeliveriesTest(unittest.TestCase):
 
             def deliverer(seed):
                 rng = random.Random(seed)
+                client = None
                 try:
                     client = Lmtp(server.lmtp_port)
                     client.lhlo()
@@ -127,7 +128,10 @@ class KillDuringDeliveriesTest(unittest.TestCase):
                         rcpts = rng.sample(users, rng.randint(1, len(users)))
                         with lock:
                             attempted[marker] = data
-                        transaction = client.transaction("stream@example.org", rcpts, data)
+                        addresses = [f"{user}@stream.example" for user in rcpts]
+                        transaction = client.transaction("stream@example.org", addresses, data)
+                        if transaction.mail[0] != 250 or any(code // 100 != 2 for code, _ in transaction.rcpt):
+                            raise AssertionError(f"refused before the kill: {transaction}")
                         with lock:
                             for user, (code, _) in zip(rcpts, transaction.final):
                                 if code == 250:
@@ -138,8 +142,14 @@ class KillDuringDeliveriesTest(unittest.TestCase):
                 except Exception as e:  # a wrong reply before the kill is a failure
                     if not stop.is_set():
                         errors.append(repr(e))
+                finally:
+                    if client is not None:
+                        client.close()
+                    with lock:
+                        lock.notify_all()
 
             def appending():
+                client = None
                 try:
                     client = Imap(server.imap_port)
                     client.login(appender, appender_password).ok()
@@ -157,13 +167,18 @@ class KillDuringDeliveriesTest(unittest.TestCase):
                 except Exception as e:
                     if not stop.is_set():
                         errors.append(repr(e))
+                finally:
+                    if client is not None:
+                        client.close()
+                    with lock:
+                        lock.notify_all()
 
             threads = [threading.Thread(target=deliverer, args=(i,), daemon=True) for i in range(4)]
             threads.append(threading.Thread(target=appending, daemon=True))
             for t in threads:
                 t.start()
             with lock:
-                reached = lock.wait_for(lambda: len(acked) >= ACKS_BEFORE_KILL or errors, timeout=ACK_WAIT_S)
+                reached = lock.wait_for(lambda: len(acked) >= ACKS_BEFORE_KILL or bool(errors), timeout=ACK_WAIT_S)
             server.kill()
             stop.set()
             for t in threads:

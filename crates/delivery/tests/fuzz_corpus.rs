@@ -1,0 +1,161 @@
+//! Replays the cargo-fuzz seed corpus (`fuzz/corpus/lmtp_session/`) through
+//! the same driver and checks as `fuzz/fuzz_targets/lmtp_session.rs`, on
+//! stable, so CI catches regressions without libFuzzer; then runs a seeded
+//! mutation loop over the same entries. Crashes the fuzzer finds are added
+//! to the corpus and so become regression tests here.
+
+#[path = "common/session_driver.rs"]
+mod session_driver;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use session_driver::{READ_BYTES_MASK, SHUT_DOWN_AT_END, TINY_LIMITS};
+
+/// Wall-clock budget of the mutation loop, so the test takes about a second
+/// in a debug build however fast the machine is. The inputs are the same on
+/// every run; a slower machine tests a prefix of them.
+const MUTATION_DURATION_MAX: Duration = Duration::from_secs(1);
+
+/// Upper bound on mutated inputs, so a fast machine does not loop forever.
+const MUTATIONS_MAX: usize = 200_000;
+
+/// Control bytes every corpus entry is also replayed with: whole reads,
+/// byte by byte, odd splits, tiny limits, and shutdown at the end.
+const CONTROL_VARIANTS: [u8; 6] = [
+    0x00,
+    0x01,
+    0x07,
+    TINY_LIMITS,
+    TINY_LIMITS | 0x03,
+    SHUT_DOWN_AT_END | 0x02,
+];
+
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let directory =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/lmtp_session");
+    let mut entries: Vec<(String, Vec<u8>)> = std::fs::read_dir(&directory)
+        .unwrap_or_else(|error| panic!("{}: {error}", directory.display()))
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.is_file())
+        .map(|path| {
+            let data =
+                std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            (path.display().to_string(), data)
+        })
+        .collect();
+    entries.sort();
+    entries
+}
+
+#[test]
+fn corpus_replays_without_panics() {
+    let entries = corpus();
+    assert!(entries.len() >= 25, "the seed corpus has about 25 sessions");
+    for (name, data) in &entries {
+        eprintln!("replaying {name}");
+        session_driver::run(data);
+        let Some((_, stream)) = data.split_first() else {
+            continue;
+        };
+        for control in CONTROL_VARIANTS {
+            let mut variant = Vec::with_capacity(data.len());
+            variant.push(control);
+            variant.extend_from_slice(stream);
+            session_driver::run(&variant);
+        }
+    }
+}
+
+/// xorshift64*: a fixed seed makes every run test the same inputs.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        match u64::try_from(n) {
+            Ok(0) | Err(_) => 0,
+            Ok(n) => usize::try_from(self.next() % n).unwrap_or(0),
+        }
+    }
+}
+
+/// Bytes the protocol cares about, so mutations hit the interesting paths.
+const INTERESTING: &[u8] = b"\r\n.<>:= @\0\xff\x7fxqate";
+
+/// Fragments that start or end protocol states.
+const FRAGMENTS: [&[u8]; 12] = [
+    b"\r\n.\r\n",
+    b"\n.\n",
+    b"\r\n.\n",
+    b"DATA\r\n",
+    b"RSET\r\n",
+    b"LHLO h\r\n",
+    b"MAIL FROM:<s@r.org>\r\n",
+    b"RCPT TO:<b@x.org>\r\n",
+    b"RCPT TO:<xno@x.org>\r\n",
+    b"RCPT TO:<alias@x.org>\r\n",
+    b"BDAT 5 LAST\r\n",
+    b"QUIT\r\n",
+];
+
+fn mutate(rng: &mut Rng, data: &mut Vec<u8>, others: &[(String, Vec<u8>)]) {
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(data.len() + 1);
+        match rng.below(7) {
+            0 if !data.is_empty() => {
+                let at = at.min(data.len() - 1);
+                data[at] = INTERESTING[rng.below(INTERESTING.len())];
+            }
+            1 => data.insert(at, INTERESTING[rng.below(INTERESTING.len())]),
+            2 if at < data.len() => {
+                let end = (at + 1 + rng.below(16)).min(data.len());
+                data.drain(at..end);
+            }
+            3 => {
+                // Splice in part of another entry.
+                let (_, other) = &others[rng.below(others.len())];
+                let start = rng.below(other.len());
+                let end = (start + rng.below(64)).min(other.len());
+                data.splice(at..at, other[start..end].iter().copied());
+            }
+            4 => {
+                let fragment = FRAGMENTS[rng.below(FRAGMENTS.len())];
+                data.splice(at..at, fragment.iter().copied());
+            }
+            5 if !data.is_empty() => {
+                // A new control byte: another read size, limits or ending.
+                data[0] = rng.next().to_le_bytes()[0];
+            }
+            _ if !data.is_empty() => {
+                let at = at.min(data.len() - 1);
+                data[at] = rng.next().to_le_bytes()[0];
+            }
+            _ => data.push(READ_BYTES_MASK),
+        }
+    }
+}
+
+#[test]
+fn seeded_mutations_do_not_panic() {
+    let entries = corpus();
+    let mut rng = Rng(0x5eed_1a7b_d00d_0001);
+    let started = Instant::now();
+    let mut count = 0;
+    while count < MUTATIONS_MAX && started.elapsed() < MUTATION_DURATION_MAX {
+        let (name, data) = &entries[count % entries.len()];
+        let mut mutated = data.clone();
+        mutate(&mut rng, &mut mutated, &entries);
+        let result = std::panic::catch_unwind(|| session_driver::run(&mutated));
+        assert!(result.is_ok(), "panic on mutation of {name}: {mutated:?}");
+        count += 1;
+    }
+    eprintln!("{count} mutations in {:?}", started.elapsed());
+}
