@@ -276,17 +276,25 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("admin.sock")
 }
 
-/// Serves admin commands on the unix socket until `shutdown`.
+/// Binds the owner-only admin socket. Done before the server says it is ready,
+/// so a CLI that runs right after never finds "no server" and opens the store itself.
+pub fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    // A socket file left by a crashed server would make bind fail.
+    let _ = std::fs::remove_file(path);
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|e| anyhow::anyhow!("cannot bind the admin socket {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Serves admin commands on the bound socket until `shutdown`.
 pub async fn serve_socket(
     store: Store,
+    listener: tokio::net::UnixListener,
     path: PathBuf,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    // A socket file left by a crashed server would make bind fail.
-    let _ = std::fs::remove_file(&path);
-    let listener = tokio::net::UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     loop {
         tokio::select! {
             accepted = listener.accept() => {

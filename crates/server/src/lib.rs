@@ -189,9 +189,12 @@ pub async fn run(
         store: store.clone(),
     });
 
+    let admin_path = admin::socket_path(&config.data_dir);
+    let admin_listener = admin::bind_socket(&admin_path)?;
     let admin_task = tokio::spawn(admin::serve_socket(
         store.clone(),
-        admin::socket_path(&config.data_dir),
+        admin_listener,
+        admin_path,
         shutdown.clone(),
     ));
     let reload_task = tokio::spawn(reload_on_sighup(certificates, shutdown.clone()));
