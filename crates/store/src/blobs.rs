@@ -156,6 +156,22 @@ impl PackWriter {
         })
     }
 
+    /// Starts an fsync of what was appended so far on another thread, so that it
+    /// overlaps with the writer's other work. The caller joins it before the
+    /// journal fsync: blobs are durable before the records that name them.
+    pub fn start_sync(&mut self) -> Result<Option<std::thread::JoinHandle<std::io::Result<()>>>> {
+        if !self.dirty {
+            return Ok(None);
+        }
+        let file = self.file.try_clone()?;
+        self.dirty = false;
+        let handle = std::thread::Builder::new()
+            .name("pack-fsync".into())
+            .spawn(move || file.sync_data())
+            .map_err(|e| StoreError::io("start pack fsync", e))?;
+        Ok(Some(handle))
+    }
+
     pub fn sync(&mut self) -> Result<()> {
         if self.dirty {
             self.file

@@ -83,6 +83,7 @@ pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
     let next_lsn = journal::read_all(&paths.journal_dir(), from, |entry| {
         if entry.lsn > server_applied {
             directory::apply(&server, entry.lsn, &entry.record)?;
+            index::set_applied_lsn(&server, entry.lsn)?;
         }
         Ok(())
     })?;
@@ -117,6 +118,7 @@ pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
                 _ => None,
             };
             index::apply(&state.conn, lsn, record, summary.as_ref())?;
+            index::set_applied_lsn(&state.conn, lsn)?;
             state.applied = lsn;
             replayed += 1;
         }

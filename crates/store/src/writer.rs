@@ -92,6 +92,10 @@ struct Batch {
     deleted_users: Vec<String>,
     /// Packs emptied by garbage collection, deleted once the batch is durable.
     dead_packs: Vec<u32>,
+    /// Blobs written ahead by the pre-pass whose `BlobStored` record is not yet emitted.
+    unannounced: std::collections::HashSet<BlobHash>,
+    /// The fsync of the pre-pass's blobs, running while the batch is planned.
+    pack_sync: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     now: i64,
 }
 
@@ -142,6 +146,8 @@ impl Writer {
             touched_users: BTreeSet::new(),
             deleted_users: Vec::new(),
             dead_packs: Vec::new(),
+            unannounced: Default::default(),
+            pack_sync: None,
             now: now_seconds(),
         };
         if let Err(e) = self.server.execute_batch("BEGIN IMMEDIATE") {
@@ -154,8 +160,8 @@ impl Writer {
             return;
         }
         let mut answers: Vec<Vec<Result<Outcome>>> = Vec::with_capacity(requests.len());
-        let mut fatal: Option<StoreError> = None;
-        'requests: for request in &requests {
+        let mut fatal: Option<StoreError> = self.write_blobs_ahead(&mut batch, &requests).err();
+        'requests: for request in requests.iter().filter(|_| fatal.is_none()) {
             let mut results = Vec::with_capacity(request.intents.len());
             for intent in &request.intents {
                 match self.plan(&mut batch, intent) {
@@ -172,10 +178,12 @@ impl Writer {
             }
             answers.push(results);
         }
+        let planned_us = started.elapsed().as_micros() as u64;
         let durable = match fatal {
             Some(e) => Err(e),
-            None => self.make_durable(&batch),
+            None => self.make_durable(&mut batch),
         };
+        let durable_us = started.elapsed().as_micros() as u64;
         if let Err(e) = &durable
             && e.message.contains("fsync")
         {
@@ -224,6 +232,8 @@ impl Writer {
                     event = "batch_committed",
                     records = batch.entries.len(),
                     requests = requests.len(),
+                    planned_us,
+                    durable_us,
                     elapsed_us = started.elapsed().as_micros() as u64
                 );
                 for (request, results) in requests.into_iter().zip(answers) {
@@ -242,7 +252,47 @@ impl Writer {
         }
     }
 
-    fn make_durable(&mut self, batch: &Batch) -> Result<()> {
+    /// Writes the new blobs of every Append of the batch first and starts their
+    /// fsync, which then overlaps with planning. A blob whose intent is refused
+    /// later stays in the pack unnamed: garbage, dropped when its pack is rewritten.
+    fn write_blobs_ahead(&mut self, batch: &mut Batch, requests: &[Request]) -> Result<()> {
+        for request in requests {
+            for intent in &request.intents {
+                let Intent::Append { message, .. } = intent else {
+                    continue;
+                };
+                if batch.new_blobs.contains_key(&message.hash)
+                    || directory::blob_location(&self.server, &message.hash)?.is_some()
+                {
+                    continue;
+                }
+                let location = self.packs.append(&message.hash, &message.raw)?;
+                batch.new_blobs.insert(message.hash, location);
+                batch.unannounced.insert(message.hash);
+            }
+        }
+        batch.pack_sync = self.packs.start_sync()?;
+        Ok(())
+    }
+
+    fn make_durable(&mut self, batch: &mut Batch) -> Result<()> {
+        if let Some(handle) = batch.pack_sync.take() {
+            match handle.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(StoreError::io("pack fsync", e)),
+                Err(_) => return Err(StoreError::io("pack fsync", "thread panicked")),
+            }
+        }
+        let last_lsn = batch.first_lsn + batch.entries.len() as Lsn;
+        if !batch.entries.is_empty() {
+            let last = last_lsn - 1;
+            index::set_applied_lsn(&self.server, last)?;
+            for user in &batch.touched_users {
+                if let Some((conn, _)) = self.users.get(user) {
+                    index::set_applied_lsn(conn, last)?;
+                }
+            }
+        }
         let mut frames = Vec::new();
         for entry in &batch.entries {
             encode_frame(entry, &mut frames)?;
@@ -752,6 +802,20 @@ impl Writer {
         zone: i16,
     ) -> Result<u32> {
         // Store the content once: reuse a blob that is already indexed or written by this batch.
+        if batch.unannounced.remove(&message.hash) {
+            if let Some(location) = batch.new_blobs.get(&message.hash).copied() {
+                self.emit(
+                    batch,
+                    Record::BlobStored {
+                        hash: message.hash,
+                        pack: location.pack,
+                        offset: location.offset,
+                        length: location.length,
+                    },
+                    None,
+                )?;
+            }
+        }
         let known = batch.new_blobs.contains_key(&message.hash)
             || directory::blob_location(&self.server, &message.hash)?.is_some();
         if !known {
