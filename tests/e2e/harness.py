@@ -21,6 +21,11 @@ Only the Python standard library is used.
 
 from __future__ import annotations
 
+import sys
+
+if sys.version_info < (3, 11):
+    raise SystemExit("the Postern end-to-end tests need Python 3.11 or later (tomllib)")
+
 import atexit
 import base64
 import imaplib

@@ -802,19 +802,19 @@ impl Writer {
         zone: i16,
     ) -> Result<u32> {
         // Store the content once: reuse a blob that is already indexed or written by this batch.
-        if batch.unannounced.remove(&message.hash) {
-            if let Some(location) = batch.new_blobs.get(&message.hash).copied() {
-                self.emit(
-                    batch,
-                    Record::BlobStored {
-                        hash: message.hash,
-                        pack: location.pack,
-                        offset: location.offset,
-                        length: location.length,
-                    },
-                    None,
-                )?;
-            }
+        if batch.unannounced.remove(&message.hash)
+            && let Some(location) = batch.new_blobs.get(&message.hash).copied()
+        {
+            self.emit(
+                batch,
+                Record::BlobStored {
+                    hash: message.hash,
+                    pack: location.pack,
+                    offset: location.offset,
+                    length: location.length,
+                },
+                None,
+            )?;
         }
         let known = batch.new_blobs.contains_key(&message.hash)
             || directory::blob_location(&self.server, &message.hash)?.is_some();
