@@ -99,6 +99,9 @@ pub(crate) struct Session {
     pub shutdown: watch::Receiver<bool>,
     /// Changes to the user's mail (for IDLE).
     pub changes: Option<watch::Receiver<u64>>,
+    /// An over-long command line was refused before its end arrived: input is
+    /// dropped up to and including the next LF, without buffering it.
+    pub skipping_line: bool,
 }
 
 /// Runs one IMAP session until logout, EOF, timeout or shutdown.
@@ -127,6 +130,7 @@ pub async fn serve(
             saved: None,
             shutdown,
             changes: None,
+            skipping_line: false,
         };
         tracing::info!(event = "imap_connect", "connection opened");
         match session.run().await {
@@ -152,6 +156,19 @@ impl Session {
         );
         self.flush().await?;
         loop {
+            if self.skipping_line {
+                match self.input.iter().position(|b| *b == b'\n') {
+                    Some(end) => {
+                        self.input.drain(..=end);
+                        self.skipping_line = false;
+                    }
+                    None => {
+                        self.input.clear();
+                        self.read_more().await?;
+                        continue;
+                    }
+                }
+            }
             match self.framer.next(&self.input) {
                 Frame::Complete { len } => {
                     let bytes: Vec<u8> = self.input.drain(..len).collect();
@@ -174,6 +191,16 @@ impl Session {
                     discard,
                     close,
                 } => {
+                    if kind == RejectKind::LineTooLong && close && !self.input.contains(&b'\n') {
+                        // The end of the line is still on its way: answer now, then drop
+                        // bytes as they come until it arrives. The session goes on.
+                        Done::bad("command line too long")
+                            .write(tag.as_deref().unwrap_or("*"), &mut self.out);
+                        self.input.clear();
+                        self.skipping_line = true;
+                        self.flush().await?;
+                        continue;
+                    }
                     let discard = discard.min(self.input.len());
                     self.input.drain(..discard);
                     let text = match kind {

@@ -220,12 +220,15 @@ max_connections = 10000
 listen = "127.0.0.1:1993"
 
 [lmtp]
+# LMTP from the local MTA. One "ip:port" or a list of them.
 listen = "127.0.0.1:2424"
 # Largest message accepted, in bytes.
 max_message_size = 67108864
 # Recipients per transaction.
 max_recipients = 1000
+# Concurrent connections on this listener.
 max_connections = 1000
+# Seconds a connection may stay silent before it is closed.
 idle_timeout_secs = 300
 
 [tls]
@@ -295,15 +298,44 @@ pub fn parse(text: &str) -> Result<Config, String> {
     Ok(config)
 }
 
+/// Turns a TOML/serde error into "line N: key `section.key`: what is wrong".
 fn describe(text: &str, error: &toml::de::Error) -> String {
-    let line = error
-        .span()
-        .map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
-    let message = error.message();
-    match line {
-        Some(line) => format!("line {line}: {message}"),
-        None => message.to_string(),
+    let Some(span) = error.span() else {
+        return error.message().to_string();
+    };
+    let start = span.start.min(text.len());
+    let line_number = text[..start].matches('\n').count() + 1;
+    let mut message = error.message().to_string();
+    if message.contains("untagged enum Listen") {
+        message = "expected \"ip:port\" or a list of them, like \"127.0.0.1:1143\"".into();
     }
+    // serde names unknown keys itself; for a wrong value, name the key from the text.
+    if !message.contains("unknown field") {
+        if let Some(key) = key_at(text, start) {
+            return format!("line {line_number}: key `{key}`: {message}");
+        }
+    }
+    format!("line {line_number}: {message}")
+}
+
+/// The dotted key (`section.key`) whose value is at byte `position`.
+fn key_at(text: &str, position: usize) -> Option<String> {
+    let line_start = text[..position].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let key = line.split_once('=')?.0.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let section = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('[') && l.ends_with(']'))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').to_string());
+    Some(match section {
+        Some(section) => format!("{section}.{key}"),
+        None => key.to_string(),
+    })
 }
 
 fn validate(config: &Config) -> Result<(), String> {
@@ -347,9 +379,15 @@ mod tests {
     }
 
     #[test]
-    fn wrong_type_is_an_error() {
+    fn wrong_type_names_line_and_key() {
         let error = parse("[lmtp]\nmax_message_size = \"big\"\n").unwrap_err();
         assert!(error.contains("line 2"), "{error}");
+        assert!(error.contains("lmtp.max_message_size"), "{error}");
+        let error = parse("hostname = \"h\"\n[imap]\nlisten = \"not an address\"\n").unwrap_err();
+        assert!(
+            error.contains("line 3") && error.contains("imap.listen") && error.contains("ip:port"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -1,0 +1,129 @@
+//! End-to-end tests: the Python scripts under `tests/e2e/` start the real
+//! `postern` binary on ephemeral loopback ports and drive it with the Python
+//! standard library's IMAP and LMTP clients.
+//!
+//! Each `tests/e2e/test_*.py` file is one `#[test]` here, so cargo runs the
+//! files in parallel and a failure names the command family. The files are
+//! independent: each starts its own servers in its own temporary directories.
+//! A missing `python3` is a failure, never a skip.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest one Python file may run before it is killed and reported as hung.
+const PYTHON_FILE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How often the runner checks whether Python has finished.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+fn e2e_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e")
+}
+
+/// Runs `python3 -m unittest -v MODULE` in tests/e2e against the binary cargo
+/// just built, and panics with Python's whole output unless every test passed.
+fn run_python(file: &str) {
+    let module = file
+        .strip_suffix(".py")
+        .unwrap_or_else(|| panic!("{file} is not a .py file"));
+    let dir = e2e_dir();
+    // Python's output goes to a file rather than a pipe, so a chatty test can
+    // never block on a full pipe while this thread waits for it to exit.
+    let log_path =
+        std::env::temp_dir().join(format!("postern-e2e-{module}-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path)
+        .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
+    let log_for_stderr = log
+        .try_clone()
+        .unwrap_or_else(|e| panic!("cannot clone {}: {e}", log_path.display()));
+    let spawned = Command::new("python3")
+        .args(["-m", "unittest", "-v", module])
+        .current_dir(&dir)
+        .env("POSTERN_BIN", env!("CARGO_BIN_EXE_postern"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_for_stderr)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+            "python3 was not found on PATH; the end-to-end tests in {} need Python 3.11 or later",
+            dir.display()
+        ),
+        Err(e) => panic!("cannot start python3 for {file}: {e}"),
+    };
+    let deadline = Instant::now() + PYTHON_FILE_TIMEOUT;
+    let status: Option<ExitStatus> = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(POLL_INTERVAL),
+            Err(e) => panic!("waiting for python3 ({file}) failed: {e}"),
+        }
+    };
+    let output =
+        String::from_utf8_lossy(&std::fs::read(&log_path).unwrap_or_default()).into_owned();
+    let _ = std::fs::remove_file(&log_path);
+    match status {
+        // Shown with `cargo test -- --nocapture`; a failure shows it in the panic.
+        Some(status) if status.success() => println!("{output}"),
+        Some(status) => panic!("tests/e2e/{file} failed ({status}):\n{output}"),
+        None => panic!(
+            "tests/e2e/{file} did not finish within {} s and was killed:\n{output}",
+            PYTHON_FILE_TIMEOUT.as_secs()
+        ),
+    }
+}
+
+/// One `#[test]` per Python file, and the list that `every_file_is_listed`
+/// checks against the directory.
+macro_rules! python_test_files {
+    ($($name:ident => $file:literal,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                run_python($file);
+            }
+        )*
+        const PYTHON_TEST_FILES: &[&str] = &[$($file),*];
+    };
+}
+
+python_test_files! {
+    auth => "test_auth.py",
+    mailbox => "test_mailbox.py",
+    fetch => "test_fetch.py",
+    store_search => "test_store_search.py",
+    append_copy_move => "test_append_copy_move.py",
+    idle_and_sessions => "test_idle_and_sessions.py",
+    isolation => "test_isolation.py",
+    durability => "test_durability.py",
+    lmtp => "test_lmtp.py",
+    bad_input => "test_bad_input.py",
+    cli => "test_cli.py",
+}
+
+/// A new test_*.py that nobody added above would never run; this makes that a failure.
+#[test]
+fn every_file_is_listed() {
+    let dir = e2e_dir();
+    let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok())
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("test_") && name.ends_with(".py"))
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = PYTHON_TEST_FILES.iter().map(|s| (*s).to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        on_disk, listed,
+        "tests/e2e/test_*.py and the list in crates/postern/tests/e2e.rs differ"
+    );
+}
