@@ -337,10 +337,19 @@ pub fn apply(
             special_use,
             ..
         } => {
+            // Idempotent, so replaying a record that was half applied cannot fail.
             conn.execute(
                 "INSERT INTO mailboxes (id, name, uid_validity, uid_next, highest_modseq, special_use)
-                 VALUES (?1, ?2, ?3, 1, 1, ?4)",
+                 VALUES (?1, ?2, ?3, 1, 1, ?4)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name",
                 params![mailbox, name, uid_validity, special_use],
+            )?;
+            // Remembered so a re-created mailbox never gets an old UIDVALIDITY, also
+            // when the index is rebuilt from the journal.
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('uid_validity_last', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+                params![uid_validity],
             )?;
         }
         Record::MailboxRenamed { mailbox, name, .. } => {

@@ -67,6 +67,10 @@ pub struct SegmentScan {
     pub good_bytes: u64,
     /// Set when bytes after `good_bytes` did not form a valid frame.
     pub damage: Option<String>,
+    /// The bad bytes reach the end of the file the way an interrupted append
+    /// leaves them (a frame cut short, or the last frame failing its checksum,
+    /// or only zeros): a torn tail, not damage in the middle.
+    pub torn_tail: bool,
 }
 
 /// Reads every good frame of a segment, stopping at the first bad one.
@@ -74,34 +78,51 @@ pub fn scan_segment(path: &Path) -> Result<SegmentScan> {
     let data =
         fs::read(path).map_err(|e| StoreError::io(&format!("read {}", path.display()), e))?;
     if data.len() < SEGMENT_MAGIC.len() || &data[..SEGMENT_MAGIC.len()] != SEGMENT_MAGIC {
+        // A header shorter than the magic is a segment whose creation was cut short.
+        let torn = data.len() < SEGMENT_MAGIC.len() && SEGMENT_MAGIC.starts_with(&data);
         return Ok(SegmentScan {
             entries: Vec::new(),
             good_bytes: 0,
             damage: Some(format!("{}: bad segment header", path.display())),
+            torn_tail: torn,
         });
     }
     let mut position = SEGMENT_MAGIC.len();
     let mut entries = Vec::new();
     let mut damage = None;
+    let mut torn_tail = false;
     while position < data.len() {
+        let rest = &data[position..];
+        if rest.iter().all(|b| *b == 0) {
+            damage = Some(format!("{}: zeros from byte {position}", path.display()));
+            torn_tail = true;
+            break;
+        }
         let Some(header) = data.get(position..position + 8) else {
             damage = Some(format!(
                 "{}: truncated frame header at byte {position}",
                 path.display()
             ));
+            torn_tail = true;
             break;
         };
         let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         let start = position + 8;
-        let Some(payload) = (length <= FRAME_BYTES_MAX)
-            .then(|| data.get(start..start + length as usize))
-            .flatten()
-        else {
+        let end = start.saturating_add(length as usize);
+        if length > FRAME_BYTES_MAX {
+            damage = Some(format!(
+                "{}: impossible frame length at byte {position}",
+                path.display()
+            ));
+            break;
+        }
+        let Some(payload) = data.get(start..end) else {
             damage = Some(format!(
                 "{}: truncated frame at byte {position}",
                 path.display()
             ));
+            torn_tail = true;
             break;
         };
         if crc32fast::hash(payload) != crc {
@@ -109,6 +130,7 @@ pub fn scan_segment(path: &Path) -> Result<SegmentScan> {
                 "{}: checksum mismatch at byte {position}",
                 path.display()
             ));
+            torn_tail = end == data.len();
             break;
         }
         match serde_json::from_slice::<Entry>(payload) {
@@ -121,12 +143,13 @@ pub fn scan_segment(path: &Path) -> Result<SegmentScan> {
                 break;
             }
         }
-        position = start + length as usize;
+        position = end;
     }
     Ok(SegmentScan {
         entries,
         good_bytes: position as u64,
         damage,
+        torn_tail,
     })
 }
 
@@ -195,7 +218,9 @@ impl JournalWriter {
     /// On error the segment is cut back to where the batch began.
     pub fn append(&mut self, frames: &[u8], count: u64) -> Result<()> {
         if self.segment_bytes >= self.segment_bytes_max {
-            self.file.sync_data()?;
+            self.file
+                .sync_data()
+                .map_err(|e| StoreError::io("journal fsync before rotation", e))?;
             self.file = Self::create_segment(&self.dir, self.next_lsn)?;
             self.segment_bytes = SEGMENT_MAGIC.len() as u64;
             self.dir_dirty = true;
@@ -245,7 +270,7 @@ pub fn read_all(
         let path = segment_path(dir, first);
         let scan = scan_segment(&path)?;
         if let Some(damage) = scan.damage {
-            if is_last {
+            if is_last && scan.torn_tail {
                 tracing::warn!(event = "journal_torn_tail", %damage, cut_at = scan.good_bytes, "cutting unacknowledged torn tail off the journal");
                 let file = OpenOptions::new().write(true).open(&path)?;
                 let keep = scan.good_bytes.max(SEGMENT_MAGIC.len() as u64);

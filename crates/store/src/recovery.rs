@@ -66,7 +66,23 @@ pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
             continue;
         };
         let state = open_user(paths, &name)?;
+        // An empty index of a user the directory does not know is debris (a batch
+        // that was refused after opening it); it would force a replay from LSN 1 at
+        // every start. A known user's empty index is a real rebuild and stays.
+        if state.applied == 0 && server_applied > 0 && !directory::user_exists(&server, &name)? {
+            drop(state);
+            let _ = std::fs::remove_dir_all(paths.user_dir(&name));
+            continue;
+        }
         users.insert(name, state);
+    }
+    // A user the directory knows whose index is gone gets a fresh one, rebuilt from LSN 1.
+    for name in directory::users(&server)? {
+        if let std::collections::hash_map::Entry::Vacant(slot) = users.entry(name) {
+            std::fs::create_dir_all(paths.user_dir(slot.key()))?;
+            let state = open_user(paths, slot.key())?;
+            slot.insert(state);
+        }
     }
     let from = users
         .values()
@@ -104,9 +120,19 @@ pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
             .ok_or_else(|| StoreError::corrupt("user state vanished"))?;
         if lsn > state.applied {
             let summary = match record {
-                Record::MessageAdded { blob, .. } => {
+                Record::MessageAdded { blob, uid, .. } => {
                     let raw = match directory::blob_location(&server, blob)? {
-                        Some(location) => blobs::read_blob(&paths.blobs_dir(), blob, location)?,
+                        Some(location) => {
+                            match blobs::read_blob(&paths.blobs_dir(), blob, location) {
+                                Ok(raw) => raw,
+                                Err(e) => {
+                                    // One damaged blob must not stop the server: the message is
+                                    // indexed, and reading its body answers NO [UNAVAILABLE].
+                                    tracing::error!(event = "replay_blob_unreadable", lsn, user, uid, error = %e);
+                                    Vec::new()
+                                }
+                            }
+                        }
                         None => {
                             // Collected later: the message is expunged further on in the journal.
                             tracing::debug!(event = "replay_blob_gone", lsn, blob = %blob.to_hex());
@@ -117,14 +143,23 @@ pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
                 }
                 _ => None,
             };
-            index::apply(&state.conn, lsn, record, summary.as_ref())?;
-            index::set_applied_lsn(&state.conn, lsn)?;
+            // One transaction per record: a crash during replay leaves whole records.
+            state.conn.execute_batch("BEGIN")?;
+            let applied = index::apply(&state.conn, lsn, record, summary.as_ref())
+                .and_then(|()| index::set_applied_lsn(&state.conn, lsn));
+            match applied {
+                Ok(()) => state.conn.execute_batch("COMMIT")?,
+                Err(e) => {
+                    let _ = state.conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
             state.applied = lsn;
             replayed += 1;
-        }
-        if let Record::UserDeleted { user } = record {
-            users.remove(user);
-            let _ = std::fs::remove_dir_all(paths.user_dir(user));
+            if let Record::UserDeleted { user } = record {
+                users.remove(user);
+                let _ = std::fs::remove_dir_all(paths.user_dir(user));
+            }
         }
         Ok(())
     })?;

@@ -94,6 +94,8 @@ struct Batch {
     dead_packs: Vec<u32>,
     /// Blobs written ahead by the pre-pass whose `BlobStored` record is not yet emitted.
     unannounced: std::collections::HashSet<BlobHash>,
+    /// An error that stops the whole batch (pack or journal I/O).
+    fatal: Option<StoreError>,
     /// The fsync of the pre-pass's blobs, running while the batch is planned.
     pack_sync: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     now: i64,
@@ -148,6 +150,7 @@ impl Writer {
             dead_packs: Vec::new(),
             unannounced: Default::default(),
             pack_sync: None,
+            fatal: None,
             now: now_seconds(),
         };
         if let Err(e) = self.server.execute_batch("BEGIN IMMEDIATE") {
@@ -160,47 +163,43 @@ impl Writer {
             return;
         }
         let mut answers: Vec<Vec<Result<Outcome>>> = Vec::with_capacity(requests.len());
-        let mut fatal: Option<StoreError> = self.write_blobs_ahead(&mut batch, &requests).err();
-        'requests: for request in requests.iter().filter(|_| fatal.is_none()) {
+        if let Err(e) = self.write_blobs_ahead(&mut batch, &requests) {
+            batch.fatal = Some(e);
+        }
+        for request in &requests {
+            if batch.fatal.is_some() {
+                break;
+            }
             let mut results = Vec::with_capacity(request.intents.len());
             for intent in &request.intents {
-                match self.plan(&mut batch, intent) {
-                    Ok(outcome) => results.push(Ok(outcome)),
-                    Err(e)
-                        if e.kind == ErrorKind::Io
-                            || e.kind == ErrorKind::Corrupt && is_fatal(&e) =>
-                    {
-                        fatal = Some(e);
-                        break 'requests;
-                    }
-                    Err(e) => results.push(Err(e)),
+                results.push(self.plan_contained(&mut batch, intent));
+                if batch.fatal.is_some() {
+                    break;
                 }
             }
             answers.push(results);
         }
         let planned_us = started.elapsed().as_micros() as u64;
-        let durable = match fatal {
+        let durable = match batch.fatal.take() {
             Some(e) => Err(e),
-            None => self.make_durable(&mut batch),
+            None => self.make_durable(&mut batch).inspect_err(|e| {
+                // Any failure on the commit path (a write, an fsync, a rotation) leaves
+                // the files in a state this process cannot vouch for: after a failed
+                // fsync the kernel may have dropped dirty pages, and retrying would
+                // report success for lost data. Stop taking changes; a restart recovers.
+                tracing::error!(event = "store_failed", error = %e, "commit failed: the store refuses all further changes until restarted");
+                self.failed = Some(e.clone());
+            }),
         };
         let durable_us = started.elapsed().as_micros() as u64;
-        if let Err(e) = &durable
-            && e.message.contains("fsync")
-        {
-            // After a failed fsync the kernel may have dropped the dirty pages: nothing
-            // written since the last good sync can be trusted to be on disk, and
-            // retrying would report success for lost data. Stop taking changes.
-            tracing::error!(event = "store_failed", error = %e, "fsync failed: the store refuses all further changes until restarted");
-            self.failed = Some(e.clone());
-        }
         match durable {
             Ok(()) => {
-                let committed = self.commit_indexes(&batch);
-                if let Err(e) = committed {
-                    // The journal holds the changes; the indexes will be repaired by replay
-                    // at the next start. Until then, answering success would be a lie about
-                    // what readers see, so report it loudly but truthfully: it is durable.
-                    tracing::error!(event = "index_commit_failed", error = %e, "changes are durable in the journal but an index commit failed; restart replays them");
+                if let Err(e) = self.commit_indexes(&batch) {
+                    // The journal holds the batch, so its callers are answered truthfully
+                    // below, but an index that missed it would hand out stale UIDs and
+                    // reference counts. Stop taking changes; replay at restart repairs it.
+                    tracing::error!(event = "store_failed", error = %e, "an index commit failed after the journal fsync; the store refuses further changes until restarted, which replays the journal");
+                    self.failed = Some(e);
                 }
                 for user in &batch.deleted_users {
                     self.users.remove(user);
@@ -258,9 +257,22 @@ impl Writer {
     fn write_blobs_ahead(&mut self, batch: &mut Batch, requests: &[Request]) -> Result<()> {
         for request in requests {
             for intent in &request.intents {
-                let Intent::Append { message, .. } = intent else {
+                let Intent::Append {
+                    user,
+                    mailbox,
+                    message,
+                    ..
+                } = intent
+                else {
                     continue;
                 };
+                // Only for intents that will be accepted: a refused APPEND must not
+                // leave bytes behind (nor make everyone wait for their fsync).
+                if !directory::user_exists(&self.server, user)?
+                    || index::mailbox_by_name(self.user_conn(batch, user)?, mailbox)?.is_none()
+                {
+                    continue;
+                }
                 if batch.new_blobs.contains_key(&message.hash)
                     || directory::blob_location(&self.server, &message.hash)?.is_some()
                 {
@@ -297,27 +309,30 @@ impl Writer {
         for entry in &batch.entries {
             encode_frame(entry, &mut frames)?;
         }
-        if !batch.entries.is_empty() {
-            self.journal.append(&frames, batch.entries.len() as u64)?;
-        }
+        // Blobs appended while planning (GC survivors) are durable before any
+        // record naming them can reach the disk.
         self.packs.sync()?;
         if !batch.entries.is_empty() {
+            self.journal.append(&frames, batch.entries.len() as u64)?;
             self.journal.sync()?;
         }
         Ok(())
     }
 
     fn commit_indexes(&mut self, batch: &Batch) -> Result<()> {
-        let mut first_error = None;
+        // The server index first: a reader that sees a new message in a user index
+        // must find its blob's location.
+        let mut first_error = self
+            .server
+            .execute_batch("COMMIT")
+            .err()
+            .map(StoreError::from);
         for user in &batch.touched_users {
             if let Some((conn, _)) = self.users.get(user)
                 && let Err(e) = conn.execute_batch("COMMIT")
             {
                 first_error.get_or_insert(StoreError::from(e));
             }
-        }
-        if let Err(e) = self.server.execute_batch("COMMIT") {
-            first_error.get_or_insert(StoreError::from(e));
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -414,6 +429,68 @@ impl Writer {
             MailboxRef::Id(id) => index::mailbox_by_id(conn, id)?
                 .ok_or_else(|| StoreError::not_found("the mailbox no longer exists")),
         }
+    }
+
+    /// Runs one intent inside SQLite savepoints: if it is refused, or fails half
+    /// way, its index changes and records are undone and its neighbours in the
+    /// batch are untouched.
+    fn plan_contained(&mut self, batch: &mut Batch, intent: &Intent) -> Result<Outcome> {
+        let user = intent_user(intent);
+        if let Some(user) = user
+            && !matches!(intent, Intent::AddUser { .. })
+        {
+            // Check before touching the user's files, so an unknown name creates nothing.
+            self.require_user(user)?;
+        }
+        let entries_before = batch.entries.len();
+        let deleted_before = batch.deleted_users.len();
+        let dead_before = batch.dead_packs.len();
+        if let Some(user) = user {
+            self.user_conn(batch, user)?
+                .execute_batch("SAVEPOINT intent")?;
+        }
+        self.server.execute_batch("SAVEPOINT intent")?;
+        let result = self.plan(batch, intent);
+        let closing = if result.is_ok() {
+            "RELEASE intent"
+        } else {
+            "ROLLBACK TO intent; RELEASE intent"
+        };
+        let mut closed = self.server.execute_batch(closing).map_err(StoreError::from);
+        if let Some(user) = user
+            && let Some((conn, _)) = self.users.get(user)
+        {
+            closed = closed.and(conn.execute_batch(closing).map_err(StoreError::from));
+        }
+        if let Err(e) = closed {
+            batch.fatal.get_or_insert(e);
+        }
+        if result.is_err() {
+            for entry in batch.entries.drain(entries_before..) {
+                // The bytes of a blob announced by the undone intent are still in the
+                // pack: a later intent of the batch may announce them again.
+                if let Record::BlobStored { hash, .. } = entry.record
+                    && batch.new_blobs.contains_key(&hash)
+                {
+                    batch.unannounced.insert(hash);
+                }
+            }
+            batch.deleted_users.truncate(deleted_before);
+            batch.dead_packs.truncate(dead_before);
+        }
+        result
+    }
+
+    /// Appends to the pack; a failure stops the batch.
+    fn append_blob(
+        &mut self,
+        batch: &mut Batch,
+        hash: &BlobHash,
+        data: &[u8],
+    ) -> Result<BlobLocation> {
+        self.packs.append(hash, data).inspect_err(|e| {
+            batch.fatal.get_or_insert(e.clone());
+        })
     }
 
     fn plan(&mut self, batch: &mut Batch, intent: &Intent) -> Result<Outcome> {
@@ -716,12 +793,18 @@ impl Writer {
                     let messages: Vec<(u32, BlobHash)> =
                         originals.iter().map(|(m, _)| (m.uid, m.blob)).collect();
                     expunged = messages.iter().map(|(uid, _)| *uid).collect();
+                    // Into the same mailbox, the adds above already used MODSEQs past the snapshot.
+                    let modseq = if source.id == target.id {
+                        target.highest_modseq + 1
+                    } else {
+                        source.highest_modseq + 1
+                    };
                     self.emit(
                         batch,
                         Record::Expunged {
                             user: user.clone(),
                             mailbox: source.id.clone(),
-                            modseq: source.highest_modseq + 1,
+                            modseq,
                             messages,
                         },
                         None,
@@ -741,7 +824,27 @@ impl Writer {
         let mut blobs_removed = 0u64;
         let mut bytes_copied = 0u64;
         let mut packs_deleted = 0u64;
-        for (pack, total, live) in directory::pack_usage(&self.server)? {
+        // Sizes come from the files, so bytes no record names (a batch that failed
+        // after writing its blobs) count as garbage too.
+        let live_by_pack: HashMap<u32, u64> = directory::pack_usage(&self.server)?
+            .into_iter()
+            .map(|(pack, _, live)| (pack, live))
+            .collect();
+        let mut packs = Vec::new();
+        for entry in std::fs::read_dir(self.paths.blobs_dir())? {
+            let entry = entry?;
+            if let Some(pack) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("pack-"))
+                .and_then(|n| n.parse::<u32>().ok())
+            {
+                packs.push((pack, entry.metadata()?.len()));
+            }
+        }
+        packs.sort_unstable();
+        for (pack, total) in packs {
+            let live = live_by_pack.get(&pack).copied().unwrap_or(0);
             if pack == current || total == 0 || live * 2 > total {
                 continue;
             }
@@ -753,7 +856,7 @@ impl Writer {
                 if refs > 0 {
                     // Verified on the way: a damaged survivor is not copied as if it were good.
                     let data = blobs::read_blob(&self.paths.blobs_dir(), &hash, location)?;
-                    let moved = self.packs.append(&hash, &data)?;
+                    let moved = self.append_blob(batch, &hash, &data)?;
                     bytes_copied += data.len() as u64;
                     self.emit(
                         batch,
@@ -819,7 +922,7 @@ impl Writer {
         let known = batch.new_blobs.contains_key(&message.hash)
             || directory::blob_location(&self.server, &message.hash)?.is_some();
         if !known {
-            let location = self.packs.append(&message.hash, &message.raw)?;
+            let location = self.append_blob(batch, &message.hash, &message.raw)?;
             batch.new_blobs.insert(message.hash, location);
             self.emit(
                 batch,
@@ -1004,6 +1107,15 @@ impl Writer {
             .into_iter()
             .filter(|m| m.name.starts_with(&child_prefix))
             .collect();
+        for child in &children {
+            let name = format!("{to}{}", &child.name[from.len()..]);
+            if index::mailbox_by_name(conn, &name)?.is_some() {
+                return Err(StoreError::new(
+                    ErrorKind::AlreadyExists,
+                    format!("mailbox {name} exists"),
+                ));
+            }
+        }
         self.emit(
             batch,
             Record::MailboxRenamed {
@@ -1029,10 +1141,24 @@ impl Writer {
     }
 }
 
-/// Errors that mean the batch itself cannot be committed (as opposed to one
-/// intent being refused).
-fn is_fatal(error: &StoreError) -> bool {
-    error.message.starts_with("index:")
+/// The user an intent changes, if any.
+fn intent_user(intent: &Intent) -> Option<&str> {
+    match intent {
+        Intent::AddUser { user, .. }
+        | Intent::DeleteUser { user }
+        | Intent::SetPassword { user, .. }
+        | Intent::CreateMailbox { user, .. }
+        | Intent::DeleteMailbox { user, .. }
+        | Intent::RenameMailbox { user, .. }
+        | Intent::Subscribe { user, .. }
+        | Intent::Append { user, .. }
+        | Intent::StoreFlags { user, .. }
+        | Intent::Expunge { user, .. }
+        | Intent::Copy { user, .. } => Some(user),
+        Intent::SetAlias { .. } | Intent::RemoveAlias { .. } | Intent::CollectGarbage { .. } => {
+            None
+        }
+    }
 }
 
 /// Mailbox names as stored: UTF-8, `/` separated, no empty levels, no control characters.

@@ -484,3 +484,159 @@ fn garbage_collection_reclaims_packs_and_keeps_live_mail() {
     let store = Store::open(config).unwrap();
     assert_eq!(snapshot(&store, "alice"), live);
 }
+
+#[test]
+fn a_refused_intent_leaves_its_batch_neighbours_alone() {
+    // REVIEW B6: a RENAME whose child names collide used to fail the whole batch.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add_user(&store, "alice");
+    add_user(&store, "bob");
+    for name in ["b/c", "a/c"] {
+        store
+            .submit_one_blocking(Intent::CreateMailbox {
+                user: "alice".into(),
+                name: name.into(),
+                special_use: None,
+            })
+            .unwrap();
+    }
+    store
+        .submit_one_blocking(Intent::DeleteMailbox {
+            user: "alice".into(),
+            name: "b".into(),
+        })
+        .unwrap();
+    let prepared = store.prepare(message(1));
+    let results = store.submit_blocking(vec![
+        Intent::RenameMailbox {
+            user: "alice".into(),
+            from: "a".into(),
+            to: "b".into(),
+        },
+        Intent::Append {
+            user: "bob".into(),
+            mailbox: "INBOX".into(),
+            message: prepared.clone(),
+            flags: vec![],
+            internal_date: None,
+        },
+        Intent::Append {
+            user: "bob".into(),
+            mailbox: "Nowhere".into(),
+            message: prepared,
+            flags: vec![],
+            internal_date: None,
+        },
+    ]);
+    assert_eq!(
+        results[0].as_ref().unwrap_err().kind,
+        ErrorKind::AlreadyExists
+    );
+    assert!(
+        matches!(results[1], Ok(Outcome::Appended { uid: 1, .. })),
+        "{:?}",
+        results[1]
+    );
+    assert_eq!(results[2].as_ref().unwrap_err().kind, ErrorKind::NotFound);
+    let names: Vec<String> = store
+        .reader("alice")
+        .unwrap()
+        .mailboxes()
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert!(
+        names.contains(&"a".to_string()) && names.contains(&"a/c".to_string()),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_refused_append_writes_no_bytes() {
+    // REVIEW A4: an APPEND to a missing mailbox must not leave its blob behind.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add_user(&store, "alice");
+    let packs = |dir: &Path| -> u64 {
+        std::fs::read_dir(dir.join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    let before = packs(dir.path());
+    let big = vec![b'x'; 100_000];
+    let result = store.submit_one_blocking(Intent::Append {
+        user: "alice".into(),
+        mailbox: "NoSuchBox".into(),
+        message: store.prepare(big),
+        flags: vec![],
+        internal_date: None,
+    });
+    assert_eq!(result.unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(packs(dir.path()), before);
+}
+
+#[test]
+fn damage_in_the_middle_of_the_last_segment_is_not_cut_off() {
+    // REVIEW B2: only a torn end may be cut; acknowledged records after damage must not vanish silently.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        add_user(&store, "alice");
+        for n in 0..5 {
+            deliver(&store, &["alice"], &message(n));
+        }
+        store.shutdown();
+    }
+    let segment = std::fs::read_dir(dir.path().join("journal"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let length = bytes.len();
+    bytes[length / 2] ^= 0x55;
+    std::fs::write(&segment, &bytes).unwrap();
+    std::fs::remove_file(dir.path().join("server.sqlite")).unwrap();
+    let error = Store::open(StoreConfig::new(dir.path().to_path_buf()))
+        .err()
+        .expect("must refuse");
+    assert_eq!(error.kind, ErrorKind::Corrupt);
+    assert_eq!(
+        std::fs::metadata(&segment).unwrap().len() as usize,
+        length,
+        "nothing may be cut"
+    );
+}
+
+#[test]
+fn a_damaged_blob_does_not_stop_the_start() {
+    // REVIEW B4: one unreadable blob is that message's problem, not everyone's.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        add_user(&store, "alice");
+        deliver(&store, &["alice"], &message(1));
+        deliver(&store, &["alice"], &message(2));
+        store.shutdown();
+    }
+    let pack = dir.path().join("blobs/pack-0000000001");
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let last = bytes.len() - 3;
+    bytes[last] ^= 0xff; // inside message 2's bytes
+    std::fs::write(&pack, &bytes).unwrap();
+    std::fs::remove_dir_all(dir.path().join("users/alice")).unwrap();
+    let store = open(dir.path());
+    let reader = store.reader("alice").unwrap();
+    let inbox = reader.mailbox("INBOX").unwrap().unwrap();
+    let messages = reader.messages(&inbox.id).unwrap();
+    assert_eq!(messages.len(), 2);
+    assert!(reader.blob(&messages[0].blob).is_ok());
+    assert_eq!(
+        reader.blob(&messages[1].blob).unwrap_err().kind,
+        ErrorKind::Corrupt
+    );
+}
