@@ -533,6 +533,19 @@ impl Writer {
                 for mailbox in mailboxes {
                     self.delete_mailbox(batch, user, &mailbox)?;
                 }
+                // Aliases keep reaching their other members; one left with nobody goes.
+                for (address, members) in directory::aliases(&self.server)? {
+                    if !members.contains(user) {
+                        continue;
+                    }
+                    let users: Vec<String> = members.into_iter().filter(|m| m != user).collect();
+                    let record = if users.is_empty() {
+                        Record::AliasRemoved { address }
+                    } else {
+                        Record::AliasSet { address, users }
+                    };
+                    self.emit(batch, record, None)?;
+                }
                 self.emit(batch, Record::UserDeleted { user: user.clone() }, None)?;
                 batch.deleted_users.push(user.clone());
                 Ok(Outcome::Done)

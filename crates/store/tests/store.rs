@@ -640,3 +640,38 @@ fn a_damaged_blob_does_not_stop_the_start() {
         ErrorKind::Corrupt
     );
 }
+
+#[test]
+fn deleting_a_user_keeps_aliases_working_for_the_others() {
+    // e2e BUGS.md 6: mail to an alias bounced after one member was deleted.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add_user(&store, "rita");
+    add_user(&store, "sam");
+    for (address, users) in [
+        ("desk@example.com", vec!["rita", "sam"]),
+        ("sam-only@example.com", vec!["sam"]),
+    ] {
+        store
+            .submit_one_blocking(Intent::SetAlias {
+                address: address.into(),
+                users: users.into_iter().map(String::from).collect(),
+            })
+            .unwrap();
+    }
+    store
+        .submit_one_blocking(Intent::DeleteUser { user: "sam".into() })
+        .unwrap();
+    assert_eq!(
+        store.resolve_recipient("desk@example.com").unwrap(),
+        vec!["rita"]
+    );
+    assert_eq!(
+        store
+            .resolve_recipient("sam-only@example.com")
+            .unwrap_err()
+            .kind,
+        ErrorKind::NotFound
+    );
+    assert!(!dir.path().join("users/sam").exists());
+}
