@@ -689,6 +689,10 @@ class Imap:
         self.buffer = b""
         self.counter = 0
         self.closed = False
+        # Until IMAP4rev2 or UTF8=ACCEPT is enabled, everything outside
+        # literals must be 7-bit (RFC 3501 CHAR, TEXT-CHAR); checked on every
+        # response read.
+        self.utf8_enabled = False
         self.greeting = self.read_response()
 
     # -- plumbing ----------------------------------------------------------
@@ -739,6 +743,9 @@ class Imap:
             while True:
                 line = self.read_line()
                 parts.append(line)
+                if not self.utf8_enabled and any(b >= 0x80 for b in line):
+                    raise AssertionError(
+                        f"8-bit bytes outside a literal sent to an IMAP4rev1 client: {line[:300]!r}")
                 m = re.search(rb"~?\{(\d+)\}\r\n$", line)
                 if not m or line.startswith(b"+ "):
                     break
@@ -790,12 +797,19 @@ class Imap:
         result.command = sent
         return self.finish(result)
 
+    def _note_enabled(self, result: Result) -> None:
+        for response in result.named("ENABLED"):
+            enabled = {str(t).upper() for t in response.tokens[2:]}
+            if enabled & {"IMAP4REV2", "UTF8=ACCEPT"}:
+                self.utf8_enabled = True
+
     def finish(self, result: Result) -> Result:
         """Reads responses up to `result.tag`'s completion."""
         while True:
             r = self.read_response()
             if r.kind == result.tag:
                 result.tagged = r
+                self._note_enabled(result)
                 return result
             if r.kind == "+":
                 result.continuations.append(r)

@@ -151,14 +151,21 @@ def assert_body_structure(test, actual: list, expected: list, path: str = "") ->
         for i in range(count):
             assert_body_structure(test, actual[i], expected[i], f"{path}.{i + 1}" if path else str(i + 1))
         base = count + 1
+    elif expected[0] == "MESSAGE":
+        # type ... size, envelope; then the encapsulated body (its own
+        # extension data may stop early too), then the line count.
+        where = f"body part {path}" if path else "body (top)"
+        test.assertEqual(actual[:8], expected[:8], f"{where}: basic fields and envelope")
+        assert_body_structure(test, actual[8], expected[8], f"{path}.body" if path else "body")
+        test.assertEqual(actual[9], expected[9], f"{where}: line count")
+        base = 10
     elif expected[0] == "TEXT":
         base = 8
-    elif expected[0] == "MESSAGE":
-        base = 10
     else:
         base = 7
     where = f"body part {path}" if path else "body (top)"
-    test.assertEqual(actual[:base], expected[:base], f"{where}: basic fields")
+    if expected[0] != "MESSAGE":
+        test.assertEqual(actual[:base], expected[:base], f"{where}: basic fields")
     actual_ext, expected_ext = actual[base:], expected[base:]
     test.assertLessEqual(len(actual_ext), len(expected_ext), f"{where}: unexpected extension data {actual_ext}")
     test.assertEqual(actual_ext, expected_ext[:len(actual_ext)], f"{where}: extension data")
@@ -181,6 +188,7 @@ ATTACHMENT = data_file("attachment.eml")
 ENCODED = data_file("encoded.eml")
 BROKEN = data_file("broken.eml")
 ATTACHMENT_PDF = data_file("attachment.pdf")
+FORWARDED = data_file("forwarded.eml")
 
 ALICE = ["Alice Example", None, "alice", "example.com"]
 
@@ -243,4 +251,23 @@ def encoded_expectations() -> tuple[list, list]:
                 None, None, None, "<enc-1@example.de>"]
     structure = ["TEXT", "PLAIN", ["CHARSET", "utf-8"], None, None, "BASE64", len(body), lines_of(body),
                  None, None, None, None]
+    return envelope, structure
+
+
+def forwarded_expectations() -> tuple[list, list]:
+    parts = multipart_parts(FORWARDED, b"fwd-boundary")
+    assert len(parts) == 2
+    (_, text_body), (_, inner) = parts
+    assert inner == PLAIN, "forwarded.eml encapsulates plain.eml unchanged"
+    eve = [["Eve", None, "eve", "example.org"]]
+    envelope = ["Fri, 08 Mar 2024 15:00:00 +0000", "Fwd: Lunch on Friday?", eve, eve, eve,
+                [[None, None, "alice", "example.com"]], None, None, None, "<fwd-1@example.org>"]
+    inner_envelope, inner_structure = plain_expectations()
+    structure = [
+        ["TEXT", "PLAIN", ["CHARSET", "us-ascii"], None, None, "7BIT", len(text_body), lines_of(text_body),
+         None, None, None, None],
+        ["MESSAGE", "RFC822", None, None, None, "7BIT", len(inner), inner_envelope, inner_structure,
+         lines_of(inner), None, ["INLINE", None], None, None],
+        "MIXED", ["BOUNDARY", "fwd-boundary"], None, None, None,
+    ]
     return envelope, structure

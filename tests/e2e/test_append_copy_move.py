@@ -1,6 +1,8 @@
 """APPEND, COPY, MOVE, EXPUNGE, UID EXPUNGE, CLOSE and UNSELECT
 (RFC 9051 6.3.12, 6.4.1-6.4.9; RFC 4315 UIDPLUS; RFC 6851 MOVE)."""
 
+import imaplib
+import time
 import unittest
 from datetime import datetime, timezone
 
@@ -98,6 +100,48 @@ class AppendTest(ServerTestCase):
         self.assertEqual(uids, sorted(set(uids)))
 
 
+class ImaplibFlowTest(ServerTestCase):
+    """A whole session through imaplib, as a stdlib client sees it."""
+
+    def test_imaplib_session(self):
+        user, password = self.new_user("imaplib")
+        client = self.server.imap(user, password)
+        try:
+            typ, data = client.list()
+            self.assertEqual(typ, "OK")
+            self.assertTrue(any(b'"/" INBOX' in line or b'"/" "INBOX"' in line for line in data), data)
+            self.assertEqual(client.create("Work")[0], "OK")
+            message = simple_message(subject="imaplib append", body="From imaplib.\r\n")
+            when = datetime(2022, 5, 17, 8, 30, 0, tzinfo=timezone.utc)
+            typ, data = client.append("Work", "(\\Flagged)", imaplib.Time2Internaldate(when), message)
+            self.assertEqual(typ, "OK", data)
+            typ, data = client.select("Work")
+            self.assertEqual((typ, data), ("OK", [b"1"]))
+            typ, data = client.search(None, "FLAGGED")
+            self.assertEqual((typ, data), ("OK", [b"1"]))
+            typ, data = client.fetch("1", "(RFC822)")
+            self.assertEqual(typ, "OK")
+            self.assertEqual(data[0][1], message)
+            typ, data = client.fetch("1", "(INTERNALDATE)")
+            self.assertEqual(typ, "OK")
+            self.assertEqual(imaplib.Internaldate2tuple(data[0]), time.localtime(when.timestamp()))
+            typ, data = client.store("1", "+FLAGS", "(\\Seen)")
+            self.assertEqual(typ, "OK")
+            typ, data = client.copy("1", "INBOX")
+            self.assertEqual(typ, "OK")
+            typ, data = client.store("1", "+FLAGS.SILENT", "(\\Deleted)")
+            self.assertEqual(typ, "OK")
+            typ, data = client.expunge()
+            self.assertEqual((typ, data), ("OK", [b"1"]))
+            self.assertEqual(client.close()[0], "OK")
+            typ, data = client.status("INBOX", "(MESSAGES UNSEEN)")
+            self.assertEqual(typ, "OK")
+            self.assertIn(b"MESSAGES 1", data[0])
+            self.assertIn(b"UNSEEN 0", data[0])
+        finally:
+            self.assertEqual(client.logout()[0], "BYE")
+
+
 class CopyMoveExpungeTest(ServerTestCase):
 
     def setUp(self) -> None:
@@ -186,6 +230,9 @@ class CopyMoveExpungeTest(ServerTestCase):
         data = self.client.fetch("1:*", "(UID FLAGS)")
         self.assertEqual([int(data[n]["UID"]) for n in sorted(data)], [self.uids[0]] + self.uids[2:])
         self.assertEqual(flag_set(data[1]["FLAGS"]), {"\\Flagged", "\\Deleted"})
+        # A message without \Deleted is never expunged, even when named.
+        result = self.client.command(f"UID EXPUNGE {self.uids[3]}:{self.uids[4]}").ok()
+        self.assertEqual(result.numbers("EXPUNGE"), [])
 
     def test_close_expunges_silently(self):
         self.client.command("STORE 1 +FLAGS.SILENT (\\Deleted)").ok()
@@ -214,6 +261,25 @@ class CopyMoveExpungeTest(ServerTestCase):
         reader.select("INBOX", readonly=True).ok()
         reader.command("EXPUNGE").expect("NO")
         self.assertEqual(self.client.status("INBOX", "MESSAGES")["MESSAGES"], 5)
+
+    def test_inbox_is_case_insensitive(self):
+        for name in ("inbox", "InBoX"):
+            with self.subTest(name=name):
+                self.assertEqual(self.client.status(name, "MESSAGES")["MESSAGES"], 5)
+                self.client.select(name, readonly=True).ok()
+        self.client.select("INBOX").ok()
+        result = self.client.command('COPY 1 "Inbox"').ok()
+        self.assertEqual(result.code_name, "COPYUID")
+        self.assertEqual(self.client.status("INBOX", "MESSAGES")["MESSAGES"], 6)
+
+    def test_move_is_seen_by_another_session(self):
+        other = self.raw(self.user, self.password)
+        other.select("INBOX").ok()
+        self.client.command('MOVE 1 "Archive"').ok()
+        result = other.command("NOOP").ok()
+        self.assertEqual(result.numbers("EXPUNGE"), [1])
+        data = other.fetch("1:*", "UID")
+        self.assertEqual([int(data[n]["UID"]) for n in sorted(data)], self.uids[1:])
 
     def test_copy_keeps_uids_increasing_in_destination(self):
         first = copyuid(self.client.command('COPY 1 "Archive"').ok().code)[2]

@@ -4,6 +4,7 @@ plaintext policy and the failed-login delay."""
 
 import base64
 import imaplib
+import signal
 import socket
 import ssl
 import time
@@ -240,6 +241,24 @@ class CertificateTest(unittest.TestCase):
             self.assertEqual(self._peer_certificate(server.imaps_port), der,
                              "a new certificate was made on restart instead of reusing the one in data_dir")
 
+    def test_sighup_keeps_sessions(self):
+        # SIGHUP reloads certificates; sessions, plain and TLS, carry on.
+        with Server() as server:
+            user, password = server.new_user("hup")
+            plain = server.raw(user, password)
+            secure = server.raw(user, password, tls=True)
+            try:
+                plain.select("INBOX").ok()
+                server.process.send_signal(signal.SIGHUP)
+                # A new TLS handshake after the reload proves it was handled.
+                self.assertEqual(self._peer_certificate(server.imaps_port), self._peer_certificate(server.imaps_port))
+                plain.command("NOOP").ok()
+                secure.command("NOOP").ok()
+                self.assertIsNone(server.process.poll(), "SIGHUP stopped the server")
+            finally:
+                plain.close()
+                secure.close()
+
     @staticmethod
     def _peer_certificate(port: int) -> bytes:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
@@ -286,8 +305,30 @@ class FailedLoginDelayTest(ServerTestCase):
         client.login(user, password).ok()
 
 
+class GuessingSlowsDownTest(ServerTestCase):
+    DELAY_MS = 50
+    server_options = {"auth": {"failure_delay_ms": DELAY_MS}}
+
+    def test_repeated_failures_slow_down_but_never_lock_out(self):
+        user, password = self.new_user("guess")
+        client = self.raw()
+        durations_ms = []
+        for attempt in range(9):
+            start = time.monotonic()
+            client.login(user, f"guess-{attempt}").expect("NO")
+            durations_ms.append((time.monotonic() - start) * 1000)
+        self.assertTrue(all(d >= self.DELAY_MS for d in durations_ms), durations_ms)
+        # Guessing gets slower than the flat per-failure delay...
+        self.assertGreaterEqual(durations_ms[-1], 3 * self.DELAY_MS, durations_ms)
+        # ...but the owner still gets in, from another connection too.
+        client.login(user, password).ok()
+        self.raw(user, password).select("INBOX").ok()
+
+
 class PlaintextNeverTest(ServerTestCase):
-    server_options = {"imap": {"plaintext_auth": "never"}}
+    # Plaintext passwords are an auth setting (they apply to every protocol), so the key
+    # lives in [auth]: `plaintext = "never" | "loopback" | "always"`.
+    server_options = {"auth": {"plaintext": "never"}}
 
     @classmethod
     def setUpClass(cls) -> None:

@@ -98,6 +98,35 @@ class RestartTest(unittest.TestCase):
             server.raw(user, password).close()
 
 
+class AdminDurabilityTest(unittest.TestCase):
+
+    def test_admin_changes_and_local_delivery_survive_sigkill(self):
+        with Server() as server:
+            # All through the running server's admin socket, then SIGKILL.
+            server.add_user("olga", "first")
+            server.add_user("paul", "paul-password")
+            server.add_user("quinn", "quinn-password")
+            server.cli_ok("user", "passwd", "olga", input="second\n")
+            server.cli_ok("alias", "add", "crew@example.com", "olga", "paul")
+            server.cli_ok("user", "del", "quinn")
+            data = simple_message(subject="local", body="Delivered with the CLI.\r\n")
+            self.assertEqual(server.cli("deliver", "olga", input=data).returncode, 0)
+            server.kill()
+            server.start()
+            with server.raw() as client:
+                self.assertEqual(client.login("olga", "first").status, "NO")
+            with server.raw("olga", "second") as client:
+                client.select("INBOX", readonly=True).ok()
+                self.assertTrue(client.fetch("1", "BODY.PEEK[]")[1]["BODY[]"].endswith(data))
+            with server.raw() as client:
+                self.assertEqual(client.login("quinn", "quinn-password").status, "NO")
+            server.deliver_ok(["crew@example.com"], simple_message(subject="crew"))
+            with server.raw("olga", "second") as client:
+                self.assertEqual(client.status("INBOX", "MESSAGES")["MESSAGES"], 2)
+            with server.raw("paul", "paul-password") as client:
+                self.assertEqual(client.status("INBOX", "MESSAGES")["MESSAGES"], 1)
+
+
 class KillDuringDeliveriesTest(unittest.TestCase):
 
     def test_sigkill_during_concurrent_deliveries_loses_nothing_acknowledged(self):

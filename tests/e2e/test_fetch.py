@@ -2,14 +2,14 @@
 back item by item (RFC 9051 6.4.5 and 7.5.2, RFC 3516 BINARY, RFC 8474)."""
 
 import re
-import time
 import unittest
 from datetime import datetime, timezone
 
-from harness import ServerTestCase, fetch_items, flag_set, split_trace, text, unique_marker, simple_message
+from harness import ServerTestCase, fetch_items, flag_set, simple_message, split_trace, text
 from mime_expect import (
-    ALTERNATIVE, ATTACHMENT, ATTACHMENT_PDF, ENCODED, PLAIN,
+    ALTERNATIVE, ATTACHMENT, ATTACHMENT_PDF, ENCODED, FORWARDED, PLAIN,
     alternative_expectations, assert_body_structure, attachment_expectations, encoded_expectations,
+    forwarded_expectations,
     multipart_parts, normalize_envelope, plain_expectations, select_fields, split_header,
 )
 
@@ -25,7 +25,8 @@ def parse_internaldate(value: str) -> datetime:
 class FetchTest(ServerTestCase):
     """One user holds the four data files, delivered in this order."""
 
-    FILES = [("plain", PLAIN), ("alternative", ALTERNATIVE), ("attachment", ATTACHMENT), ("encoded", ENCODED)]
+    FILES = [("plain", PLAIN), ("alternative", ALTERNATIVE), ("attachment", ATTACHMENT), ("encoded", ENCODED),
+             ("forwarded", FORWARDED)]
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -46,7 +47,7 @@ class FetchTest(ServerTestCase):
 
     def test_body_is_trace_headers_then_exact_delivered_bytes(self):
         data = self.client.fetch("1:*", "(BODY.PEEK[] RFC822.SIZE)")
-        self.assertEqual(sorted(data), [1, 2, 3, 4])
+        self.assertEqual(sorted(data), list(range(1, len(self.FILES) + 1)))
         for number, (name, message) in enumerate(self.FILES, start=1):
             with self.subTest(message=name):
                 stored = data[number]["BODY[]"]
@@ -57,7 +58,8 @@ class FetchTest(ServerTestCase):
 
     def test_envelope(self):
         cases = [("plain", plain_expectations), ("alternative", alternative_expectations),
-                 ("attachment", attachment_expectations), ("encoded", encoded_expectations)]
+                 ("attachment", attachment_expectations), ("encoded", encoded_expectations),
+                 ("forwarded", forwarded_expectations)]
         for name, expectations in cases:
             with self.subTest(message=name):
                 envelope, _ = expectations()
@@ -66,7 +68,8 @@ class FetchTest(ServerTestCase):
 
     def test_bodystructure(self):
         cases = [("plain", plain_expectations), ("alternative", alternative_expectations),
-                 ("attachment", attachment_expectations), ("encoded", encoded_expectations)]
+                 ("attachment", attachment_expectations), ("encoded", encoded_expectations),
+                 ("forwarded", forwarded_expectations)]
         for name, expectations in cases:
             with self.subTest(message=name):
                 _, structure = expectations()
@@ -152,6 +155,22 @@ class FetchTest(ServerTestCase):
         self.assertEqual(item["BODY[2.MIME]"], parts[1][0])
         self.assertEqual(item["BODY[2]"], parts[1][1])
 
+    def test_sections_of_an_encapsulated_message(self):
+        number = self.number_of("forwarded")
+        parts = multipart_parts(FORWARDED, b"fwd-boundary")
+        inner_header, inner_body = split_header(PLAIN)
+        item = self.fetch_one(self.client, str(number),
+                              "(BODY.PEEK[2] BODY.PEEK[2.MIME] BODY.PEEK[2.HEADER] BODY.PEEK[2.TEXT] BODY.PEEK[2.1] "
+                              "BODY.PEEK[2.HEADER.FIELDS (SUBJECT)] BODY.PEEK[1])")
+        self.assertEqual(item["BODY[2]"], PLAIN)
+        self.assertEqual(item["BODY[2.MIME]"], parts[1][0])
+        self.assertEqual(item["BODY[2.HEADER]"], inner_header)
+        self.assertEqual(item["BODY[2.TEXT]"], inner_body)
+        # The body of a non-multipart encapsulated message is its part 1 (RFC 9051 6.4.5).
+        self.assertEqual(item["BODY[2.1]"], inner_body)
+        self.assertEqual(item["BODY[2.HEADER.FIELDS (SUBJECT)]"], b"Subject: Lunch on Friday?\r\n\r\n")
+        self.assertEqual(item["BODY[1]"], parts[0][1])
+
     def test_binary_decodes_content_transfer_encoding(self):
         number = self.number_of("alternative")
         expected_text = "Grüße aus Berlin! This month: Brötchen and a very long line that is soft-wrapped.\r\n".encode()
@@ -221,6 +240,16 @@ class FetchTest(ServerTestCase):
             self.assertIsInstance(thread_id, list, "THREADID should be assigned at delivery")
             self.assertRegex(text(thread_id[0]), OBJECTID_RE)
         self.assertEqual(len(email_ids), len(data), "each distinct message has its own EMAILID")
+
+    def test_preview(self):
+        # RFC 8970: advertised, so it works; decoded text of the first text part.
+        # This session is IMAP4rev1 without UTF8=ACCEPT, so non-ASCII text must
+        # come as a literal (the client checks every response for that).
+        item = self.fetch_one(self.client, str(self.number_of("alternative")), "PREVIEW")
+        self.assertTrue(text(item["PREVIEW"]).startswith("Grüße aus Berlin! This month: Brötchen"), item)
+        item = self.fetch_one(self.client, str(self.number_of("plain")), "PREVIEW")
+        self.assertTrue(text(item["PREVIEW"]).startswith("Hi Bob,"), item)
+        self.assertLessEqual(len(text(item["PREVIEW"])), 256)
 
     def test_fetch_macros(self):
         fast = self.fetch_one(self.client, "1", "FAST")

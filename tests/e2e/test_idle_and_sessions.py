@@ -2,10 +2,12 @@
 new mail as EXISTS, flag changes as FETCH, expunges as EXPUNGE, and only at
 the moments RFC 9051 7.5.1 allows."""
 
+import os
+import random
 import time
 import unittest
 
-from harness import Result, Server, ServerTestCase, fetch_items, flag_set, simple_message
+from harness import Lit, Result, Server, ServerTestCase, fetch_items, flag_set, simple_message, text
 
 # Bound on waiting for a pushed response; a correct server answers in milliseconds.
 PUSH_TIMEOUT_S = 10.0
@@ -170,6 +172,138 @@ class SessionsTest(ServerTestCase):
         view_b = {n: flag_set(v["FLAGS"]) for n, v in self.b.fetch("1:*", "FLAGS").items()}
         self.assertEqual(view_a, view_b)
         self.assertEqual(view_a, {1: {"\\Flagged"}, 2: set(), 3: {"\\Seen"}})
+
+
+class SessionModel:
+    """What one session has been told: the UID at each sequence number
+    (None until the session learns it), kept up to date from EXISTS,
+    EXPUNGE and FETCH responses exactly as a client must (RFC 9051 7.4)."""
+
+    def __init__(self, test, client, name):
+        self.test, self.client, self.name = test, client, name
+        self.uids = []
+
+    def apply(self, result):
+        for response in result.untagged:
+            if response.name == "EXPUNGE":
+                n = response.number
+                self.test.assertTrue(1 <= n <= len(self.uids), f"{self.name}: EXPUNGE {n} of {len(self.uids)}")
+                del self.uids[n - 1]
+            elif response.name == "EXISTS":
+                n = response.number
+                self.test.assertGreaterEqual(n, len(self.uids), f"{self.name}: EXISTS shrank without EXPUNGE")
+                self.uids.extend([None] * (n - len(self.uids)))
+            elif response.name == "FETCH":
+                n = response.number
+                self.test.assertTrue(1 <= n <= len(self.uids), f"{self.name}: FETCH for {n} of {len(self.uids)}")
+                values = response.tokens[3]
+                items = {str(k).upper(): v for k, v in zip(values[0::2], values[1::2])}
+                if "UID" in items:
+                    uid = int(items["UID"])
+                    if self.uids[n - 1] is None:
+                        self.uids[n - 1] = uid
+                    self.test.assertEqual(self.uids[n - 1], uid, f"{self.name}: message {n} changed UID")
+        return result
+
+    def command(self, *parts):
+        return self.apply(self.client.command(*parts))
+
+    def sync(self):
+        """NOOP, then check the whole view against FETCH 1:* UID."""
+        self.command("NOOP").ok()
+        if not self.uids:
+            return
+        result = self.command("FETCH 1:* (UID)").ok()
+        self.test.assertNotIn(None, self.uids, f"{self.name}: FETCH 1:* did not cover every message")
+        self.test.assertEqual(self.uids, sorted(set(self.uids)), f"{self.name}: UIDs not strictly ascending")
+
+
+class RandomOperationsTest(ServerTestCase):
+
+    def test_random_operations_keep_every_session_consistent(self):
+        seed = int(os.environ.get("POSTERN_E2E_SEED", "20240305"))
+        rng = random.Random(seed)
+        user, password = self.new_user("model")
+        sessions = []
+        for name in ("A", "B", "C"):
+            client = self.raw(user, password)
+            client.select("INBOX").ok()
+            sessions.append(SessionModel(self, client, name))
+        truth = {}  # uid -> flags, from the answers to STORE
+        counter = 0
+        for step in range(60):
+            actor = rng.choice(sessions)
+            known = [u for u in actor.uids if u is not None]
+            op = rng.choice(["deliver", "append", "flag", "flag", "expunge", "move"] if known else ["deliver", "append"])
+            with self.subTest(step=step, op=op, actor=actor.name, seed=seed):
+                counter += 1
+                if op == "deliver":
+                    self.server.deliver_ok([user], simple_message(subject=f"model {counter}"))
+                elif op == "append":
+                    result = actor.command("APPEND INBOX ", Lit(simple_message(subject=f"model {counter}"))).ok()
+                    truth[int(result.code.split()[2])] = set()
+                elif op == "flag":
+                    uid = rng.choice(known)
+                    sign, flag = rng.choice("+-"), rng.choice(["\\Seen", "\\Flagged", "$Work"])
+                    result = actor.command(f"UID STORE {uid} {sign}FLAGS ({flag})").ok()
+                    items = fetch_items(result)
+                    [reported] = [v for v in items.values() if int(v["UID"]) == uid]
+                    truth[uid] = flag_set(reported["FLAGS"])
+                elif op == "expunge":
+                    uid = rng.choice(known)
+                    actor.command(f"UID STORE {uid} +FLAGS.SILENT (\\Deleted)").ok()
+                    actor.command(f"UID EXPUNGE {uid}").ok()
+                    truth.pop(uid, None)
+                else:
+                    uid = rng.choice(known)
+                    actor.command(f'UID MOVE {uid} "Archive"').ok()
+                    truth.pop(uid, None)
+                for session in sessions:
+                    session.sync()
+                views = {s.name: s.uids for s in sessions}
+                self.assertEqual(len({tuple(v) for v in views.values()}), 1, f"sessions disagree: {views}")
+        # Flags as every session sees them agree with what STORE answered.
+        for session in sessions:
+            data = session.command("FETCH 1:* (UID FLAGS)").ok()
+            for item in fetch_items(data).values():
+                uid = int(item["UID"])
+                if uid in truth:
+                    self.assertEqual(flag_set(item["FLAGS"]), truth[uid], f"{session.name}: flags of UID {uid}")
+
+
+class MailboxChangedUnderSessionTest(ServerTestCase):
+    """A session whose selected mailbox another session deletes or renames."""
+
+    def setUp(self) -> None:
+        self.user, self.password = self.new_user("underfoot")
+        self.a = self.raw(self.user, self.password)
+        self.b = self.raw(self.user, self.password)
+
+    def test_deleted_mailbox(self):
+        self.a.command('CREATE "Tmp"').ok()
+        self.a.append("Tmp", simple_message(subject="tmp")).ok()
+        self.a.select("Tmp").ok()
+        self.b.command('DELETE "Tmp"').ok()
+        result = self.a.command("NOOP")
+        told = [r for r in result.untagged if r.name == "BYE" or (r.code or "").upper() == "CLOSED"]
+        self.assertTrue(told, f"the session was not told its mailbox is gone\n{result.describe()}")
+        if not any(r.name == "BYE" for r in told):
+            self.assertNotEqual(self.a.command("FETCH 1 FLAGS").status, "OK")
+            self.a.command("SELECT INBOX").ok()
+        self.assertNotIn(b"Tmp", b"".join(r.raw for r in self.b.command('LIST "" "*"').ok().untagged))
+
+    def test_renamed_mailbox(self):
+        self.a.command('CREATE "Work"').ok()
+        self.a.append("Work", simple_message(subject="work")).ok()
+        self.a.select("Work").ok()
+        self.b.command('RENAME "Work" "Job"').ok()
+        self.a.command("NOOP")
+        stored = self.a.command("STORE 1 +FLAGS (\\Seen)")
+        names = {text(r.tokens[4]) for r in self.b.command('LIST "" "*"').ok().named("LIST")}
+        self.assertNotIn("Work", names, "a change through the old session brought the old name back")
+        if stored.status == "OK":
+            # The session kept working on the same mailbox, now called Job.
+            self.assertEqual(self.b.status("Job", "MESSAGES UNSEEN"), {"MESSAGES": 1, "UNSEEN": 0})
 
 
 class ShutdownTest(unittest.TestCase):

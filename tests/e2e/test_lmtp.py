@@ -256,6 +256,35 @@ class LmtpTest(ServerTestCase):
         client, number, item = self.deliver_and_fetch("bob", data)
         self.assertEqual(split_trace(item["BODY[]"])[1], data)
 
+    def test_only_crlf_dot_crlf_ends_data(self):
+        # RFC 5321 4.1.1.4: only <CRLF>.<CRLF> ends the data. Treating a bare
+        # LF or CR as a line end lets a sender smuggle a second transaction
+        # past an MTA that does not (the "SMTP smuggling" class of bugs).
+        # Refusing such data outright (5xx) is also safe.
+        for n, separator in enumerate([b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n", b"\r\n.\r"]):
+            with self.subTest(separator=separator):
+                smuggled = (b"MAIL FROM:<evil@example.net>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n"
+                            b"Subject: smuggled %d\r\n\r\nevil\r\n" % n)
+                data = b"From: carrier@example.org\r\nSubject: carrier %d\r\n\r\nhello" % n + separator + smuggled
+                client = self.lmtp()
+                client.lhlo()
+                transaction = client.transaction("carrier@example.org", ["alice@example.org"], data)
+                [(code, _)] = transaction.final
+                self.assertIn(code // 100, (2, 5), transaction)
+                # The next reply answers the next command: no smuggled
+                # commands ran and left replies queued.
+                self.assertEqual(client.cmd("XPROBE")[0], 500)
+                stored = self.delivered("alice", b"smuggled %d" % n)
+                if code != 250:
+                    self.assertEqual(stored, [], "refused data was stored")
+                    continue
+                self.assertEqual(len(stored), 1, f"expected one message, got {stored}")
+                self.assertTrue(stored[0].startswith(b"From: carrier@example.org\r\nSubject: carrier"), stored[0])
+                self.assertTrue(stored[0].endswith(smuggled), stored[0])
+                if b"\n." not in separator or separator.startswith(b"\r\n."):
+                    # No bare LF before the dot: dot-stuffing is unambiguous, so byte-exact.
+                    self.assertEqual(stored, [data])
+
     def test_trace_headers(self):
         data = simple_message(subject="trace check")
         client = self.lmtp()
@@ -273,6 +302,26 @@ class LmtpTest(ServerTestCase):
         self.assertEqual([c for c, _ in transaction.final], [250])
         [stored] = [b for b in self.inbox("bob").values() if b"null sender" in b]
         self.assertTrue(stored.startswith(b"Return-Path: <>\r\n"), stored[:100])
+
+
+class RecipientLimitTest(ServerTestCase):
+    server_options = {"lmtp": {"max_recipients": 2}}
+
+    def test_recipients_over_the_limit_get_452_and_the_rest_is_delivered(self):
+        for name in ("ann", "ben", "cat"):
+            self.server.add_user(name, f"pw-{name}")
+        client = self.server.lmtp_raw()
+        self.addCleanup(client.close)
+        client.lhlo()
+        data = simple_message(subject="limited")
+        transaction = client.transaction("x@example.org", ["ann@example.org", "ben@example.org", "cat@example.org"], data)
+        # RFC 5321 4.5.3.1.10: "452 too many recipients"; the client retries those later.
+        self.assertEqual([code for code, _ in transaction.rcpt], [250, 250, 452])
+        self.assertTrue(transaction.rcpt[2][1].startswith("4.5.3"), transaction.rcpt[2])
+        self.assertEqual([code for code, _ in transaction.per_recipient], [250, 250])
+        for name, count in (("ann", 1), ("ben", 1), ("cat", 0)):
+            with self.server.raw(name, f"pw-{name}") as imap:
+                self.assertEqual(imap.status("INBOX", "MESSAGES")["MESSAGES"], count, name)
 
 
 if __name__ == "__main__":

@@ -263,6 +263,20 @@ class MailboxTest(ServerTestCase):
         exists = [i for i, r in enumerate(second.untagged) if r.name == "EXISTS"]
         self.assertLess(closed[0], exists[0])
 
+    def test_percent_still_reaches_children_of_a_deleted_parent(self):
+        # RFC 3501 6.3.4 example (and 6.3.8): after DELETE foo, which had
+        # foo.bar, LIST "" * shows foo.bar only and LIST "" % shows foo as
+        # \Noselect, so a client walking the tree level by level finds foo.bar.
+        _, _, client = self.session()
+        client.command('CREATE "foo/bar"').ok()
+        client.command('DELETE "foo"').ok()
+        self.assertNotIn("foo", self.names(client, "", "*"))
+        self.assertIn("foo/bar", self.names(client, "", "*"))
+        entries = list_entries(client.command('LIST "" "%"').ok())
+        self.assertIn("foo", entries, "the hierarchy level above foo/bar is missing from LIST %")
+        self.assertTrue({"\\noselect", "\\nonexistent"} & lower_flags(entries["foo"]), entries["foo"])
+        self.assertEqual(self.names(client, "foo/", "%"), {"foo/bar"})
+
     def test_select_noselect_is_refused(self):
         _, _, client = self.session()
         client.command('CREATE "Shell/Inner"').ok()
