@@ -373,7 +373,6 @@ impl Session {
     /// Handles one command line `input[start..end]`.
     fn command(&mut self, start: usize, end: usize) -> Option<Event> {
         let line = self.input.get(start..end).unwrap_or_default();
-        let crlf = line.ends_with(b"\r\n");
         // smtp-proto reports `<postmaster>` as an empty address, like `<>`;
         // RFC 5321 §4.5.1 says it must be accepted as a recipient.
         let postmaster = contains_ignore_case(line, b"<postmaster>");
@@ -386,7 +385,7 @@ impl Session {
             Ok(Request::Helo { .. } | Request::Ehlo { .. }) => self.reply("500 5.5.1 use LHLO"),
             Ok(Request::Mail { from }) => self.mail(from),
             Ok(Request::Rcpt { to }) => return self.rcpt(to, postmaster),
-            Ok(Request::Data) => self.data(crlf),
+            Ok(Request::Data) => self.data(),
             Ok(Request::Rset) => {
                 self.transaction = None;
                 self.reply("250 2.0.0 ok");
@@ -500,7 +499,7 @@ impl Session {
         Some(Event::Resolve { address })
     }
 
-    fn data(&mut self, command_crlf: bool) {
+    fn data(&mut self) {
         match &self.transaction {
             None => self.reply("503 5.5.1 need MAIL command first"),
             Some(transaction) if transaction.recipients.is_empty() => {
@@ -508,10 +507,7 @@ impl Session {
             }
             Some(_) => {
                 self.reply("354 start mail input; end with <CRLF>.<CRLF>");
-                self.state = State::Data(DataDecoder::new(
-                    self.config.message_bytes_max,
-                    command_crlf,
-                ));
+                self.state = State::Data(DataDecoder::new(self.config.message_bytes_max));
             }
         }
     }

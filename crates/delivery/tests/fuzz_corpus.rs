@@ -10,7 +10,7 @@ mod session_driver;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use session_driver::{READ_BYTES_MASK, SHUT_DOWN_AT_END, TINY_LIMITS};
+use session_driver::{READ_BYTES_MASK, SHUT_DOWN_AT_END, TINY_LIMITS, Transcript};
 
 /// Wall-clock budget of the mutation loop, so the test takes about a second
 /// in a debug build however fast the machine is. The inputs are the same on
@@ -68,6 +68,81 @@ fn corpus_replays_without_panics() {
     }
 }
 
+/// SMTP smuggling (tests/e2e/BUGS.md, entry 7): the carrier's data holds
+/// `separator` and then a whole second transaction. Replayed through the
+/// fuzz driver (whose checks compare every body with a plain RFC 5321
+/// reading) with every read size up to 8 and shutdown at the end, it must be
+/// one message holding `stored_separator` and the would-be commands, and the
+/// command after the real end must be answered as itself.
+fn check_smuggling(separator: &[u8], stored_separator: &[u8]) {
+    let carrier: &[u8] = b"Subject: carrier\r\n\r\nhello";
+    let smuggled: &[u8] =
+        b"MAIL FROM:<evil@r.org>\r\nRCPT TO:<c@x.org>\r\nDATA\r\nSubject: evil\r\n\r\nevil\r\n";
+    let stream = [
+        b"LHLO h\r\nMAIL FROM:<s@r.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n",
+        carrier,
+        separator,
+        smuggled,
+        b".\r\nXPROBE\r\n",
+    ]
+    .concat();
+    let body = [carrier, stored_separator, smuggled].concat();
+    for control in (0..=8).chain([SHUT_DOWN_AT_END, SHUT_DOWN_AT_END | 0x01]) {
+        let data = [&[control][..], &stream].concat();
+        let Transcript { replies, bodies } = session_driver::run(&data);
+        assert_eq!(bodies, std::slice::from_ref(&body), "control {control:#x}");
+        let after_lhlo: Vec<&str> = replies
+            .iter()
+            .skip_while(|line| !line.starts_with("250 ENHANCEDSTATUSCODES"))
+            .skip(1)
+            .map(String::as_str)
+            .collect();
+        let closing = if control & SHUT_DOWN_AT_END != 0 {
+            "421 4.3.2 shutting down"
+        } else {
+            "421 4.4.2 mx.example.org idle timeout, closing connection"
+        };
+        assert_eq!(
+            after_lhlo,
+            [
+                "250 2.1.0 <s@r.org> sender ok",
+                "250 2.1.5 <b@x.org> ok",
+                "354 start mail input; end with <CRLF>.<CRLF>",
+                "250 2.0.0 <b@x.org> delivered",
+                "500 5.5.2 command not recognized",
+                closing,
+            ],
+            "control {control:#x}"
+        );
+    }
+}
+
+#[test]
+fn smuggled_bare_lf_dot_bare_lf_is_content() {
+    check_smuggling(b"\n.\n", b"\n.\n");
+}
+
+#[test]
+fn smuggled_bare_lf_dot_crlf_is_content() {
+    check_smuggling(b"\n.\r\n", b"\n.\r\n");
+}
+
+#[test]
+fn smuggled_crlf_dot_bare_lf_is_content() {
+    // The dot follows a CRLF, so it is dot-stuffing and is removed.
+    check_smuggling(b"\r\n.\n", b"\r\n\n");
+}
+
+#[test]
+fn smuggled_bare_cr_dot_crlf_is_content() {
+    check_smuggling(b"\r.\r\n", b"\r.\r\n");
+}
+
+#[test]
+fn smuggled_crlf_dot_bare_cr_is_content() {
+    check_smuggling(b"\r\n.\r", b"\r\n\r");
+}
+
 /// xorshift64*: a fixed seed makes every run test the same inputs.
 struct Rng(u64);
 
@@ -90,11 +165,15 @@ impl Rng {
 /// Bytes the protocol cares about, so mutations hit the interesting paths.
 const INTERESTING: &[u8] = b"\r\n.<>:= @\0\xff\x7fxqate";
 
-/// Fragments that start or end protocol states.
-const FRAGMENTS: [&[u8]; 12] = [
+/// Fragments that start or end protocol states, and the look-alike end
+/// markers that must not end the data (SMTP smuggling).
+const FRAGMENTS: [&[u8]; 15] = [
     b"\r\n.\r\n",
     b"\n.\n",
     b"\r\n.\n",
+    b"\n.\r\n",
+    b"\r.\r\n",
+    b"\r\n.\r",
     b"DATA\r\n",
     b"RSET\r\n",
     b"LHLO h\r\n",

@@ -253,18 +253,84 @@ async fn dot_stuffing_round_trip() {
 
 #[tokio::test]
 async fn bare_lf_lines_are_kept() {
+    // Bare LFs inside the data are content, and `\n.\n` does not end it:
+    // the message ends at the first <CRLF>.<CRLF>.
     let mut client = Client::ready(config()).await;
     client
         .send(b"MAIL FROM:<>\nRCPT TO:<alice@example.org>\nDATA\nSubject: lf\n\nbody\n.\nNOOP\n")
         .await;
     assert_eq!(
-        client.replies(5).await[3..],
+        client.replies(3).await[2],
+        "354 start mail input; end with <CRLF>.<CRLF>"
+    );
+    client.send(b"\r\n.\r\nNOOP\n").await;
+    assert_eq!(
+        client.replies(2).await,
         ["250 2.0.0 <alice@example.org> delivered", "250 2.0.0 ok"]
     );
-    assert_eq!(
-        body(&client.target.messages("alice")[0]),
-        b"Subject: lf\n\nbody\n"
-    );
+    let alice = client.target.messages("alice");
+    assert_eq!(alice.len(), 1);
+    assert_eq!(body(&alice[0]), b"Subject: lf\n\nbody\n.\nNOOP\n\r\n");
+}
+
+/// SMTP smuggling (tests/e2e/BUGS.md, entry 7): each separator below, inside
+/// the data and followed by a second transaction, ends nothing. The carrier
+/// is one message holding the would-be commands; nobody else gets mail and
+/// the command after the real end is answered as itself.
+#[tokio::test]
+async fn smuggled_end_markers_are_content() {
+    let cases: [(&[u8], &[u8]); 5] = [
+        (b"\n.\n", b"\n.\n"),
+        (b"\n.\r\n", b"\n.\r\n"),
+        // The dot follows a CRLF: dot-stuffing, removed.
+        (b"\r\n.\n", b"\r\n\n"),
+        (b"\r.\r\n", b"\r.\r\n"),
+        (b"\r\n.\r", b"\r\n\r"),
+    ];
+    for (n, (separator, stored_separator)) in cases.into_iter().enumerate() {
+        let carrier = format!("From: carrier@example.org\r\nSubject: carrier {n}\r\n\r\nhello");
+        let smuggled = format!(
+            "MAIL FROM:<evil@example.net>\r\nRCPT TO:<bob@example.org>\r\nDATA\r\n\
+             Subject: smuggled {n}\r\n\r\nevil\r\n"
+        );
+        let mut client = Client::ready(config()).await;
+        let input = [
+            b"MAIL FROM:<carrier@example.org>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n",
+            carrier.as_bytes(),
+            separator,
+            smuggled.as_bytes(),
+            b".\r\nXPROBE\r\n",
+        ]
+        .concat();
+        client.send(&input).await;
+        assert_eq!(
+            client.replies(5).await,
+            [
+                "250 2.1.0 <carrier@example.org> sender ok",
+                "250 2.1.5 <alice@example.org> ok",
+                "354 start mail input; end with <CRLF>.<CRLF>",
+                "250 2.0.0 <alice@example.org> delivered",
+                "500 5.5.2 command not recognized",
+            ],
+            "separator {separator:?}"
+        );
+        client.send(b"QUIT\r\n").await;
+        assert_eq!(
+            client.replies(1).await,
+            ["221 2.0.0 mx.example.org closing connection"]
+        );
+        let target = Arc::clone(&client.target);
+        client.expect_closed().await;
+        let alice = target.messages("alice");
+        assert_eq!(alice.len(), 1, "separator {separator:?}");
+        let expected = [carrier.as_bytes(), stored_separator, smuggled.as_bytes()].concat();
+        assert_eq!(
+            body(&alice[0]),
+            expected.as_slice(),
+            "separator {separator:?}"
+        );
+        assert!(target.messages("bob").is_empty(), "separator {separator:?}");
+    }
 }
 
 #[tokio::test]

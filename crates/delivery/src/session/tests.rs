@@ -434,17 +434,110 @@ fn byte_at_a_time_matches_one_piece() {
 
 #[test]
 fn bare_lf_session() {
-    let (replies, target) = check(
-        config(),
+    // Bare-LF command lines are still read, but a bare-LF `.` line does not
+    // end the data: only <CRLF>.<CRLF> does, so NOOP is message content.
+    let mut session = session_with(config());
+    let mut target = FakeTarget::default();
+    drive(&mut session, &mut target, b"LHLO client.example.org\r\n");
+    let output = drive(
+        &mut session,
+        &mut target,
         b"MAIL FROM:<>\nRCPT TO:<alice@example.org>\nDATA\nline one\n..two\n.\nNOOP\n",
     );
-    assert_eq!(replies[3], "250 2.0.0 <alice@example.org> delivered");
-    assert_eq!(replies[4], "250 2.0.0 ok");
+    assert_eq!(
+        output,
+        "250 2.1.0 <> sender ok\r\n250 2.1.5 <alice@example.org> ok\r\n\
+         354 start mail input; end with <CRLF>.<CRLF>\r\n"
+    );
+    assert!(session.is_receiving_data());
+    assert!(target.deliveries.is_empty());
+    let output = drive(&mut session, &mut target, b"\r\n.\r\nNOOP\n");
+    assert_eq!(
+        output,
+        "250 2.0.0 <alice@example.org> delivered\r\n250 2.0.0 ok\r\n"
+    );
+    assert_eq!(target.deliveries.len(), 1);
     assert!(
         target.deliveries[0]
             .0
-            .ends_with(b"+0000\r\nline one\n.two\n")
+            .ends_with(b"+0000\r\nline one\n..two\n.\nNOOP\n\r\n")
     );
+}
+
+/// The body of a delivered message: what follows the date line that ends
+/// the trace headers.
+fn body_after_trace(message: &[u8]) -> &[u8] {
+    let start = message.windows(7).position(|w| w == b"+0000\r\n").unwrap() + 7;
+    &message[start..]
+}
+
+/// SMTP smuggling (tests/e2e/BUGS.md, entry 7): a carrier message whose body
+/// holds `separator` and then a whole second transaction, all pipelined, is
+/// one message holding `stored_separator` and the would-be commands, with no
+/// second transaction; the command after the real end is answered as itself.
+/// Checked with the input in one piece and a byte at a time.
+fn check_smuggling(separator: &[u8], stored_separator: &[u8]) {
+    let carrier: &[u8] = b"From: carrier@example.org\r\nSubject: carrier\r\n\r\nhello";
+    let smuggled: &[u8] = b"MAIL FROM:<evil@example.net>\r\nRCPT TO:<bob@example.org>\r\n\
+        DATA\r\nSubject: smuggled\r\n\r\nevil\r\n";
+    let input = [
+        b"LHLO client.example.org\r\nMAIL FROM:<carrier@example.org>\r\n\
+          RCPT TO:<alice@example.org>\r\nDATA\r\n",
+        carrier,
+        separator,
+        smuggled,
+        b".\r\nXPROBE\r\n",
+    ]
+    .concat();
+    let expected_body = [carrier, stored_separator, smuggled].concat();
+    let expected_replies = [
+        "250 2.1.0 <carrier@example.org> sender ok",
+        "250 2.1.5 <alice@example.org> ok",
+        "354 start mail input; end with <CRLF>.<CRLF>",
+        "250 2.0.0 <alice@example.org> delivered",
+        "500 5.5.2 command not recognized",
+    ];
+    for piece_bytes in [input.len(), 1] {
+        let mut session = session_with(config());
+        let mut target = FakeTarget::default();
+        let mut output = String::new();
+        for piece in input.chunks(piece_bytes) {
+            output += &drive(&mut session, &mut target, piece);
+        }
+        let replies: Vec<&str> = output.lines().skip(5).collect();
+        assert_eq!(replies, expected_replies, "piece {piece_bytes}");
+        assert_eq!(target.deliveries.len(), 1, "piece {piece_bytes}");
+        let (message, users) = &target.deliveries[0];
+        assert_eq!(users, &["alice"]);
+        assert_eq!(body_after_trace(message), expected_body.as_slice());
+        assert!(!session.is_receiving_data());
+    }
+}
+
+#[test]
+fn smuggled_bare_lf_dot_bare_lf_is_content() {
+    check_smuggling(b"\n.\n", b"\n.\n");
+}
+
+#[test]
+fn smuggled_bare_lf_dot_crlf_is_content() {
+    check_smuggling(b"\n.\r\n", b"\n.\r\n");
+}
+
+#[test]
+fn smuggled_crlf_dot_bare_lf_is_content() {
+    // The dot follows a CRLF, so it is dot-stuffing and is removed.
+    check_smuggling(b"\r\n.\n", b"\r\n\n");
+}
+
+#[test]
+fn smuggled_bare_cr_dot_crlf_is_content() {
+    check_smuggling(b"\r.\r\n", b"\r.\r\n");
+}
+
+#[test]
+fn smuggled_crlf_dot_bare_cr_is_content() {
+    check_smuggling(b"\r\n.\r", b"\r\n\r");
 }
 
 #[test]

@@ -36,6 +36,14 @@
 //! - A delivery names each user of the accepted recipients once, in RCPT
 //!   order, and nobody else; the message carries the trace headers and stays
 //!   within the size bound.
+//! - The body of a delivery is what a plain reading of RFC 5321 makes of the
+//!   client's bytes after some `DATA` line: lines end at CRLF only, a dot
+//!   that starts a line is removed, and the data ends at the first line that
+//!   is just `.` (so at `<CRLF>.<CRLF>`, or `.<CRLF>` first). Every other
+//!   byte, bare LF and bare CR included, is there as sent, and the end
+//!   marker is among the bytes handed over. So a bare-LF or bare-CR "end"
+//!   can never cut a message short and start a second transaction (SMTP
+//!   smuggling); [`reference_decode`] is that reading.
 //! - After a delivery, the session answers once per accepted RCPT, in order,
 //!   with the code the fake's results call for.
 //! - A closed session stays closed.
@@ -48,7 +56,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use postern_delivery::session::{Event, Session};
-use postern_delivery::{DeliverError, LmtpConfig, ResolveError, UserName};
+use postern_delivery::{DeliverError, LmtpConfig, ResolveError, UserName, rfc5322_date};
 
 /// Bits of the control byte giving the read size in bytes (0: all at once).
 pub const READ_BYTES_MASK: u8 = 0x3f;
@@ -124,12 +132,23 @@ pub fn deliver(users: &[UserName]) -> Vec<Result<(), DeliverError>> {
 struct Model {
     /// Users of each RCPT accepted since the last accepted MAIL, in order.
     accepted: Vec<Vec<UserName>>,
+    /// What the session said and stored, for the caller.
+    transcript: Transcript,
+}
+
+/// What one run produced, for tests that expect a particular outcome.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Transcript {
+    /// Every reply line, greeting included, without CRLF.
+    pub replies: Vec<String>,
+    /// The body (trace headers removed) of every delivery, in order.
+    pub bodies: Vec<Vec<u8>>,
 }
 
 /// Runs one fuzz input (control byte, then client bytes) through a session.
-pub fn run(data: &[u8]) {
+pub fn run(data: &[u8]) -> Transcript {
     let Some((&control, stream)) = data.split_first() else {
-        return;
+        return Transcript::default();
     };
     let config = if control & TINY_LIMITS != 0 {
         tiny_config()
@@ -140,16 +159,23 @@ pub fn run(data: &[u8]) {
         0 => stream.len().max(1),
         bytes => bytes,
     };
-    run_with(config, stream, read_bytes, control & SHUT_DOWN_AT_END != 0);
+    run_with(config, stream, read_bytes, control & SHUT_DOWN_AT_END != 0)
 }
 
 /// Feeds `stream` to a fresh session `read_bytes` at a time, answering its
 /// requests with the fake target and checking every reply and request.
-pub fn run_with(config: LmtpConfig, stream: &[u8], read_bytes: usize, shut_down_at_end: bool) {
+pub fn run_with(
+    config: LmtpConfig,
+    stream: &[u8],
+    read_bytes: usize,
+    shut_down_at_end: bool,
+) -> Transcript {
     let config = Arc::new(config);
     let mut session = Session::with_clock(Arc::clone(&config), PEER_IP, fixed_clock);
     let mut model = Model::default();
     let mut reads = stream.chunks(read_bytes.max(1));
+    // How many bytes of `stream` the session has been handed so far.
+    let mut handed_bytes = 0;
 
     session.greet();
     let greeting = take_replies(&mut session, &config, &mut model);
@@ -169,9 +195,13 @@ pub fn run_with(config: LmtpConfig, stream: &[u8], read_bytes: usize, shut_down_
             Event::NeedInput => {
                 assert!(!session.is_closed(), "NeedInput from a closed session");
                 match reads.next() {
-                    Some(read) => session.receive(read),
+                    Some(read) => {
+                        session.receive(read);
+                        handed_bytes += read.len();
+                    }
                     None => {
-                        return end_of_input(&mut session, &config, &mut model, shut_down_at_end);
+                        end_of_input(&mut session, &config, &mut model, shut_down_at_end);
+                        return model.transcript;
                     }
                 }
             }
@@ -190,7 +220,9 @@ pub fn run_with(config: LmtpConfig, stream: &[u8], read_bytes: usize, shut_down_
                 }
             }
             Event::Deliver { message, users } => {
-                check_delivery(&config, &model, &message, &users);
+                let handed = stream.get(..handed_bytes).unwrap_or_default();
+                let body = check_delivery(&config, &model, &message, &users, handed);
+                model.transcript.bodies.push(body);
                 let results = deliver(&users);
                 assert_eq!(results.len(), users.len());
                 session.delivered(results);
@@ -198,7 +230,10 @@ pub fn run_with(config: LmtpConfig, stream: &[u8], read_bytes: usize, shut_down_
                 check_delivery_replies(&config, &model, &replies);
                 model.accepted.clear();
             }
-            Event::Close => return check_closed(&mut session, &config, &mut model),
+            Event::Close => {
+                check_closed(&mut session, &config, &mut model);
+                return model.transcript;
+            }
         }
     }
     panic!("session made no progress in {steps_max} steps");
@@ -285,6 +320,7 @@ fn take_replies(session: &mut Session, config: &LmtpConfig, model: &mut Model) -
         }
         lines.push(text);
     }
+    model.transcript.replies.extend(lines.iter().cloned());
     if let Some(last) = lines.last() {
         assert_eq!(
             last.as_bytes().get(3),
@@ -296,8 +332,16 @@ fn take_replies(session: &mut Session, config: &LmtpConfig, model: &mut Model) -
 }
 
 /// The users of a delivery are those of the accepted RCPTs, each once, in
-/// order; the message is trace headers plus a body within the bound.
-fn check_delivery(config: &LmtpConfig, model: &Model, message: &[u8], users: &[UserName]) {
+/// order; the message is trace headers plus a body within the bound, and the
+/// body is what [`reference_decode`] reads from the client's bytes `handed`
+/// after some `DATA` line. Returns the body.
+fn check_delivery(
+    config: &LmtpConfig,
+    model: &Model,
+    message: &[u8],
+    users: &[UserName],
+    handed: &[u8],
+) -> Vec<u8> {
     let mut expected: Vec<&UserName> = Vec::new();
     for user in model.accepted.iter().flatten() {
         if !expected.contains(&user) {
@@ -322,6 +366,71 @@ fn check_delivery(config: &LmtpConfig, model: &Model, message: &[u8], users: &[U
         "message of {} bytes",
         message.len()
     );
+    let body = body_after_trace(message);
+    assert!(
+        body.is_empty() || body.ends_with(b"\r\n"),
+        "body not ended by the CRLF of <CRLF>.<CRLF>: {:?}",
+        String::from_utf8_lossy(body)
+    );
+    // The data starts right after a command line, so after an LF.
+    let from_some_line = handed
+        .iter()
+        .enumerate()
+        .filter(|&(_, &byte)| byte == b'\n')
+        .any(|(lf, _)| reference_decode(handed.get(lf + 1..).unwrap_or_default(), body));
+    assert!(
+        from_some_line,
+        "body {:?} is not the data after any line of {:?}",
+        String::from_utf8_lossy(body),
+        String::from_utf8_lossy(handed)
+    );
+    body.to_vec()
+}
+
+/// The body after the trace headers, whose last line is the fixed date.
+/// Client-given values in them have their control bytes replaced, so the
+/// first `\t<date>\r\n` is the end of the headers.
+fn body_after_trace(message: &[u8]) -> &[u8] {
+    let date_line = format!("\t{}\r\n", rfc5322_date(fixed_clock()));
+    let date_line = date_line.as_bytes();
+    let Some(at) = message
+        .windows(date_line.len())
+        .position(|window| window == date_line)
+    else {
+        panic!(
+            "no date line in the trace headers: {:?}",
+            String::from_utf8_lossy(message)
+        );
+    };
+    message.get(at + date_line.len()..).unwrap_or_default()
+}
+
+/// Whether `data` (the client's bytes from the start of a DATA body) holds an
+/// end marker and un-stuffs to `body` before it, read the plain way: split
+/// into CRLF-ended lines, stop at the first line that is just `.`, drop one
+/// leading dot from every other line. Stops at the first byte that differs.
+pub fn reference_decode(data: &[u8], body: &[u8]) -> bool {
+    let mut rest = data;
+    let mut produced = 0;
+    loop {
+        // A line longer than the body still to come (plus a stuffing dot),
+        // or than the end marker, cannot match: look no further than that.
+        let remaining = body.len() - produced;
+        let window = rest.get(..rest.len().min(remaining + 3)).unwrap_or(rest);
+        let Some(crlf) = window.windows(2).position(|pair| pair == b"\r\n") else {
+            return false;
+        };
+        let (line, after) = rest.split_at(crlf + 2);
+        if line == b".\r\n" {
+            return produced == body.len();
+        }
+        let line = line.strip_prefix(b".").unwrap_or(line);
+        if body.get(produced..produced + line.len()) != Some(line) {
+            return false;
+        }
+        produced += line.len();
+        rest = after;
+    }
 }
 
 /// One reply per accepted RCPT, in order, each with the code the fake
