@@ -123,6 +123,19 @@ impl Framer {
         }
     }
 
+    /// Replaces the bounds, e.g. when a session logs in and may send larger
+    /// literals than before. Takes effect for the bytes scanned from now on;
+    /// call it between commands (right after [`Frame::Complete`] or
+    /// [`Frame::Reject`]), so one command is never judged by two sets of bounds.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The bounds in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// Forget progress; the next call starts a new command at `buf[0]`.
     pub fn reset(&mut self) {
         *self = Framer::new(self.limits);
@@ -395,6 +408,22 @@ mod tests {
                 close: false
             }
         );
+    }
+
+    #[test]
+    fn new_limits_apply_to_the_next_command() {
+        let mut f = small();
+        let cmd = b"a LOGIN {20}\r\n";
+        assert!(matches!(
+            f.next(cmd),
+            Frame::Reject {
+                kind: RejectKind::LiteralTooBig,
+                ..
+            }
+        ));
+        f.set_limits(Limits::default());
+        assert_eq!(f.limits(), Limits::default());
+        assert_eq!(f.next(cmd), Frame::NeedContinuation { size: 20 });
     }
 
     #[test]

@@ -16,11 +16,15 @@
 pub mod command;
 pub mod conn;
 pub mod limits;
+mod pattern;
 mod respond;
 mod selected;
 mod sequence;
 mod session;
+mod skip;
 
 pub use conn::Conn;
 pub use limits::{LoginThrottle, ThrottleConfig};
-pub use session::{ImapConfig, ImapContext, PlaintextAuth, serve};
+pub use session::{
+    ImapConfig, ImapContext, PlaintextAuth, UNAUTHENTICATED_LITERAL_BYTES_MAX, serve,
+};

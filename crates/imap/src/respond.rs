@@ -97,10 +97,41 @@ impl Done {
             out.extend_from_slice(code.as_bytes());
             out.extend_from_slice(b"] ");
         }
-        // Text comes from us, but strip line breaks so it can never end the line early.
-        for &b in self.text.as_bytes() {
-            out.push(if b == b'\r' || b == b'\n' { b' ' } else { b });
+        // Text comes from us, but may quote a mailbox or user name: line breaks
+        // become spaces so it can never end the line early, other controls and
+        // non-ASCII become `?`, since IMAP4rev1 text is 7-bit (a client that
+        // did not enable UTF-8 may reject the whole response otherwise).
+        let mut buffer = [0u8; 4];
+        for c in self.text.chars() {
+            let c = match c {
+                '\r' | '\n' => ' ',
+                c if c.is_ascii_control() || !c.is_ascii() => '?',
+                c => c,
+            };
+            out.extend_from_slice(c.encode_utf8(&mut buffer).as_bytes());
         }
         out.extend_from_slice(b"\r\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(done: Done, expect: &str) {
+        let mut out = Vec::new();
+        done.write("a1", &mut out);
+        assert_eq!(String::from_utf8_lossy(&out), expect);
+    }
+
+    #[test]
+    fn text_stays_one_seven_bit_line() {
+        check(Done::ok("LIST completed"), "a1 OK LIST completed\r\n");
+        check(
+            Done::no_code("NONEXISTENT", "no mailbox named Entwürfe"),
+            "a1 NO [NONEXISTENT] no mailbox named Entw?rfe\r\n",
+        );
+        check(Done::bad("a\r\nb\u{0}c"), "a1 BAD a  b?c\r\n");
+        check(Done::suppressed(), "");
     }
 }

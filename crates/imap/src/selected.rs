@@ -2,6 +2,7 @@
 //! date (untagged EXISTS / EXPUNGE / FETCH FLAGS) from the store's change data.
 
 use crate::session::{End, Session};
+use std::collections::BTreeSet;
 
 pub(crate) struct Selected {
     pub id: String,
@@ -11,12 +12,48 @@ pub(crate) struct Selected {
     pub uids: Vec<u32>,
     /// Highest MODSEQ whose changes this session has reported.
     pub modseq: u64,
+    /// Keywords the client was told about in a FLAGS response; a message that
+    /// gains another one brings a new FLAGS response (clients such as Apple
+    /// Mail build their label lists from it).
+    pub keywords: BTreeSet<String>,
 }
 
 impl Selected {
     pub fn sequence_of(&self, uid: u32) -> Option<u32> {
         self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
     }
+
+    /// Learns the keywords of `flags` and, when one is new, writes the FLAGS
+    /// response that tells the client (before the FETCH that shows it).
+    pub fn announce_keywords(&mut self, flags: &[String], out: &mut Vec<u8>) {
+        if learn_keywords(&mut self.keywords, flags) {
+            out.extend_from_slice(flags_response(&self.keywords).as_bytes());
+        }
+    }
+}
+
+/// Adds the keywords (flags not starting with `\\`) of `flags` to `keywords`;
+/// true when one was new.
+pub(crate) fn learn_keywords(keywords: &mut BTreeSet<String>, flags: &[String]) -> bool {
+    let mut learned = false;
+    for flag in flags {
+        if !flag.starts_with('\\') && !keywords.contains(flag) {
+            keywords.insert(flag.clone());
+            learned = true;
+        }
+    }
+    learned
+}
+
+/// `* FLAGS (...)`: the system flags and `keywords`.
+pub(crate) fn flags_response(keywords: &BTreeSet<String>) -> String {
+    let mut line = String::from("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft");
+    for keyword in keywords {
+        line.push(' ');
+        line.push_str(keyword);
+    }
+    line.push_str(")\r\n");
+    line
 }
 
 impl Session {
@@ -59,6 +96,9 @@ impl Session {
         }
         let mut new_uids = Vec::new();
         for meta in &changes.changed {
+            selected.announce_keywords(&meta.flags, &mut self.out);
+        }
+        for meta in &changes.changed {
             if meta.uid > last_uid {
                 new_uids.push(meta.uid);
             } else if let Some(seq) = selected.sequence_of(meta.uid) {
@@ -83,5 +123,35 @@ impl Session {
             selected.modseq = mailbox.highest_modseq;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// REVIEW C5: `STORE +FLAGS ($Label1)` never produced a new FLAGS response.
+    #[test]
+    fn a_new_keyword_brings_a_flags_response_once() {
+        let mut selected = Selected {
+            id: "m".into(),
+            name: "INBOX".into(),
+            read_only: false,
+            uids: vec![1],
+            modseq: 1,
+            keywords: BTreeSet::new(),
+        };
+        let flags = |list: &[&str]| list.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        let mut out = Vec::new();
+        selected.announce_keywords(&flags(&["\\Seen", "\\Flagged"]), &mut out);
+        assert!(out.is_empty());
+        selected.announce_keywords(&flags(&["\\Seen", "$Label1"]), &mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)\r\n"
+        );
+        out.clear();
+        selected.announce_keywords(&flags(&["$Label1"]), &mut out);
+        assert!(out.is_empty());
     }
 }

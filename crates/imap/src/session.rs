@@ -5,6 +5,7 @@ use crate::conn::Conn;
 use crate::limits::LoginThrottle;
 use crate::respond::Done;
 use crate::selected::Selected;
+use crate::skip::SkippedLine;
 use imap_proto::framer::{Frame, Framer, Limits, RejectKind};
 use imap_proto::{Command, CommandBody};
 use std::net::SocketAddr;
@@ -14,6 +15,12 @@ use store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tracing::Instrument;
+
+/// Most literal bytes one command may carry before login. LOGIN and
+/// AUTHENTICATE need a few hundred (a password is at most 1024 bytes); the
+/// configured limit, which bounds APPEND, applies once a user is logged in, so
+/// an unauthenticated client cannot make the server buffer megabytes.
+pub const UNAUTHENTICATED_LITERAL_BYTES_MAX: u64 = 8 * 1024;
 
 /// When plaintext passwords (LOGIN, AUTHENTICATE PLAIN) are accepted without TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +35,8 @@ pub enum PlaintextAuth {
 #[derive(Debug, Clone)]
 pub struct ImapConfig {
     pub hostname: String,
+    /// Bounds on the commands of a logged-in session; before login the literal
+    /// bound is at most [`UNAUTHENTICATED_LITERAL_BYTES_MAX`].
     pub limits: Limits,
     /// Autologout timer of an idle authenticated session (RFC 9051: at least 30 minutes).
     pub autologout: Duration,
@@ -100,8 +109,9 @@ pub(crate) struct Session {
     /// Changes to the user's mail (for IDLE).
     pub changes: Option<watch::Receiver<u64>>,
     /// An over-long command line was refused before its end arrived: input is
-    /// dropped up to and including the next LF, without buffering it.
-    pub skipping_line: bool,
+    /// dropped up to and including the next LF, without buffering it, watching
+    /// how the line ends (see [`crate::skip`]).
+    pub skipping: Option<SkippedLine>,
 }
 
 /// Runs one IMAP session until logout, EOF, timeout or shutdown.
@@ -120,7 +130,7 @@ pub async fn serve(
             conn,
             input: Vec::with_capacity(4096),
             out: Vec::with_capacity(4096),
-            framer: Framer::new(limits),
+            framer: Framer::new(unauthenticated_limits(limits)),
             user: None,
             reader: None,
             selected: None,
@@ -130,7 +140,7 @@ pub async fn serve(
             saved: None,
             shutdown,
             changes: None,
-            skipping_line: false,
+            skipping: None,
         };
         tracing::info!(event = "imap_connect", "connection opened");
         match session.run().await {
@@ -156,23 +166,38 @@ impl Session {
         );
         self.flush().await?;
         loop {
-            if self.skipping_line {
-                match self.input.iter().position(|b| *b == b'\n') {
-                    Some(end) => {
-                        self.input.drain(..=end);
-                        self.skipping_line = false;
-                    }
-                    None => {
-                        self.input.clear();
-                        self.read_more().await?;
-                        continue;
-                    }
+            if let Some(mut skipped) = self.skipping.take() {
+                let Some(end) = self.input.iter().position(|b| *b == b'\n') else {
+                    skipped.feed(&self.input);
+                    self.input.clear();
+                    self.skipping = Some(skipped);
+                    self.read_more().await?;
+                    continue;
+                };
+                skipped.feed(&self.input[..end]);
+                self.input.drain(..=end);
+                if skipped.announces_non_synchronizing_literal() {
+                    // Its bytes are already on their way and would be read as
+                    // commands; there is no telling where they end.
+                    tracing::info!(
+                        event = "imap_rejected",
+                        kind = "LiteralAfterLongLine",
+                        "over-long line announced a non-synchronizing literal"
+                    );
+                    return self.bye("input cannot be resynchronised").await;
                 }
             }
             match self.framer.next(&self.input) {
                 Frame::Complete { len } => {
-                    let bytes: Vec<u8> = self.input.drain(..len).collect();
+                    // The command keeps the buffer it arrived in; only what
+                    // follows it is copied.
+                    let rest = self.input.split_off(len);
+                    let bytes = std::mem::replace(&mut self.input, rest);
                     self.handle(&bytes).await?;
+                    drop(bytes);
+                    // Login raises the literal bound, UNAUTHENTICATE lowers it.
+                    let limits = self.limits();
+                    self.framer.set_limits(limits);
                     self.flush().await?;
                 }
                 Frame::NeedContinuation { .. } => {
@@ -196,8 +221,11 @@ impl Session {
                         // bytes as they come until it arrives. The session goes on.
                         Done::bad("command line too long")
                             .write(tag.as_deref().unwrap_or("*"), &mut self.out);
+                        // Everything buffered is the start of that one line.
+                        let mut skipped = SkippedLine::default();
+                        skipped.feed(&self.input);
                         self.input.clear();
-                        self.skipping_line = true;
+                        self.skipping = Some(skipped);
                         self.flush().await?;
                         continue;
                     }
@@ -218,6 +246,23 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// The bounds for the next command: the configured ones once logged in,
+    /// smaller literals before.
+    pub(crate) fn limits(&self) -> Limits {
+        if self.user.is_some() {
+            self.ctx.config.limits
+        } else {
+            unauthenticated_limits(self.ctx.config.limits)
+        }
+    }
+
+    /// May quoted strings carry UTF-8? Only once the client enabled
+    /// UTF8=ACCEPT or IMAP4rev2; IMAP4rev1 quoted strings are 7-bit, and
+    /// 8-bit text must go out as a literal.
+    pub(crate) fn utf8_quoted(&self) -> bool {
+        self.utf8 || self.rev2
     }
 
     /// Reads more input, ending the session on EOF, timeout or shutdown.
@@ -456,8 +501,19 @@ impl Session {
 
     /// Encodes a mailbox name for the client.
     pub(crate) fn write_mailbox(&mut self, name: &str) {
-        let utf8 = self.utf8 || self.rev2;
+        let utf8 = self.utf8_quoted();
         imap_proto::encode::mailbox(&mut self.out, name, utf8);
+    }
+}
+
+/// The configured bounds with the literal bound cut to
+/// [`UNAUTHENTICATED_LITERAL_BYTES_MAX`].
+pub(crate) fn unauthenticated_limits(configured: Limits) -> Limits {
+    Limits {
+        literal_bytes_max: configured
+            .literal_bytes_max
+            .min(UNAUTHENTICATED_LITERAL_BYTES_MAX),
+        ..configured
     }
 }
 

@@ -165,7 +165,7 @@ pub(crate) async fn fetch(
     }
     let blob_needed = attrs.iter().any(needs_blob);
     let summary_needed = attrs.iter().any(needs_summary);
-    let utf8 = session.utf8;
+    let utf8 = session.utf8_quoted();
     let mut failures = 0usize;
     for (seq, meta) in &metas {
         let Ok(reader) = session.reader() else { break };
@@ -276,8 +276,10 @@ fn write_item(
         }
         FetchAttr::Preview { .. } => {
             out.extend_from_slice(b"PREVIEW ");
+            // 8-bit text goes out as a literal unless quoted strings may hold
+            // UTF-8 (REVIEW C3: strict IMAP4rev1 parsers reject the line).
             let preview = summary.map(|s| s.preview.as_bytes()).unwrap_or(b"");
-            encode::nstring(out, Some(preview), true);
+            encode::nstring(out, Some(preview), utf8);
         }
         FetchAttr::Rfc822 => {
             out.extend_from_slice(b"RFC822 ");
@@ -341,7 +343,6 @@ fn write_item(
             }
         }
     }
-    let _ = utf8;
 }
 
 fn part_text(part: &[u32]) -> String {
@@ -426,5 +427,52 @@ fn write_body(out: &mut Vec<u8>, data: &[u8]) {
         encode::literal(out, &cleaned);
     } else {
         encode::literal(out, data);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary_with_preview(preview: &str) -> mime::Summary {
+        let mut summary = mime::summarize(b"Subject: x\r\n\r\nbody\r\n", &mime::Limits::default());
+        summary.preview = preview.to_string();
+        summary
+    }
+
+    /// Writes one FETCH item for a message whose preview is `preview`.
+    fn check_preview(preview: &str, utf8: bool, expect: &str) {
+        let meta = MessageMeta {
+            uid: 1,
+            modseq: 1,
+            flags: Vec::new(),
+            internal_date: 0,
+            internal_zone: 0,
+            save_date: 0,
+            size: 0,
+            blob: store::BlobHash([0; 32]),
+            email_id: String::new(),
+            thread_id: String::new(),
+        };
+        let summary = summary_with_preview(preview);
+        let mut out = Vec::new();
+        write_item(
+            &mut out,
+            &FetchAttr::Preview { lazy: false },
+            &meta,
+            Some(&summary),
+            None,
+            utf8,
+        );
+        assert_eq!(String::from_utf8_lossy(&out), expect);
+    }
+
+    /// REVIEW C3: PREVIEW went out quoted with 8-bit text to IMAP4rev1 clients.
+    #[test]
+    fn preview_is_quoted_only_when_the_client_takes_utf8() {
+        check_preview("Grüße", false, "PREVIEW {7}\r\nGrüße");
+        check_preview("Grüße", true, "PREVIEW \"Grüße\"");
+        check_preview("plain", false, "PREVIEW \"plain\"");
+        check_preview("", false, "PREVIEW \"\"");
     }
 }

@@ -1,59 +1,82 @@
 //! LIST (with LIST-EXTENDED, SPECIAL-USE and LIST-STATUS), LSUB, NAMESPACE, STATUS.
 
+use crate::pattern::{PATTERN_CHARS_MAX, PATTERNS_MAX, Pattern};
 use crate::respond::Done;
 use crate::session::{End, Session};
 use imap_proto::{ListReturn, ListSelect, StatusItem};
+use std::collections::{BTreeSet, HashMap};
 use store::{MailboxInfo, SEPARATOR};
 
-/// Matches a LIST pattern (`*` anything, `%` anything but the separator).
-pub(crate) fn pattern_matches(pattern: &[char], name: &[char]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some(('*', rest)) => (0..=name.len()).any(|i| pattern_matches(rest, &name[i..])),
-        Some(('%', rest)) => {
-            for i in 0..=name.len() {
-                if pattern_matches(rest, &name[i..]) {
-                    return true;
-                }
-                if name.get(i) == Some(&SEPARATOR) {
-                    break;
+/// What a line of LIST or LSUB output stands for.
+enum Entry<'a> {
+    Mailbox(&'a MailboxInfo),
+    /// Subscribed, but no such mailbox (any more).
+    Missing,
+    /// A level of hierarchy above mailboxes (or subscriptions) that is not one
+    /// itself, e.g. `a` when only `a/b` exists: listed for patterns ending in
+    /// `%` (RFC 9051 6.3.9), so clients that walk the tree level by level
+    /// still reach the children.
+    Level,
+}
+
+/// Mailbox names, sorted, to answer "does this name have children?" by binary
+/// search instead of a scan of every mailbox.
+pub(crate) struct Hierarchy<'a> {
+    sorted: Vec<&'a str>,
+}
+
+impl<'a> Hierarchy<'a> {
+    pub(crate) fn new(names: impl Iterator<Item = &'a str>) -> Self {
+        let mut sorted: Vec<&str> = names.collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        Hierarchy { sorted }
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.sorted.binary_search(&name).is_ok()
+    }
+
+    /// Names below `name` sort together right after `name/`.
+    pub(crate) fn has_children(&self, name: &str) -> bool {
+        let prefix = format!("{name}{SEPARATOR}");
+        let first = self.sorted.partition_point(|n| *n < prefix.as_str());
+        self.sorted
+            .get(first)
+            .is_some_and(|n| n.starts_with(&prefix))
+    }
+
+    /// Every proper ancestor of a name that is not a name itself (`a` and
+    /// `a/b` for a lone `a/b/c`), each once.
+    fn missing_levels(&self) -> BTreeSet<&'a str> {
+        let mut levels = BTreeSet::new();
+        for name in &self.sorted {
+            for (i, _) in name.match_indices(SEPARATOR) {
+                let level = &name[..i];
+                if !self.contains(level) {
+                    levels.insert(level);
                 }
             }
-            false
         }
-        Some((c, rest)) => name
-            .split_first()
-            .is_some_and(|(n, name_rest)| n == c && pattern_matches(rest, name_rest)),
+        levels
     }
 }
 
-fn matches_any(patterns: &[Vec<char>], name: &str) -> bool {
-    let chars: Vec<char> = name.chars().collect();
-    // INBOX is case-insensitive in patterns too.
-    let upper: Vec<char> = if name == "INBOX" || name.starts_with("INBOX/") {
-        chars.clone()
-    } else {
-        Vec::new()
-    };
-    patterns.iter().any(|p| {
-        if pattern_matches(p, &chars) {
-            return true;
+/// The attributes of an existing mailbox, as LIST reports them and SELECT's
+/// LIST response repeats them (RFC 9051 6.3.2: "MUST be accurate").
+pub(crate) fn mailbox_attributes(info: &MailboxInfo, hierarchy: &Hierarchy<'_>) -> Vec<String> {
+    let mut attributes = vec![
+        if hierarchy.has_children(&info.name) {
+            "\\HasChildren"
+        } else {
+            "\\HasNoChildren"
         }
-        if upper.is_empty() {
-            return false;
-        }
-        let p_upper: Vec<char> = p
-            .iter()
-            .collect::<String>()
-            .get(..5)
-            .filter(|prefix| prefix.eq_ignore_ascii_case("INBOX"))
-            .map(|_| {
-                let s: String = p.iter().collect();
-                format!("INBOX{}", &s[5..]).chars().collect()
-            })
-            .unwrap_or_default();
-        !p_upper.is_empty() && pattern_matches(&p_upper, &upper)
-    })
+        .to_string(),
+    ];
+    if let Some(special) = &info.special_use {
+        attributes.push(special.clone());
+    }
+    attributes
 }
 
 pub(crate) async fn list(
@@ -72,12 +95,25 @@ pub(crate) async fn list(
             .extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
         return Ok(Done::ok("LIST completed"));
     }
+    // Bounded before any work: the matching cost is the product of the pattern
+    // and name lengths, for every pattern and every mailbox.
+    if patterns.len() > PATTERNS_MAX {
+        return Ok(Done::bad(format!(
+            "at most {PATTERNS_MAX} patterns in one {verb}"
+        )));
+    }
+    let too_long = |s: &str| s.chars().count() > PATTERN_CHARS_MAX;
+    if too_long(reference) || patterns.iter().any(|p| too_long(p)) {
+        return Ok(Done::bad(format!(
+            "pattern or reference longer than {PATTERN_CHARS_MAX} characters"
+        )));
+    }
+    let reference = match session.mailbox_name(reference) {
+        Ok(r) => r,
+        Err(done) => return Ok(done),
+    };
     let mut compiled = Vec::new();
     for pattern in patterns {
-        let reference = match session.mailbox_name(reference) {
-            Ok(r) => r,
-            Err(done) => return Ok(done),
-        };
         let decoded = if session.utf8 || session.rev2 {
             pattern.clone()
         } else {
@@ -90,7 +126,7 @@ pub(crate) async fn list(
         } else {
             format!("{reference}{SEPARATOR}{decoded}")
         };
-        compiled.push(full.chars().collect::<Vec<char>>());
+        compiled.push(Pattern::new(&full));
     }
     let reader = match session.reader() {
         Ok(r) => r,
@@ -101,47 +137,68 @@ pub(crate) async fn list(
         Err(e) => return Ok(Done::from_store(&e)),
     };
     let subscriptions = reader.subscriptions().unwrap_or_default();
+    let hierarchy = Hierarchy::new(mailboxes.iter().map(|m| m.name.as_str()));
+    let subscribed = Hierarchy::new(subscriptions.iter().map(String::as_str));
     let only_subscribed = lsub || select.subscribed;
     let show_subscribed = lsub || select.subscribed || returns.subscribed;
-    let mut names: Vec<(String, Option<&MailboxInfo>)> = Vec::new();
+    let mut entries: Vec<(String, Entry<'_>)> = Vec::new();
     if only_subscribed {
+        let by_name: HashMap<&str, &MailboxInfo> =
+            mailboxes.iter().map(|m| (m.name.as_str(), m)).collect();
         for name in &subscriptions {
-            names.push((name.clone(), mailboxes.iter().find(|m| &m.name == name)));
+            let entry = match by_name.get(name.as_str()).copied() {
+                Some(m) => Entry::Mailbox(m),
+                None => Entry::Missing,
+            };
+            entries.push((name.clone(), entry));
         }
     } else {
         for m in &mailboxes {
-            names.push((m.name.clone(), Some(m)));
+            entries.push((m.name.clone(), Entry::Mailbox(m)));
         }
     }
-    names.sort_by(|a, b| (a.0 != "INBOX", &a.0).cmp(&(b.0 != "INBOX", &b.0)));
+    // Levels that are not mailboxes: for LIST over the mailboxes, and for LSUB
+    // over the subscriptions (RFC 3501 6.3.9: `foo` of a subscribed `foo/bar`
+    // is returned `\Noselect`). LIST (SUBSCRIBED) reports such levels through
+    // CHILDINFO instead, which is not implemented; it lists none.
+    let levels = if lsub {
+        subscribed.missing_levels()
+    } else if !select.subscribed && !select.special_use {
+        hierarchy.missing_levels()
+    } else {
+        BTreeSet::new()
+    };
+    for level in levels {
+        if compiled
+            .iter()
+            .any(|p| p.lists_levels() && p.matches(level))
+        {
+            entries.push((level.to_string(), Entry::Level));
+        }
+    }
+    entries.sort_by(|a, b| (a.0 != "INBOX", &a.0).cmp(&(b.0 != "INBOX", &b.0)));
     let mut lines = Vec::new();
-    for (name, info) in names {
-        if !matches_any(&compiled, &name) {
+    for (name, entry) in entries {
+        if !matches!(entry, Entry::Level) && !compiled.iter().any(|p| p.matches(&name)) {
             continue;
         }
+        let info = match entry {
+            Entry::Mailbox(m) => Some(m),
+            _ => None,
+        };
         if select.special_use && info.and_then(|m| m.special_use.as_ref()).is_none() {
             continue;
         }
-        let mut attributes = Vec::new();
-        match info {
-            None => attributes.push("\\NonExistent".to_string()),
-            Some(m) => {
-                let prefix = format!("{}{SEPARATOR}", m.name);
-                let has_children = mailboxes.iter().any(|c| c.name.starts_with(&prefix));
-                attributes.push(
-                    if has_children {
-                        "\\HasChildren"
-                    } else {
-                        "\\HasNoChildren"
-                    }
-                    .into(),
-                );
-                if let Some(special) = &m.special_use {
-                    attributes.push(special.clone());
-                }
+        let mut attributes = match entry {
+            Entry::Mailbox(m) => mailbox_attributes(m, &hierarchy),
+            Entry::Missing => vec!["\\NonExistent".to_string()],
+            Entry::Level if lsub => vec!["\\Noselect".to_string()],
+            Entry::Level if session.rev2 => {
+                vec!["\\NonExistent".to_string(), "\\HasChildren".to_string()]
             }
-        }
-        if show_subscribed && subscriptions.iter().any(|s| s == &name) && !lsub {
+            Entry::Level => vec!["\\Noselect".to_string(), "\\HasChildren".to_string()],
+        };
+        if show_subscribed && !lsub && subscribed.contains(&name) {
             attributes.push("\\Subscribed".into());
         }
         lines.push((name, attributes, info.map(|m| m.id.clone())));
@@ -229,22 +286,29 @@ pub(crate) async fn status(
 
 #[cfg(test)]
 mod tests {
-    use super::pattern_matches;
+    use super::*;
 
-    fn m(p: &str, n: &str) -> bool {
-        pattern_matches(
-            &p.chars().collect::<Vec<_>>(),
-            &n.chars().collect::<Vec<_>>(),
-        )
+    fn hierarchy<'a>(names: &[&'a str]) -> Hierarchy<'a> {
+        Hierarchy::new(names.iter().copied())
     }
 
     #[test]
-    fn percent_stops_at_the_separator() {
-        assert!(m("%", "Sent"));
-        assert!(!m("%", "a/b"));
-        assert!(m("a/%", "a/b"));
-        assert!(m("*", "a/b/c"));
-        assert!(m("a*", "a/b"));
-        assert!(!m("b*", "a/b"));
+    fn children_are_found_by_prefix_not_by_name_start() {
+        let h = hierarchy(&["a", "a/b", "ab", "b", "c/d/e"]);
+        assert!(h.has_children("a"));
+        assert!(!h.has_children("ab"));
+        assert!(!h.has_children("a/b"));
+        assert!(!h.has_children("b"));
+        assert!(h.has_children("c"));
+        assert!(h.has_children("c/d"));
+    }
+
+    /// REVIEW C4: after `DELETE a` with `a/b` left, `LIST "" %` lost `a`.
+    #[test]
+    fn missing_levels_are_every_absent_ancestor_once() {
+        let h = hierarchy(&["a/b", "c", "c/d/e", "c/d/f", "INBOX"]);
+        let levels: Vec<&str> = h.missing_levels().into_iter().collect();
+        assert_eq!(levels, vec!["a", "c/d"]);
+        assert!(hierarchy(&["x", "x/y"]).missing_levels().is_empty());
     }
 }

@@ -5,10 +5,11 @@
 //! Header keys read the cache built at delivery; only BODY and TEXT read the
 //! message itself (and decode its text parts).
 
-use crate::respond::Done;
-use crate::sequence::{self, format_set};
+use crate::respond::{Done, Status};
+use crate::sequence::{Positions, format_set};
 use crate::session::{End, Session};
 use imap_proto::{Date, SearchKey, SearchReturn, Sequence};
+use std::collections::HashMap;
 use store::MessageMeta;
 
 /// Calendar date of a moment in a zone (minutes east of UTC).
@@ -39,10 +40,44 @@ struct Candidate<'a> {
 struct Context<'a> {
     session: &'a Session,
     mailbox: &'a str,
-    uids: &'a [u32],
-    saved: Option<&'a [u32]>,
+    /// Every sequence set in the criteria, resolved once per command (not once
+    /// per message) to positions in the selected mailbox's view. Keyed by the
+    /// node's address: the criteria stay borrowed, so addresses are stable.
+    sets: HashMap<*const Sequence, Positions>,
     now: i64,
     text_max: usize,
+}
+
+/// Resolves every `UID` and sequence-set key of `key` (see [`Context::sets`]).
+fn resolve_sets(
+    key: &SearchKey,
+    uids: &[u32],
+    saved: Option<&[u32]>,
+    sets: &mut HashMap<*const Sequence, Positions>,
+) {
+    match key {
+        SearchKey::Uid(set) => {
+            let positions = Positions::resolve(set, true, uids, saved);
+            sets.insert(std::ptr::from_ref(set), positions);
+        }
+        SearchKey::SequenceSet(set) => {
+            // `$` holds UIDs; anything else here is message sequence numbers.
+            let uid = matches!(set, Sequence::Saved);
+            let positions = Positions::resolve(set, uid, uids, saved);
+            sets.insert(std::ptr::from_ref(set), positions);
+        }
+        SearchKey::Not(inner) => resolve_sets(inner, uids, saved, sets),
+        SearchKey::Or(a, b) => {
+            resolve_sets(a, uids, saved, sets);
+            resolve_sets(b, uids, saved, sets);
+        }
+        SearchKey::And(keys) => {
+            for k in keys {
+                resolve_sets(k, uids, saved, sets);
+            }
+        }
+        _ => {}
+    }
 }
 
 fn lower(s: &str) -> String {
@@ -96,11 +131,20 @@ impl Context<'_> {
         if found || !summary.headers_truncated {
             return found;
         }
-        // The cache holds only the first headers of a huge header block: look at the message.
-        let raw = self.raw(c).map(|r| r.to_vec()).unwrap_or_default();
-        let header = mime::section(&raw, &[], mime::SectionKind::Header).unwrap_or_default();
-        let text = lower(&String::from_utf8_lossy(&header));
-        text.contains(&format!("{}:", lower(field))) && text.contains(&needle)
+        // The cache holds only the first headers of a huge header block: look at
+        // the named fields of the message itself.
+        let names = [field.to_string()];
+        let kind = mime::SectionKind::HeaderFields {
+            names: &names,
+            not: false,
+        };
+        let fields = self
+            .raw(c)
+            .and_then(|raw| mime::section(raw, &[], kind))
+            .unwrap_or_default();
+        field_values(&fields)
+            .iter()
+            .any(|value| lower(value).contains(&needle))
     }
 
     fn matches(&self, key: &SearchKey, c: &mut Candidate<'_>) -> bool {
@@ -138,17 +182,12 @@ impl Context<'_> {
             SearchKey::ModSeq(n) => c.meta.modseq >= *n,
             SearchKey::EmailId(id) => c.meta.email_id == *id,
             SearchKey::ThreadId(id) => c.meta.thread_id == *id,
-            SearchKey::Uid(set) => {
-                let positions = sequence::resolve(set, true, self.uids, self.saved);
-                positions
-                    .iter()
-                    .any(|i| self.uids.get(*i) == Some(&c.meta.uid))
-            }
-            SearchKey::SequenceSet(set) => {
-                let positions =
-                    sequence::resolve(set, matches!(set, Sequence::Saved), self.uids, self.saved);
-                positions.contains(&(c.seq as usize - 1))
-            }
+            // The candidate's position in the view is its sequence number - 1,
+            // for UID sets as well: its UID sits at that position.
+            SearchKey::Uid(set) | SearchKey::SequenceSet(set) => self
+                .sets
+                .get(&std::ptr::from_ref(set))
+                .is_some_and(|positions| positions.contains(c.seq as usize - 1)),
             SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
                 let Some(sent) = self.summary(c).and_then(|s| s.sent) else {
                     return false;
@@ -197,6 +236,24 @@ impl Context<'_> {
     }
 }
 
+/// The values (what follows the colon, unfolded) of the header fields in
+/// `fields`, which holds whole raw field lines as `HEADER.FIELDS` returns them.
+fn field_values(fields: &[u8]) -> Vec<String> {
+    let mut values: Vec<String> = Vec::new();
+    for line in String::from_utf8_lossy(fields).split('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.starts_with([' ', '\t']) {
+            // A folded continuation of the field before.
+            if let Some(value) = values.last_mut() {
+                value.push_str(line);
+            }
+        } else if let Some((_, value)) = line.split_once(':') {
+            values.push(value.to_string());
+        }
+    }
+    values
+}
+
 fn uses_modseq(key: &SearchKey) -> bool {
     match key {
         SearchKey::ModSeq(_) => true,
@@ -208,6 +265,26 @@ fn uses_modseq(key: &SearchKey) -> bool {
 }
 
 pub(crate) async fn search(
+    session: &mut Session,
+    tag: &str,
+    uid: bool,
+    charset: Option<&str>,
+    returns: Option<Vec<SearchReturn>>,
+    criteria: &SearchKey,
+) -> Result<Done, End> {
+    let saving = returns
+        .as_ref()
+        .is_some_and(|r| r.contains(&SearchReturn::Save));
+    let done = run(session, tag, uid, charset, returns, criteria).await?;
+    if saving && done.status != Status::Ok {
+        // RFC 5182 2.1: a failed SEARCH ... RETURN (SAVE) leaves `$` empty, so a
+        // pipelined `FETCH $` cannot act on an older result.
+        session.saved = Some(Vec::new());
+    }
+    Ok(done)
+}
+
+async fn run(
     session: &mut Session,
     tag: &str,
     uid: bool,
@@ -236,11 +313,17 @@ pub(crate) async fn search(
         Err(e) => return Ok(Done::from_store(&e)),
     };
     let now = store::writer::now_seconds();
+    let mut sets = HashMap::new();
+    resolve_sets(
+        criteria,
+        &selected.uids,
+        session.saved.as_deref(),
+        &mut sets,
+    );
     let context = Context {
         session,
         mailbox: &selected.id,
-        uids: &selected.uids,
-        saved: session.saved.as_deref(),
+        sets,
         now,
         text_max: session.ctx.config.search_text_bytes_max,
     };
@@ -268,9 +351,6 @@ pub(crate) async fn search(
         .iter()
         .map(|(seq, u, _)| if uid { *u } else { *seq })
         .collect();
-    let highest_modseq = uses_modseq(criteria)
-        .then(|| hits.iter().map(|h| h.2).max())
-        .flatten();
     if uses_modseq(criteria) {
         session.condstore = true;
     }
@@ -278,10 +358,21 @@ pub(crate) async fn search(
     let options = returns.unwrap_or_default();
     let want = |o: SearchReturn| options.contains(&o);
     let only_save = !options.is_empty() && options.iter().all(|o| *o == SearchReturn::Save);
+    let min_max_only = (want(SearchReturn::Min) || want(SearchReturn::Max))
+        && !want(SearchReturn::All)
+        && !want(SearchReturn::Count);
+    // RFC 7162 3.1.5: MODSEQ is the highest of the messages returned, which
+    // with only MIN/MAX are those one or two messages, not every hit.
+    let highest_modseq = if !uses_modseq(criteria) {
+        None
+    } else if esearch && min_max_only {
+        let min = hits.first().filter(|_| want(SearchReturn::Min));
+        let max = hits.last().filter(|_| want(SearchReturn::Max));
+        min.into_iter().chain(max).map(|h| h.2).max()
+    } else {
+        hits.iter().map(|h| h.2).max()
+    };
     if want(SearchReturn::Save) {
-        let min_max_only = (want(SearchReturn::Min) || want(SearchReturn::Max))
-            && !want(SearchReturn::All)
-            && !want(SearchReturn::Count);
         let uids: Vec<u32> = hits.iter().map(|h| h.1).collect();
         session.saved = Some(if min_max_only {
             let mut picked = Vec::new();
@@ -346,6 +437,64 @@ pub(crate) async fn search(
 mod tests {
     use super::*;
     use crate::command::append::days_from_civil;
+
+    fn criteria(text: &str) -> SearchKey {
+        let line = format!("t SEARCH {text}\r\n");
+        match imap_proto::parse::parse_command(line.as_bytes()) {
+            Ok(imap_proto::Command {
+                body: imap_proto::CommandBody::Search { criteria, .. },
+                ..
+            }) => criteria,
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+
+    /// REVIEW A2: SEARCH resolved every set once per message. Now each set node
+    /// is resolved once, before the message loop, and looked up by position.
+    #[test]
+    fn every_set_is_resolved_once_up_front() {
+        let uids: Vec<u32> = (1..=100_000u32).map(|n| n * 2).collect();
+        let key = criteria("OR 2:3 NOT UID 1:10 (UID 199990:* 100000)");
+        let mut sets = HashMap::new();
+        resolve_sets(&key, &uids, None, &mut sets);
+        assert_eq!(sets.len(), 4);
+        let mut members: Vec<Vec<usize>> = sets.values().map(|p| p.iter().collect()).collect();
+        members.sort();
+        assert_eq!(
+            members,
+            vec![
+                vec![0, 1, 2, 3, 4],
+                vec![1, 2],
+                vec![99_994, 99_995, 99_996, 99_997, 99_998, 99_999],
+                vec![99_999],
+            ]
+        );
+        // A set of 16k ranges over 100k messages resolves quickly and stays small.
+        let big = vec!["1:*"; 16_000].join(",");
+        let key = criteria(&format!("{big} UID {big}"));
+        let started = std::time::Instant::now();
+        let mut sets = HashMap::new();
+        resolve_sets(&key, &uids, None, &mut sets);
+        assert!(
+            sets.values()
+                .all(|p| p.len() == uids.len() && p.contains(77_777))
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    }
+
+    /// REVIEW C5: the fallback for truncated header blocks matched a field name
+    /// anywhere and the needle anywhere, not the needle in that field.
+    #[test]
+    fn field_values_are_unfolded_and_exclude_the_name() {
+        let fields = b"Subject: hello\r\n  world\r\nsubject:again\r\n\r\n";
+        assert_eq!(field_values(fields), vec![" hello  world", "again"]);
+        assert_eq!(field_values(b"\r\n"), Vec::<String>::new());
+        assert!(
+            !field_values(b"X-Subject-Tag: a\r\n")
+                .iter()
+                .any(|v| v.contains("Subject"))
+        );
+    }
 
     #[test]
     fn dates_round_trip() {

@@ -1,10 +1,12 @@
 //! SELECT, EXAMINE, CLOSE, UNSELECT, EXPUNGE, UID EXPUNGE.
 
+use crate::command::list::{Hierarchy, mailbox_attributes};
 use crate::respond::Done;
-use crate::selected::Selected;
+use crate::selected::{Selected, flags_response, learn_keywords};
 use crate::sequence;
 use crate::session::{End, Session};
 use imap_proto::{SelectParams, Sequence};
+use std::collections::BTreeSet;
 use store::{Intent, MailboxRef};
 
 pub(crate) const PERMANENT_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*";
@@ -42,28 +44,45 @@ pub(crate) async fn select(
         Ok(m) => m,
         Err(e) => return Ok(Done::from_store(&e)),
     };
-    let counts = reader.counts(&mailbox.id).unwrap_or_default();
+    // The mailbox row and the messages are read in two snapshots; a delivery or
+    // flag change in between is in the messages only. Report UIDNEXT and
+    // HIGHESTMODSEQ no lower than the messages imply, so a client never sees a
+    // UID at or above UIDNEXT, nor a MODSEQ above HIGHESTMODSEQ. Changes with
+    // a MODSEQ up to that are all in the messages read, since MODSEQs are given
+    // out in commit order.
+    let uid_next = messages.last().map_or(mailbox.uid_next, |m| {
+        mailbox.uid_next.max(m.uid.saturating_add(1))
+    });
+    let highest_modseq = messages
+        .iter()
+        .map(|m| m.modseq)
+        .fold(mailbox.highest_modseq, u64::max);
+    // For SELECT's LIST response (IMAP4rev2): its attributes must be accurate.
+    let list_attributes = if session.rev2 {
+        match reader.mailboxes() {
+            Ok(all) => {
+                let hierarchy = Hierarchy::new(all.iter().map(|m| m.name.as_str()));
+                mailbox_attributes(&mailbox, &hierarchy)
+            }
+            Err(e) => return Ok(Done::from_store(&e)),
+        }
+    } else {
+        Vec::new()
+    };
     let first_unseen = messages
         .iter()
         .position(|m| !m.flags.iter().any(|f| f == "\\Seen"));
-    let mut keywords: Vec<String> = messages
-        .iter()
-        .flat_map(|m| m.flags.iter())
-        .filter(|f| !f.starts_with('\\'))
-        .cloned()
-        .collect();
-    keywords.sort();
-    keywords.dedup();
+    let mut keywords = BTreeSet::new();
+    for m in &messages {
+        learn_keywords(&mut keywords, &m.flags);
+    }
     let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
     let mut out = String::new();
     out.push_str(&format!("* {} EXISTS\r\n", uids.len()));
     if !session.rev2 {
         out.push_str("* 0 RECENT\r\n");
     }
-    let keyword_text = keywords.iter().map(|k| format!(" {k}")).collect::<String>();
-    out.push_str(&format!(
-        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{keyword_text})\r\n"
-    ));
+    out.push_str(&flags_response(&keywords));
     if read_only {
         out.push_str("* OK [PERMANENTFLAGS ()] read-only\r\n");
     } else {
@@ -78,23 +97,28 @@ pub(crate) async fn select(
         "* OK [UIDVALIDITY {}] UIDs valid\r\n",
         mailbox.uid_validity
     ));
+    out.push_str(&format!("* OK [UIDNEXT {uid_next}] predicted next UID\r\n"));
     out.push_str(&format!(
-        "* OK [UIDNEXT {}] predicted next UID\r\n",
-        mailbox.uid_next
-    ));
-    out.push_str(&format!(
-        "* OK [HIGHESTMODSEQ {}] highest\r\n",
-        mailbox.highest_modseq
+        "* OK [HIGHESTMODSEQ {highest_modseq}] highest\r\n"
     ));
     out.push_str(&format!("* OK [MAILBOXID ({})] mailbox id\r\n", mailbox.id));
     session.out.extend_from_slice(out.as_bytes());
-    let _ = counts;
+    if session.rev2 {
+        // RFC 9051 6.3.2: "The server MUST return a LIST response with the
+        // mailbox name. The list of mailbox attributes MUST be accurate."
+        session
+            .out
+            .extend_from_slice(format!("* LIST ({}) \"/\" ", list_attributes.join(" ")).as_bytes());
+        session.write_mailbox(&mailbox.name);
+        session.out.extend_from_slice(b"\r\n");
+    }
     session.selected = Some(Selected {
         id: mailbox.id,
         name,
         read_only,
         uids,
-        modseq: mailbox.highest_modseq,
+        modseq: highest_modseq,
+        keywords,
     });
     session.saved = None;
     let (code, verb) = if read_only {

@@ -65,6 +65,9 @@ pub(crate) async fn store(
     };
     let condstore = session.condstore;
     if let Some(selected) = session.selected.as_mut() {
+        for (_, flags, _) in &messages {
+            selected.announce_keywords(flags, &mut session.out);
+        }
         for (message_uid, flags, message_modseq) in &messages {
             let Some(seq) = selected.sequence_of(*message_uid) else {
                 continue;
