@@ -20,6 +20,9 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 pub const ENTRY_MAGIC: &[u8; 4] = b"PBLB";
+/// A commit block: the journal frames of a batch that wrote blobs, so that one
+/// fsync of the pack makes blobs and records durable together.
+pub const COMMIT_MAGIC: &[u8; 4] = b"PREC";
 pub const ENTRY_HEADER_BYTES: u64 = 4 + 8 + 32;
 
 /// Where a blob's bytes are.
@@ -156,20 +159,34 @@ impl PackWriter {
         })
     }
 
-    /// Starts an fsync of what was appended so far on another thread, so that it
-    /// overlaps with the writer's other work. The caller joins it before the
-    /// journal fsync: blobs are durable before the records that name them.
-    pub fn start_sync(&mut self) -> Result<Option<std::thread::JoinHandle<std::io::Result<()>>>> {
-        if !self.dirty {
-            return Ok(None);
+    /// Whether blobs were appended since the last sync.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Appends a commit block holding journal frames `first_lsn..first_lsn+count`.
+    /// Durable after [`sync`](Self::sync); recovery copies it into the journal
+    /// if the journal lost it (the journal itself is fsynced lazily after such batches).
+    pub fn append_commit(&mut self, first_lsn: u64, count: u64, frames: &[u8]) -> Result<()> {
+        let mut header = Vec::with_capacity(ENTRY_HEADER_BYTES as usize);
+        header.extend_from_slice(COMMIT_MAGIC);
+        header.extend_from_slice(&(frames.len() as u64).to_le_bytes());
+        header.extend_from_slice(&first_lsn.to_le_bytes());
+        header.extend_from_slice(&count.to_le_bytes());
+        header.extend_from_slice(&[0u8; 16]);
+        let start = self.bytes;
+        let result = self
+            .file
+            .write_all(&header)
+            .and_then(|()| self.file.write_all(frames));
+        if let Err(e) = result {
+            let _ = self.file.set_len(start);
+            let _ = self.file.seek(SeekFrom::Start(start));
+            return Err(StoreError::io("pack write", e));
         }
-        let file = self.file.try_clone()?;
-        self.dirty = false;
-        let handle = std::thread::Builder::new()
-            .name("pack-fsync".into())
-            .spawn(move || file.sync_data())
-            .map_err(|e| StoreError::io("start pack fsync", e))?;
-        Ok(Some(handle))
+        self.bytes += ENTRY_HEADER_BYTES + frames.len() as u64;
+        self.dirty = true;
+        Ok(())
     }
 
     pub fn sync(&mut self) -> Result<()> {
@@ -185,4 +202,87 @@ impl PackWriter {
         }
         Ok(())
     }
+}
+
+/// A commit block found in a pack.
+pub struct CommitBlock {
+    pub first_lsn: u64,
+    pub count: u64,
+    pub frames: Vec<u8>,
+}
+
+/// What [`scan_commits`] found.
+pub struct CommitScan {
+    /// Commit blocks holding LSNs at or after the requested one, in pack order.
+    pub blocks: Vec<CommitBlock>,
+    /// The last pack ends with an entry cut short (an append interrupted by a
+    /// crash, never acknowledged): its pack number and the length to cut it to.
+    pub torn: Option<(u32, u64)>,
+}
+
+/// Reads the commit blocks of packs numbered `from_pack` and later that hold
+/// LSNs at or after `from_lsn`. Blob entries are skipped by their headers.
+pub fn scan_commits(dir: &Path, from_pack: u32, from_lsn: u64) -> Result<CommitScan> {
+    let mut packs = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(n) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix("pack-"))
+            .and_then(|n| n.parse::<u32>().ok())
+            && n >= from_pack
+        {
+            packs.push(n);
+        }
+    }
+    packs.sort_unstable();
+    let mut blocks = Vec::new();
+    let mut torn = None;
+    for (i, &pack) in packs.iter().enumerate() {
+        let path = pack_path(dir, pack);
+        let file = File::open(&path)
+            .map_err(|e| StoreError::io(&format!("open {}", path.display()), e))?;
+        let length = file.metadata()?.len();
+        let mut position = 0u64;
+        while position < length {
+            let mut header = [0u8; ENTRY_HEADER_BYTES as usize];
+            let complete_header = position + ENTRY_HEADER_BYTES <= length
+                && file.read_exact_at(&mut header, position).is_ok();
+            let data_bytes = u64::from_le_bytes(header[4..12].try_into().unwrap_or([0; 8]));
+            let end = position
+                .saturating_add(ENTRY_HEADER_BYTES)
+                .saturating_add(data_bytes);
+            if !complete_header || end > length {
+                if i + 1 == packs.len() {
+                    torn = Some((pack, position));
+                }
+                break;
+            }
+            if &header[..4] == COMMIT_MAGIC {
+                let first_lsn = u64::from_le_bytes(header[12..20].try_into().unwrap_or([0; 8]));
+                let count = u64::from_le_bytes(header[20..28].try_into().unwrap_or([0; 8]));
+                if first_lsn + count > from_lsn {
+                    let mut frames = vec![0u8; data_bytes as usize];
+                    file.read_exact_at(&mut frames, position + ENTRY_HEADER_BYTES)?;
+                    blocks.push(CommitBlock {
+                        first_lsn,
+                        count,
+                        frames,
+                    });
+                }
+            } else if &header[..4] != ENTRY_MAGIC {
+                // Not an entry boundary: damage. Stop reading this pack; never cut it.
+                tracing::error!(
+                    event = "pack_damaged",
+                    pack,
+                    position,
+                    "unreadable entry header; commit blocks after it are not recovered from this pack"
+                );
+                break;
+            }
+            position = end;
+        }
+    }
+    Ok(CommitScan { blocks, torn })
 }

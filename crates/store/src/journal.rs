@@ -197,7 +197,7 @@ impl JournalWriter {
         })
     }
 
-    fn create_segment(dir: &Path, first_lsn: Lsn) -> Result<File> {
+    pub(crate) fn create_segment(dir: &Path, first_lsn: Lsn) -> Result<File> {
         let path = segment_path(dir, first_lsn);
         let mut file = OpenOptions::new()
             .read(true)
@@ -306,4 +306,185 @@ pub fn read_all(
         }
     }
     Ok(next_lsn)
+}
+
+/// Decodes a run of frames (a commit block's payload).
+pub fn decode_frames(bytes: &[u8]) -> Result<Vec<Entry>> {
+    let mut position = 0usize;
+    let mut entries = Vec::new();
+    while position < bytes.len() {
+        let header = bytes
+            .get(position..position + 8)
+            .ok_or_else(|| StoreError::corrupt("commit block: truncated frame header"))?;
+        let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let payload = bytes
+            .get(position + 8..position + 8 + length)
+            .ok_or_else(|| StoreError::corrupt("commit block: truncated frame"))?;
+        if crc32fast::hash(payload) != crc {
+            return Err(StoreError::corrupt("commit block: checksum mismatch"));
+        }
+        entries.push(
+            serde_json::from_slice(payload).map_err(|e| {
+                StoreError::corrupt(format!("commit block: undecodable record: {e}"))
+            })?,
+        );
+        position += 8 + length;
+    }
+    Ok(entries)
+}
+
+/// Brings the journal's tail up to date from the commit blocks in the packs.
+///
+/// A batch that wrote blobs is made durable by one fsync of the pack, which
+/// holds the blobs and a copy of the batch's records; its journal append is
+/// fsynced lazily. After a crash the journal may therefore miss (or hold torn
+/// or partly written copies of) the records of the last such batches: they are
+/// cut and re-appended from the packs here. Damage in the journal that no
+/// commit block covers is real damage and stops the start.
+pub fn restore_from_packs(dir: &Path, blobs_dir: &Path) -> Result<u64> {
+    let segments = list_segments(dir)?;
+    let Some(&last_first) = segments.last() else {
+        // No journal yet (or its first segment was never made durable).
+        let scan = crate::blobs::scan_commits(blobs_dir, 1, 1)?;
+        if scan.blocks.is_empty() {
+            cut_torn_pack(blobs_dir, scan.torn)?;
+            return Ok(0);
+        }
+        let file = JournalWriter::create_segment(dir, 1)?;
+        file.sync_all()?;
+        sync_dir(dir)?;
+        return restore_from_packs(dir, blobs_dir);
+    };
+    let path = segment_path(dir, last_first);
+    let scan = scan_segment(&path)?;
+    let next_lsn = scan.entries.last().map_or(last_first, |e| e.lsn + 1);
+    let last_pack = scan
+        .entries
+        .iter()
+        .filter_map(|e| match e.record {
+            crate::record::Record::BlobStored { pack, .. } => Some(pack),
+            _ => None,
+        })
+        .max();
+    let highest_pack = std::fs::read_dir(blobs_dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("pack-"))
+                .and_then(|n| n.parse::<u32>().ok())
+        })
+        .max()
+        .unwrap_or(1);
+    // The unsynced tail lies in the pack of the last blob the journal knows, or in
+    // one written after it (the journal is fsynced at least every few hundred ms).
+    let from_pack = last_pack
+        .unwrap_or(highest_pack)
+        .min(highest_pack.saturating_sub(1))
+        .max(1);
+    let packs = crate::blobs::scan_commits(blobs_dir, from_pack, next_lsn)?;
+    let mut missing: Vec<Entry> = Vec::new();
+    let mut expected = next_lsn;
+    for block in &packs.blocks {
+        for entry in decode_frames(&block.frames)? {
+            if entry.lsn == expected {
+                expected += 1;
+                missing.push(entry);
+            } else if entry.lsn > expected {
+                return Err(StoreError::corrupt(format!(
+                    "journal ends before LSN {expected} but the packs resume at LSN {}",
+                    entry.lsn
+                )));
+            }
+        }
+    }
+    if let Some(damage) = &scan.damage {
+        // Cutting is safe only if every record that may lie beyond the damage is
+        // one the packs hold a copy of.
+        let covered_up_to = expected;
+        let beyond = highest_lsn_after(&std::fs::read(&path)?, scan.good_bytes as usize);
+        let safe = match beyond {
+            Some(lsn) => lsn < covered_up_to,
+            None => scan.torn_tail || !missing.is_empty(),
+        };
+        if !safe {
+            return Err(StoreError::corrupt(format!("journal damaged: {damage}")));
+        }
+        tracing::warn!(event = "journal_tail_cut", %damage, cut_at = scan.good_bytes, "cutting the unsynced journal tail; the packs hold its records");
+        let mut file = OpenOptions::new().write(true).open(&path)?;
+        if scan.good_bytes == 0 {
+            file.set_len(0)?;
+            file.write_all(SEGMENT_MAGIC)?;
+        } else {
+            file.set_len(scan.good_bytes)?;
+        }
+        file.sync_all()?;
+    }
+    if !missing.is_empty() {
+        let mut frames = Vec::new();
+        for entry in &missing {
+            encode_frame(entry, &mut frames)?;
+        }
+        let mut file = OpenOptions::new().append(true).open(&path)?;
+        file.write_all(&frames)?;
+        file.sync_all()?;
+        tracing::info!(
+            event = "journal_restored_from_packs",
+            records = missing.len(),
+            from_lsn = next_lsn
+        );
+    }
+    cut_torn_pack(blobs_dir, packs.torn)?;
+    Ok(missing.len() as u64)
+}
+
+/// Cuts an entry that a crash left half written off the end of the last pack.
+fn cut_torn_pack(blobs_dir: &Path, torn: Option<(u32, u64)>) -> Result<()> {
+    if let Some((pack, length)) = torn {
+        let path = crate::blobs::pack_path(blobs_dir, pack);
+        tracing::warn!(
+            event = "pack_torn_tail",
+            pack,
+            cut_at = length,
+            "cutting an unacknowledged partial entry off the pack"
+        );
+        let file = OpenOptions::new().write(true).open(&path)?;
+        file.set_len(length)?;
+        file.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The highest LSN of any valid frame found anywhere after `from` (searching
+/// byte by byte, since the frame boundaries after damage are unknown).
+fn highest_lsn_after(data: &[u8], from: usize) -> Option<Lsn> {
+    let mut highest = None;
+    let mut position = from.saturating_add(1);
+    while position + 8 <= data.len() {
+        let length = u32::from_le_bytes([
+            data[position],
+            data[position + 1],
+            data[position + 2],
+            data[position + 3],
+        ]) as usize;
+        let crc = u32::from_le_bytes([
+            data[position + 4],
+            data[position + 5],
+            data[position + 6],
+            data[position + 7],
+        ]);
+        if length > 0 && position + 8 + length <= data.len() {
+            let payload = &data[position + 8..position + 8 + length];
+            if crc32fast::hash(payload) == crc
+                && let Ok(entry) = serde_json::from_slice::<Entry>(payload)
+            {
+                highest = Some(highest.map_or(entry.lsn, |h: Lsn| h.max(entry.lsn)));
+                position += 8 + length;
+                continue;
+            }
+        }
+        position += 1;
+    }
+    highest
 }

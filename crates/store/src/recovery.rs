@@ -54,6 +54,7 @@ fn open_user(paths: &Paths, user: &str) -> Result<UserState> {
 }
 
 pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
+    journal::restore_from_packs(&paths.journal_dir(), &paths.blobs_dir())?;
     let server = directory::open(&paths.server_index())?;
     let server_applied = index::applied_lsn(&server)?;
     let mut users: HashMap<String, UserState> = HashMap::new();

@@ -126,6 +126,7 @@ impl Store {
             use_counter: 0,
             notifier: notifier.clone(),
             failed: None,
+            journal_unsynced: None,
             stats: stats.clone(),
         };
         let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue_requests_max);

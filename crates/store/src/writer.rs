@@ -37,6 +37,11 @@ pub const DEFAULT_MAILBOXES: [(&str, Option<&str>); 6] = [
     ("Archive", Some("\\Archive")),
 ];
 
+/// With no work for this long, the writer fsyncs a lazily written journal tail.
+pub const JOURNAL_IDLE_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
+/// The journal copy of pack-committed batches is never more than this behind.
+pub const JOURNAL_LAG_MAX: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Longest mailbox name, in bytes.
 pub const MAILBOX_NAME_BYTES_MAX: usize = 1000;
 /// Hierarchy separator.
@@ -64,6 +69,8 @@ pub struct Writer {
     pub users: HashMap<String, (Connection, u64)>,
     pub use_counter: u64,
     pub notifier: Arc<Notifier>,
+    /// Since when journal appends of pack-committed batches wait for an fsync.
+    pub journal_unsynced: Option<Instant>,
     /// Set after an fsync failure: the writer refuses everything from then on.
     pub failed: Option<StoreError>,
     pub stats: Arc<Stats>,
@@ -96,8 +103,6 @@ struct Batch {
     unannounced: std::collections::HashSet<BlobHash>,
     /// An error that stops the whole batch (pack or journal I/O).
     fatal: Option<StoreError>,
-    /// The fsync of the pre-pass's blobs, running while the batch is planned.
-    pack_sync: Option<std::thread::JoinHandle<std::io::Result<()>>>,
     now: i64,
 }
 
@@ -110,7 +115,15 @@ pub fn now_seconds() -> i64 {
 
 impl Writer {
     pub fn run(mut self, requests: Receiver<Request>) {
-        while let Ok(first) = requests.recv() {
+        loop {
+            let first = match requests.recv_timeout(JOURNAL_IDLE_SYNC) {
+                Ok(first) => first,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    self.sync_journal_or_fail();
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             let mut batch = vec![first];
             let mut intents = batch[0].intents.len();
             while intents < self.config.batch_intents_max {
@@ -123,8 +136,22 @@ impl Writer {
                 }
             }
             self.commit(batch);
+            if self
+                .journal_unsynced
+                .is_some_and(|since| since.elapsed() >= JOURNAL_LAG_MAX)
+            {
+                self.sync_journal_or_fail();
+            }
         }
+        self.sync_journal_or_fail();
         tracing::info!(event = "writer_stopped", "store writer stopped");
+    }
+
+    fn sync_journal_or_fail(&mut self) {
+        if let Err(e) = self.sync_journal() {
+            tracing::error!(event = "store_failed", error = %e, "journal fsync failed: the store refuses all further changes until restarted");
+            self.failed = Some(e);
+        }
     }
 
     fn commit(&mut self, requests: Vec<Request>) {
@@ -149,7 +176,6 @@ impl Writer {
             deleted_users: Vec::new(),
             dead_packs: Vec::new(),
             unannounced: Default::default(),
-            pack_sync: None,
             fatal: None,
             now: now_seconds(),
         };
@@ -251,9 +277,9 @@ impl Writer {
         }
     }
 
-    /// Writes the new blobs of every Append of the batch first and starts their
-    /// fsync, which then overlaps with planning. A blob whose intent is refused
-    /// later stays in the pack unnamed: garbage, dropped when its pack is rewritten.
+    /// Writes the new blobs of every Append of the batch first, for intents that
+    /// will be accepted. A blob whose intent is refused later anyway stays in the
+    /// pack unnamed: garbage, dropped when its pack is rewritten.
     fn write_blobs_ahead(&mut self, batch: &mut Batch, requests: &[Request]) -> Result<()> {
         for request in requests {
             for intent in &request.intents {
@@ -283,18 +309,10 @@ impl Writer {
                 batch.unannounced.insert(message.hash);
             }
         }
-        batch.pack_sync = self.packs.start_sync()?;
         Ok(())
     }
 
     fn make_durable(&mut self, batch: &mut Batch) -> Result<()> {
-        if let Some(handle) = batch.pack_sync.take() {
-            match handle.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Err(StoreError::io("pack fsync", e)),
-                Err(_) => return Err(StoreError::io("pack fsync", "thread panicked")),
-            }
-        }
         let last_lsn = batch.first_lsn + batch.entries.len() as Lsn;
         if !batch.entries.is_empty() {
             let last = last_lsn - 1;
@@ -309,12 +327,35 @@ impl Writer {
         for entry in &batch.entries {
             encode_frame(entry, &mut frames)?;
         }
-        // Blobs appended while planning (GC survivors) are durable before any
-        // record naming them can reach the disk.
-        self.packs.sync()?;
-        if !batch.entries.is_empty() {
-            self.journal.append(&frames, batch.entries.len() as u64)?;
+        let count = batch.entries.len() as u64;
+        if self.packs.is_dirty() {
+            // The batch wrote blobs: its records go into the pack too, and one fsync
+            // of the pack makes both durable. The journal copy is fsynced lazily
+            // (recovery restores it from the pack if a crash loses it).
+            if count > 0 {
+                self.packs.append_commit(batch.first_lsn, count, &frames)?;
+            }
+            self.packs.sync()?;
+            if count > 0 {
+                self.journal.append(&frames, count)?;
+                self.journal_unsynced.get_or_insert_with(Instant::now);
+            }
+        } else if count > 0 {
+            // Records only: the journal fsync is the commit point, and it also
+            // makes any lazily written journal tail durable.
+            self.journal.append(&frames, count)?;
             self.journal.sync()?;
+            self.journal_unsynced = None;
+        }
+        Ok(())
+    }
+
+    /// Makes the journal copy of pack-committed batches durable (idle time, at
+    /// most [`JOURNAL_LAG_MAX`] after the oldest of them, before GC, at shutdown).
+    fn sync_journal(&mut self) -> Result<()> {
+        if self.journal_unsynced.is_some() {
+            self.journal.sync()?;
+            self.journal_unsynced = None;
         }
         Ok(())
     }
@@ -833,6 +874,9 @@ impl Writer {
     }
 
     fn collect_garbage(&mut self, batch: &mut Batch, bytes_max: u64) -> Result<Outcome> {
+        // Commit blocks in old packs are only needed until the journal copy is
+        // durable; make it so before any pack is rewritten.
+        self.sync_journal()?;
         let (current, _) = self.packs.position();
         let mut blobs_removed = 0u64;
         let mut bytes_copied = 0u64;
