@@ -55,6 +55,9 @@ CREATE TABLE IF NOT EXISTS subscriptions (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS threads (message_id TEXT PRIMARY KEY, thread_id TEXT NOT NULL);
 ";
 
+/// Prepared statements kept per connection.
+pub const STATEMENT_CACHE_CAPACITY: usize = 64;
+
 /// Opens (creating if needed) a SQLite file of the store with the pragmas every
 /// derived database uses.
 pub fn open_db(path: &Path, schema: &str) -> Result<Connection> {
@@ -63,6 +66,9 @@ pub fn open_db(path: &Path, schema: &str) -> Result<Connection> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.execute_batch(schema)?;
+    // `apply` and the queries use more distinct statements than rusqlite's default
+    // cache of 16 holds; re-preparing them on every change costs more than the change.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
     Ok(conn)
 }
 
