@@ -310,10 +310,10 @@ fn describe(text: &str, error: &toml::de::Error) -> String {
         message = "expected \"ip:port\" or a list of them, like \"127.0.0.1:1143\"".into();
     }
     // serde names unknown keys itself; for a wrong value, name the key from the text.
-    if !message.contains("unknown field") {
-        if let Some(key) = key_at(text, start) {
-            return format!("line {line_number}: key `{key}`: {message}");
-        }
+    if !message.contains("unknown field")
+        && let Some(key) = key_at(text, start)
+    {
+        return format!("line {line_number}: key `{key}`: {message}");
     }
     format!("line {line_number}: {message}")
 }
