@@ -38,6 +38,24 @@ pub fn pack_path(dir: &Path, pack: u32) -> PathBuf {
     dir.join(format!("pack-{pack:010}"))
 }
 
+/// Numbers and sizes of the pack files in `dir`, ascending.
+pub fn list_packs(dir: &Path) -> Result<Vec<(u32, u64)>> {
+    let mut packs = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let number = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_prefix("pack-"))
+            .and_then(|n| n.parse::<u32>().ok());
+        if let Some(number) = number {
+            packs.push((number, entry.metadata()?.len()));
+        }
+    }
+    packs.sort_unstable();
+    Ok(packs)
+}
+
 /// Reads a blob and checks it against its hash: a blob that does not match is
 /// never returned as data.
 pub fn read_blob(dir: &Path, hash: &BlobHash, location: BlobLocation) -> Result<Vec<u8>> {
@@ -72,18 +90,7 @@ pub struct PackWriter {
 
 impl PackWriter {
     pub fn open(dir: &Path, pack_bytes_max: u64) -> Result<Self> {
-        let mut last = 0u32;
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            if let Some(n) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("pack-"))
-                .and_then(|n| n.parse::<u32>().ok())
-            {
-                last = last.max(n);
-            }
-        }
+        let last = list_packs(dir)?.last().map_or(0, |(n, _)| *n);
         let pack = last.max(1);
         let path = pack_path(dir, pack);
         let mut file = OpenOptions::new()
@@ -105,18 +112,6 @@ impl PackWriter {
         })
     }
 
-    /// Cuts a pack back to `length` bytes: recovery uses it to drop blobs written
-    /// by a batch whose journal records never became durable.
-    pub fn truncate_to(&mut self, pack: u32, length: u64) -> Result<()> {
-        if pack == self.pack && length < self.bytes {
-            self.file.set_len(length)?;
-            self.file.seek(SeekFrom::Start(length))?;
-            self.bytes = length;
-            self.file.sync_data()?;
-        }
-        Ok(())
-    }
-
     pub fn position(&self) -> (u32, u64) {
         (self.pack, self.bytes)
     }
@@ -136,22 +131,8 @@ impl PackWriter {
             self.bytes = 0;
             self.dir_dirty = true;
         }
-        let mut header = Vec::with_capacity(ENTRY_HEADER_BYTES as usize);
-        header.extend_from_slice(ENTRY_MAGIC);
-        header.extend_from_slice(&(data.len() as u64).to_le_bytes());
-        header.extend_from_slice(&hash.0);
         let start = self.bytes;
-        let result = self
-            .file
-            .write_all(&header)
-            .and_then(|()| self.file.write_all(data));
-        if let Err(e) = result {
-            let _ = self.file.set_len(start);
-            let _ = self.file.seek(SeekFrom::Start(start));
-            return Err(StoreError::io("pack write", e));
-        }
-        self.bytes += ENTRY_HEADER_BYTES + data.len() as u64;
-        self.dirty = true;
+        self.write_entry(ENTRY_MAGIC, &hash.0, data)?;
         Ok(BlobLocation {
             pack: self.pack,
             offset: start + ENTRY_HEADER_BYTES,
@@ -168,23 +149,30 @@ impl PackWriter {
     /// Durable after [`sync`](Self::sync); recovery copies it into the journal
     /// if the journal lost it (the journal itself is fsynced lazily after such batches).
     pub fn append_commit(&mut self, first_lsn: u64, count: u64, frames: &[u8]) -> Result<()> {
+        let mut field = [0u8; 32];
+        field[..8].copy_from_slice(&first_lsn.to_le_bytes());
+        field[8..16].copy_from_slice(&count.to_le_bytes());
+        self.write_entry(COMMIT_MAGIC, &field, frames)
+    }
+
+    /// Writes one entry (`magic | u64 length | 32-byte field | data`) at the end
+    /// of the current pack; on failure the pack is cut back to where it was.
+    fn write_entry(&mut self, magic: &[u8; 4], field: &[u8; 32], data: &[u8]) -> Result<()> {
         let mut header = Vec::with_capacity(ENTRY_HEADER_BYTES as usize);
-        header.extend_from_slice(COMMIT_MAGIC);
-        header.extend_from_slice(&(frames.len() as u64).to_le_bytes());
-        header.extend_from_slice(&first_lsn.to_le_bytes());
-        header.extend_from_slice(&count.to_le_bytes());
-        header.extend_from_slice(&[0u8; 16]);
+        header.extend_from_slice(magic);
+        header.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        header.extend_from_slice(field);
         let start = self.bytes;
         let result = self
             .file
             .write_all(&header)
-            .and_then(|()| self.file.write_all(frames));
+            .and_then(|()| self.file.write_all(data));
         if let Err(e) = result {
             let _ = self.file.set_len(start);
             let _ = self.file.seek(SeekFrom::Start(start));
             return Err(StoreError::io("pack write", e));
         }
-        self.bytes += ENTRY_HEADER_BYTES + frames.len() as u64;
+        self.bytes += ENTRY_HEADER_BYTES + data.len() as u64;
         self.dirty = true;
         Ok(())
     }
@@ -223,20 +211,11 @@ pub struct CommitScan {
 /// Reads the commit blocks of packs numbered `from_pack` and later that hold
 /// LSNs at or after `from_lsn`. Blob entries are skipped by their headers.
 pub fn scan_commits(dir: &Path, from_pack: u32, from_lsn: u64) -> Result<CommitScan> {
-    let mut packs = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if let Some(n) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.strip_prefix("pack-"))
-            .and_then(|n| n.parse::<u32>().ok())
-            && n >= from_pack
-        {
-            packs.push(n);
-        }
-    }
-    packs.sort_unstable();
+    let packs: Vec<u32> = list_packs(dir)?
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| *n >= from_pack)
+        .collect();
     let mut blocks = Vec::new();
     let mut torn = None;
     for (i, &pack) in packs.iter().enumerate() {

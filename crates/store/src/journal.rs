@@ -367,16 +367,9 @@ pub fn restore_from_packs(dir: &Path, blobs_dir: &Path) -> Result<u64> {
             _ => None,
         })
         .max();
-    let highest_pack = std::fs::read_dir(blobs_dir)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("pack-"))
-                .and_then(|n| n.parse::<u32>().ok())
-        })
-        .max()
-        .unwrap_or(1);
+    let highest_pack = crate::blobs::list_packs(blobs_dir)?
+        .last()
+        .map_or(1, |(n, _)| *n);
     // The unsynced tail lies in the pack of the last blob the journal knows, or in
     // one written after it (the journal is fsynced at least every few hundred ms).
     let from_pack = last_pack

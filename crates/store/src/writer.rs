@@ -887,19 +887,7 @@ impl Writer {
             .into_iter()
             .map(|(pack, _, live)| (pack, live))
             .collect();
-        let mut packs = Vec::new();
-        for entry in std::fs::read_dir(self.paths.blobs_dir())? {
-            let entry = entry?;
-            if let Some(pack) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.strip_prefix("pack-"))
-                .and_then(|n| n.parse::<u32>().ok())
-            {
-                packs.push((pack, entry.metadata()?.len()));
-            }
-        }
-        packs.sort_unstable();
+        let packs = blobs::list_packs(&self.paths.blobs_dir())?;
         for (pack, total) in packs {
             let live = live_by_pack.get(&pack).copied().unwrap_or(0);
             if pack == current || total == 0 || live * 2 > total {
