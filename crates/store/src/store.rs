@@ -180,8 +180,15 @@ impl Store {
             Ok(s) => s,
             Err(e) => return vec![Err(e); count],
         };
-        // The queue is bounded; a full queue blocks this thread briefly (backpressure).
-        let sent = tokio::task::block_in_place(|| sender.send(Request { intents, reply }));
+        // The queue is bounded. Almost always there is room; only a full queue
+        // (backpressure) blocks, and then off the async worker's other tasks.
+        let sent = match sender.try_send(Request { intents, reply }) {
+            Ok(()) => Ok(()),
+            Err(std::sync::mpsc::TrySendError::Full(request)) => {
+                tokio::task::block_in_place(|| sender.send(request)).map_err(|_| ())
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(()),
+        };
         if sent.is_err() {
             return vec![
                 Err(StoreError::new(
