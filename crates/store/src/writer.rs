@@ -903,16 +903,7 @@ impl Writer {
                     let data = blobs::read_blob(&self.paths.blobs_dir(), &hash, location)?;
                     let moved = self.append_blob(batch, &hash, &data)?;
                     bytes_copied += data.len() as u64;
-                    self.emit(
-                        batch,
-                        Record::BlobStored {
-                            hash,
-                            pack: moved.pack,
-                            offset: moved.offset,
-                            length: moved.length,
-                        },
-                        None,
-                    )?;
+                    self.emit_blob_stored(batch, hash, moved)?;
                 } else {
                     dead.push(hash);
                 }
@@ -929,6 +920,22 @@ impl Writer {
             bytes_copied,
             packs_deleted,
         })
+    }
+
+    /// Records where a blob of this batch was written.
+    fn emit_blob_stored(
+        &mut self,
+        batch: &mut Batch,
+        hash: BlobHash,
+        location: BlobLocation,
+    ) -> Result<()> {
+        let record = Record::BlobStored {
+            hash,
+            pack: location.pack,
+            offset: location.offset,
+            length: location.length,
+        };
+        self.emit(batch, record, None)
     }
 
     fn summary_from_blob(&self, hash: &BlobHash) -> Result<mime::Summary> {
@@ -953,32 +960,14 @@ impl Writer {
         if batch.unannounced.remove(&message.hash)
             && let Some(location) = batch.new_blobs.get(&message.hash).copied()
         {
-            self.emit(
-                batch,
-                Record::BlobStored {
-                    hash: message.hash,
-                    pack: location.pack,
-                    offset: location.offset,
-                    length: location.length,
-                },
-                None,
-            )?;
+            self.emit_blob_stored(batch, message.hash, location)?;
         }
         let known = batch.new_blobs.contains_key(&message.hash)
             || directory::blob_location(&self.server, &message.hash)?.is_some();
         if !known {
             let location = self.append_blob(batch, &message.hash, &message.raw)?;
             batch.new_blobs.insert(message.hash, location);
-            self.emit(
-                batch,
-                Record::BlobStored {
-                    hash: message.hash,
-                    pack: location.pack,
-                    offset: location.offset,
-                    length: location.length,
-                },
-                None,
-            )?;
+            self.emit_blob_stored(batch, message.hash, location)?;
         }
         let summary = &message.summary;
         let conn = self.user_conn(batch, user)?;

@@ -44,6 +44,30 @@ fn deliver(store: &Store, users: &[&str], raw: &[u8]) -> Vec<u32> {
         .collect()
 }
 
+/// Adds flags to alice's INBOX messages.
+fn add_flags(store: &Store, uids: Vec<u32>, flags: &[&str]) {
+    store
+        .submit_one_blocking(Intent::StoreFlags {
+            user: "alice".into(),
+            mailbox: "INBOX".into(),
+            uids,
+            mode: FlagMode::Add,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            unchanged_since: None,
+        })
+        .unwrap();
+}
+
+/// A store in `dir` with user alice and one message; returns her snapshot.
+fn alice_with_one_message(dir: &Path) -> Vec<(String, u32, Vec<MessageState>)> {
+    let store = open(dir);
+    add_user(&store, "alice");
+    deliver(&store, &["alice"], &message(1));
+    let snap = snapshot(&store, "alice");
+    store.shutdown();
+    snap
+}
+
 fn message(n: usize) -> Vec<u8> {
     format!("From: a@example.com\r\nSubject: message {n}\r\nMessage-ID: <{n}@example.com>\r\n\r\nbody {n}\r\n").into_bytes()
 }
@@ -111,16 +135,7 @@ fn mail_flags_and_uids_survive_reopen() {
         for n in 0..5 {
             deliver(&store, &["alice"], &message(n));
         }
-        store
-            .submit_one_blocking(Intent::StoreFlags {
-                user: "alice".into(),
-                mailbox: "INBOX".into(),
-                uids: vec![2, 3],
-                mode: FlagMode::Add,
-                flags: vec!["\\Deleted".into(), "$Label1".into()],
-                unchanged_since: None,
-            })
-            .unwrap();
+        add_flags(&store, vec![2, 3], &["\\Deleted", "$Label1"]);
         store
             .submit_one_blocking(Intent::Expunge {
                 user: "alice".into(),
@@ -194,14 +209,7 @@ fn derived_indexes_are_rebuilt_from_the_journal() {
 #[test]
 fn a_damaged_user_index_is_moved_aside_and_rebuilt() {
     let dir = tempfile::tempdir().unwrap();
-    let before = {
-        let store = open(dir.path());
-        add_user(&store, "alice");
-        deliver(&store, &["alice"], &message(1));
-        let snap = snapshot(&store, "alice");
-        store.shutdown();
-        snap
-    };
+    let before = alice_with_one_message(dir.path());
     let index = dir.path().join("users/alice/index.sqlite");
     std::fs::write(&index, b"this is not a database, it is damage").unwrap();
     let _ = std::fs::remove_file(dir.path().join("users/alice/index.sqlite-wal"));
@@ -212,14 +220,7 @@ fn a_damaged_user_index_is_moved_aside_and_rebuilt() {
 #[test]
 fn a_torn_journal_tail_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
-    let before = {
-        let store = open(dir.path());
-        add_user(&store, "alice");
-        deliver(&store, &["alice"], &message(1));
-        let snap = snapshot(&store, "alice");
-        store.shutdown();
-        snap
-    };
+    let before = alice_with_one_message(dir.path());
     // A crash in the middle of writing a batch that was never acknowledged.
     let segment = std::fs::read_dir(dir.path().join("journal"))
         .unwrap()
@@ -440,16 +441,7 @@ fn garbage_collection_reclaims_packs_and_keeps_live_mail() {
     let before = pack_bytes(dir.path());
     // Expunge all but every tenth message.
     let doomed: Vec<u32> = (1..=40).filter(|u| u % 10 != 0).collect();
-    store
-        .submit_one_blocking(Intent::StoreFlags {
-            user: "alice".into(),
-            mailbox: "INBOX".into(),
-            uids: doomed.clone(),
-            mode: FlagMode::Add,
-            flags: vec!["\\Deleted".into()],
-            unchanged_since: None,
-        })
-        .unwrap();
+    add_flags(&store, doomed.clone(), &["\\Deleted"]);
     store
         .submit_one_blocking(Intent::Expunge {
             user: "alice".into(),
@@ -590,16 +582,7 @@ fn damage_in_the_middle_of_the_last_segment_is_not_cut_off() {
         for n in 0..5 {
             deliver(&store, &["alice"], &message(n));
         }
-        store
-            .submit_one_blocking(Intent::StoreFlags {
-                user: "alice".into(),
-                mailbox: "INBOX".into(),
-                uids: vec![1],
-                mode: FlagMode::Add,
-                flags: vec!["\\Flagged".into()],
-                unchanged_since: None,
-            })
-            .unwrap();
+        add_flags(&store, vec![1], &["\\Flagged"]);
         store.shutdown();
     }
     let segment = std::fs::read_dir(dir.path().join("journal"))

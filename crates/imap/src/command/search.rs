@@ -109,6 +109,18 @@ impl Context<'_> {
         c.raw.as_ref().and_then(|r| r.as_deref())
     }
 
+    /// Case-insensitive substring match on one decoded field of the cached summary.
+    fn summary_field_contains(
+        &self,
+        c: &mut Candidate<'_>,
+        field: impl Fn(&mime::Summary) -> &String,
+        needle: &str,
+    ) -> bool {
+        let needle = lower(needle);
+        self.summary(c)
+            .is_some_and(|m| lower(field(m)).contains(&needle))
+    }
+
     fn body_text(&self, c: &mut Candidate<'_>) -> String {
         if c.text.is_none() {
             let text = self
@@ -203,21 +215,11 @@ impl Context<'_> {
                     _ => day >= *d,
                 }
             }
-            SearchKey::Subject(s) => self
-                .summary(c)
-                .is_some_and(|m| lower(&m.subject).contains(&lower(s))),
-            SearchKey::From(s) => self
-                .summary(c)
-                .is_some_and(|m| lower(&m.from).contains(&lower(s))),
-            SearchKey::To(s) => self
-                .summary(c)
-                .is_some_and(|m| lower(&m.to).contains(&lower(s))),
-            SearchKey::Cc(s) => self
-                .summary(c)
-                .is_some_and(|m| lower(&m.cc).contains(&lower(s))),
-            SearchKey::Bcc(s) => self
-                .summary(c)
-                .is_some_and(|m| lower(&m.bcc).contains(&lower(s))),
+            SearchKey::Subject(s) => self.summary_field_contains(c, |m| &m.subject, s),
+            SearchKey::From(s) => self.summary_field_contains(c, |m| &m.from, s),
+            SearchKey::To(s) => self.summary_field_contains(c, |m| &m.to, s),
+            SearchKey::Cc(s) => self.summary_field_contains(c, |m| &m.cc, s),
+            SearchKey::Bcc(s) => self.summary_field_contains(c, |m| &m.bcc, s),
             SearchKey::Header(field, value) => self.header_contains(c, field, value),
             SearchKey::Body(s) => self.body_text(c).contains(&lower(s)),
             SearchKey::Text(s) => {
