@@ -225,19 +225,24 @@ async fn a3_literals_before_login_are_small() {
     server.stop();
 }
 
+/// Sends the start of an APPEND whose line alone is over the bound (no end of
+/// line yet) and checks that the BAD comes before the end does.
+async fn send_line_over_the_bound(client: &mut Client) {
+    let keywords = "k ".repeat(40_000);
+    client
+        .send(format!("a APPEND INBOX ({keywords}").as_bytes())
+        .await;
+    let bad = client.line().await;
+    assert!(bad.starts_with("a BAD"), "{bad}");
+}
+
 /// REVIEW C1: an over-long line that ended in `{n+}` was skipped and the
 /// literal's bytes were then run as commands.
 #[tokio::test(flavor = "multi_thread")]
 async fn c1_over_long_line_announcing_literal_plus_closes() {
     let server = Server::start().await;
     let mut client = server.logged_in().await;
-    let keywords = "k ".repeat(40_000);
-    // The first part alone is over the line bound: the BAD comes before the end.
-    client
-        .send(format!("a APPEND INBOX ({keywords}").as_bytes())
-        .await;
-    let bad = client.line().await;
-    assert!(bad.starts_with("a BAD"), "{bad}");
+    send_line_over_the_bound(&mut client).await;
     let smuggled = "x CREATE Smuggled\r\n";
     client
         .send(format!(") {{{}+}}\r\n{smuggled}", smuggled.len()).as_bytes())
@@ -257,12 +262,7 @@ async fn c1_over_long_line_announcing_literal_plus_closes() {
 async fn c1_over_long_line_announcing_synchronizing_literal_goes_on() {
     let server = Server::start().await;
     let mut client = server.logged_in().await;
-    let keywords = "k ".repeat(40_000);
-    client
-        .send(format!("a APPEND INBOX ({keywords}").as_bytes())
-        .await;
-    let bad = client.line().await;
-    assert!(bad.starts_with("a BAD"), "{bad}");
+    send_line_over_the_bound(&mut client).await;
     client.send(b") {20}\r\n").await;
     client.ok("b", "NOOP").await;
     server.stop();
