@@ -152,24 +152,26 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
             user,
             password_hash,
         } => {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO users (name, password_hash) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET password_hash = excluded.password_hash",
-                params![user, password_hash],
-            )?;
+            )?
+            .execute(params![user, password_hash])?;
         }
         Record::UserDeleted { user } => {
-            conn.execute("DELETE FROM users WHERE name = ?1", [user])?;
+            conn.prepare_cached("DELETE FROM users WHERE name = ?1")?
+                .execute([user])?;
         }
         Record::AliasSet { address, users } => {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO aliases (address, users) VALUES (?1, ?2)
                  ON CONFLICT (address) DO UPDATE SET users = excluded.users",
-                params![address, users.join(" ")],
-            )?;
+            )?
+            .execute(params![address, users.join(" ")])?;
         }
         Record::AliasRemoved { address } => {
-            conn.execute("DELETE FROM aliases WHERE address = ?1", [address])?;
+            conn.prepare_cached("DELETE FROM aliases WHERE address = ?1")?
+                .execute([address])?;
         }
         Record::BlobStored {
             hash,
@@ -177,12 +179,12 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
             offset,
             length,
         } => {
-            conn.execute(
+            conn.prepare_cached(
                 "INSERT INTO blobs (hash, pack, offset, length, refs) VALUES (?1, ?2, ?3, ?4, 0)
                  ON CONFLICT (hash) DO UPDATE SET pack = excluded.pack, offset = excluded.offset,
                      length = excluded.length",
-                params![hash.to_hex(), pack, *offset as i64, *length as i64],
-            )?;
+            )?
+            .execute(params![hash.to_hex(), pack, *offset as i64, *length as i64])?;
         }
         Record::BlobsRemoved { hashes } => {
             let mut stmt = conn.prepare_cached("DELETE FROM blobs WHERE hash = ?1")?;
@@ -191,10 +193,8 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
             }
         }
         Record::MessageAdded { blob, .. } => {
-            conn.execute(
-                "UPDATE blobs SET refs = refs + 1 WHERE hash = ?1",
-                [blob.to_hex()],
-            )?;
+            conn.prepare_cached("UPDATE blobs SET refs = refs + 1 WHERE hash = ?1")?
+                .execute([blob.to_hex()])?;
         }
         Record::Expunged { messages, .. } => {
             let mut stmt =

@@ -13,6 +13,7 @@
 //! [`Store`], [`UserReader`], [`Intent`] and [`Outcome`].
 
 pub mod blobs;
+mod checkpoint;
 pub mod directory;
 pub mod error;
 pub mod index;

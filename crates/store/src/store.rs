@@ -123,6 +123,8 @@ impl Store {
             packs,
             server: recovered.server,
             users: Default::default(),
+            checkpointer: crate::checkpoint::Checkpointer::start()
+                .map_err(|e| StoreError::io("start checkpoint thread", e))?,
             use_counter: 0,
             notifier: notifier.clone(),
             failed: None,

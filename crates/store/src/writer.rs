@@ -66,7 +66,8 @@ pub struct Writer {
     pub journal: JournalWriter,
     pub packs: PackWriter,
     pub server: Connection,
-    pub users: HashMap<String, (Connection, u64)>,
+    pub users: HashMap<String, UserConn>,
+    pub checkpointer: crate::checkpoint::Checkpointer,
     pub use_counter: u64,
     pub notifier: Arc<Notifier>,
     /// Since when journal appends of pack-committed batches wait for an fsync.
@@ -75,6 +76,20 @@ pub struct Writer {
     pub failed: Option<StoreError>,
     pub stats: Arc<Stats>,
 }
+
+/// The writer's open connection to one user's index.
+pub struct UserConn {
+    conn: Connection,
+    /// `use_counter` at the last use, for least-recently-used eviction.
+    used: u64,
+    /// Commits since its WAL was last handed to the checkpointer.
+    commits: u32,
+}
+
+/// A user's index goes to the background checkpointer after this many commits
+/// (see `checkpoint.rs`): at roughly ten WAL pages a delivery, its WAL stays
+/// under about 400 KiB and is rewritten in place instead of grown.
+const CHECKPOINT_AFTER_COMMITS: u32 = 8;
 
 /// Counters of the writer, for tests, benchmarks and metrics.
 #[derive(Debug, Default)]
@@ -179,7 +194,7 @@ impl Writer {
             fatal: None,
             now: now_seconds(),
         };
-        if let Err(e) = self.server.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = index::exec(&self.server, "BEGIN IMMEDIATE") {
             let error = StoreError::from(e);
             for request in requests {
                 let _ = request
@@ -318,8 +333,8 @@ impl Writer {
             let last = last_lsn - 1;
             index::set_applied_lsn(&self.server, last)?;
             for user in &batch.touched_users {
-                if let Some((conn, _)) = self.users.get(user) {
-                    index::set_applied_lsn(conn, last)?;
+                if let Some(user) = self.users.get(user) {
+                    index::set_applied_lsn(&user.conn, last)?;
                 }
             }
         }
@@ -363,16 +378,22 @@ impl Writer {
     fn commit_indexes(&mut self, batch: &Batch) -> Result<()> {
         // The server index first: a reader that sees a new message in a user index
         // must find its blob's location.
-        let mut first_error = self
-            .server
-            .execute_batch("COMMIT")
-            .err()
-            .map(StoreError::from);
+        let mut first_error = index::exec(&self.server, "COMMIT").err();
         for user in &batch.touched_users {
-            if let Some((conn, _)) = self.users.get(user)
-                && let Err(e) = conn.execute_batch("COMMIT")
-            {
-                first_error.get_or_insert(StoreError::from(e));
+            let Some(open) = self.users.get_mut(user) else {
+                continue;
+            };
+            match index::exec(&open.conn, "COMMIT") {
+                Ok(()) => {
+                    open.commits += 1;
+                    if open.commits >= CHECKPOINT_AFTER_COMMITS {
+                        open.commits = 0;
+                        self.checkpointer.request(self.paths.user_index(user));
+                    }
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -380,8 +401,8 @@ impl Writer {
 
     fn rollback(&mut self, batch: &Batch) {
         for user in &batch.touched_users {
-            if let Some((conn, _)) = self.users.get(user) {
-                let _ = conn.execute_batch("ROLLBACK");
+            if let Some(user) = self.users.get(user) {
+                let _ = user.conn.execute_batch("ROLLBACK");
             }
         }
         let _ = self.server.execute_batch("ROLLBACK");
@@ -400,7 +421,7 @@ impl Writer {
                     .users
                     .iter()
                     .filter(|(name, _)| !batch.touched_users.contains(*name))
-                    .min_by_key(|(_, (_, used))| *used)
+                    .min_by_key(|(_, open)| open.used)
                     .map(|(name, _)| name.clone())
                 {
                     self.users.remove(&victim);
@@ -409,18 +430,25 @@ impl Writer {
             let dir = self.paths.user_dir(user);
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create user dir", e))?;
             let conn = index::open(&self.paths.user_index(user))?;
-            self.users.insert(user.to_string(), (conn, counter));
+            self.users.insert(
+                user.to_string(),
+                UserConn {
+                    conn,
+                    used: counter,
+                    commits: 0,
+                },
+            );
         }
         let first_touch = batch.touched_users.insert(user.to_string());
-        let (conn, used) = self
+        let open = self
             .users
             .get_mut(user)
             .ok_or_else(|| StoreError::new(ErrorKind::Io, "user connection vanished"))?;
-        *used = counter;
+        open.used = counter;
         if first_touch {
-            conn.execute_batch("BEGIN IMMEDIATE")?;
+            index::exec(&open.conn, "BEGIN IMMEDIATE")?;
         }
-        Ok(conn)
+        Ok(&open.conn)
     }
 
     /// Adds a record to the batch and applies it to the derived indexes.
@@ -487,21 +515,21 @@ impl Writer {
         let deleted_before = batch.deleted_users.len();
         let dead_before = batch.dead_packs.len();
         if let Some(user) = user {
-            self.user_conn(batch, user)?
-                .execute_batch("SAVEPOINT intent")?;
+            index::exec(self.user_conn(batch, user)?, "SAVEPOINT intent")?;
         }
-        self.server.execute_batch("SAVEPOINT intent")?;
+        index::exec(&self.server, "SAVEPOINT intent")?;
         let result = self.plan(batch, intent);
-        let closing = if result.is_ok() {
-            "RELEASE intent"
-        } else {
-            "ROLLBACK TO intent; RELEASE intent"
+        let close = |conn: &Connection| {
+            if result.is_err() {
+                index::exec(conn, "ROLLBACK TO intent")?;
+            }
+            index::exec(conn, "RELEASE intent")
         };
-        let mut closed = self.server.execute_batch(closing).map_err(StoreError::from);
+        let mut closed = close(&self.server);
         if let Some(user) = user
-            && let Some((conn, _)) = self.users.get(user)
+            && let Some(open) = self.users.get(user)
         {
-            closed = closed.and(conn.execute_batch(closing).map_err(StoreError::from));
+            closed = closed.and(close(&open.conn));
         }
         if let Err(e) = closed {
             batch.fatal.get_or_insert(e);
@@ -1027,11 +1055,11 @@ impl Writer {
             .unwrap_or(0);
         let uid_validity =
             (batch.now.clamp(1, u32::MAX as i64 - 1)).max(last.max(stored_last) + 1) as u32;
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO meta (key, value) VALUES ('uid_validity_last', ?1)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [uid_validity as i64],
-        )?;
+        )?
+        .execute([uid_validity as i64])?;
         let id = format!("F{:016x}", rand::random::<u64>());
         self.emit(
             batch,
