@@ -195,7 +195,7 @@ impl Writer {
             now: now_seconds(),
         };
         if let Err(e) = index::exec(&self.server, "BEGIN IMMEDIATE") {
-            let error = StoreError::from(e);
+            let error = e;
             for request in requests {
                 let _ = request
                     .reply
