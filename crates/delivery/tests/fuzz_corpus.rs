@@ -7,7 +7,6 @@
 #[path = "common/session_driver.rs"]
 mod session_driver;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use session_driver::{READ_BYTES_MASK, SHUT_DOWN_AT_END, TINY_LIMITS, Transcript};
@@ -32,8 +31,7 @@ const CONTROL_VARIANTS: [u8; 6] = [
 ];
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
-    let directory =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/lmtp_session");
+    let directory = manifest_dir().join("../../fuzz/corpus/lmtp_session");
     let mut entries: Vec<(String, Vec<u8>)> = std::fs::read_dir(&directory)
         .unwrap_or_else(|error| panic!("{}: {error}", directory.display()))
         .filter_map(Result::ok)
@@ -237,4 +235,13 @@ fn seeded_mutations_do_not_panic() {
         count += 1;
     }
     eprintln!("{count} mutations in {:?}", started.elapsed());
+}
+
+/// The crate's directory, from cargo at run time: the path compiled in is the
+/// one of the checkout that built the binary, which a shared target directory
+/// can hand to another checkout.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

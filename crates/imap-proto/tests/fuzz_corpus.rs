@@ -5,7 +5,6 @@
 
 use postern_imap_proto::framer::{Frame, Framer, Limits};
 use postern_imap_proto::parse::parse_command;
-use std::path::Path;
 
 /// Mutations run per corpus entry; keeps the test well under two seconds
 /// in debug builds.
@@ -43,7 +42,7 @@ fn fuzz_limits() -> Limits {
 }
 
 fn corpus() -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/imap_command");
+    let dir = manifest_dir().join("../../fuzz/corpus/imap_command");
     let mut entries: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{dir:?}: {e}"))
         .filter_map(Result::ok)
@@ -139,4 +138,13 @@ fn seeded_mutations_do_not_panic() {
             assert!(result.is_ok(), "panic on mutation of {name}: {mutated:?}");
         }
     }
+}
+
+/// The crate's directory, from cargo at run time: the path compiled in is the
+/// one of the checkout that built the binary, which a shared target directory
+/// can hand to another checkout.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

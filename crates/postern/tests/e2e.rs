@@ -7,7 +7,7 @@
 //! independent: each starts its own servers in its own temporary directories.
 //! A missing `python3` is a failure, never a skip.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ const PYTHON_FILE_TIMEOUT: Duration = Duration::from_secs(300);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 fn e2e_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/e2e")
+    manifest_dir().join("../../tests/e2e")
 }
 
 /// Runs `python3 -m unittest -v MODULE` in tests/e2e against the binary cargo
@@ -126,4 +126,13 @@ fn every_file_is_listed() {
         on_disk, listed,
         "tests/e2e/test_*.py and the list in crates/postern/tests/e2e.rs differ"
     );
+}
+
+/// The crate's directory, from cargo at run time: the path compiled in is the
+/// one of the checkout that built the binary, which a shared target directory
+/// can hand to another checkout.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

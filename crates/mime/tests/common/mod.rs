@@ -4,16 +4,11 @@
 // Each test crate includes this module and uses a different subset of it.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-
 /// The bytes of `tests/data/<name>`. The files are written with LF line
 /// endings for readability; they are converted to CRLF, as messages arrive
 /// over LMTP, except the `bare_lf` ones which test exactly that.
 pub fn load(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("data")
-        .join(name);
+    let path = manifest_dir().join("tests").join("data").join(name);
     let bytes = std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     if name.starts_with("bare_lf") {
         return bytes;
@@ -31,3 +26,12 @@ pub fn load(name: &str) -> Vec<u8> {
 }
 pub mod exercise;
 pub mod imap_syntax;
+
+/// The crate's directory, from cargo at run time: the path compiled in is the
+/// one of the checkout that built the binary, which a shared target directory
+/// can hand to another checkout.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
