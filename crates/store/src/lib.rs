@@ -14,6 +14,7 @@
 
 pub mod blobs;
 mod checkpoint;
+mod committer;
 pub mod directory;
 pub mod error;
 pub mod index;

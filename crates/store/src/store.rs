@@ -123,8 +123,9 @@ impl Store {
             packs,
             server: recovered.server,
             users: Default::default(),
-            checkpointer: crate::checkpoint::Checkpointer::start()
-                .map_err(|e| StoreError::io("start checkpoint thread", e))?,
+            lent: Default::default(),
+            committer: crate::committer::Committer::start(paths.clone(), notifier.clone())
+                .map_err(|e| StoreError::io("start commit thread", e))?,
             use_counter: 0,
             notifier: notifier.clone(),
             failed: None,

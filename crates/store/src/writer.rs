@@ -12,6 +12,7 @@
 //! intent of the batch with an error: nothing half-done is ever visible.
 
 use crate::blobs::{self, BlobLocation, PackWriter};
+use crate::committer::{Committer, Job};
 use crate::directory;
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::index::{self, MailboxInfo};
@@ -67,7 +68,9 @@ pub struct Writer {
     pub packs: PackWriter,
     pub server: Connection,
     pub users: HashMap<String, UserConn>,
-    pub checkpointer: crate::checkpoint::Checkpointer,
+    /// Users whose connection is with the committer thread.
+    pub lent: std::collections::HashSet<String>,
+    pub committer: Committer,
     pub use_counter: u64,
     pub notifier: Arc<Notifier>,
     /// Since when journal appends of pack-committed batches wait for an fsync.
@@ -79,17 +82,12 @@ pub struct Writer {
 
 /// The writer's open connection to one user's index.
 pub struct UserConn {
-    conn: Connection,
+    pub conn: Connection,
     /// `use_counter` at the last use, for least-recently-used eviction.
-    used: u64,
+    pub used: u64,
     /// Commits since its WAL was last handed to the checkpointer.
-    commits: u32,
+    pub commits: u32,
 }
-
-/// A user's index goes to the background checkpointer after this many commits
-/// (see `checkpoint.rs`): at roughly ten WAL pages a delivery, its WAL stays
-/// under about 400 KiB and is rewritten in place instead of grown.
-const CHECKPOINT_AFTER_COMMITS: u32 = 8;
 
 /// Counters of the writer, for tests, benchmarks and metrics.
 #[derive(Debug, Default)]
@@ -159,6 +157,7 @@ impl Writer {
             }
         }
         self.sync_journal_or_fail();
+        self.committer.stop();
         tracing::info!(event = "writer_stopped", "store writer stopped");
     }
 
@@ -170,6 +169,7 @@ impl Writer {
     }
 
     fn commit(&mut self, requests: Vec<Request>) {
+        self.reclaim(None);
         if let Some(e) = &self.failed {
             let error = StoreError::new(
                 ErrorKind::Unavailable,
@@ -235,7 +235,13 @@ impl Writer {
         let durable_us = started.elapsed().as_micros() as u64;
         match durable {
             Ok(()) => {
-                if let Err(e) = self.commit_indexes(&batch) {
+                let handed_off = batch.deleted_users.is_empty();
+                let committed = if handed_off {
+                    index::exec(&self.server, "COMMIT")
+                } else {
+                    self.commit_indexes(&batch)
+                };
+                if let Err(e) = committed {
                     // The journal holds the batch, so its callers are answered truthfully
                     // below, but an index that missed it would hand out stale UIDs and
                     // reference counts. Stop taking changes; replay at restart repairs it.
@@ -248,9 +254,6 @@ impl Writer {
                     if let Err(e) = std::fs::remove_dir_all(&dir) {
                         tracing::warn!(event = "user_dir_remove_failed", user = %user, error = %e);
                     }
-                }
-                for user in &batch.touched_users {
-                    self.notifier.notify(user);
                 }
                 for pack in &batch.dead_packs {
                     let path = blobs::pack_path(&self.paths.blobs_dir(), *pack);
@@ -276,8 +279,16 @@ impl Writer {
                     durable_us,
                     elapsed_us = started.elapsed().as_micros() as u64
                 );
-                for (request, results) in requests.into_iter().zip(answers) {
-                    let _ = request.reply.send(results);
+                let replies: Vec<_> = requests.into_iter().map(|r| r.reply).zip(answers).collect();
+                if handed_off {
+                    self.hand_off(&batch, replies);
+                } else {
+                    for user in &batch.touched_users {
+                        self.notifier.notify(user);
+                    }
+                    for (reply, results) in replies {
+                        let _ = reply.send(results);
+                    }
                 }
             }
             Err(e) => {
@@ -375,28 +386,83 @@ impl Writer {
         Ok(())
     }
 
+    /// Commits the server index, then every user index of the batch, on this
+    /// thread (for the rare batches that delete users; see [`Self::hand_off`]).
     fn commit_indexes(&mut self, batch: &Batch) -> Result<()> {
         // The server index first: a reader that sees a new message in a user index
         // must find its blob's location.
         let mut first_error = index::exec(&self.server, "COMMIT").err();
         for user in &batch.touched_users {
-            let Some(open) = self.users.get_mut(user) else {
-                continue;
-            };
-            match index::exec(&open.conn, "COMMIT") {
-                Ok(()) => {
-                    open.commits += 1;
-                    if open.commits >= CHECKPOINT_AFTER_COMMITS {
-                        open.commits = 0;
-                        self.checkpointer.request(self.paths.user_index(user));
-                    }
-                }
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
+            if let Some(open) = self.users.get(user)
+                && let Err(e) = index::exec(&open.conn, "COMMIT")
+            {
+                first_error.get_or_insert(e);
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Lends the batch's user connections, inside their open transactions, to the
+    /// committer thread, which commits them, wakes watchers and answers the callers
+    /// (see `committer.rs`). The server index is already committed.
+    fn hand_off(
+        &mut self,
+        batch: &Batch,
+        replies: Vec<(crate::committer::Reply, Vec<Result<Outcome>>)>,
+    ) {
+        let mut users = Vec::with_capacity(batch.touched_users.len());
+        for user in &batch.touched_users {
+            if let Some(open) = self.users.remove(user) {
+                self.lent.insert(user.clone());
+                users.push((user.clone(), open));
+            }
+        }
+        if let Err(job) = self.committer.send(Job { users, replies }) {
+            // The committer is gone (it only stops at shutdown): commit here.
+            tracing::error!(
+                event = "committer_gone",
+                "the commit thread stopped; committing on the writer"
+            );
+            for (user, open) in job.users {
+                self.lent.remove(&user);
+                if let Err(e) = index::exec(&open.conn, "COMMIT") {
+                    self.failed.get_or_insert(e);
+                }
+                self.notifier.notify(&user);
+                self.users.insert(user, open);
+            }
+            for (reply, results) in job.replies {
+                let _ = reply.send(results);
+            }
+        }
+    }
+
+    /// Takes back connections the committer is done with; with `wait_for`, blocks
+    /// until that user's connection is back. Latches a commit failure it reports.
+    fn reclaim(&mut self, wait_for: Option<&str>) {
+        loop {
+            let waiting = wait_for.is_some_and(|user| self.lent.contains(user));
+            let returned = if waiting {
+                self.committer.returned.recv().ok()
+            } else {
+                self.committer.returned.try_recv().ok()
+            };
+            let Some(users) = returned else { break };
+            for (user, open) in users {
+                self.lent.remove(&user);
+                self.users.insert(user, open);
+            }
+        }
+        if self.failed.is_none()
+            && let Some(e) = self
+                .committer
+                .failed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+        {
+            self.failed = Some(e);
+        }
     }
 
     fn rollback(&mut self, batch: &Batch) {
@@ -414,6 +480,9 @@ impl Writer {
     fn user_conn(&mut self, batch: &mut Batch, user: &str) -> Result<&Connection> {
         self.use_counter += 1;
         let counter = self.use_counter;
+        if self.lent.contains(user) {
+            self.reclaim(Some(user));
+        }
         if !self.users.contains_key(user) {
             if self.users.len() >= self.config.user_connections_max {
                 // Evict the least recently used connection not in this batch.
