@@ -6,7 +6,9 @@
 //!    intents of the batch see earlier ones) and apply its records there;
 //! 2. append new blobs to the pack and all records to the journal;
 //! 3. fsync pack, then journal (and their directories when a file was created);
-//! 4. commit the index transactions, notify watchers, answer the callers.
+//! 4. commit the server index, then hand the user-index transactions to the
+//!    committer thread (`committer.rs`), which commits them, notifies watchers
+//!    and answers the callers while this thread plans the next batch.
 //!
 //! A failure before 4 rolls every index transaction back and answers every
 //! intent of the batch with an error: nothing half-done is ever visible.
