@@ -330,3 +330,54 @@ class CliBadInputTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class LoginDeadlineTest(ServerTestCase):
+    """`[imap] login_timeout_secs` is a deadline for logging in, not an idle timer:
+    a client that keeps talking without logging in is still shown out."""
+
+    DEADLINE_S = 2
+    server_options = {"imap": {"login_timeout_secs": DEADLINE_S}}
+
+    def test_talking_without_login_does_not_extend_the_deadline(self):
+        client = self.raw()
+        started = time.monotonic()
+        # Commands answered one after another, each well inside the deadline: an
+        # idle timer would never fire. The server must end the session anyway.
+        closed_by = None
+        while time.monotonic() - started < 5 * self.DEADLINE_S:
+            try:
+                client.send(b"n NOOP\r\n")
+                response = client.read_response()
+            except (OSError, EOFError, ConnectionError) as error:
+                closed_by = error
+                break
+            if response.kind == "*" and response.raw.startswith(b"* BYE"):
+                self.assertIn(b"login timeout", response.raw)
+                closed_by = response
+                break
+            self.assertEqual(response.kind, "n", response.raw)
+            time.sleep(self.DEADLINE_S / 8)  # pacing the client, not synchronising
+        self.assertIsNotNone(closed_by, "the session outlived the login deadline by far")
+        self.assertGreaterEqual(time.monotonic() - started, self.DEADLINE_S * 0.9)
+
+    def test_a_logged_in_session_is_not_bound_by_it(self):
+        user, password = self.new_user("deadline")
+        client = self.raw(user, password)
+        started = time.monotonic()
+        while time.monotonic() - started < 2 * self.DEADLINE_S:
+            client.command("NOOP").ok()
+            time.sleep(self.DEADLINE_S / 8)
+        client.command("NOOP").ok()
+
+    def test_unauthenticate_starts_a_new_deadline(self):
+        user, password = self.new_user("deadline")
+        client = self.raw(user, password)
+        time.sleep(self.DEADLINE_S * 1.5)  # longer than one deadline, logged in
+        client.command("UNAUTHENTICATE").ok()
+        # A fresh deadline: the session is usable at once after UNAUTHENTICATE...
+        client.command("NOOP").ok()
+        # ...and still ends if nobody logs in.
+        response = client.read_response(timeout=5 * self.DEADLINE_S)
+        self.assertTrue(response.raw.startswith(b"* BYE"), response.raw)
+        self.assertIn(b"login timeout", response.raw)

@@ -40,7 +40,8 @@ pub struct ImapConfig {
     pub limits: Limits,
     /// Autologout timer of an idle authenticated session (RFC 9051: at least 30 minutes).
     pub autologout: Duration,
-    /// Timeout before login.
+    /// Time a connection gets, in all, to log in (and again after UNAUTHENTICATE):
+    /// a deadline, not an idle timer, so trickling bytes does not hold a slot.
     pub login_timeout: Duration,
     pub plaintext_auth: PlaintextAuth,
     /// Most bytes a FETCH response is buffered before it is flushed to the client.
@@ -112,6 +113,8 @@ pub(crate) struct Session {
     /// dropped up to and including the next LF, without buffering it, watching
     /// how the line ends (see [`crate::skip`]).
     pub skipping: Option<SkippedLine>,
+    /// When an unauthenticated session is closed, logged in or not by then.
+    pub login_deadline: tokio::time::Instant,
 }
 
 /// Runs one IMAP session until logout, EOF, timeout or shutdown.
@@ -124,6 +127,7 @@ pub async fn serve(
     let span = tracing::info_span!("imap", %peer, tls = conn.is_tls());
     async move {
         let limits = ctx.config.limits;
+        let ctx_login_timeout = ctx.config.login_timeout;
         let mut session = Session {
             ctx,
             peer,
@@ -141,6 +145,7 @@ pub async fn serve(
             shutdown,
             changes: None,
             skipping: None,
+            login_deadline: tokio::time::Instant::now() + ctx_login_timeout,
         };
         tracing::info!(event = "imap_connect", "connection opened");
         match session.run().await {
@@ -267,10 +272,13 @@ impl Session {
 
     /// Reads more input, ending the session on EOF, timeout or shutdown.
     async fn read_more(&mut self) -> Result<(), End> {
-        let timeout = if self.user.is_some() {
-            self.ctx.config.autologout
+        let (timeout, why) = if self.user.is_some() {
+            (self.ctx.config.autologout, "autologout: idle for too long")
         } else {
-            self.ctx.config.login_timeout
+            let left = self
+                .login_deadline
+                .saturating_duration_since(tokio::time::Instant::now());
+            (left, "login timeout")
         };
         let mut shutdown = self.shutdown.clone();
         let mut chunk = [0u8; 16 * 1024];
@@ -284,7 +292,10 @@ impl Session {
                 Ok(())
             }
             _ = shutdown.changed() => self.bye("server shutting down").await,
-            _ = tokio::time::sleep(timeout) => self.bye("autologout: idle for too long").await,
+            _ = tokio::time::sleep(timeout) => {
+                tracing::info!(event = "imap_timeout", reason = why);
+                self.bye(why).await
+            }
         }
     }
 

@@ -51,6 +51,7 @@ pub struct ImapSection {
     pub max_literal: u64,
     pub max_line: usize,
     pub autologout_secs: u64,
+    pub login_timeout_secs: u64,
     pub max_connections: usize,
 }
 
@@ -61,6 +62,7 @@ impl Default for ImapSection {
             max_literal: 64 * 1024 * 1024,
             max_line: 64 * 1024,
             autologout_secs: 30 * 60,
+            login_timeout_secs: 60,
             max_connections: 10_000,
         }
     }
@@ -212,6 +214,9 @@ max_literal = 67108864
 max_line = 65536
 # Seconds an authenticated session may stay silent.
 autologout_secs = 1800
+# Seconds a connection may take, in all, to log in; then BYE. A client that
+# trickles bytes does not extend it.
+login_timeout_secs = 60
 # Concurrent connections on this listener.
 max_connections = 10000
 
@@ -344,6 +349,11 @@ fn validate(config: &Config) -> Result<(), String> {
     {
         return Err("[imap] max_literal must be positive and max_line at least 1024".into());
     }
+    if let Some(imap) = &config.imap
+        && imap.login_timeout_secs == 0
+    {
+        return Err("[imap] login_timeout_secs must be at least 1".into());
+    }
     if config.hostname.is_empty()
         || config
             .hostname
@@ -394,6 +404,14 @@ mod tests {
     fn only_present_listeners_run() {
         let config = parse("[lmtp]\n").expect("parses");
         assert!(config.imap.is_none() && config.imaps.is_none() && config.lmtp.is_some());
+    }
+
+    #[test]
+    fn zero_login_timeout_is_refused_by_name() {
+        let error = parse("[imap]\nlogin_timeout_secs = 0\n").unwrap_err();
+        assert!(error.contains("login_timeout_secs"), "{error}");
+        let config = parse("[imap]\nlogin_timeout_secs = 5\n").expect("parses");
+        assert_eq!(config.imap.map(|i| i.login_timeout_secs), Some(5));
     }
 
     #[test]

@@ -160,6 +160,7 @@ pub async fn run(
                 literal_bytes_max: imap_section.max_literal,
             },
             autologout: Duration::from_secs(imap_section.autologout_secs.max(60)),
+            login_timeout: Duration::from_secs(imap_section.login_timeout_secs),
             plaintext_auth: match config.auth.plaintext {
                 config::PlaintextAuth::Never => imap::PlaintextAuth::Never,
                 config::PlaintextAuth::Loopback => imap::PlaintextAuth::Loopback,

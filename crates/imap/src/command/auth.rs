@@ -288,6 +288,7 @@ pub(crate) async fn read_line(session: &mut Session) -> Result<Option<String>, E
 
 pub(crate) async fn unauthenticate(session: &mut Session) -> Result<Done, End> {
     session.user = None;
+    session.login_deadline = tokio::time::Instant::now() + session.ctx.config.login_timeout;
     session.reader = None;
     session.selected = None;
     session.changes = None;
