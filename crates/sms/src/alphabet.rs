@@ -15,8 +15,9 @@
 pub const ESCAPE: u8 = 0x1B;
 
 /// The default alphabet, indexed by septet. 0x1B is the escape, not a
-/// character: it is mapped to a non-breaking space here only to keep the
-/// table total, and the encoder never emits it for a character (see
+/// character; it holds a no-break space, as in the Unicode consortium's
+/// GSM0338.TXT (a receiver without the extension table shows the escape as
+/// a space). The encoder never emits 0x1B for a character (see
 /// [`septets_of`]); the decoder reads it as the escape.
 pub const DEFAULT: [char; 128] = [
     // 0x00
