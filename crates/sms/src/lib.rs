@@ -33,6 +33,25 @@
 //! segmenter as [`encode`], so "fits in one segment" means the same thing
 //! everywhere. [`normalize_e164`] validates destination numbers.
 //!
+//! # Example
+//!
+//! ```
+//! let options = sms::Options::default();
+//! let encoded = sms::encode("Grüße aus Zürich €", 0x17, &options)?;
+//! assert_eq!(encoded.coding, sms::Coding::Gsm7);
+//! assert_eq!(encoded.data_coding(), 0x00);
+//! assert_eq!(encoded.segments.len(), 1);
+//! assert_eq!(sms::decode(&encoded)?, "Grüße aus Zürich €");
+//!
+//! let notice = sms::truncate_to_segments(&"Новое письмо: ".repeat(10), 1);
+//! assert_eq!(sms::count(&notice).segments, 1);
+//! assert!(notice.ends_with('…'));
+//!
+//! let number = sms::normalize_e164("079 123 45 67", Some("41"))?;
+//! assert_eq!(number.to_string(), "+41791234567");
+//! # Ok::<(), sms::Error>(())
+//! ```
+//!
 //! # What it does not do
 //!
 //! - National language shift tables (Turkish, Spanish, Portuguese): Turkish

@@ -80,7 +80,10 @@ pub fn normalize_e164(input: &str, default_country: Option<&str>) -> Result<Phon
         Some(rest) => (true, rest),
         None => (false, trimmed),
     };
-    let rest = if international {
+    // "+41 (0)79 ..." and "0041 (0)79 ...": the "(0)" is the trunk prefix
+    // for dialling inside the country, never part of the international
+    // number.
+    let rest = if international || rest.starts_with("00") {
         rest.replacen("(0)", "", 1)
     } else {
         rest.to_owned()
@@ -92,7 +95,8 @@ pub fn normalize_e164(input: &str, default_country: Option<&str>) -> Result<Phon
             ' ' | '-' | '.' | '/' | '(' | ')' | '\u{A0}' => {}
             other => return Err(Error::PhoneInvalidCharacter(other)),
         }
-        // Refuse absurd input early instead of collecting it all.
+        // Refuse absurd input early instead of collecting it all. The 2
+        // allows for a "00" prefix or a trunk 0 that is dropped later.
         if digits.len() > DIGITS_MAX + 2 {
             return Err(Error::PhoneTooLong {
                 digits: digits.len(),
