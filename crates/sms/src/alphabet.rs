@@ -18,7 +18,7 @@ pub const ESCAPE: u8 = 0x1B;
 /// character; it holds a no-break space, as in the Unicode consortium's
 /// GSM0338.TXT (a receiver without the extension table shows the escape as
 /// a space). The encoder never emits 0x1B for a character (see
-/// [`septets_of`]); the decoder reads it as the escape.
+/// `septets_of`); the decoder reads it as the escape.
 pub const DEFAULT: [char; 128] = [
     // 0x00
     '@', '£', '$', '¥', 'è', 'é', 'ù', 'ì', 'ò', 'Ç', '\n', 'Ø', 'ø', '\r', 'Å', 'å',
