@@ -341,6 +341,48 @@ fn concurrent_deliveries_share_fsyncs() {
     }
 }
 
+/// The committer thread commits user indexes after the writer moved on: a
+/// caller must still find its change in the index the moment its answer
+/// arrives, for the same user in consecutive batches and across users.
+#[test]
+fn an_answer_never_runs_ahead_of_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for t in 0..4 {
+        add_user(&store, &format!("user{t}"));
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                // Half the deliveries go to this thread's own user, half to a shared
+                // one, so batches meet both a lent connection and a free one.
+                let own = format!("user{t}");
+                let reader = store.reader(&own).unwrap();
+                let shared = store.reader("user0").unwrap();
+                for n in 0..60 {
+                    let target = if n % 2 == 0 { own.as_str() } else { "user0" };
+                    let uid = deliver(&store, &[target], &message(t * 1000 + n))[0];
+                    let reader = if target == own { &reader } else { &shared };
+                    let inbox = reader.mailbox("INBOX").unwrap().unwrap();
+                    assert!(
+                        reader
+                            .messages(&inbox.id)
+                            .unwrap()
+                            .iter()
+                            .any(|m| m.uid == uid),
+                        "{target}: UID {uid} answered but not in the index"
+                    );
+                    assert!(inbox.uid_next > uid, "{target}: UIDNEXT behind UID {uid}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
 #[test]
 fn a_damaged_cache_entry_is_rederived_not_served() {
     let dir = tempfile::tempdir().unwrap();
