@@ -2,6 +2,7 @@
 config; through the admin socket while the server runs (effects are
 immediate) and directly on the store when it does not."""
 
+import resource
 import stat
 import subprocess
 import tomllib
@@ -235,3 +236,58 @@ class ConfigDefaultTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def soft_open_files(pid: int) -> int:
+    with open(f"/proc/{pid}/limits", encoding="ascii") as limits:
+        for line in limits:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise AssertionError("no 'Max open files' in /proc/PID/limits")
+
+
+class OpenFileLimitTest(unittest.TestCase):
+    """`serve` raises the soft open-file limit toward what open_indexes_max and
+    the connection caps need: a soft limit of 1,024 would cut the server off at
+    a few hundred active users."""
+
+    def test_a_low_soft_limit_is_raised_as_far_as_needed(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard <= 512:
+            self.skipTest(f"hard open-file limit {hard} leaves nothing to raise")
+        # Needed by these bounds: 256 + 3 * 100 indexes + 4 * 50 IMAP + 20 LMTP = 776.
+        server = Server(
+            imap={"max_connections": 50},
+            imaps=None,
+            lmtp={"max_connections": 20},
+            extra_toml="\n[store]\nopen_indexes_max = 100\n",
+        )
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+        try:
+            server.start()  # the child inherits 512
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        try:
+            self.assertEqual(soft_open_files(server.pid), 776)
+            server.raw().command("NOOP").ok()
+        finally:
+            server.stop()
+            server.cleanup()
+
+    def test_the_log_says_when_the_hard_limit_is_too_low(self):
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard >= 1_000_000:
+            self.skipTest("hard open-file limit too high to fall short")
+        # The defaults need 256 + 3 * 2,048 + 4 * 10,000 + 1,000 = 47,400 with
+        # IMAP and LMTP: more than a hard limit below a million may give.
+        needed = 47_400
+        server = Server(imaps=None)
+        server.start()
+        try:
+            self.assertEqual(soft_open_files(server.pid), min(hard, needed))
+            if hard < needed:
+                self.assertIn("open_files_short", server.stderr_text())
+                self.assertIn("open_indexes_max", server.stderr_text())
+        finally:
+            server.stop()
+            server.cleanup()

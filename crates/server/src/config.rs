@@ -263,7 +263,10 @@ pack_bytes = 268435456
 batch_max = 4096
 # Changes waiting for the writer before callers wait.
 queue_max = 16384
-# Per-user index files kept open by the writer.
+# Per-user index files kept open by the writer (three descriptors each). At
+# start, `serve` raises the soft open-file limit to what this and the
+# max_connections keys need, as far as the hard limit allows, and logs
+# `open_files_short` if the hard limit is lower.
 open_indexes_max = 2048
 # Garbage collection of unreferenced message blobs: how often (0 = never,
 # `postern store gc` runs it by hand) and how many bytes of surviving blobs

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod lmtp_target;
+pub mod open_files;
 pub mod tls;
 
 use anyhow::{Context, anyhow};
@@ -36,6 +37,37 @@ impl Service {
             Service::Imap => "imap",
             Service::Imaps => "imaps",
             Service::Lmtp => "lmtp",
+        }
+    }
+}
+
+/// Raises the open-file limit toward what the configured bounds need (see
+/// `open_files.rs`); says so in the log when the hard limit is too low.
+fn raise_open_files(config: &Config) {
+    let imap_sessions = config.imap.as_ref().map_or(0, |i| i.max_connections);
+    let imap_listeners = usize::from(config.imap.is_some()) + usize::from(config.imaps.is_some());
+    let needed = open_files::needed(
+        config.store.open_indexes_max.max(16),
+        imap_sessions * imap_listeners,
+        config.lmtp.as_ref().map_or(0, |l| l.max_connections),
+    );
+    match open_files::raise(needed) {
+        Ok(limits) if limits.short() => tracing::warn!(
+            event = "open_files_short",
+            soft = limits.after,
+            hard = ?limits.hard,
+            needed,
+            "the open-file limit is below what [store] open_indexes_max and the [imap]/[lmtp] max_connections need; near those bounds sessions will fail to open mailboxes: raise the hard limit (systemd: LimitNOFILE=) or lower those keys"
+        ),
+        Ok(limits) => tracing::info!(
+            event = "open_files",
+            before = limits.before,
+            soft = limits.after,
+            needed,
+            "open-file limit"
+        ),
+        Err(e) => {
+            tracing::warn!(event = "open_files_failed", error = %e, "could not raise the open-file limit")
         }
     }
 }
@@ -87,6 +119,7 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
     ready: impl FnOnce(&[(Service, SocketAddr)]),
 ) -> anyhow::Result<()> {
+    raise_open_files(&config);
     let store = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || open_store(&config)).await??
