@@ -21,7 +21,95 @@ CREATE TABLE IF NOT EXISTS blobs (
     length INTEGER NOT NULL,
     refs INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sms_outbox (
+    id INTEGER PRIMARY KEY,
+    queued INTEGER NOT NULL,
+    to_number TEXT NOT NULL,
+    text TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    receipt INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    not_before INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    smsc_ids TEXT NOT NULL,
+    delivery TEXT NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sms_outbox_due ON sms_outbox (state, not_before);
+CREATE TABLE IF NOT EXISTS sms_smsc_ids (smsc_id TEXT PRIMARY KEY, sms INTEGER NOT NULL);
 ";
+
+/// One SMS of the outbox, as the admin listing and the sender see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Sms {
+    pub id: u64,
+    /// Seconds since the epoch.
+    pub queued: i64,
+    pub to: String,
+    pub text: String,
+    pub purpose: String,
+    pub receipt: bool,
+    /// `queued` (waiting or retrying), `sent`, `failed`, `delivered`, `undelivered`.
+    pub state: String,
+    /// Send attempts that failed temporarily.
+    pub attempts: u32,
+    pub not_before: i64,
+    /// The last failure's reason (the SMSC's, for `failed`).
+    pub reason: String,
+    pub smsc_ids: Vec<String>,
+    /// The last delivery receipt's detail.
+    pub delivery: String,
+    pub updated: i64,
+}
+
+const SMS_COLUMNS: &str = "id, queued, to_number, text, purpose, receipt, state, attempts, \
+    not_before, reason, smsc_ids, delivery, updated";
+
+fn sms_from_row(r: &rusqlite::Row) -> rusqlite::Result<Sms> {
+    let smsc_ids: String = r.get(10)?;
+    Ok(Sms {
+        id: r.get::<_, i64>(0)? as u64,
+        queued: r.get(1)?,
+        to: r.get(2)?,
+        text: r.get(3)?,
+        purpose: r.get(4)?,
+        receipt: r.get(5)?,
+        state: r.get(6)?,
+        attempts: r.get(7)?,
+        not_before: r.get(8)?,
+        reason: r.get(9)?,
+        smsc_ids: smsc_ids.split_whitespace().map(str::to_string).collect(),
+        delivery: r.get(11)?,
+        updated: r.get(12)?,
+    })
+}
+
+/// Queued SMS whose next attempt is due at `now`, oldest first.
+pub fn sms_due(conn: &Connection, now: i64, max: usize) -> Result<Vec<Sms>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SMS_COLUMNS} FROM sms_outbox WHERE state = 'queued' AND not_before <= ?1
+         ORDER BY id LIMIT ?2"
+    ))?;
+    let rows = stmt.query_map(params![now, max as i64], sms_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The newest `max` SMS, newest first.
+pub fn sms_list(conn: &Connection, max: usize) -> Result<Vec<Sms>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SMS_COLUMNS} FROM sms_outbox ORDER BY id DESC LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map(params![max as i64], sms_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn sms(conn: &Connection, id: u64) -> Result<Option<Sms>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {SMS_COLUMNS} FROM sms_outbox WHERE id = ?1"
+    ))?;
+    Ok(stmt.query_row([id as i64], sms_from_row).optional()?)
+}
 
 pub fn open(path: &Path) -> Result<Connection> {
     open_db(path, SCHEMA)
@@ -202,6 +290,72 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
             for (_, blob) in messages {
                 stmt.execute([blob.to_hex()])?;
             }
+        }
+        Record::SmsQueued {
+            id,
+            to,
+            text,
+            purpose,
+            receipt,
+            at,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO sms_outbox (id, queued, to_number, text, purpose, receipt, state,
+                     attempts, not_before, reason, smsc_ids, delivery, updated)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?2, '', '', '', ?2)
+                 ON CONFLICT (id) DO NOTHING",
+            )?
+            .execute(params![*id as i64, at, to, text, purpose, receipt])?;
+        }
+        Record::SmsSent { id, smsc_ids, at } => {
+            conn.prepare_cached(
+                "UPDATE sms_outbox SET state = 'sent', smsc_ids = ?2, reason = '', updated = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![*id as i64, smsc_ids.join(" "), at])?;
+            let mut link = conn.prepare_cached(
+                "INSERT INTO sms_smsc_ids (smsc_id, sms) VALUES (?1, ?2)
+                 ON CONFLICT (smsc_id) DO UPDATE SET sms = excluded.sms",
+            )?;
+            for smsc_id in smsc_ids {
+                link.execute(params![smsc_id, *id as i64])?;
+            }
+        }
+        Record::SmsRetry {
+            id,
+            not_before,
+            reason,
+            at,
+        } => {
+            conn.prepare_cached(
+                "UPDATE sms_outbox SET attempts = attempts + 1, not_before = ?2, reason = ?3,
+                     updated = ?4
+                 WHERE id = ?1 AND state = 'queued'",
+            )?
+            .execute(params![*id as i64, not_before, reason, at])?;
+        }
+        Record::SmsFailed { id, reason, at } => {
+            conn.prepare_cached(
+                "UPDATE sms_outbox SET state = 'failed', reason = ?2, updated = ?3 WHERE id = ?1",
+            )?
+            .execute(params![*id as i64, reason, at])?;
+        }
+        Record::SmsReceipt {
+            smsc_id,
+            delivered,
+            detail,
+            at,
+        } => {
+            // A message of several segments has one receipt per segment: any
+            // undelivered segment makes the whole undelivered.
+            conn.prepare_cached(
+                "UPDATE sms_outbox SET
+                     state = CASE WHEN ?2 AND state = 'sent' THEN 'delivered'
+                                  WHEN NOT ?2 THEN 'undelivered' ELSE state END,
+                     delivery = ?3, updated = ?4
+                 WHERE id = (SELECT sms FROM sms_smsc_ids WHERE smsc_id = ?1)",
+            )?
+            .execute(params![smsc_id, delivered, detail, at])?;
         }
         Record::MailboxCreated { .. }
         | Record::MailboxRenamed { .. }

@@ -465,7 +465,12 @@ pub fn apply(
         | Record::AliasSet { .. }
         | Record::AliasRemoved { .. }
         | Record::BlobStored { .. }
-        | Record::BlobsRemoved { .. } => {}
+        | Record::BlobsRemoved { .. }
+        | Record::SmsQueued { .. }
+        | Record::SmsSent { .. }
+        | Record::SmsRetry { .. }
+        | Record::SmsFailed { .. }
+        | Record::SmsReceipt { .. } => {}
     }
     let _ = lsn;
     Ok(())

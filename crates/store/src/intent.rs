@@ -102,6 +102,26 @@ pub enum Intent {
     CollectGarbage {
         bytes_max: u64,
     },
+    /// Puts an SMS into the durable outbox. `to` must already be E.164
+    /// (`+` and 8 to 15 digits); the text's encoding is checked by the caller,
+    /// which knows the segment cap.
+    QueueSms {
+        to: String,
+        text: String,
+        purpose: String,
+        receipt: bool,
+    },
+    /// What the SMSC said about a queued SMS.
+    SmsOutcome {
+        id: u64,
+        outcome: SmsOutcome,
+    },
+    /// A delivery receipt; one for an unknown SMSC id is recorded and ignored.
+    SmsReceipt {
+        smsc_id: String,
+        delivered: bool,
+        detail: String,
+    },
     /// COPY, or MOVE when `remove_source` is set.
     Copy {
         user: String,
@@ -109,6 +129,22 @@ pub enum Intent {
         uids: Vec<u32>,
         to: String,
         remove_source: bool,
+    },
+}
+
+/// The result of one send attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SmsOutcome {
+    Sent {
+        smsc_ids: Vec<String>,
+    },
+    /// Temporary: try again from `not_before` (seconds since the epoch).
+    Retry {
+        not_before: i64,
+        reason: String,
+    },
+    Failed {
+        reason: String,
     },
 }
 
@@ -140,6 +176,9 @@ pub enum Outcome {
         uid_validity: u32,
         pairs: Vec<(u32, u32)>,
         expunged: Vec<u32>,
+    },
+    SmsQueued {
+        id: u64,
     },
     Collected {
         blobs_removed: u64,

@@ -113,9 +113,59 @@ pub enum Record {
         modseq: u64,
         messages: Vec<(u32, BlobHash)>,
     },
+    /// An SMS entered the outbox. `id` is its LSN on the server that queued it,
+    /// carried in the record so that a replica names it the same.
+    SmsQueued {
+        id: u64,
+        /// E.164, `+` and digits.
+        to: String,
+        text: String,
+        /// Why it is sent (`operator`, `alert`, `status`), for the admin listing.
+        purpose: String,
+        receipt: bool,
+        at: i64,
+    },
+    /// Every segment was accepted by the SMSC, which named them so.
+    SmsSent {
+        id: u64,
+        smsc_ids: Vec<String>,
+        at: i64,
+    },
+    /// A temporary failure: try again from `not_before` (seconds since the epoch).
+    SmsRetry {
+        id: u64,
+        not_before: i64,
+        reason: String,
+        at: i64,
+    },
+    /// A permanent failure, with the SMSC's reason.
+    SmsFailed {
+        id: u64,
+        reason: String,
+        at: i64,
+    },
+    /// A delivery receipt for one SMSC message id.
+    SmsReceipt {
+        smsc_id: String,
+        delivered: bool,
+        detail: String,
+        at: i64,
+    },
 }
 
 impl Record {
+    /// Whether the record changes the SMS outbox.
+    pub fn is_sms(&self) -> bool {
+        matches!(
+            self,
+            Record::SmsQueued { .. }
+                | Record::SmsSent { .. }
+                | Record::SmsRetry { .. }
+                | Record::SmsFailed { .. }
+                | Record::SmsReceipt { .. }
+        )
+    }
+
     /// The user whose index this record changes, if any.
     pub fn user(&self) -> Option<&str> {
         match self {
@@ -124,7 +174,12 @@ impl Record {
             | Record::AliasSet { .. }
             | Record::AliasRemoved { .. }
             | Record::BlobStored { .. }
-            | Record::BlobsRemoved { .. } => None,
+            | Record::BlobsRemoved { .. }
+            | Record::SmsQueued { .. }
+            | Record::SmsSent { .. }
+            | Record::SmsRetry { .. }
+            | Record::SmsFailed { .. }
+            | Record::SmsReceipt { .. } => None,
             Record::UserDeleted { user }
             | Record::MailboxCreated { user, .. }
             | Record::MailboxRenamed { user, .. }

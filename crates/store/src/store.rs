@@ -395,6 +395,25 @@ impl Store {
         self.inner.notifier.subscribe(user)
     }
 
+    /// Bumped after every commit that changes the SMS outbox (the sender waits on it).
+    pub fn watch_sms(&self) -> watch::Receiver<u64> {
+        self.inner.notifier.subscribe(crate::writer::SMS_WATCH_KEY)
+    }
+
+    /// Queued SMS whose next attempt is due at `now` (seconds since the epoch), oldest first.
+    pub fn sms_due(&self, now: i64, max: usize) -> Result<Vec<directory::Sms>> {
+        self.with_server(|c| directory::sms_due(c, now, max))
+    }
+
+    /// The newest `max` SMS of the outbox, newest first.
+    pub fn sms_list(&self, max: usize) -> Result<Vec<directory::Sms>> {
+        self.with_server(|c| directory::sms_list(c, max))
+    }
+
+    pub fn sms(&self, id: u64) -> Result<Option<directory::Sms>> {
+        self.with_server(|c| directory::sms(c, id))
+    }
+
     /// Reads a blob, verified against its hash.
     pub fn blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
         let lookup = || {

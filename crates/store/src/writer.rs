@@ -18,7 +18,7 @@ use crate::committer::{Committer, Job};
 use crate::directory;
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::index::{self, MailboxInfo};
-use crate::intent::{Intent, MailboxRef, Outcome, Prepared};
+use crate::intent::{Intent, MailboxRef, Outcome, Prepared, SmsOutcome};
 use crate::journal::{JournalWriter, encode_frame};
 use crate::notify::Notifier;
 use crate::paths::Paths;
@@ -249,6 +249,9 @@ impl Writer {
                     // reference counts. Stop taking changes; replay at restart repairs it.
                     tracing::error!(event = "store_failed", error = %e, "an index commit failed after the journal fsync; the store refuses further changes until restarted, which replays the journal");
                     self.failed = Some(e);
+                }
+                if batch.entries.iter().any(|e| e.record.is_sms()) {
+                    self.notifier.notify(SMS_WATCH_KEY);
                 }
                 for user in &batch.deleted_users {
                     self.users.remove(user);
@@ -886,6 +889,81 @@ impl Writer {
                 })
             }
             Intent::CollectGarbage { bytes_max } => self.collect_garbage(batch, *bytes_max),
+            Intent::QueueSms {
+                to,
+                text,
+                purpose,
+                receipt,
+            } => {
+                validate_sms(to, text, purpose)?;
+                // The id is the record's LSN: unique, and in queueing order.
+                let id = batch.first_lsn + batch.entries.len() as Lsn;
+                self.emit(
+                    batch,
+                    Record::SmsQueued {
+                        id,
+                        to: to.clone(),
+                        text: text.clone(),
+                        purpose: purpose.clone(),
+                        receipt: *receipt,
+                        at: batch.now,
+                    },
+                    None,
+                )?;
+                Ok(Outcome::SmsQueued { id })
+            }
+            Intent::SmsOutcome { id, outcome } => {
+                let sms = directory::sms(&self.server, *id)?
+                    .ok_or_else(|| StoreError::not_found(format!("no SMS {id} in the outbox")))?;
+                if sms.state != "queued" {
+                    return Err(StoreError::invalid(format!(
+                        "SMS {id} is {}, not queued",
+                        sms.state
+                    )));
+                }
+                let at = batch.now;
+                let record = match outcome {
+                    SmsOutcome::Sent { smsc_ids } => Record::SmsSent {
+                        id: *id,
+                        smsc_ids: smsc_ids
+                            .iter()
+                            .take(SMS_SEGMENTS_MAX)
+                            .map(|s| bounded(s, SMSC_ID_BYTES_MAX))
+                            .collect(),
+                        at,
+                    },
+                    SmsOutcome::Retry { not_before, reason } => Record::SmsRetry {
+                        id: *id,
+                        not_before: *not_before,
+                        reason: bounded(reason, SMS_REASON_BYTES_MAX),
+                        at,
+                    },
+                    SmsOutcome::Failed { reason } => Record::SmsFailed {
+                        id: *id,
+                        reason: bounded(reason, SMS_REASON_BYTES_MAX),
+                        at,
+                    },
+                };
+                self.emit(batch, record, None)?;
+                Ok(Outcome::Done)
+            }
+            Intent::SmsReceipt {
+                smsc_id,
+                delivered,
+                detail,
+            } => {
+                self.emit(
+                    batch,
+                    Record::SmsReceipt {
+                        smsc_id: bounded(smsc_id, SMSC_ID_BYTES_MAX),
+                        delivered: *delivered,
+                        detail: bounded(detail, SMS_REASON_BYTES_MAX),
+                        at: batch.now,
+                    },
+                    None,
+                )?;
+                Ok(Outcome::Done)
+            }
             Intent::Copy {
                 user,
                 from,
@@ -1288,10 +1366,63 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::StoreFlags { user, .. }
         | Intent::Expunge { user, .. }
         | Intent::Copy { user, .. } => Some(user),
-        Intent::SetAlias { .. } | Intent::RemoveAlias { .. } | Intent::CollectGarbage { .. } => {
-            None
-        }
+        Intent::SetAlias { .. }
+        | Intent::RemoveAlias { .. }
+        | Intent::CollectGarbage { .. }
+        | Intent::QueueSms { .. }
+        | Intent::SmsOutcome { .. }
+        | Intent::SmsReceipt { .. } => None,
     }
+}
+
+/// Longest SMS text the outbox takes, in bytes (the segment cap, checked by the
+/// caller that knows the configuration, is the real bound; this one protects the store).
+pub const SMS_TEXT_BYTES_MAX: usize = 4096;
+/// Most SMSC message ids kept for one SMS (one per segment).
+const SMS_SEGMENTS_MAX: usize = 255;
+/// SMSC message ids and reasons come from the SMSC: cut, never refused.
+const SMSC_ID_BYTES_MAX: usize = 128;
+const SMS_REASON_BYTES_MAX: usize = 1000;
+/// The notifier key that wakes the SMS sender (no user name has a NUL).
+pub const SMS_WATCH_KEY: &str = "\0sms";
+
+/// An outbox entry's fields as the store keeps them: `to` in E.164 (`+`, then 8
+/// to 15 digits, the first not 0), a text that is not empty or too long, a short
+/// lowercase purpose.
+pub fn validate_sms(to: &str, text: &str, purpose: &str) -> Result<()> {
+    let digits = to.strip_prefix('+').unwrap_or("");
+    if !(8..=15).contains(&digits.len())
+        || !digits.bytes().all(|b| b.is_ascii_digit())
+        || digits.starts_with('0')
+    {
+        return Err(StoreError::invalid(format!(
+            "{to:?} is not an E.164 number (+ and 8 to 15 digits)"
+        )));
+    }
+    if text.is_empty() || text.len() > SMS_TEXT_BYTES_MAX {
+        return Err(StoreError::invalid(format!(
+            "SMS text must be 1 to {SMS_TEXT_BYTES_MAX} bytes, not {}",
+            text.len()
+        )));
+    }
+    if purpose.is_empty()
+        || purpose.len() > 32
+        || !purpose.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+    {
+        return Err(StoreError::invalid(format!(
+            "SMS purpose {purpose:?}: 1 to 32 of a-z and -"
+        )));
+    }
+    Ok(())
+}
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn bounded(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// Mailbox names as stored: UTF-8, `/` separated, no empty levels, no control characters.

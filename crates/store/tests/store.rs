@@ -6,7 +6,7 @@
 use postern_store as store;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use store::{ErrorKind, FlagMode, Intent, Outcome, Store, StoreConfig};
+use store::{ErrorKind, FlagMode, Intent, Outcome, SmsOutcome, Store, StoreConfig};
 
 fn open(dir: &Path) -> Store {
     Store::open(StoreConfig::new(dir.to_path_buf())).unwrap()
@@ -755,4 +755,178 @@ fn journal_records_lost_in_a_crash_come_back_from_the_packs() {
         // And the store goes on from there without reusing a UID.
         assert_eq!(deliver(&store, &["alice"], &message(100)), vec![6]);
     }
+}
+
+fn queue_sms(store: &Store, to: &str, text: &str) -> u64 {
+    match store
+        .submit_one_blocking(Intent::QueueSms {
+            to: to.into(),
+            text: text.into(),
+            purpose: "operator".into(),
+            receipt: true,
+        })
+        .unwrap()
+    {
+        Outcome::SmsQueued { id } => id,
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+fn sms_outcome(store: &Store, id: u64, outcome: SmsOutcome) -> store::Result<Outcome> {
+    store.submit_one_blocking(Intent::SmsOutcome { id, outcome })
+}
+
+/// The SMS outbox: queued, due, retried, sent, delivered or failed; durable
+/// across a restart and rebuilt from the journal like every derived table.
+#[test]
+fn the_sms_outbox_keeps_every_state_and_survives_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let listing = {
+        let store = open(dir.path());
+        let mut watch = store.watch_sms();
+        let a = queue_sms(&store, "+41791234567", "Grüße €");
+        let b = queue_sms(&store, "+12025550123", "Привет");
+        let c = queue_sms(&store, "+819012345678", "こんにちは");
+        assert!(a < b && b < c, "ids in queueing order");
+        assert!(watch.has_changed().unwrap(), "the sender is woken");
+        watch.mark_unchanged();
+        let now = store::writer::now_seconds();
+        let due: Vec<u64> = store
+            .sms_due(now, 10)
+            .unwrap()
+            .iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(due, vec![a, b, c]);
+
+        sms_outcome(
+            &store,
+            a,
+            SmsOutcome::Sent {
+                smsc_ids: vec!["m1".into(), "m2".into()],
+            },
+        )
+        .unwrap();
+        sms_outcome(
+            &store,
+            b,
+            SmsOutcome::Retry {
+                not_before: now + 3600,
+                reason: "0x00000058 throttled".into(),
+            },
+        )
+        .unwrap();
+        sms_outcome(
+            &store,
+            c,
+            SmsOutcome::Failed {
+                reason: "0x0000000B invalid destination".into(),
+            },
+        )
+        .unwrap();
+        assert!(watch.has_changed().unwrap());
+        assert!(
+            store.sms_due(now, 10).unwrap().is_empty(),
+            "b waits an hour, a and c are done"
+        );
+        assert_eq!(
+            store
+                .sms_due(now + 3600, 10)
+                .unwrap()
+                .iter()
+                .map(|s| s.id)
+                .collect::<Vec<_>>(),
+            vec![b]
+        );
+        // Only a queued SMS takes an outcome.
+        let again = sms_outcome(
+            &store,
+            a,
+            SmsOutcome::Failed {
+                reason: "late".into(),
+            },
+        );
+        assert_eq!(again.unwrap_err().kind, ErrorKind::Invalid);
+        let unknown = sms_outcome(&store, 999_999, SmsOutcome::Failed { reason: "x".into() });
+        assert_eq!(unknown.unwrap_err().kind, ErrorKind::NotFound);
+
+        store
+            .submit_one_blocking(Intent::SmsReceipt {
+                smsc_id: "m2".into(),
+                delivered: true,
+                detail: "stat:DELIVRD".into(),
+            })
+            .unwrap();
+        // A receipt for an id nobody sent is kept in the journal and changes nothing.
+        store
+            .submit_one_blocking(Intent::SmsReceipt {
+                smsc_id: "nope".into(),
+                delivered: false,
+                detail: "stat:UNDELIV".into(),
+            })
+            .unwrap();
+        let sms_a = store.sms(a).unwrap().unwrap();
+        assert_eq!(sms_a.state, "delivered");
+        assert_eq!(sms_a.smsc_ids, vec!["m1", "m2"]);
+        let sms_b = store.sms(b).unwrap().unwrap();
+        assert_eq!((sms_b.state.as_str(), sms_b.attempts), ("queued", 1));
+        assert!(sms_b.reason.contains("throttled"));
+        let sms_c = store.sms(c).unwrap().unwrap();
+        assert_eq!(sms_c.state, "failed");
+        assert!(sms_c.reason.contains("invalid destination"));
+        assert_eq!(sms_c.text, "こんにちは");
+        let listing = store.sms_list(10).unwrap();
+        assert_eq!(
+            listing.iter().map(|s| s.id).collect::<Vec<_>>(),
+            vec![c, b, a]
+        );
+        store.shutdown();
+        listing
+    };
+    let store = open(dir.path());
+    assert_eq!(
+        store.sms_list(10).unwrap(),
+        listing,
+        "kept across a restart"
+    );
+    store.shutdown();
+    drop(store);
+    std::fs::remove_file(dir.path().join("server.sqlite")).unwrap();
+    let store = open(dir.path());
+    assert_eq!(
+        store.sms_list(10).unwrap(),
+        listing,
+        "rebuilt from the journal"
+    );
+}
+
+#[test]
+fn the_sms_outbox_refuses_bad_numbers_and_texts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let long = "x".repeat(store::SMS_TEXT_BYTES_MAX + 1);
+    for (to, text, purpose) in [
+        ("41791234567", "no plus", "operator"),
+        ("+0791234567", "leading zero", "operator"),
+        ("+4179", "too short", "operator"),
+        ("+4179123456789012", "too long", "operator"),
+        ("+41 79 123", "spaces", "operator"),
+        ("+41791234567", "", "operator"),
+        ("+41791234567", long.as_str(), "operator"),
+        ("+41791234567", "bad purpose", "Operator!"),
+    ] {
+        let refused = store.submit_one_blocking(Intent::QueueSms {
+            to: to.into(),
+            text: text.into(),
+            purpose: purpose.into(),
+            receipt: false,
+        });
+        assert_eq!(
+            refused.unwrap_err().kind,
+            ErrorKind::Invalid,
+            "{to:?} {purpose:?} len {}",
+            text.len()
+        );
+    }
+    assert!(store.sms_list(10).unwrap().is_empty(), "nothing was queued");
 }
