@@ -259,7 +259,12 @@ while ($running) {
             }
             last if length($st->{buf}) < $len;
             my $raw = substr($st->{buf}, 0, $len, '');
-            handle_pdu($st, $raw);
+            # A PDU this SMSC cannot handle must not stop it for the other connections.
+            eval { handle_pdu($st, $raw); 1 } or do {
+                (my $err = $@) =~ s/\n$//;
+                record(event => 'internal_error', error => $err, pdu_hex => unpack('H*', $raw));
+                print STDERR "smsc: $err\n";
+            };
         }
     }
     run_due_receipts();
