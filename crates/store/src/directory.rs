@@ -38,6 +38,9 @@ CREATE TABLE IF NOT EXISTS sms_outbox (
 );
 CREATE INDEX IF NOT EXISTS sms_outbox_due ON sms_outbox (state, not_before);
 CREATE TABLE IF NOT EXISTS sms_smsc_ids (smsc_id TEXT PRIMARY KEY, sms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sms_alert_log (user TEXT NOT NULL, sms INTEGER NOT NULL, queued INTEGER NOT NULL,
+    PRIMARY KEY (user, sms)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sms_alerts (user TEXT PRIMARY KEY, alert TEXT NOT NULL);
 ";
 
 /// One SMS of the outbox, as the admin listing and the sender see it.
@@ -102,6 +105,28 @@ pub fn sms_list(conn: &Connection, max: usize) -> Result<Vec<Sms>> {
     ))?;
     let rows = stmt.query_map(params![max as i64], sms_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// SMS alerts queued for `user` at or after `since` (for the hourly cap).
+pub fn sms_alerts_since(conn: &Connection, user: &str, since: i64) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM sms_alert_log WHERE user = ?1 AND queued >= ?2")?
+        .query_row(params![user, since], |r| r.get(0))?;
+    Ok(n as u64)
+}
+
+/// A user's new-mail alert, if set.
+pub fn sms_alert(conn: &Connection, user: &str) -> Result<Option<crate::types::SmsAlert>> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT alert FROM sms_alerts WHERE user = ?1")?
+        .query_row([user], |r| r.get(0))
+        .optional()?;
+    match json {
+        None => Ok(None),
+        Some(json) => serde_json::from_str(&json)
+            .map(Some)
+            .map_err(|e| crate::error::StoreError::corrupt(format!("SMS alert of {user}: {e}"))),
+    }
 }
 
 pub fn sms(conn: &Connection, id: u64) -> Result<Option<Sms>> {
@@ -249,7 +274,24 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
         Record::UserDeleted { user } => {
             conn.prepare_cached("DELETE FROM users WHERE name = ?1")?
                 .execute([user])?;
+            conn.prepare_cached("DELETE FROM sms_alerts WHERE user = ?1")?
+                .execute([user])?;
         }
+        Record::SmsAlertSet { user, alert } => match alert {
+            Some(alert) => {
+                let json = serde_json::to_string(alert)
+                    .map_err(|e| crate::error::StoreError::invalid(e.to_string()))?;
+                conn.prepare_cached(
+                    "INSERT INTO sms_alerts (user, alert) VALUES (?1, ?2)
+                     ON CONFLICT (user) DO UPDATE SET alert = excluded.alert",
+                )?
+                .execute(params![user, json])?;
+            }
+            None => {
+                conn.prepare_cached("DELETE FROM sms_alerts WHERE user = ?1")?
+                    .execute([user])?;
+            }
+        },
         Record::AliasSet { address, users } => {
             conn.prepare_cached(
                 "INSERT INTO aliases (address, users) VALUES (?1, ?2)
@@ -298,7 +340,15 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
             purpose,
             receipt,
             at,
+            user,
         } => {
+            if let Some(user) = user {
+                conn.prepare_cached(
+                    "INSERT INTO sms_alert_log (user, sms, queued) VALUES (?1, ?2, ?3)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![user, *id as i64, at])?;
+            }
             conn.prepare_cached(
                 "INSERT INTO sms_outbox (id, queued, to_number, text, purpose, receipt, state,
                      attempts, not_before, reason, smsc_ids, delivery, updated)

@@ -470,7 +470,8 @@ pub fn apply(
         | Record::SmsSent { .. }
         | Record::SmsRetry { .. }
         | Record::SmsFailed { .. }
-        | Record::SmsReceipt { .. } => {}
+        | Record::SmsReceipt { .. }
+        | Record::SmsAlertSet { .. } => {}
     }
     let _ = lsn;
     Ok(())

@@ -1,6 +1,6 @@
 //! What callers ask the writer to do, and what it answers.
 
-use crate::types::{BlobHash, FlagMode};
+use crate::types::{BlobHash, FlagMode, SmsAlert};
 use std::sync::Arc;
 
 /// A message parsed and hashed before it reaches the writer thread, so the
@@ -110,6 +110,13 @@ pub enum Intent {
         text: String,
         purpose: String,
         receipt: bool,
+        /// The user a new-mail alert is for.
+        user: Option<String>,
+    },
+    /// Sets (or with `None` removes) a user's new-mail SMS alert.
+    SetSmsAlert {
+        user: String,
+        alert: Option<SmsAlert>,
     },
     /// What the SMSC said about a queued SMS.
     SmsOutcome {

@@ -5,7 +5,7 @@
 //! The same records are what IMAP change notifications, CONDSTORE/QRESYNC,
 //! replication and cluster moves read: one source of truth for "what changed".
 
-use crate::types::{BlobHash, FlagMode, MailboxId};
+use crate::types::{BlobHash, FlagMode, MailboxId, SmsAlert};
 use serde::{Deserialize, Serialize};
 
 /// A log sequence number: the position of a record in the journal, from 1.
@@ -124,6 +124,9 @@ pub enum Record {
         purpose: String,
         receipt: bool,
         at: i64,
+        /// The user an alert is for (its hourly cap counts these).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
     },
     /// Every segment was accepted by the SMSC, which named them so.
     SmsSent {
@@ -143,6 +146,11 @@ pub enum Record {
         id: u64,
         reason: String,
         at: i64,
+    },
+    /// A user's new-mail SMS alert set, changed, or removed (`None`).
+    SmsAlertSet {
+        user: String,
+        alert: Option<SmsAlert>,
     },
     /// A delivery receipt for one SMSC message id.
     SmsReceipt {
@@ -179,7 +187,8 @@ impl Record {
             | Record::SmsSent { .. }
             | Record::SmsRetry { .. }
             | Record::SmsFailed { .. }
-            | Record::SmsReceipt { .. } => None,
+            | Record::SmsReceipt { .. }
+            | Record::SmsAlertSet { .. } => None,
             Record::UserDeleted { user }
             | Record::MailboxCreated { user, .. }
             | Record::MailboxRenamed { user, .. }

@@ -410,6 +410,16 @@ impl Store {
         self.with_server(|c| directory::sms_list(c, max))
     }
 
+    /// SMS alerts queued for `user` at or after `since` (seconds since the epoch).
+    pub fn sms_alerts_since(&self, user: &str, since: i64) -> Result<u64> {
+        self.with_server(|c| directory::sms_alerts_since(c, user, since))
+    }
+
+    /// A user's new-mail SMS alert, if set.
+    pub fn sms_alert(&self, user: &str) -> Result<Option<crate::types::SmsAlert>> {
+        self.with_server(|c| directory::sms_alert(c, user))
+    }
+
     pub fn sms(&self, id: u64) -> Result<Option<directory::Sms>> {
         self.with_server(|c| directory::sms(c, id))
     }

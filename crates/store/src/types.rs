@@ -106,3 +106,27 @@ pub fn apply_flag_mode(current: &[String], mode: FlagMode, flags: &[String]) -> 
     };
     normalize_flags(&changed)
 }
+
+/// A user's new-mail SMS alert: where to, for which mail, when not, how often.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmsAlert {
+    /// E.164.
+    pub number: String,
+    /// Only mail whose From address contains one of these (lowercase); empty: any.
+    #[serde(default)]
+    pub from: Vec<String>,
+    /// Only mail to one of these recipient addresses (lowercase, as delivered); empty: any.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Only mail marked important (Importance: high, X-Priority 1 or 2, Priority: urgent).
+    #[serde(default)]
+    pub important_only: bool,
+    /// No alerts from `start` to `end`, minutes after local midnight (may wrap midnight).
+    #[serde(default)]
+    pub quiet: Option<(u16, u16)>,
+    /// The user's zone for quiet hours, minutes east of UTC.
+    #[serde(default)]
+    pub zone_minutes: i16,
+    /// Most alerts per rolling hour.
+    pub per_hour_max: u32,
+}

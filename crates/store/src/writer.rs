@@ -894,8 +894,12 @@ impl Writer {
                 text,
                 purpose,
                 receipt,
+                user,
             } => {
                 validate_sms(to, text, purpose)?;
+                if let Some(user) = user {
+                    self.require_user(user)?;
+                }
                 // The id is the record's LSN: unique, and in queueing order.
                 let id = batch.first_lsn + batch.entries.len() as Lsn;
                 self.emit(
@@ -907,10 +911,39 @@ impl Writer {
                         purpose: purpose.clone(),
                         receipt: *receipt,
                         at: batch.now,
+                        user: user.clone(),
                     },
                     None,
                 )?;
                 Ok(Outcome::SmsQueued { id })
+            }
+            Intent::SetSmsAlert { user, alert } => {
+                self.require_user(user)?;
+                if let Some(alert) = alert {
+                    validate_sms(&alert.number, "x", "alert")?;
+                    let patterns = alert.from.iter().chain(&alert.to);
+                    if alert.from.len() + alert.to.len() > 100
+                        || patterns.clone().any(|p| p.is_empty() || p.len() > 320)
+                        || alert.quiet.is_some_and(|(a, b)| a >= 1440 || b >= 1440)
+                        || !(-1440..=1440).contains(&alert.zone_minutes)
+                        || alert.per_hour_max == 0
+                        || alert.per_hour_max > 3600
+                    {
+                        return Err(StoreError::invalid(
+                            "SMS alert: at most 100 patterns of 1 to 320 bytes, quiet hours \
+                             within a day, a zone within a day, 1 to 3600 alerts an hour",
+                        ));
+                    }
+                }
+                self.emit(
+                    batch,
+                    Record::SmsAlertSet {
+                        user: user.clone(),
+                        alert: alert.clone(),
+                    },
+                    None,
+                )?;
+                Ok(Outcome::Done)
             }
             Intent::SmsOutcome { id, outcome } => {
                 let sms = directory::sms(&self.server, *id)?
@@ -1370,6 +1403,7 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::RemoveAlias { .. }
         | Intent::CollectGarbage { .. }
         | Intent::QueueSms { .. }
+        | Intent::SetSmsAlert { .. }
         | Intent::SmsOutcome { .. }
         | Intent::SmsReceipt { .. } => None,
     }

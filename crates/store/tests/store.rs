@@ -764,6 +764,7 @@ fn queue_sms(store: &Store, to: &str, text: &str) -> u64 {
             text: text.into(),
             purpose: "operator".into(),
             receipt: true,
+            user: None,
         })
         .unwrap()
     {
@@ -920,6 +921,7 @@ fn the_sms_outbox_refuses_bad_numbers_and_texts() {
             text: text.into(),
             purpose: purpose.into(),
             receipt: false,
+            user: None,
         });
         assert_eq!(
             refused.unwrap_err().kind,
@@ -929,4 +931,81 @@ fn the_sms_outbox_refuses_bad_numbers_and_texts() {
         );
     }
     assert!(store.sms_list(10).unwrap().is_empty(), "nothing was queued");
+}
+
+#[test]
+fn sms_alerts_are_kept_per_user_and_counted_per_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add_user(&store, "alice");
+    let alert = store::SmsAlert {
+        number: "+41791234567".into(),
+        from: vec!["boss@example.com".into()],
+        to: Vec::new(),
+        important_only: false,
+        quiet: Some((22 * 60, 7 * 60)),
+        zone_minutes: 60,
+        per_hour_max: 5,
+    };
+    store
+        .submit_one_blocking(Intent::SetSmsAlert {
+            user: "alice".into(),
+            alert: Some(alert.clone()),
+        })
+        .unwrap();
+    assert_eq!(store.sms_alert("alice").unwrap(), Some(alert.clone()));
+    // Unknown users and bad settings are refused.
+    let refused = store.submit_one_blocking(Intent::SetSmsAlert {
+        user: "nobody".into(),
+        alert: Some(alert.clone()),
+    });
+    assert_eq!(refused.unwrap_err().kind, ErrorKind::NotFound);
+    for bad in [
+        store::SmsAlert {
+            number: "12345".into(),
+            ..alert.clone()
+        },
+        store::SmsAlert {
+            per_hour_max: 0,
+            ..alert.clone()
+        },
+        store::SmsAlert {
+            quiet: Some((1440, 0)),
+            ..alert.clone()
+        },
+        store::SmsAlert {
+            from: vec![String::new()],
+            ..alert.clone()
+        },
+    ] {
+        let refused = store.submit_one_blocking(Intent::SetSmsAlert {
+            user: "alice".into(),
+            alert: Some(bad.clone()),
+        });
+        assert_eq!(refused.unwrap_err().kind, ErrorKind::Invalid, "{bad:?}");
+    }
+    let now = store::writer::now_seconds();
+    for _ in 0..3 {
+        store
+            .submit_one_blocking(Intent::QueueSms {
+                to: alert.number.clone(),
+                text: "New mail from Boss: hello".into(),
+                purpose: "alert".into(),
+                receipt: false,
+                user: Some("alice".into()),
+            })
+            .unwrap();
+    }
+    assert_eq!(store.sms_alerts_since("alice", now - 3600).unwrap(), 3);
+    assert_eq!(store.sms_alerts_since("alice", now + 10).unwrap(), 0);
+    store
+        .submit_one_blocking(Intent::DeleteUser {
+            user: "alice".into(),
+        })
+        .unwrap();
+    assert_eq!(
+        store.sms_alert("alice").unwrap(),
+        None,
+        "a deleted user's alert goes with it"
+    );
 }
