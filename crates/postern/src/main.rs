@@ -47,6 +47,52 @@ enum Command {
     /// Store maintenance.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// SMS: queue one, list the outbox (the running server sends).
+    #[command(subcommand)]
+    Sms(SmsCommand),
+}
+
+#[derive(Subcommand)]
+enum SmsCommand {
+    /// Queue an SMS to NUMBER with the text on stdin; returns once it is queued
+    /// durably. The running server sends it.
+    Send { number: String },
+    /// Show, set or remove USER's new-mail alert. With NUMBER it is set (replacing
+    /// the old one); with --off removed; with neither shown.
+    Alert {
+        user: String,
+        number: Option<String>,
+        /// Only mail whose From contains this (repeatable).
+        #[arg(long = "from", value_name = "TEXT")]
+        from: Vec<String>,
+        /// Only mail whose To or Cc contains this (repeatable).
+        #[arg(long = "to", value_name = "TEXT")]
+        to: Vec<String>,
+        /// Only mail marked important.
+        #[arg(long)]
+        important: bool,
+        /// No alerts in these hours, local time, e.g. 22:00-07:00.
+        #[arg(long, value_name = "HH:MM-HH:MM")]
+        quiet: Option<String>,
+        /// The user's zone for --quiet, e.g. +01:00 or -05:00.
+        #[arg(long, default_value = "+00:00", allow_hyphen_values = true)]
+        zone: String,
+        /// Most alerts per rolling hour.
+        #[arg(long, default_value_t = 10)]
+        per_hour: u32,
+        /// Remove the alert.
+        #[arg(long, conflicts_with = "number")]
+        off: bool,
+    },
+    /// The outbox, newest first: state, SMSC message ids or the reason it failed.
+    List {
+        /// Most entries shown.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Everything, text included, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,6 +203,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alias(AliasCommand::List) => AdminCommand::AliasList,
         Command::Mailbox(MailboxCommand::List { user }) => AdminCommand::MailboxList { user },
         Command::Store(StoreCommand::Gc { bytes_max }) => AdminCommand::Gc { bytes_max },
+        Command::Sms(SmsCommand::List { limit, json }) => AdminCommand::SmsList { limit, json },
+        Command::Sms(SmsCommand::Alert {
+            user,
+            number,
+            from,
+            to,
+            important,
+            quiet,
+            zone,
+            per_hour,
+            off,
+        }) => {
+            let set = if off {
+                Some(None)
+            } else if let Some(number) = number {
+                match sms_alert(
+                    &config, &number, from, to, important, quiet, &zone, per_hour,
+                ) {
+                    Ok(alert) => Some(Some(alert)),
+                    Err(message) => {
+                        eprintln!("postern: {message}");
+                        return Ok(ExitCode::from(admin::EX_DATAERR as u8));
+                    }
+                }
+            } else {
+                None
+            };
+            AdminCommand::SmsAlert { user, set }
+        }
+        Command::Sms(SmsCommand::Send { number }) => {
+            match sms_send(&config, &cli.config, &number) {
+                Ok(command) => command,
+                Err(message) => {
+                    eprintln!("postern: {message}");
+                    return Ok(ExitCode::from(admin::EX_DATAERR as u8));
+                }
+            }
+        }
         Command::Deliver { user } => {
             let mut message = Vec::new();
             if std::io::stdin().read_to_end(&mut message).is_err() {
@@ -181,6 +265,119 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     Ok(finish(output))
+}
+
+/// Checks an SMS the way the sender will see it, before it is queued: the
+/// number normalised to E.164, the text within `[sms] segments_max`.
+fn sms_send(config: &Config, path: &Option<PathBuf>, number: &str) -> Result<AdminCommand, String> {
+    let Some(settings) = &config.sms else {
+        let file = path
+            .as_ref()
+            .map_or("the config".to_string(), |p| p.display().to_string());
+        return Err(format!(
+            "{file} has no [sms] section: nothing would send this message"
+        ));
+    };
+    let default_country = Some(settings.default_country.as_str()).filter(|c| !c.is_empty());
+    let to =
+        sms::normalize_e164(number, default_country).map_err(|e| format!("{number:?}: {e}"))?;
+    let mut raw = Vec::new();
+    std::io::stdin()
+        .take(store::SMS_TEXT_BYTES_MAX as u64 + 3)
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("cannot read the text from stdin: {e}"))?;
+    let mut text =
+        String::from_utf8(raw).map_err(|_| "the text on stdin is not UTF-8".to_string())?;
+    // One line end from `echo` or a heredoc is not part of the message.
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    if text.len() > store::SMS_TEXT_BYTES_MAX {
+        return Err(format!(
+            "the text is longer than {} bytes",
+            store::SMS_TEXT_BYTES_MAX
+        ));
+    }
+    let options = sms::Options {
+        segments_max: settings.segments_max,
+        septet_layout: match settings.seven_bit {
+            config::SevenBit::Unpacked => sms::SeptetLayout::Unpacked,
+            config::SevenBit::Packed => sms::SeptetLayout::Packed,
+        },
+    };
+    let encoded = sms::encode(&text, 0, &options).map_err(|e| e.to_string())?;
+    let segments = encoded.segments.len();
+    let coding = match encoded.coding {
+        sms::Coding::Gsm7 => "GSM-7",
+        sms::Coding::Ucs2 => "UCS-2",
+    };
+    Ok(AdminCommand::SmsSend {
+        to: to.as_str().to_string(),
+        text,
+        receipt: settings.request_receipts,
+        summary: format!(
+            "{segments} segment{}, {coding}",
+            if segments == 1 { "" } else { "s" }
+        ),
+    })
+}
+
+/// An alert from its command-line form, checked.
+#[allow(clippy::too_many_arguments)]
+fn sms_alert(
+    config: &Config,
+    number: &str,
+    from: Vec<String>,
+    to: Vec<String>,
+    important_only: bool,
+    quiet: Option<String>,
+    zone: &str,
+    per_hour_max: u32,
+) -> Result<store::SmsAlert, String> {
+    let default_country = config
+        .sms
+        .as_ref()
+        .map(|s| s.default_country.as_str())
+        .filter(|c| !c.is_empty());
+    let number =
+        sms::normalize_e164(number, default_country).map_err(|e| format!("{number:?}: {e}"))?;
+    let minutes = |hhmm: &str| -> Option<u16> {
+        let (h, m) = hhmm.trim().split_once(':')?;
+        let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
+        (h < 24 && m < 60).then_some(h * 60 + m)
+    };
+    let quiet = match quiet {
+        None => None,
+        Some(range) => {
+            let parsed = range
+                .split_once('-')
+                .and_then(|(a, b)| Some((minutes(a)?, minutes(b)?)));
+            Some(parsed.ok_or_else(|| format!("--quiet {range:?}: expected HH:MM-HH:MM"))?)
+        }
+    };
+    let zone_minutes = {
+        let (sign, rest) = match zone.as_bytes().first() {
+            Some(b'+') => (1, &zone[1..]),
+            Some(b'-') => (-1, &zone[1..]),
+            _ => return Err(format!("--zone {zone:?}: expected +HH:MM or -HH:MM")),
+        };
+        let m =
+            minutes(rest).ok_or_else(|| format!("--zone {zone:?}: expected +HH:MM or -HH:MM"))?;
+        sign * m as i16
+    };
+    let lower = |v: Vec<String>| v.into_iter().map(|p| p.trim().to_lowercase()).collect();
+    Ok(store::SmsAlert {
+        number: number.as_str().to_string(),
+        from: lower(from),
+        to: lower(to),
+        important_only,
+        quiet,
+        zone_minutes,
+        per_hour_max,
+    })
 }
 
 fn finish(output: AdminOutput) -> ExitCode {

@@ -57,6 +57,26 @@ pub enum AdminCommand {
     Gc {
         bytes_max: u64,
     },
+    /// Queue an SMS. `to` is E.164 and the text was checked against the
+    /// `[sms]` segment cap by the CLI, which has the config; `summary` (segments
+    /// and coding) is echoed in the answer.
+    SmsSend {
+        to: String,
+        text: String,
+        receipt: bool,
+        summary: String,
+    },
+    /// The outbox, newest first.
+    SmsList {
+        limit: usize,
+        json: bool,
+    },
+    /// Shows (`set: None`), sets (`Some(Some(..))`) or removes (`Some(None)`)
+    /// a user's new-mail alert.
+    SmsAlert {
+        user: String,
+        set: Option<Option<store::SmsAlert>>,
+    },
 }
 
 /// What a command printed and how it exited.
@@ -91,6 +111,42 @@ impl AdminOutput {
         };
         AdminOutput::fail(exit, format!("error: {error}\n"))
     }
+}
+
+/// One outbox line: id, state, number, when queued, then what happened. The text
+/// itself is shown only by `--json` (it may quote a user's mail).
+fn sms_line(sms: &store::Sms) -> String {
+    let when = |secs: i64| {
+        delivery::rfc5322_date(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64),
+        )
+    };
+    let detail = match sms.state.as_str() {
+        "sent" | "delivered" | "undelivered" => {
+            let mut d = format!("smsc ids {}", sms.smsc_ids.join(","));
+            if !sms.delivery.is_empty() {
+                d.push_str(&format!("; receipt: {}", sms.delivery));
+            }
+            d
+        }
+        "failed" => format!("reason: {}", sms.reason),
+        _ if sms.attempts > 0 => format!(
+            "{} attempts, next {}; last: {}",
+            sms.attempts,
+            when(sms.not_before),
+            sms.reason
+        ),
+        _ => "waiting".to_string(),
+    };
+    format!(
+        "{}\t{}\t{}\t{}\t{} chars\t{}\n",
+        sms.id,
+        sms.state,
+        sms.to,
+        when(sms.queued),
+        sms.text.chars().count(),
+        detail
+    )
 }
 
 fn user_arg(name: &str) -> Result<String, AdminOutput> {
@@ -224,6 +280,54 @@ pub fn execute(store: &Store, command: AdminCommand) -> AdminOutput {
                 Err(e) => AdminOutput::from_store(&e),
             }
         }
+        AdminCommand::SmsSend {
+            to,
+            text,
+            receipt,
+            summary,
+        } => match store.submit_one_blocking(Intent::QueueSms {
+            to: to.clone(),
+            text,
+            purpose: "operator".into(),
+            receipt,
+            user: None,
+        }) {
+            Ok(store::Outcome::SmsQueued { id }) => {
+                AdminOutput::ok(format!("queued SMS {id} to {to} ({summary})\n"))
+            }
+            Ok(other) => AdminOutput::fail(EX_SOFTWARE, format!("error: unexpected {other:?}\n")),
+            Err(e) => AdminOutput::from_store(&e),
+        },
+        AdminCommand::SmsList { limit, json } => match store.sms_list(limit.clamp(1, 10_000)) {
+            Ok(list) if json => match serde_json::to_string_pretty(&list) {
+                Ok(text) => AdminOutput::ok(text + "\n"),
+                Err(e) => AdminOutput::fail(EX_SOFTWARE, format!("error: {e}\n")),
+            },
+            Ok(list) => AdminOutput::ok(list.iter().map(sms_line).collect::<String>()),
+            Err(e) => AdminOutput::from_store(&e),
+        },
+        AdminCommand::SmsAlert { user, set } => {
+            let user = match user_arg(&user) {
+                Ok(u) => u,
+                Err(out) => return out,
+            };
+            match set {
+                None => match store.sms_alert(&user) {
+                    Ok(Some(alert)) => AdminOutput::ok(
+                        serde_json::to_string_pretty(&alert).unwrap_or_default() + "\n",
+                    ),
+                    Ok(None) => AdminOutput::ok(format!("{user} has no SMS alert\n")),
+                    Err(e) => AdminOutput::from_store(&e),
+                },
+                Some(alert) => {
+                    let done = match &alert {
+                        Some(a) => format!("SMS alert of {user} to {}\n", a.number),
+                        None => format!("SMS alert of {user} removed\n"),
+                    };
+                    submit(Intent::SetSmsAlert { user, alert }, done)
+                }
+            }
+        }
         AdminCommand::Gc { bytes_max } => {
             match store.submit_one_blocking(Intent::CollectGarbage { bytes_max }) {
                 Ok(store::Outcome::Collected {
@@ -346,6 +450,9 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::MailboxList { .. } => "mailbox list",
         AdminCommand::Deliver { .. } => "deliver",
         AdminCommand::Gc { .. } => "store gc",
+        AdminCommand::SmsSend { .. } => "sms send",
+        AdminCommand::SmsList { .. } => "sms list",
+        AdminCommand::SmsAlert { .. } => "sms alert",
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Config {
     pub tls: TlsSection,
     pub auth: AuthSection,
     pub store: StoreSection,
+    /// SMS sending through an SMPP 3.4 SMSC; none without the section.
+    pub sms: Option<SmsSection>,
 }
 
 /// One address or a list of them.
@@ -173,6 +175,76 @@ impl Default for StoreSection {
     }
 }
 
+/// A string kept out of `Debug` output (`config check` prints the config).
+#[derive(Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Redacted(pub String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
+}
+
+/// How GSM 7-bit text goes into `short_message`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SevenBit {
+    /// One septet per octet: the usual SMPP convention; the SMSC packs.
+    #[default]
+    Unpacked,
+    Packed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsBind {
+    #[default]
+    Transmitter,
+    /// Also receives delivery receipts on the same connection.
+    Transceiver,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmsSection {
+    pub smsc: String,
+    pub system_id: String,
+    pub password: Redacted,
+    pub source: String,
+    pub seven_bit: SevenBit,
+    pub tls: bool,
+    pub bind: SmsBind,
+    pub window_max: usize,
+    pub rate_per_second: u32,
+    pub enquire_link_secs: u64,
+    pub segments_max: u8,
+    pub default_country: String,
+    pub request_receipts: bool,
+    pub national_tables: bool,
+}
+
+impl Default for SmsSection {
+    fn default() -> Self {
+        SmsSection {
+            smsc: "127.0.0.1:2775".into(),
+            system_id: String::new(),
+            password: Redacted::default(),
+            source: "Postern".into(),
+            seven_bit: SevenBit::Unpacked,
+            tls: false,
+            bind: SmsBind::Transmitter,
+            window_max: 10,
+            rate_per_second: 50,
+            enquire_link_secs: 30,
+            segments_max: 4,
+            default_country: String::new(),
+            request_receipts: false,
+            national_tables: false,
+        }
+    }
+}
+
 impl Default for Config {
     /// Without a config file every listener runs on its default address.
     fn default() -> Self {
@@ -187,6 +259,7 @@ impl Default for Config {
             tls: TlsSection::default(),
             auth: AuthSection::default(),
             store: StoreSection::default(),
+            sms: None,
         }
     }
 }
@@ -273,6 +346,38 @@ open_indexes_max = 2048
 # one run may copy, so reclaiming space never floods the disk.
 gc_interval_secs = 3600
 gc_bytes_per_run = 67108864
+
+# SMS through an SMPP 3.4 SMSC (new-mail alerts, status notices, `postern sms
+# send`). Off without this section; uncomment it to send.
+# [sms]
+# The SMSC, "host:port".
+# smsc = "127.0.0.1:2775"
+# Credentials of the bind (SMPP 3.4 allows 15 and 8 characters).
+# system_id = ""
+# password = ""
+# Sender: up to 11 letters and digits (alphanumeric sender), or up to 20 digits.
+# source = "Postern"
+# GSM 7-bit text one septet per octet ("unpacked", what most SMSCs expect) or
+# packed eight septets into seven octets ("packed").
+# seven_bit = "unpacked"
+# TLS to the SMSC.
+# tls = false
+# "transmitter", or "transceiver" to receive delivery receipts.
+# bind = "transmitter"
+# Submits waiting for their response at once, and submits per second (0: no limit).
+# window_max = 10
+# rate_per_second = 50
+# Keep-alive of an idle bind, in seconds.
+# enquire_link_secs = 30
+# Most segments of one SMS; a longer text is refused with a clear error.
+# segments_max = 4
+# Calling code for numbers written without + or 00, e.g. "41"; empty: refuse them.
+# default_country = ""
+# Ask the SMSC for delivery receipts.
+# request_receipts = false
+# National language shift tables (Turkish, Spanish, Portuguese): not supported;
+# must stay false (many SMSCs and handsets mishandle them anyway).
+# national_tables = false
 "#;
 
 /// Reads a config file. Errors name the file, the line and the key.
@@ -346,6 +451,55 @@ fn key_at(text: &str, position: usize) -> Option<String> {
     })
 }
 
+fn validate_sms(sms: &SmsSection) -> Result<(), String> {
+    let (host, port) = sms
+        .smsc
+        .rsplit_once(':')
+        .ok_or_else(|| format!("[sms] smsc {:?} must be \"host:port\"", sms.smsc))?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!("[sms] smsc {:?} must be \"host:port\"", sms.smsc));
+    }
+    // SMPP 3.4 C-Octet Strings: system_id 16 and password 9 octets with the NUL.
+    if sms.system_id.is_empty() || sms.system_id.len() > 15 || !sms.system_id.is_ascii() {
+        return Err("[sms] system_id must be 1 to 15 ASCII characters".into());
+    }
+    if sms.password.0.len() > 8 || !sms.password.0.is_ascii() {
+        return Err("[sms] password must be at most 8 ASCII characters (SMPP 3.4)".into());
+    }
+    let source_ok = if sms.source.bytes().all(|b| b.is_ascii_digit()) {
+        (1..=20).contains(&sms.source.len())
+    } else {
+        (1..=11).contains(&sms.source.len())
+            && sms
+                .source
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b' ')
+    };
+    if !source_ok {
+        return Err("[sms] source must be up to 11 letters and digits, or up to 20 digits".into());
+    }
+    if sms.window_max == 0 || sms.window_max > 1000 {
+        return Err("[sms] window_max must be 1 to 1000".into());
+    }
+    if sms.segments_max == 0 {
+        return Err("[sms] segments_max must be 1 to 255".into());
+    }
+    if sms.enquire_link_secs == 0 {
+        return Err("[sms] enquire_link_secs must be at least 1".into());
+    }
+    if !sms.default_country.is_empty()
+        && (sms.default_country.len() > 3
+            || !sms.default_country.bytes().all(|b| b.is_ascii_digit())
+            || sms.default_country.starts_with('0'))
+    {
+        return Err("[sms] default_country must be a calling code such as \"41\"".into());
+    }
+    if sms.national_tables {
+        return Err("[sms] national_tables = true is not supported by this version".into());
+    }
+    Ok(())
+}
+
 fn validate(config: &Config) -> Result<(), String> {
     if let Some(imap) = &config.imap
         && (imap.max_literal == 0 || imap.max_line < 1024)
@@ -356,6 +510,9 @@ fn validate(config: &Config) -> Result<(), String> {
         && imap.login_timeout_secs == 0
     {
         return Err("[imap] login_timeout_secs must be at least 1".into());
+    }
+    if let Some(sms) = &config.sms {
+        validate_sms(sms)?;
     }
     if config.hostname.is_empty()
         || config
@@ -415,6 +572,47 @@ mod tests {
         assert!(error.contains("login_timeout_secs"), "{error}");
         let config = parse("[imap]\nlogin_timeout_secs = 5\n").expect("parses");
         assert_eq!(config.imap.map(|i| i.login_timeout_secs), Some(5));
+    }
+
+    #[test]
+    fn sms_section_is_checked_and_its_password_never_printed() {
+        let good =
+            "[sms]\nsmsc = \"smsc.example:2775\"\nsystem_id = \"postern\"\npassword = \"s3cret\"\n";
+        let config = parse(good).expect("parses");
+        let sms = config.sms.expect("section present");
+        assert_eq!(sms.segments_max, 4);
+        assert!(!format!("{sms:?}").contains("s3cret"));
+        for (bad, key) in [
+            ("[sms]\nsystem_id = \"p\"\nsmsc = \"nohost\"\n", "smsc"),
+            ("[sms]\nsmsc = \"h:1\"\n", "system_id"),
+            (
+                "[sms]\nsmsc = \"h:1\"\nsystem_id = \"p\"\npassword = \"toolongpw\"\n",
+                "password",
+            ),
+            (
+                "[sms]\nsmsc = \"h:1\"\nsystem_id = \"p\"\nsource = \"Far Too Long Name\"\n",
+                "source",
+            ),
+            (
+                "[sms]\nsmsc = \"h:1\"\nsystem_id = \"p\"\nsegments_max = 0\n",
+                "segments_max",
+            ),
+            (
+                "[sms]\nsmsc = \"h:1\"\nsystem_id = \"p\"\ndefault_country = \"+41\"\n",
+                "default_country",
+            ),
+            (
+                "[sms]\nsmsc = \"h:1\"\nsystem_id = \"p\"\nnational_tables = true\n",
+                "national_tables",
+            ),
+            (
+                "[sms]\nsmsc = \"h:1\"\nsystem_id = \"p\"\nseven_bit = \"squeezed\"\n",
+                "seven_bit",
+            ),
+        ] {
+            let error = parse(bad).unwrap_err();
+            assert!(error.contains(key), "{bad:?}: {error}");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod lmtp_target;
 pub mod open_files;
+pub mod sms;
 pub mod tls;
 
 use anyhow::{Context, anyhow};
@@ -221,6 +222,7 @@ pub async fn run(
     });
     let target = Arc::new(lmtp_target::StoreTarget {
         store: store.clone(),
+        sms_alerts: config.sms.is_some(),
     });
 
     let admin_path = admin::socket_path(&config.data_dir);
@@ -238,6 +240,16 @@ pub async fn run(
         config.store.gc_bytes_per_run,
         shutdown.clone(),
     ));
+
+    // SMS: the gateway sends from the store's outbox while `[sms]` is configured.
+    let sms_task = config.sms.as_ref().map(|section| {
+        tracing::info!(event = "sms_gateway_start", smsc = %section.smsc);
+        tokio::spawn(sms_gateway::run(
+            sms::gateway_config(section),
+            Arc::new(sms::StoreOutbox::new(store.clone())),
+            shutdown.clone(),
+        ))
+    });
 
     ready(&bound);
     tracing::info!(event = "server_ready", listeners = bound.len(), data_dir = %config.data_dir.display());
@@ -304,6 +316,11 @@ pub async fn run(
         );
     }
     let _ = admin_task.await;
+    if let Some(task) = sms_task {
+        // The gateway waits for outstanding responses (bounded by its response
+        // timeout), then unbinds.
+        let _ = task.await;
+    }
     reload_task.abort();
     gc_task.abort();
     tokio::task::spawn_blocking(move || store.shutdown()).await?;

@@ -9,6 +9,8 @@ pub const INLINE_PREPARE_BYTES_MAX: usize = 256 * 1024;
 
 pub struct StoreTarget {
     pub store: Store,
+    /// Queue new-mail SMS alerts after a delivery (`[sms]` is configured).
+    pub sms_alerts: bool,
 }
 
 impl DeliveryTarget for StoreTarget {
@@ -45,6 +47,7 @@ impl DeliveryTarget for StoreTarget {
                 }
             }
         };
+        let delivered_to = users.clone();
         let intents = users
             .into_iter()
             .map(|user| Intent::Append {
@@ -55,9 +58,24 @@ impl DeliveryTarget for StoreTarget {
                 internal_date: None,
             })
             .collect();
-        self.store
-            .submit(intents)
-            .await
+        let results = self.store.submit(intents).await;
+        if self.sms_alerts {
+            let reached: Vec<String> = delivered_to
+                .into_iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(user, _)| user)
+                .collect();
+            if !reached.is_empty() {
+                // After the commit and off the session's path: an alert never
+                // delays or fails the delivery it is about.
+                let store = self.store.clone();
+                tokio::spawn(async move {
+                    crate::sms::queue_alerts(&store, &reached, &prepared.summary).await;
+                });
+            }
+        }
+        results
             .into_iter()
             .map(|result| match result {
                 Ok(_) => Ok(()),
