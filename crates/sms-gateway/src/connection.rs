@@ -23,6 +23,35 @@ use crate::error::Error;
 /// message_payload and stops a broken peer from making us buffer more.
 pub const PDU_OCTETS_MAX: usize = 64 * 1024;
 
+/// command_length, command_id, command_status, sequence_number.
+const HEADER_OCTETS: usize = 16;
+
+/// Decodes one whole frame; on a body rusmpp refuses, the header alone.
+fn decode_frame(frame: &[u8]) -> Result<Command, Error> {
+    let mut codec = CommandCodec::new().with_max_length(PDU_OCTETS_MAX);
+    let body_error = match codec.decode(&mut BytesMut::from(frame)) {
+        Ok(Some(command)) => return Ok(command),
+        Ok(None) => "incomplete frame".to_owned(),
+        Err(error) => error.to_string(),
+    };
+    let mut header = BytesMut::from(&frame[..HEADER_OCTETS]);
+    header[..4].copy_from_slice(&(HEADER_OCTETS as u32).to_be_bytes());
+    let mut codec = CommandCodec::new();
+    match codec.decode(&mut header) {
+        Ok(Some(command)) => {
+            tracing::warn!(
+                event = "sms_pdu_body_invalid",
+                command_id = format_args!("0x{:08X}", u32::from(command.id())),
+                sequence = command.sequence_number(),
+                error = %body_error,
+                "the SMSC sent a PDU body we cannot decode; using its header"
+            );
+            Ok(command)
+        }
+        _ => Err(Error::Protocol(body_error)),
+    }
+}
+
 /// Anything the session can read from and write to.
 pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
@@ -30,6 +59,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Transport for T {}
 /// One connection to the SMSC with its read buffer.
 pub struct Connection {
     stream: Box<dyn Transport>,
+    /// Encodes outgoing PDUs (decoding is per frame, see `read`).
     codec: CommandCodec,
     read_buffer: BytesMut,
     write_buffer: BytesMut,
@@ -86,17 +116,39 @@ impl Connection {
     /// Reads until one whole PDU is there. Cancel-safe: bytes already read
     /// stay in the buffer when the future is dropped in a `select!`.
     ///
+    /// The frame is cut out by its `command_length` before rusmpp decodes
+    /// it, so a body rusmpp refuses costs only that body: the header alone
+    /// is decoded instead (id, status, sequence number, no PDU). That keeps
+    /// a session alive through an SMSC's harmless quirks, such as a
+    /// bind_resp whose system_id is longer than SMPP's 16 octets (a body we
+    /// never read), and lets a garbled deliver_sm still be acknowledged.
+    ///
     /// # Errors
     ///
     /// [`Error::Io`] when the peer closes or the socket fails,
-    /// [`Error::Protocol`] for a PDU rusmpp cannot decode (the stream is
-    /// out of step after that; the caller drops the connection).
+    /// [`Error::Protocol`] for a command_length out of bounds or a header
+    /// that cannot be decoded (the stream cannot be trusted after that).
     pub async fn read(&mut self) -> Result<Command, Error> {
         loop {
-            match self.codec.decode(&mut self.read_buffer) {
-                Ok(Some(command)) => return Ok(command),
-                Ok(None) => {}
-                Err(error) => return Err(Error::Protocol(error.to_string())),
+            if self.read_buffer.len() >= HEADER_OCTETS {
+                let length_octets = [
+                    self.read_buffer[0],
+                    self.read_buffer[1],
+                    self.read_buffer[2],
+                    self.read_buffer[3],
+                ];
+                let length =
+                    usize::try_from(u32::from_be_bytes(length_octets)).unwrap_or(usize::MAX);
+                if !(HEADER_OCTETS..=PDU_OCTETS_MAX).contains(&length) {
+                    return Err(Error::Protocol(format!(
+                        "command_length {length} outside {HEADER_OCTETS}..={PDU_OCTETS_MAX}"
+                    )));
+                }
+                if self.read_buffer.len() >= length {
+                    let frame = self.read_buffer.split_to(length);
+                    return decode_frame(&frame);
+                }
+                self.read_buffer.reserve(length - self.read_buffer.len());
             }
             let read = self
                 .stream
