@@ -260,10 +260,13 @@ impl<'a> Session<'a> {
         let result = self.serve_inner(shutdown, changed).await;
         match result {
             Ok(Ended::Shutdown) => {
-                let result = self.drain().await;
+                if let Err(error) = self.drain().await {
+                    // The session is ending anyway; nothing to reconnect for.
+                    tracing::warn!(event = "sms_unbind_failed", %error);
+                }
                 self.release_all("the gateway shut down before the SMSC answered");
                 self.connection.close().await;
-                result.map(|()| Ended::Shutdown)
+                Ok(Ended::Shutdown)
             }
             Err(error) => {
                 self.release_all(&format!("connection lost mid-message: {error}"));
