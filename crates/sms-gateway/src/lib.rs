@@ -65,6 +65,7 @@ mod rate;
 mod receipt;
 mod session;
 mod status;
+mod submit;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,8 +79,9 @@ pub use outbox::{
     MemoryEntry, MemoryOutbox, MemoryReceipt, MemoryStatus, Outbox, OutgoingSms, count_by_status,
 };
 pub use rate::TokenBucket;
-pub use receipt::{Receipt, parse_receipt, state_name};
+pub use receipt::{Delivered, Receipt, parse_receipt, read_deliver_sm, state_name};
 pub use status::{StatusClass, classify_status, describe_status, status_name, status_reason};
+pub use submit::{ESM_CLASS_UDHI, Source, build_submits};
 
 use session::{Ended, Session};
 

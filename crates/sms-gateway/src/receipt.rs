@@ -6,6 +6,56 @@
 //! are present (the text's id is hex on some SMSCs and decimal on others;
 //! the TLV is the one the spec ties to submit_sm_resp).
 
+use rusmpp::pdus::DeliverSm;
+use rusmpp::tlvs::TlvValue;
+
+/// esm_class message type bits (5-2) and their value for an SMSC delivery
+/// receipt.
+const ESM_CLASS_TYPE_MASK: u8 = 0x3C;
+const ESM_CLASS_DELIVERY_RECEIPT: u8 = 0x04;
+
+/// What a deliver_sm from the SMSC carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// A delivery receipt we can match to a submitted segment.
+    Receipt(Receipt),
+    /// Marked as a receipt, but neither the TLV nor the text has an id.
+    ReceiptWithoutId {
+        /// Length of short_message.
+        octets: usize,
+    },
+    /// A message from a handset (not handled yet).
+    MobileOriginated {
+        /// Length of short_message.
+        octets: usize,
+    },
+}
+
+/// Tells a receipt from a handset's message (esm_class type 0x04, or a
+/// receipted_message_id TLV) and parses it.
+pub fn read_deliver_sm(deliver_sm: &DeliverSm) -> Delivered {
+    let mut receipted_message_id = None;
+    let mut message_state = None;
+    for tlv in deliver_sm.tlvs() {
+        match tlv.value() {
+            Some(TlvValue::ReceiptedMessageId(id)) => receipted_message_id = Some(id.as_str()),
+            Some(TlvValue::MessageState(state)) => message_state = Some(u8::from(*state)),
+            _ => {}
+        }
+    }
+    let esm_class = u8::from(deliver_sm.esm_class);
+    let text = deliver_sm.short_message().as_ref();
+    let is_receipt = esm_class & ESM_CLASS_TYPE_MASK == ESM_CLASS_DELIVERY_RECEIPT
+        || receipted_message_id.is_some();
+    if !is_receipt {
+        return Delivered::MobileOriginated { octets: text.len() };
+    }
+    match parse_receipt(text, receipted_message_id, message_state) {
+        Some(receipt) => Delivered::Receipt(receipt),
+        None => Delivered::ReceiptWithoutId { octets: text.len() },
+    }
+}
+
 /// A parsed receipt, without the message text excerpt (never logged).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
@@ -158,6 +208,52 @@ mod tests {
     fn empty_value_is_not_the_next_word() {
         let receipt = parse_receipt(b"id:9 stat: err:1", None, None).expect("a receipt");
         assert_eq!(receipt.state, "UNKNOWN");
+    }
+
+    #[test]
+    fn deliver_sm_kinds() {
+        use rusmpp::types::OctetString;
+        use rusmpp::values::{EsmClass, MessageState};
+
+        let receipt = DeliverSm::builder()
+            .esm_class(EsmClass::from(0x04))
+            .short_message(OctetString::from_vec(DELIVERED.to_vec()).expect("fits"))
+            .build();
+        assert!(
+            matches!(read_deliver_sm(&receipt), Delivered::Receipt(r) if r.message_id == "0123456789")
+        );
+
+        let by_tlv = DeliverSm::builder()
+            .push_tlv(
+                rusmpp::tlvs::MessageDeliveryRequestTlvValue::ReceiptedMessageId(
+                    "m7".parse().expect("valid"),
+                ),
+            )
+            .push_tlv(rusmpp::tlvs::MessageDeliveryRequestTlvValue::MessageState(
+                MessageState::Undeliverable,
+            ))
+            .build();
+        let Delivered::Receipt(receipt) = read_deliver_sm(&by_tlv) else {
+            panic!("a receipt by its TLVs");
+        };
+        assert_eq!(
+            (receipt.message_id.as_str(), receipt.delivered),
+            ("m7", false)
+        );
+
+        let from_handset = DeliverSm::builder()
+            .short_message(OctetString::from_vec(b"id:1 stat:DELIVRD".to_vec()).expect("fits"))
+            .build();
+        assert_eq!(
+            read_deliver_sm(&from_handset),
+            Delivered::MobileOriginated { octets: 17 }
+        );
+
+        let empty_receipt = DeliverSm::builder().esm_class(EsmClass::from(0x04)).build();
+        assert_eq!(
+            read_deliver_sm(&empty_receipt),
+            Delivered::ReceiptWithoutId { octets: 0 }
+        );
     }
 
     #[test]

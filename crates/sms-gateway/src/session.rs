@@ -15,21 +15,21 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rusmpp::pdus::{BindTransceiver, BindTransmitter, DeliverSm, DeliverSmResp, SubmitSm};
-use rusmpp::tlvs::TlvValue;
-use rusmpp::types::{COctetString, OctetString};
-use rusmpp::values::{DataCoding, EsmClass, InterfaceVersion, Npi, RegisteredDelivery, Ton};
+use rusmpp::types::COctetString;
+use rusmpp::values::{InterfaceVersion, Npi, Ton};
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::backoff::retry_delay;
-use crate::config::{AddressKind, BindMode, SmppConfig, source_address};
+use crate::config::{BindMode, SmppConfig};
 use crate::connection::Connection;
 use crate::error::Error;
 use crate::outbox::{Outbox, OutgoingSms};
 use crate::rate::TokenBucket;
-use crate::receipt::parse_receipt;
+use crate::receipt::{Delivered, read_deliver_sm};
 use crate::status::{StatusClass, classify_status, status_reason};
+use crate::submit::{Source, build_submits};
 
 /// How often the outbox is polled when nothing wakes the gateway: the
 /// fallback for an outbox whose change signal was missed.
@@ -42,12 +42,6 @@ const THROTTLE_PAUSE: Duration = Duration::from_secs(1);
 /// ESME_RTHROTTLED and ESME_RMSGQFUL.
 const STATUS_THROTTLED: u32 = 0x58;
 const STATUS_QUEUE_FULL: u32 = 0x14;
-
-/// The esm_class bit that says short_message starts with a UDH.
-const ESM_CLASS_UDHI: u8 = 0x40;
-/// esm_class message type bits (5-2) of an SMSC delivery receipt.
-const ESM_CLASS_TYPE_MASK: u8 = 0x3C;
-const ESM_CLASS_DELIVERY_RECEIPT: u8 = 0x04;
 
 /// What a request waiting for its response was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,8 +105,8 @@ pub struct Session<'a> {
     paused_until: Option<Instant>,
     /// When the last PDU arrived, for enquire_link on an idle link.
     last_received: Instant,
-    source_addr: String,
-    source_kind: AddressKind,
+    /// The sender as every submit_sm carries it.
+    source: Source,
 }
 
 impl<'a> Session<'a> {
@@ -128,7 +122,6 @@ impl<'a> Session<'a> {
     ) -> Result<Session<'a>, Error> {
         let timeout = config.response_timeout();
         let connection = Connection::open(config, timeout).await?;
-        let (source_addr, source_kind) = source_address(&config.source);
         let now = Instant::now();
         let mut session = Session {
             config,
@@ -143,8 +136,7 @@ impl<'a> Session<'a> {
             bucket: TokenBucket::new(config.rate_per_second, now),
             paused_until: None,
             last_received: now,
-            source_addr,
-            source_kind,
+            source: Source::from_config(&config.source),
         };
         session.bind().await?;
         Ok(session)
@@ -383,13 +375,14 @@ impl<'a> Session<'a> {
                 return;
             }
         };
-        let submits = match self.build_submits(&sms, &encoded) {
-            Ok(submits) => submits,
-            Err(reason) => {
-                self.report_failed(&sms, reason);
-                return;
-            }
-        };
+        let submits =
+            match build_submits(&sms, &encoded, &self.source, self.config.request_receipts) {
+                Ok(submits) => submits,
+                Err(reason) => {
+                    self.report_failed(&sms, reason);
+                    return;
+                }
+            };
         let lease = self.next_lease;
         self.next_lease += 1;
         let segments = submits.len();
@@ -414,52 +407,6 @@ impl<'a> Session<'a> {
                 accepted: 0,
             },
         );
-    }
-
-    fn build_submits(
-        &self,
-        sms: &OutgoingSms,
-        encoded: &sms::Encoded,
-    ) -> Result<Vec<SubmitSm>, String> {
-        let source_addr = COctetString::<1, 21>::from_str(&self.source_addr).map_err(|error| {
-            format!(
-                "[sms] source {:?} is not a valid SMPP address: {error}",
-                self.source_addr
-            )
-        })?;
-        let destination_addr =
-            COctetString::<1, 21>::from_str(sms.to.digits()).map_err(|error| {
-                format!(
-                    "destination {} is not a valid SMPP address: {error}",
-                    sms.to
-                )
-            })?;
-        let registered_delivery = u8::from(sms.request_receipt || self.config.request_receipts);
-        let mut submits = Vec::with_capacity(encoded.segments.len());
-        for segment in &encoded.segments {
-            let esm_class = if segment.udh.is_some() {
-                ESM_CLASS_UDHI
-            } else {
-                0
-            };
-            let short_message = OctetString::<0, 255>::from_vec(segment.short_message())
-                .map_err(|error| format!("segment does not fit short_message: {error}"))?;
-            submits.push(
-                SubmitSm::builder()
-                    .source_addr_ton(Ton::from(self.source_kind.ton))
-                    .source_addr_npi(Npi::from(self.source_kind.npi))
-                    .source_addr(source_addr.clone())
-                    .dest_addr_ton(Ton::International)
-                    .dest_addr_npi(Npi::Isdn)
-                    .destination_addr(destination_addr.clone())
-                    .esm_class(EsmClass::from(esm_class))
-                    .registered_delivery(RegisteredDelivery::from(registered_delivery))
-                    .data_coding(DataCoding::from(encoded.data_coding()))
-                    .short_message(short_message)
-                    .build(),
-            );
-        }
-        Ok(submits)
     }
 
     async fn submit(&mut self, id: u64, segment: usize) -> Result<(), Error> {
@@ -619,31 +566,8 @@ impl<'a> Session<'a> {
     }
 
     fn on_deliver_sm(&mut self, deliver_sm: &DeliverSm) {
-        let mut receipted_message_id = None;
-        let mut message_state = None;
-        for tlv in deliver_sm.tlvs() {
-            match tlv.value() {
-                Some(TlvValue::ReceiptedMessageId(id)) => receipted_message_id = Some(id.as_str()),
-                Some(TlvValue::MessageState(state)) => message_state = Some(u8::from(*state)),
-                _ => {}
-            }
-        }
-        let esm_class = u8::from(deliver_sm.esm_class);
-        let is_receipt = esm_class & ESM_CLASS_TYPE_MASK == ESM_CLASS_DELIVERY_RECEIPT
-            || receipted_message_id.is_some();
-        if !is_receipt {
-            // Replies from handsets are not handled yet; acknowledged so
-            // the SMSC does not redeliver them forever.
-            tracing::info!(
-                event = "sms_mobile_originated",
-                octets = deliver_sm.short_message().len(),
-                "ignored a message from a handset"
-            );
-            return;
-        }
-        let text = deliver_sm.short_message().as_ref();
-        match parse_receipt(text, receipted_message_id, message_state) {
-            Some(receipt) => {
+        match read_deliver_sm(deliver_sm) {
+            Delivered::Receipt(receipt) => {
                 tracing::info!(
                     event = "sms_receipt",
                     smsc_message_id = %receipt.message_id,
@@ -653,10 +577,17 @@ impl<'a> Session<'a> {
                 self.outbox
                     .receipt(&receipt.message_id, receipt.delivered, receipt.detail());
             }
-            None => tracing::warn!(
+            Delivered::ReceiptWithoutId { octets } => tracing::warn!(
                 event = "sms_receipt_unparsed",
-                octets = text.len(),
+                octets,
                 "a delivery receipt without a message id"
+            ),
+            // Replies from handsets are not handled yet; acknowledged so
+            // the SMSC does not redeliver them forever.
+            Delivered::MobileOriginated { octets } => tracing::info!(
+                event = "sms_mobile_originated",
+                octets,
+                "ignored a message from a handset"
             ),
         }
     }
