@@ -12,7 +12,7 @@ use rusmpp::types::COctetString;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use sms_gateway::{MemoryOutbox, MemoryStatus, Outbox, Secret, SmppConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::bytes::BytesMut;
 use tokio_util::codec::{Decoder, Encoder};
@@ -20,9 +20,12 @@ use tokio_util::codec::{Decoder, Encoder};
 /// How long a test waits for anything before failing.
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
 
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
 /// One SMSC-side connection.
 struct Peer {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     codec: CommandCodec,
     buffer: BytesMut,
 }
@@ -33,6 +36,10 @@ impl Peer {
             .await
             .expect("the gateway connects")
             .expect("accept");
+        Peer::over(Box::new(stream))
+    }
+
+    fn over(stream: Box<dyn Stream>) -> Peer {
         Peer {
             stream,
             codec: CommandCodec::new(),
@@ -76,18 +83,22 @@ impl Peer {
     }
 
     async fn bind(listener: &TcpListener) -> Peer {
-        let mut peer = Peer::accept(listener).await;
-        let bind = peer.expect(CommandId::BindTransmitter).await;
+        Peer::accept(listener).await.answer_bind().await
+    }
+
+    /// Answers the gateway's bind_transmitter with success.
+    async fn answer_bind(mut self) -> Peer {
+        let bind = self.expect(CommandId::BindTransmitter).await;
         let response = BindTransmitterResp::builder()
             .system_id(COctetString::from_str_checked("fake"))
             .build();
-        peer.write(Command::new(
+        self.write(Command::new(
             CommandStatus::EsmeRok,
             bind.sequence_number(),
             response,
         ))
         .await;
-        peer
+        self
     }
 
     async fn answer_submit(&mut self, submit: &Command, status: CommandStatus, message_id: &str) {
@@ -375,6 +386,99 @@ async fn temporary_failures_give_up_after_attempts_max() {
         reason.contains("ESME_RSYSERR (0x00000008): System error"),
         "{reason}"
     );
+    let _ = gateway.shutdown.send(true);
+    tokio::time::timeout(STEP_TIMEOUT, gateway.task)
+        .await
+        .expect("stops")
+        .expect("no panic");
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca_file() {
+    let names = vec!["localhost".to_owned()];
+    let generated = rcgen::generate_simple_self_signed(names).expect("certificate");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, generated.cert.pem()).expect("write CA file");
+    let key = rustls_pki_types::PrivateKeyDer::try_from(generated.signing_key.serialize_der())
+        .expect("private key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![generated.cert.der().clone()], key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+
+    let (listener, port) = listener().await;
+    let outbox = Arc::new(MemoryOutbox::new());
+    let id = outbox.queue(number(), "over TLS", false);
+    let mut config = config(port);
+    config.smsc = format!("localhost:{port}");
+    config.tls = true;
+    config.tls_ca_file = Some(ca_file);
+    let gateway = start(config, &outbox);
+    let (tcp, _) = tokio::time::timeout(STEP_TIMEOUT, listener.accept())
+        .await
+        .expect("the gateway connects")
+        .expect("accept");
+    let tls = acceptor
+        .accept(tcp)
+        .await
+        .expect("TLS handshake with our CA");
+    let mut peer = Peer::over(Box::new(tls)).answer_bind().await;
+    let submit = peer.expect(CommandId::SubmitSm).await;
+    peer.answer_submit(&submit, CommandStatus::EsmeRok, "t1")
+        .await;
+    wait_until("sent", || {
+        matches!(status(&outbox, id), MemoryStatus::Sent { .. })
+    })
+    .await;
+    let _ = gateway.shutdown.send(true);
+    let unbind = peer.expect(CommandId::Unbind).await;
+    peer.write(Command::new(
+        CommandStatus::EsmeRok,
+        unbind.sequence_number(),
+        Pdu::UnbindResp,
+    ))
+    .await;
+    tokio::time::timeout(STEP_TIMEOUT, gateway.task)
+        .await
+        .expect("stops")
+        .expect("no panic");
+}
+
+#[tokio::test]
+async fn tls_refuses_a_certificate_outside_the_trusted_roots() {
+    let generated =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let key = rustls_pki_types::PrivateKeyDer::try_from(generated.signing_key.serialize_der())
+        .expect("private key");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![generated.cert.der().clone()], key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    let (listener, port) = listener().await;
+    let outbox = Arc::new(MemoryOutbox::new());
+    let mut config = config(port);
+    config.smsc = format!("localhost:{port}");
+    config.tls = true; // web PKI roots: a self-signed SMSC is refused
+    let gateway = start(config, &outbox);
+    for _ in 0..2 {
+        let (tcp, _) = tokio::time::timeout(STEP_TIMEOUT, listener.accept())
+            .await
+            .expect("the gateway connects (and after a refusal, again)")
+            .expect("accept");
+        assert!(
+            acceptor.accept(tcp).await.is_err(),
+            "the gateway must reject the certificate"
+        );
+    }
     let _ = gateway.shutdown.send(true);
     tokio::time::timeout(STEP_TIMEOUT, gateway.task)
         .await
