@@ -15,14 +15,21 @@
 //! - the `sms` crate turns text into segments (GSM-7 or UCS-2, the
 //!   concatenation UDH, packed or unpacked septets); this crate never
 //!   looks inside a text, it only puts the octets in `short_message`;
-//! - `rusmpp` supplies the PDU types and the framing codec. We drive the
-//!   codec by hand over our own stream (`connection`) rather than using
-//!   `rusmppc`, its client: rusmppc would do the job (requests are futures,
-//!   so a window is a set of them; events carry deliver_sm), but it always
-//!   compiles a DNS resolver (hickory, moka, url/idna with the ICU tables)
-//!   and rusmpp's text-encoding extras, about 100 more crates, and hides
-//!   the sequence numbers we need to drain precisely at shutdown. The
-//!   session loop it would save us is ~500 lines (`session`);
+//! - `rusmpp` supplies the PDU types and the codec; `connection` cuts
+//!   frames by `command_length` and has rusmpp decode each one, falling
+//!   back to the header when a body is malformed (one SMSC quirk must not
+//!   cost the session). We do not use `rusmppc`, rusmpp's client, though it
+//!   would do the job (each request is a future, so a window is a set of
+//!   them, and deliver_sm arrives as events): it always compiles its own
+//!   DNS resolver (hickory-resolver with moka, url and idna with the ICU
+//!   tables) and rusmpp's text-encoding extras, 146 crates against the 62
+//!   of this crate's whole tree, and it keeps sequence numbers to itself,
+//!   which the shutdown drain and the late-response check below need. The
+//!   session loop it would have saved is about 700 lines with its tests'
+//!   seams, and we own its timeouts and its logging;
+//! - `submit` turns an encoded message into submit_sm PDUs (addresses,
+//!   esm_class, data_coding, registered_delivery); `receipt` reads
+//!   deliver_sm;
 //! - `session` is one bound session as a single `select!` loop: submit
 //!   what the window (`window_max` unanswered submit_sm) and the token
 //!   bucket (`rate_per_second`) allow, match responses by sequence number,
@@ -55,6 +62,11 @@
 //!   for throughput would need several `run` tasks over a shared outbox.
 //! - The `message_payload` TLV, data_sm, submit_multi, 16-bit concatenation
 //!   references and national language shift tables.
+//! - A controllable clock: deadlines use tokio's `Instant` (pausable in
+//!   tests) but the outbox is asked with `SystemTime::now()`; the tests run
+//!   with millisecond settings instead.
+//! - Telling the outbox "not tried" from "failed temporarily": a message
+//!   given back at shutdown or after a lost connection counts an attempt.
 
 mod backoff;
 mod config;

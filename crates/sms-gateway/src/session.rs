@@ -669,7 +669,7 @@ impl<'a> Session<'a> {
         } else {
             Duration::ZERO
         };
-        tracing::info!(event = "sms_retry", id = sms.id, attempts, delay_ms = delay.as_millis() as u64, %reason);
+        tracing::info!(event = "sms_retry", id = sms.id, attempts, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), %reason);
         self.outbox.retry(sms.id, SystemTime::now() + delay, reason);
     }
 
