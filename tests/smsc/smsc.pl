@@ -344,7 +344,7 @@ sub handle_bind {
     if ($status == ESME_ROK) {
         $st->{mode} = $mode;
         # Body: system_id, then the sc_interface_version TLV (0x0210 = 0x34).
-        $s->resp_backend($resp_cmd, pack('Z*', 'postern-test-smsc') . pack('nnC', 0x0210, 1, 0x34),
+        $s->resp_backend($resp_cmd, pack('Z*', 'postern-smsc') . pack('nnC', 0x0210, 1, 0x34),
                          $s, seq => $pdu->{seq});
         record(event => 'bind', ok => JSON::PP::true, mode => $mode, system_id => $pdu->{system_id},
                seq => $pdu->{seq}, status => 0, conn => $st->{id});
