@@ -215,22 +215,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             per_hour,
             off,
         }) => {
-            let set = if off {
-                Some(None)
+            let action = if off {
+                admin::SmsAlertAction::Remove
             } else if let Some(number) = number {
                 match sms_alert(
                     &config, &number, from, to, important, quiet, &zone, per_hour,
                 ) {
-                    Ok(alert) => Some(Some(alert)),
+                    Ok(alert) => admin::SmsAlertAction::Set(alert),
                     Err(message) => {
                         eprintln!("postern: {message}");
                         return Ok(ExitCode::from(admin::EX_DATAERR as u8));
                     }
                 }
             } else {
-                None
+                admin::SmsAlertAction::Show
             };
-            AdminCommand::SmsAlert { user, set }
+            AdminCommand::SmsAlert { user, action }
         }
         Command::Sms(SmsCommand::Send { number }) => {
             match sms_send(&config, &cli.config, &number) {

@@ -107,6 +107,7 @@ python_test_files! {
     lmtp => "test_lmtp.py",
     bad_input => "test_bad_input.py",
     cli => "test_cli.py",
+    sms => "test_sms.py",
 }
 
 /// A new test_*.py that nobody added above would never run; this makes that a failure.

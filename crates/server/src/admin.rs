@@ -71,12 +71,21 @@ pub enum AdminCommand {
         limit: usize,
         json: bool,
     },
-    /// Shows (`set: None`), sets (`Some(Some(..))`) or removes (`Some(None)`)
-    /// a user's new-mail alert.
+    /// Shows, sets or removes a user's new-mail alert.
     SmsAlert {
         user: String,
-        set: Option<Option<store::SmsAlert>>,
+        action: SmsAlertAction,
     },
+}
+
+/// An explicit enum, not `Option<Option<_>>`: JSON cannot tell `Some(None)`
+/// from `None`, and "remove" arrived at the server as "show".
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsAlertAction {
+    Show,
+    Set(store::SmsAlert),
+    Remove,
 }
 
 /// What a command printed and how it exited.
@@ -306,10 +315,15 @@ pub fn execute(store: &Store, command: AdminCommand) -> AdminOutput {
             Ok(list) => AdminOutput::ok(list.iter().map(sms_line).collect::<String>()),
             Err(e) => AdminOutput::from_store(&e),
         },
-        AdminCommand::SmsAlert { user, set } => {
+        AdminCommand::SmsAlert { user, action } => {
             let user = match user_arg(&user) {
                 Ok(u) => u,
                 Err(out) => return out,
+            };
+            let set = match action {
+                SmsAlertAction::Show => None,
+                SmsAlertAction::Set(alert) => Some(Some(alert)),
+                SmsAlertAction::Remove => Some(None),
             };
             match set {
                 None => match store.sms_alert(&user) {
