@@ -310,12 +310,12 @@ sub handle_pdu {
     } elsif ($cmd == CMD_SUBMIT_SM) {
         return handle_submit($st, $pdu);
     } elsif ($cmd == CMD_ENQUIRE_LINK) {
-        $s->enquire_link_resp(seq => $seq);
         record(event => 'enquire_link', seq => $seq);
+        $s->enquire_link_resp(seq => $seq);
         return;
     } elsif ($cmd == CMD_UNBIND) {
-        $s->unbind_resp(seq => $seq);
         record(event => 'unbind', seq => $seq, conn => $st->{id});
+        $s->unbind_resp(seq => $seq);
         close_conn($st);
         return;
     } elsif ($cmd == (CMD_DELIVER_SM | RESP_BIT)) {
@@ -344,15 +344,15 @@ sub handle_bind {
     if ($status == ESME_ROK) {
         $st->{mode} = $mode;
         # Body: system_id, then the sc_interface_version TLV (0x0210 = 0x34).
-        $s->resp_backend($resp_cmd, pack('Z*', 'postern-smsc') . pack('nnC', 0x0210, 1, 0x34),
-                         $s, seq => $pdu->{seq});
         record(event => 'bind', ok => JSON::PP::true, mode => $mode, system_id => $pdu->{system_id},
                seq => $pdu->{seq}, status => 0, conn => $st->{id});
+        $s->resp_backend($resp_cmd, pack('Z*', 'postern-smsc') . pack('nnC', 0x0210, 1, 0x34),
+                         $s, seq => $pdu->{seq});
     } else {
         # SMPP 3.4 4.1: no body when command_status is not 0.
-        $s->resp_backend($resp_cmd, '', $s, seq => $pdu->{seq}, status => $status);
         record(event => 'bind', ok => JSON::PP::false, mode => $mode, system_id => $pdu->{system_id},
                seq => $pdu->{seq}, status => $status, reason => $reason, conn => $st->{id});
+        $s->resp_backend($resp_cmd, '', $s, seq => $pdu->{seq}, status => $status);
     }
 }
 
@@ -403,12 +403,16 @@ sub handle_submit {
     };
 
     my $message_id = $status == ESME_ROK ? 'm' . ++$message_counter : undef;
-    if (defined $message_id) {
-        $s->submit_sm_resp(seq => $seq, message_id => $message_id);
-    } else {
-        # SMPP 3.4 4.4.2: no body when command_status is not 0.
-        $s->resp_backend(CMD_SUBMIT_SM | RESP_BIT, '', $s, seq => $seq, status => $status);
-    }
+    # Everything is recorded before the response goes out: a client that has
+    # its answer finds the record already written.
+    my $respond = sub {
+        if (defined $message_id) {
+            $s->submit_sm_resp(seq => $seq, message_id => $message_id);
+        } else {
+            # SMPP 3.4 4.4.2: no body when command_status is not 0.
+            $s->resp_backend(CMD_SUBMIT_SM | RESP_BIT, '', $s, seq => $seq, status => $status);
+        }
+    };
 
     my $concat = $udh && defined $udh->{iei};
     record(
@@ -436,7 +440,10 @@ sub handle_submit {
         conn                => $st->{id},
     );
 
-    return unless $status == ESME_ROK;
+    if ($status != ESME_ROK) {
+        $respond->();
+        return;
+    }
 
     if ($concat) {
         reassemble($pdu, $udh, $text, $error, $message_id);
@@ -453,6 +460,7 @@ sub handle_submit {
             message_ids => [$message_id],
         );
     }
+    $respond->();
 
     if (($pdu->{registered_delivery} & 0x01) && $st->{mode} eq 'transmitter') {
         # A transmitter bind cannot take a deliver_sm.

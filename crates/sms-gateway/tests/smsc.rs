@@ -346,6 +346,12 @@ async fn send_all_and_compare(extra_smsc_args: &[&str], configure: impl FnOnce(&
         assert_eq!(submit["dest_addr_npi"], 1);
         assert_eq!(submit["source_addr_ton"], 5, "alphanumeric sender");
     }
+    // The SMSC records the unbind when it handles it, which may be just after
+    // the gateway, having sent it, stopped: wait for the record, bounded.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while smsc.events_named("unbind").is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let unbinds = smsc.events_named("unbind");
     assert_eq!(unbinds.len(), 1, "the gateway unbinds on shutdown");
 }
@@ -495,6 +501,11 @@ async fn transceiver_receives_delivery_receipts() {
             .iter()
             .all(|receipt| receipt.delivered && receipt.detail.starts_with("DELIVRD"))
     );
+    // The SMSC records a deliver_sm_resp when it reads it, after the gateway sent it.
+    wait_for("three deliver_sm_resp", Duration::from_secs(10), || {
+        smsc.events_named("deliver_sm_resp").len() >= 3
+    })
+    .await;
     let responses = smsc.events_named("deliver_sm_resp");
     assert_eq!(responses.len(), 3);
     assert!(responses.iter().all(|response| response["status"] == 0));
