@@ -337,11 +337,13 @@ pub fn thread_for(conn: &Connection, message_ids: &[String]) -> Result<Option<St
 /// `MessageAdded` (the writer has it; replay re-parses the blob and passes it).
 /// The caller records the LSN with [`set_applied_lsn`] in the same transaction
 /// (the writer once per batch, recovery once per record).
+/// Applies one record. `summary` is the message's for `MessageAdded`, with its
+/// JSON encoding when the caller has it already (empty: encoded here).
 pub fn apply(
     conn: &Connection,
     lsn: Lsn,
     record: &Record,
-    summary: Option<&mime::Summary>,
+    summary: Option<(&mime::Summary, &[u8])>,
 ) -> Result<()> {
     match record {
         Record::MailboxCreated {
@@ -401,10 +403,17 @@ pub fn apply(
             thread_id,
             ..
         } => {
-            let summary = summary.ok_or_else(|| StoreError::corrupt("message summary missing"))?;
-            let bytes = serde_json::to_vec(summary)
-                .map_err(|e| StoreError::invalid(format!("encode summary: {e}")))?;
-            let crc = crc32fast::hash(&bytes) as i64;
+            let (summary, encoded) =
+                summary.ok_or_else(|| StoreError::corrupt("message summary missing"))?;
+            let encoded_here;
+            let bytes: &[u8] = if encoded.is_empty() {
+                encoded_here = serde_json::to_vec(summary)
+                    .map_err(|e| StoreError::invalid(format!("encode summary: {e}")))?;
+                &encoded_here
+            } else {
+                encoded
+            };
+            let crc = crc32fast::hash(bytes) as i64;
             conn.prepare_cached("INSERT OR REPLACE INTO messages (mailbox, uid, modseq, flags, internal_date, internal_zone,
                      save_date, size, blob, email_id, thread_id, summary, summary_crc)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")?.execute(params![

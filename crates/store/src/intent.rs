@@ -10,6 +10,9 @@ pub struct Prepared {
     pub raw: Vec<u8>,
     pub hash: BlobHash,
     pub summary: mime::Summary,
+    /// `summary` as the index caches it (JSON), encoded here, on the caller's
+    /// thread, instead of once per recipient on the writer's.
+    pub summary_json: Vec<u8>,
 }
 
 /// Names a mailbox in an intent: by name (as a client sends it) or by its

@@ -146,8 +146,13 @@ pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
             };
             // One transaction per record: a crash during replay leaves whole records.
             state.conn.execute_batch("BEGIN")?;
-            let applied = index::apply(&state.conn, lsn, record, summary.as_ref())
-                .and_then(|()| index::set_applied_lsn(&state.conn, lsn));
+            let applied = index::apply(
+                &state.conn,
+                lsn,
+                record,
+                summary.as_ref().map(|s| (s, &[][..])),
+            )
+            .and_then(|()| index::set_applied_lsn(&state.conn, lsn));
             match applied {
                 Ok(()) => state.conn.execute_batch("COMMIT")?,
                 Err(e) => {

@@ -253,7 +253,14 @@ impl Store {
     pub fn prepare(&self, raw: Vec<u8>) -> Arc<Prepared> {
         let hash = BlobHash::of(&raw);
         let summary = mime::summarize(&raw, &self.inner.config.summary_limits);
-        Arc::new(Prepared { raw, hash, summary })
+        // Cannot fail for this type; an empty encoding makes the writer encode it.
+        let summary_json = serde_json::to_vec(&summary).unwrap_or_default();
+        Arc::new(Prepared {
+            raw,
+            hash,
+            summary,
+            summary_json,
+        })
     }
 
     /// Stops taking changes, lets the writer finish what it has, and waits for it.

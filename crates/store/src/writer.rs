@@ -530,7 +530,7 @@ impl Writer {
         &mut self,
         batch: &mut Batch,
         record: Record,
-        summary: Option<&mime::Summary>,
+        summary: Option<(&mime::Summary, &[u8])>,
     ) -> Result<()> {
         let lsn = batch.first_lsn + batch.entries.len() as Lsn;
         directory::apply(&self.server, lsn, &record)?;
@@ -1047,7 +1047,7 @@ impl Writer {
                         email_id: meta.email_id.clone(),
                         thread_id: meta.thread_id.clone(),
                     };
-                    self.emit(batch, record, Some(&summary))?;
+                    self.emit(batch, record, Some((&summary, &[])))?;
                     target.uid_next += 1;
                     target.highest_modseq = modseq;
                     pairs.push((meta.uid, uid));
@@ -1209,7 +1209,7 @@ impl Writer {
             email_id: format!("M{}", &message.hash.to_hex()[..23]),
             thread_id,
         };
-        self.emit(batch, record, Some(summary))?;
+        self.emit(batch, record, Some((summary, &message.summary_json)))?;
         Ok(uid)
     }
 
