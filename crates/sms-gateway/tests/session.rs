@@ -31,6 +31,17 @@ struct Peer {
 }
 
 impl Peer {
+    /// Expects the gateway's unbind and answers it.
+    async fn answer_unbind(&mut self) {
+        let unbind = self.expect(CommandId::Unbind).await;
+        self.write(Command::new(
+            CommandStatus::EsmeRok,
+            unbind.sequence_number(),
+            Pdu::UnbindResp,
+        ))
+        .await;
+    }
+
     async fn accept(listener: &TcpListener) -> Peer {
         let (stream, _) = tokio::time::timeout(STEP_TIMEOUT, listener.accept())
             .await
@@ -141,6 +152,16 @@ struct Gateway {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl Gateway {
+    /// Waits for the task to end (after `shutdown`), bounded.
+    async fn stopped(self) {
+        tokio::time::timeout(STEP_TIMEOUT, self.task)
+            .await
+            .expect("stops")
+            .expect("no panic");
+    }
+}
+
 fn start(config: SmppConfig, outbox: &Arc<MemoryOutbox>) -> Gateway {
     let (shutdown, receiver) = watch::channel(false);
     let outbox: Arc<dyn Outbox> = outbox.clone();
@@ -200,17 +221,8 @@ async fn unanswered_submit_is_retried_after_the_response_timeout() {
         }
     );
     let _ = gateway.shutdown.send(true);
-    let unbind = peer.expect(CommandId::Unbind).await;
-    peer.write(Command::new(
-        CommandStatus::EsmeRok,
-        unbind.sequence_number(),
-        Pdu::UnbindResp,
-    ))
-    .await;
-    tokio::time::timeout(STEP_TIMEOUT, gateway.task)
-        .await
-        .expect("stops")
-        .expect("no panic");
+    peer.answer_unbind().await;
+    gateway.stopped().await;
     assert!(outbox.unexpected().is_empty(), "{:?}", outbox.unexpected());
 }
 
@@ -255,10 +267,7 @@ async fn connection_lost_mid_message_is_retried_after_reconnect() {
     );
     let _ = gateway.shutdown.send(true);
     let _ = peer.expect(CommandId::Unbind).await;
-    tokio::time::timeout(STEP_TIMEOUT, gateway.task)
-        .await
-        .expect("stops")
-        .expect("no panic");
+    gateway.stopped().await;
 }
 
 #[tokio::test]
@@ -294,17 +303,8 @@ async fn enquire_link_both_ways() {
     assert_eq!(nack.sequence_number(), 78);
     assert_eq!(nack.status(), CommandStatus::EsmeRinvcmdid);
     let _ = gateway.shutdown.send(true);
-    let unbind = peer.expect(CommandId::Unbind).await;
-    peer.write(Command::new(
-        CommandStatus::EsmeRok,
-        unbind.sequence_number(),
-        Pdu::UnbindResp,
-    ))
-    .await;
-    tokio::time::timeout(STEP_TIMEOUT, gateway.task)
-        .await
-        .expect("stops")
-        .expect("no panic");
+    peer.answer_unbind().await;
+    gateway.stopped().await;
 }
 
 #[tokio::test]
@@ -319,10 +319,7 @@ async fn unanswered_enquire_link_drops_the_session_and_reconnects() {
     // No answer within the response timeout: a new connection and bind.
     let _peer = Peer::bind(&listener).await;
     let _ = gateway.shutdown.send(true);
-    tokio::time::timeout(STEP_TIMEOUT, gateway.task)
-        .await
-        .expect("stops")
-        .expect("no panic");
+    gateway.stopped().await;
 }
 
 #[tokio::test]
@@ -341,17 +338,8 @@ async fn shutdown_waits_for_answers_in_flight() {
     assert!(!gateway.task.is_finished());
     peer.answer_submit(&submit, CommandStatus::EsmeRok, "m9")
         .await;
-    let unbind = peer.expect(CommandId::Unbind).await;
-    peer.write(Command::new(
-        CommandStatus::EsmeRok,
-        unbind.sequence_number(),
-        Pdu::UnbindResp,
-    ))
-    .await;
-    tokio::time::timeout(STEP_TIMEOUT, gateway.task)
-        .await
-        .expect("stops")
-        .expect("no panic");
+    peer.answer_unbind().await;
+    gateway.stopped().await;
     assert_eq!(
         status(&outbox, id),
         MemoryStatus::Sent {
@@ -387,10 +375,7 @@ async fn temporary_failures_give_up_after_attempts_max() {
         "{reason}"
     );
     let _ = gateway.shutdown.send(true);
-    tokio::time::timeout(STEP_TIMEOUT, gateway.task)
-        .await
-        .expect("stops")
-        .expect("no panic");
+    gateway.stopped().await;
 }
 
 #[tokio::test]
@@ -436,17 +421,8 @@ async fn tls_with_a_private_ca_file() {
     })
     .await;
     let _ = gateway.shutdown.send(true);
-    let unbind = peer.expect(CommandId::Unbind).await;
-    peer.write(Command::new(
-        CommandStatus::EsmeRok,
-        unbind.sequence_number(),
-        Pdu::UnbindResp,
-    ))
-    .await;
-    tokio::time::timeout(STEP_TIMEOUT, gateway.task)
-        .await
-        .expect("stops")
-        .expect("no panic");
+    peer.answer_unbind().await;
+    gateway.stopped().await;
 }
 
 #[tokio::test]
@@ -480,8 +456,5 @@ async fn tls_refuses_a_certificate_outside_the_trusted_roots() {
         );
     }
     let _ = gateway.shutdown.send(true);
-    tokio::time::timeout(STEP_TIMEOUT, gateway.task)
-        .await
-        .expect("stops")
-        .expect("no panic");
+    gateway.stopped().await;
 }
