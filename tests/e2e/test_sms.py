@@ -82,6 +82,7 @@ class SmsCliTest(unittest.TestCase):
             (("sms", "send", "+41791234567"), "", "empty"),
             (("sms", "send", "+41791234567"), "x" * 307, "segment"),
             (("sms", "send", "+41791234567"), b"\xff\xfe not utf-8", "UTF-8"),
+            (("sms", "send", "+41791234567"), "é" * 2500, "longer than 4096 bytes"),
         ]
         for args, text, expected in cases:
             with self.subTest(args=args, expected=expected):
@@ -96,6 +97,7 @@ class SmsCliTest(unittest.TestCase):
         for args, expected in [
             (("--quiet", "25:00-07:00"), "--quiet"),
             (("--quiet", "22:00"), "--quiet"),
+            (("--quiet", "22:00-22:00"), "quiet hours"),
             (("--zone", "5"), "--zone"),
             (("--per-hour", "0"), "1 to 3600"),
             (("--from", ""), "patterns"),

@@ -286,6 +286,13 @@ fn sms_send(config: &Config, path: &Option<PathBuf>, number: &str) -> Result<Adm
         .take(store::SMS_TEXT_BYTES_MAX as u64 + 3)
         .read_to_end(&mut raw)
         .map_err(|e| format!("cannot read the text from stdin: {e}"))?;
+    // Too long first: the read stopped just past the bound, possibly inside a character.
+    if raw.len() > store::SMS_TEXT_BYTES_MAX + 2 {
+        return Err(format!(
+            "the text is longer than {} bytes",
+            store::SMS_TEXT_BYTES_MAX
+        ));
+    }
     let mut text =
         String::from_utf8(raw).map_err(|_| "the text on stdin is not UTF-8".to_string())?;
     // One line end from `echo` or a heredoc is not part of the message.

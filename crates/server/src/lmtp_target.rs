@@ -70,8 +70,9 @@ impl DeliveryTarget for StoreTarget {
                 // After the commit and off the session's path: an alert never
                 // delays or fails the delivery it is about.
                 let store = self.store.clone();
+                let fields = crate::sms::AlertFields::of(&prepared.summary);
                 tokio::spawn(async move {
-                    crate::sms::queue_alerts(&store, &reached, &prepared.summary).await;
+                    crate::sms::queue_alerts(&store, &reached, &fields).await;
                 });
             }
         }

@@ -59,16 +59,29 @@ impl StoreOutbox {
         self.leased.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records an outcome; the lease ends either way (a failure to record is
-    /// logged, and the message is sent again).
+    /// Records an outcome and ends the lease. When the store cannot record it
+    /// (a store that failed refuses every change until restarted) the lease is
+    /// kept: this process never hands the message out again, so an SMS the SMSC
+    /// already took is not sent over and over; a restart sends it once more.
     fn record(&self, id: u64, intent: Intent) {
         // The gateway runs on the async runtime and the trait is synchronous;
         // the store's answer takes a commit (an fsync), so leave the worker free.
         let result = tokio::task::block_in_place(|| self.store.submit_one_blocking(intent));
-        if let Err(e) = result {
-            tracing::error!(event = "sms_outbox_record_failed", id, error = %e);
+        match result {
+            Ok(_) => {
+                self.leased().remove(&id);
+            }
+            Err(e)
+                if e.kind == store::ErrorKind::Invalid || e.kind == store::ErrorKind::NotFound =>
+            {
+                // Not queued any more (or gone): nothing to send again.
+                tracing::warn!(event = "sms_outbox_record_refused", id, error = %e);
+                self.leased().remove(&id);
+            }
+            Err(e) => {
+                tracing::error!(event = "sms_outbox_record_failed", id, error = %e, "kept out of sending until restart");
+            }
         }
-        self.leased().remove(&id);
     }
 }
 
@@ -196,7 +209,9 @@ pub fn alert_text(
     now: i64,
     sent_last_hour: u64,
 ) -> Result<String, NoAlert> {
-    let from = mail.from.to_lowercase();
+    // The addresses only: a display name is whatever the sender wrote
+    // ("boss@corp.example" <x@elsewhere>).
+    let from = addresses(mail.from).to_lowercase();
     if !alert.from.is_empty() && !alert.from.iter().any(|p| from.contains(p.as_str())) {
         return Err(NoAlert::NotMatching);
     }
@@ -229,6 +244,21 @@ pub fn alert_text(
     };
     let text = format!("New mail from {}: {subject}", sender_name(mail.from));
     Ok(sms::truncate_to_segments(&text, 1))
+}
+
+/// The addresses of an address header as the summary renders it
+/// ("Name <a@b>, c@d"), one per line.
+fn addresses(header: &str) -> String {
+    let mut out = String::new();
+    for part in header.split(',') {
+        let address = match (part.find('<'), part.rfind('>')) {
+            (Some(open), Some(close)) if open < close => &part[open + 1..close],
+            _ => part,
+        };
+        out.push_str(address.trim());
+        out.push('\n');
+    }
+    out
 }
 
 /// The display name of a From header, else its address.
@@ -267,14 +297,47 @@ fn important(headers: &[(String, String)]) -> bool {
 
 /// Queues the new-mail alerts of one delivery, for the users it reached.
 /// Best effort: a failure is logged, it never affects the delivery.
-pub async fn queue_alerts(store: &Store, users: &[String], summary: &mime::Summary) {
+/// What an alert looks at, copied out of a delivered message's summary so a
+/// pending alert does not keep the whole message in memory.
+pub struct AlertFields {
+    from: String,
+    to: String,
+    cc: String,
+    subject: String,
+    /// Only the headers that say how important the message is.
+    headers: Vec<(String, String)>,
+}
+
+impl AlertFields {
+    pub fn of(summary: &mime::Summary) -> Self {
+        AlertFields {
+            from: summary.from.clone(),
+            to: summary.to.clone(),
+            cc: summary.cc.clone(),
+            subject: summary.subject.clone(),
+            headers: summary
+                .headers
+                .iter()
+                .filter(|(name, _)| {
+                    ["importance", "x-priority", "priority"]
+                        .iter()
+                        .any(|n| name.eq_ignore_ascii_case(n))
+                })
+                .take(16)
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+pub async fn queue_alerts(store: &Store, users: &[String], fields: &AlertFields) {
     let now = store::writer::now_seconds();
     let mail = Delivered {
-        from: &summary.from,
-        to: &summary.to,
-        cc: &summary.cc,
-        subject: &summary.subject,
-        headers: &summary.headers,
+        from: &fields.from,
+        to: &fields.to,
+        cc: &fields.cc,
+        subject: &fields.subject,
+        headers: &fields.headers,
     };
     let mut intents = Vec::new();
     for user in users {
@@ -288,12 +351,14 @@ pub async fn queue_alerts(store: &Store, users: &[String], summary: &mime::Summa
         };
         let sent = store.sms_alerts_since(user, now - 3600).unwrap_or(0);
         match alert_text(&alert, &mail, now, sent) {
+            // The count read here only saves a commit; the writer checks the cap
+            // again in the same transaction that queues, so bursts cannot pass it.
             Ok(text) => intents.push(Intent::QueueSms {
                 to: alert.number.clone(),
                 text,
                 purpose: "alert".into(),
                 receipt: false,
-                user: Some(user.clone()),
+                user: Some((user.clone(), alert.per_hour_max)),
             }),
             Err(why) => tracing::debug!(event = "sms_alert_skipped", user = %user, reason = ?why),
         }
@@ -302,8 +367,12 @@ pub async fn queue_alerts(store: &Store, users: &[String], summary: &mime::Summa
         return;
     }
     for result in store.submit(intents).await {
-        if let Err(e) = result {
-            tracing::warn!(event = "sms_alert_queue_failed", error = %e);
+        match result {
+            Ok(_) => {}
+            Err(e) if e.kind == store::ErrorKind::OverQuota => {
+                tracing::debug!(event = "sms_alert_skipped", reason = "Capped");
+            }
+            Err(e) => tracing::warn!(event = "sms_alert_queue_failed", error = %e),
         }
     }
 }

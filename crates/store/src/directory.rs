@@ -41,6 +41,8 @@ CREATE TABLE IF NOT EXISTS sms_smsc_ids (smsc_id TEXT PRIMARY KEY, sms INTEGER N
 CREATE TABLE IF NOT EXISTS sms_alert_log (user TEXT NOT NULL, sms INTEGER NOT NULL, queued INTEGER NOT NULL,
     PRIMARY KEY (user, sms)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sms_alerts (user TEXT PRIMARY KEY, alert TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sms_receipts_waiting (smsc_id TEXT PRIMARY KEY, delivered INTEGER NOT NULL,
+    detail TEXT NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;
 ";
 
 /// One SMS of the outbox, as the admin listing and the sender see it.
@@ -105,6 +107,37 @@ pub fn sms_list(conn: &Connection, max: usize) -> Result<Vec<Sms>> {
     ))?;
     let rows = stmt.query_map(params![max as i64], sms_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Receipt states that end a message's life without delivery (SMPP 3.4 5.2.28);
+/// others (ENROUTE, ACCEPTD, UNKNOWN ...) only update the detail.
+const UNDELIVERED_STATES: [&str; 4] = ["UNDELIV", "EXPIRED", "DELETED", "REJECTD"];
+
+/// One segment's receipt applied to its message: delivered wins only from
+/// `sent`; a final failure makes the message undelivered; anything else is
+/// noted.
+fn apply_receipt(
+    conn: &Connection,
+    sms: i64,
+    delivered: bool,
+    detail: &str,
+    at: i64,
+) -> Result<()> {
+    let state = detail
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    let undelivered = !delivered && UNDELIVERED_STATES.contains(&state.as_str());
+    conn.prepare_cached(
+        "UPDATE sms_outbox SET
+             state = CASE WHEN ?2 AND state = 'sent' THEN 'delivered'
+                          WHEN ?3 THEN 'undelivered' ELSE state END,
+             delivery = ?4, updated = ?5
+         WHERE id = ?1",
+    )?
+    .execute(params![sms, delivered, undelivered, detail, at])?;
+    Ok(())
 }
 
 /// SMS alerts queued for `user` at or after `since` (for the hourly cap).
@@ -370,6 +403,25 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
             for smsc_id in smsc_ids {
                 link.execute(params![smsc_id, *id as i64])?;
             }
+            drop(link);
+            for smsc_id in smsc_ids {
+                let waiting = conn
+                    .prepare_cached(
+                        "DELETE FROM sms_receipts_waiting WHERE smsc_id = ?1
+                         RETURNING delivered, detail, at",
+                    )?
+                    .query_row([smsc_id], |r| {
+                        Ok((
+                            r.get::<_, bool>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                        ))
+                    })
+                    .optional()?;
+                if let Some((delivered, detail, received)) = waiting {
+                    apply_receipt(conn, *id as i64, delivered, &detail, received.max(*at))?;
+                }
+            }
         }
         Record::SmsRetry {
             id,
@@ -396,16 +448,26 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
             detail,
             at,
         } => {
-            // A message of several segments has one receipt per segment: any
-            // undelivered segment makes the whole undelivered.
-            conn.prepare_cached(
-                "UPDATE sms_outbox SET
-                     state = CASE WHEN ?2 AND state = 'sent' THEN 'delivered'
-                                  WHEN NOT ?2 THEN 'undelivered' ELSE state END,
-                     delivery = ?3, updated = ?4
-                 WHERE id = (SELECT sms FROM sms_smsc_ids WHERE smsc_id = ?1)",
-            )?
-            .execute(params![smsc_id, delivered, detail, at])?;
+            let known = conn
+                .prepare_cached("SELECT sms FROM sms_smsc_ids WHERE smsc_id = ?1")?
+                .query_row([smsc_id], |r| r.get::<_, i64>(0))
+                .optional()?;
+            match known {
+                Some(sms) => apply_receipt(conn, sms, *delivered, detail, *at)?,
+                None => {
+                    // A segment's receipt can overtake the SmsSent of its message
+                    // (sent once every segment is accepted): keep it a day.
+                    conn.prepare_cached("DELETE FROM sms_receipts_waiting WHERE at < ?1")?
+                        .execute([at - 86_400])?;
+                    conn.prepare_cached(
+                        "INSERT INTO sms_receipts_waiting (smsc_id, delivered, detail, at)
+                         VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (smsc_id) DO UPDATE SET delivered = excluded.delivered,
+                             detail = excluded.detail, at = excluded.at",
+                    )?
+                    .execute(params![smsc_id, delivered, detail, at])?;
+                }
+            }
         }
         Record::MailboxCreated { .. }
         | Record::MailboxRenamed { .. }

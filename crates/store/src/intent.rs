@@ -113,8 +113,10 @@ pub enum Intent {
         text: String,
         purpose: String,
         receipt: bool,
-        /// The user a new-mail alert is for.
-        user: Option<String>,
+        /// The user a new-mail alert is for, and its hourly cap: checked in the
+        /// commit that queues, so concurrent deliveries cannot pass it
+        /// (refused with `OverQuota`).
+        user: Option<(String, u32)>,
     },
     /// Sets (or with `None` removes) a user's new-mail SMS alert.
     SetSmsAlert {

@@ -112,10 +112,13 @@ pub fn apply_flag_mode(current: &[String], mode: FlagMode, flags: &[String]) -> 
 pub struct SmsAlert {
     /// E.164.
     pub number: String,
-    /// Only mail whose From address contains one of these (lowercase); empty: any.
+    /// Only mail whose From address (not its display name) contains one of these
+    /// (lowercase); empty: any.
     #[serde(default)]
     pub from: Vec<String>,
-    /// Only mail to one of these recipient addresses (lowercase, as delivered); empty: any.
+    /// Only mail whose To or Cc header contains one of these (lowercase); empty:
+    /// any. (The envelope recipient is not looked at: Bcc'd mail matches only an
+    /// empty list.)
     #[serde(default)]
     pub to: Vec<String>,
     /// Only mail marked important (Importance: high, X-Priority 1 or 2, Priority: urgent).

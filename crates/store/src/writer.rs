@@ -897,8 +897,15 @@ impl Writer {
                 user,
             } => {
                 validate_sms(to, text, purpose)?;
-                if let Some(user) = user {
+                if let Some((user, per_hour_max)) = user {
                     self.require_user(user)?;
+                    let sent = directory::sms_alerts_since(&self.server, user, batch.now - 3600)?;
+                    if sent >= u64::from(*per_hour_max) {
+                        return Err(StoreError::new(
+                            ErrorKind::OverQuota,
+                            format!("{user} had {sent} SMS alerts in the last hour"),
+                        ));
+                    }
                 }
                 // The id is the record's LSN: unique, and in queueing order.
                 let id = batch.first_lsn + batch.entries.len() as Lsn;
@@ -911,7 +918,7 @@ impl Writer {
                         purpose: purpose.clone(),
                         receipt: *receipt,
                         at: batch.now,
-                        user: user.clone(),
+                        user: user.as_ref().map(|(u, _)| u.clone()),
                     },
                     None,
                 )?;
@@ -924,7 +931,9 @@ impl Writer {
                     let patterns = alert.from.iter().chain(&alert.to);
                     if alert.from.len() + alert.to.len() > 100
                         || patterns.clone().any(|p| p.is_empty() || p.len() > 320)
-                        || alert.quiet.is_some_and(|(a, b)| a >= 1440 || b >= 1440)
+                        || alert
+                            .quiet
+                            .is_some_and(|(a, b)| a >= 1440 || b >= 1440 || a == b)
                         || !(-1440..=1440).contains(&alert.zone_minutes)
                         || alert.per_hour_max == 0
                         || alert.per_hour_max > 3600
@@ -961,7 +970,7 @@ impl Writer {
                         smsc_ids: smsc_ids
                             .iter()
                             .take(SMS_SEGMENTS_MAX)
-                            .map(|s| bounded(s, SMSC_ID_BYTES_MAX))
+                            .map(|s| smsc_id(s))
                             .collect(),
                         at,
                     },
@@ -988,7 +997,7 @@ impl Writer {
                 self.emit(
                     batch,
                     Record::SmsReceipt {
-                        smsc_id: bounded(smsc_id, SMSC_ID_BYTES_MAX),
+                        smsc_id: self::smsc_id(smsc_id),
                         delivered: *delivered,
                         detail: bounded(detail, SMS_REASON_BYTES_MAX),
                         at: batch.now,
@@ -1420,17 +1429,18 @@ const SMS_REASON_BYTES_MAX: usize = 1000;
 /// The notifier key that wakes the SMS sender (no user name has a NUL).
 pub const SMS_WATCH_KEY: &str = "\0sms";
 
-/// An outbox entry's fields as the store keeps them: `to` in E.164 (`+`, then 8
+/// An outbox entry's fields as the store keeps them: `to` in E.164 (`+`, then 7
 /// to 15 digits, the first not 0), a text that is not empty or too long, a short
 /// lowercase purpose.
 pub fn validate_sms(to: &str, text: &str, purpose: &str) -> Result<()> {
     let digits = to.strip_prefix('+').unwrap_or("");
-    if !(8..=15).contains(&digits.len())
+    // 7: the shortest numbers in use (+290 xxxx, Saint Helena); 15: E.164's longest.
+    if !(7..=15).contains(&digits.len())
         || !digits.bytes().all(|b| b.is_ascii_digit())
         || digits.starts_with('0')
     {
         return Err(StoreError::invalid(format!(
-            "{to:?} is not an E.164 number (+ and 8 to 15 digits)"
+            "{to:?} is not an E.164 number (+ and 7 to 15 digits)"
         )));
     }
     if text.is_empty() || text.len() > SMS_TEXT_BYTES_MAX {
@@ -1450,13 +1460,29 @@ pub fn validate_sms(to: &str, text: &str, purpose: &str) -> Result<()> {
     Ok(())
 }
 
-/// `text` cut to at most `max` bytes at a character boundary.
+/// A string from the SMSC as the store keeps it: control characters (terminal
+/// escapes in `sms list`) replaced by spaces, cut to at most `max` bytes at a
+/// character boundary.
 fn bounded(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut end = clean.len().min(max);
+    while !clean.is_char_boundary(end) {
         end -= 1;
     }
-    text[..end].to_string()
+    clean[..end].to_string()
+}
+
+/// An SMSC message id as a key: bounded, no whitespace (ids are listed space
+/// separated), never empty.
+fn smsc_id(id: &str) -> String {
+    let id: String = bounded(id, SMSC_ID_BYTES_MAX)
+        .chars()
+        .map(|c| if c.is_whitespace() { '_' } else { c })
+        .collect();
+    if id.is_empty() { "-".to_string() } else { id }
 }
 
 /// Mailbox names as stored: UTF-8, `/` separated, no empty levels, no control characters.

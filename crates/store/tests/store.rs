@@ -909,7 +909,7 @@ fn the_sms_outbox_refuses_bad_numbers_and_texts() {
     for (to, text, purpose) in [
         ("41791234567", "no plus", "operator"),
         ("+0791234567", "leading zero", "operator"),
-        ("+4179", "too short", "operator"),
+        ("+417912", "too short", "operator"),
         ("+4179123456789012", "too long", "operator"),
         ("+41 79 123", "spaces", "operator"),
         ("+41791234567", "", "operator"),
@@ -992,11 +992,33 @@ fn sms_alerts_are_kept_per_user_and_counted_per_hour() {
                 text: "New mail from Boss: hello".into(),
                 purpose: "alert".into(),
                 receipt: false,
-                user: Some("alice".into()),
+                user: Some(("alice".into(), 3)),
             })
             .unwrap();
     }
     assert_eq!(store.sms_alerts_since("alice", now - 3600).unwrap(), 3);
+    // The cap is checked in the commit that queues: a fourth is refused.
+    let capped = store.submit_one_blocking(Intent::QueueSms {
+        to: alert.number.clone(),
+        text: "one too many".into(),
+        purpose: "alert".into(),
+        receipt: false,
+        user: Some(("alice".into(), 3)),
+    });
+    assert_eq!(capped.unwrap_err().kind, ErrorKind::OverQuota);
+    // Concurrent alerts in one batch cannot pass it either.
+    let burst = store.submit_blocking(
+        (0..5)
+            .map(|_| Intent::QueueSms {
+                to: alert.number.clone(),
+                text: "burst".into(),
+                purpose: "alert".into(),
+                receipt: false,
+                user: Some(("alice".into(), 5)),
+            })
+            .collect(),
+    );
+    assert_eq!(burst.iter().filter(|r| r.is_ok()).count(), 2, "{burst:?}");
     assert_eq!(store.sms_alerts_since("alice", now + 10).unwrap(), 0);
     store
         .submit_one_blocking(Intent::DeleteUser {
@@ -1008,4 +1030,61 @@ fn sms_alerts_are_kept_per_user_and_counted_per_hour() {
         None,
         "a deleted user's alert goes with it"
     );
+}
+
+/// Receipts: a final failure marks the message undelivered, an interim state
+/// only notes the detail, a receipt that overtakes the message's SmsSent is
+/// applied when it comes, and SMSC strings lose their control characters.
+#[test]
+fn sms_receipts_are_applied_by_their_meaning_and_in_any_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let receipt = |smsc_id: &str, delivered: bool, detail: &str| {
+        store
+            .submit_one_blocking(Intent::SmsReceipt {
+                smsc_id: smsc_id.into(),
+                delivered,
+                detail: detail.into(),
+            })
+            .unwrap();
+    };
+    // Seven digits: the shortest numbers in use.
+    let a = queue_sms(&store, "+2901234", "a");
+    let b = queue_sms(&store, "+41791234567", "b");
+    sms_outcome(
+        &store,
+        a,
+        SmsOutcome::Sent {
+            smsc_ids: vec!["a1".into()],
+        },
+    )
+    .unwrap();
+    receipt("a1", false, "ENROUTE err:000");
+    assert_eq!(
+        store.sms(a).unwrap().unwrap().state,
+        "sent",
+        "ENROUTE is not final"
+    );
+    receipt("a1", true, "DELIVRD err:000");
+    assert_eq!(store.sms(a).unwrap().unwrap().state, "delivered");
+    // b's second segment's receipt arrives before b is recorded as sent.
+    receipt("b2", false, "UNDELIV err:\x1b[31m001");
+    sms_outcome(
+        &store,
+        b,
+        SmsOutcome::Sent {
+            smsc_ids: vec!["b1".into(), "b2".into()],
+        },
+    )
+    .unwrap();
+    let b = store.sms(b).unwrap().unwrap();
+    assert_eq!(b.state, "undelivered");
+    assert!(!b.delivery.contains('\x1b'), "{:?}", b.delivery);
+    // And the same after a rebuild from the journal.
+    let before = store.sms_list(10).unwrap();
+    store.shutdown();
+    drop(store);
+    std::fs::remove_file(dir.path().join("server.sqlite")).unwrap();
+    let store = open(dir.path());
+    assert_eq!(store.sms_list(10).unwrap(), before);
 }
