@@ -237,6 +237,13 @@ class SmsThroughAnSmscTest(unittest.TestCase):
         self.assertEqual(len(got), 1, got)
         self.assertTrue(got[0].startswith("New mail from "), got)
         self.assertTrue(got[0].endswith(": Budget für 2027"), got)
+        # `postern deliver` (the LDA path) raises alerts too.
+        delivered = self.server.cli("deliver", "alice",
+                                    input=simple_message(subject="via the LDA", sender="boss@example.com"))
+        self.assertEqual(delivered.returncode, 0, text_of(delivered))
+        got = wait_until(lambda: len(self.messages_to("41795550011")) >= 2 and self.messages_to("41795550011"),
+                         30, "the alert of the LDA delivery")
+        self.assertTrue(got[1].endswith(": via the LDA"), got)
         removed = self.server.cli("sms", "alert", "alice", "--off")
         self.assertEqual(removed.returncode, 0, text_of(removed))
         shown = self.server.cli("sms", "alert", "alice")

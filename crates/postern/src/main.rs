@@ -259,7 +259,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => {
             // No server: act on the store directly.
             let store = server::open_store(&config)?;
-            let output = admin::execute(&store, command);
+            let context = admin::AdminContext {
+                sms_alerts: config.sms.is_some(),
+            };
+            let output = admin::execute(&store, context, command);
             store.shutdown();
             output
         }

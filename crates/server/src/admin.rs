@@ -164,7 +164,14 @@ fn user_arg(name: &str) -> Result<String, AdminOutput> {
 
 /// Runs one admin command on the store. Blocking (Argon2, store waits):
 /// call from a blocking thread.
-pub fn execute(store: &Store, command: AdminCommand) -> AdminOutput {
+/// What admin commands need to know of the configuration.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AdminContext {
+    /// `[sms]` is configured: `deliver` queues new-mail alerts like LMTP does.
+    pub sms_alerts: bool,
+}
+
+pub fn execute(store: &Store, context: AdminContext, command: AdminCommand) -> AdminOutput {
     let submit = |intent: Intent, done: String| match store.submit_one_blocking(intent) {
         Ok(_) => AdminOutput::ok(done),
         Err(e) => AdminOutput::from_store(&e),
@@ -380,7 +387,21 @@ pub fn execute(store: &Store, command: AdminCommand) -> AdminOutput {
                     internal_date: None,
                 })
                 .collect();
-            for result in store.submit_blocking(intents) {
+            let results = store.submit_blocking(intents);
+            if context.sms_alerts {
+                let reached: Vec<String> = users
+                    .iter()
+                    .zip(&results)
+                    .filter(|(_, r)| r.is_ok())
+                    .map(|(u, _)| u.clone())
+                    .collect();
+                let fields = crate::sms::AlertFields::of(&prepared.summary);
+                let alerts = crate::sms::alert_intents(store, &reached, &fields);
+                if !alerts.is_empty() {
+                    crate::sms::log_alert_results(store.submit_blocking(alerts));
+                }
+            }
+            for result in results {
                 if let Err(e) = result {
                     return AdminOutput::from_store(&e);
                 }
@@ -409,6 +430,7 @@ pub fn bind_socket(path: &Path) -> anyhow::Result<tokio::net::UnixListener> {
 /// Serves admin commands on the bound socket until `shutdown`.
 pub async fn serve_socket(
     store: Store,
+    context: AdminContext,
     listener: tokio::net::UnixListener,
     path: PathBuf,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -419,7 +441,7 @@ pub async fn serve_socket(
                 let Ok((stream, _)) = accepted else { continue };
                 let store = store.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle_admin(store, stream).await {
+                    if let Err(e) = handle_admin(store, context, stream).await {
                         tracing::warn!(event = "admin_error", error = %e);
                     }
                 });
@@ -431,7 +453,11 @@ pub async fn serve_socket(
     Ok(())
 }
 
-async fn handle_admin(store: Store, stream: tokio::net::UnixStream) -> anyhow::Result<()> {
+async fn handle_admin(
+    store: Store,
+    context: AdminContext,
+    stream: tokio::net::UnixStream,
+) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read).take(REQUEST_BYTES_MAX as u64);
     let mut line = String::new();
@@ -440,7 +466,7 @@ async fn handle_admin(store: Store, stream: tokio::net::UnixStream) -> anyhow::R
         Ok(command) => {
             let name = command_name(&command);
             tracing::info!(event = "admin_command", command = name);
-            tokio::task::spawn_blocking(move || execute(&store, command))
+            tokio::task::spawn_blocking(move || execute(&store, context, command))
                 .await
                 .unwrap_or_else(|_| AdminOutput::fail(EX_SOFTWARE, "error: command failed\n"))
         }

@@ -229,6 +229,9 @@ pub async fn run(
     let admin_listener = admin::bind_socket(&admin_path)?;
     let admin_task = tokio::spawn(admin::serve_socket(
         store.clone(),
+        admin::AdminContext {
+            sms_alerts: config.sms.is_some(),
+        },
         admin_listener,
         admin_path,
         shutdown.clone(),

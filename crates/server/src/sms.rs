@@ -295,8 +295,6 @@ fn important(headers: &[(String, String)]) -> bool {
     })
 }
 
-/// Queues the new-mail alerts of one delivery, for the users it reached.
-/// Best effort: a failure is logged, it never affects the delivery.
 /// What an alert looks at, copied out of a delivered message's summary so a
 /// pending alert does not keep the whole message in memory.
 pub struct AlertFields {
@@ -330,7 +328,9 @@ impl AlertFields {
     }
 }
 
-pub async fn queue_alerts(store: &Store, users: &[String], fields: &AlertFields) {
+/// The new-mail alerts one delivery raises for the users it reached (reads
+/// only; the caller submits them).
+pub fn alert_intents(store: &Store, users: &[String], fields: &AlertFields) -> Vec<Intent> {
     let now = store::writer::now_seconds();
     let mail = Delivered {
         from: &fields.from,
@@ -363,10 +363,11 @@ pub async fn queue_alerts(store: &Store, users: &[String], fields: &AlertFields)
             Err(why) => tracing::debug!(event = "sms_alert_skipped", user = %user, reason = ?why),
         }
     }
-    if intents.is_empty() {
-        return;
-    }
-    for result in store.submit(intents).await {
+    intents
+}
+
+pub fn log_alert_results(results: Vec<store::Result<store::Outcome>>) {
+    for result in results {
         match result {
             Ok(_) => {}
             Err(e) if e.kind == store::ErrorKind::OverQuota => {
@@ -374,6 +375,15 @@ pub async fn queue_alerts(store: &Store, users: &[String], fields: &AlertFields)
             }
             Err(e) => tracing::warn!(event = "sms_alert_queue_failed", error = %e),
         }
+    }
+}
+
+/// Queues the new-mail alerts of one delivery, for the users it reached.
+/// Best effort: a failure is logged, it never affects the delivery.
+pub async fn queue_alerts(store: &Store, users: &[String], fields: &AlertFields) {
+    let intents = alert_intents(store, users, fields);
+    if !intents.is_empty() {
+        log_alert_results(store.submit(intents).await);
     }
 }
 
