@@ -18,7 +18,10 @@ fn corpus_replays_with_every_check() {
             count += 1;
         }
     }
-    assert!(count >= 10, "the seed corpus has at least ten inputs, found {count}");
+    assert!(
+        count >= 10,
+        "the seed corpus has at least ten inputs, found {count}"
+    );
 }
 
 /// The crate's directory, from cargo at run time (see the other crates' tests).
