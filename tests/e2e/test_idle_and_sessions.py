@@ -328,3 +328,86 @@ class ShutdownTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class QresyncTest(ServerTestCase):
+    """QRESYNC (RFC 7162): a client that knows UIDVALIDITY and a MODSEQ learns at
+    SELECT exactly what vanished and what changed; expunges reach a QRESYNC
+    session as VANISHED; UID FETCH (CHANGEDSINCE .. VANISHED) reports both."""
+
+    def setUp(self) -> None:
+        self.user, self.password = self.new_user("qresync")
+        self.server.deliver_ok([self.user], simple_message(subject="m1"))
+        for n in range(2, 7):
+            self.server.deliver_ok([self.user], simple_message(subject=f"m{n}"))
+        self.client = self.raw(self.user, self.password)
+
+    def state(self) -> tuple[int, int]:
+        selected = self.client.select("INBOX").ok()
+        codes = {r.code.split()[0]: r.code.split()[1] for r in selected.untagged if r.code}
+        return int(codes["UIDVALIDITY"]), int(codes["HIGHESTMODSEQ"])
+
+    def test_select_reports_what_vanished_and_what_changed(self):
+        uid_validity, modseq = self.state()
+        other = self.raw(self.user, self.password)
+        other.select("INBOX").ok()
+        other.command("UID STORE 2 +FLAGS (\\Flagged)").ok()
+        other.command("UID STORE 3,5 +FLAGS (\\Deleted)").ok()
+        other.command("EXPUNGE").ok()
+        self.client.command("UNSELECT").ok()
+        refused = self.client.command(f"SELECT INBOX (QRESYNC ({uid_validity} {modseq}))")
+        self.assertEqual(refused.status, "BAD", "QRESYNC parameters need ENABLE QRESYNC")
+        enabled = self.client.command("ENABLE QRESYNC").ok()
+        self.assertIn("QRESYNC", [str(t).upper() for t in enabled.data("ENABLED")[0]])
+        result = self.client.command(f"SELECT INBOX (QRESYNC ({uid_validity} {modseq}))").ok()
+        vanished = result.named("VANISHED")
+        self.assertEqual(len(vanished), 1, result.describe())
+        self.assertEqual(vanished[0].raw.rstrip(), b"* VANISHED (EARLIER) 3,5")
+        fetched = {r.number: r.raw for r in result.named("FETCH")}
+        self.assertEqual(len(fetched), 1, result.describe())
+        line = next(iter(fetched.values()))
+        self.assertIn(b"UID 2 ", line)
+        self.assertIn(b"\\Flagged", line)
+        self.assertIn(b"MODSEQ (", line)
+        # Known UIDs limit the report: nothing about UID 5 when the client never had it.
+        self.client.command("UNSELECT").ok()
+        limited = self.client.command(f"SELECT INBOX (QRESYNC ({uid_validity} {modseq} 1:4))").ok()
+        self.assertEqual([r.raw.rstrip() for r in limited.named("VANISHED")], [b"* VANISHED (EARLIER) 3"])
+        # A UIDVALIDITY the client does not know: no VANISHED, no FETCH (full resync).
+        self.client.command("UNSELECT").ok()
+        stale = self.client.command(f"SELECT INBOX (QRESYNC ({uid_validity + 1} {modseq}))").ok()
+        self.assertEqual(stale.named("VANISHED"), [])
+        self.assertEqual(stale.named("FETCH"), [])
+
+    def test_expunges_reach_a_qresync_session_as_vanished(self):
+        self.client.command("ENABLE QRESYNC").ok()
+        self.client.select("INBOX").ok()
+        other = self.raw(self.user, self.password)
+        other.select("INBOX").ok()
+        other.command("UID STORE 1,4 +FLAGS (\\Deleted)").ok()
+        other.command("EXPUNGE").ok()
+        noop = self.client.command("NOOP").ok()
+        self.assertEqual(noop.named("EXPUNGE"), [], noop.describe())
+        self.assertEqual([r.raw.rstrip() for r in noop.named("VANISHED")], [b"* VANISHED 1,4"])
+        # The view moved on: message 1 is now UID 2.
+        self.assertEqual(int(self.client.fetch("1", "UID")[1]["UID"]), 2)
+
+    def test_uid_fetch_changedsince_vanished(self):
+        uid_validity, modseq = self.state()
+        other = self.raw(self.user, self.password)
+        other.select("INBOX").ok()
+        other.command("UID STORE 6 +FLAGS (\\Seen)").ok()
+        other.command("UID STORE 2 +FLAGS (\\Deleted)").ok()
+        other.command("UID EXPUNGE 2").ok()
+        refused = self.client.command(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")
+        self.assertEqual(refused.status, "BAD", "VANISHED needs ENABLE QRESYNC")
+        self.client.command("ENABLE QRESYNC").ok()
+        result = self.client.command(f"UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)").ok()
+        self.assertEqual([r.raw.rstrip() for r in result.named("VANISHED")], [b"* VANISHED (EARLIER) 2"])
+        changed = [r.raw for r in result.named("FETCH")]
+        self.assertTrue(any(b"UID 6 " in raw and b"\\Seen" in raw for raw in changed), result.describe())
+        self.assertFalse(any(b"UID 3 " in raw for raw in changed), "unchanged messages are left out")
+
+    def test_capability_lists_qresync(self):
+        caps = {str(c).upper() for c in self.client.command("CAPABILITY").ok().data("CAPABILITY")[0]}
+        self.assertIn("QRESYNC", caps)

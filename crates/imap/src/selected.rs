@@ -86,11 +86,20 @@ impl Session {
             .collect();
         let held_back = !expunged.is_empty() && !allow_expunge;
         if !held_back {
-            for uid in &expunged {
-                if let Ok(position) = selected.uids.binary_search(uid) {
-                    self.out
-                        .extend_from_slice(format!("* {} EXPUNGE\r\n", position + 1).as_bytes());
-                    selected.uids.remove(position);
+            if self.qresync && !expunged.is_empty() {
+                // RFC 7162 3.2.10: one VANISHED instead of an EXPUNGE per message.
+                self.out.extend_from_slice(
+                    format!("* VANISHED {}\r\n", crate::sequence::format_set(&expunged)).as_bytes(),
+                );
+                selected.uids.retain(|u| expunged.binary_search(u).is_err());
+            } else {
+                for uid in &expunged {
+                    if let Ok(position) = selected.uids.binary_search(uid) {
+                        self.out.extend_from_slice(
+                            format!("* {} EXPUNGE\r\n", position + 1).as_bytes(),
+                        );
+                        selected.uids.remove(position);
+                    }
                 }
             }
         }

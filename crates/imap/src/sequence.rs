@@ -127,6 +127,16 @@ fn bounds(range: &SeqRange, star: u32) -> (u32, u32) {
     (a.min(b), a.max(b))
 }
 
+/// Whether `uid` is in `ranges` read as UIDs, `*` being `star` (the highest
+/// UID the mailbox has had). Unlike [`resolve`], for UIDs that are no longer
+/// in the mailbox too (QRESYNC's known UIDs and VANISHED).
+pub fn uid_in(ranges: &[SeqRange], uid: u32, star: u32) -> bool {
+    ranges.iter().any(|range| {
+        let (low, high) = bounds(range, star);
+        (low..=high).contains(&uid)
+    })
+}
+
 /// Writes UIDs compactly as a sequence set (`1:3,7,9:10`).
 pub fn format_set(values: &[u32]) -> String {
     let mut sorted = values.to_vec();

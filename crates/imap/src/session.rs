@@ -104,6 +104,9 @@ pub(crate) struct Session {
     pub utf8: bool,
     /// CONDSTORE enabled (by ENABLE or a CONDSTORE-using command): MODSEQ in FETCH.
     pub condstore: bool,
+    /// QRESYNC enabled (RFC 7162): expunges are reported as VANISHED, SELECT
+    /// takes QRESYNC parameters, UID FETCH takes VANISHED.
+    pub qresync: bool,
     /// SEARCHRES saved result (UIDs).
     pub saved: Option<Vec<u32>>,
     pub shutdown: watch::Receiver<bool>,
@@ -141,6 +144,7 @@ pub async fn serve(
             rev2: false,
             utf8: false,
             condstore: false,
+            qresync: false,
             saved: None,
             shutdown,
             changes: None,

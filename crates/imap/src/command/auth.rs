@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 /// where IMAP4rev2 folds it in, so IMAP4rev1 clients find them.
 const AUTHENTICATED: &str = "IMAP4rev1 IMAP4rev2 LITERAL+ LITERAL- ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT \
 CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE ESEARCH SEARCHRES BINARY STATUS=SIZE SASL-IR \
-UNAUTHENTICATE CONDSTORE OBJECTID SAVEDATE PREVIEW UTF8=ACCEPT";
+UNAUTHENTICATE CONDSTORE QRESYNC OBJECTID SAVEDATE PREVIEW UTF8=ACCEPT";
 
 pub(crate) fn plaintext_allowed(session: &Session) -> bool {
     session.conn.is_tls()
@@ -92,6 +92,12 @@ pub(crate) fn enable(session: &mut Session, capabilities: &[String]) -> Done {
             "CONDSTORE" if !session.condstore => {
                 session.condstore = true;
                 enabled.push("CONDSTORE");
+            }
+            // RFC 7162 3.2.3: enabling QRESYNC enables CONDSTORE too.
+            "QRESYNC" if !session.qresync => {
+                session.qresync = true;
+                session.condstore = true;
+                enabled.push("QRESYNC");
             }
             _ => {}
         }

@@ -66,6 +66,9 @@ pub(crate) async fn fetch(
     if modifiers.vanished && !uid {
         return Ok(Done::bad("VANISHED needs UID FETCH"));
     }
+    if modifiers.vanished && !session.qresync {
+        return Ok(Done::bad("VANISHED needs ENABLE QRESYNC first"));
+    }
     if modifiers.changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
         session.condstore = true;
     }
@@ -114,6 +117,28 @@ pub(crate) async fn fetch(
             .collect(),
         None => metas,
     };
+    // UID FETCH ... (CHANGEDSINCE n VANISHED), RFC 7162 3.2.6: the UIDs of the
+    // set expunged since n, before the FETCH responses.
+    if let (true, Some(since)) = (modifiers.vanished, modifiers.changed_since) {
+        let (expunged, uid_next) = match reader.changes(&mailbox, since) {
+            Ok(changes) => (changes.expunged, changes.mailbox.map_or(0, |m| m.uid_next)),
+            Err(e) => return Ok(Done::from_store(&e)),
+        };
+        // `*`: the highest UID the mailbox has given out, expunged or not.
+        let star = highest_uid(session).max(uid_next.saturating_sub(1));
+        let in_set: Vec<u32> = expunged
+            .into_iter()
+            .filter(|u| match set {
+                Sequence::Set(ranges) => sequence::uid_in(ranges, *u, star),
+                Sequence::Saved => session.saved.as_deref().is_some_and(|s| s.contains(u)),
+            })
+            .collect();
+        if !in_set.is_empty() {
+            session.out.extend_from_slice(
+                format!("* VANISHED (EARLIER) {}\r\n", sequence::format_set(&in_set)).as_bytes(),
+            );
+        }
+    }
     let mut metas = metas;
     // Implicit \Seen first, so the FLAGS we report are the flags after it.
     let mut seen_changed = Vec::new();
@@ -475,4 +500,13 @@ mod tests {
         check_preview("plain", false, "PREVIEW \"plain\"");
         check_preview("", false, "PREVIEW \"\"");
     }
+}
+
+/// The highest UID the selected mailbox has given out, for `*` in a UID set.
+fn highest_uid(session: &Session) -> u32 {
+    session
+        .selected
+        .as_ref()
+        .and_then(|s| s.uids.last().copied())
+        .unwrap_or(0)
 }

@@ -17,6 +17,11 @@ pub(crate) async fn select(
     read_only: bool,
     params: SelectParams,
 ) -> Result<Done, End> {
+    // RFC 7162 3.2.5: QRESYNC parameters need ENABLE QRESYNC first; BAD, and
+    // (the command not being run) the current selection stays.
+    if params.qresync.is_some() && !session.qresync {
+        return Ok(Done::bad("QRESYNC parameters need ENABLE QRESYNC first"));
+    }
     // Selecting deselects first, even when the new SELECT fails (RFC 9051 6.3.2).
     let had_selection = session.selected.take().is_some();
     if had_selection {
@@ -102,6 +107,45 @@ pub(crate) async fn select(
         "* OK [HIGHESTMODSEQ {highest_modseq}] highest\r\n"
     ));
     out.push_str(&format!("* OK [MAILBOXID ({})] mailbox id\r\n", mailbox.id));
+    // QRESYNC (RFC 7162 3.2.5): with the UIDVALIDITY the client knows, what
+    // vanished and what changed since its MODSEQ, limited to its known UIDs.
+    // Tombstones are kept for good, so VANISHED is always exact and the
+    // sequence-match data (a hint for servers that forget) is not needed.
+    if let Some(q) = params
+        .qresync
+        .as_ref()
+        .filter(|q| q.uid_validity == mailbox.uid_validity)
+    {
+        let changes = match reader.changes(&mailbox.id, q.mod_seq) {
+            Ok(c) => c,
+            Err(e) => return Ok(Done::from_store(&e)),
+        };
+        let star = uid_next.saturating_sub(1);
+        let known = |uid: u32| {
+            q.known_uids
+                .as_deref()
+                .is_none_or(|ranges| sequence::uid_in(ranges, uid, star))
+        };
+        let vanished: Vec<u32> = changes.expunged.into_iter().filter(|u| known(*u)).collect();
+        if !vanished.is_empty() {
+            out.push_str(&format!(
+                "* VANISHED (EARLIER) {}\r\n",
+                sequence::format_set(&vanished)
+            ));
+        }
+        for meta in changes.changed.iter().filter(|m| known(m.uid)) {
+            // Only messages of this snapshot: a later arrival is reported later.
+            if let Ok(position) = uids.binary_search(&meta.uid) {
+                out.push_str(&format!(
+                    "* {} FETCH (UID {} FLAGS ({}) MODSEQ ({}))\r\n",
+                    position + 1,
+                    meta.uid,
+                    meta.flags.join(" "),
+                    meta.modseq
+                ));
+            }
+        }
+    }
     session.out.extend_from_slice(out.as_bytes());
     if session.rev2 {
         // RFC 9051 6.3.2: "The server MUST return a LIST response with the
