@@ -455,6 +455,15 @@ fn write_body(out: &mut Vec<u8>, data: &[u8]) {
     }
 }
 
+/// The highest UID the selected mailbox has given out, for `*` in a UID set.
+fn highest_uid(session: &Session) -> u32 {
+    session
+        .selected
+        .as_ref()
+        .and_then(|s| s.uids.last().copied())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -500,13 +509,4 @@ mod tests {
         check_preview("plain", false, "PREVIEW \"plain\"");
         check_preview("", false, "PREVIEW \"\"");
     }
-}
-
-/// The highest UID the selected mailbox has given out, for `*` in a UID set.
-fn highest_uid(session: &Session) -> u32 {
-    session
-        .selected
-        .as_ref()
-        .and_then(|s| s.uids.last().copied())
-        .unwrap_or(0)
 }
