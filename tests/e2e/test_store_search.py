@@ -349,3 +349,75 @@ class StoreTest(ServerTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SortTest(ServerTestCase):
+    """SORT / UID SORT (RFC 5256) with SORT=DISPLAY (RFC 5957), and WITHIN (RFC 5032)."""
+
+    MESSAGES = [
+        # (From, Subject, Date, body padding)
+        ('"Zed Zulu" <alice@example.com>', "Re: banana", "Mon, 04 Mar 2024 10:00:00 +0000", 10),
+        ('"Amy Apple" <carol@example.com>', "apple", "Sun, 03 Mar 2024 10:00:00 +0000", 300),
+        ("bob@example.com", "Fwd: Cherry", "Tue, 05 Mar 2024 10:00:00 +0000", 100),
+        ('"Bea Berry" <dave@example.com>', "[list] date pie", "Sat, 02 Mar 2024 23:00:00 -0200", 50),
+    ]
+
+    def setUp(self) -> None:
+        self.user, self.password = self.new_user("sort")
+        for sender, subject, date, padding in self.MESSAGES:
+            self.server.deliver_ok([self.user], simple_message(
+                subject=subject, sender=sender, date=date, body="x" * padding + "\r\n"))
+        self.client = self.raw(self.user, self.password)
+        self.client.select("INBOX").ok()
+
+    def sort(self, command: str) -> list[int]:
+        result = self.client.command(command).ok()
+        data = result.data("SORT")
+        self.assertEqual(len(data), 1, result.describe())
+        return [int(n) for n in data[0]]
+
+    def test_capabilities(self):
+        caps = {str(c).upper() for c in self.client.command("CAPABILITY").ok().data("CAPABILITY")[0]}
+        self.assertTrue({"SORT", "SORT=DISPLAY", "WITHIN"} <= caps, caps)
+
+    def test_each_key(self):
+        # Base subjects: banana, apple, cherry, date pie ("Re:", "Fwd:", "[list]" removed).
+        self.assertEqual(self.sort("SORT (SUBJECT) UTF-8 ALL"), [2, 1, 3, 4])
+        # Dates in UTC: 4 is 2 Mar 23:00 -0200 = 3 Mar 01:00 UTC, before 2's 3 Mar 10:00.
+        self.assertEqual(self.sort("SORT (DATE) UTF-8 ALL"), [4, 2, 1, 3])
+        self.assertEqual(self.sort("SORT (REVERSE DATE) UTF-8 ALL"), [3, 1, 2, 4])
+        # FROM sorts by the mailbox (local part): alice, bob, carol, dave.
+        self.assertEqual(self.sort("SORT (FROM) UTF-8 ALL"), [1, 3, 2, 4])
+        # DISPLAYFROM by display name, else the address: Amy, Bea, bob@, Zed.
+        self.assertEqual(self.sort("SORT (DISPLAYFROM) UTF-8 ALL"), [2, 4, 3, 1])
+        self.assertEqual(self.sort("SORT (SIZE) UTF-8 ALL"), [1, 4, 3, 2])
+        # ARRIVAL: the four deliveries share a second (ties keep sequence order,
+        # REVERSE or not); an APPEND with an old internal date comes first.
+        self.client.command('APPEND INBOX "01-Jan-2020 00:00:00 +0000" ',
+                            Lit(simple_message(subject="old", sender="old@example.com"))).ok()
+        self.client.command("NOOP").ok()
+        self.assertEqual(self.sort("SORT (ARRIVAL) UTF-8 ALL"), [5, 1, 2, 3, 4])
+        self.assertEqual(self.sort("SORT (REVERSE ARRIVAL) UTF-8 ALL"), [1, 2, 3, 4, 5])
+
+    def test_search_keys_uids_and_ties(self):
+        self.client.command("STORE 2,3 +FLAGS (\\Flagged)").ok()
+        self.assertEqual(self.sort("SORT (SUBJECT) UTF-8 FLAGGED"), [2, 3])
+        uids = {int(v["UID"]): n for n, v in self.client.fetch("1:*", "UID").items()}
+        got = self.sort("UID SORT (REVERSE SUBJECT) US-ASCII NOT FLAGGED")
+        self.assertEqual([uids[u] for u in got], [4, 1])
+        # Equal keys keep sequence order.
+        self.assertEqual(self.sort("SORT (TO) UTF-8 ALL"), [1, 2, 3, 4])
+
+    def test_bad_sorts(self):
+        for command in ["SORT () UTF-8 ALL", "SORT (COLOUR) UTF-8 ALL", "SORT (DATE) UTF-8",
+                        "SORT (REVERSE) UTF-8 ALL"]:
+            with self.subTest(command=command):
+                self.assertEqual(self.client.command(command).status, "BAD")
+        refused = self.client.command("SORT (DATE) ISO-8859-1 ALL")
+        self.assertEqual((refused.status, refused.code_name), ("NO", "BADCHARSET"))
+        self.client.command("NOOP").ok()
+
+    def test_within(self):
+        everything = self.client.command("SEARCH YOUNGER 3600").ok().data("SEARCH")[0]
+        self.assertEqual([int(n) for n in everything], [1, 2, 3, 4])
+        self.assertEqual(self.client.command("SEARCH OLDER 3600").ok().data("SEARCH")[0], [])

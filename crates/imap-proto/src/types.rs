@@ -258,6 +258,27 @@ pub struct SelectParams {
     pub qresync: Option<QresyncParams>,
 }
 
+/// One SORT key, possibly reversed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SortCriterion {
+    pub reverse: bool,
+    pub key: SortKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Arrival,
+    Cc,
+    Date,
+    From,
+    Size,
+    Subject,
+    To,
+    /// RFC 5957: the display name of the first From address, else its address.
+    DisplayFrom,
+    DisplayTo,
+}
+
 /// `QRESYNC (uidvalidity modseq [known-uids [(seq-match-data)]])`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QresyncParams {
@@ -338,6 +359,13 @@ pub enum CommandBody {
     /// `EXPUNGE`, or `UID EXPUNGE set` (UIDPLUS).
     Expunge {
         uids: Option<Sequence>,
+    },
+    /// SORT / UID SORT (RFC 5256, with SORT=DISPLAY of RFC 5957).
+    Sort {
+        uid: bool,
+        criteria: Vec<SortCriterion>,
+        charset: String,
+        search: SearchKey,
     },
     Search {
         uid: bool,

@@ -450,6 +450,12 @@ impl Session {
                         )
                         .await
                     }
+                    C::Sort {
+                        uid,
+                        criteria,
+                        charset,
+                        search,
+                    } => command::sort::sort(self, uid, &criteria, &charset, &search).await,
                     C::Fetch {
                         uid,
                         sequence,
@@ -570,6 +576,7 @@ fn command_name(body: &CommandBody) -> &'static str {
         C::Unselect => "UNSELECT",
         C::Expunge { .. } => "EXPUNGE",
         C::Search { .. } => "SEARCH",
+        C::Sort { .. } => "SORT",
         C::Fetch { .. } => "FETCH",
         C::Store { .. } => "STORE",
         C::Copy { .. } => "COPY",

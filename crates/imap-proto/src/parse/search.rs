@@ -3,7 +3,60 @@
 //! (RFC 8514) and OBJECTID (RFC 8474) keys.
 
 use super::lexer::{Cursor, NESTING_MAX, PResult};
-use crate::types::{CommandBody, SearchKey, SearchReturn};
+use crate::types::{CommandBody, SearchKey, SearchReturn, SortCriterion, SortKey};
+
+/// Most keys in one SORT: more than every key there is, twice, is not a sort.
+const SORT_KEYS_MAX: usize = 16;
+
+/// `SORT SP (sort-criteria) SP charset 1*(SP search-key)` (RFC 5256).
+pub(super) fn sort(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
+    c.sp()?;
+    let mut criteria = Vec::new();
+    c.expect(b'(')?;
+    let mut reverse = false;
+    loop {
+        let word = c.keyword()?;
+        let key = match word.as_str() {
+            "REVERSE" if !reverse => {
+                reverse = true;
+                c.sp()?;
+                continue;
+            }
+            "ARRIVAL" => SortKey::Arrival,
+            "CC" => SortKey::Cc,
+            "DATE" => SortKey::Date,
+            "FROM" => SortKey::From,
+            "SIZE" => SortKey::Size,
+            "SUBJECT" => SortKey::Subject,
+            "TO" => SortKey::To,
+            "DISPLAYFROM" => SortKey::DisplayFrom,
+            "DISPLAYTO" => SortKey::DisplayTo,
+            _ => return Err(c.error("Unknown SORT key")),
+        };
+        criteria.push(SortCriterion { reverse, key });
+        reverse = false;
+        if criteria.len() > SORT_KEYS_MAX {
+            return Err(c.error("Too many SORT keys"));
+        }
+        if c.eat(b')') {
+            break;
+        }
+        c.sp()?;
+    }
+    if reverse {
+        return Err(c.error("REVERSE must precede a SORT key"));
+    }
+    c.sp()?;
+    let charset = c.astring_utf8()?;
+    c.sp()?;
+    let search = key_list(c, |c| c.at_end())?;
+    Ok(CommandBody::Sort {
+        uid,
+        criteria,
+        charset,
+        search,
+    })
+}
 
 /// `SEARCH [SP RETURN SP (opts)] [SP CHARSET SP astring] 1*(SP search-key)`
 pub(super) fn search(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {

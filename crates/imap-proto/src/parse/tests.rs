@@ -560,3 +560,46 @@ fn list_forms() {
     assert!(error(b"a LIST \"\" * FOO").message.contains("RETURN"));
     assert!(error(b"a LIST \"\"").message.contains("Missing"));
 }
+
+#[test]
+fn sort_commands() {
+    assert_eq!(
+        body("a UID SORT (REVERSE DATE subject DISPLAYFROM) UTF-8 UNSEEN SINCE 1-Feb-1994"),
+        CommandBody::Sort {
+            uid: true,
+            criteria: vec![
+                SortCriterion {
+                    reverse: true,
+                    key: SortKey::Date
+                },
+                SortCriterion {
+                    reverse: false,
+                    key: SortKey::Subject
+                },
+                SortCriterion {
+                    reverse: false,
+                    key: SortKey::DisplayFrom
+                },
+            ],
+            charset: "UTF-8".into(),
+            search: SearchKey::And(vec![
+                SearchKey::Unseen,
+                SearchKey::Since(Date {
+                    year: 1994,
+                    month: 2,
+                    day: 1
+                }),
+            ]),
+        }
+    );
+    for bad in [
+        &b"a SORT () UTF-8 ALL"[..],
+        b"a SORT (REVERSE) UTF-8 ALL",
+        b"a SORT (REVERSE REVERSE DATE) UTF-8 ALL",
+        b"a SORT (COLOUR) UTF-8 ALL",
+        b"a SORT (DATE) UTF-8",
+        b"a SORT DATE UTF-8 ALL",
+    ] {
+        let _ = error(bad);
+    }
+}

@@ -11,4 +11,5 @@ pub mod list;
 pub mod mailbox;
 pub mod search;
 pub mod select;
+pub mod sort;
 pub mod store;

@@ -314,41 +314,7 @@ async fn run(
         Ok(m) => m,
         Err(e) => return Ok(Done::from_store(&e)),
     };
-    let now = store::writer::now_seconds();
-    let mut sets = HashMap::new();
-    resolve_sets(
-        criteria,
-        &selected.uids,
-        session.saved.as_deref(),
-        &mut sets,
-    );
-    let context = Context {
-        session,
-        mailbox: &selected.id,
-        sets,
-        now,
-        text_max: session.ctx.config.search_text_bytes_max,
-    };
-    // Messages expunged by others but not yet reported keep their sequence numbers.
-    let mut hits: Vec<(u32, u32, u64)> = Vec::new();
-    let search_body = || {
-        for meta in &metas {
-            let Some(seq) = selected.sequence_of(meta.uid) else {
-                continue;
-            };
-            let mut candidate = Candidate {
-                seq,
-                meta,
-                summary: None,
-                raw: None,
-                text: None,
-            };
-            if context.matches(criteria, &mut candidate) {
-                hits.push((seq, meta.uid, meta.modseq));
-            }
-        }
-    };
-    tokio::task::block_in_place(search_body);
+    let hits = matching(session, criteria, &metas);
     let numbers: Vec<u32> = hits
         .iter()
         .map(|(seq, u, _)| if uid { *u } else { *seq })
@@ -433,6 +399,55 @@ async fn run(
         session.out.extend_from_slice(line.as_bytes());
     }
     Ok(Done::ok("SEARCH completed"))
+}
+
+/// The messages of the selected mailbox that match `criteria`, in sequence
+/// order: (sequence number, UID, MODSEQ). Messages expunged by others but
+/// not yet reported keep their sequence numbers.
+pub(crate) fn matching(
+    session: &Session,
+    criteria: &SearchKey,
+    metas: &[MessageMeta],
+) -> Vec<(u32, u32, u64)> {
+    let Some(selected) = session.selected.as_ref() else {
+        return Vec::new();
+    };
+    let now = store::writer::now_seconds();
+    let mut sets = HashMap::new();
+    resolve_sets(
+        criteria,
+        &selected.uids,
+        session.saved.as_deref(),
+        &mut sets,
+    );
+    let context = Context {
+        session,
+        mailbox: &selected.id,
+        sets,
+        now,
+        text_max: session.ctx.config.search_text_bytes_max,
+    };
+    // Messages expunged by others but not yet reported keep their sequence numbers.
+    let mut hits: Vec<(u32, u32, u64)> = Vec::new();
+    let search_body = || {
+        for meta in metas {
+            let Some(seq) = selected.sequence_of(meta.uid) else {
+                continue;
+            };
+            let mut candidate = Candidate {
+                seq,
+                meta,
+                summary: None,
+                raw: None,
+                text: None,
+            };
+            if context.matches(criteria, &mut candidate) {
+                hits.push((seq, meta.uid, meta.modseq));
+            }
+        }
+    };
+    tokio::task::block_in_place(search_body);
+    hits
 }
 
 #[cfg(test)]

@@ -1,0 +1,174 @@
+//! SORT and UID SORT (RFC 5256), with the DISPLAYFROM and DISPLAYTO keys of
+//! SORT=DISPLAY (RFC 5957). Webmail (Roundcube and its kind) sorts large
+//! mailboxes with it rather than fetching every envelope.
+//!
+//! The keys come from the cached summary (checksummed like every cache read)
+//! and the message's metadata. Strings compare case-insensitively (RFC 5256's
+//! i;ascii-casemap, Unicode-lowercased for the display keys); ties keep
+//! sequence order, as the RFC requires.
+
+use crate::command::search;
+use crate::respond::Done;
+use crate::session::{End, Session};
+use imap_proto::{SearchKey, SortCriterion, SortKey};
+use std::cmp::Ordering;
+
+/// One message's values for the requested keys.
+struct Row {
+    seq: u32,
+    uid: u32,
+    keys: Vec<Value>,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+enum Value {
+    Number(i64),
+    Text(String),
+}
+
+pub(crate) async fn sort(
+    session: &mut Session,
+    uid: bool,
+    criteria: &[SortCriterion],
+    charset: &str,
+    search_key: &SearchKey,
+) -> Result<Done, End> {
+    if !charset.eq_ignore_ascii_case("UTF-8") && !charset.eq_ignore_ascii_case("US-ASCII") {
+        return Ok(Done::no_code(
+            "BADCHARSET (US-ASCII UTF-8)",
+            "unsupported charset",
+        ));
+    }
+    session.sync(uid).await?;
+    let Some(selected) = session.selected.as_ref() else {
+        return Ok(Done::bad("no mailbox selected"));
+    };
+    let mailbox = selected.id.clone();
+    let Ok(reader) = session.reader() else {
+        return Ok(Done::bad("not authenticated"));
+    };
+    let metas = match reader.messages(&mailbox) {
+        Ok(m) => m,
+        Err(e) => return Ok(Done::from_store(&e)),
+    };
+    let hits = search::matching(session, search_key, &metas);
+    let needs_summary = criteria
+        .iter()
+        .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
+    let mut rows = Vec::with_capacity(hits.len());
+    let build = || -> Result<(), Done> {
+        for (seq, hit_uid, _) in &hits {
+            let Ok(index) = metas.binary_search_by_key(hit_uid, |m| m.uid) else {
+                continue;
+            };
+            let meta = &metas[index];
+            let summary = if needs_summary {
+                match reader.summary(&mailbox, meta) {
+                    Ok(s) => Some(s),
+                    Err(e) => return Err(Done::from_store(&e)),
+                }
+            } else {
+                None
+            };
+            let keys = criteria
+                .iter()
+                .map(|c| value(c.key, meta, summary.as_ref()))
+                .collect();
+            rows.push(Row {
+                seq: *seq,
+                uid: *hit_uid,
+                keys,
+            });
+        }
+        Ok(())
+    };
+    if let Err(done) = tokio::task::block_in_place(build) {
+        return Ok(done);
+    }
+    rows.sort_by(|a, b| compare(criteria, a, b));
+    let mut line = String::from("* SORT");
+    for row in &rows {
+        line.push_str(&format!(" {}", if uid { row.uid } else { row.seq }));
+    }
+    line.push_str("\r\n");
+    session.out.extend_from_slice(line.as_bytes());
+    Ok(Done::ok("SORT completed"))
+}
+
+fn compare(criteria: &[SortCriterion], a: &Row, b: &Row) -> Ordering {
+    for (i, criterion) in criteria.iter().enumerate() {
+        let order = a.keys[i].cmp(&b.keys[i]);
+        let order = if criterion.reverse {
+            order.reverse()
+        } else {
+            order
+        };
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    a.seq.cmp(&b.seq)
+}
+
+fn value(key: SortKey, meta: &store::MessageMeta, summary: Option<&mime::Summary>) -> Value {
+    let text = |f: fn(&mime::Summary) -> String| Value::Text(summary.map(f).unwrap_or_default());
+    match key {
+        SortKey::Arrival => Value::Number(meta.internal_date),
+        SortKey::Size => Value::Number(meta.size as i64),
+        // RFC 5256: the Date header in UTC, or the internal date without one.
+        SortKey::Date => Value::Number(
+            summary
+                .and_then(|s| s.sent.as_ref())
+                .map_or(meta.internal_date, |d| d.unix_seconds),
+        ),
+        SortKey::Subject => text(|s| s.base_subject.to_ascii_lowercase()),
+        SortKey::From => text(|s| mailbox_part(&s.from)),
+        SortKey::To => text(|s| mailbox_part(&s.to)),
+        SortKey::Cc => text(|s| mailbox_part(&s.cc)),
+        SortKey::DisplayFrom => text(|s| display(&s.from)),
+        SortKey::DisplayTo => text(|s| display(&s.to)),
+    }
+}
+
+/// The first address of a rendered address header ("Name <local@host>, ..."):
+/// its display name (may be empty) and its address.
+fn first_address(header: &str) -> (&str, &str) {
+    match (header.find('<'), header.find('>')) {
+        (Some(open), Some(close)) if open < close => (
+            header[..open].trim().trim_matches('"').trim(),
+            header[open + 1..close].trim(),
+        ),
+        _ => ("", header.split(',').next().unwrap_or("").trim()),
+    }
+}
+
+/// RFC 5256's sort value of an address header: the local part (addr-mailbox)
+/// of its first address, case-folded.
+fn mailbox_part(header: &str) -> String {
+    let (_, address) = first_address(header);
+    address
+        .rsplit_once('@')
+        .map_or(address, |(local, _)| local)
+        .to_ascii_lowercase()
+}
+
+/// RFC 5957: the display name of the first address, else its address.
+fn display(header: &str) -> String {
+    let (name, address) = first_address(header);
+    if name.is_empty() { address } else { name }.to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_keys() {
+        assert_eq!(mailbox_part("Bob Smith <Bob@Example.com>"), "bob");
+        assert_eq!(mailbox_part("alice@example.org, bob@x"), "alice");
+        assert_eq!(mailbox_part(""), "");
+        assert_eq!(display("\"Zed Zulu\" <a@b>"), "zed zulu");
+        assert_eq!(display("<Carol@example.com>"), "carol@example.com");
+        assert_eq!(display("dave@example.com"), "dave@example.com");
+    }
+}
