@@ -6,7 +6,7 @@ import time
 import unittest
 from datetime import datetime, timezone
 
-from harness import ServerTestCase, flag_set, simple_message, text
+from harness import Lit, ServerTestCase, flag_set, simple_message, text
 
 
 def parse_date(value) -> datetime:
@@ -46,6 +46,24 @@ class AppendTest(ServerTestCase):
     def setUp(self) -> None:
         self.user, self.password = self.new_user("append")
         self.client = self.raw(self.user, self.password)
+
+    def test_multiappend_appends_all_in_one_command(self):
+        caps = {str(c).upper() for c in self.client.command("CAPABILITY").ok().data("CAPABILITY")[0]}
+        self.assertIn("MULTIAPPEND", caps)
+        first, second, third = (simple_message(subject=f"multi {n}") for n in range(3))
+        result = self.client.command(
+            "APPEND Archive (\\Seen) ", Lit(first), " ", Lit(second),
+            ' (\\Flagged) "14-Jul-2021 02:44:25 -0700" ', Lit(third)).ok()
+        self.assertEqual(result.code_name, "APPENDUID", result.describe())
+        uids = result.code.split()[2]
+        self.assertEqual(self.client.status("Archive", "MESSAGES")["MESSAGES"], 3)
+        self.client.select("Archive").ok()
+        items = self.client.fetch(uids, "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])", uid=True)
+        subjects = sorted(text(v["BODY[HEADER.FIELDS (SUBJECT)]"]).strip() for v in items.values())
+        self.assertEqual(subjects, ["Subject: multi 0", "Subject: multi 1", "Subject: multi 2"])
+        # A MULTIAPPEND to a missing mailbox appends nothing.
+        refused = self.client.command("APPEND Nowhere ", Lit(first), " ", Lit(second))
+        self.assertEqual((refused.status, refused.code_name), ("NO", "TRYCREATE"))
 
     def test_append_with_flags_and_date_returns_appenduid(self):
         message = simple_message(subject="appended", body="Appended body.\r\n")
