@@ -421,3 +421,53 @@ class SortTest(ServerTestCase):
         everything = self.client.command("SEARCH YOUNGER 3600").ok().data("SEARCH")[0]
         self.assertEqual([int(n) for n in everything], [1, 2, 3, 4])
         self.assertEqual(self.client.command("SEARCH OLDER 3600").ok().data("SEARCH")[0], [])
+
+
+class ThreadTest(ServerTestCase):
+    """THREAD (RFC 5256): REFERENCES from Message-ID/References/In-Reply-To and
+    subjects, ORDEREDSUBJECT by base subject."""
+
+    def setUp(self) -> None:
+        self.user, self.password = self.new_user("thread")
+        messages = [
+            ("<root@x>", "", "Plan", "Mon, 04 Mar 2024 10:00:00 +0000"),
+            ("<r1@x>", "In-Reply-To: <root@x>\r\n", "Re: Plan", "Mon, 04 Mar 2024 11:00:00 +0000"),
+            ("<other@x>", "", "Lunch", "Mon, 04 Mar 2024 09:00:00 +0000"),
+            ("<r2@x>", "References: <root@x> <r1@x>\r\n", "Re: Plan", "Mon, 04 Mar 2024 12:00:00 +0000"),
+            ("<r3@x>", "References: <root@x>\r\n", "Re: Plan", "Mon, 04 Mar 2024 13:00:00 +0000"),
+            ("<orphan@x>", "References: <never-arrived@x>\r\n", "Re: Lunch", "Mon, 04 Mar 2024 14:00:00 +0000"),
+        ]
+        for message_id, headers, subject, date in messages:
+            self.server.deliver_ok([self.user], simple_message(
+                subject=subject, message_id=message_id, extra_headers=headers, date=date))
+        self.client = self.raw(self.user, self.password)
+        self.client.select("INBOX").ok()
+
+    def thread(self, command: str) -> bytes:
+        result = self.client.command(command).ok()
+        lines = [r.raw.rstrip() for r in result.named("THREAD")]
+        self.assertEqual(len(lines), 1, result.describe())
+        return lines[0]
+
+    def test_capabilities(self):
+        caps = {str(c).upper() for c in self.client.command("CAPABILITY").ok().data("CAPABILITY")[0]}
+        self.assertTrue({"THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT"} <= caps, caps)
+
+    def test_references(self):
+        # Lunch (3) first by date, with the orphan reply (6) gathered under it by
+        # subject; then Plan (1): replies 2 (with 4 under it) and 5.
+        self.assertEqual(self.thread("THREAD REFERENCES UTF-8 ALL"), b"* THREAD (3 6)(1 (2 4)(5))")
+
+    def test_ordered_subject_and_uids_and_search(self):
+        self.assertEqual(self.thread("THREAD ORDEREDSUBJECT UTF-8 ALL"), b"* THREAD (3 6)(1 (2)(4)(5))")
+        self.client.command("STORE 4 +FLAGS (\\Seen)").ok()
+        uids = {n: int(v["UID"]) for n, v in self.client.fetch("1:*", "UID").items()}
+        expected = f"* THREAD ({uids[3]} {uids[6]})({uids[1]} ({uids[2]})({uids[5]}))".encode()
+        self.assertEqual(self.thread("UID THREAD ORDEREDSUBJECT UTF-8 UNSEEN"), expected)
+
+    def test_bad_threads(self):
+        self.assertEqual(self.client.command("THREAD KNITTING UTF-8 ALL").status, "BAD")
+        refused = self.client.command("THREAD REFERENCES KOI8-R ALL")
+        self.assertEqual((refused.status, refused.code_name), ("NO", "BADCHARSET"))
+        empty = self.client.command("THREAD REFERENCES UTF-8 SUBJECT nothing-matches").ok()
+        self.assertEqual([r.raw.rstrip() for r in empty.named("THREAD")], [b"* THREAD"])

@@ -128,6 +128,7 @@ fn command_body(c: &mut Cursor<'_>, name: &[u8]) -> PResult<CommandBody> {
         b"APPEND" => mailbox::append(c)?,
         b"SEARCH" => search::search(c, false)?,
         b"SORT" => search::sort(c, false)?,
+        b"THREAD" => search::thread(c, false)?,
         b"FETCH" => fetch::fetch(c, false)?,
         b"STORE" => store(c, false)?,
         b"COPY" => copy_or_move(c, false, false)?,
@@ -148,6 +149,7 @@ fn uid(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         "MOVE" => copy_or_move(c, true, true),
         "SEARCH" => search::search(c, true),
         "SORT" => search::sort(c, true),
+        "THREAD" => search::thread(c, true),
         "EXPUNGE" => {
             c.sp()?;
             Ok(CommandBody::Expunge {

@@ -258,6 +258,12 @@ pub struct SelectParams {
     pub qresync: Option<QresyncParams>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadAlgorithm {
+    OrderedSubject,
+    References,
+}
+
 /// One SORT key, possibly reversed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SortCriterion {
@@ -359,6 +365,13 @@ pub enum CommandBody {
     /// `EXPUNGE`, or `UID EXPUNGE set` (UIDPLUS).
     Expunge {
         uids: Option<Sequence>,
+    },
+    /// THREAD / UID THREAD (RFC 5256).
+    Thread {
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        charset: String,
+        search: SearchKey,
     },
     /// SORT / UID SORT (RFC 5256, with SORT=DISPLAY of RFC 5957).
     Sort {

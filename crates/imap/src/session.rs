@@ -456,6 +456,12 @@ impl Session {
                         charset,
                         search,
                     } => command::sort::sort(self, uid, &criteria, &charset, &search).await,
+                    C::Thread {
+                        uid,
+                        algorithm,
+                        charset,
+                        search,
+                    } => command::thread::thread(self, uid, algorithm, &charset, &search).await,
                     C::Fetch {
                         uid,
                         sequence,
@@ -577,6 +583,7 @@ fn command_name(body: &CommandBody) -> &'static str {
         C::Expunge { .. } => "EXPUNGE",
         C::Search { .. } => "SEARCH",
         C::Sort { .. } => "SORT",
+        C::Thread { .. } => "THREAD",
         C::Fetch { .. } => "FETCH",
         C::Store { .. } => "STORE",
         C::Copy { .. } => "COPY",

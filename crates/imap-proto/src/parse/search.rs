@@ -3,7 +3,27 @@
 //! (RFC 8514) and OBJECTID (RFC 8474) keys.
 
 use super::lexer::{Cursor, NESTING_MAX, PResult};
-use crate::types::{CommandBody, SearchKey, SearchReturn, SortCriterion, SortKey};
+use crate::types::{CommandBody, SearchKey, SearchReturn, SortCriterion, SortKey, ThreadAlgorithm};
+
+/// `THREAD SP thread-alg SP charset 1*(SP search-key)` (RFC 5256).
+pub(super) fn thread(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
+    c.sp()?;
+    let algorithm = match c.keyword()?.as_str() {
+        "ORDEREDSUBJECT" => ThreadAlgorithm::OrderedSubject,
+        "REFERENCES" => ThreadAlgorithm::References,
+        _ => return Err(c.error("Unknown THREAD algorithm")),
+    };
+    c.sp()?;
+    let charset = c.astring_utf8()?;
+    c.sp()?;
+    let search = key_list(c, |c| c.at_end())?;
+    Ok(CommandBody::Thread {
+        uid,
+        algorithm,
+        charset,
+        search,
+    })
+}
 
 /// Most keys in one SORT: more than every key there is, twice, is not a sort.
 const SORT_KEYS_MAX: usize = 16;

@@ -603,3 +603,27 @@ fn sort_commands() {
         let _ = error(bad);
     }
 }
+
+#[test]
+fn thread_commands() {
+    assert_eq!(
+        body("a UID THREAD references UTF-8 SINCE 1-Feb-1994"),
+        CommandBody::Thread {
+            uid: true,
+            algorithm: ThreadAlgorithm::References,
+            charset: "UTF-8".into(),
+            search: SearchKey::Since(Date {
+                year: 1994,
+                month: 2,
+                day: 1
+            }),
+        }
+    );
+    for bad in [
+        &b"a THREAD KNITTING UTF-8 ALL"[..],
+        b"a THREAD REFERENCES UTF-8",
+        b"a THREAD",
+    ] {
+        let _ = error(bad);
+    }
+}

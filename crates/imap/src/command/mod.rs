@@ -13,3 +13,4 @@ pub mod search;
 pub mod select;
 pub mod sort;
 pub mod store;
+pub mod thread;

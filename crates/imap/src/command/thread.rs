@@ -1,0 +1,473 @@
+//! THREAD and UID THREAD (RFC 5256): ORDEREDSUBJECT and REFERENCES.
+//!
+//! The algorithms work on a small record per matching message (its number,
+//! Message-ID, References/In-Reply-To, base subject, whether the subject was a
+//! reply or forward, and its sent date), taken from the checksummed summary
+//! cache; `order_threads` is pure so the unit tests below pin the RFC's rules.
+//! Every loop is bounded by the number of messages: parent chains are walked
+//! with a visited check, so hostile References cannot make a cycle.
+
+use crate::command::search;
+use crate::respond::Done;
+use crate::session::{End, Session};
+use imap_proto::{SearchKey, ThreadAlgorithm};
+use std::collections::HashMap;
+
+/// What threading looks at in one message.
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    /// Sequence number or UID, as the response wants.
+    pub number: u32,
+    pub message_id: Option<String>,
+    /// References, then In-Reply-To when there are no References (RFC 5256).
+    pub references: Vec<String>,
+    pub base_subject: String,
+    /// The subject had a reply or forward marker ("Re:", "Fwd:") removed.
+    pub is_reply: bool,
+    /// Sent date (Date header in UTC, else internal date), then the sequence
+    /// number: the order within a thread.
+    pub date: (i64, u32),
+}
+
+/// A thread: a message (or, for REFERENCES, a missing parent) and its children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Node {
+    pub number: Option<u32>,
+    pub children: Vec<Node>,
+}
+
+pub(crate) async fn thread(
+    session: &mut Session,
+    uid: bool,
+    algorithm: ThreadAlgorithm,
+    charset: &str,
+    search_key: &SearchKey,
+) -> Result<Done, End> {
+    if !charset.eq_ignore_ascii_case("UTF-8") && !charset.eq_ignore_ascii_case("US-ASCII") {
+        return Ok(Done::no_code(
+            "BADCHARSET (US-ASCII UTF-8)",
+            "unsupported charset",
+        ));
+    }
+    session.sync(uid).await?;
+    let Some(selected) = session.selected.as_ref() else {
+        return Ok(Done::bad("no mailbox selected"));
+    };
+    let mailbox = selected.id.clone();
+    let Ok(reader) = session.reader() else {
+        return Ok(Done::bad("not authenticated"));
+    };
+    let metas = match reader.messages(&mailbox) {
+        Ok(m) => m,
+        Err(e) => return Ok(Done::from_store(&e)),
+    };
+    let hits = search::matching(session, search_key, &metas);
+    let mut items = Vec::with_capacity(hits.len());
+    let build = || -> Result<(), Done> {
+        for (seq, hit_uid, _) in &hits {
+            let Ok(index) = metas.binary_search_by_key(hit_uid, |m| m.uid) else {
+                continue;
+            };
+            let meta = &metas[index];
+            let summary = reader
+                .summary(&mailbox, meta)
+                .map_err(|e| Done::from_store(&e))?;
+            let references = if summary.references.is_empty() {
+                summary.in_reply_to.iter().take(1).cloned().collect()
+            } else {
+                summary.references.clone()
+            };
+            let subject = summary.subject.trim().to_lowercase();
+            let base_subject = summary.base_subject.to_lowercase();
+            items.push(Item {
+                number: if uid { *hit_uid } else { *seq },
+                message_id: summary.message_id.clone(),
+                references,
+                is_reply: subject != base_subject,
+                base_subject,
+                date: (
+                    summary
+                        .sent
+                        .as_ref()
+                        .map_or(meta.internal_date, |d| d.unix_seconds),
+                    *seq,
+                ),
+            });
+        }
+        Ok(())
+    };
+    if let Err(done) = tokio::task::block_in_place(build) {
+        return Ok(done);
+    }
+    let threads = match algorithm {
+        ThreadAlgorithm::OrderedSubject => ordered_subject(items),
+        ThreadAlgorithm::References => references(items),
+    };
+    let mut line = String::from("* THREAD ");
+    for node in &threads {
+        write_thread(node, &mut line);
+    }
+    line.truncate(line.trim_end().len());
+    line.push_str("\r\n");
+    session.out.extend_from_slice(line.as_bytes());
+    Ok(Done::ok("THREAD completed"))
+}
+
+/// `(a b (c)(d))`: a parent and its single child share parentheses, several
+/// children each get their own (RFC 5256, "thread-list").
+fn write_thread(node: &Node, out: &mut String) {
+    out.push('(');
+    write_members(node, out);
+    out.push(')');
+}
+
+fn write_members(node: &Node, out: &mut String) {
+    let mut node = node;
+    let mut first = true;
+    loop {
+        if let Some(n) = node.number {
+            if !first {
+                out.push(' ');
+            }
+            out.push_str(&n.to_string());
+            first = false;
+        }
+        match node.children.as_slice() {
+            [] => return,
+            [only] if node.number.is_some() => node = only,
+            children => {
+                if !first {
+                    out.push(' ');
+                }
+                for child in children {
+                    write_thread(child, out);
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// ORDEREDSUBJECT: one thread per base subject, in the order of its first
+/// message's date; the first message is the parent of all the others.
+pub(crate) fn ordered_subject(mut items: Vec<Item>) -> Vec<Node> {
+    items.sort_by(|a, b| (&a.base_subject, a.date).cmp(&(&b.base_subject, b.date)));
+    let mut threads: Vec<((i64, u32), Node)> = Vec::new();
+    let mut current: Option<(String, (i64, u32), Node)> = None;
+    for item in items {
+        match &mut current {
+            Some((subject, _, node)) if *subject == item.base_subject => node.children.push(Node {
+                number: Some(item.number),
+                children: Vec::new(),
+            }),
+            _ => {
+                if let Some((_, date, node)) = current.take() {
+                    threads.push((date, node));
+                }
+                current = Some((
+                    item.base_subject.clone(),
+                    item.date,
+                    Node {
+                        number: Some(item.number),
+                        children: Vec::new(),
+                    },
+                ));
+            }
+        }
+    }
+    if let Some((_, date, node)) = current {
+        threads.push((date, node));
+    }
+    threads.sort_by_key(|(date, _)| *date);
+    threads.into_iter().map(|(_, node)| node).collect()
+}
+
+/// REFERENCES (RFC 5256 section 3, after Jamie Zawinski's algorithm).
+pub(crate) fn references(items: Vec<Item>) -> Vec<Node> {
+    // Containers: one per Message-ID seen (messages and their references).
+    struct Container {
+        item: Option<usize>,
+        parent: Option<usize>,
+        children: Vec<usize>,
+    }
+    let mut containers: Vec<Container> = Vec::new();
+    let mut by_id: HashMap<String, usize> = HashMap::new();
+    let new_container = |containers: &mut Vec<Container>| {
+        containers.push(Container {
+            item: None,
+            parent: None,
+            children: Vec::new(),
+        });
+        containers.len() - 1
+    };
+    // Is `ancestor` `node` or above it? Bounded by the number of containers.
+    fn reaches(containers: &[Container], mut node: usize, ancestor: usize) -> bool {
+        for _ in 0..=containers.len() {
+            if node == ancestor {
+                return true;
+            }
+            match containers[node].parent {
+                Some(p) => node = p,
+                None => return false,
+            }
+        }
+        true
+    }
+    fn link(containers: &mut [Container], parent: usize, child: usize) {
+        if let Some(old) = containers[child].parent {
+            containers[old].children.retain(|c| *c != child);
+        }
+        containers[child].parent = Some(parent);
+        containers[parent].children.push(child);
+    }
+    for (index, item) in items.iter().enumerate() {
+        // Step 1A: the message's container (a duplicate or missing id gets its own).
+        let own = match item
+            .message_id
+            .as_ref()
+            .and_then(|id| by_id.get(id).copied())
+        {
+            Some(c) if containers[c].item.is_none() => c,
+            _ => {
+                let c = new_container(&mut containers);
+                if let Some(id) = &item.message_id {
+                    by_id.entry(id.clone()).or_insert(c);
+                }
+                c
+            }
+        };
+        containers[own].item = Some(index);
+        // Step 1B: link the references in order, never making a loop and never
+        // re-parenting a container that already has a parent.
+        let mut previous: Option<usize> = None;
+        for reference in &item.references {
+            let c = match by_id.get(reference) {
+                Some(c) => *c,
+                None => {
+                    let c = new_container(&mut containers);
+                    by_id.insert(reference.clone(), c);
+                    c
+                }
+            };
+            if let Some(p) = previous
+                && containers[c].parent.is_none()
+                && !reaches(&containers, p, c)
+            {
+                link(&mut containers, p, c);
+            }
+            previous = Some(c);
+        }
+        // Step 1C: the last reference is the message's parent.
+        match previous {
+            Some(p) if p != own && !reaches(&containers, p, own) => link(&mut containers, p, own),
+            _ => {
+                if let Some(old) = containers[own].parent.take() {
+                    containers[old].children.retain(|c| *c != own);
+                }
+            }
+        }
+    }
+    // Step 2-3: roots, then prune dummies into trees of nodes.
+    fn build(containers: &[Container], items: &[Item], c: usize, depth: usize) -> Vec<Node> {
+        let mut children = Vec::new();
+        if depth < containers.len() {
+            for child in &containers[c].children {
+                children.extend(build(containers, items, *child, depth + 1));
+            }
+        }
+        match containers[c].item {
+            Some(i) => vec![Node {
+                number: Some(items[i].number),
+                children,
+            }],
+            // A dummy with no children goes; one that is not a root gives its
+            // children to its parent; a root dummy with one child is that child.
+            None if children.is_empty() => Vec::new(),
+            None if depth > 0 || children.len() == 1 => children,
+            None => vec![Node {
+                number: None,
+                children,
+            }],
+        }
+    }
+    let roots: Vec<usize> = (0..containers.len())
+        .filter(|c| containers[*c].parent.is_none())
+        .collect();
+    let mut forest: Vec<Node> = roots
+        .iter()
+        .flat_map(|r| build(&containers, &items, *r, 0))
+        .collect();
+    // Step 4: sort each level by date (a dummy by its first child's).
+    let number_date: HashMap<u32, (i64, u32)> = items.iter().map(|i| (i.number, i.date)).collect();
+    fn sort_level(nodes: &mut [Node], dates: &HashMap<u32, (i64, u32)>) {
+        for node in nodes.iter_mut() {
+            sort_level(&mut node.children, dates);
+        }
+        nodes.sort_by_key(|n| node_date(n, dates));
+    }
+    fn node_date(node: &Node, dates: &HashMap<u32, (i64, u32)>) -> (i64, u32) {
+        match node.number {
+            Some(n) => dates.get(&n).copied().unwrap_or((i64::MAX, u32::MAX)),
+            None => node
+                .children
+                .first()
+                .map_or((i64::MAX, u32::MAX), |c| node_date(c, dates)),
+        }
+    }
+    sort_level(&mut forest, &number_date);
+    // Step 5: gather roots by base subject.
+    let subject_of = |node: &Node| -> Option<(String, bool)> {
+        let number = node
+            .number
+            .or_else(|| node.children.first().and_then(|c| c.number))?;
+        let item = items.iter().find(|i| i.number == number)?;
+        Some((item.base_subject.clone(), item.is_reply))
+    };
+    let mut gathered: Vec<Node> = Vec::new();
+    let mut by_subject: HashMap<String, usize> = HashMap::new();
+    for node in forest {
+        let Some((subject, is_reply)) = subject_of(&node) else {
+            gathered.push(node);
+            continue;
+        };
+        if subject.is_empty() {
+            gathered.push(node);
+            continue;
+        }
+        match by_subject.get(&subject).copied() {
+            None => {
+                by_subject.insert(subject, gathered.len());
+                gathered.push(node);
+            }
+            Some(at) => {
+                let existing = &mut gathered[at];
+                let existing_reply = existing
+                    .number
+                    .and_then(|n| items.iter().find(|i| i.number == n))
+                    .is_some_and(|i| i.is_reply);
+                match (existing.number.is_none(), node.number.is_none()) {
+                    // Both dummies: one takes the other's children.
+                    (true, true) => existing.children.extend(node.children),
+                    // The dummy takes the message.
+                    (true, false) => existing.children.push(node),
+                    (false, true) => {
+                        let mut node = node;
+                        node.children.push(std::mem::replace(
+                            existing,
+                            Node {
+                                number: None,
+                                children: Vec::new(),
+                            },
+                        ));
+                        *existing = node;
+                    }
+                    (false, false) => {
+                        if !is_reply && existing_reply {
+                            // The non-reply becomes the parent of the reply.
+                            let mut node = node;
+                            node.children.push(std::mem::replace(
+                                existing,
+                                Node {
+                                    number: None,
+                                    children: Vec::new(),
+                                },
+                            ));
+                            *existing = node;
+                        } else if is_reply && !existing_reply {
+                            existing.children.push(node);
+                        } else {
+                            // Neither or both replies: siblings under a new dummy.
+                            let old = std::mem::replace(
+                                existing,
+                                Node {
+                                    number: None,
+                                    children: Vec::new(),
+                                },
+                            );
+                            existing.children = vec![old, node];
+                        }
+                    }
+                }
+            }
+        }
+    }
+    sort_level(&mut gathered, &number_date);
+    gathered
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(number: u32, id: &str, refs: &[&str], subject: &str, reply: bool, date: i64) -> Item {
+        Item {
+            number,
+            message_id: Some(id.to_string()),
+            references: refs.iter().map(|r| r.to_string()).collect(),
+            base_subject: subject.to_string(),
+            is_reply: reply,
+            date: (date, number),
+        }
+    }
+
+    fn render(threads: &[Node]) -> String {
+        let mut out = String::new();
+        for t in threads {
+            write_thread(t, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn ordered_subject_groups_by_base_subject_and_date() {
+        let items = vec![
+            item(1, "<1>", &[], "lunch", false, 100),
+            item(2, "<2>", &[], "budget", false, 50),
+            item(3, "<3>", &[], "lunch", true, 300),
+            item(4, "<4>", &[], "lunch", true, 200),
+            item(5, "<5>", &[], "budget", true, 60),
+            item(6, "<6>", &[], "alone", false, 400),
+        ];
+        assert_eq!(render(&ordered_subject(items)), "(2 5)(1 (4)(3))(6)");
+    }
+
+    #[test]
+    fn references_build_trees_and_survive_loops() {
+        let items = vec![
+            item(1, "<a>", &[], "plan", false, 10),
+            item(2, "<b>", &["<a>"], "plan", true, 20),
+            item(3, "<c>", &["<a>", "<b>"], "plan", true, 30),
+            item(4, "<d>", &["<a>"], "plan", true, 40),
+            // Its parent never arrived: a dummy root with one child is that child.
+            item(5, "<e>", &["<missing>"], "other", true, 50),
+            // A loop: each names the other as parent. The first link seen
+            // (y parents x) stands; the one that would close the loop is dropped.
+            item(6, "<x>", &["<y>"], "loop", false, 60),
+            item(7, "<y>", &["<x>"], "loop", true, 70),
+        ];
+        let threads = references(items);
+        assert_eq!(render(&threads), "(1 (2 3)(4))(5)(7 6)");
+    }
+
+    #[test]
+    fn references_gather_roots_by_subject() {
+        // No References, same base subject: the original parents the reply.
+        let items = vec![
+            item(1, "<r>", &[], "meeting", true, 20),
+            item(2, "<o>", &[], "meeting", false, 10),
+        ];
+        assert_eq!(render(&references(items)), "(2 1)");
+    }
+
+    #[test]
+    fn missing_and_duplicate_message_ids_each_get_a_container() {
+        let mut no_id = item(1, "", &[], "a", false, 10);
+        no_id.message_id = None;
+        let items = vec![
+            no_id,
+            item(2, "<same>", &[], "b", false, 20),
+            item(3, "<same>", &[], "c", false, 30),
+        ];
+        assert_eq!(render(&references(items)), "(1)(2)(3)");
+    }
+}
