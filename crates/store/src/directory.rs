@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS sms_smsc_ids (smsc_id TEXT PRIMARY KEY, sms INTEGER N
 CREATE TABLE IF NOT EXISTS sms_alert_log (user TEXT NOT NULL, sms INTEGER NOT NULL, queued INTEGER NOT NULL,
     PRIMARY KEY (user, sms)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sms_alerts (user TEXT PRIMARY KEY, alert TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS quotas (user TEXT PRIMARY KEY, storage_bytes INTEGER, messages INTEGER);
 CREATE TABLE IF NOT EXISTS sms_receipts_waiting (smsc_id TEXT PRIMARY KEY, delivered INTEGER NOT NULL,
     detail TEXT NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;
 ";
@@ -146,6 +147,19 @@ pub fn sms_alerts_since(conn: &Connection, user: &str, since: i64) -> Result<u64
         .prepare_cached("SELECT COUNT(*) FROM sms_alert_log WHERE user = ?1 AND queued >= ?2")?
         .query_row(params![user, since], |r| r.get(0))?;
     Ok(n as u64)
+}
+
+/// A user's own quota (storage bytes, messages); `None` where unset.
+pub fn quota(conn: &Connection, user: &str) -> Result<(Option<u64>, Option<u64>)> {
+    let row: Option<(Option<i64>, Option<i64>)> = conn
+        .prepare_cached("SELECT storage_bytes, messages FROM quotas WHERE user = ?1")?
+        .query_row([user], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (storage, messages) = row.unwrap_or((None, None));
+    Ok((
+        storage.map(|v| v.max(0) as u64),
+        messages.map(|v| v.max(0) as u64),
+    ))
 }
 
 /// A user's new-mail alert, if set.
@@ -309,6 +323,24 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
                 .execute([user])?;
             conn.prepare_cached("DELETE FROM sms_alerts WHERE user = ?1")?
                 .execute([user])?;
+            conn.prepare_cached("DELETE FROM quotas WHERE user = ?1")?
+                .execute([user])?;
+        }
+        Record::QuotaSet {
+            user,
+            storage_bytes,
+            messages,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO quotas (user, storage_bytes, messages) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (user) DO UPDATE SET storage_bytes = excluded.storage_bytes,
+                     messages = excluded.messages",
+            )?
+            .execute(params![
+                user,
+                storage_bytes.map(|b| b.min(i64::MAX as u64) as i64),
+                messages.map(|m| m.min(i64::MAX as u64) as i64)
+            ])?;
         }
         Record::SmsAlertSet { user, alert } => match alert {
             Some(alert) => {

@@ -53,6 +53,22 @@ CREATE TABLE IF NOT EXISTS expunged (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS subscriptions (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS threads (message_id TEXT PRIMARY KEY, thread_id TEXT NOT NULL);
+-- Quota usage, kept by triggers so a quota check reads two rows, not every
+-- message; counted once from the messages when an older index first opens.
+INSERT INTO meta (key, value)
+    SELECT 'usage_bytes', (SELECT COALESCE(SUM(size), 0) FROM messages)
+    WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'usage_bytes');
+INSERT INTO meta (key, value)
+    SELECT 'usage_messages', (SELECT COUNT(*) FROM messages)
+    WHERE NOT EXISTS (SELECT 1 FROM meta WHERE key = 'usage_messages');
+CREATE TRIGGER IF NOT EXISTS usage_add AFTER INSERT ON messages BEGIN
+    UPDATE meta SET value = value + NEW.size WHERE key = 'usage_bytes';
+    UPDATE meta SET value = value + 1 WHERE key = 'usage_messages';
+END;
+CREATE TRIGGER IF NOT EXISTS usage_remove AFTER DELETE ON messages BEGIN
+    UPDATE meta SET value = value - OLD.size WHERE key = 'usage_bytes';
+    UPDATE meta SET value = value - 1 WHERE key = 'usage_messages';
+END;
 ";
 
 /// Prepared statements kept per connection.
@@ -291,13 +307,17 @@ pub fn counts(conn: &Connection, mailbox: &str) -> Result<MailboxCounts> {
     })?)
 }
 
-/// Total bytes and messages of the user (for quota).
+/// Total bytes and messages of the user (for quota), from the counters the
+/// triggers keep.
 pub fn usage(conn: &Connection) -> Result<(u64, u64)> {
-    Ok(conn
-        .prepare_cached("SELECT COALESCE(SUM(size), 0), COUNT(*) FROM messages")?
-        .query_row([], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))
-        })?)
+    let get = |key: &str| -> Result<u64> {
+        let v: Option<i64> = conn
+            .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+            .query_row([key], |r| r.get(0))
+            .optional()?;
+        Ok(v.unwrap_or(0).max(0) as u64)
+    };
+    Ok((get("usage_bytes")?, get("usage_messages")?))
 }
 
 /// The cached summary of a message, checked against its checksum. `Ok(None)`:
@@ -480,7 +500,8 @@ pub fn apply(
         | Record::SmsRetry { .. }
         | Record::SmsFailed { .. }
         | Record::SmsReceipt { .. }
-        | Record::SmsAlertSet { .. } => {}
+        | Record::SmsAlertSet { .. }
+        | Record::QuotaSet { .. } => {}
     }
     let _ = lsn;
     Ok(())

@@ -118,6 +118,12 @@ pub enum Intent {
         /// (refused with `OverQuota`).
         user: Option<(String, u32)>,
     },
+    /// Sets a user's quota (`None`: the server default for that resource).
+    SetQuota {
+        user: String,
+        storage_bytes: Option<u64>,
+        messages: Option<u64>,
+    },
     /// Sets (or with `None` removes) a user's new-mail SMS alert.
     SetSmsAlert {
         user: String,

@@ -33,7 +33,7 @@ pub use directory::Sms;
 pub use error::{ErrorKind, Result, StoreError};
 pub use index::{Changes, MailboxCounts, MailboxInfo, MessageMeta};
 pub use intent::{Intent, MailboxRef, Outcome, Prepared, SmsOutcome};
-pub use store::{Store, StoreConfig, UserReader};
+pub use store::{Quota, Store, StoreConfig, UserReader};
 pub use types::{BlobHash, FlagMode, SmsAlert, canonical_user_name};
 pub use writer::{
     DEFAULT_MAILBOXES, SEPARATOR, SMS_TEXT_BYTES_MAX, Stats, validate_mailbox_name, validate_sms,

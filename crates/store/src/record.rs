@@ -147,6 +147,12 @@ pub enum Record {
         reason: String,
         at: i64,
     },
+    /// A user's quota: most bytes and most messages (`None`: the server default).
+    QuotaSet {
+        user: String,
+        storage_bytes: Option<u64>,
+        messages: Option<u64>,
+    },
     /// A user's new-mail SMS alert set, changed, or removed (`None`).
     SmsAlertSet {
         user: String,
@@ -188,7 +194,8 @@ impl Record {
             | Record::SmsRetry { .. }
             | Record::SmsFailed { .. }
             | Record::SmsReceipt { .. }
-            | Record::SmsAlertSet { .. } => None,
+            | Record::SmsAlertSet { .. }
+            | Record::QuotaSet { .. } => None,
             Record::UserDeleted { user }
             | Record::MailboxCreated { user, .. }
             | Record::MailboxRenamed { user, .. }

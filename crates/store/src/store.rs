@@ -31,6 +31,8 @@ pub struct StoreConfig {
     pub summary_limits: mime::Limits,
     /// User that `postmaster@` of any domain reaches, if any.
     pub postmaster: Option<String>,
+    /// Quota of users without their own: bytes, messages (`None`: no limit).
+    pub default_quota: (Option<u64>, Option<u64>),
 }
 
 impl StoreConfig {
@@ -44,6 +46,7 @@ impl StoreConfig {
             user_connections_max: 2048,
             summary_limits: mime::Limits::default(),
             postmaster: None,
+            default_quota: (None, None),
         }
     }
 }
@@ -59,6 +62,15 @@ struct Inner {
     server_pool: Mutex<Vec<Connection>>,
     /// Held for the life of the store: one process owns a data directory.
     _lock: File,
+}
+
+/// A user's limits (`None`: none) and what they use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    pub storage_max: Option<u64>,
+    pub messages_max: Option<u64>,
+    pub used_bytes: u64,
+    pub used_messages: u64,
 }
 
 /// A handle to the store; cheap to clone.
@@ -116,6 +128,7 @@ impl Store {
             paths: paths.clone(),
             config: WriterConfig {
                 batch_intents_max: config.batch_intents_max,
+                default_quota: config.default_quota,
                 user_connections_max: config.user_connections_max,
                 summary_limits: config.summary_limits,
             },
@@ -420,6 +433,19 @@ impl Store {
     /// SMS alerts queued for `user` at or after `since` (seconds since the epoch).
     pub fn sms_alerts_since(&self, user: &str, since: i64) -> Result<u64> {
         self.with_server(|c| directory::sms_alerts_since(c, user, since))
+    }
+
+    /// A user's quota and usage.
+    pub fn quota(&self, user: &str) -> Result<Quota> {
+        let (own_storage, own_messages) = self.with_server(|c| directory::quota(c, user))?;
+        let reader = self.reader(user)?;
+        let (used_bytes, used_messages) = index::usage(&reader.conn)?;
+        Ok(Quota {
+            storage_max: own_storage.or(self.inner.config.default_quota.0),
+            messages_max: own_messages.or(self.inner.config.default_quota.1),
+            used_bytes,
+            used_messages,
+        })
     }
 
     /// A user's new-mail SMS alert, if set.

@@ -58,6 +58,8 @@ pub struct Request {
 pub struct WriterConfig {
     /// Most intents committed together in one batch (one fsync).
     pub batch_intents_max: usize,
+    /// Quota of a user who has none of their own: bytes, messages (`None`: no limit).
+    pub default_quota: (Option<u64>, Option<u64>),
     /// Most per-user index connections kept open.
     pub user_connections_max: usize,
     pub summary_limits: mime::Limits,
@@ -924,6 +926,23 @@ impl Writer {
                 )?;
                 Ok(Outcome::SmsQueued { id })
             }
+            Intent::SetQuota {
+                user,
+                storage_bytes,
+                messages,
+            } => {
+                self.require_user(user)?;
+                self.emit(
+                    batch,
+                    Record::QuotaSet {
+                        user: user.clone(),
+                        storage_bytes: *storage_bytes,
+                        messages: *messages,
+                    },
+                    None,
+                )?;
+                Ok(Outcome::Done)
+            }
             Intent::SetSmsAlert { user, alert } => {
                 self.require_user(user)?;
                 if let Some(alert) = alert {
@@ -1035,6 +1054,12 @@ impl Writer {
                         None => self.summary_from_blob(&meta.blob)?,
                     };
                     resolved.push(summary);
+                }
+                // A MOVE within the user's mail adds nothing in the end, but the
+                // copies exist before the originals go: check COPY only.
+                if !*remove_source {
+                    let bytes = originals.iter().map(|(m, _)| m.size).sum();
+                    self.check_quota(batch, user, bytes, originals.len() as u64)?;
                 }
                 let mut pairs = Vec::new();
                 let mut target = target;
@@ -1157,6 +1182,42 @@ impl Writer {
         self.emit(batch, record, None)
     }
 
+    /// Refuses adding `messages` messages of `bytes` bytes in all to `user`
+    /// past their quota (their own, else the default). Counts what earlier
+    /// intents of this batch added: they are in the same open transaction.
+    fn check_quota(
+        &mut self,
+        batch: &mut Batch,
+        user: &str,
+        bytes: u64,
+        messages: u64,
+    ) -> Result<()> {
+        let (own_storage, own_messages) = directory::quota(&self.server, user)?;
+        let storage_max = own_storage.or(self.config.default_quota.0);
+        let messages_max = own_messages.or(self.config.default_quota.1);
+        if storage_max.is_none() && messages_max.is_none() {
+            return Ok(());
+        }
+        let (used_bytes, used_messages) = index::usage(self.user_conn(batch, user)?)?;
+        if let Some(max) = storage_max
+            && used_bytes.saturating_add(bytes) > max
+        {
+            return Err(StoreError::new(
+                ErrorKind::OverQuota,
+                format!("over the storage quota of {user} ({used_bytes} of {max} bytes used)"),
+            ));
+        }
+        if let Some(max) = messages_max
+            && used_messages.saturating_add(messages) > max
+        {
+            return Err(StoreError::new(
+                ErrorKind::OverQuota,
+                format!("over the message quota of {user} ({used_messages} of {max} messages)"),
+            ));
+        }
+        Ok(())
+    }
+
     fn summary_from_blob(&self, hash: &BlobHash) -> Result<mime::Summary> {
         let location = directory::blob_location(&self.server, hash)?
             .ok_or_else(|| StoreError::corrupt(format!("blob {} not indexed", hash.to_hex())))?;
@@ -1175,6 +1236,7 @@ impl Writer {
         date: i64,
         zone: i16,
     ) -> Result<u32> {
+        self.check_quota(batch, user, message.raw.len() as u64, 1)?;
         // Store the content once: reuse a blob that is already indexed or written by this batch.
         if batch.unannounced.remove(&message.hash)
             && let Some(location) = batch.new_blobs.get(&message.hash).copied()
@@ -1413,6 +1475,7 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::CollectGarbage { .. }
         | Intent::QueueSms { .. }
         | Intent::SetSmsAlert { .. }
+        | Intent::SetQuota { .. }
         | Intent::SmsOutcome { .. }
         | Intent::SmsReceipt { .. } => None,
     }

@@ -1088,3 +1088,98 @@ fn sms_receipts_are_applied_by_their_meaning_and_in_any_order() {
     let store = open(dir.path());
     assert_eq!(store.sms_list(10).unwrap(), before);
 }
+
+/// Quotas: a user's own or the default; checked on delivery, APPEND and COPY,
+/// with what earlier intents of the same batch added counted; usage survives
+/// a rebuild of the index.
+#[test]
+fn quotas_refuse_what_would_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path().to_path_buf());
+    config.default_quota = (None, Some(3));
+    let store = Store::open(config).unwrap();
+    add_user(&store, "alice");
+    add_user(&store, "bob");
+    for n in 0..3 {
+        deliver(&store, &["alice"], &message(n));
+    }
+    let quota = store.quota("alice").unwrap();
+    assert_eq!((quota.used_messages, quota.messages_max), (3, Some(3)));
+    let over = |user: &str, n: usize| {
+        store.submit_blocking(vec![Intent::Append {
+            user: user.into(),
+            mailbox: "INBOX".into(),
+            message: store.prepare(message(n)),
+            flags: Vec::new(),
+            internal_date: None,
+        }])
+    };
+    assert_eq!(
+        over("alice", 10)[0].as_ref().unwrap_err().kind,
+        ErrorKind::OverQuota
+    );
+    // COPY counts too.
+    let copy = store.submit_one_blocking(Intent::Copy {
+        user: "alice".into(),
+        from: "INBOX".into(),
+        uids: vec![1],
+        to: "Archive".into(),
+        remove_source: false,
+    });
+    assert_eq!(copy.unwrap_err().kind, ErrorKind::OverQuota);
+    // A user's own quota wins over the default; a batch counts its own intents.
+    let size = message(20).len() as u64;
+    store
+        .submit_one_blocking(Intent::SetQuota {
+            user: "bob".into(),
+            storage_bytes: Some(size * 2),
+            messages: Some(100),
+        })
+        .unwrap();
+    let burst = store.submit_blocking(
+        (20..23)
+            .map(|n| Intent::Append {
+                user: "bob".into(),
+                mailbox: "INBOX".into(),
+                message: store.prepare(message(n)),
+                flags: Vec::new(),
+                internal_date: None,
+            })
+            .collect(),
+    );
+    let kinds: Vec<_> = burst
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.kind))
+        .collect();
+    assert_eq!(kinds, vec![None, None, Some(ErrorKind::OverQuota)]);
+    let bob = store.quota("bob").unwrap();
+    assert_eq!(
+        (bob.used_messages, bob.used_bytes, bob.storage_max),
+        (2, size * 2, Some(size * 2))
+    );
+    // Expunging frees the room.
+    add_flags(&store, vec![1], &["\\Deleted"]);
+    store
+        .submit_one_blocking(Intent::Expunge {
+            user: "alice".into(),
+            mailbox: "INBOX".into(),
+            uids: None,
+        })
+        .unwrap();
+    assert!(over("alice", 11)[0].is_ok());
+    let before = (store.quota("alice").unwrap(), store.quota("bob").unwrap());
+    store.shutdown();
+    drop(store);
+    // Usage and quotas are derived: rebuilt from the journal, the same.
+    std::fs::remove_file(dir.path().join("server.sqlite")).unwrap();
+    for entry in std::fs::read_dir(dir.path().join("users")).unwrap() {
+        std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
+    }
+    let mut config = StoreConfig::new(dir.path().to_path_buf());
+    config.default_quota = (None, Some(3));
+    let store = Store::open(config).unwrap();
+    assert_eq!(
+        (store.quota("alice").unwrap(), store.quota("bob").unwrap()),
+        before
+    );
+}
