@@ -125,6 +125,29 @@ fn command_body(c: &mut Cursor<'_>, name: &[u8]) -> PResult<CommandBody> {
         b"LIST" => list::list(c)?,
         b"LSUB" => list::lsub(c)?,
         b"STATUS" => list::status(c)?,
+        b"GETQUOTA" => {
+            c.sp()?;
+            CommandBody::GetQuota {
+                root: c.astring_utf8()?,
+            }
+        }
+        b"GETQUOTAROOT" => {
+            c.sp()?;
+            CommandBody::GetQuotaRoot {
+                mailbox: c.mailbox()?,
+            }
+        }
+        b"SETQUOTA" => {
+            c.sp()?;
+            let root = c.astring_utf8()?;
+            c.sp()?;
+            let limits = c.paren_list(true, |c| {
+                let resource = c.keyword()?;
+                c.sp()?;
+                Ok((resource, c.number64()?))
+            })?;
+            CommandBody::SetQuota { root, limits }
+        }
         b"APPEND" => mailbox::append(c)?,
         b"SEARCH" => search::search(c, false)?,
         b"SORT" => search::sort(c, false)?,

@@ -366,6 +366,18 @@ pub enum CommandBody {
     Expunge {
         uids: Option<Sequence>,
     },
+    /// QUOTA (RFC 9208).
+    GetQuota {
+        root: String,
+    },
+    GetQuotaRoot {
+        mailbox: String,
+    },
+    /// Parsed so it is refused cleanly; quotas are the administrator's.
+    SetQuota {
+        root: String,
+        limits: Vec<(String, u64)>,
+    },
     /// THREAD / UID THREAD (RFC 5256).
     Thread {
         uid: bool,

@@ -421,6 +421,9 @@ impl Session {
                 returns,
             } => command::list::list(self, lsub, &reference, &patterns, &select, &returns).await,
             C::Namespace => Ok(command::list::namespace(self)),
+            C::GetQuota { root } => command::quota::get_quota(self, &root).await,
+            C::GetQuotaRoot { mailbox } => command::quota::get_quota_root(self, &mailbox).await,
+            C::SetQuota { .. } => Ok(command::quota::set_quota()),
             C::Status { mailbox, items } => command::list::status(self, &mailbox, &items).await,
             C::Append { mailbox, messages } => {
                 command::append::append(self, &mailbox, messages).await
@@ -574,6 +577,9 @@ fn command_name(body: &CommandBody) -> &'static str {
         C::Unsubscribe { .. } => "UNSUBSCRIBE",
         C::List { .. } => "LIST",
         C::Namespace => "NAMESPACE",
+        C::GetQuota { .. } => "GETQUOTA",
+        C::GetQuotaRoot { .. } => "GETQUOTAROOT",
+        C::SetQuota { .. } => "SETQUOTA",
         C::Status { .. } => "STATUS",
         C::Append { .. } => "APPEND",
         C::Idle => "IDLE",

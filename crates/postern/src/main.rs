@@ -115,6 +115,17 @@ enum UserCommand {
     List,
     /// Change a user's password (read like `add`).
     Passwd { name: String },
+    /// Show NAME's quota and usage; with --storage or --messages set them
+    /// ("none": back to the server default, `[quota]`).
+    Quota {
+        name: String,
+        /// Most bytes of mail: "10G", "512M", a number, or "none".
+        #[arg(long)]
+        storage: Option<String>,
+        /// Most messages, or "none".
+        #[arg(long)]
+        messages: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -196,6 +207,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::User(UserCommand::Del { name }) => AdminCommand::UserDel { name },
         Command::User(UserCommand::List) => AdminCommand::UserList,
+        Command::User(UserCommand::Quota {
+            name,
+            storage,
+            messages,
+        }) => {
+            use admin::QuotaValue;
+            let parse = |value: Option<String>, size: bool| -> Result<QuotaValue, String> {
+                match value.as_deref().map(str::trim) {
+                    None => Ok(QuotaValue::Keep),
+                    Some(v) if v.eq_ignore_ascii_case("none") => Ok(QuotaValue::Default),
+                    Some(v) if size => config::parse_size(v).map(QuotaValue::Limit),
+                    Some(v) => v
+                        .parse::<u64>()
+                        .map(QuotaValue::Limit)
+                        .map_err(|_| format!("--messages {v:?}: a number or \"none\"")),
+                }
+            };
+            match (parse(storage, true), parse(messages, false)) {
+                (Ok(storage), Ok(messages)) => AdminCommand::UserQuota {
+                    name,
+                    storage,
+                    messages,
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("postern: {e}");
+                    return Ok(ExitCode::from(admin::EX_DATAERR as u8));
+                }
+            }
+        }
         Command::Alias(AliasCommand::Add { address, users }) => {
             AdminCommand::AliasAdd { address, users }
         }

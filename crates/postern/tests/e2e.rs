@@ -108,6 +108,7 @@ python_test_files! {
     bad_input => "test_bad_input.py",
     cli => "test_cli.py",
     sms => "test_sms.py",
+    quota => "test_quota.py",
 }
 
 /// A new test_*.py that nobody added above would never run; this makes that a failure.

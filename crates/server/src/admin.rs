@@ -37,6 +37,12 @@ pub enum AdminCommand {
         name: String,
         password: String,
     },
+    /// Shows a user's quota, after setting each resource that is not `Keep`.
+    UserQuota {
+        name: String,
+        storage: QuotaValue,
+        messages: QuotaValue,
+    },
     AliasAdd {
         address: String,
         users: Vec<String>,
@@ -76,6 +82,27 @@ pub enum AdminCommand {
         user: String,
         action: SmsAlertAction,
     },
+}
+
+/// One quota resource in `user quota`: an explicit enum, since JSON cannot
+/// tell `Some(None)` from `None`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum QuotaValue {
+    Keep,
+    /// Back to the server default (`[quota]`).
+    Default,
+    Limit(u64),
+}
+
+impl QuotaValue {
+    fn or(self, current: Option<u64>) -> Option<u64> {
+        match self {
+            QuotaValue::Keep => current,
+            QuotaValue::Default => None,
+            QuotaValue::Limit(n) => Some(n),
+        }
+    }
 }
 
 /// An explicit enum, not `Option<Option<_>>`: JSON cannot tell `Some(None)`
@@ -220,6 +247,44 @@ pub fn execute(store: &Store, context: AdminContext, command: AdminCommand) -> A
                 },
                 format!("password of {user} changed\n"),
             )
+        }
+        AdminCommand::UserQuota {
+            name,
+            storage,
+            messages,
+        } => {
+            let user = match user_arg(&name) {
+                Ok(u) => u,
+                Err(out) => return out,
+            };
+            if storage != QuotaValue::Keep || messages != QuotaValue::Keep {
+                let current = match store.quota_settings(&user) {
+                    Ok(c) => c,
+                    Err(e) => return AdminOutput::from_store(&e),
+                };
+                let intent = Intent::SetQuota {
+                    user: user.clone(),
+                    storage_bytes: storage.or(current.0),
+                    messages: messages.or(current.1),
+                };
+                if let Err(e) = store.submit_one_blocking(intent) {
+                    return AdminOutput::from_store(&e);
+                }
+            }
+            match store.quota(&user) {
+                Ok(q) => {
+                    let limit =
+                        |v: Option<u64>| v.map_or("no limit".to_string(), |n| n.to_string());
+                    AdminOutput::ok(format!(
+                        "{user}\tstorage {} of {} bytes\tmessages {} of {}\n",
+                        q.used_bytes,
+                        limit(q.storage_max),
+                        q.used_messages,
+                        limit(q.messages_max)
+                    ))
+                }
+                Err(e) => AdminOutput::from_store(&e),
+            }
         }
         AdminCommand::UserList => match store.users() {
             Ok(users) => {
@@ -483,6 +548,7 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::UserAdd { .. } => "user add",
         AdminCommand::UserDel { .. } => "user del",
         AdminCommand::UserList => "user list",
+        AdminCommand::UserQuota { .. } => "user quota",
         AdminCommand::UserPasswd { .. } => "user passwd",
         AdminCommand::AliasAdd { .. } => "alias add",
         AdminCommand::AliasDel { .. } => "alias del",

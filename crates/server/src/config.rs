@@ -23,6 +23,59 @@ pub struct Config {
     pub store: StoreSection,
     /// SMS sending through an SMPP 3.4 SMSC; none without the section.
     pub sms: Option<SmsSection>,
+    pub quota: QuotaSection,
+}
+
+/// Quotas of users who have none of their own (`postern user quota`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaSection {
+    /// Bytes of mail per user; 0 means no limit.
+    pub storage: Size,
+    /// Messages per user; 0 means no limit.
+    pub messages: u64,
+}
+
+/// A size in bytes, written as a number or as "10G", "512M", "64K" (powers of 1024).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Size(pub u64);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(Size(n)),
+            Raw::Text(t) => parse_size(&t).map(Size).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// "10G", "512M", "64K", "1T" or plain bytes (case-insensitive, an optional
+/// trailing "B" or "iB"); powers of 1024.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t
+        .strip_suffix("IB")
+        .or_else(|| t.strip_suffix('B'))
+        .unwrap_or(&t);
+    let (digits, shift) = match t.chars().last() {
+        Some('K') => (&t[..t.len() - 1], 10),
+        Some('M') => (&t[..t.len() - 1], 20),
+        Some('G') => (&t[..t.len() - 1], 30),
+        Some('T') => (&t[..t.len() - 1], 40),
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 10G, 512M or 1048576"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// One address or a list of them.
@@ -92,6 +145,18 @@ pub struct LmtpSection {
     pub max_recipients: usize,
     pub max_connections: usize,
     pub idle_timeout_secs: u64,
+    pub over_quota: OverQuota,
+}
+
+/// What LMTP answers a recipient over quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverQuota {
+    /// 452 4.2.2: the sending MTA keeps the message and tries again later.
+    #[default]
+    Temporary,
+    /// 552 5.2.2: bounced at once.
+    Permanent,
 }
 
 impl Default for LmtpSection {
@@ -102,6 +167,7 @@ impl Default for LmtpSection {
             max_recipients: 1000,
             max_connections: 1000,
             idle_timeout_secs: 300,
+            over_quota: OverQuota::Temporary,
         }
     }
 }
@@ -260,6 +326,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             store: StoreSection::default(),
             sms: None,
+            quota: QuotaSection::default(),
         }
     }
 }
@@ -308,6 +375,9 @@ max_recipients = 1000
 max_connections = 1000
 # Seconds a connection may stay silent before it is closed.
 idle_timeout_secs = 300
+# A recipient over quota: "temporary" (452 4.2.2, the MTA retries) or
+# "permanent" (552 5.2.2, bounced at once).
+over_quota = "temporary"
 
 [tls]
 # Certificate chains and keys (PEM). With several, the one matching the
@@ -346,6 +416,12 @@ open_indexes_max = 2048
 # one run may copy, so reclaiming space never floods the disk.
 gc_interval_secs = 3600
 gc_bytes_per_run = 67108864
+
+[quota]
+# Limits for users without their own (`postern user quota NAME ...`): bytes
+# of mail ("10G", "512M" or a number; 0: no limit) and messages (0: no limit).
+storage = 0
+messages = 0
 
 # SMS through an SMPP 3.4 SMSC (new-mail alerts, status notices, `postern sms
 # send`). Off without this section; uncomment it to send.
@@ -613,6 +689,31 @@ mod tests {
             let error = parse(bad).unwrap_err();
             assert!(error.contains(key), "{bad:?}: {error}");
         }
+    }
+
+    #[test]
+    fn sizes_and_quota() {
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("512mib"), Ok(512 << 20));
+        assert_eq!(parse_size(" 64K "), Ok(64 << 10));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("99999999T").is_err());
+        let config = parse("[quota]\nstorage = \"2G\"\nmessages = 5000\n").expect("parses");
+        assert_eq!(
+            (config.quota.storage, config.quota.messages),
+            (Size(2 << 30), 5000)
+        );
+        let error = parse("[quota]\nstorage = \"lots\"\n").unwrap_err();
+        assert!(
+            error.contains("quota.storage") && error.contains("lots"),
+            "{error}"
+        );
+        let config = parse("[lmtp]\nover_quota = \"permanent\"\n").expect("parses");
+        assert_eq!(
+            config.lmtp.map(|l| l.over_quota),
+            Some(OverQuota::Permanent)
+        );
     }
 
     #[test]

@@ -81,6 +81,10 @@ pub fn store_config(config: &Config) -> StoreConfig {
     store.queue_requests_max = config.store.queue_max.max(1);
     store.user_connections_max = config.store.open_indexes_max.max(16);
     store.postmaster = config.postmaster.clone();
+    store.default_quota = (
+        Some(config.quota.storage.0).filter(|b| *b > 0),
+        Some(config.quota.messages).filter(|m| *m > 0),
+    );
     store
 }
 
@@ -217,6 +221,7 @@ pub async fn run(
         hostname: config.hostname.clone(),
         message_bytes_max: lmtp_section.max_message_size,
         recipients_max: lmtp_section.max_recipients,
+        over_quota_permanent: lmtp_section.over_quota == config::OverQuota::Permanent,
         idle_timeout: Duration::from_secs(lmtp_section.idle_timeout_secs.max(1)),
         ..delivery::LmtpConfig::default()
     });

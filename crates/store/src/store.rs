@@ -435,6 +435,11 @@ impl Store {
         self.with_server(|c| directory::sms_alerts_since(c, user, since))
     }
 
+    /// A user's own quota settings (bytes, messages), without the defaults.
+    pub fn quota_settings(&self, user: &str) -> Result<(Option<u64>, Option<u64>)> {
+        self.with_server(|c| directory::quota(c, user))
+    }
+
     /// A user's quota and usage.
     pub fn quota(&self, user: &str) -> Result<Quota> {
         let (own_storage, own_messages) = self.with_server(|c| directory::quota(c, user))?;

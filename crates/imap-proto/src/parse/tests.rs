@@ -627,3 +627,28 @@ fn thread_commands() {
         let _ = error(bad);
     }
 }
+
+#[test]
+fn quota_commands() {
+    assert_eq!(
+        body("a GETQUOTA \"\""),
+        CommandBody::GetQuota {
+            root: String::new()
+        }
+    );
+    assert_eq!(
+        body("a GETQUOTAROOT INBOX"),
+        CommandBody::GetQuotaRoot {
+            mailbox: "INBOX".into()
+        }
+    );
+    assert_eq!(
+        body("a SETQUOTA \"\" (STORAGE 512 MESSAGE 100)"),
+        CommandBody::SetQuota {
+            root: String::new(),
+            limits: vec![("STORAGE".into(), 512), ("MESSAGE".into(), 100)],
+        }
+    );
+    let _ = error(b"a SETQUOTA \"\" (STORAGE lots)");
+    let _ = error(b"a GETQUOTAROOT");
+}
