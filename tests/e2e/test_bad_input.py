@@ -56,7 +56,7 @@ class MalformedCommandTest(ServerTestCase):
         self.assert_alive()
 
     def test_unknown_commands_get_tagged_bad(self):
-        for command in ("FROBNICATE", "XYZZY 1 2 3", "GETQUOTAROOT INBOX", "SELECTX INBOX", "LOGINX a b"):
+        for command in ("FROBNICATE", "XYZZY 1 2 3", "XGETQUOTAROOT INBOX", "SELECTX INBOX", "LOGINX a b"):
             with self.subTest(command=command):
                 self.client.command(command).expect("BAD")
         self.assert_alive()
