@@ -381,3 +381,89 @@ class LoginDeadlineTest(ServerTestCase):
         response = client.read_response(timeout=5 * self.DEADLINE_S)
         self.assertTrue(response.raw.startswith(b"* BYE"), response.raw)
         self.assertIn(b"login timeout", response.raw)
+
+
+class CompressTest(ServerTestCase):
+    """COMPRESS=DEFLATE (RFC 4978) with an independent DEFLATE (Python's zlib):
+    commands and responses, a large FETCH, a second COMPRESS, and a corrupt stream."""
+
+    def setUp(self) -> None:
+        self.user, self.password = self.new_user("compress")
+        self.body = ("The same line, again and again. " * 40 + "\r\n") * 200
+        self.server.deliver_ok([self.user], simple_message(subject="big", body=self.body))
+
+    def compressed_session(self):
+        import socket
+        import zlib
+        sock = socket.create_connection(("127.0.0.1", self.server.imap_port), timeout=10)
+        reader = sock.makefile("rb")
+        assert reader.readline().startswith(b"* OK")
+        sock.sendall(f"a LOGIN {self.user} {self.password}\r\n".encode())
+        while not reader.readline().startswith(b"a OK"):
+            pass
+        sock.sendall(b"b COMPRESS DEFLATE\r\n")
+        self.assertTrue(reader.readline().startswith(b"b OK"))
+        deflate = zlib.compressobj(wbits=-15)
+        inflate = zlib.decompressobj(wbits=-15)
+        buffered = bytearray()
+
+        def send(line: bytes) -> None:
+            sock.sendall(deflate.compress(line) + deflate.flush(zlib.Z_SYNC_FLUSH))
+
+        def until(tag: bytes) -> bytes:
+            while True:
+                end = buffered.find(b"\r\n" + tag + b" ")
+                start = 0 if buffered.startswith(tag + b" ") else (end + 2 if end >= 0 else -1)
+                if start >= 0:
+                    stop = buffered.find(b"\r\n", start)
+                    if stop >= 0:
+                        data = bytes(buffered[:stop + 2])
+                        del buffered[:stop + 2]
+                        return data
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise AssertionError(f"connection closed; got {bytes(buffered)!r}")
+                buffered.extend(inflate.decompress(chunk))
+
+        return sock, send, until
+
+    def test_commands_and_a_large_fetch_go_through_deflate(self):
+        sock, send, until = self.compressed_session()
+        try:
+            send(b"c NOOP\r\n")
+            self.assertIn(b"c OK", until(b"c"))
+            send(b"d SELECT INBOX\r\n")
+            self.assertIn(b"d OK", until(b"d"))
+            send(b"e FETCH 1 BODY.PEEK[TEXT]\r\n")
+            got = until(b"e")
+            self.assertIn(self.body.encode(), got)
+            send(b"f COMPRESS DEFLATE\r\n")
+            self.assertIn(b"[COMPRESSIONACTIVE]", until(b"f"))
+            send(b"g STARTTLS\r\n")
+            self.assertIn(b"g BAD", until(b"g"))
+        finally:
+            sock.close()
+
+    def test_a_corrupt_stream_ends_that_session_only(self):
+        sock, send, until = self.compressed_session()
+        try:
+            sock.sendall(b"\xff" * 64)
+            sock.settimeout(10)
+            data = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        finally:
+            sock.close()
+        # Others carry on.
+        self.raw(self.user, self.password).command("NOOP").ok()
+
+    def test_compress_needs_login_and_deflate(self):
+        client = self.raw()
+        self.assertEqual(client.command("COMPRESS DEFLATE").status, "BAD")
+        client.login(self.user, self.password).ok()
+        self.assertEqual(client.command("COMPRESS GZIP").status, "BAD")
+        caps = {str(c).upper() for c in client.command("CAPABILITY").ok().data("CAPABILITY")[0]}
+        self.assertIn("COMPRESS=DEFLATE", caps)

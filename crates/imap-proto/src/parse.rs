@@ -86,6 +86,12 @@ fn command_body(c: &mut Cursor<'_>, name: &[u8]) -> PResult<CommandBody> {
         b"NOOP" => CommandBody::Noop,
         b"LOGOUT" => CommandBody::Logout,
         b"STARTTLS" => CommandBody::StartTls,
+        b"COMPRESS" => {
+            c.sp()?;
+            CommandBody::Compress {
+                algorithm: c.keyword()?,
+            }
+        }
         b"IDLE" => CommandBody::Idle,
         b"CHECK" => CommandBody::Check,
         b"CLOSE" => CommandBody::Close,

@@ -366,6 +366,10 @@ pub enum CommandBody {
     Expunge {
         uids: Option<Sequence>,
     },
+    /// COMPRESS (RFC 4978); the algorithm as sent.
+    Compress {
+        algorithm: String,
+    },
     /// QUOTA (RFC 9208).
     GetQuota {
         root: String,

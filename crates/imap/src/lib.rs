@@ -15,6 +15,7 @@
 
 pub mod command;
 pub mod conn;
+mod deflate;
 pub mod limits;
 mod pattern;
 mod respond;

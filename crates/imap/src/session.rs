@@ -118,6 +118,8 @@ pub(crate) struct Session {
     pub skipping: Option<SkippedLine>,
     /// When an unauthenticated session is closed, logged in or not by then.
     pub login_deadline: tokio::time::Instant,
+    /// COMPRESS=DEFLATE is on (RFC 4978).
+    pub deflate: Option<crate::deflate::Deflate>,
 }
 
 /// Runs one IMAP session until logout, EOF, timeout or shutdown.
@@ -150,6 +152,7 @@ pub async fn serve(
             changes: None,
             skipping: None,
             login_deadline: tokio::time::Instant::now() + ctx_login_timeout,
+            deflate: None,
         };
         tracing::info!(event = "imap_connect", "connection opened");
         match session.run().await {
@@ -284,6 +287,19 @@ impl Session {
                 .saturating_duration_since(tokio::time::Instant::now());
             (left, "login timeout")
         };
+        // Compressed input already here is inflated (a bounded step) before
+        // the socket is read again.
+        if let Some(deflate) = self.deflate.as_mut()
+            && deflate.has_pending()
+        {
+            let before = self.input.len();
+            if deflate.inflate(&mut self.input).is_err() {
+                return self.bye("corrupt COMPRESS stream").await;
+            }
+            if self.input.len() > before {
+                return Ok(());
+            }
+        }
         let mut shutdown = self.shutdown.clone();
         let mut chunk = [0u8; 16 * 1024];
         tokio::select! {
@@ -292,7 +308,15 @@ impl Session {
                 if n == 0 {
                     return Err(End::Logout);
                 }
-                self.input.extend_from_slice(&chunk[..n]);
+                match self.deflate.as_mut() {
+                    Some(deflate) => {
+                        deflate.feed(&chunk[..n]);
+                        if deflate.inflate(&mut self.input).is_err() {
+                            return self.bye("corrupt COMPRESS stream").await;
+                        }
+                    }
+                    None => self.input.extend_from_slice(&chunk[..n]),
+                }
                 Ok(())
             }
             _ = shutdown.changed() => self.bye("server shutting down").await,
@@ -312,7 +336,13 @@ impl Session {
 
     pub(crate) async fn flush(&mut self) -> Result<(), End> {
         if !self.out.is_empty() {
-            self.conn.write_all(&self.out).await?;
+            match self.deflate.as_mut() {
+                Some(deflate) => {
+                    let compressed = deflate.deflate(&self.out);
+                    self.conn.write_all(&compressed).await?;
+                }
+                None => self.conn.write_all(&self.out).await?,
+            }
             self.out.clear();
         }
         self.conn.flush().await?;
@@ -397,6 +427,7 @@ impl Session {
             C::StartTls | C::Login { .. } | C::Authenticate { .. } => {
                 Ok(Done::bad("already authenticated"))
             }
+            C::Compress { algorithm } => command::auth::compress(self, tag, &algorithm).await,
             C::Enable { capabilities } => Ok(command::auth::enable(self, &capabilities)),
             C::Unauthenticate => command::auth::unauthenticate(self).await,
             C::Select { mailbox, params } => {
@@ -565,6 +596,7 @@ fn command_name(body: &CommandBody) -> &'static str {
         C::Noop => "NOOP",
         C::Logout => "LOGOUT",
         C::StartTls => "STARTTLS",
+        C::Compress { .. } => "COMPRESS",
         C::Authenticate { .. } => "AUTHENTICATE",
         C::Login { .. } => "LOGIN",
         C::Enable { .. } => "ENABLE",

@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 /// where IMAP4rev2 folds it in, so IMAP4rev1 clients find them.
 const AUTHENTICATED: &str = "IMAP4rev1 IMAP4rev2 LITERAL+ LITERAL- ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT \
 CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE ESEARCH SEARCHRES BINARY STATUS=SIZE SASL-IR \
-UNAUTHENTICATE CONDSTORE QRESYNC OBJECTID SAVEDATE PREVIEW UTF8=ACCEPT SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES WITHIN MULTIAPPEND QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE";
+UNAUTHENTICATE CONDSTORE QRESYNC OBJECTID SAVEDATE PREVIEW UTF8=ACCEPT SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES WITHIN MULTIAPPEND QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE COMPRESS=DEFLATE";
 
 pub(crate) fn plaintext_allowed(session: &Session) -> bool {
     session.conn.is_tls()
@@ -111,12 +111,47 @@ pub(crate) fn enable(session: &mut Session, capabilities: &[String]) -> Done {
     Done::ok("ENABLE completed")
 }
 
+/// COMPRESS DEFLATE (RFC 4978): the OK goes out uncompressed, everything
+/// after it, both ways, as one raw DEFLATE stream.
+pub(crate) async fn compress(
+    session: &mut Session,
+    tag: &str,
+    algorithm: &str,
+) -> Result<Done, End> {
+    if session.user.is_none() {
+        return Ok(Done::bad("log in first"));
+    }
+    if session.deflate.is_some() {
+        return Ok(Done::no_code(
+            "COMPRESSIONACTIVE",
+            "compression is already on",
+        ));
+    }
+    if !algorithm.eq_ignore_ascii_case("DEFLATE") {
+        return Ok(Done::bad("the only compression is DEFLATE"));
+    }
+    // Bytes the client sent after COMPRESS without waiting for the OK were
+    // not compressed; they cannot be read as part of the stream.
+    if !session.input.is_empty() {
+        return Ok(Done::bad("nothing may follow COMPRESS before its OK"));
+    }
+    Done::ok("DEFLATE active").write(tag, &mut session.out);
+    session.flush().await?;
+    session.deflate = Some(crate::deflate::Deflate::new());
+    tracing::debug!(event = "imap_compress", "DEFLATE on");
+    Ok(Done::suppressed())
+}
+
 pub(crate) async fn starttls(session: &mut Session, tag: &str) -> Result<Done, End> {
     let Some(acceptor) = session.ctx.tls.clone() else {
         return Ok(Done::bad("STARTTLS is not available"));
     };
     if session.conn.is_tls() {
         return Ok(Done::bad("TLS is already active"));
+    }
+    if session.deflate.is_some() {
+        // RFC 4978 4: TLS under compression is not allowed.
+        return Ok(Done::bad("STARTTLS is not allowed after COMPRESS"));
     }
     // Anything the client pipelined after STARTTLS was sent in the clear: drop it
     // rather than treat it as sent under TLS (CVE-2011-0411 class).
