@@ -109,6 +109,7 @@ python_test_files! {
     cli => "test_cli.py",
     sms => "test_sms.py",
     quota => "test_quota.py",
+    imapclient => "test_imapclient.py",
 }
 
 /// A new test_*.py that nobody added above would never run; this makes that a failure.
