@@ -13,6 +13,10 @@ use crate::session::{End, Session};
 use imap_proto::{SearchKey, ThreadAlgorithm};
 use std::collections::HashMap;
 
+/// Nesting kept in a THREAD response; deeper replies hang flat at this level
+/// (bounds the recursion over a hostile or merely very long reply chain).
+const THREAD_DEPTH_MAX: usize = 200;
+
 /// What threading looks at in one message.
 #[derive(Debug, Clone)]
 pub(crate) struct Item {
@@ -200,14 +204,28 @@ pub(crate) fn references(items: Vec<Item>) -> Vec<Node> {
         });
         containers.len() - 1
     };
-    // Is `ancestor` `node` or above it? Bounded by the number of containers.
-    fn reaches(containers: &[Container], mut node: usize, ancestor: usize) -> bool {
+    // Is `ancestor` `node` or above it? Walks up from `node` and down from
+    // `ancestor` in step and stops at whichever walk ends first, so the usual
+    // cases (a new message with no replies yet; replies seen before their
+    // parents) cost a step or two, not the length of the chain.
+    fn reaches(containers: &[Container], node: usize, ancestor: usize) -> bool {
+        let mut up = Some(node);
+        let mut down = vec![ancestor];
+        let mut down_at = 0;
         for _ in 0..=containers.len() {
-            if node == ancestor {
-                return true;
+            match up {
+                Some(n) if n == ancestor => return true,
+                Some(n) => up = containers[n].parent,
+                None => return false,
             }
-            match containers[node].parent {
-                Some(p) => node = p,
+            match down.get(down_at) {
+                Some(&d) => {
+                    if d == node {
+                        return true;
+                    }
+                    down.extend(containers[d].children.iter().copied());
+                    down_at += 1;
+                }
                 None => return false,
             }
         }
@@ -270,9 +288,28 @@ pub(crate) fn references(items: Vec<Item>) -> Vec<Node> {
     // Step 2-3: roots, then prune dummies into trees of nodes.
     fn build(containers: &[Container], items: &[Item], c: usize, depth: usize) -> Vec<Node> {
         let mut children = Vec::new();
-        if depth < containers.len() {
+        if depth < THREAD_DEPTH_MAX {
             for child in &containers[c].children {
                 children.extend(build(containers, items, *child, depth + 1));
+            }
+        } else {
+            // Deeper than this, every descendant hangs flat under this level,
+            // walked without recursion: a reply chain of any length cannot
+            // exhaust the stack.
+            let mut stack: Vec<usize> = containers[c].children.clone();
+            let mut seen = 0usize;
+            while let Some(next) = stack.pop() {
+                seen += 1;
+                if seen > containers.len() {
+                    break;
+                }
+                if let Some(i) = containers[next].item {
+                    children.push(Node {
+                        number: Some(items[i].number),
+                        children: Vec::new(),
+                    });
+                }
+                stack.extend(containers[next].children.iter().copied());
             }
         }
         match containers[c].item {
@@ -316,11 +353,12 @@ pub(crate) fn references(items: Vec<Item>) -> Vec<Node> {
     }
     sort_level(&mut forest, &number_date);
     // Step 5: gather roots by base subject.
+    let by_number: HashMap<u32, &Item> = items.iter().map(|i| (i.number, i)).collect();
     let subject_of = |node: &Node| -> Option<(String, bool)> {
         let number = node
             .number
             .or_else(|| node.children.first().and_then(|c| c.number))?;
-        let item = items.iter().find(|i| i.number == number)?;
+        let item = by_number.get(&number)?;
         Some((item.base_subject.clone(), item.is_reply))
     };
     let mut gathered: Vec<Node> = Vec::new();
@@ -343,7 +381,7 @@ pub(crate) fn references(items: Vec<Item>) -> Vec<Node> {
                 let existing = &mut gathered[at];
                 let existing_reply = existing
                     .number
-                    .and_then(|n| items.iter().find(|i| i.number == n))
+                    .and_then(|n| by_number.get(&n))
                     .is_some_and(|i| i.is_reply);
                 match (existing.number.is_none(), node.number.is_none()) {
                     // Both dummies: one takes the other's children.
@@ -457,6 +495,55 @@ mod tests {
             item(2, "<o>", &[], "meeting", false, 10),
         ];
         assert_eq!(render(&references(items)), "(2 1)");
+    }
+
+    #[test]
+    fn a_reply_chain_of_100000_messages_does_not_exhaust_the_stack() {
+        let n = 100_000u32;
+        let items: Vec<Item> = (1..=n)
+            .map(|i| {
+                let id = format!("<{i}>");
+                let parent = format!("<{}>", i - 1);
+                let refs: Vec<&str> = if i == 1 {
+                    vec![]
+                } else {
+                    vec![parent.as_str()]
+                };
+                item(i, &id, &refs, "chain", i > 1, i64::from(i))
+            })
+            .collect();
+        // Run on a thread with a small stack, as an async worker's would be.
+        let rendered = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || render(&references(items)))
+            .expect("thread")
+            .join()
+            .expect("no stack overflow");
+        assert!(rendered.starts_with("(1 2 3 "), "{}", &rendered[..40]);
+        let numbers = rendered
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|s| !s.is_empty())
+            .count();
+        assert_eq!(numbers as u32, n, "every message appears once");
+    }
+
+    #[test]
+    fn a_100000_message_mailbox_threads() {
+        let items: Vec<Item> = (1..=100_000u32)
+            .map(|i| {
+                item(
+                    i,
+                    &format!("<{i}>"),
+                    &[],
+                    &format!("subject {}", i % 5000),
+                    i % 7 == 0,
+                    i64::from(i),
+                )
+            })
+            .collect();
+        let threads = references(items.clone());
+        assert_eq!(threads.len(), 5000, "one thread per base subject");
+        assert_eq!(ordered_subject(items).len(), 5000);
     }
 
     #[test]
