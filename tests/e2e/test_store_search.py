@@ -378,7 +378,7 @@ class SortTest(ServerTestCase):
 
     def test_capabilities(self):
         caps = {str(c).upper() for c in self.client.command("CAPABILITY").ok().data("CAPABILITY")[0]}
-        self.assertTrue({"SORT", "SORT=DISPLAY", "WITHIN"} <= caps, caps)
+        self.assertTrue({"SORT", "SORT=DISPLAY", "ESORT", "WITHIN"} <= caps, caps)
 
     def test_each_key(self):
         # Base subjects: banana, apple, cherry, date pie ("Re:", "Fwd:", "[list]" removed).
@@ -407,6 +407,13 @@ class SortTest(ServerTestCase):
         self.assertEqual([uids[u] for u in got], [4, 1])
         # Equal keys keep sequence order.
         self.assertEqual(self.sort("SORT (TO) UTF-8 ALL"), [1, 2, 3, 4])
+
+    def test_esort(self):
+        result = self.client.command("SORT RETURN (MIN MAX COUNT ALL) (SUBJECT) UTF-8 ALL").ok()
+        line = [r.raw.rstrip() for r in result.named("ESEARCH")]
+        # Subject order is 2, 1, 3, 4: MIN/MAX are the first and last of it.
+        self.assertEqual(line, [f'* ESEARCH (TAG "{result.tag}") MIN 2 MAX 4 ALL 2,1,3:4 COUNT 4'.encode()])
+        self.assertEqual(result.named("SORT"), [])
 
     def test_bad_sorts(self):
         for command in ["SORT () UTF-8 ALL", "SORT (COLOUR) UTF-8 ALL", "SORT (DATE) UTF-8",

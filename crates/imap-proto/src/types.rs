@@ -392,6 +392,8 @@ pub enum CommandBody {
     /// SORT / UID SORT (RFC 5256, with SORT=DISPLAY of RFC 5957).
     Sort {
         uid: bool,
+        /// ESORT (RFC 5267): `RETURN (...)`, answered as ESEARCH.
+        returns: Option<Vec<SearchReturn>>,
         criteria: Vec<SortCriterion>,
         charset: String,
         search: SearchKey,

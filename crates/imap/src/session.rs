@@ -486,10 +486,14 @@ impl Session {
                     }
                     C::Sort {
                         uid,
+                        returns,
                         criteria,
                         charset,
                         search,
-                    } => command::sort::sort(self, uid, &criteria, &charset, &search).await,
+                    } => {
+                        command::sort::sort(self, tag, uid, returns, &criteria, &charset, &search)
+                            .await
+                    }
                     C::Thread {
                         uid,
                         algorithm,

@@ -31,6 +31,19 @@ const SORT_KEYS_MAX: usize = 16;
 /// `SORT SP (sort-criteria) SP charset 1*(SP search-key)` (RFC 5256).
 pub(super) fn sort(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
     c.sp()?;
+    let mut returns = None;
+    if c.peek_keyword("RETURN ") {
+        c.keyword()?;
+        c.sp()?;
+        returns = Some(c.paren_list(true, |c| match c.keyword()?.as_str() {
+            "MIN" => Ok(SearchReturn::Min),
+            "MAX" => Ok(SearchReturn::Max),
+            "ALL" => Ok(SearchReturn::All),
+            "COUNT" => Ok(SearchReturn::Count),
+            _ => Err(c.error("Unknown SORT return option")),
+        })?);
+        c.sp()?;
+    }
     let mut criteria = Vec::new();
     c.expect(b'(')?;
     let mut reverse = false;
@@ -72,6 +85,7 @@ pub(super) fn sort(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
     let search = key_list(c, |c| c.at_end())?;
     Ok(CommandBody::Sort {
         uid,
+        returns,
         criteria,
         charset,
         search,

@@ -567,6 +567,7 @@ fn sort_commands() {
         body("a UID SORT (REVERSE DATE subject DISPLAYFROM) UTF-8 UNSEEN SINCE 1-Feb-1994"),
         CommandBody::Sort {
             uid: true,
+            returns: None,
             criteria: vec![
                 SortCriterion {
                     reverse: true,
@@ -592,8 +593,13 @@ fn sort_commands() {
             ]),
         }
     );
+    assert!(matches!(
+        body("a SORT RETURN (MIN COUNT) (DATE) UTF-8 ALL"),
+        CommandBody::Sort { returns: Some(r), .. } if r == vec![SearchReturn::Min, SearchReturn::Count]
+    ));
     for bad in [
         &b"a SORT () UTF-8 ALL"[..],
+        b"a SORT RETURN (SAVE) (DATE) UTF-8 ALL",
         b"a SORT (REVERSE) UTF-8 ALL",
         b"a SORT (REVERSE REVERSE DATE) UTF-8 ALL",
         b"a SORT (COLOUR) UTF-8 ALL",

@@ -10,7 +10,7 @@
 use crate::command::search;
 use crate::respond::Done;
 use crate::session::{End, Session};
-use imap_proto::{SearchKey, SortCriterion, SortKey};
+use imap_proto::{SearchKey, SearchReturn, SortCriterion, SortKey};
 use std::cmp::Ordering;
 
 /// One message's values for the requested keys.
@@ -28,7 +28,9 @@ enum Value {
 
 pub(crate) async fn sort(
     session: &mut Session,
+    tag: &str,
     uid: bool,
+    returns: Option<Vec<SearchReturn>>,
     criteria: &[SortCriterion],
     charset: &str,
     search_key: &SearchKey,
@@ -86,13 +88,70 @@ pub(crate) async fn sort(
         return Ok(done);
     }
     rows.sort_by(|a, b| compare(criteria, a, b));
-    let mut line = String::from("* SORT");
-    for row in &rows {
-        line.push_str(&format!(" {}", if uid { row.uid } else { row.seq }));
-    }
-    line.push_str("\r\n");
+    let numbers: Vec<u32> = rows
+        .iter()
+        .map(|row| if uid { row.uid } else { row.seq })
+        .collect();
+    let line = match returns {
+        None => {
+            let mut line = String::from("* SORT");
+            for n in &numbers {
+                line.push_str(&format!(" {n}"));
+            }
+            line
+        }
+        Some(options) => esort_line(tag, uid, &options, &numbers),
+    };
     session.out.extend_from_slice(line.as_bytes());
+    session.out.extend_from_slice(b"\r\n");
     Ok(Done::ok("SORT completed"))
+}
+
+/// ESORT (RFC 5267 4.2): an ESEARCH response where MIN and MAX are the first
+/// and last in sort order and ALL keeps that order (ranges only for ascending
+/// runs). `RETURN ()` means ALL.
+fn esort_line(tag: &str, uid: bool, options: &[SearchReturn], numbers: &[u32]) -> String {
+    let want = |o: SearchReturn| options.contains(&o);
+    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    if let (Some(first), Some(last)) = (numbers.first(), numbers.last()) {
+        if want(SearchReturn::Min) {
+            line.push_str(&format!(" MIN {first}"));
+        }
+        if want(SearchReturn::Max) {
+            line.push_str(&format!(" MAX {last}"));
+        }
+        if options.is_empty() || want(SearchReturn::All) {
+            line.push_str(&format!(" ALL {}", ordered_set(numbers)));
+        }
+    }
+    if want(SearchReturn::Count) {
+        line.push_str(&format!(" COUNT {}", numbers.len()));
+    }
+    line
+}
+
+/// A sequence set that keeps the order of `numbers` (`3,1:2` is not `1:3`).
+fn ordered_set(numbers: &[u32]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < numbers.len() {
+        let start = numbers[i];
+        let mut end = start;
+        while i + 1 < numbers.len() && numbers[i + 1] == end.saturating_add(1) {
+            i += 1;
+            end = numbers[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
 }
 
 fn compare(criteria: &[SortCriterion], a: &Row, b: &Row) -> Ordering {
@@ -161,6 +220,26 @@ fn display(header: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn esort_keeps_the_sort_order() {
+        assert_eq!(ordered_set(&[4, 5, 6, 1, 3, 2]), "4:6,1,3,2");
+        let line = esort_line(
+            "t",
+            true,
+            &[SearchReturn::Min, SearchReturn::Max, SearchReturn::Count],
+            &[9, 2, 5],
+        );
+        assert_eq!(line, "* ESEARCH (TAG \"t\") UID MIN 9 MAX 5 COUNT 3");
+        assert_eq!(
+            esort_line("t", false, &[], &[3, 1]),
+            "* ESEARCH (TAG \"t\") ALL 3,1"
+        );
+        assert_eq!(
+            esort_line("t", false, &[SearchReturn::Count], &[]),
+            "* ESEARCH (TAG \"t\") COUNT 0"
+        );
+    }
 
     #[test]
     fn address_keys() {
