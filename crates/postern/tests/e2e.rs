@@ -109,6 +109,7 @@ python_test_files! {
     cli => "test_cli.py",
     sms => "test_sms.py",
     quota => "test_quota.py",
+    mbsync => "test_mbsync.py",
     imapclient => "test_imapclient.py",
 }
 
