@@ -389,7 +389,8 @@ class CompressTest(ServerTestCase):
 
     def setUp(self) -> None:
         self.user, self.password = self.new_user("compress")
-        self.body = ("The same line, again and again. " * 40 + "\r\n") * 200
+        # Over 256 KiB, so the FETCH is written in several flushes.
+        self.body = ("The same line, again and again. " * 40 + "\r\n") * 400
         self.server.deliver_ok([self.user], simple_message(subject="big", body=self.body))
 
     def compressed_session(self):
@@ -441,6 +442,22 @@ class CompressTest(ServerTestCase):
             self.assertIn(b"[COMPRESSIONACTIVE]", until(b"f"))
             send(b"g STARTTLS\r\n")
             self.assertIn(b"g BAD", until(b"g"))
+        finally:
+            sock.close()
+
+    def test_idle_under_compress(self):
+        sock, send, until = self.compressed_session()
+        try:
+            send(b"c SELECT INBOX\r\n")
+            until(b"c")
+            send(b"d IDLE\r\n")
+            self.server.deliver_ok([self.user], simple_message(subject="while idling"))
+            send(b"DONE\r\n")
+            got = until(b"d")
+            self.assertIn(b"* 2 EXISTS", got)
+            self.assertIn(b"d OK", got)
+            send(b"e NOOP\r\n")
+            self.assertIn(b"e OK", until(b"e"))
         finally:
             sock.close()
 

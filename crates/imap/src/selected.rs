@@ -110,6 +110,12 @@ impl Session {
         for meta in &changes.changed {
             if meta.uid > last_uid {
                 new_uids.push(meta.uid);
+            } else if held_back {
+                // RFC 7162 3.2: while an expunge waits, a flag change with a
+                // higher MODSEQ must wait too, or a client that resyncs from
+                // that MODSEQ would never learn of the expunge. They are sent
+                // with it (the reported MODSEQ does not advance meanwhile).
+                continue;
             } else if let Some(seq) = selected.sequence_of(meta.uid) {
                 let mut line = format!(
                     "* {seq} FETCH (UID {} FLAGS ({})",

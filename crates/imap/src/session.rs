@@ -289,16 +289,10 @@ impl Session {
         };
         // Compressed input already here is inflated (a bounded step) before
         // the socket is read again.
-        if let Some(deflate) = self.deflate.as_mut()
-            && deflate.has_pending()
-        {
-            let before = self.input.len();
-            if deflate.inflate(&mut self.input).is_err() {
-                return self.bye("corrupt COMPRESS stream").await;
-            }
-            if self.input.len() > before {
-                return Ok(());
-            }
+        match self.inflate_pending() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(_) => return self.bye("corrupt COMPRESS stream").await,
         }
         let mut shutdown = self.shutdown.clone();
         let mut chunk = [0u8; 16 * 1024];
@@ -308,14 +302,8 @@ impl Session {
                 if n == 0 {
                     return Err(End::Logout);
                 }
-                match self.deflate.as_mut() {
-                    Some(deflate) => {
-                        deflate.feed(&chunk[..n]);
-                        if deflate.inflate(&mut self.input).is_err() {
-                            return self.bye("corrupt COMPRESS stream").await;
-                        }
-                    }
-                    None => self.input.extend_from_slice(&chunk[..n]),
+                if self.take_input(&chunk[..n]).is_err() {
+                    return self.bye("corrupt COMPRESS stream").await;
                 }
                 Ok(())
             }
@@ -335,16 +323,7 @@ impl Session {
     }
 
     pub(crate) async fn flush(&mut self) -> Result<(), End> {
-        if !self.out.is_empty() {
-            match self.deflate.as_mut() {
-                Some(deflate) => {
-                    let compressed = deflate.deflate(&self.out);
-                    self.conn.write_all(&compressed).await?;
-                }
-                None => self.conn.write_all(&self.out).await?,
-            }
-            self.out.clear();
-        }
+        self.write_out().await?;
         self.conn.flush().await?;
         Ok(())
     }
@@ -352,10 +331,55 @@ impl Session {
     /// Flushes when the output buffer is large (long FETCH responses).
     pub(crate) async fn maybe_flush(&mut self) -> Result<(), End> {
         if self.out.len() >= self.ctx.config.output_flush_bytes {
-            self.conn.write_all(&self.out).await?;
-            self.out.clear();
+            self.write_out().await?;
         }
         Ok(())
+    }
+
+    /// Writes what is buffered for the client, through the compressor under
+    /// COMPRESS. Every write to the client goes through here.
+    async fn write_out(&mut self) -> Result<(), End> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        match self.deflate.as_mut() {
+            Some(deflate) => {
+                let compressed = deflate.deflate(&self.out);
+                self.conn.write_all(&compressed).await?;
+            }
+            None => self.conn.write_all(&self.out).await?,
+        }
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Under COMPRESS, inflates input already received (one bounded step);
+    /// true when the input grew. Err: the stream is corrupt.
+    pub(crate) fn inflate_pending(&mut self) -> Result<bool, End> {
+        let Some(deflate) = self.deflate.as_mut() else {
+            return Ok(false);
+        };
+        if !deflate.has_pending() {
+            return Ok(false);
+        }
+        let before = self.input.len();
+        deflate.inflate(&mut self.input).map_err(|_| End::Logout)?;
+        Ok(self.input.len() > before)
+    }
+
+    /// Adds bytes read from the client to the input, inflating them under
+    /// COMPRESS. Every read from the client goes through here.
+    pub(crate) fn take_input(&mut self, bytes: &[u8]) -> Result<(), End> {
+        match self.deflate.as_mut() {
+            Some(deflate) => {
+                deflate.feed(bytes);
+                deflate.inflate(&mut self.input).map_err(|_| End::Logout)
+            }
+            None => {
+                self.input.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
     }
 
     async fn handle(&mut self, bytes: &[u8]) -> Result<(), End> {

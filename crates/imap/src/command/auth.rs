@@ -318,17 +318,21 @@ pub(crate) async fn read_line(session: &mut Session) -> Result<Option<String>, E
             session.input.clear();
             return Ok(None);
         }
+        if session.inflate_pending()? {
+            continue;
+        }
         let mut chunk = [0u8; 4096];
         let n = session.conn.read(&mut chunk).await?;
         if n == 0 {
             return Err(End::Logout);
         }
-        session.input.extend_from_slice(&chunk[..n]);
+        session.take_input(&chunk[..n])?;
     }
 }
 
 pub(crate) async fn unauthenticate(session: &mut Session) -> Result<Done, End> {
     session.user = None;
+    session.qresync = false;
     session.login_deadline = tokio::time::Instant::now() + session.ctx.config.login_timeout;
     session.reader = None;
     session.selected = None;

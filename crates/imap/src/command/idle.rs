@@ -30,6 +30,10 @@ pub(crate) async fn idle(session: &mut Session, _tag: &str) -> Result<Done, End>
             session.input.clear();
             return Ok(Done::bad("expected DONE"));
         }
+        // Under COMPRESS, what already arrived is inflated before waiting.
+        if session.inflate_pending()? {
+            continue;
+        }
         let mut chunk = [0u8; 1024];
         tokio::select! {
             read = session.conn.read(&mut chunk) => {
@@ -37,7 +41,7 @@ pub(crate) async fn idle(session: &mut Session, _tag: &str) -> Result<Done, End>
                 if n == 0 {
                     return Err(End::Logout);
                 }
-                session.input.extend_from_slice(&chunk[..n]);
+                session.take_input(&chunk[..n])?;
             }
             changed = async {
                 match changes.as_mut() {

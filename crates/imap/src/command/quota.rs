@@ -16,7 +16,9 @@ fn quota_line(quota: &store::Quota) -> Option<String> {
         resources.push(format!(
             "STORAGE {} {}",
             quota.used_bytes.div_ceil(1024),
-            max / 1024
+            // Rounded up like the usage, so usage under the limit in bytes is
+            // never shown over it in KiB.
+            max.div_ceil(1024)
         ));
     }
     if let Some(max) = quota.messages_max {

@@ -81,13 +81,12 @@ pub(crate) async fn thread(
             } else {
                 summary.references.clone()
             };
-            let subject = summary.subject.trim().to_lowercase();
             let base_subject = summary.base_subject.to_lowercase();
             items.push(Item {
                 number: if uid { *hit_uid } else { *seq },
                 message_id: summary.message_id.clone(),
                 references,
-                is_reply: subject != base_subject,
+                is_reply: is_reply_subject(&summary.subject),
                 base_subject,
                 date: (
                     summary
@@ -103,10 +102,11 @@ pub(crate) async fn thread(
     if let Err(done) = tokio::task::block_in_place(build) {
         return Ok(done);
     }
-    let threads = match algorithm {
+    // CPU work proportional to the mailbox: off the async worker's other sessions.
+    let threads = tokio::task::block_in_place(|| match algorithm {
         ThreadAlgorithm::OrderedSubject => ordered_subject(items),
         ThreadAlgorithm::References => references(items),
-    };
+    });
     let mut line = String::from("* THREAD ");
     for node in &threads {
         write_thread(node, &mut line);
@@ -115,6 +115,45 @@ pub(crate) async fn thread(
     line.push_str("\r\n");
     session.out.extend_from_slice(line.as_bytes());
     Ok(Done::ok("THREAD completed"))
+}
+
+/// Whether a subject marks a reply or forward (RFC 5256 2.1): a leading
+/// "re:", "fw:" or "fwd:" (after any "[blob]"s, with an optional "[n]" before
+/// the colon), a "[fwd: ...]" wrapper, or a trailing "(fwd)". A list tag or
+/// extra whitespace alone does not.
+pub(crate) fn is_reply_subject(subject: &str) -> bool {
+    let s = subject.trim().to_lowercase();
+    if s.ends_with("(fwd)") || s.starts_with("[fwd:") {
+        return true;
+    }
+    let mut rest = s.as_str();
+    // Bounded: each step removes at least one byte.
+    loop {
+        rest = rest.trim_start();
+        if rest.starts_with('[') {
+            match rest.find(']') {
+                Some(close) => {
+                    rest = &rest[close + 1..];
+                    continue;
+                }
+                None => return false,
+            }
+        }
+        break;
+    }
+    for prefix in ["re", "fwd", "fw"] {
+        if let Some(after) = rest.strip_prefix(prefix) {
+            let after = after.trim_start();
+            let after = match after.strip_prefix('[') {
+                Some(inner) => inner.find(']').map_or(inner, |close| &inner[close + 1..]),
+                None => after,
+            };
+            if after.trim_start().starts_with(':') {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 /// `(a b (c)(d))`: a parent and its single child share parentheses, several
@@ -454,6 +493,32 @@ mod tests {
             write_thread(t, &mut out);
         }
         out
+    }
+
+    #[test]
+    fn reply_subjects() {
+        for yes in [
+            "Re: plan",
+            "RE : plan",
+            "Fwd: plan",
+            "fw: plan",
+            "[dev] Re: plan",
+            "Re[2]: plan",
+            "plan (fwd)",
+            "[Fwd: plan]",
+        ] {
+            assert!(is_reply_subject(yes), "{yes}");
+        }
+        for no in [
+            "plan",
+            "[dev] plan",
+            "Hello  world",
+            "Regarding plan",
+            "Fwdplan",
+            "",
+        ] {
+            assert!(!is_reply_subject(no), "{no}");
+        }
     }
 
     #[test]
