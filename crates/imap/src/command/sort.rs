@@ -190,14 +190,25 @@ fn value(key: SortKey, meta: &store::MessageMeta, summary: Option<&mime::Summary
 }
 
 /// The first address of a rendered address header ("Name <local@host>, ..."):
-/// its display name (may be empty) and its address.
+/// its display name (may be empty) and its address. Commas separate
+/// addresses, but a decoded display name may hold one too ("Doe, John
+/// <j@x>"): pieces are joined until one holds an '@'.
 fn first_address(header: &str) -> (&str, &str) {
-    match (header.find('<'), header.find('>')) {
+    let mut end = 0;
+    for piece in header.split(',') {
+        end += piece.len();
+        if piece.contains('@') {
+            break;
+        }
+        end += 1; // the comma
+    }
+    let first = &header[..end.min(header.len())];
+    match (first.find('<'), first.rfind('>')) {
         (Some(open), Some(close)) if open < close => (
-            header[..open].trim().trim_matches('"').trim(),
-            header[open + 1..close].trim(),
+            first[..open].trim().trim_matches('"').trim(),
+            first[open + 1..close].trim(),
         ),
-        _ => ("", header.split(',').next().unwrap_or("").trim()),
+        _ => ("", first.trim()),
     }
 }
 
@@ -249,5 +260,17 @@ mod tests {
         assert_eq!(display("\"Zed Zulu\" <a@b>"), "zed zulu");
         assert_eq!(display("<Carol@example.com>"), "carol@example.com");
         assert_eq!(display("dave@example.com"), "dave@example.com");
+        // The first address is the first, also when a later one has a name.
+        assert_eq!(
+            mailbox_part("alice@example.org, Bob <bob@example.net>"),
+            "alice"
+        );
+        assert_eq!(
+            display("alice@example.org, Bob <bob@example.net>"),
+            "alice@example.org"
+        );
+        // A comma inside a decoded display name.
+        assert_eq!(display("Doe, John <j@x.org>, Amy <a@y.org>"), "doe, john");
+        assert_eq!(mailbox_part("Doe, John <j@x.org>, Amy <a@y.org>"), "j");
     }
 }
