@@ -400,74 +400,73 @@ pub(crate) fn references(items: Vec<Item>) -> Vec<Node> {
         let item = by_number.get(&number)?;
         Some((item.base_subject.clone(), item.is_reply))
     };
-    let mut gathered: Vec<Node> = Vec::new();
-    let mut by_subject: HashMap<String, usize> = HashMap::new();
-    for node in forest {
-        let Some((subject, is_reply)) = subject_of(&node) else {
-            gathered.push(node);
+    // Pass 1 (RFC 5256 REFERENCES 5.B): per base subject, the root that
+    // heads it: a dummy first, else a message that is not a reply.
+    let keys: Vec<Option<(String, bool)>> = forest.iter().map(&subject_of).collect();
+    let mut head: HashMap<&str, usize> = HashMap::new();
+    for (index, key) in keys.iter().enumerate() {
+        let Some((subject, is_reply)) = key else {
             continue;
         };
         if subject.is_empty() {
-            gathered.push(node);
             continue;
         }
-        match by_subject.get(&subject).copied() {
-            None => {
-                by_subject.insert(subject, gathered.len());
-                gathered.push(node);
-            }
-            Some(at) => {
-                let existing = &mut gathered[at];
-                let existing_reply = existing
-                    .number
-                    .and_then(|n| by_number.get(&n))
-                    .is_some_and(|i| i.is_reply);
-                match (existing.number.is_none(), node.number.is_none()) {
-                    // Both dummies: one takes the other's children.
-                    (true, true) => existing.children.extend(node.children),
-                    // The dummy takes the message.
-                    (true, false) => existing.children.push(node),
-                    (false, true) => {
-                        let mut node = node;
-                        node.children.push(std::mem::replace(
-                            existing,
-                            Node {
-                                number: None,
-                                children: Vec::new(),
-                            },
-                        ));
-                        *existing = node;
-                    }
-                    (false, false) => {
-                        if !is_reply && existing_reply {
-                            // The non-reply becomes the parent of the reply.
-                            let mut node = node;
-                            node.children.push(std::mem::replace(
-                                existing,
-                                Node {
-                                    number: None,
-                                    children: Vec::new(),
-                                },
-                            ));
-                            *existing = node;
-                        } else if is_reply && !existing_reply {
-                            existing.children.push(node);
-                        } else {
-                            // Neither or both replies: siblings under a new dummy.
-                            let old = std::mem::replace(
-                                existing,
-                                Node {
-                                    number: None,
-                                    children: Vec::new(),
-                                },
-                            );
-                            existing.children = vec![old, node];
-                        }
-                    }
-                }
+        let better = |current: usize| {
+            let current_dummy = forest[current].number.is_none();
+            let dummy = forest[index].number.is_none();
+            let current_reply = keys[current].as_ref().is_some_and(|k| k.1);
+            // A dummy beats a message; a non-reply beats a reply.
+            !current_dummy && (dummy || (current_reply && !is_reply))
+        };
+        match head.get(subject.as_str()) {
+            Some(&current) if !better(current) => {}
+            _ => {
+                head.insert(subject.as_str(), index);
             }
         }
     }
+    // Pass 2 (5.C): every other root with that subject joins its head.
+    let mut slots: Vec<Option<Node>> = forest.into_iter().map(Some).collect();
+    for index in 0..slots.len() {
+        let Some((subject, is_reply)) = keys[index].clone() else {
+            continue;
+        };
+        let Some(&target) = head.get(subject.as_str()) else {
+            continue;
+        };
+        if target == index {
+            continue;
+        }
+        let Some(node) = slots[index].take() else {
+            continue;
+        };
+        let Some(existing) = slots[target].as_mut() else {
+            slots[index] = Some(node);
+            continue;
+        };
+        match (existing.number.is_none(), node.number.is_none()) {
+            // Both dummies: one gets the other's children.
+            (true, true) => existing.children.extend(node.children),
+            // A dummy head takes the message.
+            (true, false) => existing.children.push(node),
+            // A message head that is not a reply takes a reply.
+            (false, false) if is_reply && !keys[target].as_ref().is_some_and(|k| k.1) => {
+                existing.children.push(node)
+            }
+            // Otherwise both become children of a new dummy.
+            _ => {
+                let old = std::mem::replace(
+                    existing,
+                    Node {
+                        number: None,
+                        children: Vec::new(),
+                    },
+                );
+                existing.children = vec![old, node];
+            }
+        }
+    }
+    let mut gathered: Vec<Node> = slots.into_iter().flatten().collect();
     sort_level(&mut gathered, &number_date);
     gathered
 }
@@ -609,6 +608,23 @@ mod tests {
         let threads = references(items.clone());
         assert_eq!(threads.len(), 5000, "one thread per base subject");
         assert_eq!(ordered_subject(items).len(), 5000);
+    }
+
+    #[test]
+    fn subject_gathering_prefers_the_original_as_head() {
+        // RFC 5256 5.B/5.C: two replies seen before the original both go under it.
+        let items = vec![
+            item(1, "<r1>", &[], "x", true, 10),
+            item(2, "<r2>", &[], "x", true, 20),
+            item(3, "<n3>", &[], "x", false, 30),
+        ];
+        assert_eq!(render(&references(items)), "(3 (1)(2))");
+        // Two originals with the same subject: siblings under a dummy.
+        let items = vec![
+            item(1, "<a>", &[], "y", false, 10),
+            item(2, "<b>", &[], "y", false, 20),
+        ];
+        assert_eq!(render(&references(items)), "((1)(2))");
     }
 
     #[test]
