@@ -262,6 +262,23 @@ pub fn messages(conn: &Connection, mailbox: &str) -> Result<Vec<MessageMeta>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// What SELECT needs of every message, and no more: UID, MODSEQ and flags
+/// (as stored: space-separated), in UID order. Reading the other columns of
+/// 100,000 rows cost SELECT most of its time.
+pub fn select_view(conn: &Connection, mailbox: &str) -> Result<Vec<(u32, u64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT uid, modseq, flags FROM messages WHERE mailbox = ?1 ORDER BY uid",
+    )?;
+    let rows = stmt.query_map([mailbox], |r| {
+        Ok((
+            r.get::<_, u32>(0)?,
+            r.get::<_, i64>(1)? as u64,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn message(conn: &Connection, mailbox: &str, uid: u32) -> Result<Option<MessageMeta>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = ?1 AND uid = ?2"

@@ -510,6 +510,10 @@ impl UserReader {
     pub fn messages(&self, mailbox: &str) -> Result<Vec<MessageMeta>> {
         index::messages(&self.conn, mailbox)
     }
+    /// UID, MODSEQ and flags (space-separated) of every message, for SELECT.
+    pub fn select_view(&self, mailbox: &str) -> Result<Vec<(u32, u64, String)>> {
+        index::select_view(&self.conn, mailbox)
+    }
     pub fn changed_since(&self, mailbox: &str, modseq: u64) -> Result<Vec<MessageMeta>> {
         index::changed_since(&self.conn, mailbox, modseq)
     }

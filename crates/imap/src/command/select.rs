@@ -45,7 +45,7 @@ pub(crate) async fn select(
         Ok(None) => return Ok(Done::no_code("NONEXISTENT", "no such mailbox")),
         Err(e) => return Ok(Done::from_store(&e)),
     };
-    let messages = match reader.messages(&mailbox.id) {
+    let messages = match reader.select_view(&mailbox.id) {
         Ok(m) => m,
         Err(e) => return Ok(Done::from_store(&e)),
     };
@@ -56,11 +56,11 @@ pub(crate) async fn select(
     // a MODSEQ up to that are all in the messages read, since MODSEQs are given
     // out in commit order.
     let uid_next = messages.last().map_or(mailbox.uid_next, |m| {
-        mailbox.uid_next.max(m.uid.saturating_add(1))
+        mailbox.uid_next.max(m.0.saturating_add(1))
     });
     let highest_modseq = messages
         .iter()
-        .map(|m| m.modseq)
+        .map(|m| m.1)
         .fold(mailbox.highest_modseq, u64::max);
     // For SELECT's LIST response (IMAP4rev2): its attributes must be accurate.
     let list_attributes = if session.rev2 {
@@ -76,12 +76,18 @@ pub(crate) async fn select(
     };
     let first_unseen = messages
         .iter()
-        .position(|m| !m.flags.iter().any(|f| f == "\\Seen"));
+        .position(|m| !m.2.split(' ').any(|f| f == "\\Seen"));
     let mut keywords = BTreeSet::new();
     for m in &messages {
-        learn_keywords(&mut keywords, &m.flags);
+        // Keywords are the flags without a backslash; most messages have none.
+        if m.2
+            .split(' ')
+            .any(|f| !f.is_empty() && !f.starts_with('\\'))
+        {
+            learn_keywords(&mut keywords, &store::index::flags_from_text(&m.2));
+        }
     }
-    let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+    let uids: Vec<u32> = messages.iter().map(|m| m.0).collect();
     let mut out = String::new();
     out.push_str(&format!("* {} EXISTS\r\n", uids.len()));
     if !session.rev2 {
