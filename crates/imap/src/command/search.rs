@@ -294,27 +294,10 @@ async fn run(
     returns: Option<Vec<SearchReturn>>,
     criteria: &SearchKey,
 ) -> Result<Done, End> {
-    if let Some(cs) = charset
-        && !cs.eq_ignore_ascii_case("UTF-8")
-        && !cs.eq_ignore_ascii_case("US-ASCII")
-    {
-        return Ok(Done::no_code(
-            "BADCHARSET (US-ASCII UTF-8)",
-            "unsupported charset",
-        ));
-    }
-    session.sync(uid).await?;
-    let Some(selected) = session.selected.as_ref() else {
-        return Ok(Done::bad("no mailbox selected"));
+    let (_, _, hits) = match prepare(session, uid, charset, criteria).await? {
+        Ok(found) => found,
+        Err(done) => return Ok(done),
     };
-    let Ok(reader) = session.reader() else {
-        return Ok(Done::bad("not authenticated"));
-    };
-    let metas = match reader.messages(&selected.id) {
-        Ok(m) => m,
-        Err(e) => return Ok(Done::from_store(&e)),
-    };
-    let hits = matching(session, criteria, &metas);
     let numbers: Vec<u32> = hits
         .iter()
         .map(|(seq, u, _)| if uid { *u } else { *seq })
@@ -399,6 +382,40 @@ async fn run(
         session.out.extend_from_slice(line.as_bytes());
     }
     Ok(Done::ok("SEARCH completed"))
+}
+
+/// What SEARCH, SORT and THREAD start with: the charset checked, the view
+/// brought up to date, and the selected mailbox's id, its messages and those
+/// that match `criteria` (see [`matching`]). `Err` is the answer to give.
+pub(crate) async fn prepare(
+    session: &mut Session,
+    uid: bool,
+    charset: Option<&str>,
+    criteria: &SearchKey,
+) -> Result<Result<(String, Vec<MessageMeta>, Vec<(u32, u32, u64)>), Done>, End> {
+    if let Some(cs) = charset
+        && !cs.eq_ignore_ascii_case("UTF-8")
+        && !cs.eq_ignore_ascii_case("US-ASCII")
+    {
+        return Ok(Err(Done::no_code(
+            "BADCHARSET (US-ASCII UTF-8)",
+            "unsupported charset",
+        )));
+    }
+    session.sync(uid).await?;
+    let Some(selected) = session.selected.as_ref() else {
+        return Ok(Err(Done::bad("no mailbox selected")));
+    };
+    let mailbox = selected.id.clone();
+    let Ok(reader) = session.reader() else {
+        return Ok(Err(Done::bad("not authenticated")));
+    };
+    let metas = match reader.messages(&mailbox) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(Done::from_store(&e))),
+    };
+    let hits = matching(session, criteria, &metas);
+    Ok(Ok((mailbox, metas, hits)))
 }
 
 /// The messages of the selected mailbox that match `criteria`, in sequence

@@ -35,25 +35,14 @@ pub(crate) async fn sort(
     charset: &str,
     search_key: &SearchKey,
 ) -> Result<Done, End> {
-    if !charset.eq_ignore_ascii_case("UTF-8") && !charset.eq_ignore_ascii_case("US-ASCII") {
-        return Ok(Done::no_code(
-            "BADCHARSET (US-ASCII UTF-8)",
-            "unsupported charset",
-        ));
-    }
-    session.sync(uid).await?;
-    let Some(selected) = session.selected.as_ref() else {
-        return Ok(Done::bad("no mailbox selected"));
-    };
-    let mailbox = selected.id.clone();
+    let (mailbox, metas, hits) =
+        match search::prepare(session, uid, Some(charset), search_key).await? {
+            Ok(found) => found,
+            Err(done) => return Ok(done),
+        };
     let Ok(reader) = session.reader() else {
         return Ok(Done::bad("not authenticated"));
     };
-    let metas = match reader.messages(&mailbox) {
-        Ok(m) => m,
-        Err(e) => return Ok(Done::from_store(&e)),
-    };
-    let hits = search::matching(session, search_key, &metas);
     let needs_summary = criteria
         .iter()
         .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
