@@ -294,10 +294,15 @@ async fn run(
     returns: Option<Vec<SearchReturn>>,
     criteria: &SearchKey,
 ) -> Result<Done, End> {
-    let (_, _, hits) = match prepare(session, uid, charset, criteria).await? {
+    let found = match prepare(session, uid, charset, criteria).await? {
         Ok(found) => found,
         Err(done) => return Ok(done),
     };
+    let hits: Vec<(u32, u32, u64)> = found
+        .hits
+        .iter()
+        .map(|&(seq, i)| (seq, found.metas[i].uid, found.metas[i].modseq))
+        .collect();
     let numbers: Vec<u32> = hits
         .iter()
         .map(|(seq, u, _)| if uid { *u } else { *seq })
@@ -384,15 +389,51 @@ async fn run(
     Ok(Done::ok("SEARCH completed"))
 }
 
+/// The selected mailbox's messages and those that match a search.
+pub(crate) struct Found {
+    pub mailbox: String,
+    pub metas: Vec<MessageMeta>,
+    /// (sequence number, index into `metas`) of each match, in sequence order.
+    pub hits: Vec<(u32, usize)>,
+}
+
+impl Found {
+    /// Calls `f` with each match's sequence number, metadata and, when
+    /// `with_summary`, its cached summary, on a blocking section (reading
+    /// summaries is CPU and disk work proportional to the matches).
+    pub(crate) fn visit(
+        &self,
+        reader: &store::UserReader,
+        with_summary: bool,
+        mut f: impl FnMut(u32, &MessageMeta, Option<mime::Summary>),
+    ) -> Result<(), Done> {
+        tokio::task::block_in_place(|| {
+            for &(seq, index) in &self.hits {
+                let meta = &self.metas[index];
+                let summary = if with_summary {
+                    let s = reader
+                        .summary(&self.mailbox, meta)
+                        .map_err(|e| Done::from_store(&e))?;
+                    Some(s)
+                } else {
+                    None
+                };
+                f(seq, meta, summary);
+            }
+            Ok(())
+        })
+    }
+}
+
 /// What SEARCH, SORT and THREAD start with: the charset checked, the view
-/// brought up to date, and the selected mailbox's id, its messages and those
-/// that match `criteria` (see [`matching`]). `Err` is the answer to give.
+/// brought up to date, and the selected mailbox's messages with those that
+/// match `criteria` (see [`matching`]). `Err` is the answer to give.
 pub(crate) async fn prepare(
     session: &mut Session,
     uid: bool,
     charset: Option<&str>,
     criteria: &SearchKey,
-) -> Result<Result<(String, Vec<MessageMeta>, Vec<(u32, u32, u64)>), Done>, End> {
+) -> Result<Result<Found, Done>, End> {
     if let Some(cs) = charset
         && !cs.eq_ignore_ascii_case("UTF-8")
         && !cs.eq_ignore_ascii_case("US-ASCII")
@@ -415,17 +456,17 @@ pub(crate) async fn prepare(
         Err(e) => return Ok(Err(Done::from_store(&e))),
     };
     let hits = matching(session, criteria, &metas);
-    Ok(Ok((mailbox, metas, hits)))
+    Ok(Ok(Found {
+        mailbox,
+        metas,
+        hits,
+    }))
 }
 
-/// The messages of the selected mailbox that match `criteria`, in sequence
-/// order: (sequence number, UID, MODSEQ). Messages expunged by others but
-/// not yet reported keep their sequence numbers.
-pub(crate) fn matching(
-    session: &Session,
-    criteria: &SearchKey,
-    metas: &[MessageMeta],
-) -> Vec<(u32, u32, u64)> {
+/// The messages of `metas` that match `criteria`, in sequence order:
+/// (sequence number, index into `metas`). Messages expunged by others but not
+/// yet reported keep their sequence numbers.
+fn matching(session: &Session, criteria: &SearchKey, metas: &[MessageMeta]) -> Vec<(u32, usize)> {
     let Some(selected) = session.selected.as_ref() else {
         return Vec::new();
     };
@@ -445,9 +486,9 @@ pub(crate) fn matching(
         text_max: session.ctx.config.search_text_bytes_max,
     };
     // Messages expunged by others but not yet reported keep their sequence numbers.
-    let mut hits: Vec<(u32, u32, u64)> = Vec::new();
+    let mut hits: Vec<(u32, usize)> = Vec::new();
     let search_body = || {
-        for meta in metas {
+        for (index, meta) in metas.iter().enumerate() {
             let Some(seq) = selected.sequence_of(meta.uid) else {
                 continue;
             };
@@ -459,7 +500,7 @@ pub(crate) fn matching(
                 text: None,
             };
             if context.matches(criteria, &mut candidate) {
-                hits.push((seq, meta.uid, meta.modseq));
+                hits.push((seq, index));
             }
         }
     };

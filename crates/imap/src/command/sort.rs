@@ -35,45 +35,29 @@ pub(crate) async fn sort(
     charset: &str,
     search_key: &SearchKey,
 ) -> Result<Done, End> {
-    let (mailbox, metas, hits) =
-        match search::prepare(session, uid, Some(charset), search_key).await? {
-            Ok(found) => found,
-            Err(done) => return Ok(done),
-        };
+    let found = match search::prepare(session, uid, Some(charset), search_key).await? {
+        Ok(found) => found,
+        Err(done) => return Ok(done),
+    };
     let Ok(reader) = session.reader() else {
         return Ok(Done::bad("not authenticated"));
     };
     let needs_summary = criteria
         .iter()
         .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
-    let mut rows = Vec::with_capacity(hits.len());
-    let build = || -> Result<(), Done> {
-        for (seq, hit_uid, _) in &hits {
-            let Ok(index) = metas.binary_search_by_key(hit_uid, |m| m.uid) else {
-                continue;
-            };
-            let meta = &metas[index];
-            let summary = if needs_summary {
-                match reader.summary(&mailbox, meta) {
-                    Ok(s) => Some(s),
-                    Err(e) => return Err(Done::from_store(&e)),
-                }
-            } else {
-                None
-            };
-            let keys = criteria
-                .iter()
-                .map(|c| value(c.key, meta, summary.as_ref()))
-                .collect();
-            rows.push(Row {
-                seq: *seq,
-                uid: *hit_uid,
-                keys,
-            });
-        }
-        Ok(())
-    };
-    if let Err(done) = tokio::task::block_in_place(build) {
+    let mut rows = Vec::with_capacity(found.hits.len());
+    let visited = found.visit(reader, needs_summary, |seq, meta, summary| {
+        let keys = criteria
+            .iter()
+            .map(|c| value(c.key, meta, summary.as_ref()))
+            .collect();
+        rows.push(Row {
+            seq,
+            uid: meta.uid,
+            keys,
+        });
+    });
+    if let Err(done) = visited {
         return Ok(done);
     }
     rows.sort_by(|a, b| compare(criteria, a, b));

@@ -47,48 +47,38 @@ pub(crate) async fn thread(
     charset: &str,
     search_key: &SearchKey,
 ) -> Result<Done, End> {
-    let (mailbox, metas, hits) =
-        match search::prepare(session, uid, Some(charset), search_key).await? {
-            Ok(found) => found,
-            Err(done) => return Ok(done),
-        };
+    let found = match search::prepare(session, uid, Some(charset), search_key).await? {
+        Ok(found) => found,
+        Err(done) => return Ok(done),
+    };
     let Ok(reader) = session.reader() else {
         return Ok(Done::bad("not authenticated"));
     };
-    let mut items = Vec::with_capacity(hits.len());
-    let build = || -> Result<(), Done> {
-        for (seq, hit_uid, _) in &hits {
-            let Ok(index) = metas.binary_search_by_key(hit_uid, |m| m.uid) else {
-                continue;
-            };
-            let meta = &metas[index];
-            let summary = reader
-                .summary(&mailbox, meta)
-                .map_err(|e| Done::from_store(&e))?;
-            let references = if summary.references.is_empty() {
-                summary.in_reply_to.iter().take(1).cloned().collect()
-            } else {
-                summary.references.clone()
-            };
-            let base_subject = summary.base_subject.to_lowercase();
-            items.push(Item {
-                number: if uid { *hit_uid } else { *seq },
-                message_id: summary.message_id.clone(),
-                references,
-                is_reply: is_reply_subject(&summary.subject),
-                base_subject,
-                date: (
-                    summary
-                        .sent
-                        .as_ref()
-                        .map_or(meta.internal_date, |d| d.unix_seconds),
-                    *seq,
-                ),
-            });
-        }
-        Ok(())
-    };
-    if let Err(done) = tokio::task::block_in_place(build) {
+    let mut items = Vec::with_capacity(found.hits.len());
+    let visited = found.visit(reader, true, |seq, meta, summary| {
+        let Some(summary) = summary else { return };
+        let references = if summary.references.is_empty() {
+            summary.in_reply_to.iter().take(1).cloned().collect()
+        } else {
+            summary.references.clone()
+        };
+        let base_subject = summary.base_subject.to_lowercase();
+        items.push(Item {
+            number: if uid { meta.uid } else { seq },
+            message_id: summary.message_id.clone(),
+            references,
+            is_reply: is_reply_subject(&summary.subject),
+            base_subject,
+            date: (
+                summary
+                    .sent
+                    .as_ref()
+                    .map_or(meta.internal_date, |d| d.unix_seconds),
+                seq,
+            ),
+        });
+    });
+    if let Err(done) = visited {
         return Ok(done);
     }
     // CPU work proportional to the mailbox: off the async worker's other sessions.
