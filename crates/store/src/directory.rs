@@ -251,14 +251,17 @@ pub fn pack_usage(conn: &Connection) -> Result<Vec<(u32, u64, u64)>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Blobs of one pack with their reference counts.
-pub fn pack_blobs(conn: &Connection, pack: u32) -> Result<Vec<(BlobHash, BlobLocation, i64)>> {
-    let mut stmt =
-        conn.prepare("SELECT hash, pack, offset, length, refs FROM blobs WHERE pack = ?1")?;
-    let rows = stmt.query_map([pack], |r| {
-        let hash: String = r.get(0)?;
+/// Rows of `blobs` (hash, pack, offset, length, refs) selected by `sql`;
+/// a hash that is not hex (damage) is skipped.
+fn blob_rows(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(BlobHash, BlobLocation, i64)>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params, |r| {
         Ok((
-            hash,
+            r.get::<_, String>(0)?,
             BlobLocation {
                 pack: r.get(1)?,
                 offset: r.get::<_, i64>(2)? as u64,
@@ -277,28 +280,25 @@ pub fn pack_blobs(conn: &Connection, pack: u32) -> Result<Vec<(BlobHash, BlobLoc
     Ok(out)
 }
 
+/// Blobs of one pack with their reference counts.
+pub fn pack_blobs(conn: &Connection, pack: u32) -> Result<Vec<(BlobHash, BlobLocation, i64)>> {
+    blob_rows(
+        conn,
+        "SELECT hash, pack, offset, length, refs FROM blobs WHERE pack = ?1",
+        [pack],
+    )
+}
+
 /// Blobs no message references any more: garbage for the collector.
 pub fn unreferenced_blobs(conn: &Connection) -> Result<Vec<(BlobHash, BlobLocation)>> {
-    let mut stmt = conn.prepare("SELECT hash, pack, offset, length FROM blobs WHERE refs <= 0")?;
-    let rows = stmt.query_map([], |r| {
-        let hash: String = r.get(0)?;
-        Ok((
-            hash,
-            BlobLocation {
-                pack: r.get(1)?,
-                offset: r.get::<_, i64>(2)? as u64,
-                length: r.get::<_, i64>(3)? as u64,
-            },
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (hash, location) = row?;
-        if let Some(hash) = BlobHash::from_hex(&hash) {
-            out.push((hash, location));
-        }
-    }
-    Ok(out)
+    Ok(blob_rows(
+        conn,
+        "SELECT hash, pack, offset, length, refs FROM blobs WHERE refs <= 0",
+        [],
+    )?
+    .into_iter()
+    .map(|(hash, location, _)| (hash, location))
+    .collect())
 }
 
 /// Applies one record; the caller records the LSN (see `index::apply`).
