@@ -44,6 +44,15 @@ fn deliver(store: &Store, users: &[&str], raw: &[u8]) -> Vec<u32> {
         .collect()
 }
 
+/// Deletes every derived file (the server index and each user's index), so
+/// the next open rebuilds them from the journal.
+fn lose_derived_files(dir: &Path) {
+    std::fs::remove_file(dir.join("server.sqlite")).unwrap();
+    for entry in std::fs::read_dir(dir.join("users")).unwrap() {
+        std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
+    }
+}
+
 /// Adds flags to alice's INBOX messages.
 fn add_flags(store: &Store, uids: Vec<u32>, flags: &[&str]) {
     store
@@ -187,10 +196,7 @@ fn derived_indexes_are_rebuilt_from_the_journal() {
         snap
     };
     // Lose every derived file.
-    std::fs::remove_file(dir.path().join("server.sqlite")).unwrap();
-    for entry in std::fs::read_dir(dir.path().join("users")).unwrap() {
-        std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
-    }
+    lose_derived_files(dir.path());
     let store = open(dir.path());
     assert!(store.stats().replayed.load(Ordering::Relaxed) > 0);
     assert_eq!(
@@ -748,8 +754,7 @@ fn journal_records_lost_in_a_crash_come_back_from_the_packs() {
         bytes.truncate(durable_len as usize);
         bytes.extend_from_slice(tail);
         std::fs::write(&path, &bytes).unwrap();
-        std::fs::remove_file(dir.path().join("server.sqlite")).unwrap();
-        std::fs::remove_dir_all(dir.path().join("users")).unwrap();
+        lose_derived_files(dir.path());
         let store = open(dir.path());
         assert_eq!(snapshot(&store, "alice"), before, "tail {tail:?}");
         // And the store goes on from there without reusing a UID.
@@ -1171,10 +1176,7 @@ fn quotas_refuse_what_would_not_fit() {
     store.shutdown();
     drop(store);
     // Usage and quotas are derived: rebuilt from the journal, the same.
-    std::fs::remove_file(dir.path().join("server.sqlite")).unwrap();
-    for entry in std::fs::read_dir(dir.path().join("users")).unwrap() {
-        std::fs::remove_dir_all(entry.unwrap().path()).unwrap();
-    }
+    lose_derived_files(dir.path());
     let mut config = StoreConfig::new(dir.path().to_path_buf());
     config.default_quota = (None, Some(3));
     let store = Store::open(config).unwrap();
