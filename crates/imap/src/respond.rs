@@ -75,7 +75,7 @@ impl Done {
             ErrorKind::Invalid => ("CANNOT", error.message.as_str()),
             ErrorKind::OverQuota => ("OVERQUOTA", error.message.as_str()),
             ErrorKind::Corrupt => ("SERVERBUG", "stored data failed a check; it was not served"),
-            ErrorKind::Io | ErrorKind::Unavailable => {
+            ErrorKind::Io | ErrorKind::Unavailable | ErrorKind::Conflict => {
                 ("UNAVAILABLE", "temporarily unavailable, try again")
             }
         };

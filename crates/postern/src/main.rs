@@ -50,6 +50,21 @@ enum Command {
     /// SMS: queue one, list the outbox (the running server sends).
     #[command(subcommand)]
     Sms(SmsCommand),
+    /// Check every index and cache entry against the journal and the message
+    /// blobs, and repair what differs, online (throttled by `[reconstruct]
+    /// max_read_mb_per_s`). Exit 0: nothing wrong or all repaired; 1: problems remain.
+    Reconstruct {
+        /// Only this user.
+        user: Option<String>,
+        /// Only this mailbox of USER.
+        mailbox: Option<String>,
+        /// Report only; change nothing.
+        #[arg(long)]
+        check: bool,
+        /// One JSON object (`problems`, `repaired`, `lost`, `details`, ...).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -243,6 +258,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alias(AliasCommand::List) => AdminCommand::AliasList,
         Command::Mailbox(MailboxCommand::List { user }) => AdminCommand::MailboxList { user },
         Command::Store(StoreCommand::Gc { bytes_max }) => AdminCommand::Gc { bytes_max },
+        Command::Reconstruct {
+            user,
+            mailbox,
+            check,
+            json,
+        } => AdminCommand::Reconstruct {
+            user,
+            mailbox,
+            check,
+            json,
+        },
         Command::Sms(SmsCommand::List { limit, json }) => AdminCommand::SmsList { limit, json },
         Command::Sms(SmsCommand::Alert {
             user,
@@ -294,15 +320,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     init_logging(&config);
-    let output = match admin::send(&config.data_dir, &command)? {
+    // A progress bar on a terminal, for the long commands (reconstruct).
+    let bar = std::io::stderr().is_terminal();
+    let show = |p: store::reconstruct::Progress| {
+        if bar {
+            eprint!("\r{:<8} {}/{}   ", p.phase, p.done, p.total);
+            if p.phase == "done" {
+                eprintln!();
+            }
+        }
+    };
+    let output = match admin::send_with_progress(&config.data_dir, &command, &mut |p| show(p))? {
         Some(output) => output,
         None => {
             // No server: act on the store directly.
             let store = server::open_store(&config)?;
-            let context = admin::AdminContext {
-                sms_alerts: config.sms.is_some(),
-            };
-            let output = admin::execute(&store, context, command);
+            let context = admin::AdminContext::new(&config);
+            let output = admin::execute_with_progress(&store, context, command, &show);
             store.shutdown();
             output
         }

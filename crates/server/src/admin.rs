@@ -54,6 +54,13 @@ pub enum AdminCommand {
     MailboxList {
         user: String,
     },
+    /// Checks derived data against the journal and blobs; repairs unless `check`.
+    Reconstruct {
+        user: Option<String>,
+        mailbox: Option<String>,
+        check: bool,
+        json: bool,
+    },
     /// The message, base64 (JSON strings cannot carry arbitrary bytes).
     Deliver {
         user: String,
@@ -142,7 +149,9 @@ impl AdminOutput {
         let exit = match error.kind {
             ErrorKind::NotFound => EX_NOUSER,
             ErrorKind::Invalid | ErrorKind::AlreadyExists => EX_DATAERR,
-            ErrorKind::Io | ErrorKind::Unavailable | ErrorKind::OverQuota => EX_TEMPFAIL,
+            ErrorKind::Io | ErrorKind::Unavailable | ErrorKind::OverQuota | ErrorKind::Conflict => {
+                EX_TEMPFAIL
+            }
             ErrorKind::Corrupt => EX_SOFTWARE,
         };
         AdminOutput::fail(exit, format!("error: {error}\n"))
@@ -196,9 +205,113 @@ fn user_arg(name: &str) -> Result<String, AdminOutput> {
 pub struct AdminContext {
     /// `[sms]` is configured: `deliver` queues new-mail alerts like LMTP does.
     pub sms_alerts: bool,
+    /// `[reconstruct] max_read_mb_per_s`, in bytes (0: unthrottled).
+    pub reconstruct_bytes_per_sec: u64,
+}
+
+impl AdminContext {
+    pub fn new(config: &crate::config::Config) -> Self {
+        AdminContext {
+            sms_alerts: config.sms.is_some(),
+            reconstruct_bytes_per_sec: config.reconstruct.max_read_mb_per_s * 1_000_000,
+        }
+    }
+}
+
+/// Exit status of `reconstruct` when problems remain that it did not repair.
+pub const EX_PROBLEMS: i32 = 1;
+
+/// Runs reconstruct and renders its report: JSON, or lines for people.
+fn reconstruct(
+    store: &Store,
+    context: AdminContext,
+    options: store::reconstruct::Options,
+    json: bool,
+    progress: &(dyn Fn(store::reconstruct::Progress) + Sync),
+) -> AdminOutput {
+    // On a thread of its own at low CPU priority: background work yields to users.
+    let run = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                crate::repair::background_priority();
+                store.reconstruct(&options, progress)
+            })
+            .join()
+    });
+    let report = match run {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return AdminOutput::from_store(&e),
+        Err(_) => return AdminOutput::fail(EX_SOFTWARE, "error: reconstruct failed\n"),
+    };
+    let _ = context;
+    let exit = if report.clean() { EX_OK } else { EX_PROBLEMS };
+    if json {
+        let mut out = serde_json::to_string(&report).unwrap_or_else(|_| "{}".into());
+        out.push('\n');
+        return AdminOutput {
+            exit,
+            stdout: out,
+            stderr: String::new(),
+        };
+    }
+    let mut out = String::new();
+    for p in &report.details {
+        out.push_str(&format!(
+            "{:<9} {:<26} {}{}{} {}\n",
+            if p.repaired {
+                "repaired"
+            } else if report.check_only {
+                "found"
+            } else {
+                "NOT fixed"
+            },
+            p.kind,
+            p.user.as_deref().unwrap_or("-"),
+            p.mailbox
+                .as_deref()
+                .map(|m| format!(" {m}"))
+                .unwrap_or_default(),
+            p.uid.map(|u| format!(" UID {u}")).unwrap_or_default(),
+            p.detail
+        ));
+    }
+    if (report.details.len() as u64) < report.problems {
+        out.push_str(&format!(
+            "... {} more problems not listed\n",
+            report.problems - report.details.len() as u64
+        ));
+    }
+    out.push_str(&format!(
+        "{} problems, {} repaired, {} messages lost; checked {} users, {} mailboxes, {} messages; read {} journal and {} message bytes in {:.1} s{}\n",
+        report.problems,
+        report.repaired,
+        report.lost,
+        report.users,
+        report.mailboxes,
+        report.messages,
+        report.journal_bytes_read,
+        report.blob_bytes_read,
+        report.elapsed_ms as f64 / 1000.0,
+        if report.check_only { " (check only: nothing changed)" } else { "" }
+    ));
+    AdminOutput {
+        exit,
+        stdout: out,
+        stderr: String::new(),
+    }
 }
 
 pub fn execute(store: &Store, context: AdminContext, command: AdminCommand) -> AdminOutput {
+    execute_with_progress(store, context, command, &|_| {})
+}
+
+/// [`execute`], telling `progress` how a long command (reconstruct) goes.
+pub fn execute_with_progress(
+    store: &Store,
+    context: AdminContext,
+    command: AdminCommand,
+    progress: &(dyn Fn(store::reconstruct::Progress) + Sync),
+) -> AdminOutput {
     let submit = |intent: Intent, done: String| match store.submit_one_blocking(intent) {
         Ok(_) => AdminOutput::ok(done),
         Err(e) => AdminOutput::from_store(&e),
@@ -414,6 +527,25 @@ pub fn execute(store: &Store, context: AdminContext, command: AdminCommand) -> A
                 }
             }
         }
+        AdminCommand::Reconstruct {
+            user,
+            mailbox,
+            check,
+            json,
+        } => {
+            let user = match user.as_deref().map(user_arg).transpose() {
+                Ok(u) => u,
+                Err(out) => return out,
+            };
+            let options = store::reconstruct::Options {
+                user,
+                mailbox,
+                mailbox_id: None,
+                check_only: check,
+                read_bytes_per_sec: context.reconstruct_bytes_per_sec,
+            };
+            reconstruct(store, context, options, json, progress)
+        }
         AdminCommand::Gc { bytes_max } => {
             match store.submit_one_blocking(Intent::CollectGarbage { bytes_max }) {
                 Ok(store::Outcome::Collected {
@@ -531,8 +663,23 @@ async fn handle_admin(
         Ok(command) => {
             let name = command_name(&command);
             tracing::info!(event = "admin_command", command = name);
-            tokio::task::spawn_blocking(move || execute(&store, context, command))
-                .await
+            // Progress lines (`{"progress": ...}`) go out while the command runs;
+            // the output is the last line.
+            let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+            let task = tokio::task::spawn_blocking(move || {
+                execute_with_progress(&store, context, command, &|p| {
+                    if let Ok(mut line) = serde_json::to_vec(&serde_json::json!({ "progress": p }))
+                    {
+                        line.push(b'\n');
+                        let _ = sender.send(line);
+                    }
+                })
+            });
+            while let Some(line) = receiver.recv().await {
+                // A CLI that went away does not stop the command.
+                let _ = write.write_all(&line).await;
+            }
+            task.await
                 .unwrap_or_else(|_| AdminOutput::fail(EX_SOFTWARE, "error: command failed\n"))
         }
         Err(e) => AdminOutput::fail(EX_USAGE, format!("error: bad admin request: {e}\n")),
@@ -556,6 +703,7 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::MailboxList { .. } => "mailbox list",
         AdminCommand::Deliver { .. } => "deliver",
         AdminCommand::Gc { .. } => "store gc",
+        AdminCommand::Reconstruct { .. } => "reconstruct",
         AdminCommand::SmsSend { .. } => "sms send",
         AdminCommand::SmsList { .. } => "sms list",
         AdminCommand::SmsAlert { .. } => "sms alert",
@@ -564,8 +712,23 @@ fn command_name(command: &AdminCommand) -> &'static str {
 
 use tokio::io::AsyncReadExt as _;
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProgressLine {
+    progress: store::reconstruct::Progress,
+}
+
 /// Sends a command to a running server. `Ok(None)`: no server is listening.
 pub fn send(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Option<AdminOutput>> {
+    send_with_progress(data_dir, command, &mut |_| {})
+}
+
+/// [`send`], handing each progress report of a long command to `progress`.
+pub fn send_with_progress(
+    data_dir: &Path,
+    command: &AdminCommand,
+    progress: &mut dyn FnMut(store::reconstruct::Progress),
+) -> anyhow::Result<Option<AdminOutput>> {
     use std::io::{BufRead, Write};
     let path = socket_path(data_dir);
     let stream = match std::os::unix::net::UnixStream::connect(&path) {
@@ -588,8 +751,16 @@ pub fn send(data_dir: &Path, command: &AdminCommand) -> anyhow::Result<Option<Ad
     let mut request = serde_json::to_vec(command)?;
     request.push(b'\n');
     (&stream).write_all(&request)?;
+    let mut reader = std::io::BufReader::new(&stream);
     let mut line = String::new();
-    std::io::BufReader::new(&stream).read_line(&mut line)?;
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        match serde_json::from_str::<ProgressLine>(&line) {
+            Ok(p) => progress(p.progress),
+            Err(_) => break,
+        }
+    }
     let output: AdminOutput = serde_json::from_str(&line)
         .map_err(|e| anyhow::anyhow!("bad answer from the server: {e}"))?;
     Ok(Some(output))

@@ -24,6 +24,27 @@ pub struct Config {
     /// SMS sending through an SMPP 3.4 SMSC; none without the section.
     pub sms: Option<SmsSection>,
     pub quota: QuotaSection,
+    pub reconstruct: ReconstructSection,
+}
+
+/// Reconstruct (`postern reconstruct`) and the server's own repairs.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReconstructSection {
+    /// Journal and blob bytes read per second at most, in MB (10^6 bytes);
+    /// 0: unthrottled.
+    pub max_read_mb_per_s: u64,
+    /// Repair a mailbox found damaged while serving, in the background.
+    pub auto_repair: bool,
+}
+
+impl Default for ReconstructSection {
+    fn default() -> Self {
+        ReconstructSection {
+            max_read_mb_per_s: 20,
+            auto_repair: true,
+        }
+    }
 }
 
 /// Quotas of users who have none of their own (`postern user quota`).
@@ -327,6 +348,7 @@ impl Default for Config {
             store: StoreSection::default(),
             sms: None,
             quota: QuotaSection::default(),
+            reconstruct: ReconstructSection::default(),
         }
     }
 }
@@ -416,6 +438,15 @@ open_indexes_max = 2048
 # one run may copy, so reclaiming space never floods the disk.
 gc_interval_secs = 3600
 gc_bytes_per_run = 67108864
+
+[reconstruct]
+# What `postern reconstruct` and the server's background repairs may read
+# (journal and message bytes), in MB per second, so users do not feel them
+# (0: no limit; for a stopped server in a hurry).
+max_read_mb_per_s = 20
+# A mailbox found damaged while serving (a failed checksum, a missing blob) is
+# reconstructed in the background, under the same limit.
+auto_repair = true
 
 [quota]
 # Limits for users without their own (`postern user quota NAME ...`): bytes

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod config;
 pub mod lmtp_target;
 pub mod open_files;
+pub mod repair;
 pub mod sms;
 pub mod tls;
 
@@ -234,14 +235,19 @@ pub async fn run(
     let admin_listener = admin::bind_socket(&admin_path)?;
     let admin_task = tokio::spawn(admin::serve_socket(
         store.clone(),
-        admin::AdminContext {
-            sms_alerts: config.sms.is_some(),
-        },
+        admin::AdminContext::new(&config),
         admin_listener,
         admin_path,
         shutdown.clone(),
     ));
     let reload_task = tokio::spawn(reload_on_sighup(certificates, shutdown.clone()));
+    let repair_task = config.reconstruct.auto_repair.then(|| {
+        tokio::spawn(repair::repair_in_background(
+            store.clone(),
+            config.reconstruct.max_read_mb_per_s * 1_000_000,
+            shutdown.clone(),
+        ))
+    });
     let gc_task = tokio::spawn(collect_garbage_periodically(
         store.clone(),
         Duration::from_secs(config.store.gc_interval_secs),
@@ -331,6 +337,9 @@ pub async fn run(
     }
     reload_task.abort();
     gc_task.abort();
+    if let Some(task) = repair_task {
+        task.abort();
+    }
     tokio::task::spawn_blocking(move || store.shutdown()).await?;
     tracing::info!(event = "shutdown_complete");
     Ok(())

@@ -19,6 +19,9 @@ pub enum ErrorKind {
     Io,
     /// The store is shutting down or the writer is gone. Temporary.
     Unavailable,
+    /// The data changed since the request was computed (a repair made against
+    /// an older snapshot): compute it again. Temporary.
+    Conflict,
 }
 
 /// An error from the store: a kind and a message for logs and protocol text.

@@ -41,7 +41,12 @@ CREATE TABLE IF NOT EXISTS messages (
     email_id TEXT NOT NULL,
     thread_id TEXT NOT NULL,
     summary BLOB NOT NULL,
+    -- CRC-32 of the blob hash (hex) and the summary: a cache entry checks out
+    -- only with the message it was made from, so two swapped entries fail.
     summary_crc INTEGER NOT NULL,
+    -- CRC-32 of the row's fixed fields (see `row_checksum`): a damaged blob
+    -- reference or size is caught before it serves another message's bytes.
+    row_crc INTEGER NOT NULL,
     PRIMARY KEY (mailbox, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_by_modseq ON messages (mailbox, modseq);
@@ -89,7 +94,76 @@ pub fn open_db(path: &Path, schema: &str) -> Result<Connection> {
 }
 
 pub fn open(path: &Path) -> Result<Connection> {
-    open_db(path, SCHEMA)
+    let conn = open_db(path, SCHEMA)?;
+    // An index from before row checksums (format 1) cannot be checked on read:
+    // recovery moves it aside and rebuilds it from the journal, like a damaged one.
+    let has_row_crc: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM pragma_table_info('messages') WHERE name = 'row_crc'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_row_crc == 0 {
+        return Err(StoreError::corrupt(
+            "index format 1 (no row checksums): rebuilt from the journal",
+        ));
+    }
+    Ok(conn)
+}
+
+/// Opens an existing index for reading; never creates one (a missing index is
+/// an error, not an empty mailbox list).
+pub fn open_existing(path: &Path) -> Result<Connection> {
+    use rusqlite::OpenFlags;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
+    )
+    .map_err(|e| {
+        StoreError::new(
+            crate::error::ErrorKind::Unavailable,
+            format!("index {} unavailable: {e}", path.display()),
+        )
+    })?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+/// The checksum of a message row's fixed fields, in `row_crc`.
+#[allow(clippy::too_many_arguments)]
+pub fn row_checksum(
+    mailbox: &str,
+    uid: u32,
+    internal_date: i64,
+    internal_zone: i16,
+    save_date: i64,
+    size: u64,
+    blob_hex: &str,
+    email_id: &str,
+    thread_id: &str,
+) -> i64 {
+    let mut h = crc32fast::Hasher::new();
+    for part in [mailbox, blob_hex, email_id, thread_id] {
+        h.update(part.as_bytes());
+        h.update(&[0]);
+    }
+    h.update(&uid.to_le_bytes());
+    h.update(&internal_date.to_le_bytes());
+    h.update(&internal_zone.to_le_bytes());
+    h.update(&save_date.to_le_bytes());
+    h.update(&size.to_le_bytes());
+    h.finalize() as i64
+}
+
+/// The checksum of a cache entry, in `summary_crc`: bound to the blob it was
+/// derived from.
+pub fn summary_checksum(blob_hex: &str, summary: &[u8]) -> i64 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(blob_hex.as_bytes());
+    h.update(&[0]);
+    h.update(summary);
+    h.finalize() as i64
 }
 
 /// Runs one parameterless statement (BEGIN, COMMIT, SAVEPOINT ...) through the
@@ -144,6 +218,25 @@ pub struct MessageMeta {
     pub blob: BlobHash,
     pub email_id: String,
     pub thread_id: String,
+    /// The row failed its checksum: its fields cannot be trusted, so nothing of
+    /// the message is served (a clean NO) until reconstruct repairs the row.
+    pub damaged: bool,
+}
+
+impl MessageMeta {
+    pub fn checksum(&self, mailbox: &str) -> i64 {
+        row_checksum(
+            mailbox,
+            self.uid,
+            self.internal_date,
+            self.internal_zone,
+            self.save_date,
+            self.size,
+            &self.blob.to_hex(),
+            &self.email_id,
+            &self.thread_id,
+        )
+    }
 }
 
 /// What changed in a mailbox since a MODSEQ, read in one snapshot.
@@ -206,23 +299,41 @@ fn mailbox_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MailboxInfo> {
 }
 
 const MAILBOX_COLUMNS: &str = "id, name, uid_validity, uid_next, highest_modseq, special_use";
-const MESSAGE_COLUMNS: &str =
-    "uid, modseq, flags, internal_date, internal_zone, save_date, size, blob, email_id, thread_id";
+const MESSAGE_COLUMNS: &str = "uid, modseq, flags, internal_date, internal_zone, save_date, size, blob, email_id, thread_id, row_crc, mailbox";
 
+/// Reads a message row and checks its checksum (`damaged` when it fails).
 fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<MessageMeta> {
-    let blob: String = row.get(7)?;
-    Ok(MessageMeta {
+    let blob_hex: String = row.get(7)?;
+    let blob = BlobHash::from_hex(&blob_hex);
+    let mut meta = MessageMeta {
         uid: row.get(0)?,
         modseq: row.get::<_, i64>(1)? as u64,
         flags: flags_from_text(&row.get::<_, String>(2)?),
         internal_date: row.get(3)?,
         internal_zone: row.get(4)?,
         save_date: row.get(5)?,
-        size: row.get::<_, i64>(6)? as u64,
-        blob: BlobHash::from_hex(&blob).unwrap_or(BlobHash([0; 32])),
+        size: row.get::<_, i64>(6)?.max(0) as u64,
+        blob: blob.unwrap_or(BlobHash([0; 32])),
         email_id: row.get(8)?,
         thread_id: row.get(9)?,
-    })
+        damaged: false,
+    };
+    let stored: i64 = row.get(10)?;
+    let mailbox: String = row.get(11)?;
+    meta.damaged = blob.is_none()
+        || row.get::<_, i64>(6)? < 0
+        || row_checksum(
+            &mailbox,
+            meta.uid,
+            meta.internal_date,
+            meta.internal_zone,
+            meta.save_date,
+            meta.size,
+            &blob_hex,
+            &meta.email_id,
+            &meta.thread_id,
+        ) != stored;
+    Ok(meta)
 }
 
 pub fn mailboxes(conn: &Connection) -> Result<Vec<MailboxInfo>> {
@@ -338,19 +449,27 @@ pub fn usage(conn: &Connection) -> Result<(u64, u64)> {
 }
 
 /// The cached summary of a message, checked against its checksum. `Ok(None)`:
-/// the message is gone. A checksum or decode failure is `Corrupt`: the caller
-/// re-derives from the blob and never serves the damaged bytes.
-pub fn summary(conn: &Connection, mailbox: &str, uid: u32) -> Result<Option<mime::Summary>> {
+/// the message is gone. A checksum or decode failure, or an entry made from
+/// another blob than `expected_blob`, is `Corrupt`: the caller re-derives from
+/// the blob and never serves the damaged bytes.
+pub fn summary(
+    conn: &Connection,
+    mailbox: &str,
+    uid: u32,
+    expected_blob: &BlobHash,
+) -> Result<Option<mime::Summary>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT summary, summary_crc FROM messages WHERE mailbox = ?1 AND uid = ?2",
+        "SELECT summary, summary_crc, blob FROM messages WHERE mailbox = ?1 AND uid = ?2",
     )?;
-    let row: Option<(Vec<u8>, i64)> = stmt
-        .query_row(params![mailbox, uid], |r| Ok((r.get(0)?, r.get(1)?)))
+    let row: Option<(Vec<u8>, i64, String)> = stmt
+        .query_row(params![mailbox, uid], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
-    let Some((bytes, crc)) = row else {
+    let Some((bytes, crc, blob)) = row else {
         return Ok(None);
     };
-    if crc32fast::hash(&bytes) as i64 != crc {
+    if blob != expected_blob.to_hex() || summary_checksum(&blob, &bytes) != crc {
         return Err(StoreError::corrupt(format!(
             "cache checksum mismatch for UID {uid}"
         )));
@@ -450,12 +569,24 @@ pub fn apply(
             } else {
                 encoded
             };
-            let crc = crc32fast::hash(bytes) as i64;
+            let blob_hex = blob.to_hex();
+            let crc = summary_checksum(&blob_hex, bytes);
+            let row_crc = row_checksum(
+                mailbox,
+                *uid,
+                *internal_date,
+                *internal_zone,
+                *save_date,
+                *size,
+                &blob_hex,
+                email_id,
+                thread_id,
+            );
             conn.prepare_cached("INSERT OR REPLACE INTO messages (mailbox, uid, modseq, flags, internal_date, internal_zone,
-                     save_date, size, blob, email_id, thread_id, summary, summary_crc)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")?.execute(params![
+                     save_date, size, blob, email_id, thread_id, summary, summary_crc, row_crc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")?.execute(params![
                     mailbox, uid, *modseq as i64, flags_to_text(flags), internal_date, internal_zone,
-                    save_date, *size as i64, blob.to_hex(), email_id, thread_id, bytes, crc
+                    save_date, *size as i64, blob_hex, email_id, thread_id, bytes, crc, row_crc
                 ],
             )?;
             conn.prepare_cached("UPDATE mailboxes SET uid_next = MAX(uid_next, ?2 + 1), highest_modseq = MAX(highest_modseq, ?3)
@@ -522,4 +653,183 @@ pub fn apply(
     }
     let _ = lsn;
     Ok(())
+}
+
+/// Whether a repair computed earlier still applies (see [`crate::RepairGuard`]).
+pub fn repair_guard_holds(conn: &Connection, guard: &crate::intent::RepairGuard) -> Result<bool> {
+    use crate::intent::RepairGuard;
+    Ok(match guard {
+        RepairGuard::Mailbox { id, seen } => {
+            let now = mailbox_by_id(conn, id)?.map(|m| (m.uid_next, m.highest_modseq));
+            now == *seen
+        }
+        RepairGuard::AppliedLsn(lsn) => applied_lsn(conn)? == *lsn,
+    })
+}
+
+/// Applies one derived-data repair (the writer, inside the user's transaction).
+pub fn apply_fix(conn: &Connection, fix: &crate::intent::Fix) -> Result<()> {
+    use crate::intent::Fix;
+    match fix {
+        Fix::PutMailbox(m) => {
+            conn.prepare_cached(
+                "INSERT INTO mailboxes (id, name, uid_validity, uid_next, highest_modseq, special_use)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name,
+                     uid_validity = excluded.uid_validity,
+                     uid_next = MAX(uid_next, excluded.uid_next),
+                     highest_modseq = MAX(highest_modseq, excluded.highest_modseq),
+                     special_use = excluded.special_use",
+            )?
+            .execute(params![
+                m.id,
+                m.name,
+                m.uid_validity,
+                m.uid_next,
+                m.highest_modseq as i64,
+                m.special_use
+            ])?;
+            conn.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('uid_validity_last', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+            )?
+            .execute(params![m.uid_validity])?;
+        }
+        Fix::RemoveMailbox(id) => {
+            for sql in [
+                "DELETE FROM messages WHERE mailbox = ?1",
+                "DELETE FROM expunged WHERE mailbox = ?1",
+                "DELETE FROM mailboxes WHERE id = ?1",
+            ] {
+                conn.prepare_cached(sql)?.execute([id])?;
+            }
+        }
+        Fix::PutMessage {
+            mailbox,
+            meta,
+            summary,
+        } => {
+            let blob_hex = meta.blob.to_hex();
+            // Delete, then insert: REPLACE would skip the delete trigger and
+            // count the message's size twice in the quota usage.
+            conn.prepare_cached("DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2")?
+                .execute(params![mailbox, meta.uid])?;
+            conn.prepare_cached(
+                "INSERT INTO messages (mailbox, uid, modseq, flags, internal_date, internal_zone,
+                     save_date, size, blob, email_id, thread_id, summary, summary_crc, row_crc)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                mailbox,
+                meta.uid,
+                meta.modseq as i64,
+                flags_to_text(&meta.flags),
+                meta.internal_date,
+                meta.internal_zone,
+                meta.save_date,
+                meta.size as i64,
+                blob_hex,
+                meta.email_id,
+                meta.thread_id,
+                summary,
+                summary_checksum(&blob_hex, summary),
+                meta.checksum(mailbox)
+            ])?;
+        }
+        Fix::RemoveMessage { mailbox, uid } => {
+            conn.prepare_cached("DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2")?
+                .execute(params![mailbox, uid])?;
+        }
+        Fix::PutTombstone {
+            mailbox,
+            uid,
+            modseq,
+        } => {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO expunged (mailbox, uid, modseq) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![mailbox, uid, *modseq as i64])?;
+        }
+        Fix::RemoveTombstone { mailbox, uid } => {
+            conn.prepare_cached("DELETE FROM expunged WHERE mailbox = ?1 AND uid = ?2")?
+                .execute(params![mailbox, uid])?;
+        }
+        Fix::Subscribe(name) => {
+            conn.prepare_cached("INSERT OR IGNORE INTO subscriptions (name) VALUES (?1)")?
+                .execute([name])?;
+        }
+        Fix::Unsubscribe(name) => {
+            conn.prepare_cached("DELETE FROM subscriptions WHERE name = ?1")?
+                .execute([name])?;
+        }
+        Fix::RecountUsage => {
+            conn.execute_batch(
+                "UPDATE meta SET value = (SELECT COALESCE(SUM(size), 0) FROM messages) WHERE key = 'usage_bytes';
+                 UPDATE meta SET value = (SELECT COUNT(*) FROM messages) WHERE key = 'usage_messages';",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// Every message row with its cache entry, as reconstruct compares them:
+/// `(meta, stored summary_crc, summary bytes)` when `with_summary`, else empty
+/// summaries (the row pass needs only the checksums).
+pub fn message_rows(
+    conn: &Connection,
+    mailbox: &str,
+    with_summary: bool,
+) -> Result<Vec<(MessageMeta, i64, Vec<u8>)>> {
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS}, summary_crc, {} FROM messages WHERE mailbox = ?1 ORDER BY uid",
+        if with_summary { "summary" } else { "X''" }
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([mailbox], |r| {
+        Ok((
+            message_from_row(r)?,
+            r.get::<_, i64>(12)?,
+            r.get::<_, Vec<u8>>(13)?,
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A cache entry as stored: the row's blob (hex), `summary_crc`, the summary.
+pub type CacheEntry = (String, i64, Vec<u8>);
+
+/// The cache entries of some messages, by UID.
+pub fn cache_entries(
+    conn: &Connection,
+    mailbox: &str,
+    uids: &[u32],
+) -> Result<std::collections::HashMap<u32, CacheEntry>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT blob, summary_crc, summary FROM messages WHERE mailbox = ?1 AND uid = ?2",
+    )?;
+    let mut out = std::collections::HashMap::new();
+    for uid in uids {
+        if let Some(row) = stmt
+            .query_row(params![mailbox, uid], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?
+        {
+            out.insert(*uid, row);
+        }
+    }
+    Ok(out)
+}
+
+/// Every tombstone of a mailbox: UID → MODSEQ.
+pub fn tombstones(
+    conn: &Connection,
+    mailbox: &str,
+) -> Result<std::collections::BTreeMap<u32, u64>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT uid, modseq FROM expunged WHERE mailbox = ?1 ORDER BY uid")?;
+    let rows = stmt.query_map([mailbox], |r| {
+        Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)? as u64))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -140,6 +140,16 @@ pub enum Intent {
         delivered: bool,
         detail: String,
     },
+    /// Derived-data repairs computed by reconstruct: rows of one user's index set
+    /// to what the journal and the blobs say. No journal record is written (the
+    /// journal already says it), so a repair gives replication nothing to ship.
+    /// Refused with `Conflict` when `guard` no longer holds: the index changed
+    /// since the repair was computed.
+    Repair {
+        user: String,
+        guard: RepairGuard,
+        fixes: Vec<Fix>,
+    },
     /// COPY, or MOVE when `remove_source` is set.
     Copy {
         user: String,
@@ -148,6 +158,51 @@ pub enum Intent {
         to: String,
         remove_source: bool,
     },
+}
+
+/// What must still hold for a [`Intent::Repair`] to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepairGuard {
+    /// The mailbox row is as reconstruct saw it: `(uid_next, highest_modseq)`,
+    /// or absent. Every change to a mailbox's messages moves one of the two.
+    Mailbox {
+        id: String,
+        seen: Option<(u32, u64)>,
+    },
+    /// The user's index has applied exactly this LSN (user-wide fixes).
+    AppliedLsn(u64),
+}
+
+/// One derived-data repair (see [`Intent::Repair`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fix {
+    /// Inserts or corrects a mailbox row. UIDNEXT and HIGHESTMODSEQ only grow.
+    PutMailbox(crate::index::MailboxInfo),
+    /// Removes a mailbox row the journal does not support, with its messages.
+    RemoveMailbox(String),
+    /// Inserts or corrects a message row and its cache entry (`summary`: JSON).
+    PutMessage {
+        mailbox: String,
+        meta: crate::index::MessageMeta,
+        summary: Vec<u8>,
+    },
+    RemoveMessage {
+        mailbox: String,
+        uid: u32,
+    },
+    PutTombstone {
+        mailbox: String,
+        uid: u32,
+        modseq: u64,
+    },
+    RemoveTombstone {
+        mailbox: String,
+        uid: u32,
+    },
+    Subscribe(String),
+    Unsubscribe(String),
+    /// Recounts the quota usage counters from the messages.
+    RecountUsage,
 }
 
 /// The result of one send attempt.
@@ -197,6 +252,10 @@ pub enum Outcome {
     },
     SmsQueued {
         id: u64,
+    },
+    /// Fixes applied by a [`Intent::Repair`].
+    Repaired {
+        fixes: u64,
     },
     Collected {
         blobs_removed: u64,

@@ -481,3 +481,159 @@ fn highest_lsn_after(data: &[u8], from: usize) -> Option<Lsn> {
     }
     highest
 }
+
+/// What [`scan_tolerant`] found in one segment.
+pub struct TolerantScan {
+    pub entries: Vec<Entry>,
+    /// Each damaged stretch, with its byte position.
+    pub damage: Vec<String>,
+}
+
+/// The frame at `position`, if a whole good one starts there: its entry and end.
+fn frame_at(data: &[u8], position: usize) -> Option<(Entry, usize)> {
+    let header = data.get(position..position.checked_add(8)?)?;
+    let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if length == 0 || length > FRAME_BYTES_MAX {
+        return None;
+    }
+    let end = position + 8 + length as usize;
+    let payload = data.get(position + 8..end)?;
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    serde_json::from_slice::<Entry>(payload)
+        .ok()
+        .map(|entry| (entry, end))
+}
+
+/// Reads a segment without changing it, for reconstruct: damage is reported
+/// with its byte position and the reader resyncs on the next good frame, so one
+/// bad frame hides only itself. In the segment being written (`is_last`), bad
+/// bytes with no good frame after them are the append in progress (or a torn
+/// tail recovery will cut), not damage.
+pub fn scan_tolerant(data: &[u8], is_last: bool) -> TolerantScan {
+    let mut entries = Vec::new();
+    let mut damage = Vec::new();
+    let mut position = SEGMENT_MAGIC.len();
+    let header_ok =
+        data.len() >= SEGMENT_MAGIC.len() && &data[..SEGMENT_MAGIC.len()] == SEGMENT_MAGIC;
+    // A header still being written (the segment just created) is not damage.
+    let header_in_progress = is_last && data.len() < SEGMENT_MAGIC.len();
+    if !(header_ok || header_in_progress) {
+        damage.push("bad segment header".to_string());
+    }
+    while position < data.len() {
+        if let Some((entry, end)) = frame_at(data, position) {
+            entries.push(entry);
+            position = end;
+            continue;
+        }
+        let resync = (position + 1..data.len()).find(|p| frame_at(data, *p).is_some());
+        match resync {
+            Some(next) => {
+                damage.push(format!("bytes {position} to {next} are not a good frame"));
+                position = next;
+            }
+            None => {
+                if !is_last {
+                    damage.push(format!(
+                        "bytes {position} to {} (the end) are not a good frame",
+                        data.len()
+                    ));
+                }
+                break;
+            }
+        }
+    }
+    TolerantScan { entries, damage }
+}
+
+/// Visits the records with LSN in `from..=to`, read-only and tolerant (see
+/// [`scan_tolerant`]); damage here was reported by the caller's first read.
+pub fn read_range_tolerant(
+    dir: &Path,
+    from: Lsn,
+    to: Lsn,
+    mut visit: impl FnMut(Entry),
+) -> Result<()> {
+    let segments = list_segments(dir)?;
+    for (i, &first) in segments.iter().enumerate() {
+        if first > to {
+            break;
+        }
+        if segments.get(i + 1).is_some_and(|next| *next <= from) {
+            continue;
+        }
+        let path = segment_path(dir, first);
+        let data =
+            fs::read(&path).map_err(|e| StoreError::io(&format!("read {}", path.display()), e))?;
+        for entry in scan_tolerant(&data, i + 1 == segments.len()).entries {
+            if (from..=to).contains(&entry.lsn) {
+                visit(entry);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+
+    fn segment(count: u64) -> (Vec<u8>, Vec<usize>) {
+        let mut data = SEGMENT_MAGIC.to_vec();
+        let mut starts = Vec::new();
+        for lsn in 1..=count {
+            starts.push(data.len());
+            let entry = Entry {
+                lsn,
+                time: 0,
+                record: Record::Subscribed {
+                    user: "a".into(),
+                    name: format!("box{lsn}"),
+                    subscribed: true,
+                },
+            };
+            encode_frame(&entry, &mut data).expect("encode");
+        }
+        (data, starts)
+    }
+
+    fn lsns(scan: &TolerantScan) -> Vec<Lsn> {
+        scan.entries.iter().map(|e| e.lsn).collect()
+    }
+
+    #[test]
+    fn one_bad_frame_hides_only_itself() {
+        let (mut data, starts) = segment(3);
+        data[starts[1] + 12] ^= 0x55;
+        let scan = scan_tolerant(&data, false);
+        assert_eq!(lsns(&scan), vec![1, 3]);
+        assert_eq!(scan.damage.len(), 1);
+        assert!(scan.damage[0].contains(&format!("bytes {}", starts[1])));
+    }
+
+    #[test]
+    fn a_damaged_length_is_resynced_past() {
+        let (mut data, starts) = segment(4);
+        data[starts[1]..starts[1] + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        let scan = scan_tolerant(&data, true);
+        assert_eq!(lsns(&scan), vec![1, 3, 4]);
+        assert_eq!(scan.damage.len(), 1, "good frames follow: damage, even in the last segment");
+    }
+
+    #[test]
+    fn an_append_in_progress_is_not_damage() {
+        let (data, starts) = segment(3);
+        let cut = &data[..starts[2] + 5];
+        let last = scan_tolerant(cut, true);
+        assert_eq!(lsns(&last), vec![1, 2]);
+        assert!(last.damage.is_empty());
+        let finished = scan_tolerant(cut, false);
+        assert_eq!(finished.damage.len(), 1, "a finished segment cut short is damage");
+        assert!(scan_tolerant(b"PJN", true).damage.is_empty());
+        assert_eq!(scan_tolerant(b"XXXXXXXX", false).damage.len(), 1);
+    }
+}

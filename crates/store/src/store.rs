@@ -60,6 +60,8 @@ struct Inner {
     stats: Arc<Stats>,
     /// Read connections to server.sqlite, reused.
     server_pool: Mutex<Vec<Connection>>,
+    /// Mailboxes found damaged while serving, for the background repairer.
+    damaged: crate::repair_queue::RepairQueue,
     /// Held for the life of the store: one process owns a data directory.
     _lock: File,
 }
@@ -159,6 +161,9 @@ impl Store {
                 notifier,
                 stats,
                 server_pool: Mutex::new(Vec::new()),
+                damaged: crate::repair_queue::RepairQueue::new(
+                    crate::repair_queue::REPAIR_QUEUE_MAX,
+                ),
                 _lock: lock,
             }),
         };
@@ -399,15 +404,44 @@ impl Store {
     pub fn reader(&self, user: &str) -> Result<UserReader> {
         let path = self.inner.paths.user_index(user);
         if !path.exists() {
+            if self.user_exists(user)? {
+                // A known user whose index is gone: never answer from an empty one.
+                self.report_damage(user, None);
+                return Err(StoreError::new(
+                    ErrorKind::Unavailable,
+                    format!("the index of {user} is missing; it is being rebuilt"),
+                ));
+            }
             return Err(StoreError::not_found(format!("no such user {user}")));
         }
-        let conn = Connection::open(&path)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let conn = index::open_existing(&path)?;
         Ok(UserReader {
             store: self.clone(),
             user: user.to_string(),
             conn,
         })
+    }
+
+    /// Queues a mailbox (or, with `None`, the user's whole index) found damaged
+    /// while serving for the background repairer. Bounded and deduplicated.
+    pub fn report_damage(&self, user: &str, mailbox: Option<&str>) {
+        if self.inner.damaged.push(user, mailbox) {
+            tracing::warn!(
+                event = "repair_queued",
+                user,
+                mailbox = mailbox.unwrap_or("*"),
+                "damage found while serving; queued for reconstruct"
+            );
+        }
+    }
+
+    /// The damage queue the background repairer drains.
+    pub fn repair_queue(&self) -> &crate::repair_queue::RepairQueue {
+        &self.inner.damaged
+    }
+
+    pub(crate) fn paths(&self) -> &crate::paths::Paths {
+        &self.inner.paths
     }
 
     /// A counter that changes after every commit touching `user`.
@@ -508,14 +542,27 @@ impl UserReader {
         index::subscriptions(&self.conn)
     }
     pub fn messages(&self, mailbox: &str) -> Result<Vec<MessageMeta>> {
-        index::messages(&self.conn, mailbox)
+        let metas = index::messages(&self.conn, mailbox)?;
+        if metas.iter().any(|m| m.damaged) {
+            self.damaged(mailbox, metas.iter().filter(|m| m.damaged).map(|m| m.uid));
+        }
+        Ok(metas)
+    }
+    fn damaged(&self, mailbox: &str, uids: impl Iterator<Item = u32>) {
+        let uids: Vec<u32> = uids.take(20).collect();
+        tracing::error!(event = "index_row_damaged", user = %self.user, mailbox, ?uids, "index rows failed their checksum; those messages answer NO until repaired");
+        self.store.report_damage(&self.user, Some(mailbox));
     }
     /// UID, MODSEQ and flags (space-separated) of every message, for SELECT.
     pub fn select_view(&self, mailbox: &str) -> Result<Vec<(u32, u64, String)>> {
         index::select_view(&self.conn, mailbox)
     }
     pub fn changed_since(&self, mailbox: &str, modseq: u64) -> Result<Vec<MessageMeta>> {
-        index::changed_since(&self.conn, mailbox, modseq)
+        let metas = index::changed_since(&self.conn, mailbox, modseq)?;
+        if metas.iter().any(|m| m.damaged) {
+            self.damaged(mailbox, metas.iter().filter(|m| m.damaged).map(|m| m.uid));
+        }
+        Ok(metas)
     }
     pub fn expunged_since(&self, mailbox: &str, modseq: u64) -> Result<Vec<u32>> {
         index::expunged_since(&self.conn, mailbox, modseq)
@@ -524,7 +571,11 @@ impl UserReader {
         index::changes(&self.conn, mailbox, since)
     }
     pub fn message(&self, mailbox: &str, uid: u32) -> Result<Option<MessageMeta>> {
-        index::message(&self.conn, mailbox, uid)
+        let meta = index::message(&self.conn, mailbox, uid)?;
+        if meta.as_ref().is_some_and(|m| m.damaged) {
+            self.damaged(mailbox, std::iter::once(uid));
+        }
+        Ok(meta)
     }
     pub fn counts(&self, mailbox: &str) -> Result<MailboxCounts> {
         index::counts(&self.conn, mailbox)
@@ -532,11 +583,18 @@ impl UserReader {
     /// The cached summary; a damaged cache entry is re-derived from the blob
     /// (and logged), so a caller never gets damaged data.
     pub fn summary(&self, mailbox: &str, meta: &MessageMeta) -> Result<mime::Summary> {
-        match index::summary(&self.conn, mailbox, meta.uid) {
+        if meta.damaged {
+            return Err(StoreError::corrupt(format!(
+                "index row of UID {} failed its checksum",
+                meta.uid
+            )));
+        }
+        match index::summary(&self.conn, mailbox, meta.uid, &meta.blob) {
             Ok(Some(summary)) => Ok(summary),
             Ok(None) => Err(StoreError::not_found(format!("UID {} is gone", meta.uid))),
             Err(e) if e.kind == ErrorKind::Corrupt => {
                 tracing::warn!(event = "cache_damaged", user = %self.user, mailbox, uid = meta.uid, error = %e, "re-deriving from the blob");
+                self.store.report_damage(&self.user, Some(mailbox));
                 let raw = self.store.blob(&meta.blob)?;
                 Ok(mime::summarize(&raw, self.store.summary_limits()))
             }
@@ -545,5 +603,20 @@ impl UserReader {
     }
     pub fn blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
         self.store.blob(hash)
+    }
+    /// A message's bytes, verified against its hash. A damaged index row or a
+    /// missing or corrupt blob is an error for this message alone, logged with
+    /// user, mailbox and UID, and queues the mailbox for repair.
+    pub fn message_bytes(&self, mailbox: &str, meta: &MessageMeta) -> Result<Vec<u8>> {
+        if meta.damaged {
+            return Err(StoreError::corrupt(format!(
+                "index row of UID {} failed its checksum",
+                meta.uid
+            )));
+        }
+        self.store.blob(&meta.blob).inspect_err(|e| {
+            tracing::error!(event = "blob_unavailable", user = %self.user, mailbox, uid = meta.uid, error = %e);
+            self.store.report_damage(&self.user, Some(mailbox));
+        })
     }
 }

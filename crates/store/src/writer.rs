@@ -861,6 +861,9 @@ impl Writer {
                 let victims: Vec<(u32, BlobHash)> = index::messages(conn, &target.id)?
                     .into_iter()
                     .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
+                    // A damaged row's blob reference cannot be trusted for the
+                    // reference count: it stays until reconstruct repairs it.
+                    .filter(|m| !m.damaged)
                     .filter(|m| {
                         uids.as_ref()
                             .is_none_or(|set| set.binary_search(&m.uid).is_ok())
@@ -1025,6 +1028,22 @@ impl Writer {
                 )?;
                 Ok(Outcome::Done)
             }
+            Intent::Repair { user, guard, fixes } => {
+                let conn = self.user_conn(batch, user)?;
+                if !index::repair_guard_holds(conn, guard)? {
+                    return Err(StoreError::new(
+                        ErrorKind::Conflict,
+                        format!("the index of {user} changed since the repair was computed"),
+                    ));
+                }
+                for fix in fixes {
+                    index::apply_fix(conn, fix)?;
+                }
+                tracing::info!(event = "index_repaired", user = %user, fixes = fixes.len());
+                Ok(Outcome::Repaired {
+                    fixes: fixes.len() as u64,
+                })
+            }
             Intent::Copy {
                 user,
                 from,
@@ -1038,7 +1057,14 @@ impl Writer {
                 let mut originals = Vec::new();
                 for &uid in uids {
                     if let Some(meta) = index::message(conn, &source.id, uid)? {
-                        let summary = match index::summary(conn, &source.id, uid) {
+                        if meta.damaged {
+                            // Its blob reference cannot be trusted: copying it could
+                            // give the copy another message's bytes.
+                            return Err(StoreError::corrupt(format!(
+                                "UID {uid} is damaged in the index; reconstruct repairs it"
+                            )));
+                        }
+                        let summary = match index::summary(conn, &source.id, uid, &meta.blob) {
                             Ok(Some(s)) => Some(s),
                             _ => None,
                         };
@@ -1351,10 +1377,15 @@ impl Writer {
         mailbox: &MailboxInfo,
     ) -> Result<()> {
         let conn = self.user_conn(batch, user)?;
-        let messages: Vec<(u32, BlobHash)> = index::messages(conn, &mailbox.id)?
-            .into_iter()
-            .map(|m| (m.uid, m.blob))
-            .collect();
+        let metas = index::messages(conn, &mailbox.id)?;
+        if let Some(m) = metas.iter().find(|m| m.damaged) {
+            // Its blob reference cannot be trusted for the reference count.
+            return Err(StoreError::corrupt(format!(
+                "UID {} of {} is damaged in the index; run reconstruct first",
+                m.uid, mailbox.name
+            )));
+        }
+        let messages: Vec<(u32, BlobHash)> = metas.into_iter().map(|m| (m.uid, m.blob)).collect();
         if !messages.is_empty() {
             self.emit(
                 batch,
@@ -1469,6 +1500,7 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::Append { user, .. }
         | Intent::StoreFlags { user, .. }
         | Intent::Expunge { user, .. }
+        | Intent::Repair { user, .. }
         | Intent::Copy { user, .. } => Some(user),
         Intent::SetAlias { .. }
         | Intent::RemoveAlias { .. }

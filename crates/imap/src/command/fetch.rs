@@ -192,13 +192,23 @@ pub(crate) async fn fetch(
     let summary_needed = attrs.iter().any(needs_summary);
     let utf8 = session.utf8_quoted();
     let mut failures = 0usize;
+    // UID, FLAGS and MODSEQ are all a damaged row may still answer: its
+    // checksum covers the rest (size, dates, blob, ids).
+    let row_fields_needed = attrs
+        .iter()
+        .any(|a| !matches!(a, FetchAttr::Uid | FetchAttr::Flags | FetchAttr::ModSeq));
     for (seq, meta) in &metas {
         let Ok(reader) = session.reader() else { break };
+        if meta.damaged && row_fields_needed {
+            tracing::error!(event = "row_unavailable", user = %reader.user(), mailbox = %mailbox, uid = meta.uid, "index row failed its checksum; not served");
+            failures += 1;
+            continue;
+        }
         let raw = if blob_needed {
-            match reader.blob(&meta.blob) {
+            match reader.message_bytes(&mailbox, meta) {
                 Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::error!(event = "blob_unavailable", user = %reader.user(), mailbox = %mailbox, uid = meta.uid, error = %e);
+                Err(_) => {
+                    // Logged with user, mailbox and UID by the reader.
                     failures += 1;
                     continue;
                 }
@@ -487,6 +497,7 @@ mod tests {
             blob: store::BlobHash([0; 32]),
             email_id: String::new(),
             thread_id: String::new(),
+            damaged: false,
         };
         let summary = summary_with_preview(preview);
         let mut out = Vec::new();

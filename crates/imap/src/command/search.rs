@@ -103,7 +103,7 @@ impl Context<'_> {
                 .session
                 .reader()
                 .ok()
-                .and_then(|r| r.blob(&c.meta.blob).ok());
+                .and_then(|r| r.message_bytes(self.mailbox, c.meta).ok());
             c.raw = Some(loaded);
         }
         c.raw.as_ref().and_then(|r| r.as_deref())
