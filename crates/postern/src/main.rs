@@ -64,6 +64,10 @@ enum Command {
         /// One JSON object (`problems`, `repaired`, `lost`, `details`, ...).
         #[arg(long)]
         json: bool,
+        /// Read at most this many MB per second (0: no limit); default:
+        /// `[reconstruct] max_read_mb_per_s`.
+        #[arg(long, value_name = "MB")]
+        max_read_mb_per_s: Option<u64>,
     },
 }
 
@@ -263,11 +267,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mailbox,
             check,
             json,
+            max_read_mb_per_s,
         } => AdminCommand::Reconstruct {
             user,
             mailbox,
             check,
             json,
+            max_read_mb_per_s,
         },
         Command::Sms(SmsCommand::List { limit, json }) => AdminCommand::SmsList { limit, json },
         Command::Sms(SmsCommand::Alert {

@@ -60,6 +60,8 @@ pub enum AdminCommand {
         mailbox: Option<String>,
         check: bool,
         json: bool,
+        /// Overrides `[reconstruct] max_read_mb_per_s` for this run.
+        max_read_mb_per_s: Option<u64>,
     },
     /// The message, base64 (JSON strings cannot carry arbitrary bytes).
     Deliver {
@@ -532,6 +534,7 @@ pub fn execute_with_progress(
             mailbox,
             check,
             json,
+            max_read_mb_per_s,
         } => {
             let user = match user.as_deref().map(user_arg).transpose() {
                 Ok(u) => u,
@@ -542,7 +545,10 @@ pub fn execute_with_progress(
                 mailbox,
                 mailbox_id: None,
                 check_only: check,
-                read_bytes_per_sec: context.reconstruct_bytes_per_sec,
+                read_bytes_per_sec: max_read_mb_per_s
+                    .map_or(context.reconstruct_bytes_per_sec, |mb| {
+                        mb.saturating_mul(1_000_000)
+                    }),
             };
             reconstruct(store, context, options, json, progress)
         }

@@ -185,6 +185,24 @@ pub fn applied_lsn(conn: &Connection) -> Result<Lsn> {
     Ok(value.unwrap_or(0) as Lsn)
 }
 
+/// Set while reconstruct refills a recreated index: readers must not use it.
+pub fn rebuilding(conn: &Connection) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'rebuilding'")?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .optional()?
+        .is_some_and(|v| v != 0))
+}
+
+/// The UIDVALIDITY floor (the highest ever given to a mailbox of the user).
+pub fn uid_validity_floor(conn: &Connection) -> Result<u32> {
+    Ok(conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'uid_validity_last'")?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map_or(0, |v| v.clamp(0, u32::MAX as i64) as u32))
+}
+
 pub fn set_applied_lsn(conn: &Connection, lsn: Lsn) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES ('applied_lsn', ?1)
@@ -664,6 +682,9 @@ pub fn repair_guard_holds(conn: &Connection, guard: &crate::intent::RepairGuard)
             now == *seen
         }
         RepairGuard::AppliedLsn(lsn) => applied_lsn(conn)? == *lsn,
+        // Checked by the writer, which knows what it wrote since.
+        RepairGuard::Recreate { .. } => mailboxes(conn)?.is_empty(),
+        RepairGuard::Always => true,
     })
 }
 
@@ -761,6 +782,25 @@ pub fn apply_fix(conn: &Connection, fix: &crate::intent::Fix) -> Result<()> {
         Fix::Unsubscribe(name) => {
             conn.prepare_cached("DELETE FROM subscriptions WHERE name = ?1")?
                 .execute([name])?;
+        }
+        Fix::UidValidityFloor(value) => {
+            conn.prepare_cached(
+                "INSERT INTO meta (key, value) VALUES ('uid_validity_last', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+            )?
+            .execute(params![value])?;
+        }
+        Fix::Rebuilding(on) => {
+            if *on {
+                conn.prepare_cached(
+                    "INSERT INTO meta (key, value) VALUES ('rebuilding', 1)
+                     ON CONFLICT (key) DO UPDATE SET value = 1",
+                )?
+                .execute([])?;
+            } else {
+                conn.prepare_cached("DELETE FROM meta WHERE key = 'rebuilding'")?
+                    .execute([])?;
+            }
         }
         Fix::RecountUsage => {
             conn.execute_batch(

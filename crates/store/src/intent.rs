@@ -171,6 +171,12 @@ pub enum RepairGuard {
     },
     /// The user's index has applied exactly this LSN (user-wide fixes).
     AppliedLsn(u64),
+    /// The user's index file is gone and no record after `at_lsn` touched the
+    /// user: a fresh index is created and the fixes (computed at `at_lsn`)
+    /// fill it. Its `applied_lsn` becomes `at_lsn`.
+    Recreate { at_lsn: u64 },
+    /// Fixes that are right whatever happened since (clearing the rebuilding mark).
+    Always,
 }
 
 /// One derived-data repair (see [`Intent::Repair`]).
@@ -203,6 +209,10 @@ pub enum Fix {
     Unsubscribe(String),
     /// Recounts the quota usage counters from the messages.
     RecountUsage,
+    /// Raises the UIDVALIDITY floor for mailboxes created later.
+    UidValidityFloor(u32),
+    /// Marks the index as being rebuilt (readers answer `Unavailable`) or done.
+    Rebuilding(bool),
 }
 
 /// The result of one send attempt.

@@ -621,7 +621,11 @@ mod tests {
         data[starts[1]..starts[1] + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         let scan = scan_tolerant(&data, true);
         assert_eq!(lsns(&scan), vec![1, 3, 4]);
-        assert_eq!(scan.damage.len(), 1, "good frames follow: damage, even in the last segment");
+        assert_eq!(
+            scan.damage.len(),
+            1,
+            "good frames follow: damage, even in the last segment"
+        );
     }
 
     #[test]
@@ -632,7 +636,11 @@ mod tests {
         assert_eq!(lsns(&last), vec![1, 2]);
         assert!(last.damage.is_empty());
         let finished = scan_tolerant(cut, false);
-        assert_eq!(finished.damage.len(), 1, "a finished segment cut short is damage");
+        assert_eq!(
+            finished.damage.len(),
+            1,
+            "a finished segment cut short is damage"
+        );
         assert!(scan_tolerant(b"PJN", true).damage.is_empty());
         assert_eq!(scan_tolerant(b"XXXXXXXX", false).damage.len(), 1);
     }

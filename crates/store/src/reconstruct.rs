@@ -215,6 +215,27 @@ impl Store {
                         });
                         break;
                     }
+                    Err(e)
+                        if e.kind == ErrorKind::Corrupt
+                            && !options.check_only
+                            && attempt < CONFLICT_RETRIES =>
+                    {
+                        // SQLite says the file is not a database (or is malformed):
+                        // keep it aside for a look, and recreate it from the journal.
+                        attempt += 1;
+                        let path = self.paths().user_index(user);
+                        let aside = path.with_extension(format!(
+                            "sqlite.damaged-{}",
+                            crate::writer::now_seconds()
+                        ));
+                        tracing::error!(event = "index_damaged", user = %user, error = %e, moved_to = %aside.display(), "user index unreadable; recreating it online");
+                        for suffix in ["", "-wal", "-shm"] {
+                            let _ = std::fs::rename(
+                                format!("{}{suffix}", path.display()),
+                                format!("{}{suffix}", aside.display()),
+                            );
+                        }
+                    }
                     Err(e) => {
                         report.add(Problem {
                             user: Some(user.clone()),
@@ -443,14 +464,20 @@ fn check_user(
         detail,
         repaired: false,
     };
-    if !path.exists() {
-        report.add(problem(
-            None,
-            None,
-            "index_missing",
-            "the user's index is gone; the server rebuilds it from the journal at its next start (or run reconstruct with the server stopped)".into(),
-        ));
-        return Ok(());
+    let empty = path.exists()
+        && index::open_existing(&path).and_then(|c| index::applied_lsn(&c))? == 0
+        && !records.is_empty();
+    if !path.exists() || empty {
+        if options.check_only {
+            report.add(problem(
+                None,
+                None,
+                "index_missing",
+                "the user's index is gone (or was never filled); reconstruct without --check, or a restart, rebuilds it".into(),
+            ));
+            return Ok(());
+        }
+        recreate(store, user, records, journal, empty)?;
     }
     let live = index::open_existing(&path)?;
     // The snapshot: everything below is read at one applied LSN.
@@ -789,7 +816,100 @@ fn check_user(
         }
         submit(store, user, guard, fixes, options, report)?;
     }
+    // A recreated index is complete once every fix above went in: readers may use it.
+    if !options.check_only && index::rebuilding(&index::open_existing(&path)?)? {
+        submit(
+            store,
+            user,
+            RepairGuard::Always,
+            vec![(
+                problem(
+                    None,
+                    None,
+                    "index_missing",
+                    "the user's index was gone; recreated from the journal and refilled online"
+                        .into(),
+                ),
+                Fix::Rebuilding(false),
+            )],
+            options,
+            report,
+        )?;
+    }
     Ok(())
+}
+
+/// Creates a fresh index for a user whose file is gone, with the mailboxes,
+/// tombstones and subscriptions the journal gives, marked as rebuilding so
+/// readers keep answering `Unavailable`; the caller's normal pass then fills
+/// in the messages, and clears the mark.
+fn recreate(
+    store: &Store,
+    user: &str,
+    records: &[Entry],
+    journal: &JournalRead,
+    remove_empty: bool,
+) -> Result<()> {
+    let mut extra = Vec::new();
+    let mut last = journal.end.saturating_sub(1);
+    journal::read_range_tolerant(
+        &store.paths().journal_dir(),
+        journal.end,
+        Lsn::MAX,
+        |entry| {
+            last = last.max(entry.lsn);
+            if entry.record.user() == Some(user) {
+                extra.push(entry);
+            }
+        },
+    )?;
+    let truth = index::open(std::path::Path::new(":memory:"))?;
+    truth.execute_batch("BEGIN")?;
+    let placeholder = mime::summarize(b"", store.summary_limits());
+    for entry in records.iter().chain(extra.iter()) {
+        index::apply(
+            &truth,
+            entry.lsn,
+            &entry.record,
+            Some((&placeholder, b"{}")),
+        )?;
+    }
+    truth.execute_batch("COMMIT")?;
+    let mut fixes = vec![
+        Fix::Rebuilding(true),
+        Fix::UidValidityFloor(index::uid_validity_floor(&truth)?),
+    ];
+    for mailbox in index::mailboxes(&truth)? {
+        for (uid, modseq) in index::tombstones(&truth, &mailbox.id)? {
+            fixes.push(Fix::PutTombstone {
+                mailbox: mailbox.id.clone(),
+                uid,
+                modseq,
+            });
+        }
+        fixes.push(Fix::PutMailbox(mailbox));
+    }
+    for name in index::subscriptions(&truth)? {
+        fixes.push(Fix::Subscribe(name));
+    }
+    if remove_empty {
+        // Created but never filled: it holds nothing, and blocks the recreate.
+        let path = store.paths().user_index(user);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+    match store.submit_one_blocking(Intent::Repair {
+        user: user.to_string(),
+        guard: RepairGuard::Recreate { at_lsn: last },
+        fixes,
+    })? {
+        Outcome::Repaired { .. } => Ok(()),
+        _ => Err(StoreError::new(
+            ErrorKind::Io,
+            "unexpected answer to a repair",
+        )),
+    }
 }
 
 /// Outside the mailbox the run was asked for.

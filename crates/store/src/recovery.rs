@@ -34,6 +34,10 @@ struct UserState {
 fn open_user(paths: &Paths, user: &str) -> Result<UserState> {
     let path = paths.user_index(user);
     match index::open(&path).and_then(|conn| {
+        if index::rebuilding(&conn)? {
+            // Reconstruct was refilling it when the server stopped.
+            return Err(StoreError::corrupt("index was being rebuilt"));
+        }
         let applied = index::applied_lsn(&conn)?;
         Ok(UserState { conn, applied })
     }) {

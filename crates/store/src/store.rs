@@ -144,6 +144,9 @@ impl Store {
             use_counter: 0,
             notifier: notifier.clone(),
             failed: None,
+            last_touch: Default::default(),
+            recreating: Default::default(),
+            creating_user: None,
             journal_unsynced: None,
             stats: stats.clone(),
         };
@@ -415,6 +418,16 @@ impl Store {
             return Err(StoreError::not_found(format!("no such user {user}")));
         }
         let conn = index::open_existing(&path)?;
+        // Being refilled by reconstruct, or created but never filled (applied
+        // LSN 0: every real user has records): never an empty mailbox list.
+        if index::rebuilding(&conn).unwrap_or(false) || index::applied_lsn(&conn).unwrap_or(0) == 0
+        {
+            self.report_damage(user, None);
+            return Err(StoreError::new(
+                ErrorKind::Unavailable,
+                format!("the index of {user} is being rebuilt"),
+            ));
+        }
         Ok(UserReader {
             store: self.clone(),
             user: user.to_string(),

@@ -18,7 +18,7 @@ use crate::committer::{Committer, Job};
 use crate::directory;
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::index::{self, MailboxInfo};
-use crate::intent::{Intent, MailboxRef, Outcome, Prepared, SmsOutcome};
+use crate::intent::{Intent, MailboxRef, Outcome, Prepared, RepairGuard, SmsOutcome};
 use crate::journal::{JournalWriter, encode_frame};
 use crate::notify::Notifier;
 use crate::paths::Paths;
@@ -81,6 +81,13 @@ pub struct Writer {
     pub journal_unsynced: Option<Instant>,
     /// Set after an fsync failure: the writer refuses everything from then on.
     pub failed: Option<StoreError>,
+    /// The last LSN of a batch that touched each user since the writer
+    /// started (reconstruct's `Recreate` guard).
+    pub last_touch: HashMap<String, Lsn>,
+    /// Users whose index a `Recreate` repair of this batch may create afresh.
+    pub recreating: std::collections::HashSet<String>,
+    /// The user an `AddUser` being planned creates (its index may be created).
+    pub creating_user: Option<String>,
     pub stats: Arc<Stats>,
 }
 
@@ -185,6 +192,18 @@ impl Writer {
                     .send(request.intents.iter().map(|_| Err(error.clone())).collect());
             }
             return;
+        }
+        for request in &requests {
+            for intent in &request.intents {
+                if let Intent::Repair {
+                    user,
+                    guard: RepairGuard::Recreate { at_lsn },
+                    ..
+                } = intent
+                {
+                    self.prepare_recreate(user, *at_lsn);
+                }
+            }
         }
         let started = Instant::now();
         let mut batch = Batch {
@@ -351,9 +370,10 @@ impl Writer {
             let last = last_lsn - 1;
             index::set_applied_lsn(&self.server, last)?;
             for user in &batch.touched_users {
-                if let Some(user) = self.users.get(user) {
-                    index::set_applied_lsn(&user.conn, last)?;
+                if let Some(open) = self.users.get(user) {
+                    index::set_applied_lsn(&open.conn, last)?;
                 }
+                self.last_touch.insert(user.clone(), last);
             }
         }
         let mut frames = Vec::new();
@@ -381,6 +401,31 @@ impl Writer {
             self.journal_unsynced = None;
         }
         Ok(())
+    }
+
+    /// Before a batch with a `Recreate` repair: if the user's index file is gone
+    /// and nothing after `at_lsn` touched the user, closes the connection to the
+    /// deleted file and removes its leftover WAL files, so the batch opens a
+    /// fresh index. Otherwise the repair is refused as a conflict in `plan`.
+    fn prepare_recreate(&mut self, user: &str, at_lsn: Lsn) {
+        let path = self.paths.user_index(user);
+        if path.exists() || self.last_touch.get(user).is_some_and(|l| *l > at_lsn) {
+            return;
+        }
+        if self.lent.contains(user) {
+            self.reclaim(Some(user));
+        }
+        self.users.remove(user);
+        for suffix in ["-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        tracing::warn!(
+            event = "index_recreate",
+            user,
+            at_lsn,
+            "user index file is gone; reconstruct refills a fresh one"
+        );
+        self.recreating.insert(user.to_string());
     }
 
     /// Makes the journal copy of pack-committed batches durable (idle time, at
@@ -503,9 +548,22 @@ impl Writer {
                     self.users.remove(&victim);
                 }
             }
+            let path = self.paths.user_index(user);
+            if !path.exists()
+                && !self.recreating.contains(user)
+                && self.creating_user.as_deref() != Some(user)
+            {
+                // An existing user's index vanished: a fresh empty one would hand
+                // out UIDs from 1 again. Refuse until reconstruct (or a restart)
+                // rebuilds it from the journal.
+                return Err(StoreError::new(
+                    ErrorKind::Unavailable,
+                    format!("the index of {user} is missing; reconstruct or a restart rebuilds it"),
+                ));
+            }
             let dir = self.paths.user_dir(user);
             std::fs::create_dir_all(&dir).map_err(|e| StoreError::io("create user dir", e))?;
-            let conn = index::open(&self.paths.user_index(user))?;
+            let conn = index::open(&path)?;
             self.users.insert(
                 user.to_string(),
                 UserConn {
@@ -587,6 +645,10 @@ impl Writer {
             // Check before touching the user's files, so an unknown name creates nothing.
             self.require_user(user)?;
         }
+        self.creating_user = match intent {
+            Intent::AddUser { user, .. } => Some(user.clone()),
+            _ => None,
+        };
         let entries_before = batch.entries.len();
         let deleted_before = batch.deleted_users.len();
         let dead_before = batch.dead_packs.len();
@@ -1029,7 +1091,22 @@ impl Writer {
                 Ok(Outcome::Done)
             }
             Intent::Repair { user, guard, fixes } => {
+                let recreate = match guard {
+                    RepairGuard::Recreate { at_lsn } => {
+                        if !self.recreating.remove(user) {
+                            return Err(StoreError::new(
+                                ErrorKind::Conflict,
+                                format!("the index of {user} exists or changed after LSN {at_lsn}"),
+                            ));
+                        }
+                        Some(*at_lsn)
+                    }
+                    _ => None,
+                };
                 let conn = self.user_conn(batch, user)?;
+                if let Some(at_lsn) = recreate {
+                    index::set_applied_lsn(conn, at_lsn)?;
+                }
                 if !index::repair_guard_holds(conn, guard)? {
                     return Err(StoreError::new(
                         ErrorKind::Conflict,
