@@ -37,6 +37,15 @@ pub fn exercise(raw: &[u8]) {
         assert!(summary.header_bytes <= raw.len() as u64);
         assert!(summary.headers.len() <= limits.header_fields_max);
         assert!(summary.preview.chars().count() <= 256);
+        // The cache entry the store keeps: its encoding decodes to the same summary.
+        let cached = serde_json::to_vec(&summary).expect("a summary always encodes");
+        let decoded: postern_mime::Summary =
+            serde_json::from_slice(&cached).expect("a cached summary always decodes");
+        assert_eq!(
+            serde_json::to_vec(&decoded).expect("encodes"),
+            cached,
+            "cache round trip changed the summary"
+        );
     }
 
     // HEADER and TEXT split the message exactly.
