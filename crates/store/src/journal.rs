@@ -549,6 +549,83 @@ pub fn scan_tolerant(data: &[u8], is_last: bool) -> TolerantScan {
     TolerantScan { entries, damage }
 }
 
+/// Rewrites a finished (not the last) segment whose frames are damaged from
+/// its good frames and the copies in the packs' commit blocks: written beside
+/// it, fsynced, renamed over it, directory fsynced. Fails, changing nothing,
+/// when some record of its LSN range has no copy. Returns the records written.
+pub fn restore_segment(dir: &Path, blobs_dir: &Path, path: &Path) -> Result<usize> {
+    let data =
+        fs::read(path).map_err(|e| StoreError::io(&format!("read {}", path.display()), e))?;
+    let scan = scan_tolerant(&data, false);
+    let mut all: std::collections::BTreeMap<Lsn, Entry> =
+        scan.entries.into_iter().map(|e| (e.lsn, e)).collect();
+    let first = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse::<Lsn>().ok())
+        .ok_or_else(|| StoreError::corrupt(format!("{}: not a segment name", path.display())))?;
+    // The segment ends where the next one starts.
+    let next = list_segments(dir)?.into_iter().find(|l| *l > first);
+    let Some(next) = next else {
+        return Err(StoreError::corrupt(format!(
+            "{}: the segment being written is not rewritten",
+            path.display()
+        )));
+    };
+    let blocks = crate::blobs::scan_commits(blobs_dir, 1, first)?;
+    for block in &blocks.blocks {
+        if let Ok(entries) = decode_frames(&block.frames) {
+            for entry in entries {
+                if (first..next).contains(&entry.lsn) {
+                    all.entry(entry.lsn).or_insert(entry);
+                }
+            }
+        }
+    }
+    let missing: Vec<Lsn> = (first..next)
+        .filter(|l| !all.contains_key(l))
+        .take(10)
+        .collect();
+    if !missing.is_empty() {
+        return Err(StoreError::corrupt(format!(
+            "{}: {}; no copy of LSN {missing:?}{}",
+            path.display(),
+            scan.damage.join(", "),
+            if missing.len() == 10 { " ..." } else { "" }
+        )));
+    }
+    let mut bytes = SEGMENT_MAGIC.to_vec();
+    for entry in all.values() {
+        encode_frame(entry, &mut bytes)?;
+    }
+    let tmp = path.with_extension("log.rewrite");
+    let mut file = File::create(&tmp).map_err(|e| StoreError::io("create segment copy", e))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StoreError::io("write segment copy", e))?;
+    fs::rename(&tmp, path).map_err(|e| StoreError::io("rename segment copy", e))?;
+    sync_dir(dir)?;
+    tracing::warn!(event = "journal_segment_restored", path = %path.display(), damage = %scan.damage.join(", "), records = all.len(), "damaged journal segment rewritten from the packs' copies");
+    Ok(all.len())
+}
+
+/// Restores every damaged finished segment it can (see [`restore_segment`]);
+/// the first that cannot be is the error, with its file and positions.
+pub fn restore_damaged_segments(dir: &Path, blobs_dir: &Path) -> Result<usize> {
+    let segments = list_segments(dir)?;
+    let mut restored = 0;
+    for &first in segments.iter().take(segments.len().saturating_sub(1)) {
+        let path = segment_path(dir, first);
+        let data =
+            fs::read(&path).map_err(|e| StoreError::io(&format!("read {}", path.display()), e))?;
+        if !scan_tolerant(&data, false).damage.is_empty() {
+            restore_segment(dir, blobs_dir, &path)?;
+            restored += 1;
+        }
+    }
+    Ok(restored)
+}
+
 /// Visits the records with LSN in `from..=to`, read-only and tolerant (see
 /// [`scan_tolerant`]); damage here was reported by the caller's first read.
 pub fn read_range_tolerant(

@@ -368,7 +368,11 @@ fn read_journal(
                 if *is_last {
                     continue;
                 }
-                rewrite_segment(store, path, &found_and_read(store, path)?)?;
+                journal::restore_segment(
+                    &store.paths().journal_dir(),
+                    &store.paths().blobs_dir(),
+                    path,
+                )?;
                 if let Some(p) = report.details.iter_mut().find(|p| {
                     p.kind == "journal_damaged"
                         && p.detail.starts_with(&path.display().to_string())
@@ -385,56 +389,6 @@ fn read_journal(
         end: next,
         incomplete,
     })
-}
-
-/// Every record a damaged, finished segment should hold: its good frames and
-/// the rest from the packs' commit blocks.
-fn found_and_read(store: &Store, path: &std::path::Path) -> Result<Vec<Entry>> {
-    let data = std::fs::read(path).map_err(|e| StoreError::io("read segment", e))?;
-    let scan = journal::scan_tolerant(&data, false);
-    let mut all: BTreeMap<Lsn, Entry> = scan.entries.into_iter().map(|e| (e.lsn, e)).collect();
-    let (Some(&first), Some(&last)) = (all.keys().next(), all.keys().next_back()) else {
-        return Err(StoreError::corrupt(format!(
-            "{}: no good frame to rebuild from",
-            path.display()
-        )));
-    };
-    let blocks = crate::blobs::scan_commits(&store.paths().blobs_dir(), 1, first)?;
-    for block in &blocks.blocks {
-        if let Ok(entries) = journal::decode_frames(&block.frames) {
-            for entry in entries {
-                if (first..=last).contains(&entry.lsn) {
-                    all.entry(entry.lsn).or_insert(entry);
-                }
-            }
-        }
-    }
-    if all.len() as u64 != last - first + 1 {
-        return Err(StoreError::corrupt(format!(
-            "{}: records still missing",
-            path.display()
-        )));
-    }
-    Ok(all.into_values().collect())
-}
-
-/// Replaces a finished journal segment by a clean copy: written beside it,
-/// fsynced, renamed over it, directory fsynced.
-fn rewrite_segment(store: &Store, path: &std::path::Path, entries: &[Entry]) -> Result<()> {
-    use std::io::Write;
-    let mut bytes = journal::SEGMENT_MAGIC.to_vec();
-    for entry in entries {
-        journal::encode_frame(entry, &mut bytes)?;
-    }
-    let tmp = path.with_extension("log.rewrite");
-    let mut file = std::fs::File::create(&tmp).map_err(|e| StoreError::io("create", e))?;
-    file.write_all(&bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| StoreError::io("write segment copy", e))?;
-    std::fs::rename(&tmp, path).map_err(|e| StoreError::io("rename segment copy", e))?;
-    journal::sync_dir(&store.paths().journal_dir())?;
-    tracing::warn!(event = "journal_segment_rewritten", path = %path.display(), records = entries.len());
-    Ok(())
 }
 
 /// A message the truth has, and what its row needs.

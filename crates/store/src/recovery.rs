@@ -100,15 +100,40 @@ pub fn recover(paths: &Paths, limits: &mime::Limits) -> Result<Recovered> {
     // Pass 1: the server index (users, aliases, where every blob is now). It needs
     // no blob bytes, and pass 2 then reads each blob from its final location, so
     // blobs that garbage collection moved later in the journal are still found.
-    server.execute_batch("BEGIN")?;
-    let next_lsn = journal::read_all(&paths.journal_dir(), from, |entry| {
-        if entry.lsn > server_applied {
-            directory::apply(&server, entry.lsn, &entry.record)?;
-            index::set_applied_lsn(&server, entry.lsn)?;
+    let pass1 = |server: &Connection| {
+        server.execute_batch("BEGIN")?;
+        let read = journal::read_all(&paths.journal_dir(), from, |entry| {
+            if entry.lsn > server_applied {
+                directory::apply(server, entry.lsn, &entry.record)?;
+                index::set_applied_lsn(server, entry.lsn)?;
+            }
+            Ok(())
+        });
+        match read {
+            Ok(next) => server
+                .execute_batch("COMMIT")
+                .map(|()| next)
+                .map_err(StoreError::from),
+            Err(e) => {
+                let _ = server.execute_batch("ROLLBACK");
+                Err(e)
+            }
         }
-        Ok(())
-    })?;
-    server.execute_batch("COMMIT")?;
+    };
+    let next_lsn = match pass1(&server) {
+        Err(e) if e.kind == crate::error::ErrorKind::Corrupt => {
+            // Damage inside the journal: restore the damaged segments from the
+            // copies in the packs' commit blocks, or stop with file and position.
+            tracing::error!(event = "journal_damaged", error = %e, "restoring damaged journal segments from the packs");
+            let restored =
+                journal::restore_damaged_segments(&paths.journal_dir(), &paths.blobs_dir())?;
+            if restored == 0 {
+                return Err(e);
+            }
+            pass1(&server)?
+        }
+        other => other?,
+    };
     // Pass 2: the user indexes.
     journal::read_all(&paths.journal_dir(), from, |entry| {
         let lsn = entry.lsn;
