@@ -783,6 +783,11 @@ pub fn apply_fix(conn: &Connection, fix: &crate::intent::Fix) -> Result<()> {
             conn.prepare_cached("DELETE FROM subscriptions WHERE name = ?1")?
                 .execute([name])?;
         }
+        Fix::RestateFlags { .. } => {
+            return Err(StoreError::invalid(
+                "flags are restated by the writer, with a journal record",
+            ));
+        }
         Fix::UidValidityFloor(value) => {
             conn.prepare_cached(
                 "INSERT INTO meta (key, value) VALUES ('uid_validity_last', ?1)

@@ -209,6 +209,12 @@ pub enum Fix {
     Unsubscribe(String),
     /// Recounts the quota usage counters from the messages.
     RecountUsage,
+    /// Flags the index has wrong and clients may have seen: restated with a
+    /// journaled `FlagsChanged` at a new MODSEQ, so CONDSTORE clients fetch them.
+    RestateFlags {
+        mailbox: String,
+        messages: Vec<(u32, Vec<String>)>,
+    },
     /// Raises the UIDVALIDITY floor for mailboxes created later.
     UidValidityFloor(u32),
     /// Marks the index as being rebuilt (readers answer `Unavailable`) or done.

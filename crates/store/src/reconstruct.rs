@@ -584,6 +584,8 @@ fn check_user(
         let live_by_uid: BTreeMap<u32, &(MessageMeta, i64, Vec<u8>)> =
             live_rows.iter().map(|r| (r.0.uid, r)).collect();
         let mut expected: Vec<Expected> = Vec::new();
+        let mut restate: Vec<(u32, Vec<String>)> = Vec::new();
+        let mut flag_problems: Vec<Problem> = Vec::new();
         for meta in truth_rows {
             let row_problem = match live_by_uid.get(&meta.uid) {
                 None => Some((
@@ -593,17 +595,34 @@ fn check_user(
                 Some((live_meta, _, _)) if live_meta.damaged => {
                     Some(("row_damaged", "index row fails its checksum".to_string()))
                 }
-                Some((live_meta, _, _)) if !same_row(live_meta, &meta) => Some((
-                    "row_wrong",
-                    format!(
-                        "index has flags ({}) MODSEQ {}, the journal says ({}) MODSEQ {}",
-                        live_meta.flags.join(" "),
-                        live_meta.modseq,
-                        meta.flags.join(" "),
-                        meta.modseq
-                    ),
-                )),
-                Some(_) => None,
+                Some((live_meta, _, _)) => {
+                    if !same_flags(&live_meta.flags, &meta.flags) {
+                        // Clients may have seen the wrong flags: restate them at a
+                        // new MODSEQ so that CONDSTORE/QRESYNC clients fetch them.
+                        restate.push((meta.uid, meta.flags.clone()));
+                        flag_problems.push(problem(
+                            Some(&truth_box.name),
+                            Some(meta.uid),
+                            "flags_wrong",
+                            format!(
+                                "index has ({}), the journal says ({}); restated at a new MODSEQ",
+                                live_meta.flags.join(" "),
+                                meta.flags.join(" ")
+                            ),
+                        ));
+                    }
+                    let mut flags_as_index = meta.clone();
+                    flags_as_index.flags = live_meta.flags.clone();
+                    (!same_row(live_meta, &flags_as_index)).then(|| {
+                        (
+                            "row_wrong",
+                            format!(
+                                "index row differs from the journal's (MODSEQ {} / {}, size {} / {}, blob or dates)",
+                                live_meta.modseq, meta.modseq, live_meta.size, meta.size
+                            ),
+                        )
+                    })
+                }
             };
             expected.push(Expected { meta, row_problem });
         }
@@ -762,13 +781,42 @@ fn check_user(
             }
             Some(_) => None,
         };
+        // Rows first, in bounded repairs that leave the guarded state alone;
+        // then, in one last repair, the flags restated (one record, which moves
+        // HIGHESTMODSEQ) and the mailbox row.
+        submit(store, user, guard.clone(), fixes, options, report)?;
+        let mut tail: Vec<(Problem, Fix)> = Vec::new();
+        if !restate.is_empty() {
+            let mut problems = flag_problems.into_iter();
+            let first = problems.next();
+            for p in problems {
+                // Reported per message; the one fix below carries them all.
+                if options.check_only {
+                    report.add(p);
+                } else {
+                    report.add(Problem {
+                        repaired: true,
+                        ..p
+                    });
+                }
+            }
+            if let Some(first) = first {
+                tail.push((
+                    first,
+                    Fix::RestateFlags {
+                        mailbox: truth_box.id.clone(),
+                        messages: restate,
+                    },
+                ));
+            }
+        }
         if let Some((kind, detail)) = mailbox_problem {
-            fixes.push((
+            tail.push((
                 problem(Some(&name), None, kind, detail),
                 Fix::PutMailbox(truth_box.clone()),
             ));
         }
-        submit(store, user, guard, fixes, options, report)?;
+        submit(store, user, guard, tail, options, report)?;
     }
     // A recreated index is complete once every fix above went in: readers may use it.
     if !options.check_only && index::rebuilding(&index::open_existing(&path)?)? {
@@ -875,13 +923,17 @@ fn scope_excludes(options: &Options, mailbox: &MailboxInfo) -> bool {
             .is_some_and(|id| *id != mailbox.id)
 }
 
-/// The fields the journal decides, compared.
-fn same_row(live: &MessageMeta, truth: &MessageMeta) -> bool {
-    let mut a = live.flags.clone();
-    let mut b = truth.flags.clone();
+fn same_flags(a: &[String], b: &[String]) -> bool {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
     a.sort();
     b.sort();
     a == b
+}
+
+/// The fields the journal decides, compared.
+fn same_row(live: &MessageMeta, truth: &MessageMeta) -> bool {
+    same_flags(&live.flags, &truth.flags)
         && live.modseq == truth.modseq
         && live.internal_date == truth.internal_date
         && live.internal_zone == truth.internal_zone

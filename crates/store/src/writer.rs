@@ -1114,7 +1114,24 @@ impl Writer {
                     ));
                 }
                 for fix in fixes {
-                    index::apply_fix(conn, fix)?;
+                    match fix {
+                        crate::intent::Fix::RestateFlags { mailbox, messages } => {
+                            let info =
+                                self.mailbox_ref(batch, user, &MailboxRef::Id(mailbox.clone()))?;
+                            self.emit(
+                                batch,
+                                Record::FlagsChanged {
+                                    user: user.clone(),
+                                    mailbox: mailbox.clone(),
+                                    modseq: info.highest_modseq + 1,
+                                    messages: messages.clone(),
+                                    mode: crate::types::FlagMode::Replace,
+                                },
+                                None,
+                            )?;
+                        }
+                        other => index::apply_fix(self.user_conn(batch, user)?, other)?,
+                    }
                 }
                 tracing::info!(event = "index_repaired", user = %user, fixes = fixes.len());
                 Ok(Outcome::Repaired {
