@@ -179,26 +179,64 @@ impl Store {
             done: 0,
             total: users.len() as u64,
         });
-        let wanted: BTreeSet<String> = users.iter().cloned().collect();
-        let journal = read_journal(self, &wanted, &mut throttle, &mut report, options)?;
-        for (i, user) in users.iter().enumerate() {
+        let groups = group_users(self, &users, &mut throttle, &mut report)?;
+        let mut done = 0u64;
+        for (g, group) in groups.iter().enumerate() {
+            let wanted: BTreeSet<String> = group.iter().cloned().collect();
+            // Damage is reported by the first pass only; later ones read the same bytes.
+            let mut later = Report::default();
+            let journal = read_journal(
+                self,
+                &wanted,
+                &mut throttle,
+                if g == 0 { &mut report } else { &mut later },
+                options,
+            )?;
+            report.journal_bytes_read += later.journal_bytes_read;
+            self.check_users(
+                group,
+                &journal,
+                options,
+                &mut throttle,
+                &mut report,
+                &mut done,
+                users.len() as u64,
+                progress,
+            );
+        }
+        progress(Progress {
+            phase: "done".into(),
+            done: users.len() as u64,
+            total: users.len() as u64,
+        });
+        report.blob_bytes_read = throttle.bytes - report.journal_bytes_read;
+        report.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_users(
+        &self,
+        users: &[String],
+        journal: &JournalRead,
+        options: &Options,
+        throttle: &mut Throttle,
+        report: &mut Report,
+        done: &mut u64,
+        total: u64,
+        progress: &dyn Fn(Progress),
+    ) {
+        for user in users {
             progress(Progress {
                 phase: "users".into(),
-                done: i as u64,
-                total: users.len() as u64,
+                done: *done,
+                total,
             });
+            *done += 1;
             let records = journal.records.get(user).map_or(&[][..], Vec::as_slice);
             let mut attempt = 0;
             loop {
-                match check_user(
-                    self,
-                    user,
-                    records,
-                    &journal,
-                    options,
-                    &mut throttle,
-                    &mut report,
-                ) {
+                match check_user(self, user, records, journal, options, throttle, report) {
                     Err(e) if e.kind == ErrorKind::Conflict && attempt < CONFLICT_RETRIES => {
                         attempt += 1;
                     }
@@ -252,15 +290,63 @@ impl Store {
             }
             report.users += 1;
         }
-        progress(Progress {
-            phase: "done".into(),
-            done: users.len() as u64,
-            total: users.len() as u64,
-        });
-        report.blob_bytes_read = throttle.bytes - report.journal_bytes_read;
-        report.elapsed_ms = started.elapsed().as_millis() as u64;
-        Ok(report)
     }
+}
+
+/// Journal records held in memory at once, about 200 MB: users are checked in
+/// groups whose records fit, one journal pass per group.
+const RECORDS_PER_PASS: u64 = 500_000;
+/// Below this much journal, one pass holds everything: no counting pass.
+const JOURNAL_BYTES_ONE_PASS: u64 = 128 * 1024 * 1024;
+
+/// Splits `users` into groups whose journal records fit in memory together.
+fn group_users(
+    store: &Store,
+    users: &[String],
+    throttle: &mut Throttle,
+    report: &mut Report,
+) -> Result<Vec<Vec<String>>> {
+    let dir = store.paths().journal_dir();
+    let segments = journal::list_segments(&dir)?;
+    let mut total = 0u64;
+    for first in &segments {
+        total += std::fs::metadata(dir.join(format!("{first:020}.log")))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    }
+    if users.len() <= 1 || total <= JOURNAL_BYTES_ONE_PASS {
+        return Ok(vec![users.to_vec()]);
+    }
+    // A counting pass: records per user, nothing kept.
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for (i, first) in segments.iter().enumerate() {
+        let path = dir.join(format!("{first:020}.log"));
+        let data = std::fs::read(&path)
+            .map_err(|e| StoreError::io(&format!("read {}", path.display()), e))?;
+        throttle.consume(data.len() as u64);
+        report.journal_bytes_read += data.len() as u64;
+        for entry in journal::scan_tolerant(&data, i + 1 == segments.len()).entries {
+            if let Some(user) = entry.record.user() {
+                *counts.entry(user.to_string()).or_default() += 1;
+            }
+        }
+    }
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut held = 0u64;
+    for user in users {
+        let n = counts.get(user).copied().unwrap_or(0);
+        if !current.is_empty() && held + n > RECORDS_PER_PASS {
+            groups.push(std::mem::take(&mut current));
+            held = 0;
+        }
+        held += n;
+        current.push(user.clone());
+    }
+    if !current.is_empty() {
+        groups.push(current);
+    }
+    Ok(groups)
 }
 
 /// Reads the journal read-only: every record of `users`, reporting damage.
