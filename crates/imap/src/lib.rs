@@ -18,6 +18,7 @@ pub mod conn;
 mod deflate;
 pub mod limits;
 mod pattern;
+mod refuse;
 mod respond;
 mod selected;
 mod sequence;
@@ -25,6 +26,7 @@ mod session;
 mod skip;
 
 pub use conn::Conn;
+pub use refuse::refuse;
 pub use limits::{LoginThrottle, ThrottleConfig};
 pub use session::{
     ImapConfig, ImapContext, PlaintextAuth, UNAUTHENTICATED_LITERAL_BYTES_MAX, serve,
