@@ -129,6 +129,10 @@ pub struct ImapSection {
     pub autologout_secs: u64,
     pub login_timeout_secs: u64,
     pub max_connections: usize,
+    pub max_connections_per_user: usize,
+    pub heavy_commands_per_user: usize,
+    pub heavy_commands_max: usize,
+    pub heavy_command_wait_ms: u64,
 }
 
 impl Default for ImapSection {
@@ -140,6 +144,10 @@ impl Default for ImapSection {
             autologout_secs: 30 * 60,
             login_timeout_secs: 60,
             max_connections: 10_000,
+            max_connections_per_user: 50,
+            heavy_commands_per_user: 2,
+            heavy_commands_max: 16,
+            heavy_command_wait_ms: 15_000,
         }
     }
 }
@@ -381,6 +389,17 @@ autologout_secs = 1800
 login_timeout_secs = 60
 # Concurrent connections on this listener.
 max_connections = 10000
+# Sessions one user may have logged in at once (0: no cap). One more LOGIN or
+# AUTHENTICATE gets "NO [UNAVAILABLE]", as with Dovecot's
+# mail_max_userip_connections, and the connection stays open.
+max_connections_per_user = 50
+# Heavy commands (SEARCH BODY/TEXT, SORT, THREAD, FETCH of the bodies of more
+# than 16 messages or 16 MiB) running at once per user, and in all (0: no
+# cap). One more waits up to heavy_command_wait_ms for a turn, then gets
+# "NO [INUSE]".
+heavy_commands_per_user = 2
+heavy_commands_max = 16
+heavy_command_wait_ms = 15000
 
 [imaps]
 # IMAP over implicit TLS.

@@ -216,6 +216,12 @@ pub async fn run(
             delay_max: Duration::from_millis(config.auth.delay_max_ms),
             ..imap::ThrottleConfig::default()
         })),
+        users: Arc::new(imap::UserLimits::new(imap::UserLimitsConfig {
+            sessions_per_user_max: imap_section.max_connections_per_user,
+            heavy_per_user_max: imap_section.heavy_commands_per_user,
+            heavy_max: imap_section.heavy_commands_max,
+            heavy_wait: Duration::from_millis(imap_section.heavy_command_wait_ms),
+        })),
     });
     let lmtp_section = config.lmtp.clone().unwrap_or_default();
     let lmtp_config = Arc::new(delivery::LmtpConfig {
