@@ -215,7 +215,7 @@ async fn check_password(
             let slot = match session.ctx.users.admit(&user) {
                 Ok(slot) => slot,
                 Err(max) => {
-                    tracing::warn!(event = "imap_login_over_user_cap", user = %user, max);
+                    tracing::info!(event = "imap_login_over_user_cap", user = %user, max);
                     return Ok(Done::no_code(
                         "UNAVAILABLE",
                         format!(

@@ -215,6 +215,13 @@ pub(crate) async fn fetch(
     let row_fields_needed = attrs
         .iter()
         .any(|a| !matches!(a, FetchAttr::Uid | FetchAttr::Flags | FetchAttr::ModSeq));
+    let wanted = Wanted {
+        attrs: &attrs,
+        row_fields: row_fields_needed,
+        blob: blob_needed,
+        summary: summary_needed,
+        utf8,
+    };
     let mut failures = 0usize;
     let mut next = 0usize;
     while next < metas.len() {
@@ -226,20 +233,14 @@ pub(crate) async fn fetch(
             };
             let out = &mut session.out;
             let mut render_chunk = || {
+                // At least one message per chunk, so the loop always advances.
                 while let Some((seq, meta)) = metas.get(next) {
-                    if out.len() >= flush_bytes {
-                        break;
-                    }
                     next += 1;
-                    let wanted = Wanted {
-                        attrs: &attrs,
-                        row_fields: row_fields_needed,
-                        blob: blob_needed,
-                        summary: summary_needed,
-                        utf8,
-                    };
                     if !render(reader, &mailbox, *seq, meta, &wanted, out) {
                         failures += 1;
+                    }
+                    if out.len() >= flush_bytes {
+                        break;
                     }
                 }
             };
