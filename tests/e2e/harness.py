@@ -160,7 +160,8 @@ class Server:
     """One `postern serve` process with its own data dir and config.
 
     Use as a context manager, or call `start()` and `stop()`. Sections default
-    to all three listeners on port 0 with a failed-login delay of 0 ms; pass
+    to all three listeners on port 0 with no per-address connection cap and a
+    failed-login delay of 0 ms; pass
     `imap=None` (etc.) to leave a listener out, or a dict to add keys.
     """
 
@@ -182,10 +183,13 @@ class Server:
         top_keys = {"data_dir": str(self.data_dir), "hostname": HOSTNAME}
         top_keys.update(top or {})
         sections: dict[str, dict | None] = {}
+        # Every test client connects from 127.0.0.1, so the per-address caps
+        # (100 IMAP, 200 LMTP by default) are off unless a test sets them;
+        # test_overload.py tests them.
         for name, keys, defaults in (
-            ("imap", imap, {"listen": "127.0.0.1:0"}),
+            ("imap", imap, {"listen": "127.0.0.1:0", "max_connections_per_ip": 0}),
             ("imaps", imaps, {"listen": "127.0.0.1:0"}),
-            ("lmtp", lmtp, {"listen": "127.0.0.1:0"}),
+            ("lmtp", lmtp, {"listen": "127.0.0.1:0", "max_connections_per_ip": 0}),
         ):
             sections[name] = None if keys is None else {**defaults, **keys}
         auth_keys = {"failure_delay_ms": 0}

@@ -14,6 +14,7 @@
 //! - `trace`: the `Return-Path`/`Received` headers and the RFC 5322 date.
 //! - `serve`: [`serve`], the async driver: socket, idle timeout, shutdown, and
 //!   the calls into the [`DeliveryTarget`]. It makes no protocol decisions.
+//!   [`refuse`] turns a connection over a cap away with the session's 421.
 //!
 //! # Invariants
 //!
@@ -35,7 +36,7 @@ pub mod session;
 mod trace;
 
 pub use config::LmtpConfig;
-pub use serve::serve;
+pub use serve::{refuse, serve};
 pub use trace::rfc5322_date;
 
 /// A local user a recipient resolved to (store user name, canonical form).

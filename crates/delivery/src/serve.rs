@@ -5,6 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -56,6 +57,49 @@ where
         Err(error) => tracing::info!(parent: &span, event = "lmtp.disconnect", %error),
     }
     result
+}
+
+/// How long the close of a refused connection waits for the client to hang
+/// up. Closing a socket with unread input makes the kernel send a reset, which
+/// can destroy the 421 before the client reads it; so what the client sends
+/// meanwhile is read and dropped.
+const REFUSE_LINGER: Duration = Duration::from_secs(2);
+/// Most bytes read and dropped while lingering.
+const REFUSE_LINGER_BYTES_MAX: usize = 64 * 1024;
+
+/// Turns a connection away before any session starts, for a connection over
+/// a cap: `421 4.3.2 <hostname> <text>` (see [`Session::refuse`]), then a
+/// close that lets the client read it. Never fails: a client that is already
+/// gone needs no answer. Takes at most `config.idle_timeout` to write and
+/// [`REFUSE_LINGER`] to close.
+pub async fn refuse<S>(mut stream: S, peer: SocketAddr, config: Arc<LmtpConfig>, text: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let wait = config.idle_timeout.min(REFUSE_LINGER * 2);
+    let mut session = Session::new(config, peer.ip());
+    session.refuse(text);
+    let output = session.take_output();
+    let said = timeout(wait, async {
+        stream.write_all(&output).await?;
+        stream.flush().await?;
+        stream.shutdown().await
+    })
+    .await;
+    if !matches!(said, Ok(Ok(()))) {
+        return;
+    }
+    let _ = timeout(REFUSE_LINGER, async {
+        let mut chunk = [0u8; 4096];
+        let mut dropped = 0usize;
+        while dropped < REFUSE_LINGER_BYTES_MAX {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => dropped += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// What ended a wait for input.

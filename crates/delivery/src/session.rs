@@ -160,6 +160,16 @@ impl Session {
         self.state = State::Closed;
     }
 
+    /// Queues `421 4.3.2 <hostname> <text>` instead of the greeting and ends
+    /// the session: the server will not serve this connection now (it is
+    /// over a connection cap). The client keeps the mail and tries later.
+    pub fn refuse(&mut self, text: &str) {
+        let hostname = header_safe(&self.config.hostname);
+        let text = header_safe(text);
+        self.reply(format_args!("421 4.3.2 {hostname} {text}"));
+        self.state = State::Closed;
+    }
+
     /// Queues `421 4.4.2` and ends the session after the client was silent
     /// for too long.
     pub fn time_out(&mut self) {

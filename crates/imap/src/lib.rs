@@ -12,20 +12,28 @@
 //! - A command that fails on bad input or damaged data answers NO/BAD for that
 //!   command; the session continues. Only I/O errors end a session.
 //! - Untagged EXPUNGE is never sent during FETCH, STORE or SEARCH (RFC 9051 7.5.1).
+//! - Heavy commands (SEARCH BODY/TEXT, SORT, THREAD, FETCH of many bodies) run
+//!   within a per-user and a server-wide bound ([`user_limits`]) and do their
+//!   reading and CPU work under `block_in_place`, never on the async worker
+//!   other sessions need. That needs tokio's multi-thread runtime.
 
 pub mod command;
 pub mod conn;
 mod deflate;
 pub mod limits;
 mod pattern;
+mod refuse;
 mod respond;
 mod selected;
 mod sequence;
 mod session;
 mod skip;
+pub mod user_limits;
 
 pub use conn::Conn;
 pub use limits::{LoginThrottle, ThrottleConfig};
+pub use refuse::refuse;
 pub use session::{
     ImapConfig, ImapContext, PlaintextAuth, UNAUTHENTICATED_LITERAL_BYTES_MAX, serve,
 };
+pub use user_limits::{UserLimits, UserLimitsConfig};

@@ -6,6 +6,7 @@ use crate::limits::LoginThrottle;
 use crate::respond::Done;
 use crate::selected::Selected;
 use crate::skip::SkippedLine;
+use crate::user_limits::{HeavyBusy, HeavyPermit, UserLimits, UserSlot};
 use imap_proto::framer::{Frame, Framer, Limits, RejectKind};
 use imap_proto::{Command, CommandBody};
 use std::net::SocketAddr;
@@ -71,6 +72,8 @@ pub struct ImapContext {
     /// For STARTTLS (and absent when no certificate is configured).
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub throttle: Arc<LoginThrottle>,
+    /// Sessions per user and heavy-command turns, over every IMAP listener.
+    pub users: Arc<UserLimits>,
 }
 
 /// Why a session ends.
@@ -96,6 +99,9 @@ pub(crate) struct Session {
     pub framer: Framer,
     /// The authenticated user.
     pub user: Option<String>,
+    /// The user's session slot (see [`crate::user_limits`]); held while
+    /// logged in, given back on UNAUTHENTICATE or when the session ends.
+    pub user_slot: Option<UserSlot>,
     pub reader: Option<store::UserReader>,
     pub selected: Option<Selected>,
     /// ENABLE IMAP4rev2 was given: rev2 response forms (ESEARCH, no RECENT, UTF-8 names).
@@ -141,6 +147,7 @@ pub async fn serve(
             out: Vec::with_capacity(4096),
             framer: Framer::new(unauthenticated_limits(limits)),
             user: None,
+            user_slot: None,
             reader: None,
             selected: None,
             rev2: false,
@@ -561,6 +568,36 @@ impl Session {
                     } => command::copy::copy(self, uid, &sequence, &mailbox, true).await,
                     _ => Ok(Done::bad("command not valid in this state")),
                 }
+            }
+        }
+    }
+
+    /// Waits for a turn to run a heavy command (SEARCH BODY/TEXT, SORT,
+    /// THREAD, FETCH of many bodies; see [`crate::user_limits`]), which the
+    /// caller holds until the command ends. `Err` is the answer when no turn
+    /// came within the configured wait. (`&mut`: a `&Session` held across the
+    /// wait would make the session's future not `Send`.)
+    pub(crate) async fn heavy_turn(&mut self) -> Result<Option<HeavyPermit>, Done> {
+        let Some(slot) = self.user_slot.as_ref() else {
+            return Ok(None);
+        };
+        match slot.heavy().await {
+            Ok(permit) => Ok(Some(permit)),
+            Err(busy) => {
+                let wait_ms = self.ctx.users.config().heavy_wait.as_millis();
+                let text = match busy {
+                    HeavyBusy::User { max } => format!(
+                        "this user already runs {max} heavy commands (SEARCH BODY/TEXT, SORT, THREAD, \
+                         FETCH of many message bodies) at once, the most allowed \
+                         (heavy_commands_per_user={max}), and none ended within {wait_ms} ms; \
+                         try again when one has finished"
+                    ),
+                    HeavyBusy::Server { max } => format!(
+                        "the server already runs {max} heavy commands at once, the most it allows \
+                         (heavy_commands_max={max}), and none ended within {wait_ms} ms; try again shortly"
+                    ),
+                };
+                Err(Done::no_code("INUSE", text))
             }
         }
     }

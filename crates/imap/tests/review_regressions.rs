@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use postern_imap::{ImapConfig, ImapContext, LoginThrottle, ThrottleConfig, serve};
+use postern_imap::{
+    ImapConfig, ImapContext, LoginThrottle, ThrottleConfig, UserLimits, UserLimitsConfig, serve,
+};
 use store::{Intent, Store, StoreConfig};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
@@ -52,6 +54,7 @@ impl Server {
             store: store.clone(),
             tls: None,
             throttle: Arc::new(LoginThrottle::new(ThrottleConfig::default())),
+            users: Arc::new(UserLimits::new(UserLimitsConfig::default())),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();

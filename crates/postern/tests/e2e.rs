@@ -112,6 +112,7 @@ python_test_files! {
     mbsync => "test_mbsync.py",
     imapclient => "test_imapclient.py",
     reconstruct => "test_reconstruct.py",
+    overload => "test_overload.py",
 }
 
 /// A new test_*.py that nobody added above would never run; this makes that a failure.

@@ -129,6 +129,12 @@ pub struct ImapSection {
     pub autologout_secs: u64,
     pub login_timeout_secs: u64,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub max_connections_per_ip_exempt: Vec<String>,
+    pub max_connections_per_user: usize,
+    pub heavy_commands_per_user: usize,
+    pub heavy_commands_max: usize,
+    pub heavy_command_wait_ms: u64,
 }
 
 impl Default for ImapSection {
@@ -140,6 +146,12 @@ impl Default for ImapSection {
             autologout_secs: 30 * 60,
             login_timeout_secs: 60,
             max_connections: 10_000,
+            max_connections_per_ip: 100,
+            max_connections_per_ip_exempt: Vec::new(),
+            max_connections_per_user: 50,
+            heavy_commands_per_user: 2,
+            heavy_commands_max: 16,
+            heavy_command_wait_ms: 15_000,
         }
     }
 }
@@ -165,6 +177,7 @@ pub struct LmtpSection {
     pub max_message_size: u64,
     pub max_recipients: usize,
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub idle_timeout_secs: u64,
     pub over_quota: OverQuota,
 }
@@ -187,6 +200,7 @@ impl Default for LmtpSection {
             max_message_size: 64 * 1024 * 1024,
             max_recipients: 1000,
             max_connections: 1000,
+            max_connections_per_ip: 200,
             idle_timeout_secs: 300,
             over_quota: OverQuota::Temporary,
         }
@@ -379,8 +393,25 @@ autologout_secs = 1800
 # Seconds a connection may take, in all, to log in; then BYE. A client that
 # trickles bytes does not extend it.
 login_timeout_secs = 60
-# Concurrent connections on this listener.
+# Connections in all, over [imap] and [imaps] together, and per client
+# address (IPv6: per /64; 0: no cap). A connection over either gets
+# "* BYE [UNAVAILABLE] <why>" and is closed. Addresses and networks
+# ("10.0.0.0/8") in the exempt list, such as a webmail host or an IMAP proxy,
+# have no per-address cap.
 max_connections = 10000
+max_connections_per_ip = 100
+max_connections_per_ip_exempt = []
+# Sessions one user may have logged in at once (0: no cap). One more LOGIN or
+# AUTHENTICATE gets "NO [UNAVAILABLE]", as with Dovecot's
+# mail_max_userip_connections, and the connection stays open.
+max_connections_per_user = 50
+# Heavy commands (SEARCH BODY/TEXT, SORT, THREAD, FETCH of the bodies of more
+# than 16 messages or 16 MiB) running at once per user, and in all (0: no
+# cap). One more waits up to heavy_command_wait_ms for a turn, then gets
+# "NO [INUSE]".
+heavy_commands_per_user = 2
+heavy_commands_max = 16
+heavy_command_wait_ms = 15000
 
 [imaps]
 # IMAP over implicit TLS.
@@ -393,8 +424,11 @@ listen = "127.0.0.1:2424"
 max_message_size = 67108864
 # Recipients per transaction.
 max_recipients = 1000
-# Concurrent connections on this listener.
+# Connections in all, over every [lmtp] listener, and per client address
+# (IPv6: per /64; 0: no cap). A connection over either gets "421 4.3.2 <why>"
+# and is closed; the MTA keeps the mail and retries.
 max_connections = 1000
+max_connections_per_ip = 200
 # Seconds a connection may stay silent before it is closed.
 idle_timeout_secs = 300
 # A recipient over quota: "temporary" (452 4.2.2, the MTA retries) or
@@ -618,6 +652,12 @@ fn validate(config: &Config) -> Result<(), String> {
     {
         return Err("[imap] login_timeout_secs must be at least 1".into());
     }
+    if let Some(imap) = &config.imap {
+        for network in &imap.max_connections_per_ip_exempt {
+            crate::connections::Network::parse(network)
+                .map_err(|e| format!("[imap] max_connections_per_ip_exempt: {e}"))?;
+        }
+    }
     if let Some(sms) = &config.sms {
         validate_sms(sms)?;
     }
@@ -744,6 +784,29 @@ mod tests {
         assert_eq!(
             config.lmtp.map(|l| l.over_quota),
             Some(OverQuota::Permanent)
+        );
+    }
+
+    #[test]
+    fn connection_caps_parse_and_exempt_networks_are_checked() {
+        let config = parse(
+            "[imap]\nmax_connections_per_ip = 3\nmax_connections_per_user = 0\n\
+             max_connections_per_ip_exempt = [\"10.0.0.0/8\", \"::1\"]\n\
+             [lmtp]\nmax_connections_per_ip = 7\n",
+        )
+        .expect("parses");
+        let imap = config.imap.expect("section present");
+        assert_eq!(
+            (imap.max_connections_per_ip, imap.max_connections_per_user),
+            (3, 0)
+        );
+        assert_eq!(imap.max_connections_per_ip_exempt.len(), 2);
+        assert_eq!(config.lmtp.map(|l| l.max_connections_per_ip), Some(7));
+        let error =
+            parse("[imap]\nmax_connections_per_ip_exempt = [\"10.0.0.0/40\"]\n").unwrap_err();
+        assert!(
+            error.contains("max_connections_per_ip_exempt") && error.contains("10.0.0.0/40"),
+            "{error}"
         );
     }
 

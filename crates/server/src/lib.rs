@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod connections;
 pub mod lmtp_target;
 pub mod open_files;
 pub mod repair;
@@ -15,6 +16,7 @@ pub mod tls;
 
 use anyhow::{Context, anyhow};
 use config::Config;
+use connections::{ConnectionLimits, OverCap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +26,15 @@ use tokio::sync::{Semaphore, watch};
 
 /// How long shutdown waits for sessions to finish what they are doing.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// How long an IMAPS client may take over its TLS handshake.
+const TLS_HANDSHAKE_WAIT: Duration = Duration::from_secs(30);
+/// ... and one over a cap, which is only told why it is turned away.
+const REFUSAL_HANDSHAKE_WAIT: Duration = Duration::from_secs(5);
+/// Connections over a cap being told why at once (each takes a few seconds
+/// at most); beyond this they are closed without a word, so a flood of
+/// connections costs bounded work and descriptors. Within the open-file
+/// estimate's base allowance (`open_files.rs`).
+const REFUSALS_IN_FLIGHT_MAX: usize = 64;
 
 /// The kinds of listener, as named in the config and in the "listening" lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,11 +57,15 @@ impl Service {
 /// Raises the open-file limit toward what the configured bounds need (see
 /// `open_files.rs`); says so in the log when the hard limit is too low.
 fn raise_open_files(config: &Config) {
-    let imap_sessions = config.imap.as_ref().map_or(0, |i| i.max_connections);
-    let imap_listeners = usize::from(config.imap.is_some()) + usize::from(config.imaps.is_some());
+    // [imap] max_connections bounds the IMAP and IMAPS sessions together.
+    let imap_sessions = if config.imap.is_some() || config.imaps.is_some() {
+        config.imap.clone().unwrap_or_default().max_connections
+    } else {
+        0
+    };
     let needed = open_files::needed(
         config.store.open_indexes_max.max(16),
-        imap_sessions * imap_listeners,
+        imap_sessions,
         config.lmtp.as_ref().map_or(0, |l| l.max_connections),
     );
     match open_files::raise(needed) {
@@ -114,8 +129,9 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
 struct Listener {
     service: Service,
     socket: TcpListener,
-    limit: Arc<Semaphore>,
-    max: usize,
+    /// The connection caps of the listener's service, shared by all its
+    /// listeners (IMAP and IMAPS share one).
+    limits: Arc<ConnectionLimits>,
 }
 
 /// Runs the server until `shutdown` becomes true. `ready` gets every bound
@@ -143,34 +159,42 @@ pub async fn run(
     };
     let acceptor = tls::acceptor(certificates.clone())?;
 
+    let imap_section = config.imap.clone().unwrap_or_default();
+    let lmtp_section = config.lmtp.clone().unwrap_or_default();
+    let imap_limits = Arc::new(ConnectionLimits::new(
+        imap_section.max_connections,
+        imap_section.max_connections_per_ip,
+        imap_section
+            .max_connections_per_ip_exempt
+            .iter()
+            .map(|n| connections::Network::parse(n).map_err(|e| anyhow!("[imap] {e}")))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    ));
+    let lmtp_limits = Arc::new(ConnectionLimits::new(
+        lmtp_section.max_connections,
+        lmtp_section.max_connections_per_ip,
+        Vec::new(),
+    ));
     let mut listeners = Vec::new();
-    let sections: [(Service, Option<(config::Listen, usize)>); 3] = [
+    let sections: [(Service, Option<&config::Listen>, &Arc<ConnectionLimits>); 3] = [
         (
             Service::Imap,
-            config
-                .imap
-                .as_ref()
-                .map(|s| (s.listen.clone(), s.max_connections)),
+            config.imap.as_ref().map(|s| &s.listen),
+            &imap_limits,
         ),
         (
             Service::Imaps,
-            config.imaps.as_ref().map(|s| {
-                (
-                    s.listen.clone(),
-                    config.imap.as_ref().map_or(10_000, |i| i.max_connections),
-                )
-            }),
+            config.imaps.as_ref().map(|s| &s.listen),
+            &imap_limits,
         ),
         (
             Service::Lmtp,
-            config
-                .lmtp
-                .as_ref()
-                .map(|s| (s.listen.clone(), s.max_connections)),
+            config.lmtp.as_ref().map(|s| &s.listen),
+            &lmtp_limits,
         ),
     ];
-    for (service, section) in sections {
-        let Some((listen, max)) = section else {
+    for (service, listen, limits) in sections {
+        let Some(listen) = listen else {
             continue;
         };
         for address in listen.addresses() {
@@ -180,8 +204,7 @@ pub async fn run(
             listeners.push(Listener {
                 service,
                 socket,
-                limit: Arc::new(Semaphore::new(max.max(1))),
-                max: max.max(1),
+                limits: Arc::clone(limits),
             });
         }
     }
@@ -190,7 +213,6 @@ pub async fn run(
         .filter_map(|l| l.socket.local_addr().ok().map(|a| (l.service, a)))
         .collect();
 
-    let imap_section = config.imap.clone().unwrap_or_default();
     let imap_context = Arc::new(imap::ImapContext {
         config: imap::ImapConfig {
             hostname: config.hostname.clone(),
@@ -216,8 +238,13 @@ pub async fn run(
             delay_max: Duration::from_millis(config.auth.delay_max_ms),
             ..imap::ThrottleConfig::default()
         })),
+        users: Arc::new(imap::UserLimits::new(imap::UserLimitsConfig {
+            sessions_per_user_max: imap_section.max_connections_per_user,
+            heavy_per_user_max: imap_section.heavy_commands_per_user,
+            heavy_max: imap_section.heavy_commands_max,
+            heavy_wait: Duration::from_millis(imap_section.heavy_command_wait_ms),
+        })),
     });
-    let lmtp_section = config.lmtp.clone().unwrap_or_default();
     let lmtp_config = Arc::new(delivery::LmtpConfig {
         hostname: config.hostname.clone(),
         message_bytes_max: lmtp_section.max_message_size,
@@ -268,40 +295,20 @@ pub async fn run(
     ready(&bound);
     tracing::info!(event = "server_ready", listeners = bound.len(), data_dir = %config.data_dir.display());
 
-    let mut limits = Vec::new();
+    let services = Arc::new(Services {
+        imap: imap_context,
+        lmtp: lmtp_config,
+        target,
+        tls: acceptor,
+        refusals: Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT_MAX)),
+    });
     let mut accept_tasks = Vec::new();
     for listener in listeners {
-        limits.push((listener.limit.clone(), listener.max));
-        let shutdown = shutdown.clone();
-        let imap_context = imap_context.clone();
-        let lmtp_config = lmtp_config.clone();
-        let target = target.clone();
-        let acceptor = acceptor.clone();
-        accept_tasks.push(tokio::spawn(async move {
-            accept_loop(listener, shutdown, move |service, stream, peer, shutdown| {
-                let imap_context = imap_context.clone();
-                let lmtp_config = lmtp_config.clone();
-                let target = target.clone();
-                let acceptor = acceptor.clone();
-                async move {
-                    let _ = stream.set_nodelay(true);
-                    match service {
-                        Service::Imap => imap::serve(imap::Conn::Plain(stream), peer, imap_context, shutdown).await,
-                        Service::Imaps => match tokio::time::timeout(Duration::from_secs(30), acceptor.accept(stream)).await {
-                            Ok(Ok(tls)) => imap::serve(imap::Conn::Tls(Box::new(tls)), peer, imap_context, shutdown).await,
-                            Ok(Err(e)) => tracing::info!(event = "tls_handshake_failed", %peer, error = %e),
-                            Err(_) => tracing::info!(event = "tls_handshake_timeout", %peer),
-                        },
-                        Service::Lmtp => {
-                            if let Err(e) = delivery::serve(stream, peer, lmtp_config, target, shutdown).await {
-                                tracing::info!(event = "lmtp_io_error", %peer, error = %e);
-                            }
-                        }
-                    }
-                }
-            })
-            .await
-        }));
+        accept_tasks.push(tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&services),
+            shutdown.clone(),
+        )));
     }
 
     while !*shutdown.borrow() {
@@ -316,11 +323,10 @@ pub async fn run(
     for task in accept_tasks {
         let _ = task.await;
     }
-    // Every session holds a permit: getting them all back means all have ended.
+    // Every session holds a slot: getting them all back means all have ended.
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        for (limit, max) in &limits {
-            let _ = limit.acquire_many(*max as u32).await;
-        }
+        imap_limits.all_closed().await;
+        lmtp_limits.all_closed().await;
     })
     .await;
     if drained.is_err() {
@@ -345,35 +351,133 @@ pub async fn run(
     Ok(())
 }
 
-async fn accept_loop<F, Fut>(listener: Listener, mut shutdown: watch::Receiver<bool>, handle: F)
-where
-    F: Fn(Service, TcpStream, SocketAddr, watch::Receiver<bool>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
+/// What the accept loops hand connections to.
+struct Services {
+    imap: Arc<imap::ImapContext>,
+    lmtp: Arc<delivery::LmtpConfig>,
+    target: Arc<lmtp_target::StoreTarget>,
+    tls: tokio_rustls::TlsAcceptor,
+    /// Refusals being said now; see [`REFUSALS_IN_FLIGHT_MAX`].
+    refusals: Arc<Semaphore>,
+}
+
+impl Services {
+    /// Runs one session to its end.
+    async fn serve(
+        &self,
+        service: Service,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        let imap = Arc::clone(&self.imap);
+        match service {
+            Service::Imap => imap::serve(imap::Conn::Plain(stream), peer, imap, shutdown).await,
+            Service::Imaps => {
+                match tokio::time::timeout(TLS_HANDSHAKE_WAIT, self.tls.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        imap::serve(imap::Conn::Tls(Box::new(tls)), peer, imap, shutdown).await
+                    }
+                    Ok(Err(e)) => tracing::info!(event = "tls_handshake_failed", %peer, error = %e),
+                    Err(_) => tracing::info!(event = "tls_handshake_timeout", %peer),
+                }
+            }
+            Service::Lmtp => {
+                let (config, target) = (Arc::clone(&self.lmtp), Arc::clone(&self.target));
+                if let Err(e) = delivery::serve(stream, peer, config, target, shutdown).await {
+                    tracing::info!(event = "lmtp_io_error", %peer, error = %e);
+                }
+            }
+        }
+    }
+
+    /// Tells a connection over a cap why it is turned away, in its protocol's
+    /// words, and closes it.
+    async fn refuse(&self, service: Service, stream: TcpStream, peer: SocketAddr, over: OverCap) {
+        let text = refusal_text(over);
+        match service {
+            Service::Imap => imap::refuse(imap::Conn::Plain(stream), &text).await,
+            Service::Imaps => {
+                let handshake = self.tls.accept(stream);
+                if let Ok(Ok(tls)) = tokio::time::timeout(REFUSAL_HANDSHAKE_WAIT, handshake).await {
+                    imap::refuse(imap::Conn::Tls(Box::new(tls)), &text).await;
+                }
+            }
+            Service::Lmtp => delivery::refuse(stream, peer, Arc::clone(&self.lmtp), &text).await,
+        }
+    }
+}
+
+/// What a client over a cap is told, naming the key an operator would change.
+fn refusal_text(over: OverCap) -> String {
+    match over {
+        OverCap::Total { max } => format!(
+            "Server busy: all {max} connection slots are in use (max_connections={max}), try again later"
+        ),
+        OverCap::PerAddress { max } => format!(
+            "Too many connections from your address (max_connections_per_ip={max}), try again later"
+        ),
+    }
+}
+
+/// Accepts connections until shutdown: within the caps a session starts,
+/// holding its slot until it ends; over a cap the client is told why and
+/// disconnected (see `connections.rs`).
+async fn accept_loop(
+    listener: Listener,
+    services: Arc<Services>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let service = listener.service;
     loop {
-        let permit = tokio::select! {
-            permit = listener.limit.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = shutdown.changed() => return,
-        };
         let accepted = tokio::select! {
             accepted = listener.socket.accept() => accepted,
             _ = shutdown.changed() => return,
         };
-        match accepted {
-            Ok((stream, peer)) => {
-                let session = handle(listener.service, stream, peer, shutdown.clone());
-                tokio::spawn(async move {
-                    session.await;
-                    drop(permit);
-                });
-            }
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Usually EMFILE: back off briefly instead of spinning.
-                tracing::warn!(event = "accept_failed", service = listener.service.name(), error = %e);
+                tracing::warn!(event = "accept_failed", service = service.name(), error = %e);
                 tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        match listener.limits.admit(peer.ip()) {
+            Ok(slot) => {
+                let services = Arc::clone(&services);
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    services.serve(service, stream, peer, shutdown).await;
+                    // Also dropped if the session panics: the task's future owns it.
+                    drop(slot);
+                });
+            }
+            Err(over) => {
+                match listener.limits.note_refusal() {
+                    Some(refused) => tracing::warn!(
+                        event = "connections_refused",
+                        service = service.name(),
+                        refused,
+                        cap = ?over,
+                        last_peer = %peer,
+                        "connections over a cap were turned away (counted since the last warning)"
+                    ),
+                    None => {
+                        tracing::debug!(event = "connection_refused", service = service.name(), cap = ?over, %peer)
+                    }
+                }
+                match Arc::clone(&services.refusals).try_acquire_owned() {
+                    Ok(permit) => {
+                        let services = Arc::clone(&services);
+                        tokio::spawn(async move {
+                            services.refuse(service, stream, peer, over).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => drop(stream),
+                }
             }
         }
     }

@@ -594,6 +594,21 @@ fn shutdown_and_timeout_replies() {
     assert!(session.is_closed());
 }
 
+#[test]
+fn refusal_is_a_421_with_the_reason_on_one_line() {
+    let mut session = session_with(config());
+    session.refuse("too many connections\r\nfrom you");
+    let output = session.take_output();
+    let text = String::from_utf8_lossy(&output);
+    assert!(text.starts_with("421 4.3.2 "), "{text}");
+    assert!(
+        text.ends_with("too many connections??from you\r\n"),
+        "{text}"
+    );
+    assert_eq!(text.matches("\r\n").count(), 1, "{text}");
+    assert_eq!(session.poll(), Event::Close);
+}
+
 /// Arbitrary bytes must never panic the session and must never close it
 /// (only QUIT does). A small xorshift keeps this deterministic without a
 /// dependency; the fuzz target does the thorough version.

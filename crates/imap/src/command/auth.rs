@@ -207,8 +207,28 @@ async fn check_password(
     match checked {
         Ok(Ok(Some(user))) => {
             throttle.record_success(ip);
+            // Checked once the password is known to be right, so a stranger
+            // cannot use up someone's slots or learn whether they are online.
+            // Dovecot answers its mail_max_userip_connections the same way: a
+            // tagged NO [UNAVAILABLE], the connection stays open, and clients
+            // do not take it for a wrong password.
+            let slot = match session.ctx.users.admit(&user) {
+                Ok(slot) => slot,
+                Err(max) => {
+                    tracing::info!(event = "imap_login_over_user_cap", user = %user, max);
+                    return Ok(Done::no_code(
+                        "UNAVAILABLE",
+                        format!(
+                            "Maximum number of connections for this user exceeded \
+                             (max_connections_per_user={max}); close another mail client \
+                             or session, or try again later"
+                        ),
+                    ));
+                }
+            };
             match session.ctx.store.reader(&user) {
                 Ok(reader) => {
+                    session.user_slot = Some(slot);
                     session.changes = Some(session.ctx.store.watch(&user));
                     session.reader = Some(reader);
                     session.user = Some(user.clone());
@@ -332,6 +352,7 @@ pub(crate) async fn read_line(session: &mut Session) -> Result<Option<String>, E
 
 pub(crate) async fn unauthenticate(session: &mut Session) -> Result<Done, End> {
     session.user = None;
+    session.user_slot = None;
     session.qresync = false;
     session.login_deadline = tokio::time::Instant::now() + session.ctx.config.login_timeout;
     session.reader = None;

@@ -94,7 +94,7 @@ pub(crate) async fn fetch(
         }
         out
     } else {
-        let all = match reader.messages(&mailbox) {
+        let all = match tokio::task::block_in_place(|| reader.messages(&mailbox)) {
             Ok(a) => a,
             Err(e) => return Ok(Done::from_store(&e)),
         };
@@ -116,6 +116,21 @@ pub(crate) async fn fetch(
             .filter(|(_, m)| m.modseq > since)
             .collect(),
         None => metas,
+    };
+    // Taken before anything is answered or changed (\Seen), so a refused
+    // FETCH has no effect.
+    let blob_needed = attrs.iter().any(needs_blob);
+    let heavy = blob_needed && reads_many_bodies(&metas);
+    let _turn = if heavy {
+        match session.heavy_turn().await {
+            Ok(turn) => turn,
+            Err(done) => return Ok(done),
+        }
+    } else {
+        None
+    };
+    let Ok(reader) = session.reader() else {
+        return Ok(Done::bad("not authenticated"));
     };
     // UID FETCH ... (CHANGEDSINCE n VANISHED), RFC 7162 3.2.6: the UIDs of the
     // set expunged since n, before the FETCH responses.
@@ -188,63 +203,53 @@ pub(crate) async fn fetch(
     if modifiers.changed_since.is_some() && !attrs.contains(&FetchAttr::ModSeq) {
         attrs.push(FetchAttr::ModSeq);
     }
-    let blob_needed = attrs.iter().any(needs_blob);
     let summary_needed = attrs.iter().any(needs_summary);
     let utf8 = session.utf8_quoted();
-    let mut failures = 0usize;
+    // Reading and hashing bodies and decoding summaries is disk and CPU work:
+    // beyond a few messages it runs off the async worker (block_in_place), in
+    // chunks of one output flush, so other sessions' commands keep being served.
+    let offload = heavy || ((blob_needed || summary_needed) && metas.len() > OFFLOAD_MESSAGES_MIN);
+    let flush_bytes = session.ctx.config.output_flush_bytes;
     // UID, FLAGS and MODSEQ are all a damaged row may still answer: its
     // checksum covers the rest (size, dates, blob, ids).
     let row_fields_needed = attrs
         .iter()
         .any(|a| !matches!(a, FetchAttr::Uid | FetchAttr::Flags | FetchAttr::ModSeq));
-    for (seq, meta) in &metas {
-        let Ok(reader) = session.reader() else { break };
-        if meta.damaged && row_fields_needed {
-            tracing::error!(event = "row_unavailable", user = %reader.user(), mailbox = %mailbox, uid = meta.uid, "index row failed its checksum; not served");
-            failures += 1;
-            continue;
-        }
-        let raw = if blob_needed {
-            match reader.message_bytes(&mailbox, meta) {
-                Ok(r) => Some(r),
-                Err(_) => {
-                    // Logged with user, mailbox and UID by the reader.
-                    failures += 1;
-                    continue;
+    let wanted = Wanted {
+        attrs: &attrs,
+        row_fields: row_fields_needed,
+        blob: blob_needed,
+        summary: summary_needed,
+        utf8,
+    };
+    let mut failures = 0usize;
+    let mut next = 0usize;
+    while next < metas.len() {
+        // A block, so nothing borrowed from the reader (not Sync) is held
+        // across the flush's await.
+        {
+            let Some(reader) = session.reader.as_ref() else {
+                break;
+            };
+            let out = &mut session.out;
+            let mut render_chunk = || {
+                // At least one message per chunk, so the loop always advances.
+                while let Some((seq, meta)) = metas.get(next) {
+                    next += 1;
+                    if !render(reader, &mailbox, *seq, meta, &wanted, out) {
+                        failures += 1;
+                    }
+                    if out.len() >= flush_bytes {
+                        break;
+                    }
                 }
+            };
+            if offload {
+                tokio::task::block_in_place(render_chunk);
+            } else {
+                render_chunk();
             }
-        } else {
-            None
-        };
-        let summary = if summary_needed {
-            match reader.summary(&mailbox, meta) {
-                Ok(s) => Some(s),
-                Err(e) => {
-                    tracing::error!(event = "summary_unavailable", mailbox = %mailbox, uid = meta.uid, error = %e);
-                    failures += 1;
-                    continue;
-                }
-            }
-        } else {
-            None
-        };
-        let mut line = Vec::with_capacity(256);
-        line.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
-        for (i, attr) in attrs.iter().enumerate() {
-            if i > 0 {
-                line.push(b' ');
-            }
-            write_item(
-                &mut line,
-                attr,
-                meta,
-                summary.as_ref(),
-                raw.as_deref(),
-                utf8,
-            );
         }
-        line.extend_from_slice(b")\r\n");
-        session.out.extend_from_slice(&line);
         session.maybe_flush().await?;
     }
     if failures > 0 {
@@ -254,6 +259,87 @@ pub(crate) async fn fetch(
         ));
     }
     Ok(Done::ok("FETCH completed"))
+}
+
+/// A FETCH that reads the bodies of more messages than this is heavy (see
+/// [`crate::user_limits`]).
+const HEAVY_FETCH_MESSAGES_MIN: usize = 16;
+/// ... and so is one that reads more bytes of bodies than this.
+const HEAVY_FETCH_BYTES_MIN: u64 = 16 * 1024 * 1024;
+/// A FETCH that reads bodies or summaries of more messages than this renders
+/// them off the async worker.
+const OFFLOAD_MESSAGES_MIN: usize = 8;
+
+/// Whether reading the bodies of `metas` makes a FETCH heavy.
+fn reads_many_bodies(metas: &[(u32, MessageMeta)]) -> bool {
+    let bytes: u64 = metas.iter().map(|(_, m)| m.size).sum();
+    metas.len() > HEAVY_FETCH_MESSAGES_MIN || bytes > HEAVY_FETCH_BYTES_MIN
+}
+
+/// What one FETCH asks of every message.
+struct Wanted<'a> {
+    attrs: &'a [FetchAttr],
+    /// Items other than UID, FLAGS and MODSEQ, which a damaged row cannot answer.
+    row_fields: bool,
+    blob: bool,
+    summary: bool,
+    utf8: bool,
+}
+
+/// Writes one message's FETCH response to `out`. False when its index row
+/// failed its checksum and more than UID, FLAGS and MODSEQ was asked, or its
+/// blob or summary could not be read: the failure is logged and nothing is
+/// written for it (a literal cannot be taken back, so nothing is started).
+fn render(
+    reader: &store::UserReader,
+    mailbox: &str,
+    seq: u32,
+    meta: &MessageMeta,
+    wanted: &Wanted<'_>,
+    out: &mut Vec<u8>,
+) -> bool {
+    if meta.damaged && wanted.row_fields {
+        tracing::error!(event = "row_unavailable", user = %reader.user(), mailbox = %mailbox, uid = meta.uid, "index row failed its checksum; not served");
+        return false;
+    }
+    let raw = if wanted.blob {
+        match reader.message_bytes(mailbox, meta) {
+            Ok(r) => Some(r),
+            // Logged with user, mailbox and UID by the reader.
+            Err(_) => return false,
+        }
+    } else {
+        None
+    };
+    let summary = if wanted.summary {
+        match reader.summary(mailbox, meta) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(event = "summary_unavailable", mailbox = %mailbox, uid = meta.uid, error = %e);
+                return false;
+            }
+        }
+    } else {
+        None
+    };
+    let mut line = Vec::with_capacity(256);
+    line.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
+    for (i, attr) in wanted.attrs.iter().enumerate() {
+        if i > 0 {
+            line.push(b' ');
+        }
+        write_item(
+            &mut line,
+            attr,
+            meta,
+            summary.as_ref(),
+            raw.as_deref(),
+            wanted.utf8,
+        );
+    }
+    line.extend_from_slice(b")\r\n");
+    out.extend_from_slice(&line);
+    true
 }
 
 fn write_item(

@@ -8,6 +8,7 @@
 use crate::respond::{Done, Status};
 use crate::sequence::{Positions, format_set};
 use crate::session::{End, Session};
+use crate::user_limits::HeavyPermit;
 use imap_proto::{Date, SearchKey, SearchReturn, Sequence};
 use std::collections::HashMap;
 use store::MessageMeta;
@@ -256,6 +257,18 @@ fn field_values(fields: &[u8]) -> Vec<String> {
     values
 }
 
+/// Whether `key` reads message text (BODY, TEXT): the blob of every
+/// candidate is read and decoded, which makes the SEARCH a heavy command.
+fn reads_text(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::Body(_) | SearchKey::Text(_) => true,
+        SearchKey::Not(k) => reads_text(k),
+        SearchKey::Or(a, b) => reads_text(a) || reads_text(b),
+        SearchKey::And(keys) => keys.iter().any(reads_text),
+        _ => false,
+    }
+}
+
 fn uses_modseq(key: &SearchKey) -> bool {
     match key {
         SearchKey::ModSeq(_) => true,
@@ -294,7 +307,8 @@ async fn run(
     returns: Option<Vec<SearchReturn>>,
     criteria: &SearchKey,
 ) -> Result<Done, End> {
-    let found = match prepare(session, uid, charset, criteria).await? {
+    let heavy = reads_text(criteria);
+    let found = match prepare(session, uid, charset, criteria, heavy).await? {
         Ok(found) => found,
         Err(done) => return Ok(done),
     };
@@ -395,6 +409,8 @@ pub(crate) struct Found {
     pub metas: Vec<MessageMeta>,
     /// (sequence number, index into `metas`) of each match, in sequence order.
     pub hits: Vec<(u32, usize)>,
+    /// The heavy-command turn of a heavy command, held until it is answered.
+    _turn: Option<HeavyPermit>,
 }
 
 impl Found {
@@ -425,14 +441,16 @@ impl Found {
     }
 }
 
-/// What SEARCH, SORT and THREAD start with: the charset checked, the view
-/// brought up to date, and the selected mailbox's messages with those that
-/// match `criteria` (see [`matching`]). `Err` is the answer to give.
+/// What SEARCH, SORT and THREAD start with: the charset checked, a turn
+/// taken when the command is `heavy`, the view brought up to date, and the
+/// selected mailbox's messages with those that match `criteria` (see
+/// [`matching`]). `Err` is the answer to give.
 pub(crate) async fn prepare(
     session: &mut Session,
     uid: bool,
     charset: Option<&str>,
     criteria: &SearchKey,
+    heavy: bool,
 ) -> Result<Result<Found, Done>, End> {
     if let Some(cs) = charset
         && !cs.eq_ignore_ascii_case("UTF-8")
@@ -443,6 +461,14 @@ pub(crate) async fn prepare(
             "unsupported charset",
         )));
     }
+    let turn = if heavy {
+        match session.heavy_turn().await {
+            Ok(turn) => turn,
+            Err(done) => return Ok(Err(done)),
+        }
+    } else {
+        None
+    };
     session.sync(uid).await?;
     let Some(selected) = session.selected.as_ref() else {
         return Ok(Err(Done::bad("no mailbox selected")));
@@ -460,6 +486,7 @@ pub(crate) async fn prepare(
         mailbox,
         metas,
         hits,
+        _turn: turn,
     }))
 }
 

@@ -35,7 +35,7 @@ pub(crate) async fn sort(
     charset: &str,
     search_key: &SearchKey,
 ) -> Result<Done, End> {
-    let found = match search::prepare(session, uid, Some(charset), search_key).await? {
+    let found = match search::prepare(session, uid, Some(charset), search_key, true).await? {
         Ok(found) => found,
         Err(done) => return Ok(done),
     };
