@@ -111,6 +111,7 @@ python_test_files! {
     quota => "test_quota.py",
     mbsync => "test_mbsync.py",
     imapclient => "test_imapclient.py",
+    hostile => "test_hostile.py",
 }
 
 /// A new test_*.py that nobody added above would never run; this makes that a failure.
