@@ -176,7 +176,11 @@ pub fn binary(raw: &[u8], part: &[u32]) -> Result<Vec<u8>, BinaryError> {
 
 /// Decoded text of the text/* parts (HTML reduced to its text), joined with
 /// newlines, for SEARCH BODY/TEXT. At most `bytes_max` bytes.
+///
+/// Every part is read, including those past [`Limits::mime_parts_max`]
+/// (which bounds what the cache describes, not what SEARCH finds), and an
+/// encapsulated message past [`Limits::mime_depth_max`] or with a transfer
+/// encoding is read as text.
 pub fn body_text(raw: &[u8], bytes_max: usize) -> String {
-    let root = tree::parse(raw, &Limits::default());
-    text::body_text(raw, &root, bytes_max)
+    text::body_text(raw, &Limits::default(), bytes_max)
 }

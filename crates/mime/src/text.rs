@@ -2,8 +2,8 @@
 
 use mail_parser::decoders::html::html_to_text;
 
-use crate::decode;
-use crate::tree::{Kind, Part};
+use crate::tree::{self, Kind, Part};
+use crate::{Limits, decode};
 
 /// Characters in a preview (RFC 8970 section 3: at most 256).
 const PREVIEW_CHARS_MAX: usize = 256;
@@ -22,10 +22,24 @@ fn walk<'t>(part: &'t Part, visit: &mut impl FnMut(&'t Part) -> bool) -> bool {
     }
 }
 
-/// The decoded text of a text/* leaf (HTML reduced to its text), reading at
-/// most `source_bytes_max` bytes of its encoded body. `None` for other parts.
+/// Whether `part` is an encapsulated message that is not described as one
+/// (encoded, or past the depth limit): its bytes are still a message's text.
+fn is_opaque_message(part: &Part) -> bool {
+    let declared_message = match part.content.media {
+        Some(_) => {
+            part.content.is_type("message", Some("rfc822"))
+                || part.content.is_type("message", Some("global"))
+        }
+        None => part.in_digest,
+    };
+    declared_message && matches!(part.kind, Kind::Leaf { opaque: true })
+}
+
+/// The decoded text of a text/* leaf (HTML reduced to its text), or of an
+/// opaque encapsulated message, reading at most `source_bytes_max` bytes of
+/// its encoded body. `None` for other parts.
 pub(crate) fn leaf_text(raw: &[u8], part: &Part, source_bytes_max: usize) -> Option<String> {
-    if !part.is_text() {
+    if !part.is_text() && !is_opaque_message(part) {
         return None;
     }
     let body = raw.get(part.body.clone()).unwrap_or_default();
@@ -46,11 +60,13 @@ pub(crate) fn leaf_text(raw: &[u8], part: &Part, source_bytes_max: usize) -> Opt
     }
 }
 
-/// Decoded text of all text/* parts joined with newlines, cut at
-/// `bytes_max` bytes (on a character boundary).
-pub(crate) fn body_text(raw: &[u8], root: &Part, bytes_max: usize) -> String {
+/// Decoded text of all text/* parts (and opaque encapsulated messages)
+/// joined with newlines, cut at `bytes_max` bytes (on a character boundary).
+/// Every part counts, also those past the part limit of the cached
+/// description (see [`tree::visit_leaves`]): SEARCH must not miss them.
+pub(crate) fn body_text(raw: &[u8], limits: &Limits, bytes_max: usize) -> String {
     let mut out = String::new();
-    walk(root, &mut |part| {
+    tree::visit_leaves(raw, limits, &mut |part| {
         let left = bytes_max.saturating_sub(out.len());
         if left == 0 {
             return false;

@@ -122,6 +122,36 @@ pub(crate) fn parse(raw: &[u8], limits: &Limits) -> Part {
     build(raw, 0..raw.len(), 0, false, &limits, &mut parts_left)
 }
 
+/// The entity in `range`: its header, body and MIME fields, as a leaf (the
+/// caller descends into it).
+fn entity(raw: &[u8], range: Range<usize>, in_digest: bool) -> Part {
+    let body_from = body_start(raw, range.clone());
+    let header = range.start..body_from;
+    let content = Content::from_header(raw.get(header.clone()).unwrap_or_default());
+    Part {
+        header,
+        body: body_from..range.end,
+        content,
+        kind: Kind::Leaf { opaque: false },
+        in_digest,
+    }
+}
+
+/// The ranges of the parts of a multipart entity, empty when it has no
+/// usable boundary or none of its delimiters is found.
+fn multipart_children(raw: &[u8], part: &Part) -> Vec<Range<usize>> {
+    match part.content.param("boundary") {
+        Some(boundary) if !boundary.is_empty() => child_ranges(raw, part.body.clone(), boundary),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `part` is an encapsulated message: declared (or, in a digest,
+/// defaulting to) message/rfc822 or message/global.
+fn is_message(part: &Part) -> bool {
+    part.is_subtype("message", "rfc822") || part.is_subtype("message", "global")
+}
+
 fn build(
     raw: &[u8],
     range: Range<usize>,
@@ -131,27 +161,16 @@ fn build(
     parts_left: &mut usize,
 ) -> Part {
     *parts_left = parts_left.saturating_sub(1);
-    let body_from = body_start(raw, range.clone());
-    let header = range.start..body_from;
-    let body = body_from..range.end;
-    let content = Content::from_header(raw.get(header.clone()).unwrap_or_default());
-    let mut part = Part {
-        header,
-        body: body.clone(),
-        content,
-        kind: Kind::Leaf { opaque: false },
-        in_digest,
-    };
+    let mut part = entity(raw, range, in_digest);
+    let body = part.body.clone();
     let can_descend = depth < limits.mime_depth_max && *parts_left > 0;
 
     if part.content.is_type("multipart", None) {
         let is_digest = part.content.is_type("multipart", Some("digest"));
-        let boundary = part.content.param("boundary").map(<[u8]>::to_vec);
-        let ranges = match boundary {
-            Some(boundary) if !boundary.is_empty() && can_descend => {
-                child_ranges(raw, body, &boundary)
-            }
-            _ => Vec::new(),
+        let ranges = if can_descend {
+            multipart_children(raw, &part)
+        } else {
+            Vec::new()
         };
         let mut children = Vec::new();
         for child in ranges {
@@ -165,7 +184,7 @@ fn build(
         } else {
             Kind::Multipart(children)
         };
-    } else if part.is_subtype("message", "rfc822") || part.is_subtype("message", "global") {
+    } else if is_message(&part) {
         // An encoded message/rfc822 is not allowed (RFC 2046 5.2.1); we do
         // not decode it, so it is described as an ordinary leaf.
         part.kind = if part.content.is_identity_encoding() && can_descend {
@@ -176,6 +195,58 @@ fn build(
         };
     }
     part
+}
+
+/// Calls `visit` on every leaf of the message `raw` in MIME order, including
+/// the parts of encapsulated messages, until it returns `false`. Returns
+/// whether `visit` never did.
+///
+/// The leaves are those [`parse`] would find without its part limit: the
+/// depth limit still applies (deeper entities are opaque leaves), but every
+/// part of every multipart is visited. SEARCH reads the text of a message
+/// through this, so that text in the parts the cached description leaves
+/// out (a message of 5,000 parts) is still found. Nothing is kept: memory is
+/// one entity and the part ranges of one multipart per open level, and the
+/// work is that of `parse`, O(message size × nesting depth).
+pub(crate) fn visit_leaves(
+    raw: &[u8],
+    limits: &Limits,
+    visit: &mut dyn FnMut(&Part) -> bool,
+) -> bool {
+    let depth_max = limits.mime_depth_max.min(MIME_DEPTH_HARD_MAX);
+    visit_entity(raw, 0..raw.len(), 0, false, depth_max, visit)
+}
+
+fn visit_entity(
+    raw: &[u8],
+    range: Range<usize>,
+    depth: usize,
+    in_digest: bool,
+    depth_max: usize,
+    visit: &mut dyn FnMut(&Part) -> bool,
+) -> bool {
+    let mut part = entity(raw, range, in_digest);
+    let can_descend = depth < depth_max;
+    if part.content.is_type("multipart", None) {
+        let is_digest = part.content.is_type("multipart", Some("digest"));
+        let ranges = if can_descend {
+            multipart_children(raw, &part)
+        } else {
+            Vec::new()
+        };
+        if !ranges.is_empty() {
+            return ranges
+                .into_iter()
+                .all(|child| visit_entity(raw, child, depth + 1, is_digest, depth_max, visit));
+        }
+        part.kind = Kind::Leaf { opaque: true };
+    } else if is_message(&part) {
+        if part.content.is_identity_encoding() && can_descend {
+            return visit_entity(raw, part.body.clone(), depth + 1, false, depth_max, visit);
+        }
+        part.kind = Kind::Leaf { opaque: true };
+    }
+    visit(&part)
 }
 
 /// The ranges of the parts of a multipart body delimited by `boundary`.

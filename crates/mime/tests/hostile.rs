@@ -161,3 +161,50 @@ fn empty_and_tiny_inputs() {
         assert!(summary.body_structure.starts_with("(\"TEXT\" \"PLAIN\""));
     }
 }
+
+/// tests/e2e/BUGS.md 12: SEARCH BODY missed text in the parts past the 1,000
+/// the cache describes, and in encapsulated messages past the depth limit or
+/// with a transfer encoding. The description stays bounded; SEARCH reads all.
+#[test]
+fn search_text_reaches_past_the_description_limits() {
+    let mut many = String::from("Content-Type: multipart/mixed; boundary=p\r\n\r\n");
+    for index in 0..5_000 {
+        many.push_str(&format!(
+            "--p\r\nContent-Type: text/plain\r\n\r\npart {index}\r\n"
+        ));
+    }
+    many.push_str("--p--\r\n");
+    let summary = run_all("5,000 parts", many.as_bytes());
+    let described = summary
+        .body_structure
+        .matches("(\"text\" \"plain\"")
+        .count();
+    assert_eq!(described, Limits::default().mime_parts_max - 1);
+    let text = body_text(many.as_bytes(), 1 << 20);
+    assert!(text.starts_with("part 0\npart 1\n"), "{:?}", &text[..40]);
+    assert!(
+        text.ends_with("part 4998\npart 4999"),
+        "{:?}",
+        &text[text.len() - 40..]
+    );
+    // The bound on the text still holds.
+    assert_eq!(body_text(many.as_bytes(), 13), "part 0\npart 1");
+
+    let mut deep = String::from("Subject: level 0\r\n");
+    for level in 1..=300 {
+        deep.push_str(&format!(
+            "Content-Type: message/rfc822\r\n\r\nSubject: level {level}\r\n"
+        ));
+    }
+    deep.push_str("Content-Type: text/plain\r\n\r\ninnermost\r\n");
+    run_all("300 encapsulated levels", deep.as_bytes());
+    assert!(body_text(deep.as_bytes(), 1 << 20).contains("innermost"));
+
+    // An encoded message/rfc822 (RFC 2046 5.2.1 forbids it, senders do it).
+    let encoded = b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+        U3ViamVjdDogaGkNCg0KYm9keQ0K\r\n";
+    assert_eq!(body_text(encoded, 1 << 20), "Subject: hi\r\n\r\nbody\r\n");
+    // Other opaque parts are still not text.
+    let image = b"Content-Type: image/png\r\n\r\nnot text\r\n";
+    assert_eq!(body_text(image, 1 << 20), "");
+}

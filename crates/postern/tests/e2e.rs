@@ -113,6 +113,7 @@ python_test_files! {
     imapclient => "test_imapclient.py",
     reconstruct => "test_reconstruct.py",
     overload => "test_overload.py",
+    hostile => "test_hostile.py",
 }
 
 /// A new test_*.py that nobody added above would never run; this makes that a failure.

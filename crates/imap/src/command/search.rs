@@ -160,6 +160,31 @@ impl Context<'_> {
             .any(|value| lower(value).contains(&needle))
     }
 
+    /// TEXT's half in the header: `needle` (lower case) in a field name or
+    /// value. The cache holds the first fields of a huge header only; past
+    /// them the message itself is read, as for HEADER.
+    fn header_text_contains(&self, c: &mut Candidate<'_>, needle: &str) -> bool {
+        let Some(summary) = self.summary(c) else {
+            return false;
+        };
+        let contains =
+            |name: &str, value: &str| lower(name).contains(needle) || lower(value).contains(needle);
+        let found = summary
+            .headers
+            .iter()
+            .any(|(name, value)| contains(name, value));
+        if found || !summary.headers_truncated {
+            return found;
+        }
+        let header = self
+            .raw(c)
+            .and_then(|raw| mime::section(raw, &[], mime::SectionKind::Header))
+            .unwrap_or_default();
+        unfolded_fields(&header)
+            .iter()
+            .any(|(name, value)| contains(name, value))
+    }
+
     fn matches(&self, key: &SearchKey, c: &mut Candidate<'_>) -> bool {
         let has = |flag: &str| c.meta.flags.iter().any(|f| f.eq_ignore_ascii_case(flag));
         let internal_day = || date_of(c.meta.internal_date, c.meta.internal_zone);
@@ -225,12 +250,7 @@ impl Context<'_> {
             SearchKey::Body(s) => self.body_text(c).contains(&lower(s)),
             SearchKey::Text(s) => {
                 let needle = lower(s);
-                let in_headers = self.summary(c).is_some_and(|m| {
-                    m.headers
-                        .iter()
-                        .any(|(n, v)| lower(n).contains(&needle) || lower(v).contains(&needle))
-                });
-                in_headers || self.body_text(c).contains(&needle)
+                self.header_text_contains(c, &needle) || self.body_text(c).contains(&needle)
             }
             SearchKey::Not(inner) => !self.matches(inner, c),
             SearchKey::Or(a, b) => self.matches(a, c) || self.matches(b, c),
@@ -242,19 +262,28 @@ impl Context<'_> {
 /// The values (what follows the colon, unfolded) of the header fields in
 /// `fields`, which holds whole raw field lines as `HEADER.FIELDS` returns them.
 fn field_values(fields: &[u8]) -> Vec<String> {
-    let mut values: Vec<String> = Vec::new();
+    unfolded_fields(fields)
+        .into_iter()
+        .map(|(_, value)| value)
+        .collect()
+}
+
+/// The header fields in `fields` (whole raw field lines, as `HEADER` and
+/// `HEADER.FIELDS` return them) as (name, value unfolded).
+fn unfolded_fields(fields: &[u8]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
     for line in String::from_utf8_lossy(fields).split('\n') {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.starts_with([' ', '\t']) {
             // A folded continuation of the field before.
-            if let Some(value) = values.last_mut() {
+            if let Some((_, value)) = out.last_mut() {
                 value.push_str(line);
             }
-        } else if let Some((_, value)) = line.split_once(':') {
-            values.push(value.to_string());
+        } else if let Some((name, value)) = line.split_once(':') {
+            out.push((name.to_string(), value.to_string()));
         }
     }
-    values
+    out
 }
 
 /// Whether `key` reads message text (BODY, TEXT): the blob of every
@@ -595,6 +624,20 @@ mod tests {
             !field_values(b"X-Subject-Tag: a\r\n")
                 .iter()
                 .any(|v| v.contains("Subject"))
+        );
+    }
+
+    /// tests/e2e/BUGS.md 11: SEARCH TEXT ignored the fields past those the
+    /// cache holds; its fallback reads names and unfolded values.
+    #[test]
+    fn unfolded_fields_keep_names() {
+        let header = b"Subject: a\r\n b\r\nX-Last-Field: findme\r\n\r\n";
+        assert_eq!(
+            unfolded_fields(header),
+            vec![
+                ("Subject".to_string(), " a b".to_string()),
+                ("X-Last-Field".to_string(), " findme".to_string()),
+            ]
         );
     }
 
