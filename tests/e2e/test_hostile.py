@@ -527,6 +527,20 @@ class HostileMessageTest(ServerTestCase):
         committed_bytes = sum((CORPUS_DIR / name).stat().st_size for name in COMMITTED)
         self.assertLess(committed_bytes, COMMITTED_BYTES_MAX)
 
+    def test_many_sections_of_one_message_parse_it_once(self):
+        # 1,000 BINARY.SIZE items of the 5,000-part message in one FETCH: the
+        # message is parsed once for all of them, not once per item (which took
+        # over 30 s in a debug build; the bound is a hang guard).
+        client = self.session(self.append_user, self.append_password)
+        result = self.timed("APPEND", lambda: client.append("INBOX", self.messages["83-parts-5000.eml"]))
+        self.assertEqual(result.status, "OK", result.describe())
+        uid = int((result.code or "").split()[2])
+        items = " ".join(f"BINARY.SIZE[{n}]" for n in range(1, 1001))
+        fetched = self.command(client, "FETCH of 1,000 sections", f"UID FETCH {uid} ({items})")
+        self.assertEqual(len(fetched.named("FETCH")), 1)
+        self.assertIn(b"BINARY.SIZE[1000] ", fetched.untagged[0].raw)
+        self.assert_server_healthy()
+
     def test_generator_is_deterministic(self):
         with tempfile.TemporaryDirectory(prefix="postern-corpus-again-") as again:
             for path in GENERATOR.generate(Path(again)):

@@ -154,6 +154,41 @@ pub fn section(raw: &[u8], part: &[u32], kind: SectionKind<'_>) -> Option<Vec<u8
     section::section(raw, part, kind)
 }
 
+/// One message whose MIME structure is parsed at most once, however many
+/// sections are taken from it: a FETCH of many `BODY[n]`/`BINARY[n]` items of
+/// one hostile message (thousands of parts) costs one parse, not one per item.
+pub struct Parsed<'a> {
+    raw: &'a [u8],
+    root: std::cell::OnceCell<tree::Part>,
+}
+
+impl<'a> Parsed<'a> {
+    pub fn new(raw: &'a [u8]) -> Self {
+        Parsed {
+            raw,
+            root: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// The message's bytes.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// [`section`] of this message.
+    pub fn section(&self, part: &[u32], kind: SectionKind<'_>) -> Option<Vec<u8>> {
+        section::section_of(self.raw, &self.root, part, kind)
+    }
+
+    /// [`binary`] of this message.
+    ///
+    /// # Errors
+    /// As [`binary`].
+    pub fn binary(&self, part: &[u32]) -> Result<Vec<u8>, BinaryError> {
+        section::binary_of(self.raw, &self.root, part)
+    }
+}
+
 /// Why BINARY cannot answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BinaryError {

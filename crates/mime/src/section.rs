@@ -6,7 +6,26 @@ use crate::tree::{self, Kind, Part};
 use crate::{BinaryError, Limits, SectionKind, decode};
 
 pub(crate) fn section(raw: &[u8], path: &[u32], kind: SectionKind<'_>) -> Option<Vec<u8>> {
-    let root = tree::parse(raw, &Limits::default());
+    let root = std::cell::OnceCell::new();
+    section_of(raw, &root, path, kind)
+}
+
+/// The message's part tree, parsed on first use.
+fn tree_of<'c>(raw: &[u8], root: &'c std::cell::OnceCell<Part>) -> &'c Part {
+    root.get_or_init(|| tree::parse(raw, &Limits::default()))
+}
+
+/// [`section`] with the part tree parsed at most once into `root`.
+pub(crate) fn section_of(
+    raw: &[u8],
+    root: &std::cell::OnceCell<Part>,
+    path: &[u32],
+    kind: SectionKind<'_>,
+) -> Option<Vec<u8>> {
+    if path.is_empty() && matches!(kind, SectionKind::Full) {
+        return Some(raw.to_vec());
+    }
+    let root = tree_of(raw, root);
     let bytes = |range: std::ops::Range<usize>| raw.get(range).map(<[u8]>::to_vec);
     if path.is_empty() {
         return match kind {
@@ -20,7 +39,7 @@ pub(crate) fn section(raw: &[u8], path: &[u32], kind: SectionKind<'_>) -> Option
             SectionKind::Mime => None,
         };
     }
-    let part = tree::resolve(&root, path)?;
+    let part = tree::resolve(root, path)?;
     match kind {
         SectionKind::Full => bytes(part.body.clone()),
         SectionKind::Mime => bytes(part.header.clone()),
@@ -63,11 +82,19 @@ fn header_fields(header: &[u8], names: &[String], not: bool) -> Vec<u8> {
 }
 
 pub(crate) fn binary(raw: &[u8], path: &[u32]) -> Result<Vec<u8>, BinaryError> {
+    binary_of(raw, &std::cell::OnceCell::new(), path)
+}
+
+/// [`binary`] with the part tree parsed at most once into `root`.
+pub(crate) fn binary_of(
+    raw: &[u8],
+    root: &std::cell::OnceCell<Part>,
+    path: &[u32],
+) -> Result<Vec<u8>, BinaryError> {
     if path.is_empty() {
         return Ok(raw.to_vec());
     }
-    let root = tree::parse(raw, &Limits::default());
-    let part = tree::resolve(&root, path).ok_or(BinaryError::NoSuchPart)?;
+    let part = tree::resolve(tree_of(raw, root), path).ok_or(BinaryError::NoSuchPart)?;
     let body = raw.get(part.body.clone()).unwrap_or_default();
     if !matches!(part.kind, Kind::Leaf { .. }) {
         // Multiparts and encapsulated messages carry no encoding of their

@@ -322,6 +322,8 @@ fn render(
     } else {
         None
     };
+    // Parsed once for all the items of this message.
+    let parsed = raw.as_deref().map(mime::Parsed::new);
     let mut line = Vec::with_capacity(256);
     line.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
     for (i, attr) in wanted.attrs.iter().enumerate() {
@@ -333,7 +335,7 @@ fn render(
             attr,
             meta,
             summary.as_ref(),
-            raw.as_deref(),
+            parsed.as_ref(),
             wanted.utf8,
         );
     }
@@ -347,7 +349,7 @@ fn write_item(
     attr: &FetchAttr,
     meta: &MessageMeta,
     summary: Option<&mime::Summary>,
-    raw: Option<&[u8]>,
+    parsed: Option<&mime::Parsed<'_>>,
     utf8: bool,
 ) {
     match attr {
@@ -404,19 +406,19 @@ fn write_item(
         }
         FetchAttr::Rfc822 => {
             out.extend_from_slice(b"RFC822 ");
-            write_body(out, raw.unwrap_or(b""));
+            write_body(out, parsed.map_or(b"", |p| p.raw()));
         }
         FetchAttr::Rfc822Header => {
             out.extend_from_slice(b"RFC822.HEADER ");
-            let header = raw
-                .and_then(|r| mime::section(r, &[], mime::SectionKind::Header))
+            let header = parsed
+                .and_then(|p| p.section(&[], mime::SectionKind::Header))
                 .unwrap_or_default();
             write_body(out, &header);
         }
         FetchAttr::Rfc822Text => {
             out.extend_from_slice(b"RFC822.TEXT ");
-            let text = raw
-                .and_then(|r| mime::section(r, &[], mime::SectionKind::Text))
+            let text = parsed
+                .and_then(|p| p.section(&[], mime::SectionKind::Text))
                 .unwrap_or_default();
             write_body(out, &text);
         }
@@ -426,7 +428,7 @@ fn write_item(
             out.extend_from_slice(b"BODY[");
             write_section_spec(out, section);
             out.push(b']');
-            let data = raw.and_then(|r| section_bytes(r, section));
+            let data = parsed.and_then(|p| section_bytes(p, section));
             write_partial_origin(out, partial);
             out.push(b' ');
             match data {
@@ -440,7 +442,7 @@ fn write_item(
             out.push(b']');
             write_partial_origin(out, partial);
             out.push(b' ');
-            match raw.map(|r| mime::binary(r, part)) {
+            match parsed.map(|p| p.binary(part)) {
                 Some(Ok(data)) => {
                     let data = slice(&data, partial);
                     if data.contains(&0) {
@@ -458,7 +460,7 @@ fn write_item(
             out.extend_from_slice(b"BINARY.SIZE[");
             out.extend_from_slice(part_text(part).as_bytes());
             out.extend_from_slice(b"] ");
-            match raw.map(|r| mime::binary(r, part)) {
+            match parsed.map(|p| p.binary(part)) {
                 Some(Ok(data)) => out.extend_from_slice(data.len().to_string().as_bytes()),
                 _ => out.extend_from_slice(b"NIL"),
             }
@@ -502,7 +504,7 @@ fn write_section_spec(out: &mut Vec<u8>, section: &Section) {
     }
 }
 
-fn section_bytes(raw: &[u8], section: &Section) -> Option<Vec<u8>> {
+fn section_bytes(parsed: &mime::Parsed<'_>, section: &Section) -> Option<Vec<u8>> {
     let kind = match &section.text {
         None => mime::SectionKind::Full,
         Some(SectionText::Header) => mime::SectionKind::Header,
@@ -515,10 +517,7 @@ fn section_bytes(raw: &[u8], section: &Section) -> Option<Vec<u8>> {
             mime::SectionKind::HeaderFields { names, not: true }
         }
     };
-    if section.part.is_empty() && section.text.is_none() {
-        return Some(raw.to_vec());
-    }
-    mime::section(raw, &section.part, kind)
+    parsed.section(&section.part, kind)
 }
 
 fn write_partial_origin(out: &mut Vec<u8>, partial: &Option<Partial>) {
