@@ -10,8 +10,8 @@ restart on the same data dir after each, and after every restart:
   one of source and target, a STORE in flight leaves the old flags or the new;
 * nothing acknowledged as gone comes back, nothing appears that no client sent,
   and no message is torn or found twice;
-* a UID never shows other content than it once did in a mailbox with the same
-  UIDVALIDITY, UIDVALIDITY never changes, and UIDNEXT, HIGHESTMODSEQ and each
+* a UID never shows other content (nor another INTERNALDATE or EMAILID) than
+  it once did in a mailbox with the same UIDVALIDITY, UIDVALIDITY never changes, and UIDNEXT, HIGHESTMODSEQ and each
   message's MODSEQ never go back (nor below what a reply acknowledged);
 * the server starts every time, without a panic.
 
@@ -137,6 +137,8 @@ class CrashRun:
         # (user, mailbox) -> UIDNEXT when the round began: a message put there
         # during the round has a UID at or above it.
         self.uidnext_at_round_start: dict[tuple[str, str], int] = {}
+        # (user, mailbox, uidvalidity, uid) -> (INTERNALDATE, EMAILID) when first seen.
+        self.identities: dict[tuple[str, str, int, int], tuple[str, str]] = {}
 
     def start(self) -> None:
         self.server.start()
@@ -286,7 +288,8 @@ class CrashRun:
                 problems.append(f"{where}: HIGHESTMODSEQ {state.highestmodseq} below acknowledged MODSEQ "
                                 f"{model.acked_modseq_max[(user, mailbox)]}")
             client.select(mailbox, readonly=True).ok()
-            data = client.fetch("1:*", "(UID FLAGS MODSEQ BODY.PEEK[])", uid=True) if status["MESSAGES"] else {}
+            items = "(UID FLAGS MODSEQ INTERNALDATE EMAILID BODY.PEEK[])"
+            data = client.fetch("1:*", items, uid=True) if status["MESSAGES"] else {}
             if len(data) != status["MESSAGES"]:
                 problems.append(f"{where}: STATUS says {status['MESSAGES']} messages, FETCH returned {len(data)}")
             for item in data.values():
@@ -305,6 +308,12 @@ class CrashRun:
                 complaint = model.note_uid(user, mailbox, state.uidvalidity, uid, stored, marker)
                 if complaint:
                     problems.append(complaint)
+                # The rest of what identifies a message stays too, also through a rebuild.
+                identity = (text(item["INTERNALDATE"]), text(item["EMAILID"][0]))
+                first = self.identities.setdefault((user, mailbox, state.uidvalidity, uid), identity)
+                if identity != first:
+                    problems.append(f"{where}: UID {uid} ({marker}) had INTERNALDATE and EMAILID {first}, "
+                                    f"now {identity}")
                 problems.extend(self.content_problems(where, uid, marker, stored))
                 found.append(Found(user, marker, mailbox, uid, flags_of(item["FLAGS"]), modseq, stored))
             client.command("UNSELECT").ok()
