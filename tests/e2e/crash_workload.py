@@ -5,7 +5,8 @@ Every client action records what it got back. A delivery or APPEND that got
 its success reply is acknowledged with its exact bytes, user, mailbox and UID;
 a STORE with the flags it reported; a MOVE with the UID from COPYUID; an
 expunge as gone. The one command of each worker that was sent without its
-reply yet is `pending`: after a kill it may or may not have happened.
+reply yet is `pending`: after a kill it may or may not have happened (a
+MULTIAPPEND wholly or not at all).
 
 Each IMAP worker owns the messages it acts on (handed out by the verifier
 between rounds), so one worker's flags and moves are never raced by another's
@@ -27,8 +28,8 @@ import threading
 from dataclasses import dataclass
 
 from harness import (
-    ConnectionClosed, Imap, Lit, Lmtp, Server, dot_stuff, fetch_items, flag_set, quote, search_numbers,
-    simple_message, text,
+    ConnectionClosed, Imap, Lit, Lmtp, Server, dot_stuff, fetch_items, flag_set, parse_sequence_set, quote,
+    search_numbers, simple_message, text,
 )
 
 MAILBOXES = ("INBOX", "Archive", "Work")
@@ -70,6 +71,17 @@ class MailboxState:
     uidvalidity: int
     uidnext: int
     highestmodseq: int
+
+
+@dataclass
+class Pending:
+    """The one command a worker sent without its reply yet: after a kill it
+    may or may not have happened."""
+
+    kind: str                   # "append", "store" or "move"
+    keys: list                  # the (user, marker) it is about, in command order
+    mailbox: str | None = None  # APPEND: where to; MOVE: the target
+    flags: list | None = None   # APPEND: each message's flags; STORE: the flags after it
 
 
 class Model:
@@ -143,6 +155,17 @@ class Model:
         return None
 
 
+def uids_in_order(uid_set: str) -> list:
+    """The UIDs of a COPYUID set in the order written (the two sets of
+    COPYUID correspond element by element)."""
+    out = []
+    for part in uid_set.split(","):
+        first, _, last = part.partition(":")
+        a, b = int(first), int(last or first)
+        out.extend(range(a, b + 1) if a <= b else range(a, b - 1, -1))
+    return out
+
+
 def make_message(marker: str, rng: random.Random) -> bytes:
     """A message whose every line names it, so a torn or mixed one shows."""
     size = rng.choice(MESSAGE_SIZES_BYTES)
@@ -169,9 +192,9 @@ class ImapWorker(threading.Thread):
         self.stop = threading.Event()
         self.client: Imap | None = None
         self.selected: str | None = None
-        # The one command sent without its reply yet, as the verifier reads it:
-        # ("append", key, mailbox, flags) | ("store", key, flags_after) | ("move", key, target).
-        self.pending: tuple | None = None
+        # The one command sent without its reply yet (an expunge is in
+        # Model.doomed instead).
+        self.pending: Pending | None = None
         # The operation under way ("uid move", ...), for the summary.
         self.doing: str | None = None
 
@@ -218,42 +241,54 @@ class ImapWorker(threading.Thread):
         elif op.endswith("store"):
             self.store(self.rng.choice(here), op.startswith("uid"))
         elif op.endswith("move"):
-            self.move(self.rng.choice(here), op.startswith("uid"))
+            self.move(self.rng.sample(here, min(len(here), self.rng.choice([1, 1, 2, 3]))), op.startswith("uid"))
         else:
             self.expunge(self.rng.choice(here), op.startswith("uid"))
         self.doing = None
 
-    def sequence_number(self, uid: int) -> int:
-        """The message number of `uid` in this session. No EXPUNGE is reported
-        between a SEARCH and the next non-UID command, so it stays valid."""
-        numbers = search_numbers(self.client.command(f"SEARCH UID {uid}").ok())
-        if len(numbers) != 1:
-            raise AssertionError(f"SEARCH UID {uid} in {self.selected} found {numbers}")
-        return numbers[0]
+    def sequence_numbers(self, uids: list) -> list:
+        """The message numbers of `uids` in this session. No EXPUNGE is reported
+        between a SEARCH and the next non-UID command, so they stay valid."""
+        numbers = search_numbers(self.client.command(f"SEARCH UID {','.join(map(str, uids))}").ok())
+        if len(numbers) != len(uids):
+            raise AssertionError(f"SEARCH UID {uids} in {self.selected} found {numbers}")
+        return numbers
 
     def append(self) -> None:
+        """APPEND of one message, or MULTIAPPEND (RFC 3502) of two or three,
+        which is all or nothing, also when the kill comes in the middle."""
         mailbox = self.rng.choice(MAILBOXES)
-        marker = self.model.new_marker(f"a{self.index}")
-        data = make_message(marker, self.rng)
-        flags = self.rng.sample(FLAGS, self.rng.randint(0, 2))
-        key = (self.user, marker)
+        count = 1 if self.rng.random() < 0.7 else self.rng.randint(2, 3)
+        keys, parts, flag_sets, sent = [], [], [], []
+        for _ in range(count):
+            marker = self.model.new_marker(f"a{self.index}")
+            data = make_message(marker, self.rng)
+            flags = self.rng.sample(FLAGS, self.rng.randint(0, 2))
+            keys.append((self.user, marker))
+            flag_sets.append(frozenset(f.lower() for f in flags))
+            sent.append(data)
+            parts += [f" ({' '.join(flags)}) ", Lit(data, plus=self.rng.random() < 0.5)]
         with self.model.cond:
-            self.model.sent[marker] = ("append", data)
-            self.pending = ("append", key, mailbox, frozenset(f.lower() for f in flags))
-        result = self.client.command(f"APPEND {quote(mailbox)} ({' '.join(flags)}) ",
-                                     Lit(data, plus=self.rng.random() < 0.5)).ok()
+            for (_, marker), data in zip(keys, sent):
+                self.model.sent[marker] = ("append", data)
+            self.pending = Pending("append", keys, mailbox, flag_sets)
+        result = self.client.command(f"APPEND {quote(mailbox)}", *parts).ok()
         code = (result.code or "").split()
         if len(code) != 3 or code[0].upper() != "APPENDUID":
             raise AssertionError(f"APPEND OK without APPENDUID\n{result.describe()}")
-        uidvalidity, uid = int(code[1]), int(code[2])
+        uidvalidity, uids = int(code[1]), parse_sequence_set(code[2])
+        if len(uids) != count:
+            raise AssertionError(f"APPENDUID names {len(uids)} UIDs for {count} messages\n{result.describe()}")
         with self.model.cond:
             self.check_uidvalidity(mailbox, uidvalidity, result)
-            complaint = self.model.note_uid(self.user, mailbox, uidvalidity, uid, data, marker)
-            if complaint:
-                raise AssertionError(f"APPENDUID: {complaint}")
-            self.model.msgs[key] = Msg(self.user, marker, mailbox, uid, data, self.pending[3])
-            self.owned.add(key)
-            self.note_acked_uid(mailbox, uid)
+            # RFC 4315: the UIDs are in the order of the messages.
+            for key, uid, data, flags in zip(keys, uids, sent, flag_sets):
+                complaint = self.model.note_uid(self.user, mailbox, uidvalidity, uid, data, key[1])
+                if complaint:
+                    raise AssertionError(f"APPENDUID: {complaint}")
+                self.model.msgs[key] = Msg(self.user, key[1], mailbox, uid, data, flags)
+                self.owned.add(key)
+                self.note_acked_uid(mailbox, uid)
             self.pending = None
             self.model.ack(self.doing)
 
@@ -265,9 +300,9 @@ class ImapWorker(threading.Thread):
         after = msg.flags | lowered if mode == "+" else msg.flags - lowered if mode == "-" else lowered
         silent = ".SILENT" if self.rng.random() < 0.25 else ""
         change = f"{mode}FLAGS{silent} ({' '.join(flags)})"
-        number = None if by_uid else self.sequence_number(msg.uid)
+        number = None if by_uid else self.sequence_numbers([msg.uid])[0]
         with self.model.cond:
-            self.pending = ("store", key, after)
+            self.pending = Pending("store", [key], flags=[after])
         if by_uid:
             result = self.client.command(f"UID STORE {msg.uid} {change}").ok()
             reported = [v for v in fetch_items(result).values() if "UID" in v and int(v["UID"]) == msg.uid]
@@ -291,32 +326,37 @@ class ImapWorker(threading.Thread):
             self.pending = None
             self.model.ack(self.doing)
 
-    def move(self, key: tuple, by_uid: bool) -> None:
-        msg = self.model.msgs[key]
+    def move(self, keys: list, by_uid: bool) -> None:
+        """MOVE (RFC 6851) of one to three messages; each of them must end up in
+        exactly one of the two mailboxes, whatever the kill interrupts."""
+        msgs = sorted((self.model.msgs[k] for k in keys), key=lambda m: m.uid)
         target = self.rng.choice([m for m in MAILBOXES if m != self.selected])
-        number = None if by_uid else self.sequence_number(msg.uid)
+        uids = [m.uid for m in msgs]
+        numbers = None if by_uid else self.sequence_numbers(uids)
         with self.model.cond:
-            self.pending = ("move", key, target)
+            self.pending = Pending("move", [(m.user, m.marker) for m in msgs], target)
         if by_uid:
-            result = self.client.command(f"UID MOVE {msg.uid} {quote(target)}").ok()
+            result = self.client.command(f"UID MOVE {','.join(map(str, uids))} {quote(target)}").ok()
         else:
-            result = self.client.command(f"MOVE {number} {quote(target)}").ok()
+            result = self.client.command(f"MOVE {','.join(map(str, numbers))} {quote(target)}").ok()
         codes = [r.code for r in result.untagged if r.name == "OK" and (r.code or "").upper().startswith("COPYUID ")]
         if result.code and result.code.upper().startswith("COPYUID "):
             codes.append(result.code)
         if len(codes) != 1:
             raise AssertionError(f"MOVE acknowledged without one COPYUID\n{result.describe()}")
         _, uidvalidity, source, destination = codes[0].split()
-        if int(source) != msg.uid:
-            raise AssertionError(f"MOVE of UID {msg.uid} answered COPYUID for {source}\n{result.describe()}")
-        uid = int(destination)
+        pairs = dict(zip(uids_in_order(source), uids_in_order(destination)))
+        if sorted(pairs) != uids:
+            raise AssertionError(f"MOVE of UIDs {uids} answered COPYUID for {source}\n{result.describe()}")
         with self.model.cond:
             self.check_uidvalidity(target, int(uidvalidity), result)
-            complaint = self.model.note_uid(self.user, target, int(uidvalidity), uid, msg.stored, msg.marker)
-            if complaint:
-                raise AssertionError(f"COPYUID: {complaint}")
-            msg.mailbox, msg.uid, msg.modseq = target, uid, 0
-            self.note_acked_uid(target, uid)
+            for msg in msgs:
+                uid = pairs[msg.uid]
+                complaint = self.model.note_uid(self.user, target, int(uidvalidity), uid, msg.stored, msg.marker)
+                if complaint:
+                    raise AssertionError(f"COPYUID: {complaint}")
+                msg.mailbox, msg.uid, msg.modseq = target, uid, 0
+                self.note_acked_uid(target, uid)
             self.pending = None
             self.model.ack(self.doing)
 

@@ -98,6 +98,8 @@ class Expect:
     flags: set | None    # allowed flag sets; None: any
     modseq_min: int
     why: str
+    # Keys found all together or not at all (a MULTIAPPEND in flight).
+    group: list | None = None
 
 
 @dataclass
@@ -255,6 +257,11 @@ class CrashRun:
         for user in self.users:
             self.match(user, found_all[user], expected, problems)
         found_keys = {found.key for entries in found_all.values() for found in entries}
+        for group in {tuple(e.group) for e in expected.values() if e.group}:
+            present = [key[1] for key in group if key in found_keys]
+            if present and len(present) != len(group):
+                problems.append(f"{group[0][0]}: of one MULTIAPPEND in flight only {present} of "
+                                f"{[key[1] for key in group]} were found")
         for key, expect in sorted(expected.items()):
             if expect.required and key not in found_keys:
                 problems.append(f"{key[0]}: {key[1]} missing after the restart ({expect.why})")
@@ -350,19 +357,22 @@ class CrashRun:
             expected[key] = Expect({("INBOX", None)}, acked, {frozenset()}, 0,
                                    "LMTP 250" if acked else "LMTP in flight")
         for worker in workers:
-            if worker.pending is None:
+            pending = worker.pending
+            if pending is None:
                 continue
-            kind, key = worker.pending[:2]
-            if kind == "append":
-                expected[key] = Expect({(worker.pending[2], None)}, False, {worker.pending[3]}, 0, "APPEND in flight")
-            elif kind == "store":
-                expected[key].flags.add(worker.pending[2])
-                expected[key].why = "STORE in flight"
-            elif kind == "move":
-                # In the target it has a MODSEQ of that mailbox.
-                expected[key].places.add((worker.pending[2], None))
-                expected[key].modseq_min = 0
-                expected[key].why = "MOVE in flight"
+            if pending.kind == "append":
+                why = "APPEND in flight" if len(pending.keys) == 1 else f"MULTIAPPEND of {pending.keys} in flight"
+                for key, flags in zip(pending.keys, pending.flags):
+                    expected[key] = Expect({(pending.mailbox, None)}, False, {flags}, 0, why, group=pending.keys)
+            elif pending.kind == "store":
+                expected[pending.keys[0]].flags.add(pending.flags[0])
+                expected[pending.keys[0]].why = "STORE in flight"
+            elif pending.kind == "move":
+                for key in pending.keys:
+                    # In the target it has a MODSEQ of that mailbox.
+                    expected[key].places.add((pending.mailbox, None))
+                    expected[key].modseq_min = 0
+                    expected[key].why = "MOVE in flight"
         return expected
 
     def match(self, user: str, found: list, expected: dict, problems: list) -> None:
@@ -410,9 +420,11 @@ class CrashRun:
             if key not in present:
                 model.gone[key] = f"its LMTP delivery was in flight at the kill of round {model.round} and it was absent after"
         for worker in workers:
-            if worker.pending is not None and worker.pending[0] == "append" and worker.pending[1] not in present:
-                model.gone[worker.pending[1]] = (f"its APPEND was in flight at the kill of round {model.round} "
-                                                 f"and it was absent after")
+            if worker.pending is not None and worker.pending.kind == "append":
+                for key in worker.pending.keys:
+                    if key not in present:
+                        model.gone[key] = (f"its APPEND was in flight at the kill of round {model.round} "
+                                           f"and it was absent after")
         model.msgs, model.doomed = present, {}
         model.delivered, model.maybe_delivered = set(), set()
         for user in self.users:
