@@ -35,6 +35,10 @@ from harness import (
 MAILBOXES = ("INBOX", "Archive", "Work")
 FLAGS = ("\\Seen", "\\Flagged", "\\Answered", "\\Draft", "$Work", "$Crash")
 MESSAGE_SIZES_BYTES = (300, 1500, 8000, 60000)
+# Now and then one larger than the server parses inline (256 KiB) and than a
+# pack of the test's config (STORE_TOML in test_crash.py).
+LARGE_MESSAGE_BYTES = 300_000
+LARGE_MESSAGE_PROBABILITY = 0.02
 ALIAS = "crew@crash.example"
 ALIAS_USERS = (0, 1)
 
@@ -66,7 +70,6 @@ class Msg:
 @dataclass
 class MailboxState:
     """What STATUS said of a mailbox at the last check."""
-
 
     uidvalidity: int
     uidnext: int
@@ -105,6 +108,8 @@ class Model:
         self.maybe_delivered: set[tuple[str, str]] = set()
         # (user, mailbox, uidvalidity) -> {uid: (digest, marker)}, ever seen or acknowledged.
         self.history: dict[tuple[str, str, int], dict[int, tuple[str, str]]] = {}
+        # (user, mailbox) -> STATUS at the last check, and the highest UID and
+        # MODSEQ a reply acknowledged there: the floors of UIDNEXT and HIGHESTMODSEQ.
         self.mailbox_state: dict[tuple[str, str], MailboxState] = {}
         self.acked_uid_max: dict[tuple[str, str], int] = {}
         self.acked_modseq_max: dict[tuple[str, str], int] = {}
@@ -116,7 +121,9 @@ class Model:
         # Derived files deleted between a kill and its restart, by name.
         self.lost_derived: dict[str, int] = {}
         self.killed_starting = 0
+        # Set just before the kill: what fails after it is the kill's doing.
         self.killed = False
+        # What went wrong while the server was up: fails the round.
         self.errors: list[str] = []
 
     def new_marker(self, who: str) -> str:
@@ -168,7 +175,7 @@ def uids_in_order(uid_set: str) -> list:
 
 def make_message(marker: str, rng: random.Random) -> bytes:
     """A message whose every line names it, so a torn or mixed one shows."""
-    size = rng.choice(MESSAGE_SIZES_BYTES)
+    size = LARGE_MESSAGE_BYTES if rng.random() < LARGE_MESSAGE_PROBABILITY else rng.choice(MESSAGE_SIZES_BYTES)
     line = f"{marker} " + "x" * 60 + "\r\n"
     lines = [line] * (size // len(line) + 1)
     if rng.random() < 0.3:

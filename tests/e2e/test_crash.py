@@ -50,7 +50,7 @@ import harness
 from crash_workload import (
     ALIAS, ALIAS_USERS, MAILBOXES, MARKER_RE, GcWorker, ImapWorker, LmtpWorker, MailboxState, Model, Msg, flags_of,
 )
-from harness import STOP_TIMEOUT_S, Imap, Server, split_trace, text
+from harness import STOP_TIMEOUT_S, Imap, Server, fetch_items, search_numbers, split_trace, text
 
 SEED = int(os.environ.get("POSTERN_E2E_SEED", "20251128"))
 ROUNDS = int(os.environ.get("POSTERN_E2E_CRASH_ROUNDS", "50"))
@@ -295,8 +295,7 @@ class CrashRun:
                 problems.append(f"{where}: HIGHESTMODSEQ {state.highestmodseq} below acknowledged MODSEQ "
                                 f"{model.acked_modseq_max[(user, mailbox)]}")
             client.select(mailbox, readonly=True).ok()
-            items = "(UID FLAGS MODSEQ INTERNALDATE EMAILID BODY.PEEK[])"
-            data = client.fetch("1:*", items, uid=True) if status["MESSAGES"] else {}
+            data = self.fetch_all(client, where, status["MESSAGES"], problems)
             if len(data) != status["MESSAGES"]:
                 problems.append(f"{where}: STATUS says {status['MESSAGES']} messages, FETCH returned {len(data)}")
             for item in data.values():
@@ -326,6 +325,25 @@ class CrashRun:
             client.command("UNSELECT").ok()
             model.mailbox_state[(user, mailbox)] = state
         return found
+
+    def fetch_all(self, client: Imap, where: str, count: int, problems: list) -> dict:
+        """Every message of the selected mailbox; one that cannot be read is a
+        problem of its own (and then missing), the others are still checked."""
+        items = "(UID FLAGS MODSEQ INTERNALDATE EMAILID BODY.PEEK[])"
+        if not count:
+            return {}
+        result = client.command(f"UID FETCH 1:* {items}")
+        if result.status == "OK":
+            return fetch_items(result)
+        problems.append(f"{where}: UID FETCH 1:* answered {result.tagged.line}")
+        data = {}
+        for uid in search_numbers(client.command("UID SEARCH ALL").ok()):
+            one = client.command(f"UID FETCH {uid} {items}")
+            if one.status == "OK":
+                data.update(fetch_items(one))
+            else:
+                problems.append(f"{where}: UID {uid} cannot be read: {one.tagged.line}")
+        return data
 
     def content_problems(self, where: str, uid: int, marker: str, stored: bytes) -> list:
         sent = self.model.sent.get(marker)
