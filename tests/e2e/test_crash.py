@@ -221,7 +221,8 @@ class CrashRun:
         """Deletes server.sqlite or one user's index (with its WAL): derived
         data that the restart must rebuild from the journal and the packs."""
         data = self.server.data_dir
-        victim = self.schedule.choice([data / "server.sqlite"] + [data / "users" / u / "index.sqlite" for u in self.users])
+        candidates = [data / "server.sqlite"] + [data / "users" / user / "index.sqlite" for user in self.users]
+        victim = self.schedule.choice(candidates)
         for path in (victim, victim.with_name(victim.name + "-wal"), victim.with_name(victim.name + "-shm")):
             path.unlink(missing_ok=True)
         name = str(victim.relative_to(data))
@@ -433,10 +434,12 @@ class CrashRun:
         # What was in flight and did not happen must not happen later either.
         for key in model.doomed:
             if key not in present:
-                model.gone[key] = f"its expunge was in flight at the kill of round {model.round} and it was gone after"
+                model.gone[key] = (f"its expunge was in flight at the kill of round {model.round} "
+                                   f"and it was gone after")
         for key in model.maybe_delivered:
             if key not in present:
-                model.gone[key] = f"its LMTP delivery was in flight at the kill of round {model.round} and it was absent after"
+                model.gone[key] = (f"its LMTP delivery was in flight at the kill of round {model.round} "
+                                   f"and it was absent after")
         for worker in workers:
             if worker.pending is not None and worker.pending.kind == "append":
                 for key in worker.pending.keys:
