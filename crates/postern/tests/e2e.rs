@@ -104,6 +104,7 @@ python_test_files! {
     idle_and_sessions => "test_idle_and_sessions.py",
     isolation => "test_isolation.py",
     durability => "test_durability.py",
+    crash => "test_crash.py",
     lmtp => "test_lmtp.py",
     bad_input => "test_bad_input.py",
     cli => "test_cli.py",

@@ -1242,6 +1242,11 @@ impl Writer {
         // durable; make it so before any pack is rewritten.
         self.sync_journal()?;
         let (current, _) = self.packs.position();
+        // This batch wrote its new blobs ahead of planning its intents, so blobs of
+        // an Append planned after this collection are in packs with no index row
+        // naming them yet: those packs are as untouchable as the current one.
+        let written: std::collections::HashSet<u32> =
+            batch.new_blobs.values().map(|location| location.pack).collect();
         let mut blobs_removed = 0u64;
         let mut bytes_copied = 0u64;
         let mut packs_deleted = 0u64;
@@ -1254,7 +1259,7 @@ impl Writer {
         let packs = blobs::list_packs(&self.paths.blobs_dir())?;
         for (pack, total) in packs {
             let live = live_by_pack.get(&pack).copied().unwrap_or(0);
-            if pack == current || total == 0 || live * 2 > total {
+            if pack == current || written.contains(&pack) || total == 0 || live * 2 > total {
                 continue;
             }
             if bytes_copied + live > bytes_max {
