@@ -588,7 +588,7 @@ pub fn restore_segment(dir: &Path, blobs_dir: &Path, path: &Path) -> Result<usiz
         .collect();
     if !missing.is_empty() {
         return Err(StoreError::corrupt(format!(
-            "{}: {}; no copy of LSN {missing:?}{}",
+            "journal damaged: {}: {}; no copy of LSN {missing:?}{}",
             path.display(),
             scan.damage.join(", "),
             if missing.len() == 10 { " ..." } else { "" }
