@@ -1,0 +1,11 @@
+//! Status page (work in progress).
+
+mod date;
+mod error;
+mod model;
+mod text;
+
+pub use date::{TIME_MAX, TIME_MIN, human_time, rfc3339};
+pub use error::{Counted, Field, ImportError, ImportErrorKind, ValidationError};
+pub use model::*;
+pub use text::{URL_BYTES_MAX, escape, push_escaped, text_to_html};
