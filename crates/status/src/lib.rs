@@ -2,10 +2,15 @@
 
 mod date;
 mod error;
+mod health;
 mod model;
 mod text;
 
 pub use date::{TIME_MAX, TIME_MIN, human_time, rfc3339};
 pub use error::{Counted, Field, ImportError, ImportErrorKind, ValidationError};
+pub use health::{
+    Breach, ComponentView, Health, HealthPolicy, HealthWatch, Signal, breaches, derive_components,
+    duration,
+};
 pub use model::*;
 pub use text::{URL_BYTES_MAX, escape, push_escaped, text_to_html};
