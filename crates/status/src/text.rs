@@ -9,24 +9,16 @@
 //! `https://` and `mailto:` URLs, so `javascript:` or `data:` stay text, and
 //! its `href` is escaped like any other value.
 
+use std::fmt;
+
 /// Appends `value` to `out`, escaped for HTML and XML text and attribute
 /// values (quoted with `"` or `'`). Characters that may not appear in XML or
 /// that HTML treats as errors (control characters other than tab and
 /// newline, U+FFFE, U+FFFF) become U+FFFD, so the output is always
 /// well-formed whatever went in.
 pub fn push_escaped(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\t' | '\n' => out.push(c),
-            c if c.is_control() || c == '\u{fffe}' || c == '\u{ffff}' => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
+    // Writing to a String cannot fail.
+    let _ = write_escaped(out, value);
 }
 
 /// `value` escaped, as a new string ([`push_escaped`]).
@@ -34,6 +26,39 @@ pub fn escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + value.len() / 8);
     push_escaped(&mut out, value);
     out
+}
+
+/// A string that displays escaped ([`push_escaped`]), for `write!` and
+/// `format!`: `write!(out, "<h2>{}</h2>", Escaped(title))`.
+#[derive(Debug, Clone, Copy)]
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_escaped(f, self.0)
+    }
+}
+
+/// The escaping itself, the one place it is done: runs of plain characters
+/// are written as they are, each special one as its replacement.
+fn write_escaped<W: fmt::Write + ?Sized>(out: &mut W, value: &str) -> fmt::Result {
+    let mut plain_from = 0;
+    for (index, c) in value.char_indices() {
+        let replacement = match c {
+            '&' => "&amp;",
+            '<' => "&lt;",
+            '>' => "&gt;",
+            '"' => "&quot;",
+            '\'' => "&#39;",
+            '\t' | '\n' => continue,
+            c if c.is_control() || c == '\u{fffe}' || c == '\u{ffff}' => "\u{fffd}",
+            _ => continue,
+        };
+        out.write_str(&value[plain_from..index])?;
+        out.write_str(replacement)?;
+        plain_from = index + c.len_utf8();
+    }
+    out.write_str(&value[plain_from..])
 }
 
 /// Renders a post's plain text as HTML: paragraphs (`<p>`) where blank
@@ -223,6 +248,7 @@ mod tests {
 
     #[test]
     fn escapes_every_special_character() {
+        assert_eq!(format!("<{}>", Escaped("a<b")), "<a&lt;b>");
         assert_eq!(
             escape(r#"<a href="x">&'"#),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
