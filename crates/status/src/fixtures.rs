@@ -79,14 +79,15 @@ pub(crate) fn maintenance(id: u64, title: &str, starts: i64, ends: i64) -> Incid
         state: State::Scheduled,
         impact: Impact::None,
         components: vec!["IMAP".into()],
+        // Announced two days before the page's time, whatever the window.
         ..incident(
             id,
             title,
-            starts - DAY,
+            NOW - 2 * DAY - id as i64,
             vec![post(
                 1,
                 "kim",
-                starts - DAY,
+                NOW - 2 * DAY - id as i64,
                 "We will upgrade the IMAP servers.",
             )],
         )

@@ -1,5 +1,6 @@
 //! Status page (work in progress).
 
+mod atom;
 mod date;
 mod error;
 mod health;
@@ -14,6 +15,7 @@ mod fixtures;
 #[cfg(test)]
 mod markup_check;
 
+pub use atom::{FEED_ENTRIES_MAX, render_feed};
 pub use date::{TIME_MAX, TIME_MIN, human_time, rfc3339};
 pub use error::{Counted, Field, ImportError, ImportErrorKind, ValidationError};
 pub use health::{
