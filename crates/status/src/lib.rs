@@ -5,6 +5,7 @@ mod date;
 mod error;
 mod health;
 mod html;
+mod json;
 mod model;
 mod site;
 mod summary;
@@ -27,6 +28,7 @@ pub use html::{
     PageInput, Pagination, STATUS_PATH, history_page_path, incident_path, render_history_page,
     render_incident_page, render_status_page,
 };
+pub use json::{ComponentDocument, IncidentDocument, PhaseName, PostDocument, StatusDocument};
 pub use model::*;
 pub use site::{PUBLIC_URL_BYTES_MAX, SITE_NAME_BYTES_MAX, Site};
 pub use summary::{
