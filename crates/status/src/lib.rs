@@ -5,6 +5,7 @@ mod date;
 mod error;
 mod health;
 mod html;
+mod import;
 mod json;
 mod model;
 mod site;
@@ -27,6 +28,10 @@ pub use html::{
     FEED_PATH, HISTORY_PATH, HISTORY_PER_PAGE_MAX, HISTORY_PER_PAGE_MIN, HistoryInput, JSON_PATH,
     PageInput, Pagination, STATUS_PATH, history_page_path, incident_path, render_history_page,
     render_incident_page, render_status_page,
+};
+pub use import::{
+    Fingerprint, IMPORT_BYTES_MAX, IMPORT_INCIDENTS_MAX, Import, ImportedIncident, ImportedPost,
+    fingerprint, import_log,
 };
 pub use json::{ComponentDocument, IncidentDocument, PhaseName, PostDocument, StatusDocument};
 pub use model::*;
