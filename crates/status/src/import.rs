@@ -505,12 +505,12 @@ fn date_posts(incident: &RawIncident<'_>, year: i64) -> Result<Vec<ImportedPost>
             header.hour,
             header.minute,
         );
-        if let (Some(above), Some((_, above_raw))) = (posts.last(), previous) {
-            if time < above.at {
-                return Err(at(ImportErrorKind::UpdateBeforePrevious {
-                    previous_line: above_raw.line,
-                }));
-            }
+        if let (Some(above), Some((_, above_raw))) = (posts.last(), previous)
+            && time < above.at
+        {
+            return Err(at(ImportErrorKind::UpdateBeforePrevious {
+                previous_line: above_raw.line,
+            }));
         }
         let text = normalize_text(&post.text.join("\n"));
         if text.is_empty() {
