@@ -40,10 +40,8 @@ use crate::date::{
     MONTHS, WEEKDAYS, days_from_civil, days_in_month, unix_seconds, weekday_of_days,
 };
 use crate::error::{Counted, ImportError, ImportErrorKind, ValidationError};
-use crate::model::{
-    POSTS_PER_INCIDENT_MAX, Post, PostRole, TITLE_BYTES_MAX, normalize_text, validate_author,
-    validate_text,
-};
+use crate::model::{POSTS_PER_INCIDENT_MAX, Post, PostRole};
+use crate::validate::{TITLE_BYTES_MAX, normalize_text, validate_author, validate_text};
 
 /// Largest log imported at once, in bytes.
 pub const IMPORT_BYTES_MAX: usize = 16 * 1024 * 1024;

@@ -55,7 +55,7 @@ fn the_issue_example() {
 }
 
 fn validate_title_ok(title: &str) -> bool {
-    crate::model::validate_title(title).is_ok()
+    crate::validate::validate_title(title).is_ok()
 }
 
 #[test]
@@ -370,7 +370,7 @@ fn what_is_not_an_incident_log() {
     );
     let long = format!(
         "Status (by sam at Fri Apr 15 14:34 UTC)\n{}\n",
-        "x".repeat(crate::model::TEXT_BYTES_MAX + 1)
+        "x".repeat(crate::validate::TEXT_BYTES_MAX + 1)
     );
     assert!(matches!(
         error(&long),

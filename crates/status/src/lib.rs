@@ -132,6 +132,7 @@ mod model;
 mod site;
 mod summary;
 mod text;
+mod validate;
 
 #[cfg(test)]
 mod fixtures;
@@ -156,10 +157,8 @@ pub use import::{
 };
 pub use json::{ComponentDocument, IncidentDocument, PhaseName, PostDocument, StatusDocument};
 pub use model::{
-    AUTHOR_BYTES_MAX, COMPONENT_NAME_BYTES_MAX, COMPONENTS_PER_INCIDENT_MAX, Component,
-    ComponentState, EDITS_PER_POST_MAX, Edit, Impact, Incident, Kind, NOTE_BYTES_MAX,
-    POSTS_PER_INCIDENT_MAX, Phase, Post, PostRole, SetBy, State, TEXT_BYTES_MAX, TITLE_BYTES_MAX,
-    normalize_text, validate_author, validate_component_name, validate_text, validate_title,
+    COMPONENTS_PER_INCIDENT_MAX, Component, ComponentState, EDITS_PER_POST_MAX, Edit, Impact,
+    Incident, Kind, POSTS_PER_INCIDENT_MAX, Phase, Post, PostRole, SetBy, State,
 };
 pub use site::{PUBLIC_URL_BYTES_MAX, SITE_NAME_BYTES_MAX, Site};
 pub use summary::{
@@ -167,3 +166,7 @@ pub use summary::{
     summarize,
 };
 pub use text::{Escaped, URL_BYTES_MAX, escape, push_escaped, text_to_html};
+pub use validate::{
+    AUTHOR_BYTES_MAX, COMPONENT_NAME_BYTES_MAX, NOTE_BYTES_MAX, TEXT_BYTES_MAX, TITLE_BYTES_MAX,
+    normalize_text, validate_author, validate_component_name, validate_text, validate_title,
+};
