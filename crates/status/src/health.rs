@@ -37,6 +37,7 @@ use crate::model::{Component, ComponentState, Incident, Phase, SetBy};
 /// `None` when the server does not measure it (no replication) or has no
 /// sample yet (no delivery in the window).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Health {
     /// Median time from SMTP/LMTP receipt to the message stored, in
     /// milliseconds.
@@ -58,8 +59,10 @@ pub struct Health {
 
 /// The thresholds, the grace time, and the component each figure belongs
 /// to. The defaults suit a small provider; every value is meant to be
-/// configurable.
+/// configurable, and a configuration that sets some keys keeps the
+/// defaults of the others.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HealthPolicy {
     /// Median delivery latency over which delivery is slow, ms.
     pub delivery_latency_p50_ms_max: u64,
@@ -653,6 +656,16 @@ mod tests {
         assert_eq!(views[0].state, ComponentState::Maintenance);
         let views = derive_components(&[component("DNS")], &[work], &[], NOW - 120);
         assert_eq!(views[0].state, ComponentState::Operational, "upcoming");
+    }
+
+    #[test]
+    fn a_policy_keeps_the_defaults_it_does_not_set() {
+        let policy: HealthPolicy = serde_json::from_str(r#"{"grace_seconds": 60}"#).unwrap();
+        assert_eq!(policy.grace_seconds, 60);
+        assert_eq!(policy.delivery_component, "Incoming mail");
+        let health: Health = serde_json::from_str(r#"{"delivery_backlog": 3}"#).unwrap();
+        assert_eq!(health.delivery_backlog, Some(3));
+        assert_eq!(health.replication_lag_ms, None);
     }
 
     #[test]
