@@ -1245,8 +1245,11 @@ impl Writer {
         // This batch wrote its new blobs ahead of planning its intents, so blobs of
         // an Append planned after this collection are in packs with no index row
         // naming them yet: those packs are as untouchable as the current one.
-        let written: std::collections::HashSet<u32> =
-            batch.new_blobs.values().map(|location| location.pack).collect();
+        let written: std::collections::HashSet<u32> = batch
+            .new_blobs
+            .values()
+            .map(|location| location.pack)
+            .collect();
         let mut blobs_removed = 0u64;
         let mut bytes_copied = 0u64;
         let mut packs_deleted = 0u64;
