@@ -120,12 +120,13 @@ class ReconstructTest(unittest.TestCase):
         # Served right (re-derived from the blob), and queued for repair.
         self.assert_serves_truth()
         wait_until(
-            lambda: self.reconstruct("--check")["problems"] == 0,
+            lambda: "repair_done" in self.server.stderr_text(),
             30,
             "the background repair of the damaged cache entry",
-            interval_s=0.2,
+            interval_s=0.1,
         )
-        self.assertIn("repair_done", self.server.stderr_text())
+        self.assertEqual(self.reconstruct("--check", expect_exit=0)["problems"], 0)
+        self.assert_serves_truth()
 
     def test_swapped_cache_entries_are_caught(self) -> None:
         with db(self.server, self.user) as conn:
