@@ -21,6 +21,7 @@ pub mod command;
 pub mod conn;
 mod deflate;
 pub mod limits;
+pub mod metrics;
 mod pattern;
 mod refuse;
 mod respond;
@@ -32,6 +33,7 @@ pub mod user_limits;
 
 pub use conn::Conn;
 pub use limits::{LoginThrottle, ThrottleConfig};
+pub use metrics::ImapMetrics;
 pub use refuse::refuse;
 pub use session::{
     ImapConfig, ImapContext, PlaintextAuth, UNAUTHENTICATED_LITERAL_BYTES_MAX, serve,

@@ -74,6 +74,8 @@ pub struct ImapContext {
     pub throttle: Arc<LoginThrottle>,
     /// Sessions per user and heavy-command turns, over every IMAP listener.
     pub users: Arc<UserLimits>,
+    /// Logins and commands, for `/metrics` and the status page.
+    pub metrics: Arc<crate::ImapMetrics>,
 }
 
 /// Why a session ends.
@@ -411,6 +413,7 @@ impl Session {
 
     async fn dispatch(&mut self, tag: &str, body: CommandBody) -> Result<Done, End> {
         use CommandBody as C;
+        self.ctx.metrics.command();
         // Commands valid in any state.
         match body {
             C::Capability => return Ok(command::auth::capability(self)),

@@ -55,6 +55,7 @@ impl Server {
             tls: None,
             throttle: Arc::new(LoginThrottle::new(ThrottleConfig::default())),
             users: Arc::new(UserLimits::new(UserLimitsConfig::default())),
+            metrics: Default::default(),
         });
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();

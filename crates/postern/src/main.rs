@@ -50,6 +50,9 @@ enum Command {
     /// SMS: queue one, list the outbox (the running server sends).
     #[command(subcommand)]
     Sms(SmsCommand),
+    /// The status page: incidents, maintenance, components, import, admin API tokens.
+    #[command(subcommand)]
+    Status(StatusCommand),
     /// Check every index and cache entry against the journal and the message
     /// blobs, and repair what differs, online (throttled by `[reconstruct]
     /// max_read_mb_per_s`). Exit 0: nothing wrong or all repaired; 1: problems remain.
@@ -68,6 +71,100 @@ enum Command {
         /// `[reconstruct] max_read_mb_per_s`.
         #[arg(long, value_name = "MB")]
         max_read_mb_per_s: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StatusCommand {
+    /// Open an incident (or, with --maintenance, schedule maintenance); its
+    /// first post ("Status") is read from stdin. Prints `incident N`.
+    Open {
+        #[arg(long)]
+        title: String,
+        /// A component affected (repeatable), e.g. "Incoming mail".
+        #[arg(long = "component", value_name = "NAME")]
+        components: Vec<String>,
+        /// none, minor, major or critical.
+        #[arg(long, default_value = "minor")]
+        impact: String,
+        /// investigating (default), identified or monitoring; maintenance: scheduled.
+        #[arg(long)]
+        state: Option<String>,
+        /// Maintenance window: START END, RFC 3339 UTC (2026-12-01T02:00:00Z) or Unix seconds.
+        #[arg(long, num_args = 2, value_names = ["START", "END"])]
+        maintenance: Option<Vec<String>>,
+        /// Who posts (default: $USER).
+        #[arg(long)]
+        author: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Post an "Update" to incident ID, text on stdin. Prints `post N`.
+    Update {
+        id: u64,
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long)]
+        impact: Option<String>,
+        #[arg(long)]
+        author: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve incident ID (or complete maintenance) with a last update from
+    /// stdin ("Resolved." when empty).
+    Resolve {
+        id: u64,
+        #[arg(long)]
+        author: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace the text of post ID with stdin; the old text is kept in its history.
+    Edit {
+        id: u64,
+        #[arg(long)]
+        author: Option<String>,
+    },
+    /// Set a component's state by hand: operational, degraded, partial_outage,
+    /// major_outage or maintenance; or --remove it.
+    Component {
+        name: String,
+        state: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+        #[arg(long, conflicts_with = "state")]
+        remove: bool,
+    },
+    /// List incidents, newest first.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Import a plain-text incident log ("Status (by NAME at Ddd Mmm D HH:MM UTC)"
+    /// ...); posts already imported are skipped.
+    Import {
+        file: PathBuf,
+        /// The year of the log's first incidents (the log does not say).
+        #[arg(long)]
+        year: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admin API tokens (`Authorization: Bearer TOKEN`).
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a token named NAME; prints it (the only time it is shown).
+    Add {
+        name: String,
+    },
+    List,
+    Revoke {
+        name: String,
     },
 }
 
@@ -262,6 +359,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alias(AliasCommand::List) => AdminCommand::AliasList,
         Command::Mailbox(MailboxCommand::List { user }) => AdminCommand::MailboxList { user },
         Command::Store(StoreCommand::Gc { bytes_max }) => AdminCommand::Gc { bytes_max },
+        Command::Status(command) => match status_command(command) {
+            Ok(command) => command,
+            Err(message) => {
+                eprintln!("postern: {message}");
+                return Ok(ExitCode::from(admin::EX_USAGE as u8));
+            }
+        },
         Command::Reconstruct {
             user,
             mailbox,
@@ -348,6 +452,165 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     Ok(finish(output))
+}
+
+/// Largest post read from stdin (the store checks the 20,000-byte bound of
+/// a post's text; this only stops a runaway pipe).
+const STDIN_TEXT_BYTES_MAX: u64 = 1024 * 1024;
+
+fn stdin_text() -> Result<String, String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .take(STDIN_TEXT_BYTES_MAX)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the text from stdin: {e}"))?;
+    Ok(text)
+}
+
+fn author(given: Option<String>) -> String {
+    given
+        .or_else(|| std::env::var("SUDO_USER").ok())
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|a| !a.trim().is_empty())
+        .unwrap_or_else(|| "admin".into())
+}
+
+/// Unix seconds from Unix seconds or an RFC 3339 UTC time
+/// (`YYYY-MM-DDTHH:MM[:SS]Z`).
+fn parse_time(text: &str) -> Result<i64, String> {
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Ok(seconds);
+    }
+    let bad = || format!("{text:?} is not a time: use 2026-12-01T02:00:00Z or Unix seconds");
+    let t = text.strip_suffix('Z').ok_or_else(bad)?;
+    let (date, time) = t.split_once('T').ok_or_else(bad)?;
+    let d: Vec<i64> = date
+        .split('-')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let h: Vec<i64> = time
+        .split(':')
+        .map(|p| p.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    let ([y, m, day], [hh, mm, rest @ ..]) = (d.as_slice(), h.as_slice()) else {
+        return Err(bad());
+    };
+    let ss = rest.first().copied().unwrap_or(0);
+    if !(1..=12).contains(m)
+        || !(1..=31).contains(day)
+        || *hh > 23
+        || *mm > 59
+        || ss > 60
+        || rest.len() > 1
+    {
+        return Err(bad());
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let (y, m) = if *m <= 2 { (y - 1, m + 9) } else { (*y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(days * 86_400 + hh * 3600 + mm * 60 + ss)
+}
+
+fn status_command(command: StatusCommand) -> Result<AdminCommand, String> {
+    Ok(match command {
+        StatusCommand::Open {
+            title,
+            components,
+            impact,
+            state,
+            maintenance,
+            author: who,
+            json,
+        } => {
+            let maintenance = match maintenance.as_deref() {
+                Some([starts, ends]) => {
+                    let (starts, ends) = (parse_time(starts)?, parse_time(ends)?);
+                    if ends < starts {
+                        return Err("the maintenance ends before it starts".into());
+                    }
+                    Some((starts, ends))
+                }
+                Some(_) => return Err("--maintenance takes START END".into()),
+                None => None,
+            };
+            AdminCommand::StatusOpen {
+                title,
+                components,
+                impact,
+                state,
+                maintenance,
+                author: author(who),
+                text: stdin_text()?,
+                json,
+            }
+        }
+        StatusCommand::Update {
+            id,
+            state,
+            impact,
+            author: who,
+            json,
+        } => AdminCommand::StatusUpdate {
+            incident: id,
+            state,
+            impact,
+            resolve: false,
+            author: author(who),
+            text: stdin_text()?,
+            json,
+        },
+        StatusCommand::Resolve {
+            id,
+            author: who,
+            json,
+        } => AdminCommand::StatusUpdate {
+            incident: id,
+            state: None,
+            impact: None,
+            resolve: true,
+            author: author(who),
+            text: stdin_text()?,
+            json,
+        },
+        StatusCommand::Edit { id, author: who } => AdminCommand::StatusEdit {
+            post: id,
+            author: author(who),
+            text: stdin_text()?,
+        },
+        StatusCommand::Component {
+            name,
+            state,
+            note,
+            remove,
+        } => AdminCommand::StatusComponent {
+            name,
+            state,
+            note,
+            remove,
+        },
+        StatusCommand::List { json } => AdminCommand::StatusList { json },
+        StatusCommand::Import { file, year, json } => {
+            let meta = std::fs::metadata(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            if meta.len() > status::IMPORT_BYTES_MAX as u64 {
+                return Err(format!(
+                    "{} is larger than {} bytes",
+                    file.display(),
+                    status::IMPORT_BYTES_MAX
+                ));
+            }
+            let log = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            AdminCommand::StatusImport { log, year, json }
+        }
+        StatusCommand::Token(TokenCommand::Add { name }) => AdminCommand::TokenAdd { name },
+        StatusCommand::Token(TokenCommand::List) => AdminCommand::TokenList,
+        StatusCommand::Token(TokenCommand::Revoke { name }) => AdminCommand::TokenRevoke { name },
+    })
 }
 
 /// Checks an SMS the way the sender will see it, before it is queued: the

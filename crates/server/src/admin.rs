@@ -54,6 +54,55 @@ pub enum AdminCommand {
     MailboxList {
         user: String,
     },
+    /// Status page: open an incident (or maintenance) with its first post.
+    StatusOpen {
+        title: String,
+        components: Vec<String>,
+        impact: String,
+        state: Option<String>,
+        /// Maintenance window, Unix seconds.
+        maintenance: Option<(i64, i64)>,
+        author: String,
+        text: String,
+        json: bool,
+    },
+    /// An update (with `resolve`, the one that resolves it).
+    StatusUpdate {
+        incident: u64,
+        state: Option<String>,
+        impact: Option<String>,
+        resolve: bool,
+        author: String,
+        text: String,
+        json: bool,
+    },
+    StatusEdit {
+        post: u64,
+        author: String,
+        text: String,
+    },
+    /// Sets a component by hand (`state: None` with `remove`: removes it).
+    StatusComponent {
+        name: String,
+        state: Option<String>,
+        note: Option<String>,
+        remove: bool,
+    },
+    StatusList {
+        json: bool,
+    },
+    StatusImport {
+        log: String,
+        year: i64,
+        json: bool,
+    },
+    TokenAdd {
+        name: String,
+    },
+    TokenList,
+    TokenRevoke {
+        name: String,
+    },
     /// Checks derived data against the journal and blobs; repairs unless `check`.
     Reconstruct {
         user: Option<String>,
@@ -218,6 +267,269 @@ impl AdminContext {
             reconstruct_bytes_per_sec: config.reconstruct.max_read_mb_per_s * 1_000_000,
         }
     }
+}
+
+/// A status enum (`status::State`, `Impact`, `ComponentState`) from its
+/// snake_case name, or a message listing the names it takes.
+fn status_enum<T: serde::de::DeserializeOwned>(
+    what: &str,
+    name: &str,
+    choices: &str,
+) -> Result<T, AdminOutput> {
+    serde_json::from_value(serde_json::Value::String(name.to_ascii_lowercase())).map_err(|_| {
+        AdminOutput::fail(
+            EX_USAGE,
+            format!("error: unknown {what} {name:?}; one of: {choices}\n"),
+        )
+    })
+}
+
+const STATES: &str = "investigating, identified, monitoring, resolved (maintenance: scheduled, in_progress, completed)";
+const IMPACTS: &str = "none, minor, major, critical";
+const COMPONENT_STATES: &str = "operational, degraded, partial_outage, major_outage, maintenance";
+
+/// The status page's admin commands (see `postern status --help`).
+fn status_command(store: &Store, command: AdminCommand) -> AdminOutput {
+    let posted = |outcome: store::Result<store::Outcome>, json: bool| match outcome {
+        Ok(store::Outcome::StatusPosted { incident, post }) => {
+            if json {
+                AdminOutput::ok(format!(
+                    "{}\n",
+                    serde_json::json!({ "incident": incident, "post": post })
+                ))
+            } else if incident == post {
+                AdminOutput::ok(format!("incident {incident}\n"))
+            } else {
+                AdminOutput::ok(format!("post {post}\n"))
+            }
+        }
+        Ok(_) => AdminOutput::ok(""),
+        Err(e) => AdminOutput::from_store(&e),
+    };
+    match command {
+        AdminCommand::StatusOpen {
+            title,
+            components,
+            impact,
+            state,
+            maintenance,
+            author,
+            text,
+            json,
+        } => {
+            let impact = match status_enum("impact", &impact, IMPACTS) {
+                Ok(i) => i,
+                Err(out) => return out,
+            };
+            let kind = match maintenance {
+                Some((starts, ends)) => status::Kind::Maintenance { starts, ends },
+                None => status::Kind::Incident,
+            };
+            let state = match state {
+                Some(s) => match status_enum("state", &s, STATES) {
+                    Ok(s) => s,
+                    Err(out) => return out,
+                },
+                None if kind.is_maintenance() => status::State::Scheduled,
+                None => status::State::Investigating,
+            };
+            posted(
+                store.submit_one_blocking(Intent::StatusOpen {
+                    title,
+                    components,
+                    impact,
+                    state,
+                    kind,
+                    author,
+                    text,
+                    at: None,
+                }),
+                json,
+            )
+        }
+        AdminCommand::StatusUpdate {
+            incident,
+            state,
+            impact,
+            resolve,
+            author,
+            text,
+            json,
+        } => {
+            let mut state = match state.map(|s| status_enum::<status::State>("state", &s, STATES)) {
+                Some(Ok(s)) => Some(s),
+                Some(Err(out)) => return out,
+                None => None,
+            };
+            let impact = match impact.map(|i| status_enum::<status::Impact>("impact", &i, IMPACTS))
+            {
+                Some(Ok(i)) => Some(i),
+                Some(Err(out)) => return out,
+                None => None,
+            };
+            let mut text = text;
+            if resolve {
+                let maintenance = match store.status_incident(incident) {
+                    Ok(Some(doc)) => doc.kind.is_maintenance(),
+                    Ok(None) => {
+                        return AdminOutput::fail(
+                            EX_NOUSER,
+                            format!("error: no incident {incident}\n"),
+                        );
+                    }
+                    Err(e) => return AdminOutput::from_store(&e),
+                };
+                state = Some(if maintenance {
+                    status::State::Completed
+                } else {
+                    status::State::Resolved
+                });
+                if text.trim().is_empty() {
+                    text = if maintenance {
+                        "Completed."
+                    } else {
+                        "Resolved."
+                    }
+                    .into();
+                }
+            }
+            posted(
+                store.submit_one_blocking(Intent::StatusPost {
+                    incident,
+                    author,
+                    text,
+                    state,
+                    impact,
+                    at: None,
+                }),
+                json,
+            )
+        }
+        AdminCommand::StatusEdit { post, author, text } => posted(
+            store.submit_one_blocking(Intent::StatusEdit { post, author, text }),
+            false,
+        ),
+        AdminCommand::StatusComponent {
+            name,
+            state,
+            note,
+            remove,
+        } => {
+            let component = match (state, remove) {
+                (_, true) => None,
+                (Some(state), false) => {
+                    match status_enum("component state", &state, COMPONENT_STATES) {
+                        Ok(state) => Some(status::Component {
+                            name: name.clone(),
+                            state,
+                            set_by: status::SetBy::Manual,
+                            set_at: crate::admin::now(),
+                            note,
+                        }),
+                        Err(out) => return out,
+                    }
+                }
+                (None, false) => {
+                    return AdminOutput::fail(EX_USAGE, "error: give a STATE, or --remove\n");
+                }
+            };
+            let done = match &component {
+                Some(c) => format!("{name}: {}\n", c.state.label()),
+                None => format!("{name}: removed\n"),
+            };
+            match store.submit_one_blocking(Intent::StatusComponent { name, component }) {
+                Ok(_) => AdminOutput::ok(done),
+                Err(e) => AdminOutput::from_store(&e),
+            }
+        }
+        AdminCommand::StatusList { json } => match store.status_incidents(1000, 0) {
+            Ok(list) if json => {
+                AdminOutput::ok(serde_json::to_string_pretty(&list).unwrap_or_default() + "\n")
+            }
+            Ok(list) => AdminOutput::ok(
+                list.iter()
+                    .map(|i| {
+                        format!(
+                            "{:>6}  {:<13} {:<9} {}  ({} posts)\n",
+                            i.id,
+                            i.state.label(),
+                            i.impact.label(),
+                            i.title,
+                            i.posts.len()
+                        )
+                    })
+                    .collect::<String>(),
+            ),
+            Err(e) => AdminOutput::from_store(&e),
+        },
+        AdminCommand::StatusImport { log, year, json } => {
+            let parsed = match status::import_log(&log, year) {
+                Ok(p) => p,
+                Err(e) => return AdminOutput::fail(EX_DATAERR, format!("error: {e}\n")),
+            };
+            match store.submit_one_blocking(Intent::StatusImport {
+                incidents: parsed.incidents,
+            }) {
+                Ok(store::Outcome::StatusImported {
+                    incidents,
+                    posts,
+                    duplicates,
+                }) => {
+                    let duplicates = duplicates + parsed.duplicates as u64;
+                    AdminOutput::ok(if json {
+                        format!(
+                            "{}\n",
+                            serde_json::json!({ "incidents": incidents, "posts": posts, "duplicates": duplicates })
+                        )
+                    } else {
+                        format!(
+                            "imported {incidents} incidents and {posts} posts; {duplicates} duplicates skipped\n"
+                        )
+                    })
+                }
+                Ok(_) => AdminOutput::ok(""),
+                Err(e) => AdminOutput::from_store(&e),
+            }
+        }
+        AdminCommand::TokenAdd { name } => {
+            use rand::RngCore;
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            let token = format!("pst_{}", hex::encode(bytes));
+            match store.submit_one_blocking(Intent::AdminToken {
+                name,
+                hash: Some(crate::http::token_hash(&token)),
+            }) {
+                // Shown once: only its hash is kept.
+                Ok(_) => AdminOutput::ok(format!("{token}\n")),
+                Err(e) => AdminOutput::from_store(&e),
+            }
+        }
+        AdminCommand::TokenList => match store.admin_tokens() {
+            Ok(list) => AdminOutput::ok(
+                list.iter()
+                    .map(|(name, created)| {
+                        format!("{name}  created {}\n", status::rfc3339(*created))
+                    })
+                    .collect::<String>(),
+            ),
+            Err(e) => AdminOutput::from_store(&e),
+        },
+        AdminCommand::TokenRevoke { name } => {
+            match store.submit_one_blocking(Intent::AdminToken {
+                name: name.clone(),
+                hash: None,
+            }) {
+                Ok(_) => AdminOutput::ok(format!("token {name} revoked\n")),
+                Err(e) => AdminOutput::from_store(&e),
+            }
+        }
+        _ => AdminOutput::fail(EX_SOFTWARE, "error: not a status command\n"),
+    }
+}
+
+pub(crate) fn now() -> i64 {
+    store::writer::now_seconds()
 }
 
 /// Exit status of `reconstruct` when problems remain that it did not repair.
@@ -529,6 +841,15 @@ pub fn execute_with_progress(
                 }
             }
         }
+        AdminCommand::StatusOpen { .. }
+        | AdminCommand::StatusUpdate { .. }
+        | AdminCommand::StatusEdit { .. }
+        | AdminCommand::StatusComponent { .. }
+        | AdminCommand::StatusList { .. }
+        | AdminCommand::StatusImport { .. }
+        | AdminCommand::TokenAdd { .. }
+        | AdminCommand::TokenList
+        | AdminCommand::TokenRevoke { .. } => status_command(store, command),
         AdminCommand::Reconstruct {
             user,
             mailbox,
@@ -710,6 +1031,15 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::Deliver { .. } => "deliver",
         AdminCommand::Gc { .. } => "store gc",
         AdminCommand::Reconstruct { .. } => "reconstruct",
+        AdminCommand::StatusOpen { .. } => "status open",
+        AdminCommand::StatusUpdate { .. } => "status update",
+        AdminCommand::StatusEdit { .. } => "status edit",
+        AdminCommand::StatusComponent { .. } => "status component",
+        AdminCommand::StatusList { .. } => "status list",
+        AdminCommand::StatusImport { .. } => "status import",
+        AdminCommand::TokenAdd { .. } => "status token add",
+        AdminCommand::TokenList => "status token list",
+        AdminCommand::TokenRevoke { .. } => "status token revoke",
         AdminCommand::SmsSend { .. } => "sms send",
         AdminCommand::SmsList { .. } => "sms list",
         AdminCommand::SmsAlert { .. } => "sms alert",

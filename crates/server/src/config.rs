@@ -25,6 +25,42 @@ pub struct Config {
     pub sms: Option<SmsSection>,
     pub quota: QuotaSection,
     pub reconstruct: ReconstructSection,
+    /// The status page, its feed and APIs, health and metrics; none without
+    /// the section when a config file is given.
+    pub http: Option<HttpSection>,
+}
+
+/// The HTTP server (`[http]`): status page, Atom feed, JSON, admin API,
+/// `/healthz`, `/metrics`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    pub listen: Listen,
+    /// Base of absolute links (feed, page); empty: `http://` and the first
+    /// listen address.
+    pub public_url: String,
+    /// Name shown on the page and in the feed.
+    pub site_name: String,
+    /// Delivery latency (receipt to stored) above which "Incoming mail" is
+    /// degraded, once it lasted `grace_secs`; milliseconds.
+    pub delivery_degraded_ms: u64,
+    /// What delivery usually takes, for the sentence on the page; milliseconds.
+    pub delivery_usual_ms: u64,
+    /// How long a figure must stay over its threshold before the page says so.
+    pub grace_secs: u64,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: addr("127.0.0.1:8080"),
+            public_url: String::new(),
+            site_name: "Postern".into(),
+            delivery_degraded_ms: 60_000,
+            delivery_usual_ms: 5_000,
+            grace_secs: 300,
+        }
+    }
 }
 
 /// Reconstruct (`postern reconstruct`) and the server's own repairs.
@@ -363,6 +399,7 @@ impl Default for Config {
             sms: None,
             quota: QuotaSection::default(),
             reconstruct: ReconstructSection::default(),
+            http: Some(HttpSection::default()),
         }
     }
 }
@@ -473,6 +510,21 @@ open_indexes_max = 2048
 gc_interval_secs = 3600
 gc_bytes_per_run = 67108864
 
+[http]
+# The status page (/status, /status/history, /status/feed.atom), its JSON
+# (/api/status), the token-authenticated admin API (/api/admin/..., tokens
+# from `postern status token add NAME`), /healthz and Prometheus /metrics.
+listen = "127.0.0.1:8080"
+# Base of absolute links; empty: http:// and the first listen address.
+public_url = ""
+# Name on the page and in the feed ("<name> status").
+site_name = "Postern"
+# Incoming mail shows as degraded when delivery (receipt to stored) takes
+# longer than this for grace_secs; the usual time is quoted beside it.
+delivery_degraded_ms = 60000
+delivery_usual_ms = 5000
+grace_secs = 300
+
 [reconstruct]
 # What `postern reconstruct` and the server's background repairs may read
 # (journal and message bytes), in MB per second, so users do not feel them
@@ -535,6 +587,7 @@ pub fn parse(text: &str) -> Result<Config, String> {
         imap: Option<toml::Value>,
         imaps: Option<toml::Value>,
         lmtp: Option<toml::Value>,
+        http: Option<toml::Value>,
     }
     let mut config: Config = toml::from_str(text).map_err(|e| describe(text, &e))?;
     let presence: Presence = toml::from_str(text).map_err(|e| describe(text, &e))?;
@@ -547,6 +600,9 @@ pub fn parse(text: &str) -> Result<Config, String> {
     }
     if presence.lmtp.is_none() {
         config.lmtp = None;
+    }
+    if presence.http.is_none() {
+        config.http = None;
     }
     validate(&config)?;
     Ok(config)

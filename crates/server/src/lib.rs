@@ -8,7 +8,9 @@
 pub mod admin;
 pub mod config;
 pub mod connections;
+pub mod http;
 pub mod lmtp_target;
+pub mod metrics;
 pub mod open_files;
 pub mod repair;
 pub mod sms;
@@ -42,6 +44,8 @@ pub enum Service {
     Imap,
     Imaps,
     Lmtp,
+    /// The status page and APIs (`http.rs`); served by axum, not the accept loops.
+    Http,
 }
 
 impl Service {
@@ -50,6 +54,7 @@ impl Service {
             Service::Imap => "imap",
             Service::Imaps => "imaps",
             Service::Lmtp => "lmtp",
+            Service::Http => "http",
         }
     }
 }
@@ -208,11 +213,26 @@ pub async fn run(
             });
         }
     }
-    let bound: Vec<(Service, SocketAddr)> = listeners
+    let mut http_sockets = Vec::new();
+    if let Some(section) = &config.http {
+        for address in section.listen.addresses() {
+            let socket = TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot bind [http] listen = \"{address}\""))?;
+            http_sockets.push(socket);
+        }
+    }
+    let mut bound: Vec<(Service, SocketAddr)> = listeners
         .iter()
         .filter_map(|l| l.socket.local_addr().ok().map(|a| (l.service, a)))
         .collect();
+    bound.extend(
+        http_sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok().map(|a| (Service::Http, a))),
+    );
 
+    let imap_metrics = Arc::new(imap::ImapMetrics::default());
     let imap_context = Arc::new(imap::ImapContext {
         config: imap::ImapConfig {
             hostname: config.hostname.clone(),
@@ -244,6 +264,7 @@ pub async fn run(
             heavy_max: imap_section.heavy_commands_max,
             heavy_wait: Duration::from_millis(imap_section.heavy_command_wait_ms),
         })),
+        metrics: Arc::clone(&imap_metrics),
     });
     let lmtp_config = Arc::new(delivery::LmtpConfig {
         hostname: config.hostname.clone(),
@@ -253,9 +274,11 @@ pub async fn run(
         idle_timeout: Duration::from_secs(lmtp_section.idle_timeout_secs.max(1)),
         ..delivery::LmtpConfig::default()
     });
+    let delivery_metrics = Arc::new(metrics::DeliveryMetrics::default());
     let target = Arc::new(lmtp_target::StoreTarget {
         store: store.clone(),
         sms_alerts: config.sms.is_some(),
+        metrics: Arc::clone(&delivery_metrics),
     });
 
     let admin_path = admin::socket_path(&config.data_dir);
@@ -291,6 +314,54 @@ pub async fn run(
             shutdown.clone(),
         ))
     });
+
+    let mut http_tasks = Vec::new();
+    if let (Some(section), Some(first)) = (&config.http, http_sockets.first()) {
+        let public_url = if section.public_url.is_empty() {
+            format!("http://{}", first.local_addr()?)
+        } else {
+            section.public_url.clone()
+        };
+        let site = status::Site::new(&section.site_name, &public_url)
+            .map_err(|e| anyhow!("[http] public_url / site_name: {e}"))?;
+        let policy = status::HealthPolicy {
+            delivery_latency_p50_ms_max: section.delivery_degraded_ms,
+            delivery_latency_usual_ms: section.delivery_usual_ms,
+            grace_seconds: section.grace_secs.min(i64::MAX as u64) as i64,
+            ..status::HealthPolicy::default()
+        };
+        let (imap_open, lmtp_open) = (Arc::clone(&imap_limits), Arc::clone(&lmtp_limits));
+        let state = Arc::new(http::HttpState::new(
+            store.clone(),
+            site,
+            policy,
+            Arc::clone(&delivery_metrics),
+            Arc::clone(&imap_metrics),
+            Arc::new(move || (imap_open.open(), lmtp_open.open())),
+        ));
+        http_tasks.push(tokio::spawn(http::measure_periodically(
+            Arc::clone(&state),
+            shutdown.clone(),
+        )));
+        for socket in http_sockets {
+            let app = http::router(Arc::clone(&state));
+            let mut stop = shutdown.clone();
+            http_tasks.push(tokio::spawn(async move {
+                let served = axum::serve(socket, app)
+                    .with_graceful_shutdown(async move {
+                        while !*stop.borrow() {
+                            if stop.changed().await.is_err() {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(event = "http_failed", error = %e);
+                }
+            }));
+        }
+    }
 
     ready(&bound);
     tracing::info!(event = "server_ready", listeners = bound.len(), data_dir = %config.data_dir.display());
@@ -343,6 +414,10 @@ pub async fn run(
     }
     reload_task.abort();
     gc_task.abort();
+    for task in http_tasks {
+        // Requests in flight finish (graceful shutdown); long polls cannot hold us.
+        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+    }
     if let Some(task) = repair_task {
         task.abort();
     }
@@ -388,6 +463,8 @@ impl Services {
                     tracing::info!(event = "lmtp_io_error", %peer, error = %e);
                 }
             }
+            // Served by axum (`http.rs`); its listeners never reach here.
+            Service::Http => {}
         }
     }
 
@@ -404,6 +481,7 @@ impl Services {
                 }
             }
             Service::Lmtp => delivery::refuse(stream, peer, Arc::clone(&self.lmtp), &text).await,
+            Service::Http => {}
         }
     }
 }

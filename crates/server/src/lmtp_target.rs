@@ -11,6 +11,9 @@ pub struct StoreTarget {
     pub store: Store,
     /// Queue new-mail SMS alerts after a delivery (`[sms]` is configured).
     pub sms_alerts: bool,
+    /// Counts and latency (the end of DATA to stored) for `/metrics` and the
+    /// status page.
+    pub metrics: std::sync::Arc<crate::metrics::DeliveryMetrics>,
 }
 
 impl DeliveryTarget for StoreTarget {
@@ -31,6 +34,9 @@ impl DeliveryTarget for StoreTarget {
         users: Vec<UserName>,
     ) -> Vec<Result<(), DeliverError>> {
         let count = users.len();
+        // DATA has been read: the message is received; from here to stored is
+        // what the status page reports as delivery time.
+        let received = std::time::Instant::now();
         // Hashing and parsing are CPU work proportional to the message: small ones
         // inline, large ones on a blocking thread so they cannot stall other sessions.
         let prepared = if message.len() <= INLINE_PREPARE_BYTES_MAX {
@@ -59,6 +65,9 @@ impl DeliveryTarget for StoreTarget {
             })
             .collect();
         let results = self.store.submit(intents).await;
+        let stored = results.iter().filter(|r| r.is_ok()).count() as u64;
+        self.metrics
+            .record(received.elapsed(), stored, results.len() as u64 - stored);
         if self.sms_alerts {
             let reached: Vec<String> = delivered_to
                 .into_iter()

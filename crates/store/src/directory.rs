@@ -42,6 +42,14 @@ CREATE TABLE IF NOT EXISTS sms_alert_log (user TEXT NOT NULL, sms INTEGER NOT NU
     PRIMARY KEY (user, sms)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sms_alerts (user TEXT PRIMARY KEY, alert TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS quotas (user TEXT PRIMARY KEY, storage_bytes INTEGER, messages INTEGER);
+CREATE TABLE IF NOT EXISTS status_incidents (id INTEGER PRIMARY KEY, created INTEGER NOT NULL,
+    last_activity INTEGER NOT NULL, resolved INTEGER, doc TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS status_incidents_created ON status_incidents (created);
+CREATE TABLE IF NOT EXISTS status_posts (post INTEGER PRIMARY KEY, incident INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS status_fingerprints (fingerprint TEXT PRIMARY KEY, post INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS status_components (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS admin_tokens (name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sms_receipts_waiting (smsc_id TEXT PRIMARY KEY, delivered INTEGER NOT NULL,
     detail TEXT NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;
 ";
@@ -501,6 +509,117 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
                 }
             }
         }
+        Record::StatusOpened {
+            incident,
+            title,
+            components,
+            impact,
+            state,
+            kind,
+            author,
+            text,
+            at,
+            fingerprint,
+        } => {
+            let doc = status::Incident {
+                id: *incident,
+                title: title.clone(),
+                components: components.clone(),
+                impact: *impact,
+                state: *state,
+                kind: *kind,
+                created: *at,
+                resolved: state.is_closed().then_some(*at),
+                posts: vec![status::Post {
+                    id: *incident,
+                    author: author.clone(),
+                    at: *at,
+                    text: text.clone(),
+                    edits: Vec::new(),
+                }],
+            };
+            put_incident(conn, &doc)?;
+            put_post(conn, *incident, *incident, fingerprint.as_deref())?;
+        }
+        Record::StatusPosted {
+            incident,
+            post,
+            author,
+            text,
+            at,
+            state,
+            impact,
+            fingerprint,
+        } => {
+            if let Some(mut doc) = status_incident(conn, *incident)? {
+                doc.posts.push(status::Post {
+                    id: *post,
+                    author: author.clone(),
+                    at: *at,
+                    text: text.clone(),
+                    edits: Vec::new(),
+                });
+                if let Some(state) = state {
+                    doc.state = *state;
+                    doc.resolved = state.is_closed().then_some(*at);
+                }
+                if let Some(impact) = impact {
+                    doc.impact = *impact;
+                }
+                put_incident(conn, &doc)?;
+                put_post(conn, *post, *incident, fingerprint.as_deref())?;
+            }
+        }
+        Record::StatusEdited {
+            post,
+            author,
+            text,
+            at,
+        } => {
+            let incident: Option<i64> = conn
+                .prepare_cached("SELECT incident FROM status_posts WHERE post = ?1")?
+                .query_row([*post as i64], |r| r.get(0))
+                .optional()?;
+            if let Some(mut doc) = incident.map_or(Ok(None), |i| status_incident(conn, i as u64))? {
+                if let Some(p) = doc.posts.iter_mut().find(|p| p.id == *post) {
+                    let previous_text = std::mem::replace(&mut p.text, text.clone());
+                    p.edits.push(status::Edit {
+                        at: *at,
+                        author: author.clone(),
+                        previous_text,
+                    });
+                }
+                put_incident(conn, &doc)?;
+            }
+        }
+        Record::StatusComponentSet { name, component } => match component {
+            Some(component) => {
+                let doc = serde_json::to_string(component)
+                    .map_err(|e| crate::error::StoreError::invalid(e.to_string()))?;
+                conn.prepare_cached(
+                    "INSERT INTO status_components (name, doc) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
+                )?
+                .execute(params![name, doc])?;
+            }
+            None => {
+                conn.prepare_cached("DELETE FROM status_components WHERE name = ?1")?
+                    .execute([name])?;
+            }
+        },
+        Record::AdminTokenSet { name, hash, at } => match hash {
+            Some(hash) => {
+                conn.prepare_cached(
+                    "INSERT INTO admin_tokens (name, hash, created) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, created = excluded.created",
+                )?
+                .execute(params![name, hash, at])?;
+            }
+            None => {
+                conn.prepare_cached("DELETE FROM admin_tokens WHERE name = ?1")?
+                    .execute([name])?;
+            }
+        },
         Record::MailboxCreated { .. }
         | Record::MailboxRenamed { .. }
         | Record::MailboxDeleted { .. }
@@ -509,4 +628,132 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
     }
     let _ = lsn;
     Ok(())
+}
+
+fn put_incident(conn: &Connection, doc: &status::Incident) -> Result<()> {
+    let json = serde_json::to_string(doc)
+        .map_err(|e| crate::error::StoreError::invalid(format!("encode incident: {e}")))?;
+    conn.prepare_cached(
+        "INSERT INTO status_incidents (id, created, last_activity, resolved, doc) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (id) DO UPDATE SET last_activity = excluded.last_activity,
+             resolved = excluded.resolved, doc = excluded.doc",
+    )?
+    .execute(params![doc.id as i64, doc.created, doc.last_activity(), doc.resolved, json])?;
+    Ok(())
+}
+
+fn put_post(conn: &Connection, post: u64, incident: u64, fingerprint: Option<&str>) -> Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO status_posts (post, incident) VALUES (?1, ?2)")?
+        .execute(params![post as i64, incident as i64])?;
+    if let Some(fp) = fingerprint {
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO status_fingerprints (fingerprint, post) VALUES (?1, ?2)",
+        )?
+        .execute(params![fp, post as i64])?;
+    }
+    Ok(())
+}
+
+fn incident_from_doc(doc: String) -> Result<status::Incident> {
+    serde_json::from_str(&doc)
+        .map_err(|e| crate::error::StoreError::corrupt(format!("status incident undecodable: {e}")))
+}
+
+/// One incident with its timeline.
+pub fn status_incident(conn: &Connection, id: u64) -> Result<Option<status::Incident>> {
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT doc FROM status_incidents WHERE id = ?1")?
+        .query_row([id as i64], |r| r.get(0))
+        .optional()?;
+    doc.map(incident_from_doc).transpose()
+}
+
+/// Incidents newest first (by when they were opened), `limit` from `offset`.
+pub fn status_incidents(
+    conn: &Connection,
+    limit: u64,
+    offset: u64,
+) -> Result<Vec<status::Incident>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT doc FROM status_incidents ORDER BY created DESC, id DESC LIMIT ?1 OFFSET ?2",
+    )?;
+    let docs = stmt
+        .query_map(
+            params![
+                limit.min(i64::MAX as u64) as i64,
+                offset.min(i64::MAX as u64) as i64
+            ],
+            |r| r.get::<_, String>(0),
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    docs.into_iter().map(incident_from_doc).collect()
+}
+
+/// What the status page shows: every open incident and those with activity
+/// since `since`, newest first, at most `limit`.
+pub fn status_current(conn: &Connection, since: i64, limit: u64) -> Result<Vec<status::Incident>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT doc FROM status_incidents WHERE resolved IS NULL OR last_activity >= ?1
+         ORDER BY created DESC, id DESC LIMIT ?2",
+    )?;
+    let docs = stmt
+        .query_map(params![since, limit.min(i64::MAX as u64) as i64], |r| {
+            r.get::<_, String>(0)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    docs.into_iter().map(incident_from_doc).collect()
+}
+
+pub fn status_incident_count(conn: &Connection) -> Result<u64> {
+    Ok(conn
+        .prepare_cached("SELECT COUNT(*) FROM status_incidents")?
+        .query_row([], |r| r.get::<_, i64>(0))?
+        .max(0) as u64)
+}
+
+/// The incident a post belongs to.
+pub fn status_post_incident(conn: &Connection, post: u64) -> Result<Option<u64>> {
+    Ok(conn
+        .prepare_cached("SELECT incident FROM status_posts WHERE post = ?1")?
+        .query_row([post as i64], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|i| i as u64))
+}
+
+/// The post an import fingerprint was stored as.
+pub fn status_fingerprint(conn: &Connection, fingerprint: &str) -> Result<Option<u64>> {
+    Ok(conn
+        .prepare_cached("SELECT post FROM status_fingerprints WHERE fingerprint = ?1")?
+        .query_row([fingerprint], |r| r.get::<_, i64>(0))
+        .optional()?
+        .map(|p| p as u64))
+}
+
+pub fn status_components(conn: &Connection) -> Result<Vec<status::Component>> {
+    let mut stmt = conn.prepare_cached("SELECT doc FROM status_components ORDER BY name")?;
+    let docs = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    docs.into_iter()
+        .map(|d| {
+            serde_json::from_str(&d).map_err(|e| {
+                crate::error::StoreError::corrupt(format!("status component undecodable: {e}"))
+            })
+        })
+        .collect()
+}
+
+/// The name of the admin token with this SHA-256 (hex), if any.
+pub fn admin_token(conn: &Connection, hash: &str) -> Result<Option<String>> {
+    Ok(conn
+        .prepare_cached("SELECT name FROM admin_tokens WHERE hash = ?1")?
+        .query_row([hash], |r| r.get(0))
+        .optional()?)
+}
+
+/// Admin tokens: (name, created).
+pub fn admin_tokens(conn: &Connection) -> Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached("SELECT name, created FROM admin_tokens ORDER BY name")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

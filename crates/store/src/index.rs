@@ -667,6 +667,11 @@ pub fn apply(
         | Record::SmsFailed { .. }
         | Record::SmsReceipt { .. }
         | Record::SmsAlertSet { .. }
+        | Record::StatusOpened { .. }
+        | Record::StatusPosted { .. }
+        | Record::StatusEdited { .. }
+        | Record::StatusComponentSet { .. }
+        | Record::AdminTokenSet { .. }
         | Record::QuotaSet { .. } => {}
     }
     let _ = lsn;

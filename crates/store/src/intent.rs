@@ -150,6 +150,48 @@ pub enum Intent {
         guard: RepairGuard,
         fixes: Vec<Fix>,
     },
+    /// Opens a status-page incident (or maintenance) with its first post
+    /// (`at`: `None` is now).
+    StatusOpen {
+        title: String,
+        components: Vec<String>,
+        impact: status::Impact,
+        state: status::State,
+        kind: status::Kind,
+        author: String,
+        text: String,
+        at: Option<i64>,
+    },
+    /// An update on an incident; it may change the state and the impact.
+    StatusPost {
+        incident: u64,
+        author: String,
+        text: String,
+        state: Option<status::State>,
+        impact: Option<status::Impact>,
+        at: Option<i64>,
+    },
+    /// Replaces a post's text, keeping the old one in its history.
+    StatusEdit {
+        post: u64,
+        author: String,
+        text: String,
+    },
+    /// Sets a component by hand (`None`: removes it).
+    StatusComponent {
+        name: String,
+        component: Option<status::Component>,
+    },
+    /// Imports parsed incident logs; posts already stored (same fingerprint)
+    /// are skipped, so importing a file twice adds nothing.
+    StatusImport {
+        incidents: Vec<status::ImportedIncident>,
+    },
+    /// Adds (with the token's SHA-256, hex) or revokes (`None`) an admin token.
+    AdminToken {
+        name: String,
+        hash: Option<String>,
+    },
     /// COPY, or MOVE when `remove_source` is set.
     Copy {
         user: String,
@@ -268,6 +310,17 @@ pub enum Outcome {
     },
     SmsQueued {
         id: u64,
+    },
+    /// A status post stored: its incident and its own id.
+    StatusPosted {
+        incident: u64,
+        post: u64,
+    },
+    /// What a [`Intent::StatusImport`] added and skipped.
+    StatusImported {
+        incidents: u64,
+        posts: u64,
+        duplicates: u64,
     },
     /// Fixes applied by a [`Intent::Repair`].
     Repaired {

@@ -165,6 +165,55 @@ pub enum Record {
         detail: String,
         at: i64,
     },
+    /// A status-page incident (or maintenance) opened with its first post,
+    /// its "Status". Its id, and its first post's, is this record's LSN.
+    StatusOpened {
+        incident: u64,
+        title: String,
+        components: Vec<String>,
+        impact: status::Impact,
+        state: status::State,
+        kind: status::Kind,
+        author: String,
+        text: String,
+        at: i64,
+        /// Import fingerprint of the first post (duplicates are skipped).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
+    },
+    /// An "Update" on an incident; it may change the state and the impact.
+    /// Its id is this record's LSN.
+    StatusPosted {
+        incident: u64,
+        post: u64,
+        author: String,
+        text: String,
+        at: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        state: Option<status::State>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        impact: Option<status::Impact>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
+    },
+    /// A post's text replaced; the old text stays in its edit history.
+    StatusEdited {
+        post: u64,
+        author: String,
+        text: String,
+        at: i64,
+    },
+    /// A component's state set by hand (`None`: the component removed).
+    StatusComponentSet {
+        name: String,
+        component: Option<status::Component>,
+    },
+    /// An admin API token (only its SHA-256 is kept); `hash: None` revokes.
+    AdminTokenSet {
+        name: String,
+        hash: Option<String>,
+        at: i64,
+    },
 }
 
 impl Record {
@@ -195,7 +244,12 @@ impl Record {
             | Record::SmsFailed { .. }
             | Record::SmsReceipt { .. }
             | Record::SmsAlertSet { .. }
-            | Record::QuotaSet { .. } => None,
+            | Record::QuotaSet { .. }
+            | Record::StatusOpened { .. }
+            | Record::StatusPosted { .. }
+            | Record::StatusEdited { .. }
+            | Record::StatusComponentSet { .. }
+            | Record::AdminTokenSet { .. } => None,
             Record::UserDeleted { user }
             | Record::MailboxCreated { user, .. }
             | Record::MailboxRenamed { user, .. }

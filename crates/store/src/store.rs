@@ -199,6 +199,7 @@ impl Store {
     /// Submits intents and waits until they are durable (or refused).
     pub async fn submit(&self, intents: Vec<Intent>) -> Vec<Result<Outcome>> {
         let count = intents.len();
+        let _waiting = Waiting::new(&self.inner.stats);
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sender = match self.sender() {
             Ok(s) => s,
@@ -236,6 +237,7 @@ impl Store {
     /// Like [`submit`](Self::submit), for callers outside an async runtime.
     pub fn submit_blocking(&self, intents: Vec<Intent>) -> Vec<Result<Outcome>> {
         let count = intents.len();
+        let _waiting = Waiting::new(&self.inner.stats);
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sent = self.sender().and_then(|s| {
             s.send(Request { intents, reply })
@@ -505,6 +507,39 @@ impl Store {
         self.with_server(|c| directory::sms_alert(c, user))
     }
 
+    /// Status page: open incidents and those active since `since`, newest first.
+    pub fn status_current(&self, since: i64, limit: u64) -> Result<Vec<status::Incident>> {
+        self.with_server(|c| directory::status_current(c, since, limit))
+    }
+
+    /// Status page history: incidents newest first, `limit` from `offset`.
+    pub fn status_incidents(&self, limit: u64, offset: u64) -> Result<Vec<status::Incident>> {
+        self.with_server(|c| directory::status_incidents(c, limit, offset))
+    }
+
+    pub fn status_incident(&self, id: u64) -> Result<Option<status::Incident>> {
+        self.with_server(|c| directory::status_incident(c, id))
+    }
+
+    pub fn status_incident_count(&self) -> Result<u64> {
+        self.with_server(directory::status_incident_count)
+    }
+
+    /// Components as set by hand.
+    pub fn status_components(&self) -> Result<Vec<status::Component>> {
+        self.with_server(directory::status_components)
+    }
+
+    /// The name of the admin token whose SHA-256 (hex) this is.
+    pub fn admin_token(&self, hash: &str) -> Result<Option<String>> {
+        self.with_server(|c| directory::admin_token(c, hash))
+    }
+
+    /// Admin tokens: name and creation time.
+    pub fn admin_tokens(&self) -> Result<Vec<(String, i64)>> {
+        self.with_server(directory::admin_tokens)
+    }
+
     pub fn sms(&self, id: u64) -> Result<Option<directory::Sms>> {
         self.with_server(|c| directory::sms(c, id))
     }
@@ -525,6 +560,26 @@ impl Store {
 
     pub fn summary_limits(&self) -> &mime::Limits {
         &self.inner.config.summary_limits
+    }
+}
+
+/// Counts a request in `Stats::waiting` while it waits for the writer.
+struct Waiting<'a>(&'a Stats);
+
+impl<'a> Waiting<'a> {
+    fn new(stats: &'a Stats) -> Self {
+        stats
+            .waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Waiting(stats)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0
+            .waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

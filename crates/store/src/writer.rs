@@ -111,6 +111,8 @@ pub struct Stats {
     pub records: std::sync::atomic::AtomicU64,
     /// Records replayed into indexes when the store was opened.
     pub replayed: std::sync::atomic::AtomicU64,
+    /// Requests sent to the writer and not yet answered (the write backlog).
+    pub waiting: std::sync::atomic::AtomicU64,
 }
 
 /// State of the batch being built.
@@ -401,6 +403,108 @@ impl Writer {
             self.journal_unsynced = None;
         }
         Ok(())
+    }
+
+    /// Stores imported incidents, skipping posts stored before (by fingerprint):
+    /// a new incident is opened with its first post and resolved as of its
+    /// last; an incident whose Status exists gets only its new Updates.
+    fn import_status(
+        &mut self,
+        batch: &mut Batch,
+        incidents: &[status::ImportedIncident],
+    ) -> Result<Outcome> {
+        let (mut added_incidents, mut added_posts, mut duplicates) = (0u64, 0u64, 0u64);
+        for imported in incidents {
+            let Some(first) = imported.posts.first() else {
+                continue;
+            };
+            let last_index = imported.posts.len() - 1;
+            let fp = first.fingerprint.to_string();
+            let incident = match directory::status_fingerprint(&self.server, &fp)? {
+                Some(post) => {
+                    duplicates += 1;
+                    directory::status_post_incident(&self.server, post)?
+                        .ok_or_else(|| StoreError::corrupt("imported post without incident"))?
+                }
+                None => {
+                    let incident = batch.first_lsn + batch.entries.len() as Lsn;
+                    let state = if last_index == 0 {
+                        status::State::Resolved
+                    } else {
+                        status::State::Investigating
+                    };
+                    let doc = status::Incident {
+                        id: incident,
+                        title: imported.title.clone(),
+                        components: Vec::new(),
+                        impact: status::Impact::None,
+                        state,
+                        kind: status::Kind::Incident,
+                        created: first.at,
+                        resolved: None,
+                        posts: vec![status::Post {
+                            id: incident,
+                            author: first.author.clone(),
+                            at: first.at,
+                            text: first.text.clone(),
+                            edits: Vec::new(),
+                        }],
+                    };
+                    doc.validate()
+                        .map_err(|e| StoreError::invalid(format!("line {}: {e}", imported.line)))?;
+                    self.emit(
+                        batch,
+                        Record::StatusOpened {
+                            incident,
+                            title: doc.title,
+                            components: Vec::new(),
+                            impact: status::Impact::None,
+                            state,
+                            kind: status::Kind::Incident,
+                            author: first.author.clone(),
+                            text: first.text.clone(),
+                            at: first.at,
+                            fingerprint: Some(fp),
+                        },
+                        None,
+                    )?;
+                    added_incidents += 1;
+                    added_posts += 1;
+                    incident
+                }
+            };
+            for (i, post) in imported.posts.iter().enumerate().skip(1) {
+                let fp = post.fingerprint.to_string();
+                if directory::status_fingerprint(&self.server, &fp)?.is_some() {
+                    duplicates += 1;
+                    continue;
+                }
+                status::validate_author(&post.author)
+                    .and_then(|()| status::validate_text(&post.text))
+                    .map_err(|e| StoreError::invalid(format!("line {}: {e}", post.line)))?;
+                let id = batch.first_lsn + batch.entries.len() as Lsn;
+                self.emit(
+                    batch,
+                    Record::StatusPosted {
+                        incident,
+                        post: id,
+                        author: post.author.clone(),
+                        text: post.text.clone(),
+                        at: post.at,
+                        state: (i == last_index).then_some(status::State::Resolved),
+                        impact: None,
+                        fingerprint: Some(fp),
+                    },
+                    None,
+                )?;
+                added_posts += 1;
+            }
+        }
+        Ok(Outcome::StatusImported {
+            incidents: added_incidents,
+            posts: added_posts,
+            duplicates,
+        })
     }
 
     /// Before a batch with a `Recreate` repair: if the user's index file is gone
@@ -1090,6 +1194,184 @@ impl Writer {
                 )?;
                 Ok(Outcome::Done)
             }
+            Intent::StatusOpen {
+                title,
+                components,
+                impact,
+                state,
+                kind,
+                author,
+                text,
+                at,
+            } => {
+                let incident = batch.first_lsn + batch.entries.len() as Lsn;
+                let at = at.unwrap_or(batch.now);
+                let doc = status::Incident {
+                    id: incident,
+                    title: title.clone(),
+                    components: components.clone(),
+                    impact: *impact,
+                    state: *state,
+                    kind: *kind,
+                    created: at,
+                    resolved: None,
+                    posts: vec![status::Post {
+                        id: incident,
+                        author: author.clone(),
+                        at,
+                        text: status::normalize_text(text),
+                        edits: Vec::new(),
+                    }],
+                };
+                doc.validate()
+                    .map_err(|e| StoreError::invalid(e.to_string()))?;
+                let text = doc.posts[0].text.clone();
+                self.emit(
+                    batch,
+                    Record::StatusOpened {
+                        incident,
+                        title: doc.title,
+                        components: doc.components,
+                        impact: doc.impact,
+                        state: doc.state,
+                        kind: doc.kind,
+                        author: author.clone(),
+                        text,
+                        at,
+                        fingerprint: None,
+                    },
+                    None,
+                )?;
+                Ok(Outcome::StatusPosted {
+                    incident,
+                    post: incident,
+                })
+            }
+            Intent::StatusPost {
+                incident,
+                author,
+                text,
+                state,
+                impact,
+                at,
+            } => {
+                let post = batch.first_lsn + batch.entries.len() as Lsn;
+                let at = at.unwrap_or(batch.now);
+                let mut doc = directory::status_incident(&self.server, *incident)?
+                    .ok_or_else(|| StoreError::not_found(format!("no incident {incident}")))?;
+                let text = status::normalize_text(text);
+                doc.posts.push(status::Post {
+                    id: post,
+                    author: author.clone(),
+                    at,
+                    text: text.clone(),
+                    edits: Vec::new(),
+                });
+                if let Some(state) = state {
+                    doc.state = *state;
+                }
+                if let Some(impact) = impact {
+                    doc.impact = *impact;
+                }
+                doc.validate()
+                    .map_err(|e| StoreError::invalid(e.to_string()))?;
+                self.emit(
+                    batch,
+                    Record::StatusPosted {
+                        incident: *incident,
+                        post,
+                        author: author.clone(),
+                        text,
+                        at,
+                        state: *state,
+                        impact: *impact,
+                        fingerprint: None,
+                    },
+                    None,
+                )?;
+                Ok(Outcome::StatusPosted {
+                    incident: *incident,
+                    post,
+                })
+            }
+            Intent::StatusEdit { post, author, text } => {
+                let incident = directory::status_post_incident(&self.server, *post)?
+                    .ok_or_else(|| StoreError::not_found(format!("no post {post}")))?;
+                let mut doc = directory::status_incident(&self.server, incident)?
+                    .ok_or_else(|| StoreError::not_found(format!("no incident {incident}")))?;
+                let text = status::normalize_text(text);
+                if let Some(p) = doc.posts.iter_mut().find(|p| p.id == *post) {
+                    let previous_text = std::mem::replace(&mut p.text, text.clone());
+                    p.edits.push(status::Edit {
+                        at: batch.now,
+                        author: author.clone(),
+                        previous_text,
+                    });
+                }
+                doc.validate()
+                    .map_err(|e| StoreError::invalid(e.to_string()))?;
+                self.emit(
+                    batch,
+                    Record::StatusEdited {
+                        post: *post,
+                        author: author.clone(),
+                        text,
+                        at: batch.now,
+                    },
+                    None,
+                )?;
+                Ok(Outcome::StatusPosted {
+                    incident,
+                    post: *post,
+                })
+            }
+            Intent::StatusComponent { name, component } => {
+                status::validate_component_name(name)
+                    .map_err(|e| StoreError::invalid(e.to_string()))?;
+                if let Some(c) = component {
+                    c.validate()
+                        .map_err(|e| StoreError::invalid(e.to_string()))?;
+                } else if !directory::status_components(&self.server)?
+                    .iter()
+                    .any(|c| c.name == *name)
+                {
+                    return Err(StoreError::not_found(format!("no component {name}")));
+                }
+                self.emit(
+                    batch,
+                    Record::StatusComponentSet {
+                        name: name.clone(),
+                        component: component.clone(),
+                    },
+                    None,
+                )?;
+                Ok(Outcome::Done)
+            }
+            Intent::AdminToken { name, hash } => {
+                if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                    return Err(StoreError::invalid(
+                        "a token name is 1 to 64 printable characters",
+                    ));
+                }
+                if hash.is_none()
+                    && !directory::admin_tokens(&self.server)?
+                        .iter()
+                        .any(|(n, _)| n == name)
+                {
+                    return Err(StoreError::not_found(format!("no token {name}")));
+                }
+                self.emit(
+                    batch,
+                    Record::AdminTokenSet {
+                        name: name.clone(),
+                        hash: hash.clone(),
+                        at: batch.now,
+                    },
+                    None,
+                )?;
+                Ok(Outcome::Done)
+            }
+            Intent::StatusImport { incidents } => self.import_status(batch, incidents),
             Intent::Repair { user, guard, fixes } => {
                 let recreate = match guard {
                     RepairGuard::Recreate { at_lsn } => {
@@ -1611,7 +1893,13 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::SetSmsAlert { .. }
         | Intent::SetQuota { .. }
         | Intent::SmsOutcome { .. }
-        | Intent::SmsReceipt { .. } => None,
+        | Intent::SmsReceipt { .. }
+        | Intent::StatusOpen { .. }
+        | Intent::StatusPost { .. }
+        | Intent::StatusEdit { .. }
+        | Intent::StatusComponent { .. }
+        | Intent::StatusImport { .. }
+        | Intent::AdminToken { .. } => None,
     }
 }
 

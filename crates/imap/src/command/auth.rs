@@ -207,6 +207,7 @@ async fn check_password(
     match checked {
         Ok(Ok(Some(user))) => {
             throttle.record_success(ip);
+            session.ctx.metrics.login(true);
             // Checked once the password is known to be right, so a stranger
             // cannot use up someone's slots or learn whether they are online.
             // Dovecot answers its mail_max_userip_connections the same way: a
@@ -246,6 +247,7 @@ async fn check_password(
             }
         }
         Ok(Ok(None)) => {
+            session.ctx.metrics.login(false);
             throttle.record_failure(ip, &username.to_ascii_lowercase());
             tracing::info!(event = "imap_login_failed", user = %truncate(username, 64));
             tokio::time::sleep(throttle.failure_delay()).await;
