@@ -11,6 +11,9 @@ Everything here drives the real binary over real sockets:
   session use imaplib through `Server.imap()`.
 * `Lmtp` is a small LMTP client that, unlike smtplib, reads one DATA reply per
   accepted recipient (RFC 2033) and can pipeline.
+* `Server.http()` sends one HTTP request to the `[http]` listener (status
+  page, admin API, metrics) and returns status, headers and body whatever
+  the status code.
 
 Synchronisation between client actions goes through the protocol (IDLE
 responses, NOOP, tagged completions), never through sleeping; the only polling
@@ -43,6 +46,8 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -162,7 +167,9 @@ class Server:
     Use as a context manager, or call `start()` and `stop()`. Sections default
     to all three listeners on port 0 with no per-address connection cap and a
     failed-login delay of 0 ms; pass
-    `imap=None` (etc.) to leave a listener out, or a dict to add keys.
+    `imap=None` (etc.) to leave a listener out, or a dict to add keys. The
+    HTTP listener (status page, admin API, metrics) runs only when a test
+    asks for it with `http={}` (or a dict of `[http]` keys).
     """
 
     def __init__(
@@ -171,6 +178,7 @@ class Server:
         imap: dict | None = {},
         imaps: dict | None = {},
         lmtp: dict | None = {},
+        http: dict | None = None,
         auth: dict | None = None,
         top: dict | None = None,
         extra_toml: str = "",
@@ -190,6 +198,7 @@ class Server:
             ("imap", imap, {"listen": "127.0.0.1:0", "max_connections_per_ip": 0}),
             ("imaps", imaps, {"listen": "127.0.0.1:0"}),
             ("lmtp", lmtp, {"listen": "127.0.0.1:0", "max_connections_per_ip": 0}),
+            ("http", http, {"listen": "127.0.0.1:0"}),
         ):
             sections[name] = None if keys is None else {**defaults, **keys}
         auth_keys = {"failure_delay_ms": 0}
@@ -274,7 +283,7 @@ class Server:
                 code = process.wait(timeout=STOP_TIMEOUT_S)
                 raise ServerError(f"server exited with {code} before ready; stdout={seen!r}\n{self.stderr_tail()}")
             seen.append(line)
-            m = re.fullmatch(r"postern: listening (imap|imaps|lmtp) (\S+):(\d+)", line)
+            m = re.fullmatch(r"postern: listening (imap|imaps|lmtp|http) (\S+):(\d+)", line)
             if m:
                 self.ports[m.group(1)] = int(m.group(3))
             elif line == "postern: ready" or line.startswith("postern: ready "):
@@ -296,6 +305,17 @@ class Server:
     @property
     def lmtp_port(self) -> int:
         return self.ports["lmtp"]
+
+    @property
+    def http_port(self) -> int:
+        if "http" not in self.ports:
+            raise ServerError("no HTTP listener: start the server with http={} to get one")
+        return self.ports["http"]
+
+    def http_url(self, path: str) -> str:
+        """The URL of PATH (with its query) on the HTTP listener."""
+        assert path.startswith("/"), path
+        return f"http://127.0.0.1:{self.http_port}{path}"
 
     def sigterm(self) -> None:
         """Sends SIGTERM once, without waiting (see `stop`)."""
@@ -419,6 +439,77 @@ class Server:
         bad = [r for r in replies if r[0] != 250]
         if bad:
             raise AssertionError(f"delivery refused: {replies}")
+
+    def http(self, method: str, path: str, *, body: Any = None, token: str | None = None,
+             headers: dict[str, str] | None = None) -> "HttpResponse":
+        """One HTTP request to the `[http]` listener; see `http_request`."""
+        return http_request(method, self.http_url(path), body=body, token=token, headers=headers)
+
+
+# --------------------------------------------------------------------------
+# HTTP
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class HttpResponse:
+    """One HTTP response, whatever its status code."""
+
+    status: int
+    # Header names in lower case; a repeated header keeps its last value.
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def media_type(self) -> str:
+        """The Content-Type without parameters, in lower case ("" if none)."""
+        return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError as error:
+            raise AssertionError(f"not JSON ({error}): {self.body[:500]!r}") from None
+
+    def __repr__(self) -> str:
+        return f"HttpResponse({self.status}, {self.headers.get('content-type')!r}, {self.body[:300]!r})"
+
+
+# No proxy from the environment: the tests talk to loopback only.
+_HTTP_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_request(method: str, url: str, *, body: Any = None, token: str | None = None,
+                 headers: dict[str, str] | None = None) -> HttpResponse:
+    """Sends one request and returns the response, 4xx and 5xx included.
+
+    `body`: bytes are sent as they are, anything else as JSON (with
+    Content-Type application/json). `token` goes in `Authorization: Bearer`.
+    Redirects are followed; the socket timeout bounds every wait.
+    """
+    data: bytes | None
+    all_headers = {"Accept": "*/*"}
+    if body is None:
+        data = None
+    elif isinstance(body, bytes):
+        data = body
+    else:
+        data = json.dumps(body).encode("utf-8")
+        all_headers["Content-Type"] = "application/json"
+    if token is not None:
+        all_headers["Authorization"] = f"Bearer {token}"
+    all_headers.update(headers or {})
+    request = urllib.request.Request(url, data=data, headers=all_headers, method=method)
+    try:
+        with _HTTP_OPENER.open(request, timeout=SOCKET_TIMEOUT_S) as response:
+            return HttpResponse(response.status, {k.lower(): v for k, v in response.headers.items()},
+                                response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return HttpResponse(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
 
 
 # --------------------------------------------------------------------------
