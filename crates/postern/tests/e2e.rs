@@ -115,6 +115,7 @@ python_test_files! {
     reconstruct => "test_reconstruct.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",
+    status => "test_status.py",
 }
 
 /// A new test_*.py that nobody added above would never run; this makes that a failure.
