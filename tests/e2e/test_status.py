@@ -862,7 +862,7 @@ class StatusTest(StatusTestCase):
             ("unknown component state", ["component", "IMAP", "on_fire"], None, ["on_fire", "state"]),
             ("import with a non-numeric year", ["import", str(log_path), "--year", "abc"], None, ["abc", "year"]),
             ("import with year 0", ["import", str(log_path), "--year", "0"], None, ["year", "0"]),
-            ("import with the wrong year", ["import", str(log_path), "--year", "2012"], None, ["line 1"]),
+            ("import with the wrong year", ["import", str(log_path), "--year", "2012"], None, ["line 1", ":1:"]),
         ]
         for what, args, stdin, expected in cases:
             with self.subTest(what):
