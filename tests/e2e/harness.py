@@ -209,6 +209,9 @@ class Server:
         self.process: subprocess.Popen | None = None
         self._terminated = False
         self.ports: dict[str, int] = {}
+        # Every "listening" line, in order: (service, host, port); `ports`
+        # keeps the last port of each service.
+        self.listening: list[tuple[str, str, int]] = []
         self._stdout_lines: "queue.Queue[str | None]" = queue.Queue()
         self._user_counter = 0
         self._lock = threading.Lock()
@@ -238,6 +241,7 @@ class Server:
         """Starts `serve` and waits for `postern: ready` on stdout."""
         assert self.process is None or self.process.poll() is not None, "already running"
         self.ports = {}
+        self.listening = []
         self._terminated = False
         self._stdout_lines = queue.Queue()
         stderr = open(self.stderr_path, "ab")
@@ -286,6 +290,7 @@ class Server:
             m = re.fullmatch(r"postern: listening (imap|imaps|lmtp|http) (\S+):(\d+)", line)
             if m:
                 self.ports[m.group(1)] = int(m.group(3))
+                self.listening.append((m.group(1), m.group(2), int(m.group(3))))
             elif line == "postern: ready" or line.startswith("postern: ready "):
                 return self
 
