@@ -1222,6 +1222,37 @@ class DefaultsTest(StatusTestCase):
         self.assertEqual((response.status, response.media_type), (200, "application/atom+xml"), response)
 
 
+class RestartTest(StatusTestCase):
+    """Incidents, edits, components and tokens are stored: they survive a
+    restart, and the CLI works on the store while no server runs."""
+
+    def test_survives_restart_and_cli_without_a_server(self):
+        incident, post = self.open_incident(f"Before restart {unique_marker()}", "Kept across restarts.", "IMAP")
+        self.server.cli_ok("status", "edit", str(post), "--author", "kim", input="Kept, and edited.")
+        self.server.cli_ok("status", "component", "Webmail", "partial_outage", "--note", "Half of it.")
+        revoked = self.server.cli_ok("status", "token", "add", "short-lived").stdout.decode().strip()
+        self.server.cli_ok("status", "token", "revoke", "short-lived")
+        before = self.stored()
+
+        self.server.stop()
+        offline = self.server.cli("status", "update", str(incident), "--author", "sam", input="Posted offline.")
+        self.assertEqual(offline.returncode, 0, offline.stderr.decode(errors="replace"))
+        self.server.start()
+
+        stored = self.stored()
+        self.assertEqual([i for i in stored if i["id"] != incident], [i for i in before if i["id"] != incident])
+        item = next(i for i in stored if i["id"] == incident)
+        self.assertEqual([p["text"] for p in item["posts"]], ["Kept, and edited.", "Posted offline."])
+        self.assertEqual([e["previous_text"] for e in item["posts"][0]["edits"]], ["Kept across restarts."])
+        posts = article_posts(article_by_id(self.page(), incident))
+        self.assertEqual([p["text"] for p in posts], ["Kept, and edited.", "Posted offline."])
+        webmail = [c for c in self.document()["components"] if c["name"] == "Webmail"]
+        self.assertEqual([(c["state"], c["note"]) for c in webmail], [("partial_outage", "Half of it.")])
+        self.assertEqual(self.admin("GET", "/api/admin/incidents").status, 200, "the class token still works")
+        self.assertEqual(self.admin("GET", "/api/admin/incidents", token=revoked).status, 401,
+                         "a revoked token stays revoked")
+
+
 class ChromiumTest(StatusTestCase):
     """The status page in a real headless Chromium (Debian's `chromium`)."""
 
