@@ -642,9 +642,15 @@ class StatusTest(StatusTestCase):
         self.assertEqual([(p["role"], p["text"]) for p in posts], [
             ("Status", "First problem."), ("Update", "First problem, first update."),
             ("Update", "First problem, second update.")])
-        entries = self.feed_entries(self.feed(), first)
+        feed = self.feed()
+        entries = self.feed_entries(feed, first)
         self.assertEqual([words(parse_html(e.findtext(ATOM + "content")).text()) for e in entries],
                          ["First problem, second update.", "First problem, first update.", "First problem."])
+        statuses = [e.findtext(ATOM + "id") for e in feed.findall(ATOM + "entry")
+                    if (e.findtext(ATOM + "title") or "").startswith("Status: ")]
+        order = [incident for id_ in statuses for incident in (first, second, third)
+                 if re.search(rf":incident-{incident}/post-\d+$", id_)]
+        self.assertEqual(order, [third, second, first], "the feed has the newest incident's Status first")
         for incident in (first, second, third):
             self.resolve_incident(incident)
 
