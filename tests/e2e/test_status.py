@@ -911,8 +911,7 @@ class StatusTest(StatusTestCase):
             ("title over 200 bytes", "POST", "/api/admin/incidents", {**good, "title": "t" * 201}, 400, ["title"]),
             ("unknown impact", "POST", "/api/admin/incidents", {**good, "impact": "huge"}, 400, ["impact", "huge"]),
             ("unknown state", "POST", "/api/admin/incidents", {**good, "state": "sleeping"}, 400, ["state", "sleeping"]),
-            # CONTRACT QUESTION: "naming the problem" read as naming the field;
-            # serde's type errors name neither field nor value.
+            # A type error names the field (serde_path_to_error in http.rs).
             ("components not a list", "POST", "/api/admin/incidents", {**good, "components": "IMAP"}, 400, ["component"]),
             ("text over 20,000 bytes", "POST", "/api/admin/incidents", {**good, "text": long_text}, 400, ["text"]),
             ("empty text", "POST", "/api/admin/incidents", {**good, "text": " "}, 400, ["text"]),
@@ -1161,9 +1160,8 @@ class HistoryTest(StatusTestCase):
         self.assertEqual([p["author"] for p in article_posts(article)], ["sam", "kim"])
 
     def test_imported_incidents_get_ids_oldest_first(self):
-        """NOT IN THE CONTRACT, from crates/status's docs (`Import::incidents`:
-        "Create them in reverse to give older incidents lower ids"): ids
-        grow with time, as for incidents posted one after the other."""
+        """Imported incidents are stored oldest first (the log runs newest
+        first), so ids grow with time, as for incidents posted one by one."""
         by_title = self.by_title()
         ids = [by_title[t]["id"] for t in self.titles]
         self.assertEqual(ids, sorted(ids), "ids of the imported incidents, oldest first")

@@ -415,9 +415,19 @@ pub fn token_hash(token: &str) -> String {
 }
 
 /// A body as JSON of `T`, or a 400 that says what is wrong.
+/// A body as JSON of `T`, or a 400 that names the field at fault.
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body)
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let message = if path.is_empty() || path == "." {
+            format!("bad request body: {inner}")
+        } else {
+            format!("bad request body: {path}: {inner}")
+        };
+        error(StatusCode::BAD_REQUEST, message)
+    })
 }
 
 async fn submit(state: &HttpState, intent: Intent) -> Result<Outcome, Response> {

@@ -414,7 +414,8 @@ impl Writer {
         incidents: &[status::ImportedIncident],
     ) -> Result<Outcome> {
         let (mut added_incidents, mut added_posts, mut duplicates) = (0u64, 0u64, 0u64);
-        for imported in incidents {
+        // A log runs newest first: store the oldest first, so ids rise with time.
+        for imported in incidents.iter().rev() {
             let Some(first) = imported.posts.first() else {
                 continue;
             };
