@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import (CLI_TIMEOUT_S, POSTERN_BIN, RCPT_DOMAIN, ServerTestCase, http_request, simple_message,
-                     unique_marker)
+                     unique_marker, wait_until)
 
 PUBLIC_URL = "https://status.test.example"
 SITE_NAME = "Test Mail"
@@ -1224,6 +1224,38 @@ class DefaultsTest(StatusTestCase):
         self.assertEqual(feed_links, [f"{base}/status/feed.atom"])
         response = http_request("GET", feed_links[0])
         self.assertEqual((response.status, response.media_type), (200, "application/atom+xml"), response)
+
+
+class HealthTest(StatusTestCase):
+    """Live health raises a component on its own: a delivery path slower than
+    the threshold (here a large message against a 20 ms threshold, no grace
+    time, measured every second) degrades "Incoming mail" on the page and in
+    the JSON with a sentence saying how long delivery takes, and nobody posted."""
+
+    server_options = {"http": {**HTTP_OPTIONS["http"], "delivery_degraded_ms": 20, "delivery_usual_ms": 5000,
+                               "grace_secs": 0, "health_interval_secs": 1}}
+
+    def incoming(self) -> dict:
+        components = {c["name"]: c for c in self.document()["components"]}
+        return components["Incoming mail"]
+
+    def test_slow_delivery_degrades_incoming_mail(self):
+        self.assertEqual(self.incoming()["state"], "operational", "before any delivery")
+        user, _ = self.new_user("slow")
+        # About 8 MB: hashing, parsing and storing it takes far longer than 20 ms.
+        body = b"".join(b"line %07d of a large message to slow delivery down\r\n" % n for n in range(150_000))
+        message = b"Subject: large\r\nFrom: a@example.org\r\n\r\n" + body
+        self.server.deliver_ok(user, message)
+        wait_until(lambda: self.incoming()["state"] == "degraded", 30,
+                   "Incoming mail degraded by the measured delivery time", interval_s=0.2)
+        component = self.incoming()
+        self.assertEqual(component["set_by"], "health", "no one set it: the measured health did")
+        self.assertTrue(component["health"], component)
+        text = json.dumps(component["health"])
+        self.assertIn("usually under 5 seconds", text)
+        self.assertEqual(self.document()["open_incidents"], [], "no incident was posted")
+        page = self.get("/status", "text/html").body.decode("utf-8")
+        self.assertIn("usually under 5 seconds", page)
 
 
 class RestartTest(StatusTestCase):

@@ -48,6 +48,8 @@ pub struct HttpSection {
     pub delivery_usual_ms: u64,
     /// How long a figure must stay over its threshold before the page says so.
     pub grace_secs: u64,
+    /// How often live health is measured, seconds (at least 1).
+    pub health_interval_secs: u64,
 }
 
 impl Default for HttpSection {
@@ -59,6 +61,7 @@ impl Default for HttpSection {
             delivery_degraded_ms: 60_000,
             delivery_usual_ms: 5_000,
             grace_secs: 300,
+            health_interval_secs: 10,
         }
     }
 }
@@ -524,6 +527,8 @@ site_name = "Postern"
 delivery_degraded_ms = 60000
 delivery_usual_ms = 5000
 grace_secs = 300
+# How often those figures are measured, in seconds.
+health_interval_secs = 10
 
 [reconstruct]
 # What `postern reconstruct` and the server's background repairs may read

@@ -29,8 +29,6 @@ const BODY_BYTES_MAX: usize = 64 * 1024;
 const CURRENT_MAX: u64 = 500;
 /// Incidents per history page.
 const HISTORY_PER_PAGE: u64 = 20;
-/// How often live health is measured.
-const HEALTH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What the handlers share.
 pub struct HttpState {
@@ -114,15 +112,16 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .with_state(state)
 }
 
-/// Measures health every few seconds until `shutdown`.
+/// Measures health every `interval` until `shutdown`.
 pub async fn measure_periodically(
     state: Arc<HttpState>,
+    interval: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
         state.measure(store::writer::now_seconds());
         tokio::select! {
-            _ = tokio::time::sleep(HEALTH_INTERVAL) => {}
+            _ = tokio::time::sleep(interval) => {}
             _ = shutdown.changed() => return,
         }
     }

@@ -341,6 +341,7 @@ pub async fn run(
         ));
         http_tasks.push(tokio::spawn(http::measure_periodically(
             Arc::clone(&state),
+            Duration::from_secs(section.health_interval_secs.max(1)),
             shutdown.clone(),
         )));
         for socket in http_sockets {
