@@ -73,6 +73,11 @@ class ReconstructTest(unittest.TestCase):
             self.assertEqual(done.returncode, expect_exit, report)
         return report
 
+    def delete_index(self) -> None:
+        """Deletes the user's index database with its WAL files."""
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(index_path(self.server, self.user)) + suffix).unlink(missing_ok=True)
+
     def kinds(self, report: dict) -> list[str]:
         return sorted(p["kind"] for p in report["details"])
 
@@ -201,8 +206,7 @@ class ReconstructTest(unittest.TestCase):
     def test_lost_index_is_rebuilt_with_everything(self) -> None:
         self.client.close()
         self.server.stop()
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(index_path(self.server, self.user)) + suffix).unlink(missing_ok=True)
+        self.delete_index()
         self.server.start()
         client = self.server.raw(self.user, self.password)
         self.addCleanup(client.close)
@@ -211,8 +215,7 @@ class ReconstructTest(unittest.TestCase):
         self.assert_clean_twice()
 
     def test_index_deleted_under_a_running_server_is_rebuilt_online(self) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(index_path(self.server, self.user)) + suffix).unlink(missing_ok=True)
+        self.delete_index()
         # A new login gets a clean NO, never an empty mailbox list. (A session
         # opened before still reads the file it has open: the right data.)
         client = self.server.raw()
@@ -322,8 +325,7 @@ class ReconstructTest(unittest.TestCase):
         # The journal is whole again: a full rebuild from it gives every message.
         self.client.close()
         self.server.stop()
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(index_path(self.server, self.user)) + suffix).unlink(missing_ok=True)
+        self.delete_index()
         self.server.start()
         client = self.server.raw(self.user, self.password)
         self.addCleanup(client.close)
@@ -357,8 +359,7 @@ class ReconstructTest(unittest.TestCase):
         self.server.stop()
         segment, at = self.find_frame("message_added")
         self.flip(segment, at)
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(index_path(self.server, self.user)) + suffix).unlink(missing_ok=True)
+        self.delete_index()
         self.server.start()
         self.assertIn("journal_segment_restored", self.server.stderr_text())
         client = self.server.raw(self.user, self.password)
@@ -386,8 +387,7 @@ class ReconstructTest(unittest.TestCase):
         kinds = sorted(p["kind"] for p in report["details"])
         self.assertEqual(kinds, ["journal_damaged", "journal_records_lost"])
         # A rebuild that needs the lost record refuses to guess.
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(index_path(self.server, self.user)) + suffix).unlink(missing_ok=True)
+        self.delete_index()
         with self.assertRaises(Exception):
             self.server.start()
         self.assertIn(segment.name, self.server.stderr_text())

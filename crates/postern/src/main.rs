@@ -478,41 +478,10 @@ fn author(given: Option<String>) -> String {
 /// Unix seconds from Unix seconds or an RFC 3339 UTC time
 /// (`YYYY-MM-DDTHH:MM[:SS]Z`).
 fn parse_time(text: &str) -> Result<i64, String> {
-    if let Ok(seconds) = text.parse::<i64>() {
-        return Ok(seconds);
-    }
-    let bad = || format!("{text:?} is not a time: use 2026-12-01T02:00:00Z or Unix seconds");
-    let t = text.strip_suffix('Z').ok_or_else(bad)?;
-    let (date, time) = t.split_once('T').ok_or_else(bad)?;
-    let d: Vec<i64> = date
-        .split('-')
-        .map(|p| p.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let h: Vec<i64> = time
-        .split(':')
-        .map(|p| p.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    let ([y, m, day], [hh, mm, rest @ ..]) = (d.as_slice(), h.as_slice()) else {
-        return Err(bad());
-    };
-    let ss = rest.first().copied().unwrap_or(0);
-    if !(1..=12).contains(m)
-        || !(1..=31).contains(day)
-        || *hh > 23
-        || *mm > 59
-        || ss > 60
-        || rest.len() > 1
-    {
-        return Err(bad());
-    }
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let (y, m) = if *m <= 2 { (y - 1, m + 9) } else { (*y, m - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(days * 86_400 + hh * 3600 + mm * 60 + ss)
+    text.parse::<i64>()
+        .ok()
+        .or_else(|| status::parse_rfc3339_utc(text))
+        .ok_or_else(|| format!("{text:?} is not a time: use 2026-12-01T02:00:00Z or Unix seconds"))
 }
 
 fn status_command(command: StatusCommand) -> Result<AdminCommand, String> {

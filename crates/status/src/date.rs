@@ -119,6 +119,37 @@ pub(crate) fn unix_seconds(year: i64, month: u32, day: u32, hour: u32, minute: u
         + i64::from(minute) * 60
 }
 
+/// Unix seconds of an RFC 3339 time in UTC, `YYYY-MM-DDTHH:MM:SSZ` (seconds
+/// optional), as authors give maintenance windows; `None` when it is not one
+/// (other offsets are not taken: the page and the CLI speak UTC).
+pub fn parse_rfc3339_utc(text: &str) -> Option<i64> {
+    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
+    let number = |part: &str| -> Option<u32> {
+        (!part.is_empty() && part.len() <= 4 && part.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| part.parse().ok())
+            .flatten()
+    };
+    let mut d = date.split('-');
+    let (year, month, day) = (number(d.next()?)?, number(d.next()?)?, number(d.next()?)?);
+    let mut t = time.split(':');
+    let (hour, minute) = (number(t.next()?)?, number(t.next()?)?);
+    let second = t.next().map_or(Some(0), number)?;
+    if d.next().is_some()
+        || t.next().is_some()
+        || year == 0
+        || hour > 23
+        || minute > 59
+        || second > 59
+    {
+        return None;
+    }
+    let year = i64::from(year);
+    if day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    Some(unix_seconds(year, month, day, hour, minute) + i64::from(second))
+}
+
 /// A time as people read it on the page, in UTC: `Fri Apr 15 14:34 UTC`,
 /// with the year after the day (`Fri Apr 15 2011 14:34 UTC`) when it is not
 /// the year of `now`. This is also the format of the import headers, so a
@@ -155,6 +186,31 @@ pub(crate) fn iso_date(at: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_utc_parses_and_refuses() {
+        assert_eq!(parse_rfc3339_utc("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339_utc("2026-12-01T02:00Z"), Some(1_796_090_400));
+        assert_eq!(
+            parse_rfc3339_utc("2024-02-29T12:30:15Z").map(rfc3339),
+            Some("2024-02-29T12:30:15Z".to_string())
+        );
+        for bad in [
+            "",
+            "2026-12-01",
+            "2026-12-01T02:00",
+            "2026-12-01T02:00+01:00",
+            "2023-02-29T00:00Z",
+            "2026-13-01T00:00Z",
+            "2026-12-01T24:00Z",
+            "2026-12-01T02:00:60Z",
+            "x026-12-01T02:00Z",
+            "2026-12-01T02:00:00:00Z",
+            "+2026-12-01T02:00Z",
+        ] {
+            assert_eq!(parse_rfc3339_utc(bad), None, "{bad}");
+        }
+    }
 
     /// 2011-04-15T14:34:00Z, the example, was a Friday.
     const APRIL_15_2011: i64 = 1_302_878_040;

@@ -140,7 +140,7 @@ mod fixtures;
 mod markup_check;
 
 pub use atom::{FEED_ENTRIES_MAX, render_feed};
-pub use date::{TIME_MAX, TIME_MIN, human_time, rfc3339};
+pub use date::{TIME_MAX, TIME_MIN, human_time, parse_rfc3339_utc, rfc3339};
 pub use error::{Counted, Field, ImportError, ImportErrorKind, ValidationError};
 pub use health::{
     Breach, ComponentView, Health, HealthPolicy, HealthWatch, Signal, breaches, derive_components,
