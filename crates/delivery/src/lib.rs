@@ -1,4 +1,4 @@
-//! LMTP (RFC 2033) delivery sessions.
+//! LMTP (RFC 2033) and inbound SMTP (RFC 5321) delivery sessions.
 //!
 //! The session knows the protocol; where mail goes is behind [`DeliveryTarget`],
 //! which the server implements over the store. That keeps this crate free of
@@ -35,8 +35,8 @@ mod serve;
 pub mod session;
 mod trace;
 
-pub use config::LmtpConfig;
-pub use serve::{refuse, serve};
+pub use config::{LmtpConfig, Protocol};
+pub use serve::{refuse, serve, serve_with_tls};
 pub use trace::rfc5322_date;
 
 /// A local user a recipient resolved to (store user name, canonical form).

@@ -7,6 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 
+mod smtp;
+
 /// Tue, 01 Jul 2025 12:34:56 +0000.
 fn fixed_clock() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_751_373_296)
@@ -71,7 +73,7 @@ fn drive(session: &mut Session, target: &mut FakeTarget, input: &[u8]) -> String
     session.receive(input);
     loop {
         match session.poll() {
-            Event::NeedInput | Event::Close => break,
+            Event::NeedInput | Event::Close | Event::StartTls => break,
             Event::Resolve { address } => {
                 let result = target.resolve(&address);
                 session.resolved(result);
