@@ -93,7 +93,7 @@ class SmtpTest(ServerTestCase):
         client = self.smtplib()
         code, _ = client.ehlo("client.test.example")
         self.assertEqual(code, 250)
-        for keyword in ("pipelining", "8bitmime", "smtputf8", "enhancedstatuscodes", "starttls"):
+        for keyword in ("pipelining", "8bitmime", "smtputf8", "enhancedstatuscodes", "starttls", "chunking"):
             self.assertTrue(client.has_extn(keyword), keyword)
         self.assertEqual(client.esmtp_features["size"], str(SIZE_MAX))
         raw = self.smtp()
@@ -165,6 +165,27 @@ class SmtpTest(ServerTestCase):
         self.assertEqual(client.reply()[0], 552)
         self.assertEqual(client.cmd("NOOP")[0], 250)
         self.assertEqual(self.messages("alice", marker.encode()), [])
+
+    def test_bdat_chunks(self):
+        """CHUNKING (RFC 3030): chunks framed by size, stored as sent (no
+        dot-unstuffing), one reply per chunk, pipelined."""
+        marker = unique_marker("bdat")
+        head = f"Subject: {marker}\r\n\r\n".encode()
+        chunks = [head + b"first\r\n.", b"still the message\r\n.\r\n", b"end\r\n"]
+        client = self.smtp()
+        client.ehlo()
+        client.send(b"MAIL FROM:<s@example.com>\r\nRCPT TO:<bob@example.org>\r\n"
+                    + b"".join(f"BDAT {len(c)}{' LAST' if i == len(chunks) - 1 else ''}\r\n".encode() + c
+                               for i, c in enumerate(chunks)))
+        replies = [client.reply() for _ in range(2 + len(chunks))]
+        self.assertEqual([code for code, _ in replies], [250] * (2 + len(chunks)), replies)
+        self.assertEqual(replies[2][1], f"2.0.0 {len(chunks[0])} octets received")
+        stored = self.messages("bob", marker.encode())
+        self.assertEqual(len(stored), 1)
+        self.assertEqual(split_trace(stored[0])[1], b"".join(chunks))
+        client.send(b"BDAT 6 LAST\r\nNOOP\r\n")
+        self.assertEqual(client.reply()[0], 503, "BDAT without MAIL")
+        self.assertEqual(client.cmd("NOOP")[0], 250, "the refused chunk's bytes were skipped")
 
     # -- STARTTLS ----------------------------------------------------------
 

@@ -84,12 +84,36 @@ enum State {
     Command,
     /// Reading the body of a DATA command.
     Data(DataDecoder),
+    /// SMTP: reading the bytes of one BDAT chunk (RFC 3030).
+    Bdat(BdatChunk),
     /// Waiting for [`Session::resolved`] about this RCPT address.
     AwaitResolve { address: String },
     /// Waiting for [`Session::delivered`].
     AwaitDeliver(PendingDelivery),
     /// The session is over; nothing more is read.
     Closed,
+}
+
+/// The BDAT chunk being read.
+#[derive(Debug)]
+struct BdatChunk {
+    /// Bytes of the chunk not read yet.
+    remaining: u64,
+    /// `BDAT n LAST`: the message ends with this chunk.
+    last: bool,
+    /// Whether the bytes belong to the transaction; a refused BDAT (no
+    /// transaction, no recipient) is still read to its end, then dropped,
+    /// because its size says where the next command starts.
+    keep: bool,
+}
+
+/// The message received so far by BDAT chunks.
+#[derive(Debug, Default)]
+struct ChunkedBody {
+    body: Vec<u8>,
+    /// Bytes received, counted on after `body` is dropped for being too big.
+    bytes: u64,
+    too_large: bool,
 }
 
 /// One accepted RCPT.
@@ -106,6 +130,9 @@ struct Transaction {
     sender: String,
     /// Accepted recipients in RCPT order; LMTP answers DATA once per entry.
     recipients: Vec<Recipient>,
+    /// SMTP: the chunks received so far, once a BDAT was accepted (then DATA
+    /// is refused in this transaction).
+    chunked: Option<ChunkedBody>,
 }
 
 /// A message handed to the target, waiting for its results.
@@ -242,7 +269,7 @@ impl Session {
     /// Whether the session is inside a DATA body: shutdown waits for the end
     /// of the message so it is delivered, not lost.
     pub fn is_receiving_data(&self) -> bool {
-        matches!(self.state, State::Data(_))
+        matches!(self.state, State::Data(_) | State::Bdat(_))
     }
 
     /// Whether the session has ended.
@@ -296,6 +323,39 @@ impl Session {
                                 return event;
                             }
                         }
+                    }
+                }
+                State::Bdat(mut chunk) => {
+                    let start = self.input_start;
+                    let available = self.input.len().saturating_sub(start);
+                    let take = usize::try_from(chunk.remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(available);
+                    if chunk.keep {
+                        let end = start + take;
+                        if let (Some(bytes), Some(transaction)) =
+                            (self.input.get(start..end), self.transaction.as_mut())
+                        {
+                            let max = self.config.message_bytes_max;
+                            let chunked = transaction.chunked.get_or_insert_with(Default::default);
+                            chunked.bytes = chunked.bytes.saturating_add(take as u64);
+                            if chunked.too_large || chunked.bytes > max {
+                                chunked.too_large = true;
+                                chunked.body = Vec::new();
+                            } else {
+                                chunked.body.extend_from_slice(bytes);
+                            }
+                        }
+                    }
+                    self.input_start += take;
+                    chunk.remaining -= take as u64;
+                    if chunk.remaining > 0 {
+                        self.state = State::Bdat(chunk);
+                        return Event::NeedInput;
+                    }
+                    self.state = State::Command;
+                    if let Some(event) = self.bdat_chunk_done(&chunk) {
+                        return event;
                     }
                 }
                 waiting @ (State::AwaitResolve { .. } | State::AwaitDeliver(_)) => {
@@ -570,6 +630,10 @@ impl Session {
                 self.reply(format_args!("250 {hostname}"));
             }
             Ok(Request::StartTls) if self.smtp() => return self.starttls(),
+            Ok(Request::Bdat {
+                chunk_size,
+                is_last,
+            }) if self.smtp() => self.bdat(chunk_size as u64, is_last),
             Ok(Request::Mail { from }) => self.mail(from),
             Ok(Request::Rcpt { to }) => return self.rcpt(to, postmaster),
             Ok(Request::Data) => self.data(),
@@ -638,7 +702,7 @@ impl Session {
             ""
         };
         self.reply(format_args!(
-            "250-{hostname}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-SIZE {size}\r\n{starttls}250 ENHANCEDSTATUSCODES"
+            "250-{hostname}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-SIZE {size}\r\n250-CHUNKING\r\n{starttls}250 ENHANCEDSTATUSCODES"
         ));
     }
 
@@ -702,6 +766,7 @@ impl Session {
         }
         let shown = header_safe(&from.address);
         self.transaction = Some(Transaction {
+            chunked: None,
             sender: from.address,
             recipients: Vec::new(),
         });
@@ -755,9 +820,66 @@ impl Session {
         }
     }
 
+    /// SMTP's BDAT (RFC 3030): the chunk is read whatever the answer, since
+    /// its size says where the next command starts.
+    fn bdat(&mut self, size: u64, last: bool) {
+        let keep = match &self.transaction {
+            None => {
+                self.reply("503 5.5.1 need MAIL command first");
+                false
+            }
+            Some(transaction) if transaction.recipients.is_empty() => {
+                self.reply("503 5.5.1 no valid recipients");
+                false
+            }
+            Some(_) => true,
+        };
+        self.state = State::Bdat(BdatChunk {
+            remaining: size,
+            last,
+            keep,
+        });
+    }
+
+    /// The end of one BDAT chunk: its reply, or the message's delivery.
+    fn bdat_chunk_done(&mut self, chunk: &BdatChunk) -> Option<Event> {
+        if !chunk.keep {
+            return None;
+        }
+        let Some(transaction) = self.transaction.as_mut() else {
+            let state = std::mem::replace(&mut self.state, State::Closed);
+            self.broken_invariant("BDAT chunk without a transaction", &state);
+            return Some(Event::Close);
+        };
+        let chunked = transaction.chunked.get_or_insert_with(Default::default);
+        let bytes = chunked.bytes;
+        if chunked.too_large {
+            // Said at once rather than after LAST: the sender stops sending.
+            self.transaction = None;
+            self.reply("552 5.3.4 message too big");
+            tracing::info!(
+                event = "smtp.delivery",
+                size_bytes = bytes,
+                delivered = 0,
+                reason = "too big"
+            );
+            return None;
+        }
+        if !chunk.last {
+            self.reply(format_args!("250 2.0.0 {bytes} octets received"));
+            return None;
+        }
+        let mut transaction = self.transaction.take()?;
+        let body = transaction.chunked.take().unwrap_or_default().body;
+        Some(self.deliver_message(transaction, body, bytes))
+    }
+
     fn data(&mut self) {
         match &self.transaction {
             None => self.reply("503 5.5.1 need MAIL command first"),
+            Some(transaction) if transaction.chunked.is_some() => {
+                self.reply("503 5.5.1 DATA after BDAT in one transaction");
+            }
             Some(transaction) if transaction.recipients.is_empty() => {
                 self.reply("503 5.5.1 no valid recipients");
             }
@@ -826,6 +948,17 @@ impl Session {
             }
         };
 
+        Some(self.deliver_message(transaction, body, body_bytes))
+    }
+
+    /// A whole message received (by DATA or BDAT): prepends the trace
+    /// headers and hands it to the target for every user once.
+    fn deliver_message(
+        &mut self,
+        transaction: Transaction,
+        body: Vec<u8>,
+        body_bytes: u64,
+    ) -> Event {
         let now = (self.clock)();
         let id = message_id(now);
         let headers = trace_headers(&TraceFields {
@@ -872,7 +1005,7 @@ impl Session {
             users_count: users.len(),
             body_bytes,
         });
-        Some(Event::Deliver { message, users })
+        Event::Deliver { message, users }
     }
 
     /// Ends the session after the driver broke the calling contract: the

@@ -76,7 +76,7 @@ fn greeting_and_ehlo_keywords() {
         output,
         "220 mx.example.org ESMTP Postern ready\r\n\
          250-mx.example.org\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n\
-         250-SIZE 67108864\r\n250 ENHANCEDSTATUSCODES\r\n"
+         250-SIZE 67108864\r\n250-CHUNKING\r\n250 ENHANCEDSTATUSCODES\r\n"
     );
     let mut session = smtp_session();
     session.offer_tls();
@@ -340,4 +340,61 @@ fn early_talker_reply() {
         b"554 5.5.0 mx.example.org protocol error: you talked before my greeting\r\n"
     );
     assert!(session.is_closed());
+}
+
+const BDAT_ENVELOPE: &[u8] = b"MAIL FROM:<s@example.net>\r\nRCPT TO:<alice@example.org>\r\n";
+
+#[test]
+fn bdat_chunks_are_stored_as_sent() {
+    // No dot-unstuffing and no end marker in BDAT: the sizes frame the data.
+    let input = [
+        BDAT_ENVELOPE,
+        b"BDAT 5\r\nab\r\n.BDAT 4 LAST\r\n.c\r\nNOOP\r\n",
+    ]
+    .concat();
+    let (replies, target) = check_smtp(smtp_config(), &input);
+    assert_eq!(replies[2], "250 2.0.0 5 octets received");
+    assert!(replies[3].ends_with(" message accepted"), "{replies:?}");
+    assert_eq!(replies[4], "250 2.0.0 ok");
+    assert_eq!(body_after_trace(&target.deliveries[0].0), b"ab\r\n..c\r\n");
+    let input = [BDAT_ENVELOPE, b"BDAT 0 LAST\r\n"].concat();
+    let (_, target) = check_smtp(smtp_config(), &input);
+    assert_eq!(body_after_trace(&target.deliveries[0].0), b"");
+}
+
+#[test]
+fn refused_bdat_chunks_are_skipped() {
+    let (replies, target) = check_smtp(smtp_config(), b"BDAT 6 LAST\r\nNOOP\r\nNOOP\r\n");
+    assert_eq!(
+        replies,
+        ["503 5.5.1 need MAIL command first", "250 2.0.0 ok"]
+    );
+    assert!(target.deliveries.is_empty());
+    let input = [BDAT_ENVELOPE, b"BDAT 1\r\nxDATA\r\n"].concat();
+    let (replies, _) = check_smtp(smtp_config(), &input);
+    assert_eq!(replies[3], "503 5.5.1 DATA after BDAT in one transaction");
+}
+
+#[test]
+fn bdat_over_the_size_bound() {
+    let config = LmtpConfig {
+        message_bytes_max: 10,
+        ..smtp_config()
+    };
+    let input = [
+        BDAT_ENVELOPE,
+        b"BDAT 6\r\n012345BDAT 6\r\n6789ABBDAT 1 LAST\r\nxNOOP\r\n",
+    ]
+    .concat();
+    let (replies, target) = check_smtp(config, &input);
+    assert_eq!(
+        replies[2..],
+        [
+            "250 2.0.0 6 octets received",
+            "552 5.3.4 message too big",
+            "503 5.5.1 need MAIL command first",
+            "250 2.0.0 ok",
+        ]
+    );
+    assert!(target.deliveries.is_empty());
 }
