@@ -144,7 +144,7 @@ where
     session.tls_started();
     let driver = Driver {
         stream: tls_stream,
-        session,
+        session: *session,
         config,
     };
     // The session refuses a second STARTTLS, so this phase only ends.
@@ -186,7 +186,7 @@ enum Phase<S> {
     Ended,
     /// The client asked for TLS and was told to start it: the stream, with
     /// nothing unread that the session wants, and the session to go on with.
-    StartTls { stream: S, session: Session },
+    StartTls { stream: S, session: Box<Session> },
 }
 
 /// How long the close of a refused connection waits for the client to hang
@@ -259,7 +259,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                     }
                     return Ok(Phase::StartTls {
                         stream: self.stream,
-                        session: self.session,
+                        session: Box::new(self.session),
                     });
                 }
                 Event::Resolve { address } => {
