@@ -865,6 +865,17 @@ mod tests {
     }
 
     #[test]
+    fn smtp_section_runs_only_when_present_and_is_checked() {
+        let config = parse("[smtp]\n[domains]\nlocal = [\"example.com\"]\n").expect("parses");
+        assert!(config.lmtp.is_none());
+        assert_eq!(config.smtp.map(|s| s.greeting_delay_ms), Some(300));
+        assert_eq!(config.domains.local, ["example.com"]);
+        assert!(parse("[lmtp]\n").expect("parses").smtp.is_none());
+        let error = parse("[smtp]\nmax_line = 100\n").unwrap_err();
+        assert!(error.contains("max_line"), "{error}");
+    }
+
+    #[test]
     fn zero_login_timeout_is_refused_by_name() {
         let error = parse("[imap]\nlogin_timeout_secs = 0\n").unwrap_err();
         assert!(error.contains("login_timeout_secs"), "{error}");
