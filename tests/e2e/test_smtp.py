@@ -3,12 +3,15 @@ to local users byte-exact and durable before 250, relaying and unknown users
 refused at RCPT, SIZE, STARTTLS into a real TLS session, and the hygiene rules
 against SMTP smuggling, STARTTLS command injection, early talkers and garbage.
 
-Clients: Python's smtplib, and raw sockets (harness.Lmtp speaks any
-SMTP-shaped protocol line by line) where exact bytes matter."""
+Clients: Python's smtplib, swaks (an independent SMTP client, Debian's
+package), and raw sockets (harness.Lmtp speaks any SMTP-shaped protocol line
+by line) where exact bytes matter."""
 
+import shutil
 import smtplib
 import socket
 import ssl
+import subprocess
 import unittest
 
 from harness import Lmtp, ServerTestCase, simple_message, split_trace, unique_marker, unverified_tls_context
@@ -186,6 +189,24 @@ class SmtpTest(ServerTestCase):
         client.send(b"BDAT 6 LAST\r\nNOOP\r\n")
         self.assertEqual(client.reply()[0], 503, "BDAT without MAIL")
         self.assertEqual(client.cmd("NOOP")[0], 250, "the refused chunk's bytes were skipped")
+
+    def test_swaks_plain_pipelined_and_starttls(self):
+        swaks = shutil.which("swaks")
+        self.assertIsNotNone(swaks, "swaks is needed (apt-get install -y swaks; .ci/run does it)")
+        for options, word in (([], b"with ESMTP id"), (["--pipeline"], b"with ESMTP id"),
+                              (["--tls"], b"with ESMTPS id")):
+            marker = unique_marker("swaks")
+            result = subprocess.run(
+                [swaks, "--server", "127.0.0.1", "--port", str(self.port), "--from", "s@example.com",
+                 "--to", "alice@example.org", "--header", f"Subject: {marker}", "--body", "via swaks",
+                 "--timeout", "10", *options],
+                capture_output=True, timeout=30)
+            self.assertEqual(result.returncode, 0, result.stdout.decode() + result.stderr.decode())
+            stored = self.messages("alice", marker.encode())
+            self.assertEqual(len(stored), 1, options)
+            trace, body = split_trace(stored[0])
+            self.assertIn(word, trace, options)
+            self.assertIn(b"via swaks", body)
 
     # -- STARTTLS ----------------------------------------------------------
 
