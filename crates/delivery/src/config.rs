@@ -29,8 +29,9 @@ pub struct LmtpConfig {
     /// sends anything meanwhile (an early talker, typical of spam software)
     /// gets `554` and is disconnected. Zero: no wait.
     pub greeting_delay: Duration,
-    /// SMTP: error replies (unknown commands, bad syntax, bad sequence) one
-    /// connection may earn; the next is `421 4.7.0` and the close.
+    /// SMTP: permanent (5xx) error replies (unknown commands, bad syntax, bad
+    /// sequence, unknown users, relaying) one connection may earn; with the
+    /// last one comes `421 4.7.0` and the close.
     pub errors_max: usize,
     /// Our name in the greeting, the LHLO reply and `Received` headers.
     pub hostname: String,

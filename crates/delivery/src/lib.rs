@@ -28,7 +28,8 @@
 //!
 //! - No input makes a session panic. In LMTP no input drops the connection: a
 //!   bad command gets an error reply and the session reads on. In SMTP the
-//!   same holds until `errors_max` error replies, then `421` and the close.
+//!   same holds until `errors_max` permanent error replies, then `421` and the
+//!   close.
 //! - A delivered message is the trace headers followed by exactly the bytes the
 //!   client sent after unstuffing; one copy goes to the target for all users,
 //!   and each user is named once however many RCPTs led to them.

@@ -585,13 +585,15 @@ impl Session {
         self.count_errors(before).or(event)
     }
 
-    /// SMTP: counts the reply queued from `output[before..]` if it is an
-    /// error, and ends the session once `errors_max` is reached.
+    /// SMTP: counts the reply queued from `output[before..]` if it is a
+    /// permanent error, and ends the session once `errors_max` is reached.
+    /// Temporary replies do not count: they are our limits (`452 4.5.3` to
+    /// a legitimate mailing with many recipients) or our trouble (`451`).
     fn count_errors(&mut self, before: usize) -> Option<Event> {
         if !self.smtp() || self.is_closed() {
             return None;
         }
-        if matches!(self.output.get(before), Some(b'4' | b'5')) {
+        if self.output.get(before) == Some(&b'5') {
             self.errors += 1;
         }
         if self.errors >= self.config.errors_max.max(1) {

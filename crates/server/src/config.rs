@@ -543,8 +543,9 @@ idle_timeout_secs = 300
 # that sends anything sooner (an "early talker", as spam software does) gets
 # 554 and is disconnected. 0: greet at once.
 greeting_delay_ms = 300
-# Error replies (unknown or malformed commands, bad sequence, unknown users,
-# relaying attempts) one connection may get; the next is 421 and the close.
+# Permanent error replies (unknown or malformed commands, bad sequence,
+# unknown users, relaying attempts) one connection may get before 421 and the
+# close. Temporary ones (452 too many recipients, 451) do not count.
 max_errors = 10
 
 [domains]

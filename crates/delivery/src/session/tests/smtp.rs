@@ -398,3 +398,28 @@ fn bdat_over_the_size_bound() {
     );
     assert!(target.deliveries.is_empty());
 }
+
+#[test]
+fn temporary_replies_do_not_count_as_errors() {
+    let config = LmtpConfig {
+        errors_max: 2,
+        recipients_max: 2,
+        ..smtp_config()
+    };
+    let (replies, _) = check_smtp(
+        config,
+        b"MAIL FROM:<s@example.net>\r\nRCPT TO:<alice@example.org>\r\n\
+          RCPT TO:<tempfail@example.org>\r\nRCPT TO:<bob@example.org>\r\n\
+          RCPT TO:<bob@example.org>\r\nRCPT TO:<bob@example.org>\r\nNOOP\r\n",
+    );
+    assert_eq!(
+        replies[2..],
+        [
+            "451 4.3.0 <tempfail@example.org> directory offline",
+            "250 2.1.5 <bob@example.org> ok",
+            "452 4.5.3 too many recipients",
+            "452 4.5.3 too many recipients",
+            "250 2.0.0 ok",
+        ]
+    );
+}
