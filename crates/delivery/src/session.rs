@@ -759,7 +759,9 @@ impl Session {
             || from.hold_for != 0
             || from.hold_until != 0
             || from.mt_priority != 0;
-        if unadvertised {
+        // After HELO no extension was offered, so no parameter is valid.
+        let after_helo = self.smtp() && self.plain_helo && (from.flags != 0 || from.size != 0);
+        if unadvertised || after_helo {
             return self.reply("555 5.5.4 parameter not supported");
         }
         let declared_bytes = u64::try_from(from.size).unwrap_or(u64::MAX);

@@ -818,6 +818,16 @@ fn validate(config: &Config) -> Result<(), String> {
     {
         return Err("[lmtp] max_message_size and max_recipients must be positive".into());
     }
+    if let Some(bad) = config.domains.local.iter().find(|domain| {
+        domain.is_empty()
+            || domain
+                .chars()
+                .any(|c| c == '@' || c.is_whitespace() || c.is_control())
+    }) {
+        return Err(format!(
+            "[domains] local: {bad:?} is not a domain name (write \"example.com\")"
+        ));
+    }
     if let Some(smtp) = &config.smtp
         && (smtp.max_message_size == 0 || smtp.max_recipients == 0 || smtp.max_line < 512)
     {
@@ -874,6 +884,8 @@ mod tests {
         assert!(parse("[lmtp]\n").expect("parses").smtp.is_none());
         let error = parse("[smtp]\nmax_line = 100\n").unwrap_err();
         assert!(error.contains("max_line"), "{error}");
+        let error = parse("[domains]\nlocal = [\"@example.com\"]\n").unwrap_err();
+        assert!(error.contains("[domains] local"), "{error}");
     }
 
     #[test]

@@ -423,3 +423,19 @@ fn temporary_replies_do_not_count_as_errors() {
         ]
     );
 }
+
+#[test]
+fn helo_offers_no_extensions() {
+    let mut session = smtp_session();
+    let output = drive(
+        &mut session,
+        &mut FakeTarget::default(),
+        b"HELO c\r\nMAIL FROM:<s@example.net> BODY=8BITMIME\r\nMAIL FROM:<s@example.net> SIZE=10\r\n\
+          MAIL FROM:<s@example.net>\r\n",
+    );
+    assert_eq!(
+        output,
+        "250 mx.example.org\r\n555 5.5.4 parameter not supported\r\n\
+         555 5.5.4 parameter not supported\r\n250 2.1.0 <s@example.net> sender ok\r\n"
+    );
+}
