@@ -1,11 +1,38 @@
-//! Operator-facing settings of an LMTP listener.
+//! Operator-facing settings of an LMTP or SMTP listener.
 
 use std::time::Duration;
 
-/// Bounds and names for LMTP sessions. One value is shared by every session of
-/// a listener.
+/// Which protocol a session speaks. Both share one state machine; they differ
+/// in the greeting verb (LHLO or EHLO/HELO), the extensions offered, the shape
+/// of the reply after DATA (one per recipient or one per message), and in
+/// SMTP's stricter hygiene: bare CR/LF refused, an error bound, a relay check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// RFC 2033, from the local MTA: trusted input, per-recipient replies.
+    #[default]
+    Lmtp,
+    /// RFC 5321 from the internet (an MX): one reply per message.
+    Smtp,
+}
+
+/// Bounds and names for LMTP and SMTP sessions. One value is shared by every
+/// session of a listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LmtpConfig {
+    /// LMTP or SMTP.
+    pub protocol: Protocol,
+    /// SMTP: the domains we accept mail for, lower case; a recipient in any
+    /// other domain gets `550 5.7.1` (no relaying). Unused by LMTP, whose MTA
+    /// has already decided.
+    pub local_domains: Vec<String>,
+    /// SMTP: how long the server waits before its greeting; a client that
+    /// sends anything meanwhile (an early talker, typical of spam software)
+    /// gets `554` and is disconnected. Zero: no wait.
+    pub greeting_delay: Duration,
+    /// SMTP: permanent (5xx) error replies (unknown commands, bad syntax, bad
+    /// sequence, unknown users, relaying) one connection may earn; with the
+    /// last one comes `421 4.7.0` and the close.
+    pub errors_max: usize,
     /// Our name in the greeting, the LHLO reply and `Received` headers.
     pub hostname: String,
     /// Largest message body accepted (after dot-unstuffing, before our trace
@@ -28,6 +55,10 @@ pub struct LmtpConfig {
 impl Default for LmtpConfig {
     fn default() -> Self {
         LmtpConfig {
+            protocol: Protocol::Lmtp,
+            local_domains: Vec::new(),
+            greeting_delay: Duration::ZERO,
+            errors_max: 10,
             hostname: "localhost".to_string(),
             message_bytes_max: 64 * 1024 * 1024,
             recipients_max: 1000,

@@ -34,6 +34,12 @@
 //! `session.rs`, which still takes a bare LF as their end; the data after
 //! any `DATA` command still ends only at `<CRLF>.<CRLF>`.)
 //!
+//! An SMTP session (from the internet, not from a relay we trust) goes one
+//! step further with [`DataDecoder::refusing_bare_line_ends`]: a message with
+//! any bare LF or bare CR is read to its real end and refused as a whole, as
+//! Postfix's `smtpd_forbid_bare_newline` does, so neither we nor any system
+//! behind us ever sees such bytes from an SMTP client.
+//!
 //! smtp-proto has a `DataReceiver`, but it does not see the end marker on the
 //! very first line (an empty message) and has no size bound, so this module
 //! does the job itself.
@@ -62,6 +68,9 @@ pub enum DataOutcome {
     /// The message went over the size bound; its bytes were read and dropped.
     /// `bytes` is its full un-stuffed size.
     TooLarge { bytes: u64 },
+    /// A bare LF or bare CR was seen and the decoder was made to refuse them;
+    /// the message was read to its end and dropped.
+    BareLineEnd { bytes: u64 },
 }
 
 /// The result of one [`DataDecoder::feed`] call.
@@ -88,6 +97,12 @@ pub struct DataDecoder {
     /// The size bound (un-stuffed bytes, trace headers not included).
     message_bytes_max: u64,
     too_large: bool,
+    /// Whether a bare CR or LF refuses the message (SMTP) or is content (LMTP).
+    refuse_bare_line_ends: bool,
+    /// The last byte of the previous `feed` was a CR.
+    previous_cr: bool,
+    /// A bare CR or LF was seen.
+    bare_line_end: bool,
 }
 
 impl DataDecoder {
@@ -99,6 +114,33 @@ impl DataDecoder {
             body_bytes: 0,
             message_bytes_max,
             too_large: false,
+            refuse_bare_line_ends: false,
+            previous_cr: false,
+            bare_line_end: false,
+        }
+    }
+
+    /// A decoder that refuses a message containing a bare CR or bare LF
+    /// ([`DataOutcome::BareLineEnd`]); the end marker is the same.
+    pub fn refusing_bare_line_ends(message_bytes_max: u64) -> Self {
+        DataDecoder {
+            refuse_bare_line_ends: true,
+            ..DataDecoder::new(message_bytes_max)
+        }
+    }
+
+    /// Notes any bare CR or LF among the bytes a `feed` used. `previous_cr`
+    /// carries a CR at the end of one read to the next.
+    fn scan_line_ends(&mut self, used: &[u8]) {
+        if !self.refuse_bare_line_ends {
+            return;
+        }
+        for &byte in used {
+            if (byte == b'\n') != self.previous_cr {
+                // An LF without a CR before it, or a CR without an LF after.
+                self.bare_line_end = true;
+            }
+            self.previous_cr = byte == b'\r';
         }
     }
 
@@ -133,6 +175,7 @@ impl DataDecoder {
                 LineState::AfterDotCr => {
                     if byte == b'\n' {
                         // <CRLF>.<CRLF>, or .<CRLF> as the first line.
+                        self.scan_line_ends(input.get(..=position).unwrap_or_default());
                         return Feed::Done {
                             consumed: position + 1,
                         };
@@ -162,12 +205,17 @@ impl DataDecoder {
                 }
             }
         }
+        self.scan_line_ends(input);
         Feed::NeedMoreBytes
     }
 
     /// The message, once [`feed`](Self::feed) returned [`Feed::Done`].
     pub fn finish(self) -> DataOutcome {
-        if self.too_large {
+        if self.bare_line_end {
+            DataOutcome::BareLineEnd {
+                bytes: self.body_bytes,
+            }
+        } else if self.too_large {
             DataOutcome::TooLarge {
                 bytes: self.body_bytes,
             }
@@ -178,7 +226,9 @@ impl DataDecoder {
 
     fn emit(&mut self, bytes: &[u8]) {
         self.body_bytes = self.body_bytes.saturating_add(bytes.len() as u64);
-        if self.too_large {
+        if self.too_large || self.bare_line_end {
+            // Refused anyway: keep no memory for it.
+            self.body = Vec::new();
             return;
         }
         if self.body_bytes > self.message_bytes_max {
@@ -450,5 +500,60 @@ mod tests {
             let input = [stuff(&body).as_slice(), b".\r\nNOOP\r\n"].concat();
             check(&input, &body, b"NOOP\r\n");
         }
+    }
+
+    /// In refusing mode, every split of `input` ends where LMTP's decoder
+    /// would, with the message refused (or kept, when `bare` is false).
+    fn check_strict(input: &[u8], bare: bool, rest: &[u8]) {
+        for piece_bytes in [1, 2, 3, 7, input.len().max(1)] {
+            let mut decoder = DataDecoder::refusing_bare_line_ends(1 << 20);
+            let mut offset = 0;
+            let mut left = None;
+            for piece in input.chunks(piece_bytes) {
+                if let Feed::Done { consumed } = decoder.feed(piece) {
+                    left = Some(input.get(offset + consumed..).unwrap_or_default().to_vec());
+                    break;
+                }
+                offset += piece.len();
+            }
+            assert_eq!(left.as_deref(), Some(rest), "piece {piece_bytes}");
+            let outcome = decoder.finish();
+            assert_eq!(
+                matches!(outcome, DataOutcome::BareLineEnd { .. }),
+                bare,
+                "piece {piece_bytes}: {outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn strict_mode_refuses_every_smuggling_separator() {
+        let smuggle = |separator: &[u8]| {
+            [
+                b"Subject: a\r\n\r\nhello".as_slice(),
+                separator,
+                SMUGGLED,
+                b".\r\nNOOP\r\n",
+            ]
+            .concat()
+        };
+        for separator in [
+            b"\n.\n".as_slice(),
+            b"\n.\r\n",
+            b"\r\n.\n",
+            b"\r.\r\n",
+            b"\r\n.\r",
+            b"\r.\r",
+        ] {
+            check_strict(&smuggle(separator), true, b"NOOP\r\n");
+        }
+    }
+
+    #[test]
+    fn strict_mode_keeps_clean_messages() {
+        check_strict(b"a\r\n..b\r\n\r\nc\r\n.\r\nQUIT\r\n", false, b"QUIT\r\n");
+        check_strict(b".\r\n", false, b"");
+        check_strict(b"a\rb\r\n.\r\n", true, b"");
+        check_strict(b"\na\r\n.\r\n", true, b"");
     }
 }

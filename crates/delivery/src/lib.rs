@@ -1,4 +1,10 @@
-//! LMTP (RFC 2033) delivery sessions.
+//! LMTP (RFC 2033) and inbound SMTP (RFC 5321) delivery sessions.
+//!
+//! One session state machine speaks both ([`Protocol`]): LMTP for the local
+//! MTA, and SMTP for mail from the internet (an MX), which adds EHLO/HELO,
+//! STARTTLS, CHUNKING (BDAT), one reply per message, the relay check against
+//! the local domains, and the hygiene an internet-facing listener needs (see
+//! [`session`]).
 //!
 //! The session knows the protocol; where mail goes is behind [`DeliveryTarget`],
 //! which the server implements over the store. That keeps this crate free of
@@ -12,18 +18,27 @@
 //! - [`data`]: the DATA body decoder (dot-unstuffing, end marker, size bound),
 //!   also free of I/O. Its module docs state how bare LFs are treated.
 //! - `trace`: the `Return-Path`/`Received` headers and the RFC 5322 date.
-//! - `serve`: [`serve`], the async driver: socket, idle timeout, shutdown, and
-//!   the calls into the [`DeliveryTarget`]. It makes no protocol decisions.
+//! - `serve`: [`serve`] and [`serve_with_tls`], the async driver: socket,
+//!   idle timeout, shutdown, the SMTP greeting delay, the TLS handshake after
+//!   STARTTLS, and the calls into the [`DeliveryTarget`]. It makes no
+//!   protocol decisions.
 //!   [`refuse`] turns a connection over a cap away with the session's 421.
 //!
 //! # Invariants
 //!
-//! - No input makes a session panic or drop the connection: a bad command gets
-//!   an error reply and the session reads on.
+//! - No input makes a session panic. In LMTP no input drops the connection: a
+//!   bad command gets an error reply and the session reads on. In SMTP the
+//!   same holds until `errors_max` permanent error replies, then `421` and the
+//!   close.
 //! - A delivered message is the trace headers followed by exactly the bytes the
 //!   client sent after unstuffing; one copy goes to the target for all users,
 //!   and each user is named once however many RCPTs led to them.
-//! - LMTP answers DATA once per accepted RCPT, in RCPT order.
+//! - LMTP answers DATA once per accepted RCPT, in RCPT order; SMTP once per
+//!   message, with 250 only when every user has the message stored.
+//! - SMTP never takes a bare CR or LF as a line end, in commands or in DATA;
+//!   a DATA body holding one is read to `<CRLF>.<CRLF>` and refused, so no
+//!   second transaction can hide inside a message (SMTP smuggling).
+//! - After STARTTLS nothing received before the handshake is used.
 //! - No message body is ever logged; the one info line per delivery carries
 //!   counts, sizes and the message id.
 
@@ -35,8 +50,8 @@ mod serve;
 pub mod session;
 mod trace;
 
-pub use config::LmtpConfig;
-pub use serve::{refuse, serve};
+pub use config::{LmtpConfig, Protocol};
+pub use serve::{refuse, serve, serve_with_tls};
 pub use trace::rfc5322_date;
 
 /// A local user a recipient resolved to (store user name, canonical form).

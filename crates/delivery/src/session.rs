@@ -1,4 +1,14 @@
-//! The LMTP protocol state machine (RFC 2033), with no I/O and no runtime.
+//! The LMTP (RFC 2033) and SMTP (RFC 5321) state machine, with no I/O and no
+//! runtime.
+//!
+//! One machine serves both ([`Protocol`] in the config): they share framing,
+//! MAIL/RCPT/DATA, the data decoder, the trace headers and the delivery. SMTP
+//! differs in EHLO/HELO instead of LHLO, STARTTLS, one reply per message
+//! after DATA, the relay check at RCPT ([`LmtpConfig::local_domains`]), and
+//! hygiene an MX needs against the open internet: a command or message with a
+//! bare CR or LF is refused (SMTP smuggling), input pipelined behind STARTTLS
+//! is dropped (CVE-2011-0411), and after `errors_max` error replies the
+//! connection is closed with 421.
 //!
 //! A driver (see `serve.rs`) owns the socket and the [`DeliveryTarget`]; the
 //! session owns the protocol. The loop is:
@@ -33,12 +43,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use smtp_proto::{
-    Error as ParseError, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MailFrom, RcptTo, Request,
+    Error as ParseError, MAIL_BODY_7BIT, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, MailFrom, RcptTo,
+    Request,
 };
 
 use crate::data::{DataDecoder, DataOutcome, Feed};
 use crate::trace::{TraceFields, header_safe, message_id, trace_headers};
-use crate::{DeliverError, LmtpConfig, ResolveError, UserName};
+use crate::{DeliverError, LmtpConfig, Protocol, ResolveError, UserName};
 
 /// Longest error text from the target echoed to the client, so one reply
 /// stays one reasonable line.
@@ -59,6 +70,10 @@ pub enum Event {
         message: Vec<u8>,
         users: Vec<UserName>,
     },
+    /// SMTP: write the output, then start TLS on the connection (as server)
+    /// and call [`Session::tls_started`]. The session has already dropped any
+    /// input received after the STARTTLS line.
+    StartTls,
     /// Write the output and close the connection.
     Close,
 }
@@ -69,12 +84,36 @@ enum State {
     Command,
     /// Reading the body of a DATA command.
     Data(DataDecoder),
+    /// SMTP: reading the bytes of one BDAT chunk (RFC 3030).
+    Bdat(BdatChunk),
     /// Waiting for [`Session::resolved`] about this RCPT address.
     AwaitResolve { address: String },
     /// Waiting for [`Session::delivered`].
     AwaitDeliver(PendingDelivery),
     /// The session is over; nothing more is read.
     Closed,
+}
+
+/// The BDAT chunk being read.
+#[derive(Debug)]
+struct BdatChunk {
+    /// Bytes of the chunk not read yet.
+    remaining: u64,
+    /// `BDAT n LAST`: the message ends with this chunk.
+    last: bool,
+    /// Whether the bytes belong to the transaction; a refused BDAT (no
+    /// transaction, no recipient) is still read to its end, then dropped,
+    /// because its size says where the next command starts.
+    keep: bool,
+}
+
+/// The message received so far by BDAT chunks.
+#[derive(Debug, Default)]
+struct ChunkedBody {
+    body: Vec<u8>,
+    /// Bytes received, counted on after `body` is dropped for being too big.
+    bytes: u64,
+    too_large: bool,
 }
 
 /// One accepted RCPT.
@@ -91,6 +130,9 @@ struct Transaction {
     sender: String,
     /// Accepted recipients in RCPT order; LMTP answers DATA once per entry.
     recipients: Vec<Recipient>,
+    /// SMTP: the chunks received so far, once a BDAT was accepted (then DATA
+    /// is refused in this transaction).
+    chunked: Option<ChunkedBody>,
 }
 
 /// A message handed to the target, waiting for its results.
@@ -123,6 +165,14 @@ pub struct Session {
     /// The name the client gave in LHLO; None until then (MAIL needs it).
     lhlo_name: Option<String>,
     transaction: Option<Transaction>,
+    /// SMTP: error replies so far, against `errors_max`.
+    errors: usize,
+    /// SMTP: whether the driver can start TLS (offer STARTTLS).
+    tls_available: bool,
+    /// SMTP: whether TLS is running (for the trace header; no second STARTTLS).
+    tls_active: bool,
+    /// SMTP: the client said HELO, not EHLO (`with SMTP` in the trace).
+    plain_helo: bool,
 }
 
 impl Session {
@@ -144,13 +194,49 @@ impl Session {
             state: State::Command,
             lhlo_name: None,
             transaction: None,
+            errors: 0,
+            tls_available: false,
+            tls_active: false,
+            plain_helo: false,
         }
+    }
+
+    fn smtp(&self) -> bool {
+        self.config.protocol == Protocol::Smtp
+    }
+
+    /// SMTP: the driver can start TLS, so EHLO offers STARTTLS.
+    pub fn offer_tls(&mut self) {
+        self.tls_available = true;
+    }
+
+    /// SMTP: TLS is running now. As RFC 3207 §4.2 requires, the session
+    /// starts over: the client must say EHLO again.
+    pub fn tls_started(&mut self) {
+        self.tls_active = true;
+        self.lhlo_name = None;
+        self.transaction = None;
     }
 
     /// Queues the `220` greeting.
     pub fn greet(&mut self) {
         let hostname = header_safe(&self.config.hostname);
-        self.reply(format_args!("220 {hostname} LMTP Postern ready"));
+        if self.smtp() {
+            self.reply(format_args!("220 {hostname} ESMTP Postern ready"));
+        } else {
+            self.reply(format_args!("220 {hostname} LMTP Postern ready"));
+        }
+    }
+
+    /// SMTP: the client sent bytes before the greeting (an early talker,
+    /// RFC 5321 §4.3.1 says it must wait): `554` instead of a greeting, and
+    /// the session ends.
+    pub fn early_talker(&mut self) {
+        let hostname = header_safe(&self.config.hostname);
+        self.reply(format_args!(
+            "554 5.5.0 {hostname} protocol error: you talked before my greeting"
+        ));
+        self.state = State::Closed;
     }
 
     /// Queues `421 4.3.2` and ends the session. The driver calls this when the
@@ -183,7 +269,7 @@ impl Session {
     /// Whether the session is inside a DATA body: shutdown waits for the end
     /// of the message so it is delivered, not lost.
     pub fn is_receiving_data(&self) -> bool {
-        matches!(self.state, State::Data(_))
+        matches!(self.state, State::Data(_) | State::Bdat(_))
     }
 
     /// Whether the session has ended.
@@ -239,6 +325,39 @@ impl Session {
                         }
                     }
                 }
+                State::Bdat(mut chunk) => {
+                    let start = self.input_start;
+                    let available = self.input.len().saturating_sub(start);
+                    let take = usize::try_from(chunk.remaining)
+                        .unwrap_or(usize::MAX)
+                        .min(available);
+                    if chunk.keep {
+                        let end = start + take;
+                        if let (Some(bytes), Some(transaction)) =
+                            (self.input.get(start..end), self.transaction.as_mut())
+                        {
+                            let max = self.config.message_bytes_max;
+                            let chunked = transaction.chunked.get_or_insert_with(Default::default);
+                            chunked.bytes = chunked.bytes.saturating_add(take as u64);
+                            if chunked.too_large || chunked.bytes > max {
+                                chunked.too_large = true;
+                                chunked.body = Vec::new();
+                            } else {
+                                chunked.body.extend_from_slice(bytes);
+                            }
+                        }
+                    }
+                    self.input_start += take;
+                    chunk.remaining -= take as u64;
+                    if chunk.remaining > 0 {
+                        self.state = State::Bdat(chunk);
+                        return Event::NeedInput;
+                    }
+                    self.state = State::Command;
+                    if let Some(event) = self.bdat_chunk_done(&chunk) {
+                        return event;
+                    }
+                }
                 waiting @ (State::AwaitResolve { .. } | State::AwaitDeliver(_)) => {
                     self.broken_invariant("poll while waiting for the target", &waiting);
                     return Event::Close;
@@ -254,6 +373,18 @@ impl Session {
             other => return self.broken_invariant("resolved() without a pending RCPT", &other),
         };
         let shown = header_safe(&address);
+        let before = self.output.len();
+        self.resolved_reply(address, &shown, result);
+        // An unknown user counts as an error: a dictionary attack ends soon.
+        let _ = self.count_errors(before);
+    }
+
+    fn resolved_reply(
+        &mut self,
+        address: String,
+        shown: &str,
+        result: Result<Vec<UserName>, ResolveError>,
+    ) {
         match result {
             Ok(users) if !users.is_empty() => match self.transaction.as_mut() {
                 Some(transaction) => {
@@ -298,6 +429,9 @@ impl Session {
                 got = results.len(),
                 "target returned the wrong number of results"
             );
+        }
+        if self.smtp() {
+            return self.delivered_smtp(pending, &results);
         }
         let missing = DeliverError::Temporary("no result from the store".to_string());
         let mut delivered = 0usize;
@@ -344,6 +478,53 @@ impl Session {
         );
     }
 
+    /// SMTP's one reply for the whole message (RFC 5321 has no per-recipient
+    /// replies after DATA). 250 only when every user has it stored. If any
+    /// user failed temporarily the reply is 451 and the sender retries the
+    /// whole message: users already served may then get it twice, which is
+    /// better than a user never getting it. If all failures are permanent,
+    /// the reply is permanent when nobody got the message, and 250 when some
+    /// did (a 5xx would make the sender report the message as not delivered
+    /// at all; the failed users are in the log).
+    fn delivered_smtp(&mut self, pending: PendingDelivery, results: &[Result<(), DeliverError>]) {
+        let missing = Err(DeliverError::Temporary(
+            "no result from the store".to_string(),
+        ));
+        let outcomes: Vec<&Result<(), DeliverError>> = (0..pending.users_count)
+            .map(|index| results.get(index).unwrap_or(&missing))
+            .collect();
+        let delivered = outcomes.iter().filter(|result| result.is_ok()).count();
+        let temporary = outcomes.iter().find_map(|result| match result {
+            Err(DeliverError::Temporary(text)) => Some(target_text(text)),
+            Err(DeliverError::OverQuota) if !self.config.over_quota_permanent => {
+                Some("mailbox full".to_string())
+            }
+            _ => None,
+        });
+        let permanent = outcomes.iter().find_map(|result| match result {
+            Err(DeliverError::Permanent(text)) => Some(("554 5.3.4", target_text(text))),
+            Err(DeliverError::OverQuota) => Some(("552 5.2.2", "mailbox full".to_string())),
+            _ => None,
+        });
+        let id = &pending.id;
+        match (temporary, permanent) {
+            (Some(text), _) => self.reply(format_args!("451 4.3.0 {text}; try again later")),
+            (None, Some((code, text))) if delivered == 0 => {
+                self.reply(format_args!("{code} {text}"));
+            }
+            (None, _) => self.reply(format_args!("250 2.0.0 {id} message accepted")),
+        }
+        tracing::info!(
+            event = "smtp.delivery",
+            id = %pending.id,
+            recipients = pending.recipients.len(),
+            users = pending.users_count,
+            size_bytes = pending.body_bytes,
+            delivered,
+            failed = pending.users_count - delivered,
+        );
+    }
+
     /// Finds the next complete command line in the input and returns its
     /// range (LF included), answering and skipping lines that are too long.
     fn next_line(&mut self) -> Option<(usize, usize)> {
@@ -380,8 +561,54 @@ impl Session {
         }
     }
 
-    /// Handles one command line `input[start..end]`.
+    /// Handles one command line `input[start..end]`; in SMTP, checks its line
+    /// end first and counts error replies against `errors_max`.
     fn command(&mut self, start: usize, end: usize) -> Option<Event> {
+        if !self.smtp() {
+            return self.command_line(start, end);
+        }
+        let line = self.input.get(start..end).unwrap_or_default();
+        // The line ends at its first LF (next_line); it must be CRLF, with
+        // no other CR in it (RFC 5321 §2.3.8).
+        let clean = line.ends_with(b"\r\n")
+            && !line
+                .get(..line.len() - 2)
+                .unwrap_or_default()
+                .contains(&b'\r');
+        let before = self.output.len();
+        let event = if clean {
+            self.command_line(start, end)
+        } else {
+            self.reply("500 5.5.2 bare CR or LF in command line");
+            None
+        };
+        self.count_errors(before).or(event)
+    }
+
+    /// SMTP: counts the reply queued from `output[before..]` if it is a
+    /// permanent error, and ends the session once `errors_max` is reached.
+    /// Temporary replies do not count: they are our limits (`452 4.5.3` to
+    /// a legitimate mailing with many recipients) or our trouble (`451`).
+    fn count_errors(&mut self, before: usize) -> Option<Event> {
+        if !self.smtp() || self.is_closed() {
+            return None;
+        }
+        if self.output.get(before) == Some(&b'5') {
+            self.errors += 1;
+        }
+        if self.errors >= self.config.errors_max.max(1) {
+            let hostname = header_safe(&self.config.hostname);
+            self.reply(format_args!(
+                "421 4.7.0 {hostname} too many errors, closing connection"
+            ));
+            self.state = State::Closed;
+            return Some(Event::Close);
+        }
+        None
+    }
+
+    /// Handles one command line `input[start..end]`.
+    fn command_line(&mut self, start: usize, end: usize) -> Option<Event> {
         let line = self.input.get(start..end).unwrap_or_default();
         // smtp-proto reports `<postmaster>` as an empty address, like `<>`;
         // RFC 5321 §4.5.1 says it must be accepted as a recipient.
@@ -391,8 +618,24 @@ impl Session {
             tracing::debug!(event = "lmtp.command", verb = request.name());
         }
         match parsed {
-            Ok(Request::Lhlo { host }) => self.lhlo(&host),
-            Ok(Request::Helo { .. } | Request::Ehlo { .. }) => self.reply("500 5.5.1 use LHLO"),
+            Ok(Request::Lhlo { host }) if !self.smtp() => self.lhlo(&host),
+            Ok(Request::Helo { .. } | Request::Ehlo { .. }) if !self.smtp() => {
+                self.reply("500 5.5.1 use LHLO");
+            }
+            Ok(Request::Lhlo { .. }) => self.reply("500 5.5.1 use EHLO or HELO"),
+            Ok(Request::Ehlo { host }) => self.ehlo(&host),
+            Ok(Request::Helo { host }) => {
+                self.transaction = None;
+                self.plain_helo = true;
+                self.lhlo_name = Some(header_safe(&host));
+                let hostname = header_safe(&self.config.hostname);
+                self.reply(format_args!("250 {hostname}"));
+            }
+            Ok(Request::StartTls) if self.smtp() => return self.starttls(),
+            Ok(Request::Bdat {
+                chunk_size,
+                is_last,
+            }) if self.smtp() => self.bdat(chunk_size as u64, is_last),
             Ok(Request::Mail { from }) => self.mail(from),
             Ok(Request::Rcpt { to }) => return self.rcpt(to, postmaster),
             Ok(Request::Data) => self.data(),
@@ -410,6 +653,7 @@ impl Session {
             Ok(Request::Vrfy { .. }) => {
                 self.reply("252 2.5.2 cannot VRFY user, but will accept message for delivery");
             }
+            Ok(Request::Help { .. }) if self.smtp() => self.reply("214 2.0.0 see RFC 5321"),
             Ok(Request::Help { .. }) => self.reply("214 2.0.0 see RFC 2033"),
             // Commands smtp-proto knows that this server does not offer.
             Ok(other) => self.reply(format_args!("502 5.5.1 {} not implemented", other.name())),
@@ -447,8 +691,52 @@ impl Session {
         ));
     }
 
+    /// SMTP's EHLO: starts over, like LHLO, with SMTP's extensions.
+    fn ehlo(&mut self, host: &str) {
+        self.transaction = None;
+        self.plain_helo = false;
+        self.lhlo_name = Some(header_safe(host));
+        let hostname = header_safe(&self.config.hostname);
+        let size = self.config.message_bytes_max;
+        let starttls = if self.tls_available && !self.tls_active {
+            "250-STARTTLS\r\n"
+        } else {
+            ""
+        };
+        self.reply(format_args!(
+            "250-{hostname}\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-SIZE {size}\r\n250-CHUNKING\r\n{starttls}250 ENHANCEDSTATUSCODES"
+        ));
+    }
+
+    /// SMTP's STARTTLS (RFC 3207).
+    fn starttls(&mut self) -> Option<Event> {
+        if !self.tls_available || self.tls_active {
+            self.reply("502 5.5.1 STARTTLS not available");
+            return None;
+        }
+        if self.transaction.is_some() {
+            self.reply("503 5.5.1 STARTTLS inside a mail transaction");
+            return None;
+        }
+        self.reply("220 2.0.0 ready to start TLS");
+        // Whatever came after the STARTTLS line was sent in the clear and
+        // could have been injected by a man in the middle; it must not run
+        // as if it came over TLS (CVE-2011-0411). Drop it.
+        let dropped = self.input.len().saturating_sub(self.input_start);
+        if dropped > 0 {
+            tracing::info!(event = "smtp.starttls_pipelined", dropped_bytes = dropped);
+        }
+        self.input.clear();
+        self.input_start = 0;
+        self.discarding_line = false;
+        Some(Event::StartTls)
+    }
+
     fn mail(&mut self, from: MailFrom<String>) {
         if self.lhlo_name.is_none() {
+            if self.smtp() {
+                return self.reply("503 5.5.1 send EHLO first");
+            }
             return self.reply("503 5.5.1 send LHLO first");
         }
         if self.transaction.is_some() {
@@ -456,7 +744,11 @@ impl Session {
         }
         // smtp-proto parses many extensions; only what LHLO advertised is
         // accepted (RFC 5321 §4.1.1.11: 555 for the rest).
-        let body_flags = MAIL_BODY_7BIT | MAIL_BODY_8BITMIME;
+        let body_flags = if self.smtp() {
+            MAIL_BODY_7BIT | MAIL_BODY_8BITMIME | MAIL_SMTPUTF8
+        } else {
+            MAIL_BODY_7BIT | MAIL_BODY_8BITMIME
+        };
         let unadvertised = from.flags & !body_flags != 0
             || from.trans_id.is_some()
             || from.by != 0
@@ -467,7 +759,9 @@ impl Session {
             || from.hold_for != 0
             || from.hold_until != 0
             || from.mt_priority != 0;
-        if unadvertised {
+        // After HELO no extension was offered, so no parameter is valid.
+        let after_helo = self.smtp() && self.plain_helo && (from.flags != 0 || from.size != 0);
+        if unadvertised || after_helo {
             return self.reply("555 5.5.4 parameter not supported");
         }
         let declared_bytes = u64::try_from(from.size).unwrap_or(u64::MAX);
@@ -476,6 +770,7 @@ impl Session {
         }
         let shown = header_safe(&from.address);
         self.transaction = Some(Transaction {
+            chunked: None,
             sender: from.address,
             recipients: Vec::new(),
         });
@@ -503,21 +798,103 @@ impl Session {
             self.reply("501 5.1.3 bad recipient address syntax");
             return None;
         };
+        if self.smtp() && !self.is_local(&address) {
+            let shown = header_safe(&address);
+            self.reply(format_args!("550 5.7.1 <{shown}> relaying denied"));
+            return None;
+        }
         self.state = State::AwaitResolve {
             address: address.clone(),
         };
         Some(Event::Resolve { address })
     }
 
+    /// SMTP: whether mail for `address` is ours to take: its domain is one
+    /// of the local domains, or it is plain `postmaster` (RFC 5321 §4.5.1).
+    fn is_local(&self, address: &str) -> bool {
+        match address.rsplit_once('@') {
+            Some((_, domain)) => {
+                let domain = domain.trim_end_matches('.');
+                self.config
+                    .local_domains
+                    .iter()
+                    .any(|local| local.eq_ignore_ascii_case(domain))
+            }
+            None => address.eq_ignore_ascii_case("postmaster"),
+        }
+    }
+
+    /// SMTP's BDAT (RFC 3030): the chunk is read whatever the answer, since
+    /// its size says where the next command starts.
+    fn bdat(&mut self, size: u64, last: bool) {
+        let keep = match &self.transaction {
+            None => {
+                self.reply("503 5.5.1 need MAIL command first");
+                false
+            }
+            Some(transaction) if transaction.recipients.is_empty() => {
+                self.reply("503 5.5.1 no valid recipients");
+                false
+            }
+            Some(_) => true,
+        };
+        self.state = State::Bdat(BdatChunk {
+            remaining: size,
+            last,
+            keep,
+        });
+    }
+
+    /// The end of one BDAT chunk: its reply, or the message's delivery.
+    fn bdat_chunk_done(&mut self, chunk: &BdatChunk) -> Option<Event> {
+        if !chunk.keep {
+            return None;
+        }
+        let Some(transaction) = self.transaction.as_mut() else {
+            let state = std::mem::replace(&mut self.state, State::Closed);
+            self.broken_invariant("BDAT chunk without a transaction", &state);
+            return Some(Event::Close);
+        };
+        let chunked = transaction.chunked.get_or_insert_with(Default::default);
+        let bytes = chunked.bytes;
+        if chunked.too_large {
+            // Said at once rather than after LAST: the sender stops sending.
+            self.transaction = None;
+            self.reply("552 5.3.4 message too big");
+            tracing::info!(
+                event = "smtp.delivery",
+                size_bytes = bytes,
+                delivered = 0,
+                reason = "too big"
+            );
+            return None;
+        }
+        if !chunk.last {
+            self.reply(format_args!("250 2.0.0 {bytes} octets received"));
+            return None;
+        }
+        let mut transaction = self.transaction.take()?;
+        let body = transaction.chunked.take().unwrap_or_default().body;
+        Some(self.deliver_message(transaction, body, bytes))
+    }
+
     fn data(&mut self) {
         match &self.transaction {
             None => self.reply("503 5.5.1 need MAIL command first"),
+            Some(transaction) if transaction.chunked.is_some() => {
+                self.reply("503 5.5.1 DATA after BDAT in one transaction");
+            }
             Some(transaction) if transaction.recipients.is_empty() => {
                 self.reply("503 5.5.1 no valid recipients");
             }
             Some(_) => {
                 self.reply("354 start mail input; end with <CRLF>.<CRLF>");
-                self.state = State::Data(DataDecoder::new(self.config.message_bytes_max));
+                let max = self.config.message_bytes_max;
+                self.state = State::Data(if self.smtp() {
+                    DataDecoder::refusing_bare_line_ends(max)
+                } else {
+                    DataDecoder::new(max)
+                });
             }
         }
     }
@@ -534,6 +911,30 @@ impl Session {
         };
         let body = match decoder.finish() {
             DataOutcome::Message(body) => body,
+            DataOutcome::BareLineEnd { bytes } => {
+                self.reply(
+                    "550 5.6.0 message refused: bare CR or LF (lines must end in CRLF, RFC 5321 2.3.8)",
+                );
+                tracing::info!(
+                    event = "smtp.delivery",
+                    recipients = transaction.recipients.len(),
+                    size_bytes = bytes,
+                    delivered = 0,
+                    reason = "bare line end",
+                );
+                return None;
+            }
+            DataOutcome::TooLarge { bytes } if self.smtp() => {
+                self.reply("552 5.3.4 message too big");
+                tracing::info!(
+                    event = "smtp.delivery",
+                    recipients = transaction.recipients.len(),
+                    size_bytes = bytes,
+                    delivered = 0,
+                    reason = "too big",
+                );
+                return None;
+            }
             DataOutcome::TooLarge { bytes } => {
                 for recipient in &transaction.recipients {
                     let shown = header_safe(&recipient.address);
@@ -551,6 +952,17 @@ impl Session {
             }
         };
 
+        Some(self.deliver_message(transaction, body, body_bytes))
+    }
+
+    /// A whole message received (by DATA or BDAT): prepends the trace
+    /// headers and hands it to the target for every user once.
+    fn deliver_message(
+        &mut self,
+        transaction: Transaction,
+        body: Vec<u8>,
+        body_bytes: u64,
+    ) -> Event {
         let now = (self.clock)();
         let id = message_id(now);
         let headers = trace_headers(&TraceFields {
@@ -558,6 +970,13 @@ impl Session {
             lhlo_name: self.lhlo_name.as_deref().unwrap_or("unknown"),
             peer_ip: self.peer_ip,
             hostname: &self.config.hostname,
+            with: match (self.config.protocol, self.plain_helo, self.tls_active) {
+                (Protocol::Lmtp, _, _) => "LMTP",
+                (Protocol::Smtp, true, false) => "SMTP",
+                (Protocol::Smtp, true, true) => "SMTPS",
+                (Protocol::Smtp, false, false) => "ESMTP",
+                (Protocol::Smtp, false, true) => "ESMTPS",
+            },
             id: &id,
             now,
         });
@@ -590,7 +1009,7 @@ impl Session {
             users_count: users.len(),
             body_bytes,
         });
-        Some(Event::Deliver { message, users })
+        Event::Deliver { message, users }
     }
 
     /// Ends the session after the driver broke the calling contract: the

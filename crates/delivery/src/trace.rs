@@ -15,6 +15,8 @@ pub(crate) struct TraceFields<'a> {
     pub lhlo_name: &'a str,
     pub peer_ip: IpAddr,
     pub hostname: &'a str,
+    /// The protocol word of RFC 3848: LMTP, SMTP, ESMTP, ESMTPS.
+    pub with: &'a str,
     pub id: &'a str,
     pub now: SystemTime,
 }
@@ -22,11 +24,12 @@ pub(crate) struct TraceFields<'a> {
 /// The header block prepended to every delivered message, CRLF-terminated.
 pub(crate) fn trace_headers(fields: &TraceFields<'_>) -> String {
     format!(
-        "Return-Path: <{}>\r\nReceived: from {} ({})\r\n\tby {} (Postern) with LMTP id {};\r\n\t{}\r\n",
+        "Return-Path: <{}>\r\nReceived: from {} ({})\r\n\tby {} (Postern) with {} id {};\r\n\t{}\r\n",
         header_safe(fields.sender),
         header_safe(fields.lhlo_name),
         fields.peer_ip,
         header_safe(fields.hostname),
+        fields.with,
         fields.id,
         rfc5322_date(fields.now),
     )

@@ -469,3 +469,55 @@ async fn dropped_shutdown_sender_is_not_a_shutdown() {
     assert_eq!(client.replies(2).await[0], "250 2.0.0 ok");
     client.expect_closed().await;
 }
+
+fn smtp_config(greeting_delay: Duration) -> LmtpConfig {
+    LmtpConfig {
+        protocol: postern_delivery::Protocol::Smtp,
+        local_domains: vec!["example.org".to_string()],
+        greeting_delay,
+        ..config()
+    }
+}
+
+#[tokio::test]
+async fn smtp_early_talker_gets_554_and_the_close() {
+    let mut client = Client::start(smtp_config(Duration::from_millis(200))).await;
+    client.send(b"EHLO impatient.example\r\n").await;
+    let replies = client.replies(1).await;
+    assert!(
+        replies[0].starts_with("554 5.5.0 mx.example.org "),
+        "{replies:?}"
+    );
+    client.expect_closed().await;
+}
+
+#[tokio::test]
+async fn smtp_patient_client_is_greeted_after_the_delay() {
+    let started = std::time::Instant::now();
+    let mut client = Client::start(smtp_config(Duration::from_millis(100))).await;
+    assert_eq!(
+        client.replies(1).await,
+        ["220 mx.example.org ESMTP Postern ready"]
+    );
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    client
+        .send(b"EHLO c.example\r\nMAIL FROM:<s@example.net>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+        .await;
+    let replies = client.replies(4).await;
+    // Without a TLS acceptor STARTTLS is not offered.
+    assert!(
+        !replies.iter().any(|line| line.contains("STARTTLS")),
+        "{replies:?}"
+    );
+    assert_eq!(
+        replies.last().unwrap(),
+        "354 start mail input; end with <CRLF>.<CRLF>"
+    );
+    client
+        .send(b"Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n")
+        .await;
+    let replies = client.replies(2).await;
+    assert!(replies[0].ends_with(" message accepted"), "{replies:?}");
+    assert_eq!(client.target.messages("alice").len(), 1);
+    client.expect_closed().await;
+}

@@ -106,6 +106,7 @@ python_test_files! {
     durability => "test_durability.py",
     crash => "test_crash.py",
     lmtp => "test_lmtp.py",
+    smtp => "test_smtp.py",
     bad_input => "test_bad_input.py",
     cli => "test_cli.py",
     sms => "test_sms.py",

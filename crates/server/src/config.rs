@@ -18,6 +18,9 @@ pub struct Config {
     pub imap: Option<ImapSection>,
     pub imaps: Option<ImapsSection>,
     pub lmtp: Option<LmtpSection>,
+    /// Inbound SMTP (an MX); none without the section when a file is given.
+    pub smtp: Option<SmtpSection>,
+    pub domains: DomainsSection,
     pub tls: TlsSection,
     pub auth: AuthSection,
     pub store: StoreSection,
@@ -87,6 +90,48 @@ impl Default for ReconstructSection {
 }
 
 /// Quotas of users who have none of their own (`postern user quota`).
+/// Inbound SMTP from the internet (`[smtp]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSection {
+    pub listen: Listen,
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    /// Longest command line, CRLF included, bytes.
+    pub max_line: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub idle_timeout_secs: u64,
+    /// Silence asked of a client before the greeting; talkers get 554.
+    pub greeting_delay_ms: u64,
+    /// Error replies per connection before 421 and the close.
+    pub max_errors: usize,
+}
+
+impl Default for SmtpSection {
+    fn default() -> Self {
+        SmtpSection {
+            listen: addr("127.0.0.1:2525"),
+            max_message_size: 64 * 1024 * 1024,
+            max_recipients: 100,
+            max_line: 4096,
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            idle_timeout_secs: 300,
+            greeting_delay_ms: 300,
+            max_errors: 10,
+        }
+    }
+}
+
+/// The mail domains this server is the destination for (`[domains]`).
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DomainsSection {
+    /// SMTP accepts recipients in these domains only (no relaying).
+    pub local: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct QuotaSection {
@@ -396,6 +441,8 @@ impl Default for Config {
             imap: Some(ImapSection::default()),
             imaps: Some(ImapsSection::default()),
             lmtp: Some(LmtpSection::default()),
+            smtp: Some(SmtpSection::default()),
+            domains: DomainsSection::default(),
             tls: TlsSection::default(),
             auth: AuthSection::default(),
             store: StoreSection::default(),
@@ -474,6 +521,38 @@ idle_timeout_secs = 300
 # A recipient over quota: "temporary" (452 4.2.2, the MTA retries) or
 # "permanent" (552 5.2.2, bounced at once).
 over_quota = "temporary"
+
+[smtp]
+# Inbound SMTP from the internet (an MX; port 25 in production). One
+# "ip:port" or a list of them. Offers STARTTLS with the [tls] certificates.
+listen = "127.0.0.1:2525"
+# Largest message accepted, in bytes: a larger SIZE= gets 552 at MAIL, a
+# larger message 552 after its end (it is not kept in memory meanwhile).
+max_message_size = 67108864
+# Recipients per message; more get 452 4.5.3 (the sender sends them later).
+max_recipients = 100
+# Longest command line in bytes, CRLF included; longer ones get 500.
+max_line = 4096
+# Connections in all, over every [smtp] listener, and per client address
+# (IPv6: per /64; 0: no cap). Over either: "421 4.3.2 <why>", closed.
+max_connections = 1000
+max_connections_per_ip = 20
+# Seconds a connection may stay silent before it is closed.
+idle_timeout_secs = 300
+# Milliseconds of silence asked of a client before the greeting. A client
+# that sends anything sooner (an "early talker", as spam software does) gets
+# 554 and is disconnected. 0: greet at once.
+greeting_delay_ms = 300
+# Permanent error replies (unknown or malformed commands, bad sequence,
+# unknown users, relaying attempts) one connection may get before 421 and the
+# close. Temporary ones (452 too many recipients, 451) do not count.
+max_errors = 10
+
+[domains]
+# Mail domains delivered here. SMTP accepts recipients in these domains only
+# (others get 550 5.7.1 relaying denied); an unknown user in them gets 550
+# 5.1.1 at RCPT. Example: local = ["example.com", "example.org"]
+local = []
 
 [tls]
 # Certificate chains and keys (PEM). With several, the one matching the
@@ -592,6 +671,7 @@ pub fn parse(text: &str) -> Result<Config, String> {
         imap: Option<toml::Value>,
         imaps: Option<toml::Value>,
         lmtp: Option<toml::Value>,
+        smtp: Option<toml::Value>,
         http: Option<toml::Value>,
     }
     let mut config: Config = toml::from_str(text).map_err(|e| describe(text, &e))?;
@@ -605,6 +685,9 @@ pub fn parse(text: &str) -> Result<Config, String> {
     }
     if presence.lmtp.is_none() {
         config.lmtp = None;
+    }
+    if presence.smtp.is_none() {
+        config.smtp = None;
     }
     if presence.http.is_none() {
         config.http = None;
@@ -735,6 +818,24 @@ fn validate(config: &Config) -> Result<(), String> {
     {
         return Err("[lmtp] max_message_size and max_recipients must be positive".into());
     }
+    if let Some(bad) = config.domains.local.iter().find(|domain| {
+        domain.is_empty()
+            || domain
+                .chars()
+                .any(|c| c == '@' || c.is_whitespace() || c.is_control())
+    }) {
+        return Err(format!(
+            "[domains] local: {bad:?} is not a domain name (write \"example.com\")"
+        ));
+    }
+    if let Some(smtp) = &config.smtp
+        && (smtp.max_message_size == 0 || smtp.max_recipients == 0 || smtp.max_line < 512)
+    {
+        return Err(
+            "[smtp] max_message_size and max_recipients must be positive, max_line at least 512"
+                .into(),
+        );
+    }
     Ok(())
 }
 
@@ -772,6 +873,19 @@ mod tests {
     fn only_present_listeners_run() {
         let config = parse("[lmtp]\n").expect("parses");
         assert!(config.imap.is_none() && config.imaps.is_none() && config.lmtp.is_some());
+    }
+
+    #[test]
+    fn smtp_section_runs_only_when_present_and_is_checked() {
+        let config = parse("[smtp]\n[domains]\nlocal = [\"example.com\"]\n").expect("parses");
+        assert!(config.lmtp.is_none());
+        assert_eq!(config.smtp.map(|s| s.greeting_delay_ms), Some(300));
+        assert_eq!(config.domains.local, ["example.com"]);
+        assert!(parse("[lmtp]\n").expect("parses").smtp.is_none());
+        let error = parse("[smtp]\nmax_line = 100\n").unwrap_err();
+        assert!(error.contains("max_line"), "{error}");
+        let error = parse("[domains]\nlocal = [\"@example.com\"]\n").unwrap_err();
+        assert!(error.contains("[domains] local"), "{error}");
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub enum Service {
     Imap,
     Imaps,
     Lmtp,
+    Smtp,
     /// The status page and APIs (`http.rs`); served by axum, not the accept loops.
     Http,
 }
@@ -54,6 +55,7 @@ impl Service {
             Service::Imap => "imap",
             Service::Imaps => "imaps",
             Service::Lmtp => "lmtp",
+            Service::Smtp => "smtp",
             Service::Http => "http",
         }
     }
@@ -71,7 +73,8 @@ fn raise_open_files(config: &Config) {
     let needed = open_files::needed(
         config.store.open_indexes_max.max(16),
         imap_sessions,
-        config.lmtp.as_ref().map_or(0, |l| l.max_connections),
+        config.lmtp.as_ref().map_or(0, |l| l.max_connections)
+            + config.smtp.as_ref().map_or(0, |s| s.max_connections),
     );
     match open_files::raise(needed) {
         Ok(limits) if limits.short() => tracing::warn!(
@@ -180,8 +183,14 @@ pub async fn run(
         lmtp_section.max_connections_per_ip,
         Vec::new(),
     ));
+    let smtp_section = config.smtp.clone().unwrap_or_default();
+    let smtp_limits = Arc::new(ConnectionLimits::new(
+        smtp_section.max_connections,
+        smtp_section.max_connections_per_ip,
+        Vec::new(),
+    ));
     let mut listeners = Vec::new();
-    let sections: [(Service, Option<&config::Listen>, &Arc<ConnectionLimits>); 3] = [
+    let sections: [(Service, Option<&config::Listen>, &Arc<ConnectionLimits>); 4] = [
         (
             Service::Imap,
             config.imap.as_ref().map(|s| &s.listen),
@@ -196,6 +205,11 @@ pub async fn run(
             Service::Lmtp,
             config.lmtp.as_ref().map(|s| &s.listen),
             &lmtp_limits,
+        ),
+        (
+            Service::Smtp,
+            config.smtp.as_ref().map(|s| &s.listen),
+            &smtp_limits,
         ),
     ];
     for (service, listen, limits) in sections {
@@ -273,6 +287,19 @@ pub async fn run(
         over_quota_permanent: lmtp_section.over_quota == config::OverQuota::Permanent,
         idle_timeout: Duration::from_secs(lmtp_section.idle_timeout_secs.max(1)),
         ..delivery::LmtpConfig::default()
+    });
+    // Inbound SMTP is the LMTP session in its SMTP mode (crates/delivery).
+    let smtp_config = Arc::new(delivery::LmtpConfig {
+        protocol: delivery::Protocol::Smtp,
+        local_domains: config.domains.local.clone(),
+        greeting_delay: Duration::from_millis(smtp_section.greeting_delay_ms),
+        errors_max: smtp_section.max_errors,
+        hostname: config.hostname.clone(),
+        message_bytes_max: smtp_section.max_message_size,
+        recipients_max: smtp_section.max_recipients,
+        line_bytes_max: smtp_section.max_line,
+        over_quota_permanent: lmtp_section.over_quota == config::OverQuota::Permanent,
+        idle_timeout: Duration::from_secs(smtp_section.idle_timeout_secs.max(1)),
     });
     let delivery_metrics = Arc::new(metrics::DeliveryMetrics::default());
     let target = Arc::new(lmtp_target::StoreTarget {
@@ -370,6 +397,7 @@ pub async fn run(
     let services = Arc::new(Services {
         imap: imap_context,
         lmtp: lmtp_config,
+        smtp: smtp_config,
         target,
         tls: acceptor,
         refusals: Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT_MAX)),
@@ -399,6 +427,7 @@ pub async fn run(
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         imap_limits.all_closed().await;
         lmtp_limits.all_closed().await;
+        smtp_limits.all_closed().await;
     })
     .await;
     if drained.is_err() {
@@ -431,6 +460,7 @@ pub async fn run(
 struct Services {
     imap: Arc<imap::ImapContext>,
     lmtp: Arc<delivery::LmtpConfig>,
+    smtp: Arc<delivery::LmtpConfig>,
     target: Arc<lmtp_target::StoreTarget>,
     tls: tokio_rustls::TlsAcceptor,
     /// Refusals being said now; see [`REFUSALS_IN_FLIGHT_MAX`].
@@ -464,6 +494,14 @@ impl Services {
                     tracing::info!(event = "lmtp_io_error", %peer, error = %e);
                 }
             }
+            Service::Smtp => {
+                let (config, target) = (Arc::clone(&self.smtp), Arc::clone(&self.target));
+                let tls = Some(self.tls.clone());
+                let served = delivery::serve_with_tls(stream, peer, config, target, tls, shutdown);
+                if let Err(e) = served.await {
+                    tracing::info!(event = "smtp_io_error", %peer, error = %e);
+                }
+            }
             // Served by axum (`http.rs`); its listeners never reach here.
             Service::Http => {}
         }
@@ -482,6 +520,7 @@ impl Services {
                 }
             }
             Service::Lmtp => delivery::refuse(stream, peer, Arc::clone(&self.lmtp), &text).await,
+            Service::Smtp => delivery::refuse(stream, peer, Arc::clone(&self.smtp), &text).await,
             Service::Http => {}
         }
     }

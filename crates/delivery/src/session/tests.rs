@@ -7,6 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use super::*;
 
+mod smtp;
+
 /// Tue, 01 Jul 2025 12:34:56 +0000.
 fn fixed_clock() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_751_373_296)
@@ -71,7 +73,7 @@ fn drive(session: &mut Session, target: &mut FakeTarget, input: &[u8]) -> String
     session.receive(input);
     loop {
         match session.poll() {
-            Event::NeedInput | Event::Close => break,
+            Event::NeedInput | Event::Close | Event::StartTls => break,
             Event::Resolve { address } => {
                 let result = target.resolve(&address);
                 session.resolved(result);
@@ -624,6 +626,9 @@ fn random_input_never_panics() {
     // QUIT is left out: it is the one command that may end the session.
     let fragments: &[&[u8]] = &[
         b"LHLO ",
+        b"EHLO ",
+        b"HELO ",
+        b"STARTTLS",
         b"MAIL FROM:",
         b"RCPT TO:",
         b"DATA",
@@ -664,7 +669,17 @@ fn random_input_never_panics() {
                 input.extend_from_slice(fragments[(next() % fragments.len() as u64) as usize]);
             }
         }
+        // Both protocols; SMTP without its error bound, which would end the
+        // session by design.
+        let protocol = if next() % 2 == 0 {
+            Protocol::Smtp
+        } else {
+            Protocol::Lmtp
+        };
         let mut session = session_with(LmtpConfig {
+            protocol,
+            local_domains: vec!["example.org".to_string()],
+            errors_max: usize::MAX,
             line_bytes_max: 128,
             message_bytes_max: 256,
             ..config()
@@ -677,7 +692,8 @@ fn random_input_never_panics() {
         let output = drive(&mut session, &mut target, b"\r\n.\r\nNOOP\r\n");
         assert!(!session.is_closed(), "input {input:?}");
         assert!(
-            output.ends_with("250 2.0.0 ok\r\n") || ends_in_data,
+            // A BDAT chunk announced in the garbage may swallow the probe.
+            output.ends_with("250 2.0.0 ok\r\n") || ends_in_data || session.is_receiving_data(),
             "input {input:?}: {output}"
         );
     }

@@ -230,6 +230,7 @@ pub fn run_with(
                 check_delivery_replies(&config, &model, &replies);
                 model.accepted.clear();
             }
+            Event::StartTls => panic!("StartTls from an LMTP session"),
             Event::Close => {
                 check_closed(&mut session, &config, &mut model);
                 return model.transcript;
