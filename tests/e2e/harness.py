@@ -274,7 +274,7 @@ class Server:
                 code = process.wait(timeout=STOP_TIMEOUT_S)
                 raise ServerError(f"server exited with {code} before ready; stdout={seen!r}\n{self.stderr_tail()}")
             seen.append(line)
-            m = re.fullmatch(r"postern: listening (imap|imaps|lmtp) (\S+):(\d+)", line)
+            m = re.fullmatch(r"postern: listening (imap|imaps|lmtp|http) (\S+):(\d+)", line)
             if m:
                 self.ports[m.group(1)] = int(m.group(3))
             elif line == "postern: ready" or line.startswith("postern: ready "):

@@ -154,6 +154,28 @@ enum StatusCommand {
     /// Admin API tokens (`Authorization: Bearer TOKEN`).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// People who get a notice of every new post (email or SMS).
+    #[command(subcommand)]
+    Subscriber(SubscriberCommand),
+}
+
+#[derive(Subcommand)]
+enum SubscriberCommand {
+    /// List subscribers: id, kind, address, pending or active.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add an active subscriber (no confirmation mail: you vouch for it).
+    Add {
+        #[arg(long, conflicts_with = "sms", required_unless_present = "sms")]
+        email: Option<String>,
+        /// An E.164 number (+4912345678); notices go through the SMS outbox.
+        #[arg(long)]
+        sms: Option<String>,
+    },
+    /// Remove a subscriber by id (from `list`).
+    Remove { id: u64 },
 }
 
 #[derive(Subcommand)]
@@ -610,6 +632,15 @@ fn status_command(command: StatusCommand) -> Result<AdminCommand, String> {
         StatusCommand::Token(TokenCommand::Add { name }) => AdminCommand::TokenAdd { name },
         StatusCommand::Token(TokenCommand::List) => AdminCommand::TokenList,
         StatusCommand::Token(TokenCommand::Revoke { name }) => AdminCommand::TokenRevoke { name },
+        StatusCommand::Subscriber(SubscriberCommand::List { json }) => {
+            AdminCommand::SubscriberList { json }
+        }
+        StatusCommand::Subscriber(SubscriberCommand::Add { email, sms }) => {
+            AdminCommand::SubscriberAdd { email, sms }
+        }
+        StatusCommand::Subscriber(SubscriberCommand::Remove { id }) => {
+            AdminCommand::SubscriberRemove { id }
+        }
     })
 }
 

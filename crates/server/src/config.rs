@@ -28,6 +28,39 @@ pub struct Config {
     /// The status page, its feed and APIs, health and metrics; none without
     /// the section when a config file is given.
     pub http: Option<HttpSection>,
+    /// Mail the server sends itself (status notices) through a relay; none
+    /// without the section.
+    pub mail_out: Option<MailOutSection>,
+}
+
+/// Outgoing mail (`[mail_out]`): how status notices and subscription
+/// confirmations leave, through a relay, as any application sends mail.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailOutSection {
+    /// The relay, "host:port" (plain SMTP; a local MTA is the usual setup).
+    pub relay: String,
+    /// The From address of every mail.
+    pub from: String,
+    /// One SMTP conversation (connect to QUIT) at most this long.
+    pub timeout_secs: u64,
+    /// Attempts of one notice before it is given up as failed.
+    pub attempts_max: u32,
+    /// The first retry of a notice waits this long; each later one twice as
+    /// long, up to an hour.
+    pub retry_first_secs: u64,
+}
+
+impl Default for MailOutSection {
+    fn default() -> Self {
+        MailOutSection {
+            relay: "127.0.0.1:25".into(),
+            from: String::new(),
+            timeout_secs: 60,
+            attempts_max: 20,
+            retry_first_secs: 30,
+        }
+    }
 }
 
 /// The HTTP server (`[http]`): status page, Atom feed, JSON, admin API,
@@ -48,6 +81,12 @@ pub struct HttpSection {
     pub delivery_usual_ms: u64,
     /// How long a figure must stay over its threshold before the page says so.
     pub grace_secs: u64,
+    /// Most status-page subscribers (active, and pending with a live link).
+    pub subscribers_max: u64,
+    /// Subscriptions asked for through the form in one hour, per address and
+    /// per client IP address.
+    pub subscribe_per_address_per_hour: u64,
+    pub subscribe_per_ip_per_hour: u64,
 }
 
 impl Default for HttpSection {
@@ -59,6 +98,9 @@ impl Default for HttpSection {
             delivery_degraded_ms: 60_000,
             delivery_usual_ms: 5_000,
             grace_secs: 300,
+            subscribers_max: 10_000,
+            subscribe_per_address_per_hour: 3,
+            subscribe_per_ip_per_hour: 10,
         }
     }
 }
@@ -400,6 +442,7 @@ impl Default for Config {
             quota: QuotaSection::default(),
             reconstruct: ReconstructSection::default(),
             http: Some(HttpSection::default()),
+            mail_out: None,
         }
     }
 }
@@ -524,6 +567,13 @@ site_name = "Postern"
 delivery_degraded_ms = 60000
 delivery_usual_ms = 5000
 grace_secs = 300
+# Status notices by email (with [mail_out]): people subscribe with the form at
+# /status/subscribe and confirm by a mailed link. At most this many
+# subscribers, and this many subscriptions asked for in an hour for one
+# address and from one client IP address.
+subscribers_max = 10000
+subscribe_per_address_per_hour = 3
+subscribe_per_ip_per_hour = 10
 
 [reconstruct]
 # What `postern reconstruct` and the server's background repairs may read
@@ -571,6 +621,21 @@ messages = 0
 # National language shift tables (Turkish, Spanish, Portuguese): not supported;
 # must stay false (many SMSCs and handsets mishandle them anyway).
 # national_tables = false
+
+# Mail the server sends itself: status-page notices and subscription
+# confirmations, through a relay, in plain SMTP. Off without this section (the
+# page then offers no subscription by email); uncomment it to send.
+# [mail_out]
+# The relay, "host:port": usually the local MTA.
+# relay = "127.0.0.1:25"
+# The From address of notices, e.g. "status@example.com" (required).
+# from = ""
+# Longest SMTP conversation, connect to QUIT, in seconds.
+# timeout_secs = 60
+# Attempts of one notice (temporary failures are retried with backoff, from
+# retry_first_secs doubling to an hour) before it is recorded as failed.
+# attempts_max = 20
+# retry_first_secs = 30
 "#;
 
 /// Reads a config file. Errors name the file, the line and the key.
@@ -697,7 +762,40 @@ fn validate_sms(sms: &SmsSection) -> Result<(), String> {
     Ok(())
 }
 
+fn validate_mail_out(mail: &MailOutSection) -> Result<(), String> {
+    let (host, port) = mail
+        .relay
+        .rsplit_once(':')
+        .ok_or_else(|| format!("[mail_out] relay {:?} must be \"host:port\"", mail.relay))?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!(
+            "[mail_out] relay {:?} must be \"host:port\"",
+            mail.relay
+        ));
+    }
+    let at = mail.from.find('@').unwrap_or(0);
+    if at == 0
+        || at + 1 >= mail.from.len()
+        || mail.from.len() > 254
+        || mail
+            .from
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c))
+    {
+        return Err("[mail_out] from must be an address such as \"status@example.com\"".into());
+    }
+    if mail.timeout_secs == 0 || mail.attempts_max == 0 || mail.retry_first_secs == 0 {
+        return Err(
+            "[mail_out] timeout_secs, attempts_max and retry_first_secs must be at least 1".into(),
+        );
+    }
+    Ok(())
+}
+
 fn validate(config: &Config) -> Result<(), String> {
+    if let Some(mail) = &config.mail_out {
+        validate_mail_out(mail)?;
+    }
     if let Some(imap) = &config.imap
         && (imap.max_literal == 0 || imap.max_line < 1024)
     {
