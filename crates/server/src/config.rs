@@ -842,6 +842,44 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_mail_out_section_is_its_defaults_and_is_checked() {
+        // Uncommenting the printed section (with a From) gives the defaults.
+        let section = DEFAULT_CONFIG
+            .split("# [mail_out]\n")
+            .nth(1)
+            .expect("the default config shows [mail_out]");
+        let uncommented: String = section
+            .lines()
+            .filter(|l| l.starts_with("# ") && l.contains(" = "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect::<String>()
+            .replace("from = \"\"", "from = \"status@example.com\"");
+        let config = parse(&format!("[mail_out]\n{uncommented}")).expect("parses");
+        assert_eq!(
+            config.mail_out,
+            Some(MailOutSection {
+                from: "status@example.com".into(),
+                ..MailOutSection::default()
+            })
+        );
+        for (text, wanted) in [
+            (
+                "[mail_out]\nfrom = \"s@example.com\"\nrelay = \"nohost\"\n",
+                "relay",
+            ),
+            ("[mail_out]\n", "from"),
+            ("[mail_out]\nfrom = \"<s@example.com>\"\n", "from"),
+            (
+                "[mail_out]\nfrom = \"s@example.com\"\nretry_first_secs = 0\n",
+                "retry_first_secs",
+            ),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(wanted), "{text}: {error}");
+        }
+    }
+
+    #[test]
     fn unknown_key_names_line_and_key() {
         let error = parse("data_dir = \"x\"\n[imap]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n")
             .unwrap_err();

@@ -138,6 +138,13 @@ pub(crate) fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> 
                 unsubscribe_token,
                 at
             ])?;
+            // Pending subscribers whose link expired are dead weight (they
+            // no longer count against the cap either); drop them here, at a
+            // point of the journal, so a replay drops the same ones.
+            conn.prepare_cached(
+                "DELETE FROM status_subscribers WHERE state = 'pending' AND created < ?1",
+            )?
+            .execute([at - CONFIRM_SECONDS_MAX])?;
             if confirm_hash.is_some() {
                 // The hourly caps look an hour back; older entries are dead weight.
                 conn.prepare_cached("DELETE FROM status_subscribe_log WHERE at < ?1")?

@@ -1388,12 +1388,14 @@ impl Writer {
                 limits,
             } => self.subscribe(
                 batch,
-                kind,
-                address,
-                confirm_hash.as_deref(),
-                unsubscribe_token,
-                ip.as_deref(),
-                limits,
+                subscribers::NewSubscriber {
+                    kind,
+                    address,
+                    confirm_hash: confirm_hash.as_deref(),
+                    unsubscribe_token,
+                    ip: ip.as_deref(),
+                    limits,
+                },
             ),
             Intent::ConfirmSubscriber { confirm_hash } => {
                 self.confirm_subscriber(batch, confirm_hash)

@@ -74,17 +74,30 @@ fn check_token(token: &str) -> Result<()> {
     Ok(())
 }
 
+/// The fields of an `Intent::StatusSubscribe`, borrowed.
+pub(super) struct NewSubscriber<'a> {
+    pub kind: &'a str,
+    pub address: &'a str,
+    pub confirm_hash: Option<&'a str>,
+    pub unsubscribe_token: &'a str,
+    pub ip: Option<&'a str>,
+    pub limits: &'a SubscribeLimits,
+}
+
 impl Writer {
     pub(super) fn subscribe(
         &mut self,
         batch: &mut Batch,
-        kind: &str,
-        address: &str,
-        confirm_hash: Option<&str>,
-        unsubscribe_token: &str,
-        ip: Option<&str>,
-        limits: &SubscribeLimits,
+        new: NewSubscriber<'_>,
     ) -> Result<Outcome> {
+        let NewSubscriber {
+            kind,
+            address,
+            confirm_hash,
+            unsubscribe_token,
+            ip,
+            limits,
+        } = new;
         let address = normalize_subscriber_address(kind, address)?;
         check_token(unsubscribe_token).map_err(|_| StoreError::invalid("bad unsubscribe token"))?;
         if let Some(hash) = confirm_hash {
