@@ -137,7 +137,7 @@ password = "secret"
 
         self.confirm_by_mail("alice@example.org")
         self.server.cli_ok("status", "subscriber", "add", "--email", "bob@example.org")
-        self.server.cli_ok("status", "subscriber", "add", "--sms", "+4912345678")
+        self.server.cli_ok("status", "subscriber", "add", "--sms", "+49 1234 5678")
         listed = self.subscribers()
         self.assertEqual(sorted((s["kind"], s["address"], s["state"]) for s in listed), [
             ("email", "alice@example.org", "active"),
