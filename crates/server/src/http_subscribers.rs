@@ -109,7 +109,9 @@ pub async fn subscribe(
         address: address.clone(),
         confirm_hash: Some(token_hash(&token)),
         unsubscribe_token: new_token(),
-        ip: peer.map(|Extension(ConnectInfo(a))| a.ip().to_string()),
+        // Only a hash of the client's address goes into the journal: enough
+        // for the hourly cap, not a log of who subscribed from where.
+        ip: peer.map(|Extension(ConnectInfo(a))| token_hash(&a.ip().to_string())),
         limits: subscriptions.limits,
     };
     let check_mail = || {

@@ -229,7 +229,8 @@ pub enum Record {
         /// The token of the unsubscribe link. Kept whole (not hashed): every
         /// notice carries it, so it is exactly as secret as the subscriber's mail.
         unsubscribe_token: String,
-        /// The client that asked (for the per-address hourly cap); none for admins.
+        /// The client that asked, as the web server names it (a SHA-256 of its
+        /// IP address), for the per-IP hourly cap; none for admins.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ip: Option<String>,
         at: i64,

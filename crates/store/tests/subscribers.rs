@@ -224,3 +224,20 @@ fn subscribing_is_bounded_and_checked() {
     assert_eq!(e.kind, ErrorKind::AlreadyExists);
     store.shutdown();
 }
+
+#[test]
+fn an_imported_incident_log_notifies_nobody() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    subscribe(&store, "email", "bob@example.org", None).unwrap();
+    let log = "Status (by sam at Fri Apr 15 14:34 UTC)\nDelivery is delayed.\n\
+               Update (by sam at Fri Apr 15 15:09 UTC)\nThe backlog is cleared.\n";
+    let parsed = status::import_log(log, 2011).unwrap();
+    store
+        .submit_one_blocking(Intent::StatusImport {
+            incidents: parsed.incidents,
+        })
+        .unwrap();
+    assert!(due(&store).is_empty(), "old posts are history, not news");
+    store.shutdown();
+}
