@@ -154,6 +154,28 @@ enum StatusCommand {
     /// Admin API tokens (`Authorization: Bearer TOKEN`).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// People who get a notice of every new post (email or SMS).
+    #[command(subcommand)]
+    Subscriber(SubscriberCommand),
+}
+
+#[derive(Subcommand)]
+enum SubscriberCommand {
+    /// List subscribers: id, kind, address, pending or active.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add an active subscriber (no confirmation mail: you vouch for it).
+    Add {
+        #[arg(long, conflicts_with = "sms", required_unless_present = "sms")]
+        email: Option<String>,
+        /// An E.164 number (+4912345678); notices go through the SMS outbox.
+        #[arg(long)]
+        sms: Option<String>,
+    },
+    /// Remove a subscriber by id (from `list`).
+    Remove { id: u64 },
 }
 
 #[derive(Subcommand)]
@@ -359,13 +381,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alias(AliasCommand::List) => AdminCommand::AliasList,
         Command::Mailbox(MailboxCommand::List { user }) => AdminCommand::MailboxList { user },
         Command::Store(StoreCommand::Gc { bytes_max }) => AdminCommand::Gc { bytes_max },
-        Command::Status(command) => match status_command(command) {
-            Ok(command) => command,
-            Err(message) => {
-                eprintln!("postern: {message}");
-                return Ok(ExitCode::from(admin::EX_USAGE as u8));
+        Command::Status(command) => {
+            match status_command(command).and_then(|c| subscriber_number(&config, &cli.config, c)) {
+                Ok(command) => command,
+                Err(message) => {
+                    eprintln!("postern: {message}");
+                    return Ok(ExitCode::from(admin::EX_USAGE as u8));
+                }
             }
-        },
+        }
         Command::Reconstruct {
             user,
             mailbox,
@@ -579,6 +603,46 @@ fn status_command(command: StatusCommand) -> Result<AdminCommand, String> {
         StatusCommand::Token(TokenCommand::Add { name }) => AdminCommand::TokenAdd { name },
         StatusCommand::Token(TokenCommand::List) => AdminCommand::TokenList,
         StatusCommand::Token(TokenCommand::Revoke { name }) => AdminCommand::TokenRevoke { name },
+        StatusCommand::Subscriber(SubscriberCommand::List { json }) => {
+            AdminCommand::SubscriberList { json }
+        }
+        StatusCommand::Subscriber(SubscriberCommand::Add { email, sms }) => {
+            AdminCommand::SubscriberAdd { email, sms }
+        }
+        StatusCommand::Subscriber(SubscriberCommand::Remove { id }) => {
+            AdminCommand::SubscriberRemove { id }
+        }
+    })
+}
+
+/// An SMS subscriber's number normalised to E.164 like `sms send` does it;
+/// refused without `[sms]`, which nothing would send their notices through.
+fn subscriber_number(
+    config: &Config,
+    path: &Option<PathBuf>,
+    command: AdminCommand,
+) -> Result<AdminCommand, String> {
+    let AdminCommand::SubscriberAdd {
+        email,
+        sms: Some(number),
+    } = command
+    else {
+        return Ok(command);
+    };
+    let Some(settings) = &config.sms else {
+        let file = path
+            .as_ref()
+            .map_or("the config".to_string(), |p| p.display().to_string());
+        return Err(format!(
+            "{file} has no [sms] section: nothing would send this subscriber's notices"
+        ));
+    };
+    let default_country = Some(settings.default_country.as_str()).filter(|c| !c.is_empty());
+    let number =
+        sms::normalize_e164(&number, default_country).map_err(|e| format!("{number:?}: {e}"))?;
+    Ok(AdminCommand::SubscriberAdd {
+        email,
+        sms: Some(number.as_str().to_string()),
     })
 }
 

@@ -110,6 +110,7 @@ python_test_files! {
     bad_input => "test_bad_input.py",
     cli => "test_cli.py",
     sms => "test_sms.py",
+    status_subscribers => "test_status_subscribers.py",
     quota => "test_quota.py",
     mbsync => "test_mbsync.py",
     imapclient => "test_imapclient.py",

@@ -103,6 +103,18 @@ pub enum AdminCommand {
     TokenRevoke {
         name: String,
     },
+    /// Status-page subscribers (email and SMS), oldest first.
+    SubscriberList {
+        json: bool,
+    },
+    /// Adds an active subscriber (no opt-in: an admin vouches for it).
+    SubscriberAdd {
+        email: Option<String>,
+        sms: Option<String>,
+    },
+    SubscriberRemove {
+        id: u64,
+    },
     /// Checks derived data against the journal and blobs; repairs unless `check`.
     Reconstruct {
         user: Option<String>,
@@ -182,21 +194,21 @@ pub struct AdminOutput {
 }
 
 impl AdminOutput {
-    fn ok(stdout: impl Into<String>) -> Self {
+    pub(crate) fn ok(stdout: impl Into<String>) -> Self {
         AdminOutput {
             exit: 0,
             stdout: stdout.into(),
             stderr: String::new(),
         }
     }
-    fn fail(exit: i32, stderr: impl Into<String>) -> Self {
+    pub(crate) fn fail(exit: i32, stderr: impl Into<String>) -> Self {
         AdminOutput {
             exit,
             stdout: String::new(),
             stderr: stderr.into(),
         }
     }
-    fn from_store(error: &StoreError) -> Self {
+    pub(crate) fn from_store(error: &StoreError) -> Self {
         let exit = match error.kind {
             ErrorKind::NotFound => EX_NOUSER,
             ErrorKind::Invalid | ErrorKind::AlreadyExists => EX_DATAERR,
@@ -258,6 +270,8 @@ pub struct AdminContext {
     pub sms_alerts: bool,
     /// `[reconstruct] max_read_mb_per_s`, in bytes (0: unthrottled).
     pub reconstruct_bytes_per_sec: u64,
+    /// `[http] subscribers_max`: admins add within the same cap.
+    pub subscribers_max: u64,
 }
 
 impl AdminContext {
@@ -265,6 +279,12 @@ impl AdminContext {
         AdminContext {
             sms_alerts: config.sms.is_some(),
             reconstruct_bytes_per_sec: config.reconstruct.max_read_mb_per_s * 1_000_000,
+            subscribers_max: config
+                .http
+                .as_ref()
+                .map_or(crate::config::HttpSection::default().subscribers_max, |h| {
+                    h.subscribers_max
+                }),
         }
     }
 }
@@ -850,6 +870,11 @@ pub fn execute_with_progress(
         | AdminCommand::TokenAdd { .. }
         | AdminCommand::TokenList
         | AdminCommand::TokenRevoke { .. } => status_command(store, command),
+        AdminCommand::SubscriberList { .. }
+        | AdminCommand::SubscriberAdd { .. }
+        | AdminCommand::SubscriberRemove { .. } => {
+            crate::subscribers::admin_command(store, &context, command)
+        }
         AdminCommand::Reconstruct {
             user,
             mailbox,
@@ -1040,6 +1065,9 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::TokenAdd { .. } => "status token add",
         AdminCommand::TokenList => "status token list",
         AdminCommand::TokenRevoke { .. } => "status token revoke",
+        AdminCommand::SubscriberList { .. } => "status subscriber list",
+        AdminCommand::SubscriberAdd { .. } => "status subscriber add",
+        AdminCommand::SubscriberRemove { .. } => "status subscriber remove",
         AdminCommand::SmsSend { .. } => "sms send",
         AdminCommand::SmsList { .. } => "sms list",
         AdminCommand::SmsAlert { .. } => "sms alert",

@@ -31,6 +31,39 @@ pub struct Config {
     /// The status page, its feed and APIs, health and metrics; none without
     /// the section when a config file is given.
     pub http: Option<HttpSection>,
+    /// Mail the server sends itself (status notices) through a relay; none
+    /// without the section.
+    pub mail_out: Option<MailOutSection>,
+}
+
+/// Outgoing mail (`[mail_out]`): how status notices and subscription
+/// confirmations leave, through a relay, as any application sends mail.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailOutSection {
+    /// The relay, "host:port" (plain SMTP; a local MTA is the usual setup).
+    pub relay: String,
+    /// The From address of every mail.
+    pub from: String,
+    /// One SMTP conversation (connect to QUIT) at most this long.
+    pub timeout_secs: u64,
+    /// Attempts of one notice before it is given up as failed.
+    pub attempts_max: u32,
+    /// The first retry of a notice waits this long; each later one twice as
+    /// long, up to an hour.
+    pub retry_first_secs: u64,
+}
+
+impl Default for MailOutSection {
+    fn default() -> Self {
+        MailOutSection {
+            relay: "127.0.0.1:25".into(),
+            from: String::new(),
+            timeout_secs: 60,
+            attempts_max: 20,
+            retry_first_secs: 30,
+        }
+    }
 }
 
 /// The HTTP server (`[http]`): status page, Atom feed, JSON, admin API,
@@ -53,6 +86,12 @@ pub struct HttpSection {
     pub grace_secs: u64,
     /// How often live health is measured, seconds (at least 1).
     pub health_interval_secs: u64,
+    /// Most status-page subscribers (active, and pending with a live link).
+    pub subscribers_max: u64,
+    /// Subscriptions asked for through the form in one hour, per address and
+    /// per client IP address.
+    pub subscribe_per_address_per_hour: u64,
+    pub subscribe_per_ip_per_hour: u64,
 }
 
 impl Default for HttpSection {
@@ -65,6 +104,9 @@ impl Default for HttpSection {
             delivery_usual_ms: 5_000,
             grace_secs: 300,
             health_interval_secs: 10,
+            subscribers_max: 10_000,
+            subscribe_per_address_per_hour: 3,
+            subscribe_per_ip_per_hour: 10,
         }
     }
 }
@@ -450,6 +492,7 @@ impl Default for Config {
             quota: QuotaSection::default(),
             reconstruct: ReconstructSection::default(),
             http: Some(HttpSection::default()),
+            mail_out: None,
         }
     }
 }
@@ -608,6 +651,13 @@ delivery_usual_ms = 5000
 grace_secs = 300
 # How often those figures are measured, in seconds.
 health_interval_secs = 10
+# Status notices by email (with [mail_out]): people subscribe with the form at
+# /status/subscribe and confirm by a mailed link. At most this many
+# subscribers, and this many subscriptions asked for in an hour for one
+# address and from one client IP address.
+subscribers_max = 10000
+subscribe_per_address_per_hour = 3
+subscribe_per_ip_per_hour = 10
 
 [reconstruct]
 # What `postern reconstruct` and the server's background repairs may read
@@ -655,6 +705,21 @@ messages = 0
 # National language shift tables (Turkish, Spanish, Portuguese): not supported;
 # must stay false (many SMSCs and handsets mishandle them anyway).
 # national_tables = false
+
+# Mail the server sends itself: status-page notices and subscription
+# confirmations, through a relay, in plain SMTP. Off without this section (the
+# page then offers no subscription by email); uncomment it to send.
+# [mail_out]
+# The relay, "host:port": usually the local MTA.
+# relay = "127.0.0.1:25"
+# The From address of notices, e.g. "status@example.com" (required).
+# from = ""
+# Longest SMTP conversation, connect to QUIT, in seconds.
+# timeout_secs = 60
+# Attempts of one notice (temporary failures are retried with backoff, from
+# retry_first_secs doubling to an hour) before it is recorded as failed.
+# attempts_max = 20
+# retry_first_secs = 30
 "#;
 
 /// Reads a config file. Errors name the file, the line and the key.
@@ -785,7 +850,40 @@ fn validate_sms(sms: &SmsSection) -> Result<(), String> {
     Ok(())
 }
 
+fn validate_mail_out(mail: &MailOutSection) -> Result<(), String> {
+    let (host, port) = mail
+        .relay
+        .rsplit_once(':')
+        .ok_or_else(|| format!("[mail_out] relay {:?} must be \"host:port\"", mail.relay))?;
+    if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
+        return Err(format!(
+            "[mail_out] relay {:?} must be \"host:port\"",
+            mail.relay
+        ));
+    }
+    let at = mail.from.find('@').unwrap_or(0);
+    if at == 0
+        || at + 1 >= mail.from.len()
+        || mail.from.len() > 254
+        || mail
+            .from
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>\"".contains(c))
+    {
+        return Err("[mail_out] from must be an address such as \"status@example.com\"".into());
+    }
+    if mail.timeout_secs == 0 || mail.attempts_max == 0 || mail.retry_first_secs == 0 {
+        return Err(
+            "[mail_out] timeout_secs, attempts_max and retry_first_secs must be at least 1".into(),
+        );
+    }
+    Ok(())
+}
+
 fn validate(config: &Config) -> Result<(), String> {
+    if let Some(mail) = &config.mail_out {
+        validate_mail_out(mail)?;
+    }
     if let Some(imap) = &config.imap
         && (imap.max_literal == 0 || imap.max_line < 1024)
     {
@@ -847,6 +945,44 @@ mod tests {
     fn printed_defaults_are_the_defaults() {
         let parsed = parse(DEFAULT_CONFIG).expect("default config parses");
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn the_commented_mail_out_section_is_its_defaults_and_is_checked() {
+        // Uncommenting the printed section (with a From) gives the defaults.
+        let section = DEFAULT_CONFIG
+            .split("# [mail_out]\n")
+            .nth(1)
+            .expect("the default config shows [mail_out]");
+        let uncommented: String = section
+            .lines()
+            .filter(|l| l.starts_with("# ") && l.contains(" = "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect::<String>()
+            .replace("from = \"\"", "from = \"status@example.com\"");
+        let config = parse(&format!("[mail_out]\n{uncommented}")).expect("parses");
+        assert_eq!(
+            config.mail_out,
+            Some(MailOutSection {
+                from: "status@example.com".into(),
+                ..MailOutSection::default()
+            })
+        );
+        for (text, wanted) in [
+            (
+                "[mail_out]\nfrom = \"s@example.com\"\nrelay = \"nohost\"\n",
+                "relay",
+            ),
+            ("[mail_out]\n", "from"),
+            ("[mail_out]\nfrom = \"<s@example.com>\"\n", "from"),
+            (
+                "[mail_out]\nfrom = \"s@example.com\"\nretry_first_secs = 0\n",
+                "retry_first_secs",
+            ),
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(error.contains(wanted), "{text}: {error}");
+        }
     }
 
     #[test]

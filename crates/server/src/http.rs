@@ -42,6 +42,8 @@ pub struct HttpState {
     pub health: Mutex<(status::Health, status::HealthWatch)>,
     /// Login counters at the last health measurement (the rate is per interval).
     logins_seen: Mutex<(u64, u64)>,
+    /// Subscribing by email, when `[mail_out]` is configured.
+    pub subscriptions: Option<crate::http_subscribers::Subscriptions>,
 }
 
 impl HttpState {
@@ -62,6 +64,7 @@ impl HttpState {
             connections,
             health: Mutex::new(Default::default()),
             logins_seen: Mutex::new((0, 0)),
+            subscriptions: None,
         }
     }
 
@@ -101,6 +104,16 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/status/incidents/{id}", get(incident_page))
         .route(status::FEED_PATH, get(feed))
         .route(status::JSON_PATH, get(status_json))
+        .route(
+            status::SUBSCRIBE_PATH,
+            get(crate::http_subscribers::form).post(crate::http_subscribers::subscribe),
+        )
+        .route(status::CONFIRM_PATH, get(crate::http_subscribers::confirm))
+        .route(
+            status::UNSUBSCRIBE_PATH,
+            get(crate::http_subscribers::unsubscribe_page)
+                .post(crate::http_subscribers::unsubscribe),
+        )
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/admin/incidents", post(admin_open).get(admin_list))
@@ -148,7 +161,7 @@ fn from_store(e: &StoreError) -> Response {
     error(status, e.message.clone())
 }
 
-fn html(body: String) -> Response {
+pub(crate) fn html(body: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),

@@ -9,11 +9,14 @@ pub mod admin;
 pub mod config;
 pub mod connections;
 pub mod http;
+pub mod http_subscribers;
 pub mod lmtp_target;
+pub mod mail_out;
 pub mod metrics;
 pub mod open_files;
 pub mod repair;
 pub mod sms;
+pub mod subscribers;
 pub mod tls;
 
 use anyhow::{Context, anyhow};
@@ -350,7 +353,18 @@ pub async fn run(
             section.public_url.clone()
         };
         let site = status::Site::new(&section.site_name, &public_url)
-            .map_err(|e| anyhow!("[http] public_url / site_name: {e}"))?;
+            .map_err(|e| anyhow!("[http] public_url / site_name: {e}"))?
+            .with_subscriptions(config.mail_out.is_some());
+        // Status notices: email through [mail_out], SMS into the SMS outbox.
+        if config.mail_out.is_some() || config.sms.is_some() {
+            let sender = subscribers::NoticeSender {
+                store: store.clone(),
+                site: site.clone(),
+                mail: config.mail_out.clone(),
+                hostname: config.hostname.clone(),
+            };
+            http_tasks.push(tokio::spawn(sender.run(shutdown.clone())));
+        }
         let policy = status::HealthPolicy {
             delivery_latency_p50_ms_max: section.delivery_degraded_ms,
             delivery_latency_usual_ms: section.delivery_usual_ms,
@@ -358,14 +372,28 @@ pub async fn run(
             ..status::HealthPolicy::default()
         };
         let (imap_open, lmtp_open) = (Arc::clone(&imap_limits), Arc::clone(&lmtp_limits));
-        let state = Arc::new(http::HttpState::new(
+        let mut state = http::HttpState::new(
             store.clone(),
             site,
             policy,
             Arc::clone(&delivery_metrics),
             Arc::clone(&imap_metrics),
             Arc::new(move || (imap_open.open(), lmtp_open.open())),
-        ));
+        );
+        state.subscriptions =
+            config
+                .mail_out
+                .as_ref()
+                .map(|mail| http_subscribers::Subscriptions {
+                    mail: mail.clone(),
+                    hostname: config.hostname.clone(),
+                    limits: store::SubscribeLimits {
+                        total_max: section.subscribers_max,
+                        per_address_per_hour_max: section.subscribe_per_address_per_hour,
+                        per_ip_per_hour_max: section.subscribe_per_ip_per_hour,
+                    },
+                });
+        let state = Arc::new(state);
         http_tasks.push(tokio::spawn(http::measure_periodically(
             Arc::clone(&state),
             Duration::from_secs(section.health_interval_secs.max(1)),
@@ -375,6 +403,8 @@ pub async fn run(
             let app = http::router(Arc::clone(&state));
             let mut stop = shutdown.clone();
             http_tasks.push(tokio::spawn(async move {
+                // With the peer's address: subscribing is capped per client IP.
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
                 let served = axum::serve(socket, app)
                     .with_graceful_shutdown(async move {
                         while !*stop.borrow() {

@@ -222,6 +222,11 @@ fn status_page(out: &mut String, input: &PageInput<'_>) -> fmt::Result {
         article(out, site, incident, now, 3, false)?;
     }
     writeln!(out, "</section>")?;
+    if site.subscriptions() {
+        section_start(out, "subscribe", "Get notices by email")?;
+        crate::subscribe::subscribe_form(out, site)?;
+        writeln!(out, "</section>")?;
+    }
     writeln!(out, "</main>")?;
     footer(out, site, false)
 }
@@ -326,7 +331,12 @@ fn incident_page(out: &mut String, site: &Site, incident: &Incident, now: i64) -
 }
 
 /// From the doctype to the skip link.
-fn head(out: &mut String, site: &Site, title: &str, links: &[(&str, String)]) -> fmt::Result {
+pub(crate) fn head(
+    out: &mut String,
+    site: &Site,
+    title: &str,
+    links: &[(&str, String)],
+) -> fmt::Result {
     writeln!(out, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>")?;
     writeln!(out, "<meta charset=\"utf-8\">")?;
     writeln!(
@@ -355,7 +365,7 @@ fn head(out: &mut String, site: &Site, title: &str, links: &[(&str, String)]) ->
     )
 }
 
-fn footer(out: &mut String, site: &Site, link_status: bool) -> fmt::Result {
+pub(crate) fn footer(out: &mut String, site: &Site, link_status: bool) -> fmt::Result {
     writeln!(
         out,
         "<footer>\n<nav aria-label=\"Status pages\">\n<ul class=\"links\">"
@@ -365,6 +375,9 @@ fn footer(out: &mut String, site: &Site, link_status: bool) -> fmt::Result {
         ("Atom feed", FEED_PATH),
         ("JSON", JSON_PATH),
     ];
+    if site.subscriptions() {
+        links.push(("Get notices by email", crate::notice::SUBSCRIBE_PATH));
+    }
     if link_status {
         links.insert(0, ("Current status", STATUS_PATH));
     }

@@ -129,7 +129,9 @@ mod html;
 mod import;
 mod json;
 mod model;
+mod notice;
 mod site;
+mod subscribe;
 mod summary;
 mod text;
 mod validate;
@@ -160,7 +162,12 @@ pub use model::{
     COMPONENTS_PER_INCIDENT_MAX, Component, ComponentState, EDITS_PER_POST_MAX, Edit, Impact,
     Incident, Kind, POSTS_PER_INCIDENT_MAX, Phase, Post, PostRole, SetBy, State,
 };
+pub use notice::{
+    CONFIRM_PATH, MailHeaders, SUBSCRIBE_PATH, UNSUBSCRIBE_PATH, mail_date, notice_sms_text,
+    render_confirmation_mail, render_notice_mail,
+};
 pub use site::{PUBLIC_URL_BYTES_MAX, SITE_NAME_BYTES_MAX, Site};
+pub use subscribe::{render_message_page, render_subscribe_page, render_unsubscribe_page};
 pub use summary::{
     MAINTENANCE_SHOWN_MAX, OPEN_SHOWN_MAX, RECENT_DAYS, RECENT_SHOWN_MAX, Summary, banner,
     summarize,

@@ -14,6 +14,9 @@ pub const SITE_NAME_BYTES_MAX: usize = 100;
 pub struct Site {
     name: String,
     public_url: String,
+    /// Whether people can subscribe to notices by email (`[mail_out]` is
+    /// configured): the pages then show the form and link to it.
+    subscriptions: bool,
 }
 
 impl Site {
@@ -50,7 +53,19 @@ impl Site {
         Ok(Site {
             name: name.to_owned(),
             public_url: check_public_url(public_url)?,
+            subscriptions: false,
         })
+    }
+
+    /// The same site, with the subscribe form shown (or not).
+    pub fn with_subscriptions(mut self, subscriptions: bool) -> Site {
+        self.subscriptions = subscriptions;
+        self
+    }
+
+    /// Whether the pages offer subscribing by email.
+    pub fn subscriptions(&self) -> bool {
+        self.subscriptions
     }
 
     /// The site's name.

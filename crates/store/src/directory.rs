@@ -192,7 +192,7 @@ pub fn sms(conn: &Connection, id: u64) -> Result<Option<Sms>> {
 }
 
 pub fn open(path: &Path) -> Result<Connection> {
-    open_db(path, SCHEMA)
+    open_db(path, &format!("{SCHEMA}{}", crate::subscribers::SCHEMA))
 }
 
 pub fn user_exists(conn: &Connection, name: &str) -> Result<bool> {
@@ -311,6 +311,8 @@ pub fn unreferenced_blobs(conn: &Connection) -> Result<Vec<(BlobHash, BlobLocati
 
 /// Applies one record; the caller records the LSN (see `index::apply`).
 pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
+    // Subscribers and their notices (and the notices a new post queues).
+    crate::subscribers::apply(conn, lsn, record)?;
     match record {
         Record::UserAdded {
             user,
@@ -624,7 +626,13 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
         | Record::MailboxRenamed { .. }
         | Record::MailboxDeleted { .. }
         | Record::Subscribed { .. }
-        | Record::FlagsChanged { .. } => {}
+        | Record::FlagsChanged { .. }
+        | Record::SubscriberAdded { .. }
+        | Record::SubscriberConfirmed { .. }
+        | Record::SubscriberRemoved { .. }
+        | Record::NoticeSent { .. }
+        | Record::NoticeRetry { .. }
+        | Record::NoticeFailed { .. } => {}
     }
     let _ = lsn;
     Ok(())

@@ -672,6 +672,12 @@ pub fn apply(
         | Record::StatusEdited { .. }
         | Record::StatusComponentSet { .. }
         | Record::AdminTokenSet { .. }
+        | Record::SubscriberAdded { .. }
+        | Record::SubscriberConfirmed { .. }
+        | Record::SubscriberRemoved { .. }
+        | Record::NoticeSent { .. }
+        | Record::NoticeRetry { .. }
+        | Record::NoticeFailed { .. }
         | Record::QuotaSet { .. } => {}
     }
     let _ = lsn;

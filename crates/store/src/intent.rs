@@ -192,6 +192,34 @@ pub enum Intent {
         name: String,
         hash: Option<String>,
     },
+    /// Adds a status-page subscriber: pending with `confirm_hash` (the
+    /// SHA-256 of the mailed token), else active at once (an admin adds).
+    /// `AlreadyExists` when the address is subscribed and active; `OverQuota`
+    /// over a cap of `limits`.
+    StatusSubscribe {
+        kind: String,
+        address: String,
+        confirm_hash: Option<String>,
+        unsubscribe_token: String,
+        ip: Option<String>,
+        limits: SubscribeLimits,
+    },
+    /// Confirms the pending subscriber whose token has this SHA-256;
+    /// `NotFound` when none has, or its link expired.
+    ConfirmSubscriber {
+        confirm_hash: String,
+    },
+    /// Removes a subscriber by id (admins) or by unsubscribe token (the link).
+    RemoveSubscriber {
+        id: Option<u64>,
+        unsubscribe_token: Option<String>,
+    },
+    /// What became of one notice.
+    NoticeOutcome {
+        post: u64,
+        subscriber: u64,
+        outcome: NoticeOutcome,
+    },
     /// COPY, or MOVE when `remove_source` is set.
     Copy {
         user: String,
@@ -263,6 +291,37 @@ pub enum Fix {
     Rebuilding(bool),
 }
 
+/// The bounds on subscribing (see [`Intent::StatusSubscribe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscribeLimits {
+    /// Subscribers in all (active, and pending with a live link).
+    pub total_max: u64,
+    /// Web subscriptions for one address in the last hour.
+    pub per_address_per_hour_max: u64,
+    /// Web subscriptions from one client address in the last hour.
+    pub per_ip_per_hour_max: u64,
+}
+
+/// What became of a notice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoticeOutcome {
+    /// The relay accepted the mail.
+    Sent,
+    /// An SMS subscriber's notice: queued in the SMS outbox (purpose
+    /// `status`) in the same commit that marks the notice sent.
+    QueueSms {
+        text: String,
+    },
+    /// Temporary: try again from `not_before` (seconds since the epoch).
+    Retry {
+        not_before: i64,
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
+}
+
 /// The result of one send attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SmsOutcome {
@@ -309,6 +368,10 @@ pub enum Outcome {
         expunged: Vec<u32>,
     },
     SmsQueued {
+        id: u64,
+    },
+    /// A subscriber added, confirmed or removed.
+    Subscriber {
         id: u64,
     },
     /// A status post stored: its incident and its own id.

@@ -28,14 +28,19 @@ pub mod record;
 mod recovery;
 pub mod repair_queue;
 mod store;
+pub mod subscribers;
 pub mod types;
 pub mod writer;
 
 pub use directory::Sms;
 pub use error::{ErrorKind, Result, StoreError};
 pub use index::{Changes, MailboxCounts, MailboxInfo, MessageMeta};
-pub use intent::{Fix, Intent, MailboxRef, Outcome, Prepared, RepairGuard, SmsOutcome};
+pub use intent::{
+    Fix, Intent, MailboxRef, NoticeOutcome, Outcome, Prepared, RepairGuard, SmsOutcome,
+    SubscribeLimits,
+};
 pub use store::{Quota, Store, StoreConfig, UserReader};
+pub use subscribers::{Notice, Subscriber};
 pub use types::{BlobHash, FlagMode, SmsAlert, canonical_user_name};
 pub use writer::{
     DEFAULT_MAILBOXES, SEPARATOR, SMS_TEXT_BYTES_MAX, Stats, validate_mailbox_name, validate_sms,

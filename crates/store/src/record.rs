@@ -214,6 +214,60 @@ pub enum Record {
         hash: Option<String>,
         at: i64,
     },
+    /// A status-page subscriber: pending until confirmed when `confirm_hash`
+    /// (the SHA-256 of the token mailed to them) is set, active at once when
+    /// an admin added them. Its id is this record's LSN. A new pending entry
+    /// for the same address replaces the old one (a fresh token).
+    SubscriberAdded {
+        id: u64,
+        /// `email` or `sms`.
+        kind: String,
+        /// An email address, or an E.164 number for `sms`.
+        address: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        confirm_hash: Option<String>,
+        /// The token of the unsubscribe link. Kept whole (not hashed): every
+        /// notice carries it, so it is exactly as secret as the subscriber's mail.
+        unsubscribe_token: String,
+        /// The client that asked, as the web server names it (a SHA-256 of its
+        /// IP address), for the per-IP hourly cap; none for admins.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ip: Option<String>,
+        at: i64,
+    },
+    /// The subscriber followed the confirmation link: notices go to them from now on.
+    SubscriberConfirmed {
+        id: u64,
+        at: i64,
+    },
+    /// The subscriber is gone (unsubscribed or removed by an admin); notices
+    /// still queued for them are dropped.
+    SubscriberRemoved {
+        id: u64,
+        at: i64,
+    },
+    /// The relay accepted the notice of `post` for `subscriber` (or, for SMS,
+    /// it entered the SMS outbox in the same commit).
+    NoticeSent {
+        post: u64,
+        subscriber: u64,
+        at: i64,
+    },
+    /// A temporary failure: try again from `not_before`.
+    NoticeRetry {
+        post: u64,
+        subscriber: u64,
+        not_before: i64,
+        reason: String,
+        at: i64,
+    },
+    /// A permanent failure (the relay refused, or too many attempts).
+    NoticeFailed {
+        post: u64,
+        subscriber: u64,
+        reason: String,
+        at: i64,
+    },
 }
 
 impl Record {
@@ -226,6 +280,21 @@ impl Record {
                 | Record::SmsRetry { .. }
                 | Record::SmsFailed { .. }
                 | Record::SmsReceipt { .. }
+        )
+    }
+
+    /// Whether the record changes the notice outbox (the notice sender waits on it).
+    pub fn is_notice(&self) -> bool {
+        matches!(
+            self,
+            Record::StatusOpened {
+                fingerprint: None,
+                ..
+            } | Record::StatusPosted {
+                fingerprint: None,
+                ..
+            } | Record::SubscriberConfirmed { .. }
+                | Record::NoticeRetry { .. }
         )
     }
 
@@ -249,7 +318,13 @@ impl Record {
             | Record::StatusPosted { .. }
             | Record::StatusEdited { .. }
             | Record::StatusComponentSet { .. }
-            | Record::AdminTokenSet { .. } => None,
+            | Record::AdminTokenSet { .. }
+            | Record::SubscriberAdded { .. }
+            | Record::SubscriberConfirmed { .. }
+            | Record::SubscriberRemoved { .. }
+            | Record::NoticeSent { .. }
+            | Record::NoticeRetry { .. }
+            | Record::NoticeFailed { .. } => None,
             Record::UserDeleted { user }
             | Record::MailboxCreated { user, .. }
             | Record::MailboxRenamed { user, .. }

@@ -469,6 +469,36 @@ impl Store {
         self.inner.notifier.subscribe(crate::writer::SMS_WATCH_KEY)
     }
 
+    /// Bumped after every commit that queues or reschedules a status notice.
+    pub fn watch_notices(&self) -> watch::Receiver<u64> {
+        self.inner
+            .notifier
+            .subscribe(crate::writer::NOTICE_WATCH_KEY)
+    }
+
+    /// Status notices due at `now`, oldest post first.
+    pub fn notices_due(&self, now: i64, max: usize) -> Result<Vec<crate::subscribers::Notice>> {
+        self.with_server(|c| crate::subscribers::notices_due(c, now, max))
+    }
+
+    /// When the next queued status notice is due, if any is queued.
+    pub fn next_notice_due(&self) -> Result<Option<i64>> {
+        self.with_server(crate::subscribers::next_notice_due)
+    }
+
+    /// Status-page subscribers, oldest first.
+    pub fn subscribers(&self, max: usize) -> Result<Vec<crate::subscribers::Subscriber>> {
+        self.with_server(|c| crate::subscribers::subscribers(c, max))
+    }
+
+    /// The subscriber an unsubscribe link names.
+    pub fn subscriber_by_unsubscribe_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<crate::subscribers::Subscriber>> {
+        self.with_server(|c| crate::subscribers::subscriber_by_unsubscribe_token(c, token))
+    }
+
     /// Queued SMS whose next attempt is due at `now` (seconds since the epoch), oldest first.
     pub fn sms_due(&self, now: i64, max: usize) -> Result<Vec<directory::Sms>> {
         self.with_server(|c| directory::sms_due(c, now, max))

@@ -30,6 +30,10 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "writer_subscribers.rs"]
+mod subscribers;
+pub use subscribers::{EMAIL_BYTES_MAX, normalize_subscriber_address};
+
 /// Mailboxes every new user gets, with their SPECIAL-USE attribute (RFC 6154).
 pub const DEFAULT_MAILBOXES: [(&str, Option<&str>); 6] = [
     ("INBOX", None),
@@ -275,6 +279,9 @@ impl Writer {
                 }
                 if batch.entries.iter().any(|e| e.record.is_sms()) {
                     self.notifier.notify(SMS_WATCH_KEY);
+                }
+                if batch.entries.iter().any(|e| e.record.is_notice()) {
+                    self.notifier.notify(NOTICE_WATCH_KEY);
                 }
                 for user in &batch.deleted_users {
                     self.users.remove(user);
@@ -1373,6 +1380,36 @@ impl Writer {
                 Ok(Outcome::Done)
             }
             Intent::StatusImport { incidents } => self.import_status(batch, incidents),
+            Intent::StatusSubscribe {
+                kind,
+                address,
+                confirm_hash,
+                unsubscribe_token,
+                ip,
+                limits,
+            } => self.subscribe(
+                batch,
+                subscribers::NewSubscriber {
+                    kind,
+                    address,
+                    confirm_hash: confirm_hash.as_deref(),
+                    unsubscribe_token,
+                    ip: ip.as_deref(),
+                    limits,
+                },
+            ),
+            Intent::ConfirmSubscriber { confirm_hash } => {
+                self.confirm_subscriber(batch, confirm_hash)
+            }
+            Intent::RemoveSubscriber {
+                id,
+                unsubscribe_token,
+            } => self.remove_subscriber(batch, *id, unsubscribe_token.as_deref()),
+            Intent::NoticeOutcome {
+                post,
+                subscriber,
+                outcome,
+            } => self.notice_outcome(batch, *post, *subscriber, outcome),
             Intent::Repair { user, guard, fixes } => {
                 let recreate = match guard {
                     RepairGuard::Recreate { at_lsn } => {
@@ -1900,7 +1937,11 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::StatusEdit { .. }
         | Intent::StatusComponent { .. }
         | Intent::StatusImport { .. }
-        | Intent::AdminToken { .. } => None,
+        | Intent::AdminToken { .. }
+        | Intent::StatusSubscribe { .. }
+        | Intent::ConfirmSubscriber { .. }
+        | Intent::RemoveSubscriber { .. }
+        | Intent::NoticeOutcome { .. } => None,
     }
 }
 
@@ -1914,6 +1955,8 @@ const SMSC_ID_BYTES_MAX: usize = 128;
 const SMS_REASON_BYTES_MAX: usize = 1000;
 /// The notifier key that wakes the SMS sender (no user name has a NUL).
 pub const SMS_WATCH_KEY: &str = "\0sms";
+/// The notifier key that wakes the status notice sender.
+pub const NOTICE_WATCH_KEY: &str = "\0notice";
 
 /// An outbox entry's fields as the store keeps them: `to` in E.164 (`+`, then 7
 /// to 15 digits, the first not 0), a text that is not empty or too long, a short
