@@ -838,6 +838,40 @@ class StatusTest(StatusTestCase):
         self.assertEqual(self.admin("GET", "/api/admin/incidents").status, 200)
         self.assertNotEqual(self.server.cli("status", "token", "revoke", "no-such-token").returncode, 0)
 
+    def test_cli_opens_an_editor_on_a_terminal(self):
+        """With a terminal for stdin the post is written in $EDITOR, as git
+        commit does; lines starting with # are left out; an empty text posts
+        nothing."""
+        with tempfile.TemporaryDirectory(prefix="postern-editor-") as tmp:
+            editor = Path(tmp) / "editor.sh"
+            editor.write_text("#!/bin/sh\nprintf 'Written in the editor.\\n# not posted\\n' > \"$1\"\n")
+            editor.chmod(0o700)
+            empty = Path(tmp) / "empty.sh"
+            empty.write_text("#!/bin/sh\n: > \"$1\"\n")
+            empty.chmod(0o700)
+            title = f"Edited in an editor {unique_marker()}"
+
+            def run(editor_path: Path) -> subprocess.CompletedProcess:
+                master, slave = os.openpty()
+                try:
+                    return subprocess.run(
+                        [POSTERN_BIN, "--config", str(self.server.config_path), "status", "open", "--title", title],
+                        stdin=slave, capture_output=True, timeout=CLI_TIMEOUT_S,
+                        env={**os.environ, "EDITOR": str(editor_path), "VISUAL": ""},
+                    )
+                finally:
+                    os.close(slave)
+                    os.close(master)
+
+            refused = run(empty)
+            self.assertNotEqual(refused.returncode, 0, refused)
+            self.assertIn(b"nothing posted", refused.stderr)
+            done = run(editor)
+            self.assertEqual(done.returncode, 0, done.stderr)
+        incidents = [i for i in self.cli_json("status", "list") if i["title"] == title]
+        self.assertEqual(len(incidents), 1, "the empty text posted nothing, the written one posted once")
+        self.assertEqual(incidents[0]["posts"][0]["text"], "Written in the editor.")
+
     def test_bad_cli_input_is_refused_and_stores_nothing(self):
         """Unknown incident or post, empty title, unknown state or impact,
         text over 20,000 bytes, a bad maintenance window, a bad --year: a

@@ -482,12 +482,71 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// a post's text; this only stops a runaway pipe).
 const STDIN_TEXT_BYTES_MAX: u64 = 1024 * 1024;
 
+/// A post's text: from stdin, or, when stdin is a terminal, written in
+/// `$VISUAL` / `$EDITOR` (default `vi`), as `git commit` does.
 fn stdin_text() -> Result<String, String> {
+    if std::io::stdin().is_terminal() {
+        return editor_text();
+    }
     let mut text = String::new();
     std::io::stdin()
         .take(STDIN_TEXT_BYTES_MAX)
         .read_to_string(&mut text)
         .map_err(|e| format!("cannot read the text from stdin: {e}"))?;
+    Ok(text)
+}
+
+const EDITOR_HELP: &str = "\n# Write the post above: plain text, paragraphs separated by a blank line,\n# links as they are. Lines starting with # are left out. Save and quit to\n# post; an empty text posts nothing.\n";
+
+fn editor_text() -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let set = |name: &str| std::env::var(name).ok().filter(|e| !e.trim().is_empty());
+    let editor = set("VISUAL")
+        .or_else(|| set("EDITOR"))
+        .unwrap_or_else(|| "vi".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let path =
+        std::env::temp_dir().join(format!("postern-post-{}-{nanos}.txt", std::process::id()));
+    // Owner-only and new: nobody else reads a draft or swaps the file.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    file.write_all(EDITOR_HELP.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    drop(file);
+    // Through the shell, so EDITOR may carry arguments ("code --wait").
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("{editor} \"$1\""))
+        .arg("sh")
+        .arg(&path)
+        .status();
+    let text = std::fs::read(&path);
+    let _ = std::fs::remove_file(&path);
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            return Err(format!(
+                "the editor ({editor}) failed ({s}); nothing posted"
+            ));
+        }
+        Err(e) => return Err(format!("cannot run the editor ({editor}): {e}")),
+    }
+    let text = text.map_err(|e| format!("cannot read the text back: {e}"))?;
+    if text.len() as u64 > STDIN_TEXT_BYTES_MAX {
+        return Err("the text is too long".into());
+    }
+    let text = String::from_utf8(text).map_err(|_| "the text is not UTF-8".to_string())?;
+    let kept: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let text = kept.join("\n").trim().to_string();
+    if text.is_empty() {
+        return Err("empty text: nothing posted".into());
+    }
     Ok(text)
 }
 
