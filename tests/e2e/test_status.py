@@ -1098,7 +1098,8 @@ class StatusTest(StatusTestCase):
             return parse_metrics(response.text())
 
         before, types = metrics()
-        for name in ("postern_imap_connections", "postern_lmtp_deliveries_total", "postern_store_queue_depth"):
+        for name in ("postern_imap_connections", "postern_lmtp_connections", "postern_smtp_connections",
+                     "postern_lmtp_deliveries_total", "postern_store_queue_depth", "postern_repair_queue_depth"):
             self.assertIsNotNone(metric_sum(before, name), f"{name} is not in /metrics")
         self.assertIn(types.get("postern_delivery_seconds"), ("histogram", "summary"),
                       "postern_delivery_seconds is a histogram or a summary")

@@ -30,6 +30,15 @@ const CURRENT_MAX: u64 = 500;
 /// Incidents per history page.
 const HISTORY_PER_PAGE: u64 = 20;
 
+/// Open connections per listener kind, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenConnections {
+    /// IMAP and IMAPS together.
+    pub imap: usize,
+    pub lmtp: usize,
+    pub smtp: usize,
+}
+
 /// What the handlers share.
 pub struct HttpState {
     pub store: Store,
@@ -37,8 +46,8 @@ pub struct HttpState {
     pub policy: status::HealthPolicy,
     pub deliveries: Arc<DeliveryMetrics>,
     pub imap: Arc<imap::ImapMetrics>,
-    /// Open IMAP (with IMAPS) and LMTP connections.
-    pub connections: Arc<dyn Fn() -> (usize, usize) + Send + Sync>,
+    /// Open connections per listener kind.
+    pub connections: Arc<dyn Fn() -> OpenConnections + Send + Sync>,
     pub health: Mutex<(status::Health, status::HealthWatch)>,
     /// Login counters at the last health measurement (the rate is per interval).
     logins_seen: Mutex<(u64, u64)>,
@@ -53,7 +62,7 @@ impl HttpState {
         policy: status::HealthPolicy,
         deliveries: Arc<DeliveryMetrics>,
         imap: Arc<imap::ImapMetrics>,
-        connections: Arc<dyn Fn() -> (usize, usize) + Send + Sync>,
+        connections: Arc<dyn Fn() -> OpenConnections + Send + Sync>,
     ) -> Self {
         HttpState {
             store,
@@ -343,7 +352,7 @@ async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
     let mut out = String::with_capacity(4096);
-    let (imap, lmtp) = (state.connections)();
+    let OpenConnections { imap, lmtp, smtp } = (state.connections)();
     let stats = state.store.stats();
     let _ = writeln!(
         out,
@@ -353,6 +362,9 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
          # HELP postern_lmtp_connections Open LMTP connections.\n\
          # TYPE postern_lmtp_connections gauge\n\
          postern_lmtp_connections {lmtp}\n\
+         # HELP postern_smtp_connections Open inbound SMTP connections.\n\
+         # TYPE postern_smtp_connections gauge\n\
+         postern_smtp_connections {smtp}\n\
          # HELP postern_imap_logins_total IMAP logins by result.\n\
          # TYPE postern_imap_logins_total counter\n\
          postern_imap_logins_total{{result=\"ok\"}} {}\n\

@@ -371,14 +371,22 @@ pub async fn run(
             grace_seconds: section.grace_secs.min(i64::MAX as u64) as i64,
             ..status::HealthPolicy::default()
         };
-        let (imap_open, lmtp_open) = (Arc::clone(&imap_limits), Arc::clone(&lmtp_limits));
+        let (imap_open, lmtp_open, smtp_open) = (
+            Arc::clone(&imap_limits),
+            Arc::clone(&lmtp_limits),
+            Arc::clone(&smtp_limits),
+        );
         let mut state = http::HttpState::new(
             store.clone(),
             site,
             policy,
             Arc::clone(&delivery_metrics),
             Arc::clone(&imap_metrics),
-            Arc::new(move || (imap_open.open(), lmtp_open.open())),
+            Arc::new(move || http::OpenConnections {
+                imap: imap_open.open(),
+                lmtp: lmtp_open.open(),
+                smtp: smtp_open.open(),
+            }),
         );
         state.subscriptions =
             config
