@@ -216,6 +216,35 @@ class MailboxTest(ServerTestCase):
         self.assertNotIn("Lists/Rust", list_entries(client.command('LSUB "" "*"').ok()))
         self.assertNotIn("Lists/Rust", list_entries(client.command('LIST (SUBSCRIBED) "" "*"').ok()))
 
+    def test_list_subscribed_recursivematch_reports_childinfo(self):
+        # RFC 5258 3.5: a name the pattern matches, with a subscribed
+        # descendant the pattern does not match, comes with CHILDINFO.
+        _, _, client = self.session()
+        client.command('CREATE "Work/Projects/Rust"').ok()
+        client.command('CREATE "Old/2025"').ok()
+        client.command('SUBSCRIBE "Work/Projects/Rust"').ok()
+        client.command('CREATE "Gone/Child"').ok()
+        client.command('SUBSCRIBE "Gone/Child"').ok()
+        client.command('DELETE "Gone/Child"').ok()
+        client.command('DELETE "Gone"').ok()
+        result = client.command('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"').ok()
+        entries = list_entries(result)
+        self.assertEqual(text(entries["Work"]["extra"][0][0]), "CHILDINFO")
+        self.assertEqual([text(v) for v in entries["Work"]["extra"][0][1]], ["SUBSCRIBED"])
+        self.assertNotIn("\\subscribed", lower_flags(entries["Work"]))
+        # A parent that is no mailbox is still reported, as \NonExistent.
+        self.assertIn("\\nonexistent", lower_flags(entries["Gone"]))
+        self.assertEqual(text(entries["Gone"]["extra"][0][0]), "CHILDINFO")
+        # Nothing subscribed below Old: not listed.
+        self.assertNotIn("Old", entries)
+        # Without RECURSIVEMATCH the parents are not listed.
+        plain = list_entries(client.command('LIST (SUBSCRIBED) "" "%"').ok())
+        self.assertNotIn("Work", plain)
+        # A subscribed child the pattern matches needs no CHILDINFO on its parent.
+        deep = list_entries(client.command('LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"').ok())
+        self.assertIn("Work/Projects/Rust", deep)
+        self.assertEqual(deep.get("Work", {"extra": []})["extra"], [])
+
     def test_subscription_survives_delete(self):
         _, _, client = self.session()
         client.command('CREATE "Ephemeral"').ok()

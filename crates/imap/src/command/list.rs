@@ -17,6 +17,10 @@ enum Entry<'a> {
     /// `%` (RFC 9051 6.3.9), so clients that walk the tree level by level
     /// still reach the children.
     Level,
+    /// Not selected itself but reported for its CHILDINFO (RFC 5258
+    /// RECURSIVEMATCH): a parent, existing or not, of a subscribed mailbox
+    /// that the patterns do not match.
+    Parent(Option<&'a MailboxInfo>),
 }
 
 /// Mailbox names, sorted, to answer "does this name have children?" by binary
@@ -157,10 +161,39 @@ pub(crate) async fn list(
             entries.push((m.name.clone(), Entry::Mailbox(m)));
         }
     }
+    // RFC 5258 RECURSIVEMATCH: a name the patterns match, with a subscribed
+    // descendant they do not match, is listed with CHILDINFO ("SUBSCRIBED"),
+    // so a client listing one level at a time learns where subscriptions lie.
+    let mut child_info: BTreeSet<String> = BTreeSet::new();
+    if select.recursive_match && select.subscribed && !lsub {
+        for name in &subscriptions {
+            if compiled.iter().any(|p| p.matches(name)) {
+                continue;
+            }
+            let mut end = 0;
+            while let Some(at) = name[end..].find(SEPARATOR) {
+                let parent = &name[..end + at];
+                if compiled.iter().any(|p| p.matches(parent)) {
+                    child_info.insert(parent.to_string());
+                }
+                end += at + SEPARATOR.len_utf8();
+            }
+        }
+        let by_name: HashMap<&str, &MailboxInfo> =
+            mailboxes.iter().map(|m| (m.name.as_str(), m)).collect();
+        for parent in &child_info {
+            if !entries.iter().any(|(n, _)| n == parent) {
+                entries.push((
+                    parent.clone(),
+                    Entry::Parent(by_name.get(parent.as_str()).copied()),
+                ));
+            }
+        }
+    }
     // Levels that are not mailboxes: for LIST over the mailboxes, and for LSUB
     // over the subscriptions (RFC 3501 6.3.9: `foo` of a subscribed `foo/bar`
-    // is returned `\Noselect`). LIST (SUBSCRIBED) reports such levels through
-    // CHILDINFO instead, which is not implemented; it lists none.
+    // is returned `\Noselect`). LIST (SUBSCRIBED) reports such levels only
+    // with RECURSIVEMATCH, through CHILDINFO (above).
     let levels = if lsub {
         subscribed.missing_levels()
     } else if !select.subscribed && !select.special_use {
@@ -183,15 +216,15 @@ pub(crate) async fn list(
             continue;
         }
         let info = match entry {
-            Entry::Mailbox(m) => Some(m),
+            Entry::Mailbox(m) | Entry::Parent(Some(m)) => Some(m),
             _ => None,
         };
         if select.special_use && info.and_then(|m| m.special_use.as_ref()).is_none() {
             continue;
         }
         let mut attributes = match entry {
-            Entry::Mailbox(m) => mailbox_attributes(m, &hierarchy),
-            Entry::Missing => vec!["\\NonExistent".to_string()],
+            Entry::Mailbox(m) | Entry::Parent(Some(m)) => mailbox_attributes(m, &hierarchy),
+            Entry::Missing | Entry::Parent(None) => vec!["\\NonExistent".to_string()],
             Entry::Level if lsub => vec!["\\Noselect".to_string()],
             Entry::Level if session.rev2 => {
                 vec!["\\NonExistent".to_string(), "\\HasChildren".to_string()]
@@ -208,6 +241,11 @@ pub(crate) async fn list(
             .out
             .extend_from_slice(format!("* {verb} ({}) \"/\" ", attributes.join(" ")).as_bytes());
         session.write_mailbox(&name);
+        if child_info.contains(&name) {
+            session
+                .out
+                .extend_from_slice(b" (\"CHILDINFO\" (\"SUBSCRIBED\"))");
+        }
         session.out.extend_from_slice(b"\r\n");
         if let (Some(items), Some(id)) = (&returns.status, id) {
             write_status(session, &name, &id, items);
