@@ -487,19 +487,17 @@ fn default_impact() -> status::Impact {
     status::Impact::Minor
 }
 
+/// What an admin handler answers: its response, or the error response that
+/// stopped it (axum sends either), so the handlers read top to bottom with `?`.
+pub(crate) type Reply = Result<Response, Response>;
+
 async fn admin_open(
     State(state): State<Arc<HttpState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
-    let token = match authenticate(&state, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let body: OpenBody = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+) -> Reply {
+    let token = authenticate(&state, &headers).await?;
+    let body: OpenBody = parse(&body)?;
     let kind = match body.maintenance {
         Some(w) => status::Kind::Maintenance {
             starts: w.starts,
@@ -522,26 +520,32 @@ async fn admin_open(
         text: body.text,
         at: None,
     };
-    match submit(&state, intent).await {
-        Ok(Outcome::StatusPosted { incident, post }) => (
-            StatusCode::CREATED,
-            axum::Json(serde_json::json!({ "incident": incident, "post": post })),
-        )
-            .into_response(),
-        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer"),
-        Err(r) => r,
+    let (incident, post) = posted(submit(&state, intent).await?)?;
+    Ok(created(
+        serde_json::json!({ "incident": incident, "post": post }),
+    ))
+}
+
+/// The ids in a status intent's answer.
+fn posted(outcome: Outcome) -> Result<(u64, u64), Response> {
+    match outcome {
+        Outcome::StatusPosted { incident, post } => Ok((incident, post)),
+        _ => Err(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "unexpected answer",
+        )),
     }
 }
 
-async fn admin_list(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authenticate(&state, &headers).await {
-        return r;
-    }
+fn created(body: serde_json::Value) -> Response {
+    (StatusCode::CREATED, axum::Json(body)).into_response()
+}
+
+async fn admin_list(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Reply {
+    authenticate(&state, &headers).await?;
     let store = state.store.clone();
-    match blocking(move || store.status_incidents(1000, 0)).await {
-        Ok(incidents) => axum::Json(incidents).into_response(),
-        Err(r) => r,
-    }
+    let incidents = blocking(move || store.status_incidents(1000, 0)).await?;
+    Ok(axum::Json(incidents).into_response())
 }
 
 #[derive(Deserialize)]
@@ -563,15 +567,10 @@ async fn admin_post(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
-    let token = match authenticate(&state, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let (incident, body) = match (id_of(&id), parse::<PostBody>(&body)) {
-        (Ok(i), Ok(b)) => (i, b),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+) -> Reply {
+    let token = authenticate(&state, &headers).await?;
+    let incident = id_of(&id)?;
+    let body: PostBody = parse(&body)?;
     let intent = Intent::StatusPost {
         incident,
         author: body.author.unwrap_or(token),
@@ -580,15 +579,8 @@ async fn admin_post(
         impact: body.impact,
         at: None,
     };
-    match submit(&state, intent).await {
-        Ok(Outcome::StatusPosted { post, .. }) => (
-            StatusCode::CREATED,
-            axum::Json(serde_json::json!({ "post": post })),
-        )
-            .into_response(),
-        Ok(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "unexpected answer"),
-        Err(r) => r,
-    }
+    let (_, post) = posted(submit(&state, intent).await?)?;
+    Ok(created(serde_json::json!({ "post": post })))
 }
 
 #[derive(Deserialize)]
@@ -603,24 +595,17 @@ async fn admin_edit(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
-    let token = match authenticate(&state, &headers).await {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let (post, body) = match (id_of(&id), parse::<EditBody>(&body)) {
-        (Ok(i), Ok(b)) => (i, b),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+) -> Reply {
+    let token = authenticate(&state, &headers).await?;
+    let post = id_of(&id)?;
+    let body: EditBody = parse(&body)?;
     let intent = Intent::StatusEdit {
         post,
         author: body.author.unwrap_or(token),
         text: body.text,
     };
-    match submit(&state, intent).await {
-        Ok(_) => axum::Json(serde_json::json!({ "post": post })).into_response(),
-        Err(r) => r,
-    }
+    submit(&state, intent).await?;
+    Ok(axum::Json(serde_json::json!({ "post": post })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -635,14 +620,9 @@ async fn admin_component(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
-    if let Err(r) = authenticate(&state, &headers).await {
-        return r;
-    }
-    let body: ComponentBody = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+) -> Reply {
+    authenticate(&state, &headers).await?;
+    let body: ComponentBody = parse(&body)?;
     let intent = Intent::StatusComponent {
         name: name.clone(),
         component: Some(status::Component {
@@ -653,8 +633,6 @@ async fn admin_component(
             note: body.note,
         }),
     };
-    match submit(&state, intent).await {
-        Ok(_) => axum::Json(serde_json::json!({ "component": name })).into_response(),
-        Err(r) => r,
-    }
+    submit(&state, intent).await?;
+    Ok(axum::Json(serde_json::json!({ "component": name })).into_response())
 }

@@ -7,7 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 use crate::config::MailOutSection;
-use crate::http::{HttpState, html};
+use crate::http::{HttpState, Reply, html};
 use crate::mail_out::{self, Envelope};
 use crate::subscribers::{new_token, token_hash};
 use axum::Extension;
@@ -55,14 +55,12 @@ fn enabled(state: &HttpState) -> Result<&Subscriptions, Response> {
     })
 }
 
-pub async fn form(State(state): State<Arc<HttpState>>) -> Response {
-    if let Err(r) = enabled(&state) {
-        return r;
-    }
-    page(
+pub async fn form(State(state): State<Arc<HttpState>>) -> Reply {
+    enabled(&state)?;
+    Ok(page(
         StatusCode::OK,
         status::render_subscribe_page(&state.site, None),
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -211,40 +209,37 @@ fn token_of(
 pub async fn confirm(
     State(state): State<Arc<HttpState>>,
     query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    if let Err(r) = enabled(&state) {
-        return r;
-    }
-    let token = match token_of(&state, query) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    match state
-        .store
-        .submit_one(Intent::ConfirmSubscriber {
-            confirm_hash: token_hash(&token),
-        })
-        .await
-    {
-        Ok(_) => message(
-            &state,
-            StatusCode::OK,
-            "You are subscribed",
-            "You will get a mail when an incident is posted or updated. Every mail has a link to unsubscribe.",
-        ),
-        Err(e) if e.kind == ErrorKind::NotFound => message(
-            &state,
-            StatusCode::NOT_FOUND,
-            "Unknown link",
-            "This confirmation link is unknown, used already, or expired. Please subscribe again.",
-        ),
-        Err(_) => message(
-            &state,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again later",
-            "The confirmation could not be stored just now.",
-        ),
-    }
+) -> Reply {
+    enabled(&state)?;
+    let token = token_of(&state, query)?;
+    Ok(
+        match state
+            .store
+            .submit_one(Intent::ConfirmSubscriber {
+                confirm_hash: token_hash(&token),
+            })
+            .await
+        {
+            Ok(_) => message(
+                &state,
+                StatusCode::OK,
+                "You are subscribed",
+                "You will get a mail when an incident is posted or updated. Every mail has a link to unsubscribe.",
+            ),
+            Err(e) if e.kind == ErrorKind::NotFound => message(
+                &state,
+                StatusCode::NOT_FOUND,
+                "Unknown link",
+                "This confirmation link is unknown, used already, or expired. Please subscribe again.",
+            ),
+            Err(_) => message(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again later",
+                "The confirmation could not be stored just now.",
+            ),
+        },
+    )
 }
 
 fn unknown_unsubscribe(state: &HttpState) -> Response {
@@ -259,27 +254,27 @@ fn unknown_unsubscribe(state: &HttpState) -> Response {
 pub async fn unsubscribe_page(
     State(state): State<Arc<HttpState>>,
     query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let token = match token_of(&state, query) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+) -> Reply {
+    let token = token_of(&state, query)?;
     let store = state.store.clone();
     let lookup = token.clone();
-    match tokio::task::spawn_blocking(move || store.subscriber_by_unsubscribe_token(&lookup)).await
-    {
-        Ok(Ok(Some(subscriber))) => page(
-            StatusCode::OK,
-            status::render_unsubscribe_page(&state.site, &token, &subscriber.address),
-        ),
-        Ok(Ok(None)) => unknown_unsubscribe(&state),
-        _ => message(
-            &state,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again later",
-            "The subscription could not be read just now.",
-        ),
-    }
+    Ok(
+        match tokio::task::spawn_blocking(move || store.subscriber_by_unsubscribe_token(&lookup))
+            .await
+        {
+            Ok(Ok(Some(subscriber))) => page(
+                StatusCode::OK,
+                status::render_unsubscribe_page(&state.site, &token, &subscriber.address),
+            ),
+            Ok(Ok(None)) => unknown_unsubscribe(&state),
+            _ => message(
+                &state,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again later",
+                "The subscription could not be read just now.",
+            ),
+        },
+    )
 }
 
 /// RFC 8058 one-click (the body says `List-Unsubscribe=One-Click`) and the
@@ -287,34 +282,33 @@ pub async fn unsubscribe_page(
 pub async fn unsubscribe(
     State(state): State<Arc<HttpState>>,
     query: Result<Query<TokenQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let token = match token_of(&state, query) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    match state
-        .store
-        .submit_one(Intent::RemoveSubscriber {
-            id: None,
-            unsubscribe_token: Some(token),
-        })
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(event = "unsubscribed");
-            message(
+) -> Reply {
+    let token = token_of(&state, query)?;
+    Ok(
+        match state
+            .store
+            .submit_one(Intent::RemoveSubscriber {
+                id: None,
+                unsubscribe_token: Some(token),
+            })
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(event = "unsubscribed");
+                message(
+                    &state,
+                    StatusCode::OK,
+                    "Unsubscribed",
+                    "You will get no more notices from this status page.",
+                )
+            }
+            Err(e) if e.kind == ErrorKind::NotFound => unknown_unsubscribe(&state),
+            Err(_) => message(
                 &state,
-                StatusCode::OK,
-                "Unsubscribed",
-                "You will get no more notices from this status page.",
-            )
-        }
-        Err(e) if e.kind == ErrorKind::NotFound => unknown_unsubscribe(&state),
-        Err(_) => message(
-            &state,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Try again later",
-            "The change could not be stored just now.",
-        ),
-    }
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again later",
+                "The change could not be stored just now.",
+            ),
+        },
+    )
 }
