@@ -352,21 +352,9 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
                 messages.map(|m| m.min(i64::MAX as u64) as i64)
             ])?;
         }
-        Record::SmsAlertSet { user, alert } => match alert {
-            Some(alert) => {
-                let json = serde_json::to_string(alert)
-                    .map_err(|e| crate::error::StoreError::invalid(e.to_string()))?;
-                conn.prepare_cached(
-                    "INSERT INTO sms_alerts (user, alert) VALUES (?1, ?2)
-                     ON CONFLICT (user) DO UPDATE SET alert = excluded.alert",
-                )?
-                .execute(params![user, json])?;
-            }
-            None => {
-                conn.prepare_cached("DELETE FROM sms_alerts WHERE user = ?1")?
-                    .execute([user])?;
-            }
-        },
+        Record::SmsAlertSet { user, alert } => {
+            set_json(conn, "sms_alerts", "user", "alert", user, alert.as_ref())?;
+        }
         Record::AliasSet { address, users } => {
             conn.prepare_cached(
                 "INSERT INTO aliases (address, users) VALUES (?1, ?2)
@@ -594,21 +582,16 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
                 put_incident(conn, &doc)?;
             }
         }
-        Record::StatusComponentSet { name, component } => match component {
-            Some(component) => {
-                let doc = serde_json::to_string(component)
-                    .map_err(|e| crate::error::StoreError::invalid(e.to_string()))?;
-                conn.prepare_cached(
-                    "INSERT INTO status_components (name, doc) VALUES (?1, ?2)
-                     ON CONFLICT (name) DO UPDATE SET doc = excluded.doc",
-                )?
-                .execute(params![name, doc])?;
-            }
-            None => {
-                conn.prepare_cached("DELETE FROM status_components WHERE name = ?1")?
-                    .execute([name])?;
-            }
-        },
+        Record::StatusComponentSet { name, component } => {
+            set_json(
+                conn,
+                "status_components",
+                "name",
+                "doc",
+                name,
+                component.as_ref(),
+            )?;
+        }
         Record::AdminTokenSet { name, hash, at } => match hash {
             Some(hash) => {
                 conn.prepare_cached(
@@ -635,6 +618,34 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
         | Record::NoticeFailed { .. } => {}
     }
     let _ = lsn;
+    Ok(())
+}
+
+/// Sets (or with `None` deletes) the JSON `value` of `key` in a two-column
+/// table. Table and column names are this file's constants, never input.
+fn set_json<T: serde::Serialize>(
+    conn: &Connection,
+    table: &str,
+    key_column: &str,
+    value_column: &str,
+    key: &str,
+    value: Option<&T>,
+) -> Result<()> {
+    match value {
+        Some(value) => {
+            let json = serde_json::to_string(value)
+                .map_err(|e| crate::error::StoreError::invalid(e.to_string()))?;
+            conn.prepare_cached(&format!(
+                "INSERT INTO {table} ({key_column}, {value_column}) VALUES (?1, ?2)
+                 ON CONFLICT ({key_column}) DO UPDATE SET {value_column} = excluded.{value_column}"
+            ))?
+            .execute(params![key, json])?;
+        }
+        None => {
+            conn.prepare_cached(&format!("DELETE FROM {table} WHERE {key_column} = ?1"))?
+                .execute([key])?;
+        }
+    }
     Ok(())
 }
 

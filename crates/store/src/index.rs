@@ -654,31 +654,11 @@ pub fn apply(
             )?
             .execute(params![mailbox, *modseq as i64])?;
         }
-        Record::UserAdded { .. }
-        | Record::PasswordChanged { .. }
-        | Record::UserDeleted { .. }
-        | Record::AliasSet { .. }
-        | Record::AliasRemoved { .. }
-        | Record::BlobStored { .. }
-        | Record::BlobsRemoved { .. }
-        | Record::SmsQueued { .. }
-        | Record::SmsSent { .. }
-        | Record::SmsRetry { .. }
-        | Record::SmsFailed { .. }
-        | Record::SmsReceipt { .. }
-        | Record::SmsAlertSet { .. }
-        | Record::StatusOpened { .. }
-        | Record::StatusPosted { .. }
-        | Record::StatusEdited { .. }
-        | Record::StatusComponentSet { .. }
-        | Record::AdminTokenSet { .. }
-        | Record::SubscriberAdded { .. }
-        | Record::SubscriberConfirmed { .. }
-        | Record::SubscriberRemoved { .. }
-        | Record::NoticeSent { .. }
-        | Record::NoticeRetry { .. }
-        | Record::NoticeFailed { .. }
-        | Record::QuotaSet { .. } => {}
+        // A user's deletion removes the whole index file (the writer); every
+        // other record is server-wide: `Record::user` is the one list of which
+        // records belong to a user's index.
+        Record::UserDeleted { .. } => {}
+        other => debug_assert!(other.user().is_none(), "user record not applied: {other:?}"),
     }
     let _ = lsn;
     Ok(())

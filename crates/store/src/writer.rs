@@ -412,6 +412,17 @@ impl Writer {
         Ok(())
     }
 
+    /// Checks an incident as a status record of this intent left it (the
+    /// records are applied by `directory::apply`, the one place that builds
+    /// incidents); a bad title, text or state refuses the intent, which undoes
+    /// its records.
+    fn validate_incident(&self, id: u64) -> Result<()> {
+        directory::status_incident(&self.server, id)?
+            .ok_or_else(|| StoreError::not_found(format!("no incident {id}")))?
+            .validate()
+            .map_err(|e| StoreError::invalid(e.to_string()))
+    }
+
     /// Stores imported incidents, skipping posts stored before (by fingerprint):
     /// a new incident is opened with its first post and resolved as of its
     /// last; an incident whose Status exists gets only its new Updates.
@@ -441,30 +452,11 @@ impl Writer {
                     } else {
                         status::State::Investigating
                     };
-                    let doc = status::Incident {
-                        id: incident,
-                        title: imported.title.clone(),
-                        components: Vec::new(),
-                        impact: status::Impact::None,
-                        state,
-                        kind: status::Kind::Incident,
-                        created: first.at,
-                        resolved: None,
-                        posts: vec![status::Post {
-                            id: incident,
-                            author: first.author.clone(),
-                            at: first.at,
-                            text: first.text.clone(),
-                            edits: Vec::new(),
-                        }],
-                    };
-                    doc.validate()
-                        .map_err(|e| StoreError::invalid(format!("line {}: {e}", imported.line)))?;
                     self.emit(
                         batch,
                         Record::StatusOpened {
                             incident,
-                            title: doc.title,
+                            title: imported.title.clone(),
                             components: Vec::new(),
                             impact: status::Impact::None,
                             state,
@@ -476,6 +468,8 @@ impl Writer {
                         },
                         None,
                     )?;
+                    self.validate_incident(incident)
+                        .map_err(|e| StoreError::invalid(format!("line {}: {e}", imported.line)))?;
                     added_incidents += 1;
                     added_posts += 1;
                     incident
@@ -1213,43 +1207,23 @@ impl Writer {
                 at,
             } => {
                 let incident = batch.first_lsn + batch.entries.len() as Lsn;
-                let at = at.unwrap_or(batch.now);
-                let doc = status::Incident {
-                    id: incident,
-                    title: title.clone(),
-                    components: components.clone(),
-                    impact: *impact,
-                    state: *state,
-                    kind: *kind,
-                    created: at,
-                    resolved: None,
-                    posts: vec![status::Post {
-                        id: incident,
-                        author: author.clone(),
-                        at,
-                        text: status::normalize_text(text),
-                        edits: Vec::new(),
-                    }],
-                };
-                doc.validate()
-                    .map_err(|e| StoreError::invalid(e.to_string()))?;
-                let text = doc.posts[0].text.clone();
                 self.emit(
                     batch,
                     Record::StatusOpened {
                         incident,
-                        title: doc.title,
-                        components: doc.components,
-                        impact: doc.impact,
-                        state: doc.state,
-                        kind: doc.kind,
+                        title: title.clone(),
+                        components: components.clone(),
+                        impact: *impact,
+                        state: *state,
+                        kind: *kind,
                         author: author.clone(),
-                        text,
-                        at,
+                        text: status::normalize_text(text),
+                        at: at.unwrap_or(batch.now),
                         fingerprint: None,
                     },
                     None,
                 )?;
+                self.validate_incident(incident)?;
                 Ok(Outcome::StatusPosted {
                     incident,
                     post: incident,
@@ -1263,40 +1237,25 @@ impl Writer {
                 impact,
                 at,
             } => {
+                if directory::status_incident(&self.server, *incident)?.is_none() {
+                    return Err(StoreError::not_found(format!("no incident {incident}")));
+                }
                 let post = batch.first_lsn + batch.entries.len() as Lsn;
-                let at = at.unwrap_or(batch.now);
-                let mut doc = directory::status_incident(&self.server, *incident)?
-                    .ok_or_else(|| StoreError::not_found(format!("no incident {incident}")))?;
-                let text = status::normalize_text(text);
-                doc.posts.push(status::Post {
-                    id: post,
-                    author: author.clone(),
-                    at,
-                    text: text.clone(),
-                    edits: Vec::new(),
-                });
-                if let Some(state) = state {
-                    doc.state = *state;
-                }
-                if let Some(impact) = impact {
-                    doc.impact = *impact;
-                }
-                doc.validate()
-                    .map_err(|e| StoreError::invalid(e.to_string()))?;
                 self.emit(
                     batch,
                     Record::StatusPosted {
                         incident: *incident,
                         post,
                         author: author.clone(),
-                        text,
-                        at,
+                        text: status::normalize_text(text),
+                        at: at.unwrap_or(batch.now),
                         state: *state,
                         impact: *impact,
                         fingerprint: None,
                     },
                     None,
                 )?;
+                self.validate_incident(*incident)?;
                 Ok(Outcome::StatusPosted {
                     incident: *incident,
                     post,
@@ -1305,29 +1264,17 @@ impl Writer {
             Intent::StatusEdit { post, author, text } => {
                 let incident = directory::status_post_incident(&self.server, *post)?
                     .ok_or_else(|| StoreError::not_found(format!("no post {post}")))?;
-                let mut doc = directory::status_incident(&self.server, incident)?
-                    .ok_or_else(|| StoreError::not_found(format!("no incident {incident}")))?;
-                let text = status::normalize_text(text);
-                if let Some(p) = doc.posts.iter_mut().find(|p| p.id == *post) {
-                    let previous_text = std::mem::replace(&mut p.text, text.clone());
-                    p.edits.push(status::Edit {
-                        at: batch.now,
-                        author: author.clone(),
-                        previous_text,
-                    });
-                }
-                doc.validate()
-                    .map_err(|e| StoreError::invalid(e.to_string()))?;
                 self.emit(
                     batch,
                     Record::StatusEdited {
                         post: *post,
                         author: author.clone(),
-                        text,
+                        text: status::normalize_text(text),
                         at: batch.now,
                     },
                     None,
                 )?;
+                self.validate_incident(incident)?;
                 Ok(Outcome::StatusPosted {
                     incident,
                     post: *post,
