@@ -767,7 +767,7 @@ fn check_user(
         report.messages += expected.len() as u64;
         for chunk in expected.chunks(FIXES_PER_REPAIR) {
             let uids: Vec<u32> = chunk.iter().map(|e| e.meta.uid).collect();
-            let cache = index::cache_entries(&index::open_existing(&path)?, &truth_box.id, &uids)?;
+            let cache = index::cache_entries(&live, &truth_box.id, &uids)?;
             for e in chunk {
                 let (summary_json, lost) = match store.blob(&e.meta.blob) {
                     Ok(raw) => {
@@ -905,7 +905,7 @@ fn check_user(
         submit(store, user, guard, tail, options, report)?;
     }
     // A recreated index is complete once every fix above went in: readers may use it.
-    if !options.check_only && index::rebuilding(&index::open_existing(&path)?)? {
+    if !options.check_only && index::rebuilding(&live)? {
         submit(
             store,
             user,
