@@ -52,6 +52,7 @@ mod trace;
 
 pub use config::{LmtpConfig, Protocol};
 pub use serve::{refuse, serve, serve_with_tls};
+use std::net::IpAddr;
 pub use trace::rfc5322_date;
 
 /// A local user a recipient resolved to (store user name, canonical form).
@@ -66,9 +67,43 @@ pub enum ResolveError {
     Temporary(String),
 }
 
+/// Who is sending a message, as the session knows it: what an SMTP target
+/// needs for sender authentication and its per-source limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub protocol: Protocol,
+    /// The client's address (for SPF, limits and blocks).
+    pub peer_ip: IpAddr,
+    /// The name given in EHLO/HELO/LHLO, made header-safe.
+    pub helo: String,
+    /// MAIL FROM without angle brackets; empty for the null sender `<>`.
+    pub sender: String,
+    /// Whether the session runs over TLS.
+    pub tls: bool,
+}
+
+/// A target's answer to [`DeliveryTarget::admit_sender`] or
+/// [`DeliveryTarget::admit_recipient`] (SMTP only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Accept,
+    /// `451 4.7.1` and the text: not now (a rate limit); the sender retries.
+    Defer(String),
+    /// `550 5.7.1` and the text: never (a block).
+    Refuse(String),
+}
+
 /// Why a delivery to one user failed after DATA.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DeliverError {
+    /// A policy decision about the message (sender authentication, spam):
+    /// `451` (temporary) or `550` (permanent), the enhanced status code
+    /// (e.g. `4.4.3`, `5.7.1`) and the text.
+    Refused {
+        permanent: bool,
+        status: &'static str,
+        text: String,
+    },
     /// 452 4.2.2 (or per config 552 5.2.2)
     OverQuota,
     /// 451 4.3.0 and the text; nothing was stored for this user.
@@ -79,6 +114,24 @@ pub enum DeliverError {
 
 /// Where an LMTP session sends its mail.
 pub trait DeliveryTarget: Send + Sync + 'static {
+    /// SMTP: whether this client may send mail from this sender now (blocks,
+    /// rate limits), asked at MAIL FROM. Accepts everything unless overridden.
+    fn admit_sender(&self, envelope: &Envelope) -> impl Future<Output = Admission> + Send {
+        let _ = envelope;
+        std::future::ready(Admission::Accept)
+    }
+
+    /// SMTP: whether one more recipient may be added now, asked at RCPT TO
+    /// before the address is resolved. Accepts everything unless overridden.
+    fn admit_recipient(
+        &self,
+        envelope: &Envelope,
+        address: &str,
+    ) -> impl Future<Output = Admission> + Send {
+        let _ = (envelope, address);
+        std::future::ready(Admission::Accept)
+    }
+
     /// Maps one RCPT address (without the angle brackets) to the users who get it:
     /// one for a user, one or more for an alias. Never an empty Ok.
     fn resolve(
@@ -89,9 +142,13 @@ pub trait DeliveryTarget: Send + Sync + 'static {
     /// Stores `message` (trace headers already prepended, exactly the bytes a
     /// client will fetch as BODY[]) for every user in `users`, durably: when this
     /// returns Ok for a user, the message is on disk. One result per user, in order.
+    ///
+    /// `envelope` says who sent it; an SMTP target may check and refuse the
+    /// message for every user ([`DeliverError::Refused`]).
     fn deliver(
         &self,
         message: Vec<u8>,
         users: Vec<UserName>,
+        envelope: Envelope,
     ) -> impl Future<Output = Vec<Result<(), DeliverError>>> + Send;
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::time::timeout;
 use tracing::Instrument;
 
-use crate::session::{Event, Session};
+use crate::session::{Check, Event, Session};
 use crate::{DeliveryTarget, LmtpConfig, Protocol};
 
 /// Bytes read from the client at a time. The session holds at most this plus
@@ -266,8 +266,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Driver<S> {
                     let result = target.resolve(&address).await;
                     self.session.resolved(result);
                 }
-                Event::Deliver { message, users } => {
-                    let results = target.deliver(message, users).await;
+                Event::Admit(check) => {
+                    let admission = match &check {
+                        Check::Sender(envelope) => target.admit_sender(envelope).await,
+                        Check::Recipient(envelope, address) => {
+                            target.admit_recipient(envelope, address).await
+                        }
+                    };
+                    self.session.admitted(admission);
+                }
+                Event::Deliver {
+                    message,
+                    users,
+                    envelope,
+                } => {
+                    let results = target.deliver(message, users, envelope).await;
                     self.session.delivered(results);
                 }
                 Event::NeedInput => {

@@ -49,7 +49,7 @@ use smtp_proto::{
 
 use crate::data::{DataDecoder, DataOutcome, Feed};
 use crate::trace::{TraceFields, header_safe, message_id, trace_headers};
-use crate::{DeliverError, LmtpConfig, Protocol, ResolveError, UserName};
+use crate::{Admission, DeliverError, Envelope, LmtpConfig, Protocol, ResolveError, UserName};
 
 /// Longest error text from the target echoed to the client, so one reply
 /// stays one reasonable line.
@@ -61,6 +61,10 @@ pub enum Event {
     /// Every byte received so far has been used; write the output and read
     /// more, then call [`Session::receive`].
     NeedInput,
+    /// SMTP: ask `DeliveryTarget::admit_sender` (MAIL FROM) or
+    /// `admit_recipient` (RCPT TO, before the lookup), then call
+    /// [`Session::admitted`].
+    Admit(Check),
     /// Look up one RCPT address with `DeliveryTarget::resolve`, then call
     /// [`Session::resolved`].
     Resolve { address: String },
@@ -69,6 +73,7 @@ pub enum Event {
     Deliver {
         message: Vec<u8>,
         users: Vec<UserName>,
+        envelope: Envelope,
     },
     /// SMTP: write the output, then start TLS on the connection (as server)
     /// and call [`Session::tls_started`]. The session has already dropped any
@@ -78,10 +83,23 @@ pub enum Event {
     Close,
 }
 
+/// What an [`Event::Admit`] asks about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// May this client send from `envelope.sender`?
+    Sender(Envelope),
+    /// May this transaction have one more recipient, this address?
+    Recipient(Envelope, String),
+}
+
 #[derive(Debug)]
 enum State {
     /// Reading command lines.
     Command,
+    /// SMTP: waiting for [`Session::admitted`] about this MAIL or RCPT.
+    AwaitAdmit(Check),
+    /// An admitted RCPT whose lookup is to be asked for next.
+    Resolve { address: String },
     /// Reading the body of a DATA command.
     Data(DataDecoder),
     /// SMTP: reading the bytes of one BDAT chunk (RFC 3030).
@@ -358,11 +376,62 @@ impl Session {
                         return event;
                     }
                 }
-                waiting @ (State::AwaitResolve { .. } | State::AwaitDeliver(_)) => {
+                State::Resolve { address } => {
+                    self.state = State::AwaitResolve {
+                        address: address.clone(),
+                    };
+                    return Event::Resolve { address };
+                }
+                waiting @ (State::AwaitAdmit(_)
+                | State::AwaitResolve { .. }
+                | State::AwaitDeliver(_)) => {
                     self.broken_invariant("poll while waiting for the target", &waiting);
                     return Event::Close;
                 }
             }
+        }
+    }
+
+    /// The answer to [`Event::Admit`].
+    pub fn admitted(&mut self, admission: Admission) {
+        let check = match std::mem::replace(&mut self.state, State::Command) {
+            State::AwaitAdmit(check) => check,
+            other => return self.broken_invariant("admitted() without a pending check", &other),
+        };
+        let before = self.output.len();
+        match (check, admission) {
+            (Check::Sender(envelope), Admission::Accept) => {
+                let shown = header_safe(&envelope.sender);
+                self.transaction = Some(Transaction {
+                    chunked: None,
+                    sender: envelope.sender,
+                    recipients: Vec::new(),
+                });
+                self.reply(format_args!("250 2.1.0 <{shown}> sender ok"));
+            }
+            (Check::Recipient(_, address), Admission::Accept) => {
+                self.state = State::Resolve { address };
+            }
+            (_, Admission::Defer(text)) => {
+                let text = target_text(&text);
+                self.reply(format_args!("451 4.7.1 {text}"));
+            }
+            (_, Admission::Refuse(text)) => {
+                let text = target_text(&text);
+                self.reply(format_args!("550 5.7.1 {text}"));
+            }
+        }
+        let _ = self.count_errors(before);
+    }
+
+    /// Who is sending in the current transaction (or about to, for MAIL).
+    fn envelope(&self, sender: &str) -> Envelope {
+        Envelope {
+            protocol: self.config.protocol,
+            peer_ip: self.peer_ip,
+            helo: self.lhlo_name.clone().unwrap_or_default(),
+            sender: sender.to_string(),
+            tls: self.tls_active,
         }
     }
 
@@ -465,6 +534,15 @@ impl Session {
                     let text = target_text(text);
                     self.reply(format_args!("554 5.3.4 <{shown}> {text}"));
                 }
+                Some(DeliverError::Refused {
+                    permanent,
+                    status,
+                    text,
+                }) => {
+                    let code = if *permanent { 550 } else { 451 };
+                    let text = target_text(text);
+                    self.reply(format_args!("{code} {status} <{shown}> {text}"));
+                }
             }
         }
         tracing::info!(
@@ -495,22 +573,34 @@ impl Session {
             .collect();
         let delivered = outcomes.iter().filter(|result| result.is_ok()).count();
         let temporary = outcomes.iter().find_map(|result| match result {
-            Err(DeliverError::Temporary(text)) => Some(target_text(text)),
+            Err(DeliverError::Temporary(text)) => Some(("451", "4.3.0", target_text(text))),
             Err(DeliverError::OverQuota) if !self.config.over_quota_permanent => {
-                Some("mailbox full".to_string())
+                Some(("452", "4.2.2", "mailbox full".to_string()))
             }
+            Err(DeliverError::Refused {
+                permanent: false,
+                status,
+                text,
+            }) => Some(("451", *status, target_text(text))),
             _ => None,
         });
         let permanent = outcomes.iter().find_map(|result| match result {
-            Err(DeliverError::Permanent(text)) => Some(("554 5.3.4", target_text(text))),
-            Err(DeliverError::OverQuota) => Some(("552 5.2.2", "mailbox full".to_string())),
+            Err(DeliverError::Permanent(text)) => Some(("554", "5.3.4", target_text(text))),
+            Err(DeliverError::OverQuota) => Some(("552", "5.2.2", "mailbox full".to_string())),
+            Err(DeliverError::Refused {
+                permanent: true,
+                status,
+                text,
+            }) => Some(("550", *status, target_text(text))),
             _ => None,
         });
         let id = &pending.id;
         match (temporary, permanent) {
-            (Some(text), _) => self.reply(format_args!("451 4.3.0 {text}; try again later")),
-            (None, Some((code, text))) if delivered == 0 => {
-                self.reply(format_args!("{code} {text}"));
+            (Some((code, status, text)), _) => {
+                self.reply(format_args!("{code} {status} {text}; try again later"));
+            }
+            (None, Some((code, status, text))) if delivered == 0 => {
+                self.reply(format_args!("{code} {status} {text}"));
             }
             (None, _) => self.reply(format_args!("250 2.0.0 {id} message accepted")),
         }
@@ -636,7 +726,7 @@ impl Session {
                 chunk_size,
                 is_last,
             }) if self.smtp() => self.bdat(chunk_size as u64, is_last),
-            Ok(Request::Mail { from }) => self.mail(from),
+            Ok(Request::Mail { from }) => return self.mail(from),
             Ok(Request::Rcpt { to }) => return self.rcpt(to, postmaster),
             Ok(Request::Data) => self.data(),
             Ok(Request::Rset) => {
@@ -732,15 +822,18 @@ impl Session {
         Some(Event::StartTls)
     }
 
-    fn mail(&mut self, from: MailFrom<String>) {
+    fn mail(&mut self, from: MailFrom<String>) -> Option<Event> {
         if self.lhlo_name.is_none() {
             if self.smtp() {
-                return self.reply("503 5.5.1 send EHLO first");
+                self.reply("503 5.5.1 send EHLO first");
+            } else {
+                self.reply("503 5.5.1 send LHLO first");
             }
-            return self.reply("503 5.5.1 send LHLO first");
+            return None;
         }
         if self.transaction.is_some() {
-            return self.reply("503 5.5.1 sender already given");
+            self.reply("503 5.5.1 sender already given");
+            return None;
         }
         // smtp-proto parses many extensions; only what LHLO advertised is
         // accepted (RFC 5321 §4.1.1.11: 555 for the rest).
@@ -762,11 +855,18 @@ impl Session {
         // After HELO no extension was offered, so no parameter is valid.
         let after_helo = self.smtp() && self.plain_helo && (from.flags != 0 || from.size != 0);
         if unadvertised || after_helo {
-            return self.reply("555 5.5.4 parameter not supported");
+            self.reply("555 5.5.4 parameter not supported");
+            return None;
         }
         let declared_bytes = u64::try_from(from.size).unwrap_or(u64::MAX);
         if declared_bytes > self.config.message_bytes_max {
-            return self.reply("552 5.3.4 message size exceeds fixed maximum message size");
+            self.reply("552 5.3.4 message size exceeds fixed maximum message size");
+            return None;
+        }
+        if self.smtp() {
+            let check = Check::Sender(self.envelope(&from.address));
+            self.state = State::AwaitAdmit(check.clone());
+            return Some(Event::Admit(check));
         }
         let shown = header_safe(&from.address);
         self.transaction = Some(Transaction {
@@ -775,6 +875,7 @@ impl Session {
             recipients: Vec::new(),
         });
         self.reply(format_args!("250 2.1.0 <{shown}> sender ok"));
+        None
     }
 
     fn rcpt(&mut self, to: RcptTo<String>, postmaster: bool) -> Option<Event> {
@@ -802,6 +903,11 @@ impl Session {
             let shown = header_safe(&address);
             self.reply(format_args!("550 5.7.1 <{shown}> relaying denied"));
             return None;
+        }
+        if self.smtp() {
+            let check = Check::Recipient(self.envelope(&transaction.sender), address);
+            self.state = State::AwaitAdmit(check.clone());
+            return Some(Event::Admit(check));
         }
         self.state = State::AwaitResolve {
             address: address.clone(),
@@ -965,6 +1071,7 @@ impl Session {
     ) -> Event {
         let now = (self.clock)();
         let id = message_id(now);
+        let envelope = self.envelope(&transaction.sender);
         let headers = trace_headers(&TraceFields {
             sender: &transaction.sender,
             lhlo_name: self.lhlo_name.as_deref().unwrap_or("unknown"),
@@ -1009,7 +1116,11 @@ impl Session {
             users_count: users.len(),
             body_bytes,
         });
-        Event::Deliver { message, users }
+        Event::Deliver {
+            message,
+            users,
+            envelope,
+        }
     }
 
     /// Ends the session after the driver broke the calling contract: the

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use postern_delivery::{DeliverError, DeliveryTarget, LmtpConfig, ResolveError, UserName, serve};
+use postern_delivery::{
+    DeliverError, DeliveryTarget, Envelope, LmtpConfig, ResolveError, UserName, serve,
+};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -44,6 +46,7 @@ impl DeliveryTarget for MemoryTarget {
         &self,
         message: Vec<u8>,
         users: Vec<UserName>,
+        _envelope: Envelope,
     ) -> Vec<Result<(), DeliverError>> {
         let mut mailboxes = self.mailboxes.lock().unwrap();
         users

@@ -21,6 +21,8 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
 #[derive(Default)]
 struct FakeTarget {
     deliveries: Vec<(Vec<u8>, Vec<UserName>)>,
+    /// Every admission check asked, in order.
+    checks: Vec<Check>,
 }
 
 impl FakeTarget {
@@ -33,6 +35,8 @@ impl FakeTarget {
             "full@example.org" => &["full"],
             "broken@example.org" => &["broken"],
             "postmaster" => &["admin"],
+            "spamtrap@example.org" => &["spamtrap"],
+            "dnsfail@example.org" => &["dnsfail"],
             "tempfail@example.org" => {
                 return Err(ResolveError::Temporary("directory offline".to_string()));
             }
@@ -42,12 +46,41 @@ impl FakeTarget {
         Ok(users.iter().map(|user| user.to_string()).collect())
     }
 
+    /// Senders at `blocked.example` are refused, `slow@...` deferred, and
+    /// recipients `busy@...` deferred.
+    fn admit(&mut self, check: Check) -> Admission {
+        let answer = match &check {
+            Check::Sender(envelope) if envelope.sender.ends_with("@blocked.example") => {
+                Admission::Refuse("sender blocked".to_string())
+            }
+            Check::Sender(envelope) if envelope.sender.starts_with("slow@") => {
+                Admission::Defer("too many messages".to_string())
+            }
+            Check::Recipient(_, address) if address.starts_with("busy@") => {
+                Admission::Defer("too many recipients".to_string())
+            }
+            _ => Admission::Accept,
+        };
+        self.checks.push(check);
+        answer
+    }
+
     fn deliver(&mut self, message: Vec<u8>, users: Vec<UserName>) -> Vec<Result<(), DeliverError>> {
         let results = users
             .iter()
             .map(|user| match user.as_str() {
                 "full" => Err(DeliverError::OverQuota),
                 "broken" => Err(DeliverError::Temporary("disk\r\nerror".to_string())),
+                "spamtrap" => Err(DeliverError::Refused {
+                    permanent: true,
+                    status: "5.7.1",
+                    text: "message refused as spam".to_string(),
+                }),
+                "dnsfail" => Err(DeliverError::Refused {
+                    permanent: false,
+                    status: "4.4.3",
+                    text: "cannot check the sender now".to_string(),
+                }),
                 _ => Ok(()),
             })
             .collect();
@@ -78,7 +111,11 @@ fn drive(session: &mut Session, target: &mut FakeTarget, input: &[u8]) -> String
                 let result = target.resolve(&address);
                 session.resolved(result);
             }
-            Event::Deliver { message, users } => {
+            Event::Admit(check) => {
+                let admission = target.admit(check);
+                session.admitted(admission);
+            }
+            Event::Deliver { message, users, .. } => {
                 let results = target.deliver(message, users);
                 session.delivered(results);
             }

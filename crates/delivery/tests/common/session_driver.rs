@@ -219,7 +219,7 @@ pub fn run_with(
                     model.accepted.push(users);
                 }
             }
-            Event::Deliver { message, users } => {
+            Event::Deliver { message, users, .. } => {
                 let handed = stream.get(..handed_bytes).unwrap_or_default();
                 let body = check_delivery(&config, &model, &message, &users, handed);
                 model.transcript.bodies.push(body);
@@ -231,6 +231,7 @@ pub fn run_with(
                 model.accepted.clear();
             }
             Event::StartTls => panic!("StartTls from an LMTP session"),
+            Event::Admit(check) => panic!("admission check from an LMTP session: {check:?}"),
             Event::Close => {
                 check_closed(&mut session, &config, &mut model);
                 return model.transcript;

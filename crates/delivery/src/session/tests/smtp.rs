@@ -309,7 +309,18 @@ fn delivery_failures_give_one_reply() {
     let reply = transcript(&["alice@example.org", "broken@example.org"]);
     assert_eq!(reply, "451 4.3.0 disk??error; try again later");
     let reply = transcript(&["full@example.org"]);
-    assert_eq!(reply, "451 4.3.0 mailbox full; try again later");
+    assert_eq!(reply, "452 4.2.2 mailbox full; try again later");
+    // Policy refusals keep the target's enhanced status code.
+    let reply = transcript(&["spamtrap@example.org"]);
+    assert_eq!(reply, "550 5.7.1 message refused as spam");
+    let reply = transcript(&["dnsfail@example.org"]);
+    assert_eq!(
+        reply,
+        "451 4.4.3 cannot check the sender now; try again later"
+    );
+    // A temporary refusal wins over a permanent one: the sender retries.
+    let reply = transcript(&["spamtrap@example.org", "dnsfail@example.org"]);
+    assert!(reply.starts_with("451 4.4.3 "), "{reply}");
     let permanent = LmtpConfig {
         over_quota_permanent: true,
         ..smtp_config()
@@ -437,5 +448,48 @@ fn helo_offers_no_extensions() {
         output,
         "250 mx.example.org\r\n555 5.5.4 parameter not supported\r\n\
          555 5.5.4 parameter not supported\r\n250 2.1.0 <s@example.net> sender ok\r\n"
+    );
+}
+
+#[test]
+fn mail_and_rcpt_ask_the_target_first() {
+    let (replies, target) = check_smtp(
+        smtp_config(),
+        b"MAIL FROM:<x@blocked.example>\r\nMAIL FROM:<slow@example.net>\r\n\
+MAIL FROM:<s@example.net>\r\nRCPT TO:<busy@example.org>\r\nRCPT TO:<alice@example.org>\r\n\
+DATA\r\nx\r\n.\r\n",
+    );
+    assert_eq!(replies[0], "550 5.7.1 sender blocked");
+    assert_eq!(replies[1], "451 4.7.1 too many messages");
+    assert_eq!(replies[2], "250 2.1.0 <s@example.net> sender ok");
+    assert_eq!(replies[3], "451 4.7.1 too many recipients");
+    assert_eq!(replies[4], "250 2.1.5 <alice@example.org> ok");
+    assert!(replies[6].ends_with(" message accepted"), "{replies:?}");
+    assert_eq!(target.deliveries.len(), 1);
+    // Each check carries the envelope: client, EHLO name and sender.
+    let Some(Check::Recipient(envelope, address)) = target.checks.get(4) else {
+        panic!("{:?}", target.checks);
+    };
+    assert_eq!(address, "alice@example.org");
+    assert_eq!(envelope.sender, "s@example.net");
+    assert_eq!(envelope.helo, "client.example.net");
+    assert_eq!(envelope.peer_ip, LOCALHOST);
+    assert!(!envelope.tls);
+    assert_eq!(target.checks.len(), 5);
+}
+
+#[test]
+fn a_refused_sender_counts_as_an_error() {
+    let config = LmtpConfig {
+        errors_max: 2,
+        ..smtp_config()
+    };
+    let (replies, _) = check_smtp(
+        config,
+        b"MAIL FROM:<a@blocked.example>\r\nMAIL FROM:<b@blocked.example>\r\nNOOP\r\n",
+    );
+    assert_eq!(
+        replies.last().unwrap(),
+        "421 4.7.0 mx.example.org too many errors, closing connection"
     );
 }
