@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS status_fingerprints (fingerprint TEXT PRIMARY KEY, po
 CREATE TABLE IF NOT EXISTS status_components (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS admin_tokens (name TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE,
     created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS spam_blocks (key TEXT PRIMARY KEY, reason TEXT NOT NULL,
+    since INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sms_receipts_waiting (smsc_id TEXT PRIMARY KEY, delivered INTEGER NOT NULL,
     detail TEXT NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;
 ";
@@ -592,6 +594,17 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
                 component.as_ref(),
             )?;
         }
+        Record::SpamBlockSet { key, reason, at } => {
+            conn.prepare_cached(
+                "INSERT INTO spam_blocks (key, reason, since) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (key) DO UPDATE SET reason = excluded.reason",
+            )?
+            .execute(params![key, reason, at])?;
+        }
+        Record::SpamBlockRemoved { key } => {
+            conn.prepare_cached("DELETE FROM spam_blocks WHERE key = ?1")?
+                .execute([key])?;
+        }
         Record::AdminTokenSet { name, hash, at } => match hash {
             Some(hash) => {
                 conn.prepare_cached(
@@ -768,6 +781,27 @@ pub fn admin_token(conn: &Connection, hash: &str) -> Result<Option<String>> {
         .prepare_cached("SELECT name FROM admin_tokens WHERE hash = ?1")?
         .query_row([hash], |r| r.get(0))
         .optional()?)
+}
+
+/// A spam block as stored: its key, why, and since when (unix seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpamBlock {
+    pub key: String,
+    pub reason: String,
+    pub since: i64,
+}
+
+pub fn spam_blocks(conn: &Connection) -> Result<Vec<SpamBlock>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT key, reason, since FROM spam_blocks ORDER BY key")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(SpamBlock {
+            key: r.get(0)?,
+            reason: r.get(1)?,
+            since: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Admin tokens: (name, created).

@@ -187,6 +187,16 @@ pub enum Intent {
     StatusImport {
         incidents: Vec<status::ImportedIncident>,
     },
+    /// Blocks inbound mail by `key` (the server's block syntax; stored as
+    /// given), replacing the reason of a block already there.
+    SpamBlock {
+        key: String,
+        reason: String,
+    },
+    /// Lifts a block; `NotFound` when there is none for `key`.
+    SpamUnblock {
+        key: String,
+    },
     /// Adds (with the token's SHA-256, hex) or revokes (`None`) an admin token.
     AdminToken {
         name: String,

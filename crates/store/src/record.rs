@@ -208,6 +208,17 @@ pub enum Record {
         name: String,
         component: Option<status::Component>,
     },
+    /// A spam block (`ip:…`, `net:…`, `sender:…`, `domain:…`,
+    /// `fingerprint:…`; the server parses the key) set by an admin.
+    SpamBlockSet {
+        key: String,
+        reason: String,
+        at: i64,
+    },
+    /// A spam block lifted.
+    SpamBlockRemoved {
+        key: String,
+    },
     /// An admin API token (only its SHA-256 is kept); `hash: None` revokes.
     AdminTokenSet {
         name: String,
@@ -319,6 +330,8 @@ impl Record {
             | Record::StatusEdited { .. }
             | Record::StatusComponentSet { .. }
             | Record::AdminTokenSet { .. }
+            | Record::SpamBlockSet { .. }
+            | Record::SpamBlockRemoved { .. }
             | Record::SubscriberAdded { .. }
             | Record::SubscriberConfirmed { .. }
             | Record::SubscriberRemoved { .. }

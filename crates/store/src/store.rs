@@ -565,6 +565,11 @@ impl Store {
         self.with_server(|c| directory::admin_token(c, hash))
     }
 
+    /// Spam blocks set by admins, by key.
+    pub fn spam_blocks(&self) -> Result<Vec<directory::SpamBlock>> {
+        self.with_server(directory::spam_blocks)
+    }
+
     /// Admin tokens: name and creation time.
     pub fn admin_tokens(&self) -> Result<Vec<(String, i64)>> {
         self.with_server(directory::admin_tokens)

@@ -1302,6 +1302,38 @@ impl Writer {
                 )?;
                 Ok(Outcome::Done)
             }
+            Intent::SpamBlock { key, reason } => {
+                if key.is_empty()
+                    || key.len() > 320
+                    || key.chars().any(char::is_control)
+                    || reason.len() > 1000
+                    || reason.chars().any(char::is_control)
+                {
+                    return Err(StoreError::invalid(
+                        "a block key is 1 to 320 printable characters, its reason at most 1000",
+                    ));
+                }
+                self.emit(
+                    batch,
+                    Record::SpamBlockSet {
+                        key: key.clone(),
+                        reason: reason.clone(),
+                        at: batch.now,
+                    },
+                    None,
+                )?;
+                Ok(Outcome::Done)
+            }
+            Intent::SpamUnblock { key } => {
+                if !directory::spam_blocks(&self.server)?
+                    .iter()
+                    .any(|b| b.key == *key)
+                {
+                    return Err(StoreError::not_found(format!("no block {key}")));
+                }
+                self.emit(batch, Record::SpamBlockRemoved { key: key.clone() }, None)?;
+                Ok(Outcome::Done)
+            }
             Intent::AdminToken { name, hash } => {
                 if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
                     return Err(StoreError::invalid(
@@ -1885,6 +1917,8 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::StatusComponent { .. }
         | Intent::StatusImport { .. }
         | Intent::AdminToken { .. }
+        | Intent::SpamBlock { .. }
+        | Intent::SpamUnblock { .. }
         | Intent::StatusSubscribe { .. }
         | Intent::ConfirmSubscriber { .. }
         | Intent::RemoveSubscriber { .. }
