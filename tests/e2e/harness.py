@@ -312,6 +312,12 @@ class Server:
         return self.ports["lmtp"]
 
     @property
+    def smtp_port(self) -> int:
+        if "smtp" not in self.ports:
+            raise ServerError("no SMTP listener: give the server an [smtp] section (extra_toml) to get one")
+        return self.ports["smtp"]
+
+    @property
     def http_port(self) -> int:
         if "http" not in self.ports:
             raise ServerError("no HTTP listener: start the server with http={} to get one")

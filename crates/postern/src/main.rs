@@ -53,6 +53,10 @@ enum Command {
     /// The status page: incidents, maintenance, components, import, admin API tokens.
     #[command(subcommand)]
     Status(StatusCommand),
+    /// Inbound SMTP's spam defence: detected runs, and blocks (effective at
+    /// once in the running server, kept across restarts).
+    #[command(subcommand)]
+    Spam(SpamCommand),
     /// Check every index and cache entry against the journal and the message
     /// blobs, and repair what differs, online (throttled by `[reconstruct]
     /// max_read_mb_per_s`). Exit 0: nothing wrong or all repaired; 1: problems remain.
@@ -176,6 +180,32 @@ enum SubscriberCommand {
     },
     /// Remove a subscriber by id (from `list`).
     Remove { id: u64 },
+}
+
+#[derive(Subcommand)]
+enum SpamCommand {
+    /// Runs of near-identical mail the running server detected: size,
+    /// sources, sender domains, first and last seen.
+    Runs {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Blocks in force.
+    Blocks {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Block inbound mail by KEY: ip:ADDRESS, net:ADDRESS/PREFIX,
+    /// sender:ADDRESS, domain:DOMAIN (and its subdomains), run:ID (from
+    /// `runs`) or fingerprint:HEX. Clients and senders get 550 5.7.1 at
+    /// MAIL FROM, a run's messages after DATA.
+    Block {
+        key: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Lift a block (KEY as in `blocks`, or run:ID).
+    Unblock { key: String },
 }
 
 #[derive(Subcommand)]
@@ -381,6 +411,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alias(AliasCommand::List) => AdminCommand::AliasList,
         Command::Mailbox(MailboxCommand::List { user }) => AdminCommand::MailboxList { user },
         Command::Store(StoreCommand::Gc { bytes_max }) => AdminCommand::Gc { bytes_max },
+        Command::Spam(SpamCommand::Runs { json }) => AdminCommand::SpamRuns { json },
+        Command::Spam(SpamCommand::Blocks { json }) => AdminCommand::SpamBlocks { json },
+        Command::Spam(SpamCommand::Block { key, reason }) => {
+            let reason = if reason.is_empty() {
+                "blocked from the command line".to_string()
+            } else {
+                reason
+            };
+            AdminCommand::SpamBlock { key, reason }
+        }
+        Command::Spam(SpamCommand::Unblock { key }) => AdminCommand::SpamUnblock { key },
         Command::Status(command) => {
             match status_command(command).and_then(|c| subscriber_number(&config, &cli.config, c)) {
                 Ok(command) => command,

@@ -118,6 +118,8 @@ python_test_files! {
     overload => "test_overload.py",
     hostile => "test_hostile.py",
     status => "test_status.py",
+    smtp_auth => "test_smtp_auth.py",
+    spam => "test_spam.py",
 }
 
 /// A new test_*.py that nobody added above would never run; this makes that a failure.

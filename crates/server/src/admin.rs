@@ -103,6 +103,21 @@ pub enum AdminCommand {
     TokenRevoke {
         name: String,
     },
+    /// Runs of near-identical inbound mail the running server detected.
+    SpamRuns {
+        json: bool,
+    },
+    SpamBlocks {
+        json: bool,
+    },
+    /// `key`: `ip:`, `net:`, `sender:`, `domain:`, `fingerprint:` or `run:`.
+    SpamBlock {
+        key: String,
+        reason: String,
+    },
+    SpamUnblock {
+        key: String,
+    },
     /// Status-page subscribers (email and SMS), oldest first.
     SubscriberList {
         json: bool,
@@ -264,8 +279,11 @@ fn user_arg(name: &str) -> Result<String, AdminOutput> {
 /// Runs one admin command on the store. Blocking (Argon2, store waits):
 /// call from a blocking thread.
 /// What admin commands need to know of the configuration.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct AdminContext {
+    /// Inbound SMTP's policy, in a running server with `[smtp]`: its runs,
+    /// and it reloads blocks when they change.
+    pub inbound: Option<std::sync::Arc<crate::inbound::Inbound>>,
     /// `[sms]` is configured: `deliver` queues new-mail alerts like LMTP does.
     pub sms_alerts: bool,
     /// `[reconstruct] max_read_mb_per_s`, in bytes (0: unthrottled).
@@ -277,6 +295,7 @@ pub struct AdminContext {
 impl AdminContext {
     pub fn new(config: &crate::config::Config) -> Self {
         AdminContext {
+            inbound: None,
             sms_alerts: config.sms.is_some(),
             reconstruct_bytes_per_sec: config.reconstruct.max_read_mb_per_s * 1_000_000,
             subscribers_max: config
@@ -870,6 +889,20 @@ pub fn execute_with_progress(
         | AdminCommand::TokenAdd { .. }
         | AdminCommand::TokenList
         | AdminCommand::TokenRevoke { .. } => status_command(store, command),
+        AdminCommand::SpamRuns { json } => crate::spam_admin::runs_output(&context, json),
+        AdminCommand::SpamBlocks { json } => crate::spam_admin::blocks_output(store, json),
+        AdminCommand::SpamBlock { key, reason } => {
+            match crate::spam_admin::block(store, &context, &key, &reason) {
+                Ok(key) => AdminOutput::ok(format!("blocked {key}\n")),
+                Err(failure) => failure.into(),
+            }
+        }
+        AdminCommand::SpamUnblock { key } => {
+            match crate::spam_admin::unblock(store, &context, &key) {
+                Ok(key) => AdminOutput::ok(format!("unblocked {key}\n")),
+                Err(failure) => failure.into(),
+            }
+        }
         AdminCommand::SubscriberList { .. }
         | AdminCommand::SubscriberAdd { .. }
         | AdminCommand::SubscriberRemove { .. } => {
@@ -988,7 +1021,7 @@ pub async fn serve_socket(
         tokio::select! {
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let store = store.clone();
+                let (store, context) = (store.clone(), context.clone());
                 tokio::spawn(async move {
                     if let Err(e) = handle_admin(store, context, stream).await {
                         tracing::warn!(event = "admin_error", error = %e);
@@ -1065,6 +1098,10 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::TokenAdd { .. } => "status token add",
         AdminCommand::TokenList => "status token list",
         AdminCommand::TokenRevoke { .. } => "status token revoke",
+        AdminCommand::SpamRuns { .. } => "spam runs",
+        AdminCommand::SpamBlocks { .. } => "spam blocks",
+        AdminCommand::SpamBlock { .. } => "spam block",
+        AdminCommand::SpamUnblock { .. } => "spam unblock",
         AdminCommand::SubscriberList { .. } => "status subscriber list",
         AdminCommand::SubscriberAdd { .. } => "status subscriber add",
         AdminCommand::SubscriberRemove { .. } => "status subscriber remove",

@@ -21,6 +21,10 @@ pub struct Config {
     /// Inbound SMTP (an MX); none without the section when a file is given.
     pub smtp: Option<SmtpSection>,
     pub domains: DomainsSection,
+    /// The resolver SMTP's sender checks use.
+    pub dns: DnsSection,
+    /// Inbound SMTP's spam-run defence.
+    pub spam: SpamSection,
     pub tls: TlsSection,
     pub auth: AuthSection,
     pub store: StoreSection,
@@ -148,6 +152,126 @@ pub struct SmtpSection {
     pub greeting_delay_ms: u64,
     /// Error replies per connection before 421 and the close.
     pub max_errors: usize,
+    /// SPF, DKIM, DMARC and ARC on every message (needs DNS).
+    pub check_auth: bool,
+    /// The authserv-id of our Authentication-Results headers; default: hostname.
+    pub authserv_id: Option<String>,
+    /// A DMARC failure under `p=reject` gets 550 5.7.1.
+    pub dmarc_reject: bool,
+    /// Messages being checked and stored at once; more wait their turn,
+    /// taken round-robin by client network.
+    pub delivery_workers: usize,
+}
+
+/// `[dns]`: the resolver of SMTP's sender checks.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsSection {
+    /// "ip" or "ip:port"; empty: the system's resolv.conf.
+    pub servers: Vec<String>,
+    pub timeout_ms: u64,
+    pub attempts: usize,
+    /// Answers kept per record type (TXT, MX, A, AAAA, PTR).
+    pub cache_entries_max: usize,
+    /// How long past its TTL an answer is served while the resolver fails.
+    pub stale_secs: u64,
+    /// How long "no such record" is remembered.
+    pub negative_ttl_secs: u64,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        DnsSection {
+            servers: Vec::new(),
+            timeout_ms: 2000,
+            attempts: 2,
+            cache_entries_max: 100_000,
+            stale_secs: 86_400,
+            negative_ttl_secs: 300,
+        }
+    }
+}
+
+/// One content rule of `[spam]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpamRule {
+    pub name: String,
+    /// Match in this header's value; without it, in the body text.
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Case-insensitive substring.
+    pub contains: String,
+    pub score: f64,
+}
+
+/// What later members of a detected run get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunAction {
+    /// 451 4.7.1: the sender must retry (spam software rarely does).
+    Tempfail,
+    /// Delivered to the junk mailbox.
+    Junk,
+}
+
+/// `[spam]`: inbound SMTP's spam-run defence and content score.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpamSection {
+    pub enabled: bool,
+    pub junk_score: f64,
+    /// 0: never reject on score.
+    pub reject_score: f64,
+    pub junk_mailbox: String,
+    pub run_window_secs: u64,
+    pub run_min_messages: usize,
+    pub run_min_sources: usize,
+    pub run_max_distance: u32,
+    pub run_action: RunAction,
+    pub run_score: f64,
+    pub ip_messages_per_sec: f64,
+    pub ip_messages_burst: f64,
+    pub net_messages_per_sec: f64,
+    pub net_messages_burst: f64,
+    pub sender_messages_per_sec: f64,
+    pub sender_messages_burst: f64,
+    pub domain_messages_per_sec: f64,
+    pub domain_messages_burst: f64,
+    pub ip_recipients_per_sec: f64,
+    pub ip_recipients_burst: f64,
+    /// Keys tracked per limiter (client addresses, networks, senders, domains).
+    pub tracked_max: usize,
+    pub rules: Vec<SpamRule>,
+}
+
+impl Default for SpamSection {
+    fn default() -> Self {
+        SpamSection {
+            enabled: true,
+            junk_score: 5.0,
+            reject_score: 15.0,
+            junk_mailbox: "Junk".into(),
+            run_window_secs: 600,
+            run_min_messages: 20,
+            run_min_sources: 5,
+            run_max_distance: 5,
+            run_action: RunAction::Tempfail,
+            run_score: 10.0,
+            ip_messages_per_sec: 50.0,
+            ip_messages_burst: 500.0,
+            net_messages_per_sec: 200.0,
+            net_messages_burst: 2000.0,
+            sender_messages_per_sec: 20.0,
+            sender_messages_burst: 200.0,
+            domain_messages_per_sec: 100.0,
+            domain_messages_burst: 1000.0,
+            ip_recipients_per_sec: 200.0,
+            ip_recipients_burst: 2000.0,
+            tracked_max: 100_000,
+            rules: Vec::new(),
+        }
+    }
 }
 
 impl Default for SmtpSection {
@@ -162,6 +286,10 @@ impl Default for SmtpSection {
             idle_timeout_secs: 300,
             greeting_delay_ms: 300,
             max_errors: 10,
+            check_auth: true,
+            authserv_id: None,
+            dmarc_reject: true,
+            delivery_workers: 32,
         }
     }
 }
@@ -485,6 +613,8 @@ impl Default for Config {
             lmtp: Some(LmtpSection::default()),
             smtp: Some(SmtpSection::default()),
             domains: DomainsSection::default(),
+            dns: DnsSection::default(),
+            spam: SpamSection::default(),
             tls: TlsSection::default(),
             auth: AuthSection::default(),
             store: StoreSection::default(),
@@ -590,6 +720,76 @@ greeting_delay_ms = 300
 # unknown users, relaying attempts) one connection may get before 421 and the
 # close. Temporary ones (452 too many recipients, 451) do not count.
 max_errors = 10
+# Check SPF, DKIM, DMARC and ARC of every message (DNS through [dns]) and
+# write the results into an Authentication-Results header. Incoming
+# Authentication-Results headers that claim our authserv-id, and every
+# incoming X-Postern-Spam header, are removed (the one change SMTP intake
+# makes to a message). A check DNS cannot answer, even from stale answers,
+# gets 451 4.4.3 (the sender retries), never a bounce.
+check_auth = true
+# The authserv-id of those headers; default: hostname.
+# authserv_id = "mx.example.com"
+# A message failing DMARC whose From domain publishes p=reject gets 550 5.7.1.
+dmarc_reject = true
+# Messages being checked and stored at once. More wait, served round-robin
+# per client network (/24, IPv6 /64), so one flooding source cannot delay
+# the others.
+delivery_workers = 32
+
+[dns]
+# Resolvers for the sender checks: "ip" or "ip:port" (port 53 by default).
+# Empty: those of /etc/resolv.conf.
+servers = []
+# Milliseconds per query attempt, and attempts per query.
+timeout_ms = 2000
+attempts = 2
+# Answers cached per record type (TXT, MX, A, AAAA, PTR), each for its TTL.
+cache_entries_max = 100000
+# While the resolvers fail, answers up to this many seconds past their TTL
+# are used (RFC 8767), so a resolver outage is not felt for known senders.
+stale_secs = 86400
+# Seconds "no such name or record" is remembered (served stale too).
+negative_ttl_secs = 300
+
+[spam]
+# Spam-run defence and content score for inbound SMTP (not LMTP).
+enabled = true
+# A message scoring at least junk_score goes to junk_mailbox (created when
+# first needed), at least reject_score gets 550 5.7.1 (0: never). The score
+# and each rule's part are in the X-Postern-Spam header.
+junk_score = 5.0
+reject_score = 15.0
+junk_mailbox = "Junk"
+# Run detection: near-identical bodies (a 64-bit MinHash within run_max_distance
+# bits, at most 5) seen run_min_messages times within run_window_secs from
+# at least run_min_sources client addresses are a run. Later members get
+# run_action: "tempfail" (451 4.7.1) or "junk" (they score run_score).
+run_window_secs = 600
+run_min_messages = 20
+run_min_sources = 5
+run_max_distance = 5
+run_action = "tempfail"
+run_score = 10.0
+# Token buckets (per second, burst); over one: 451 4.7.1 at MAIL FROM
+# (messages) or RCPT TO (recipients). 0 per second: no limit. Per client
+# address, per network (/24, IPv6 /64), per envelope sender and per sender
+# domain.
+ip_messages_per_sec = 50.0
+ip_messages_burst = 500.0
+net_messages_per_sec = 200.0
+net_messages_burst = 2000.0
+sender_messages_per_sec = 20.0
+sender_messages_burst = 200.0
+domain_messages_per_sec = 100.0
+domain_messages_burst = 1000.0
+ip_recipients_per_sec = 200.0
+ip_recipients_burst = 2000.0
+# Keys each limiter tracks at most (memory bound).
+tracked_max = 100000
+# Content rules, each adding its score when a header (or, without header,
+# the body text) contains the text, case-insensitively:
+# rules = [{ name = "pills", header = "Subject", contains = "cheap pills", score = 6.0 }]
+rules = []
 
 [domains]
 # Mail domains delivered here. SMTP accepts recipients in these domains only
@@ -880,9 +1080,71 @@ fn validate_mail_out(mail: &MailOutSection) -> Result<(), String> {
     Ok(())
 }
 
+fn validate_dns(dns: &DnsSection) -> Result<(), String> {
+    for server in &dns.servers {
+        crate::dns::parse_server(server).map_err(|e| format!("[dns] servers: {e}"))?;
+    }
+    if dns.timeout_ms == 0 || dns.attempts == 0 || dns.cache_entries_max == 0 {
+        return Err("[dns] timeout_ms, attempts and cache_entries_max must be positive".into());
+    }
+    Ok(())
+}
+
+fn validate_spam(spam: &SpamSection) -> Result<(), String> {
+    let numbers = [
+        ("junk_score", spam.junk_score),
+        ("reject_score", spam.reject_score),
+        ("run_score", spam.run_score),
+        ("ip_messages_per_sec", spam.ip_messages_per_sec),
+        ("ip_messages_burst", spam.ip_messages_burst),
+        ("net_messages_per_sec", spam.net_messages_per_sec),
+        ("net_messages_burst", spam.net_messages_burst),
+        ("sender_messages_per_sec", spam.sender_messages_per_sec),
+        ("sender_messages_burst", spam.sender_messages_burst),
+        ("domain_messages_per_sec", spam.domain_messages_per_sec),
+        ("domain_messages_burst", spam.domain_messages_burst),
+        ("ip_recipients_per_sec", spam.ip_recipients_per_sec),
+        ("ip_recipients_burst", spam.ip_recipients_burst),
+    ];
+    if let Some((name, _)) = numbers.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+        return Err(format!("[spam] {name} must be a number of 0 or more"));
+    }
+    if spam.junk_mailbox.trim().is_empty() || spam.junk_mailbox.chars().any(char::is_control) {
+        return Err("[spam] junk_mailbox must be a mailbox name".into());
+    }
+    if spam.run_max_distance > spam::runs::DISTANCE_MAX {
+        return Err("[spam] run_max_distance is at most 5".into());
+    }
+    if spam.run_window_secs == 0 || spam.run_min_messages < 2 || spam.run_min_sources == 0 {
+        return Err(
+            "[spam] run_window_secs and run_min_sources must be positive, run_min_messages at least 2"
+                .into(),
+        );
+    }
+    if spam.tracked_max == 0 {
+        return Err("[spam] tracked_max must be positive".into());
+    }
+    for rule in &spam.rules {
+        if rule.name.is_empty() || rule.contains.is_empty() || !rule.score.is_finite() {
+            return Err(format!(
+                "[spam] rules: rule {:?} needs a name, a non-empty contains and a score",
+                rule.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn validate(config: &Config) -> Result<(), String> {
     if let Some(mail) = &config.mail_out {
         validate_mail_out(mail)?;
+    }
+    validate_dns(&config.dns)?;
+    validate_spam(&config.spam)?;
+    if let Some(smtp) = &config.smtp
+        && smtp.delivery_workers == 0
+    {
+        return Err("[smtp] delivery_workers must be at least 1".into());
     }
     if let Some(imap) = &config.imap
         && (imap.max_literal == 0 || imap.max_line < 1024)

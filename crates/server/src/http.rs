@@ -53,6 +53,8 @@ pub struct HttpState {
     logins_seen: Mutex<(u64, u64)>,
     /// Subscribing by email, when `[mail_out]` is configured.
     pub subscriptions: Option<crate::http_subscribers::Subscriptions>,
+    /// The admin commands' view: inbound SMTP's runs and block reloads.
+    pub admin: crate::admin::AdminContext,
 }
 
 impl HttpState {
@@ -74,6 +76,7 @@ impl HttpState {
             health: Mutex::new(Default::default()),
             logins_seen: Mutex::new((0, 0)),
             subscriptions: None,
+            admin: crate::admin::AdminContext::default(),
         }
     }
 
@@ -129,6 +132,15 @@ pub fn router(state: Arc<HttpState>) -> Router {
         .route("/api/admin/incidents/{id}/posts", post(admin_post))
         .route("/api/admin/posts/{id}", put(admin_edit))
         .route("/api/admin/components/{name}", put(admin_component))
+        .route("/api/admin/spam/runs", get(admin_spam_runs))
+        .route(
+            "/api/admin/spam/blocks",
+            get(admin_spam_blocks).post(admin_spam_block),
+        )
+        .route(
+            "/api/admin/spam/blocks/{key}",
+            axum::routing::delete(admin_spam_unblock),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such page") })
         .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state)
@@ -396,6 +408,32 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         stats.records.load(Relaxed),
         state.store.repair_queue().len(),
     );
+    if let Some(inbound) = &state.admin.inbound {
+        let dns = inbound.dns_stats();
+        let active = inbound.runs().iter().filter(|r| r.active).count();
+        let _ = writeln!(
+            out,
+            "# HELP postern_smtp_waiting SMTP messages waiting for a turn to be checked and stored.\n\
+             # TYPE postern_smtp_waiting gauge\n\
+             postern_smtp_waiting {}\n\
+             # HELP postern_spam_runs_active Runs of near-identical mail seen within the window.\n\
+             # TYPE postern_spam_runs_active gauge\n\
+             postern_spam_runs_active {active}\n\
+             # HELP postern_dns_cache_entries DNS answers cached for sender checks.\n\
+             # TYPE postern_dns_cache_entries gauge\n\
+             postern_dns_cache_entries {}\n\
+             # HELP postern_dns_cache_hits_total Lookups answered from the cache within TTL.\n\
+             # TYPE postern_dns_cache_hits_total counter\n\
+             postern_dns_cache_hits_total {}\n\
+             # HELP postern_dns_stale_served_total Lookups answered past their TTL while the resolvers failed.\n\
+             # TYPE postern_dns_stale_served_total counter\n\
+             postern_dns_stale_served_total {}",
+            inbound.waiting(),
+            dns.entries,
+            dns.hits,
+            dns.stale_served,
+        );
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -635,4 +673,83 @@ async fn admin_component(
     };
     submit(&state, intent).await?;
     Ok(axum::Json(serde_json::json!({ "component": name })).into_response())
+}
+
+async fn admin_spam_runs(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Reply {
+    authenticate(&state, &headers).await?;
+    let runs = match &state.admin.inbound {
+        Some(inbound) => inbound.runs(),
+        None => Vec::new(),
+    };
+    Ok(axum::Json(serde_json::json!({ "runs": runs })).into_response())
+}
+
+/// A spam admin failure as an HTTP error: bad keys are 400, unknown ones 404.
+fn spam_failure(failure: crate::spam_admin::Failure) -> Response {
+    let status =
+        if failure.message.ends_with("is not blocked") || failure.message.starts_with("no run") {
+            StatusCode::NOT_FOUND
+        } else if failure.exit == crate::admin::EX_TEMPFAIL {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+    error(status, failure.message)
+}
+
+async fn admin_spam_blocks(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Reply {
+    authenticate(&state, &headers).await?;
+    let store = state.store.clone();
+    let blocks = tokio::task::spawn_blocking(move || crate::spam_admin::blocks(&store))
+        .await
+        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
+        .map_err(spam_failure)?;
+    Ok(axum::Json(serde_json::json!({ "blocks": blocks })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BlockBody {
+    key: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn admin_spam_block(
+    State(state): State<Arc<HttpState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Reply {
+    let token = authenticate(&state, &headers).await?;
+    let body: BlockBody = parse(&body)?;
+    let reason = if body.reason.is_empty() {
+        format!("blocked by {token}")
+    } else {
+        body.reason
+    };
+    let store = state.store.clone();
+    let context = state.admin.clone();
+    let key = tokio::task::spawn_blocking(move || {
+        crate::spam_admin::block(&store, &context, &body.key, &reason)
+    })
+    .await
+    .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
+    .map_err(spam_failure)?;
+    Ok(created(serde_json::json!({ "key": key })))
+}
+
+async fn admin_spam_unblock(
+    State(state): State<Arc<HttpState>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Reply {
+    authenticate(&state, &headers).await?;
+    let store = state.store.clone();
+    let context = state.admin.clone();
+    let key =
+        tokio::task::spawn_blocking(move || crate::spam_admin::unblock(&store, &context, &key))
+            .await
+            .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
+            .map_err(spam_failure)?;
+    Ok(axum::Json(serde_json::json!({ "key": key })).into_response())
 }

@@ -8,14 +8,18 @@
 pub mod admin;
 pub mod config;
 pub mod connections;
+pub mod dns;
+pub mod fair;
 pub mod http;
 pub mod http_subscribers;
+pub mod inbound;
 pub mod lmtp_target;
 pub mod mail_out;
 pub mod metrics;
 pub mod open_files;
 pub mod repair;
 pub mod sms;
+pub mod spam_admin;
 pub mod subscribers;
 pub mod tls;
 
@@ -310,12 +314,28 @@ pub async fn run(
         sms_alerts: config.sms.is_some(),
         metrics: Arc::clone(&delivery_metrics),
     });
+    // Inbound SMTP's checks, limits and run detection, around the same target.
+    let inbound = match &config.smtp {
+        Some(smtp) => Some(Arc::new(
+            inbound::Inbound::new(
+                Arc::clone(&target),
+                smtp,
+                &config.spam,
+                &config.dns,
+                &config.hostname,
+            )
+            .map_err(|e| anyhow::anyhow!("[smtp]: {e}"))?,
+        )),
+        None => None,
+    };
+    let mut admin_context = admin::AdminContext::new(&config);
+    admin_context.inbound = inbound.clone();
 
     let admin_path = admin::socket_path(&config.data_dir);
     let admin_listener = admin::bind_socket(&admin_path)?;
     let admin_task = tokio::spawn(admin::serve_socket(
         store.clone(),
-        admin::AdminContext::new(&config),
+        admin_context.clone(),
         admin_listener,
         admin_path,
         shutdown.clone(),
@@ -388,6 +408,7 @@ pub async fn run(
                 smtp: smtp_open.open(),
             }),
         );
+        state.admin = admin_context.clone();
         state.subscriptions =
             config
                 .mail_out
@@ -437,6 +458,7 @@ pub async fn run(
         lmtp: lmtp_config,
         smtp: smtp_config,
         target,
+        inbound,
         tls: acceptor,
         refusals: Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT_MAX)),
     });
@@ -500,6 +522,8 @@ struct Services {
     lmtp: Arc<delivery::LmtpConfig>,
     smtp: Arc<delivery::LmtpConfig>,
     target: Arc<lmtp_target::StoreTarget>,
+    /// Inbound SMTP's target (present when `[smtp]` is).
+    inbound: Option<Arc<inbound::Inbound>>,
     tls: tokio_rustls::TlsAcceptor,
     /// Refusals being said now; see [`REFUSALS_IN_FLIGHT_MAX`].
     refusals: Arc<Semaphore>,
@@ -533,7 +557,10 @@ impl Services {
                 }
             }
             Service::Smtp => {
-                let (config, target) = (Arc::clone(&self.smtp), Arc::clone(&self.target));
+                let Some(target) = self.inbound.clone() else {
+                    return;
+                };
+                let config = Arc::clone(&self.smtp);
                 let tls = Some(self.tls.clone());
                 let served = delivery::serve_with_tls(stream, peer, config, target, tls, shutdown);
                 if let Err(e) = served.await {

@@ -1,7 +1,7 @@
 //! The LMTP session's [`DeliveryTarget`] over the store: recipients resolve
 //! through the directory, messages go to each user's INBOX in one commit.
 
-use delivery::{DeliverError, DeliveryTarget, ResolveError, UserName};
+use delivery::{DeliverError, DeliveryTarget, Envelope, ResolveError, UserName};
 use store::{ErrorKind, Intent, Store};
 
 /// Messages up to this size are hashed and parsed on the async worker.
@@ -32,6 +32,22 @@ impl DeliveryTarget for StoreTarget {
         &self,
         message: Vec<u8>,
         users: Vec<UserName>,
+        _envelope: Envelope,
+    ) -> Vec<Result<(), DeliverError>> {
+        self.deliver_to(message, users, "INBOX", None).await
+    }
+}
+
+impl StoreTarget {
+    /// Stores `message` in `mailbox` of every user, durably, in one commit.
+    /// With `create_as`, a user who lacks the mailbox gets it created (with
+    /// that special-use attribute, e.g. `\Junk`) and the message then.
+    pub async fn deliver_to(
+        &self,
+        message: Vec<u8>,
+        users: Vec<UserName>,
+        mailbox: &str,
+        create_as: Option<&str>,
     ) -> Vec<Result<(), DeliverError>> {
         let count = users.len();
         // DATA has been read: the message is received; from here to stored is
@@ -54,21 +70,51 @@ impl DeliveryTarget for StoreTarget {
             }
         };
         let delivered_to = users.clone();
-        let intents = users
-            .into_iter()
-            .map(|user| Intent::Append {
-                user,
-                mailbox: "INBOX".into(),
-                message: prepared.clone(),
-                flags: Vec::new(),
-                internal_date: None,
-            })
-            .collect();
-        let results = self.store.submit(intents).await;
+        let append = |user: &UserName| Intent::Append {
+            user: user.clone(),
+            mailbox: mailbox.to_string(),
+            message: prepared.clone(),
+            flags: Vec::new(),
+            internal_date: None,
+        };
+        let mut results = self.store.submit(users.iter().map(append).collect()).await;
+        if let Some(special_use) = create_as {
+            let missing: Vec<usize> = results
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| matches!(r, Err(e) if e.kind == ErrorKind::NotFound))
+                .map(|(i, _)| i)
+                .collect();
+            if !missing.is_empty() {
+                let creates = missing
+                    .iter()
+                    .filter_map(|&i| users.get(i))
+                    .map(|user| Intent::CreateMailbox {
+                        user: user.clone(),
+                        name: mailbox.to_string(),
+                        special_use: Some(special_use.to_string()),
+                    })
+                    .collect();
+                // AlreadyExists (a concurrent delivery made it) is fine.
+                let _ = self.store.submit(creates).await;
+                let retry = missing
+                    .iter()
+                    .filter_map(|&i| users.get(i))
+                    .map(append)
+                    .collect();
+                let retried = self.store.submit(retry).await;
+                for (&i, result) in missing.iter().zip(retried) {
+                    if let Some(slot) = results.get_mut(i) {
+                        *slot = result;
+                    }
+                }
+            }
+        }
         let stored = results.iter().filter(|r| r.is_ok()).count() as u64;
         self.metrics
             .record(received.elapsed(), stored, results.len() as u64 - stored);
-        if self.sms_alerts {
+        // New-mail alerts are for the inbox, not for junk.
+        if self.sms_alerts && mailbox == "INBOX" {
             let reached: Vec<String> = delivered_to
                 .into_iter()
                 .zip(&results)
