@@ -4,10 +4,11 @@
 //! all arrived); this module only reads until they can say so. It is generic
 //! over the stream so tests can drive a client through an in-memory pipe.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 use crate::error::{ClientError, ClientErrorKind, ProtocolError};
 
@@ -54,6 +55,63 @@ pub async fn connect_tcp(
         ClientError::new(ClientErrorKind::Io, format!("setting TCP_NODELAY: {error}"))
     })?;
     Ok(Connection::new(stream, io_timeout, buffer_bytes_max))
+}
+
+/// Opens a TCP connection from `source` (port chosen by the kernel) to
+/// `remote`, with `io_timeout` on the connect. Any address in 127.0.0.0/8
+/// is loopback on Linux, so a benchmark can play many client hosts.
+///
+/// # Errors
+/// `Io` when the socket cannot be made, bound or connected; `Timeout` when
+/// the connect takes too long.
+pub async fn connect_tcp_from(
+    source: Ipv4Addr,
+    remote: SocketAddr,
+    io_timeout: Duration,
+    buffer_bytes_max: usize,
+) -> Result<Connection<TcpStream>, ClientError> {
+    let io_error = |what: &str, error: std::io::Error| {
+        ClientError::new(
+            ClientErrorKind::Io,
+            format!("{what} ({source} to {remote}): {error}"),
+        )
+    };
+    let socket = TcpSocket::new_v4().map_err(|error| io_error("creating a socket", error))?;
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(source), 0))
+        .map_err(|error| io_error("binding", error))?;
+    let stream = tokio::time::timeout(io_timeout, socket.connect(remote))
+        .await
+        .map_err(|_| {
+            ClientError::new(
+                ClientErrorKind::Timeout,
+                format!("connecting from {source} to {remote}"),
+            )
+        })?
+        .map_err(|error| io_error("connecting", error))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|error| io_error("setting TCP_NODELAY", error))?;
+    Ok(Connection::new(stream, io_timeout, buffer_bytes_max))
+}
+
+/// The first IPv4 address `address` (`host:port`) resolves to.
+///
+/// # Errors
+/// `Io` when it does not resolve or has no IPv4 address.
+pub async fn resolve_v4(address: &str) -> Result<SocketAddr, ClientError> {
+    let addresses = tokio::net::lookup_host(address).await.map_err(|error| {
+        ClientError::new(ClientErrorKind::Io, format!("resolving {address}: {error}"))
+    })?;
+    addresses
+        .into_iter()
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| {
+            ClientError::new(
+                ClientErrorKind::Io,
+                format!("{address} has no IPv4 address"),
+            )
+        })
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {

@@ -122,20 +122,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> LmtpClient<S> {
     }
 
     async fn read_reply(&mut self) -> Result<Reply, ClientError> {
-        let limits = self.limits;
-        let mut reply = None;
-        let length = self
-            .connection
-            .read_frame(|input| {
-                Ok(parse_reply(input, &limits)?.map(|(parsed, length)| {
-                    reply = Some(parsed);
-                    length
-                }))
-            })
-            .await?;
-        self.connection.consume(length);
-        reply.ok_or_else(|| ClientError::new(ClientErrorKind::Protocol, "reply vanished"))
+        read_reply(&mut self.connection, &self.limits).await
     }
+}
+
+/// Reads one whole reply off `connection` and consumes it. Shared with the
+/// SMTP client: both protocols frame replies the same way (RFC 5321 §4.2).
+///
+/// # Errors
+/// The connection's errors; `Protocol` for a malformed or oversized reply.
+pub(crate) async fn read_reply<S: AsyncRead + AsyncWrite + Unpin>(
+    connection: &mut Connection<S>,
+    limits: &ReplyLimits,
+) -> Result<Reply, ClientError> {
+    let mut reply = None;
+    let length = connection
+        .read_frame(|input| {
+            Ok(parse_reply(input, limits)?.map(|(parsed, length)| {
+                reply = Some(parsed);
+                length
+            }))
+        })
+        .await?;
+    connection.consume(length);
+    reply.ok_or_else(|| ClientError::new(ClientErrorKind::Protocol, "reply vanished"))
 }
 
 #[cfg(test)]

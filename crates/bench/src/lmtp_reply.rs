@@ -1,4 +1,4 @@
-//! LMTP (and SMTP) replies, RFC 5321 §4.2: one or more lines that share a
+//! LMTP and SMTP replies, RFC 5321 §4.2: one or more lines that share a
 //! three-digit code, `250-more follows` on every line but the last and
 //! `250 last line` on the last. No I/O; an unfinished reply is `Ok(None)`.
 
@@ -44,6 +44,31 @@ impl Reply {
     /// 3xx: go on (354 after DATA).
     pub fn is_positive_intermediate(&self) -> bool {
         (300..400).contains(&self.code)
+    }
+
+    /// 4xx: a temporary failure; the sender may try again later.
+    pub fn is_transient_negative(&self) -> bool {
+        (400..500).contains(&self.code)
+    }
+
+    /// 5xx: a permanent failure.
+    pub fn is_permanent_negative(&self) -> bool {
+        (500..600).contains(&self.code)
+    }
+
+    /// 421: the server is closing the connection (RFC 5321 §3.8).
+    pub fn is_closing(&self) -> bool {
+        self.code == 421
+    }
+
+    /// Whether the reply's text holds `word` as a whole word, ignoring case:
+    /// `run` is in "bulk mail run (run 3)" but not in "running".
+    pub fn mentions(&self, word: &str) -> bool {
+        !word.is_empty()
+            && self.lines.iter().any(|line| {
+                line.split(|c: char| !c.is_alphanumeric())
+                    .any(|token| token.eq_ignore_ascii_case(word))
+            })
     }
 
     /// Whether a line of an LHLO/EHLO reply names `keyword` as its first word,
@@ -183,6 +208,56 @@ mod tests {
         assert!(reply.has_keyword("pipelining"));
         assert!(reply.has_keyword("SIZE"));
         assert!(!reply.has_keyword("CHUNKING"));
+    }
+
+    #[test]
+    fn multi_line_ehlo_reply_of_an_smtp_server() {
+        let input = b"250-mx.bench.test Hello legit1.test [127.0.1.1]\r\n250-SIZE 67108864\r\n\
+                      250-8BITMIME\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 CHUNKING\r\n";
+        let (reply, used) = check(input).unwrap().unwrap();
+        assert_eq!(used, input.len());
+        assert_eq!(reply.code, 250);
+        assert_eq!(
+            reply.lines[0],
+            "mx.bench.test Hello legit1.test [127.0.1.1]"
+        );
+        assert_eq!(reply.lines.len(), 6);
+        assert!(reply.has_keyword("chunking"));
+        assert!(!reply.is_transient_negative());
+    }
+
+    #[test]
+    fn temporary_failures_with_text_and_the_words_they_mention() {
+        let (reply, _) = check(
+            b"451 4.7.1 message looks like part of a bulk mail run (run 3); try again later\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(reply.code, 451);
+        assert!(reply.is_transient_negative());
+        assert!(!reply.is_permanent_negative() && !reply.is_closing());
+        assert!(reply.mentions("run") && reply.mentions("RUN"));
+        assert!(!reply.mentions("bulk mail") && !reply.mentions(""));
+
+        let (reply, used) = check(b"451-4.7.1 too many messages\r\n451 4.7.1 slow down\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!((reply.code, used), (451, 50));
+        assert_eq!(reply.lines, ["4.7.1 too many messages", "4.7.1 slow down"]);
+        assert!(!reply.mentions("run"));
+
+        let (reply, _) = check(b"421 4.3.2 running out of connections\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(reply.is_closing() && reply.is_transient_negative());
+        assert!(
+            !reply.mentions("run"),
+            "a word inside another is not a mention"
+        );
+        let (reply, _) = check(b"550 5.7.1 message refused as spam\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(reply.is_permanent_negative());
     }
 
     #[test]

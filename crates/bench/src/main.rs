@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
+use postern_bench::flood::Phases;
 use postern_bench::imap_client::Secret;
 use postern_bench::message::{MessageSpec, Needle};
 use postern_bench::report;
@@ -17,9 +18,12 @@ use postern_bench::workload::Common;
 use postern_bench::workload::imap_fetch::{self, FetchOptions};
 use postern_bench::workload::imap_search::{self, SearchOptions};
 use postern_bench::workload::lmtp::{self, LmtpOptions};
+use postern_bench::workload::smtp::{self, SmtpOptions};
+use postern_bench::workload::smtp_flood::{self, FloodOptions};
 
-/// Load generator for IMAP and LMTP servers. Each workload prints a JSON
-/// line per run and a summary line on stdout, and a table on stderr.
+/// Load generator for IMAP, LMTP and SMTP servers. Each workload prints a
+/// JSON line per run and a summary line on stdout (`smtp-flood`: one line),
+/// and a table on stderr.
 #[derive(Debug, Parser)]
 #[command(name = "postern-bench", version)]
 struct Cli {
@@ -31,6 +35,13 @@ struct Cli {
 enum Command {
     /// LMTP deliveries: deliveries/s and per-delivery latency.
     Lmtp(LmtpArgs),
+    /// SMTP deliveries to an MX, one command at a time: deliveries/s and
+    /// per-delivery latency, comparable with `lmtp`.
+    Smtp(SmtpArgs),
+    /// Legitimate SMTP senders at a steady rate while a spam run floods the
+    /// server: latency of legitimate mail before, during and after the run,
+    /// how soon the run was detected, how much of it was accepted.
+    SmtpFlood(FloodArgs),
     /// IMAP `FETCH 1:count ENVELOPE`, repeated: latency per FETCH.
     ImapFetch(FetchArgs),
     /// IMAP `SEARCH BODY needle`, repeated: latency per SEARCH.
@@ -97,6 +108,112 @@ struct LmtpArgs {
     needle: Option<String>,
     #[arg(long, default_value_t = 100)]
     needle_every: u64,
+}
+
+#[derive(Debug, Args)]
+struct SmtpArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Concurrent SMTP sessions.
+    #[arg(long, default_value_t = 16)]
+    connections: usize,
+    /// Messages delivered per run.
+    #[arg(long, default_value_t = 10_000)]
+    messages: u64,
+    /// Recipients, round-robin: {user-prefix}0 .. {user-prefix}{users-1}.
+    #[arg(long, default_value_t = 1)]
+    users: u64,
+    #[arg(long, default_value = "user")]
+    user_prefix: String,
+    /// Domain of the recipient addresses: one the server is the MX for.
+    #[arg(long, default_value = "bench.test")]
+    domain: String,
+    /// Envelope sender.
+    #[arg(long, default_value = "bench@sender.bench.test")]
+    sender: String,
+    /// Our name in EHLO.
+    #[arg(long, default_value = "postern-bench.invalid")]
+    client_name: String,
+    /// Size of each message in bytes.
+    #[arg(long, default_value_t = 4096)]
+    size: usize,
+    /// Seed of the message generator.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// The flood is one run of its own length: a second one against the same
+/// server would meet a run it already knows, so there is no --runs.
+#[derive(Debug, Args)]
+struct FloodArgs {
+    /// SMTP listener, host:port (IPv4: the senders bind 127.x.y.z).
+    #[arg(long)]
+    addr: String,
+    /// The case's name in tables.
+    #[arg(long, default_value = "smtp-flood")]
+    name: String,
+    /// Name of the server measured, recorded with the results.
+    #[arg(long, default_value = "postern")]
+    server: String,
+    /// Longest wait for one read or write, in seconds.
+    #[arg(long, default_value_t = 30)]
+    timeout_secs: u64,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Legitimate messages per second, over all legitimate sources.
+    #[arg(long, default_value_t = 20.0)]
+    legit_rate: f64,
+    /// Legitimate sources: 127.0.1.1, 127.0.1.2, ...; sender domains
+    /// legit1.test, legit2.test, ...
+    #[arg(long, default_value_t = 5)]
+    legit_sources: usize,
+    /// Most SMTP sessions open at once per legitimate source.
+    #[arg(long, default_value_t = 8)]
+    legit_connections_per_source: usize,
+    /// Size of each legitimate message in bytes (each a different text).
+    #[arg(long, default_value_t = 4096)]
+    legit_size: usize,
+    /// Spam copies per second during the run, over all spam sources.
+    #[arg(long, default_value_t = 1000.0)]
+    spam_rate: f64,
+    /// Spam sources: 127.10.x.y.
+    #[arg(long, default_value_t = 200)]
+    spam_sources: usize,
+    /// Spam sources per /24: 1 puts each in a network of its own
+    /// (127.10.0.1, 127.10.1.1, ...), as a botnet's are.
+    #[arg(long, default_value_t = 1)]
+    spam_sources_per_net: usize,
+    /// Most SMTP sessions open at once per spam source.
+    #[arg(long, default_value_t = 4)]
+    spam_connections_per_source: usize,
+    /// Seconds of legitimate mail alone before the run.
+    #[arg(long, default_value_t = 10.0)]
+    before_secs: f64,
+    /// Seconds the run lasts (legitimate mail goes on).
+    #[arg(long, default_value_t = 30.0)]
+    during_secs: f64,
+    /// Seconds of legitimate mail alone after the run.
+    #[arg(long, default_value_t = 10.0)]
+    after_secs: f64,
+    /// Recipients, round-robin: {user-prefix}0 .. {user-prefix}{users-1}.
+    #[arg(long, default_value_t = 100)]
+    users: u64,
+    #[arg(long, default_value = "user")]
+    user_prefix: String,
+    /// Domain of the recipient addresses: one the server is the MX for.
+    #[arg(long, default_value = "bench.test")]
+    domain: String,
+    /// Milliseconds a legitimate sender waits before its one retry of a
+    /// message that got a 4xx or lost its connection.
+    #[arg(long, default_value_t = 1000)]
+    retry_after_ms: u64,
+    /// A refusal that names this word counts as the run detected.
+    #[arg(long, default_value = "run")]
+    run_word: String,
+    /// Seed of the message generators.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +316,64 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             runtime(args.common.threads)?.block_on(lmtp::run(&common, &options))?;
         }
+        Command::Smtp(args) => {
+            let common = common(&args.common)?;
+            let spec = MessageSpec::new(args.seed, args.size, None, &args.domain)
+                .map_err(anyhow::Error::msg)?;
+            let options = SmtpOptions {
+                name: args.common.name.unwrap_or_else(|| "smtp".into()),
+                server: args.common.server,
+                connections: args.connections,
+                messages: args.messages,
+                users: args.users,
+                user_prefix: args.user_prefix,
+                domain: args.domain,
+                sender: args.sender,
+                client_name: args.client_name,
+                size_bytes: args.size,
+                seed: args.seed,
+                spec: Arc::new(spec),
+            };
+            runtime(args.common.threads)?.block_on(smtp::run(&common, &options))?;
+        }
+        Command::SmtpFlood(args) => {
+            if args.timeout_secs == 0 {
+                bail!("--timeout-secs must be at least 1");
+            }
+            let common = Common {
+                address: args.addr.clone(),
+                runs: 1,
+                io_timeout: Duration::from_secs(args.timeout_secs),
+                buffer_bytes_max: BUFFER_BYTES_MAX,
+            };
+            let spec = MessageSpec::distinct_texts(args.seed, args.legit_size)
+                .map_err(anyhow::Error::msg)?;
+            let options = FloodOptions {
+                name: args.name,
+                server: args.server,
+                legit_rate: args.legit_rate,
+                legit_sources: args.legit_sources,
+                legit_connections_per_source: args.legit_connections_per_source,
+                legit_size_bytes: args.legit_size,
+                spam_rate: args.spam_rate,
+                spam_sources: args.spam_sources,
+                spam_sources_per_net: args.spam_sources_per_net,
+                spam_connections_per_source: args.spam_connections_per_source,
+                phases: Phases {
+                    before: seconds("--before-secs", args.before_secs)?,
+                    during: seconds("--during-secs", args.during_secs)?,
+                    after: seconds("--after-secs", args.after_secs)?,
+                },
+                users: args.users,
+                user_prefix: args.user_prefix,
+                domain: args.domain,
+                retry_after: Duration::from_millis(args.retry_after_ms),
+                seed: args.seed,
+                run_word: args.run_word,
+                legit_spec: Arc::new(spec),
+            };
+            runtime(args.threads)?.block_on(smtp_flood::run(&common, &options))?;
+        }
         Command::ImapFetch(args) => {
             let common = common(&args.common)?;
             let options = FetchOptions {
@@ -246,6 +421,14 @@ fn common(args: &CommonArgs) -> anyhow::Result<Common> {
     })
 }
 
+/// A phase length from the command line.
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    if !(value.is_finite() && value >= 0.0) {
+        bail!("{flag} must be a number of seconds, 0 or more");
+    }
+    Duration::try_from_secs_f64(value).with_context(|| format!("{flag} {value}"))
+}
+
 fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     if !(1..=THREADS_MAX).contains(&threads) {
         bail!("--threads must be 1 to {THREADS_MAX}");
@@ -266,11 +449,15 @@ fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.input)
         .with_context(|| format!("reading {}", args.input.display()))?;
-    let (runs, summaries) = report::read_records(&text)
+    let report::Records {
+        runs,
+        summaries,
+        floods,
+    } = report::read_records(&text)
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("parsing {}", args.input.display()))?;
-    if summaries.is_empty() {
-        bail!("{} holds no summary records", args.input.display());
+    if summaries.is_empty() && floods.is_empty() {
+        bail!("{} holds no summary or flood records", args.input.display());
     }
     let mut meta = serde_json::Map::new();
     for pair in &args.meta {
@@ -279,13 +466,19 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
         };
         meta.insert(key.into(), value.into());
     }
-    print!("{}", report::markdown_table(&summaries));
+    if !summaries.is_empty() {
+        print!("{}", report::markdown_table(&summaries));
+    }
+    print!("{}", report::flood_markdown(&floods));
     if let Some(path) = &args.json_out {
-        let document = serde_json::json!({
+        let mut document = serde_json::json!({
             "meta": meta,
             "summaries": summaries,
             "runs": runs,
         });
+        if !floods.is_empty() {
+            document["floods"] = serde_json::to_value(&floods)?;
+        }
         let text = serde_json::to_string_pretty(&document)? + "\n";
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }

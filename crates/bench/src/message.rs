@@ -191,6 +191,9 @@ pub struct MessageSpec {
     seed: u64,
     size_bytes: usize,
     needle: Option<Needle>,
+    /// Each message draws its words from a vocabulary of its own
+    /// ([`MessageSpec::distinct_texts`]).
+    distinct: bool,
 }
 
 impl MessageSpec {
@@ -240,6 +243,24 @@ impl MessageSpec {
             seed,
             size_bytes,
             needle,
+            distinct: false,
+        })
+    }
+
+    /// Messages whose texts differ in substance, not only in order: each
+    /// draws its body from a vocabulary of its own ([`OWN_WORDS`] words: some
+    /// of the shared vocabulary and made-up words), as mail from different
+    /// people about different things does. Bodies drawn from one shared
+    /// vocabulary, as [`MessageSpec::new`] makes them, all have the same word
+    /// frequencies, which a near-duplicate detector may rightly take for one
+    /// text; the flood's legitimate mail must not look like a run.
+    ///
+    /// # Errors
+    /// A size outside [`SIZE_BYTES_MIN`]..=[`SIZE_BYTES_MAX`].
+    pub fn distinct_texts(seed: u64, size_bytes: usize) -> Result<Self, String> {
+        Ok(MessageSpec {
+            distinct: true,
+            ..MessageSpec::new(seed, size_bytes, None, "")?
         })
     }
 
@@ -290,15 +311,19 @@ impl MessageSpec {
             )),
             _ => None,
         };
+        // Drawn after everything else, so messages of the shared vocabulary
+        // stay byte for byte what they were before distinct texts existed.
+        let own_words = self.distinct.then(|| own_vocabulary(&mut rng));
         let mut line_bytes = 0;
         // Bounded: every pass adds at least one byte until body_end is passed.
         for word_index in 0.. {
             if message.len() >= body_end {
                 break;
             }
-            let next = match needle_at {
-                Some((at, needle)) if at == word_index => needle,
-                _ => word(&mut rng),
+            let next = match (needle_at, &own_words) {
+                (Some((at, needle)), _) if at == word_index => needle,
+                (_, Some(words)) => words[rng.gen_range(0..words.len())].as_str(),
+                (_, None) => word(&mut rng),
             };
             if line_bytes > 0 && line_bytes + 1 + next.len() > LINE_BYTES_MAX {
                 message.extend_from_slice(b"\r\n");
@@ -323,8 +348,89 @@ impl MessageSpec {
     }
 }
 
+/// Words in the vocabulary of one message of distinct texts.
+pub const OWN_WORDS: usize = 48;
+
+/// Syllables of made-up words (names, places, jargon).
+const SYLLABLES: &[&str] = &[
+    "ba", "ber", "cal", "da", "del", "fen", "ga", "hol", "ka", "kin", "la", "lim", "mar", "mo",
+    "nel", "no", "pa", "per", "qui", "ra", "ros", "sa", "sel", "ta", "tor", "va", "ven", "wi",
+    "xa", "yo", "zan", "zu",
+];
+
+/// The vocabulary of one message of distinct texts: half words of the
+/// shared vocabulary, half made-up words of two to four syllables.
+fn own_vocabulary(rng: &mut StdRng) -> Vec<String> {
+    (0..OWN_WORDS)
+        .map(|number| {
+            if number % 2 == 0 {
+                word(rng).to_owned()
+            } else {
+                (0..rng.gen_range(2..5))
+                    .map(|_| SYLLABLES[rng.gen_range(0..SYLLABLES.len())])
+                    .collect()
+            }
+        })
+        .collect()
+}
+
 fn word(rng: &mut StdRng) -> &'static str {
     VOCABULARY[rng.gen_range(0..VOCABULARY.len())]
+}
+
+/// The body of every copy of the spam run, with `{name}`, `{number}` and
+/// `{url}` filled in per copy, as bulk mail software personalises a run.
+const SPAM_BODY: &str = "Dear {name},\r\n\r\n\
+Congratulations! Your address was selected in this month's customer\r\n\
+appreciation draw, and reward number {number} has been reserved in your name.\r\n\
+To claim it, confirm your details within 48 hours at the link below:\r\n\r\n\
+    {url}\r\n\r\n\
+This offer is for selected customers only and cannot be transferred.\r\n\
+Rewards not claimed by the deadline go to another participant. There is no\r\n\
+cost to take part and no purchase is necessary.\r\n\r\n\
+Thousands of customers have already claimed their rewards this month.\r\n\
+Do not miss your chance: claim reward {number} today at\r\n\
+{url}\r\n\r\n\
+Kind regards,\r\n\
+The Customer Rewards Team\r\n\r\n\
+You receive this message because you subscribed to partner offers. To stop\r\n\
+receiving them, reply with the word unsubscribe in the subject.\r\n";
+
+/// Copy `copy` of the spam run to `recipient`: one template, with the
+/// recipient's name, a reward number and a URL that differ per copy (the
+/// number and URL are a pure function of `seed` and `copy`), from
+/// `sender_domain`. About 1.2 KB.
+pub fn spam_copy(seed: u64, copy: u64, recipient: &str, sender_domain: &str) -> Vec<u8> {
+    let mut rng = StdRng::seed_from_u64(
+        seed.rotate_left(17) ^ copy.wrapping_mul(0xD6E8_FEB8_6659_FD93) ^ 0x5350_414D,
+    );
+    let name = recipient.split('@').next().unwrap_or(recipient);
+    let number = format!("{:06}", rng.gen_range(0..1_000_000u32));
+    let token: String = (0..12)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.gen_range(0..36)]))
+        .collect();
+    let url = format!(
+        "https://claim{}.rewards-center.test/r/{token}",
+        rng.gen_range(1..100u32)
+    );
+    let second_of_day = copy % 86_400;
+    let mut message = format!(
+        "From: Customer Rewards <rewards@{sender_domain}>\r\nTo: <{recipient}>\r\n\
+         Subject: {name}, reward {number} is waiting for you\r\n\
+         Date: Mon, 01 Jan 2024 {:02}:{:02}:{:02} +0000\r\n\
+         Message-ID: <{token}.{copy}@{sender_domain}>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: text/plain; charset=us-ascii\r\n\r\n",
+        second_of_day / 3600,
+        second_of_day / 60 % 60,
+        second_of_day % 60,
+    );
+    message.push_str(
+        &SPAM_BODY
+            .replace("{name}", name)
+            .replace("{number}", &number)
+            .replace("{url}", &url),
+    );
+    message.into_bytes()
 }
 
 /// The bytes to send after `DATA` and its 354: the message with lines that
@@ -438,6 +544,77 @@ mod tests {
         assert!(attempt("two words", "example.com").is_err());
         assert!(attempt("", "example.com").is_err());
         assert!(MessageSpec::new(1, 100, None, "x").is_err());
+    }
+
+    fn body_words(message: &[u8]) -> std::collections::BTreeSet<String> {
+        let text = std::str::from_utf8(message).unwrap();
+        let body = &text[text.find("\r\n\r\n").unwrap()..];
+        body.split_whitespace().map(str::to_owned).collect()
+    }
+
+    fn overlap(one: &[u8], two: &[u8]) -> f64 {
+        let (one, two) = (body_words(one), body_words(two));
+        one.intersection(&two).count() as f64 / one.union(&two).count() as f64
+    }
+
+    #[test]
+    fn distinct_texts_have_words_of_their_own() {
+        let distinct = MessageSpec::distinct_texts(1, 4096).unwrap();
+        let shared = spec(4096, None);
+        for index in [0, 1, 500] {
+            let message = distinct.build(index, "user1@bench.test");
+            assert_eq!(message.len(), 4096);
+            assert_eq!(message, distinct.build(index, "user1@bench.test"));
+            let text = std::str::from_utf8(&message).unwrap();
+            assert!(text.split("\r\n").all(|line| line.len() <= 80));
+            assert!(body_words(&message).len() <= OWN_WORDS + 2);
+        }
+        // Shared-vocabulary bodies use nearly the same words; distinct
+        // ones share few.
+        let shared_overlap = overlap(&shared.build(1, "a"), &shared.build(2, "a"));
+        let distinct_overlap = overlap(&distinct.build(1, "a"), &distinct.build(2, "a"));
+        assert!(shared_overlap > 0.7, "{shared_overlap}");
+        assert!(distinct_overlap < 0.3, "{distinct_overlap}");
+        assert!(MessageSpec::distinct_texts(1, 10).is_err());
+    }
+
+    #[test]
+    fn spam_copies_share_one_template_and_differ_in_name_number_and_url() {
+        let one = String::from_utf8(spam_copy(1, 7, "user3@bench.test", "deals7.test")).unwrap();
+        let two = String::from_utf8(spam_copy(1, 8, "user4@bench.test", "deals8.test")).unwrap();
+        assert_eq!(
+            one,
+            String::from_utf8(spam_copy(1, 7, "user3@bench.test", "deals7.test")).unwrap()
+        );
+        assert_ne!(one, two);
+        assert!(one.contains("Dear user3,\r\n") && two.contains("Dear user4,\r\n"));
+        assert!(one.contains("https://claim") && one.contains(".rewards-center.test/r/"));
+        assert!(!one.contains('{'), "a placeholder was left: {one}");
+        assert!((1000..1600).contains(&one.len()), "{}", one.len());
+        assert!(!one.replace("\r\n", "").contains(['\r', '\n']));
+        assert!(one.split("\r\n").all(|line| line.len() <= 80));
+        // The bodies differ only in the varied words: same lines, and most
+        // of them identical.
+        let body = |text: &str| {
+            let start = text.find("\r\n\r\n").unwrap();
+            text[start..]
+                .split("\r\n")
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let (body_one, body_two) = (body(&one), body(&two));
+        assert_eq!(body_one.len(), body_two.len());
+        let differing = body_one
+            .iter()
+            .zip(&body_two)
+            .filter(|(a, b)| a != b)
+            .count();
+        assert!(differing <= 5, "{differing} lines differ");
+        // Another seed, another run of the same template.
+        assert_ne!(
+            one,
+            String::from_utf8(spam_copy(2, 7, "user3@bench.test", "deals7.test")).unwrap()
+        );
     }
 
     #[test]

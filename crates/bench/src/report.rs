@@ -6,11 +6,15 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::flood::{Counts, FloodSummary};
 use crate::stats::{Aggregate, RunSummary, Spread};
 
 /// The kind of JSON line.
 pub const RECORD_RUN: &str = "run";
 pub const RECORD_SUMMARY: &str = "summary";
+/// The one record of an `smtp-flood`: a flood is not repeated (the server
+/// would remember the run), so it has no runs to take a median of.
+pub const RECORD_FLOOD: &str = "flood";
 
 /// What every record of one workload invocation shares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,6 +51,24 @@ pub struct SummaryRecord {
     pub header: Header,
     #[serde(flatten)]
     pub aggregate: Aggregate,
+}
+
+/// The one JSON line of an `smtp-flood`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FloodRecord {
+    pub record: String,
+    #[serde(flatten)]
+    pub header: Header,
+    #[serde(flatten)]
+    pub summary: FloodSummary,
+}
+
+/// Every record of a JSON lines file, by kind.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Records {
+    pub runs: Vec<RunRecord>,
+    pub summaries: Vec<SummaryRecord>,
+    pub floods: Vec<FloodRecord>,
 }
 
 /// A human table of the runs of one workload and their aggregate.
@@ -122,14 +144,235 @@ pub fn markdown_table(summaries: &[SummaryRecord]) -> String {
     out
 }
 
-/// Splits JSON lines into run and summary records; other lines (blank, or
-/// records of kinds this version does not know) are skipped.
+fn parameter(record: &FloodRecord, key: &str) -> String {
+    match record.header.parameters.get(key) {
+        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(value) => value.to_string(),
+        None => "?".into(),
+    }
+}
+
+fn optional(value: Option<f64>, decimals: usize) -> String {
+    value.map_or_else(|| "-".into(), |value| format!("{value:.decimals$}"))
+}
+
+fn percent(share: Option<f64>) -> String {
+    share.map_or_else(|| "-".into(), |share| format!("{:.3}%", share * 100.0))
+}
+
+fn counts_text(counts: &Counts) -> String {
+    format!(
+        "{} / {} / {} / {}",
+        counts.accepted, counts.tempfailed, counts.refused, counts.errors
+    )
+}
+
+/// What a flood was: rates, sources, phases.
+fn flood_scenario(record: &FloodRecord) -> String {
+    format!(
+        "legitimate {}/s from {} sources; spam {}/s from {} sources ({} per /24); \
+         phases {} s / {} s / {} s",
+        parameter(record, "legit_rate"),
+        parameter(record, "legit_sources"),
+        parameter(record, "spam_rate"),
+        parameter(record, "spam_sources"),
+        parameter(record, "spam_sources_per_net"),
+        parameter(record, "before_secs"),
+        parameter(record, "during_secs"),
+        parameter(record, "after_secs"),
+    )
+}
+
+/// The run's fate in one sentence.
+fn flood_verdict(record: &FloodRecord) -> String {
+    let summary = &record.summary;
+    let run_word = parameter(record, "run_word");
+    let detection = match (summary.detection_ms, summary.detected_after_copies) {
+        (Some(ms), Some(copies)) => format!(
+            "The run was detected {:.3} s after the spam began (the first reply naming \
+             \"{run_word}\"), after {copies} copies had been sent; {} copies were accepted \
+             after that.",
+            ms / 1000.0,
+            summary.spam_accepted_after_detection
+        ),
+        _ => format!("No reply to the spam named \"{run_word}\": the run was not detected."),
+    };
+    format!(
+        "{detection} Spam accepted: {} of {} sent ({}); tempfailed {}, refused {}, \
+         errors {}. Legitimate attempts refused with \"{run_word}\": {}.",
+        summary.spam.accepted,
+        summary.spam_sent,
+        percent(summary.spam_accepted_share),
+        summary.spam.tempfailed,
+        summary.spam.refused,
+        summary.spam.errors,
+        summary.legit_run_replies,
+    )
+}
+
+/// The human tables of a flood, for stderr.
+pub fn flood_table(record: &FloodRecord) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} against {}: {}",
+        record.header.name,
+        record.header.server,
+        flood_scenario(record)
+    );
+    let _ = writeln!(
+        out,
+        "legitimate mail (latency: MAIL FROM to the final reply after DATA, accepted attempts; \
+         delay: from when due to the 250, retry included)"
+    );
+    let _ = writeln!(
+        out,
+        "{:<7} {:>6} {:>6} {:>8} {:>6} {:>5} {:>5} {:>5} {:>8} {:>9} {:>9} {:>9} {:>9} {:>12}",
+        "phase",
+        "secs",
+        "due",
+        "sent/s",
+        "250",
+        "4xx",
+        "5xx",
+        "err",
+        "retried",
+        "retry 250",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "delay p99 ms"
+    );
+    for phase in &record.summary.phases {
+        let legit = &phase.legit;
+        let _ = writeln!(
+            out,
+            "{:<7} {:>6.1} {:>6} {:>8.1} {:>6} {:>5} {:>5} {:>5} {:>8} {:>9} {:>9} {:>9} {:>9} {:>12}",
+            phase.phase.name(),
+            phase.seconds,
+            legit.messages,
+            legit.send_rate_per_second,
+            legit.first.accepted,
+            legit.first.tempfailed,
+            legit.first.refused,
+            legit.first.errors,
+            legit.retried,
+            legit.retry.accepted,
+            optional(legit.latency_ms_p50, 3),
+            optional(legit.latency_ms_p99, 3),
+            optional(legit.latency_ms_max, 3),
+            optional(legit.delay_ms_p99, 3),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "spam (latency: MAIL FROM to the deciding reply; lag: from when due to MAIL FROM)"
+    );
+    let _ = writeln!(
+        out,
+        "{:<7} {:>6} {:>7} {:>7} {:>8} {:>7} {:>7} {:>6} {:>6} {:>9} {:>7} {:>9} {:>9} {:>10}",
+        "phase",
+        "secs",
+        "due",
+        "sent",
+        "sent/s",
+        "250",
+        "4xx",
+        "5xx",
+        "err",
+        "accepted",
+        "run",
+        "p50 ms",
+        "p99 ms",
+        "lag p99 ms"
+    );
+    for phase in &record.summary.phases {
+        let spam = &phase.spam;
+        let _ = writeln!(
+            out,
+            "{:<7} {:>6.1} {:>7} {:>7} {:>8.1} {:>7} {:>7} {:>6} {:>6} {:>9} {:>7} {:>9} {:>9} {:>10}",
+            phase.phase.name(),
+            phase.seconds,
+            spam.messages,
+            spam.sent,
+            spam.send_rate_per_second,
+            spam.outcomes.accepted,
+            spam.outcomes.tempfailed,
+            spam.outcomes.refused,
+            spam.outcomes.errors,
+            percent(spam.accepted_share),
+            spam.run_replies,
+            optional(spam.latency_ms_p50, 3),
+            optional(spam.latency_ms_p99, 3),
+            optional(spam.send_lag_ms_p99, 3),
+        );
+    }
+    let _ = writeln!(out, "{}", flood_verdict(record));
+    if !record.summary.examples.is_empty() {
+        let _ = writeln!(
+            out,
+            "replies other than success, and errors (first seen first):"
+        );
+        for example in &record.summary.examples {
+            let _ = writeln!(
+                out,
+                "  {:<5} {:>7}x  {}",
+                example.stream, example.count, example.text
+            );
+        }
+    }
+    out
+}
+
+/// A markdown section per flood: one row per phase, and the run's fate.
+pub fn flood_markdown(records: &[FloodRecord]) -> String {
+    let mut out = String::new();
+    for record in records {
+        let _ = writeln!(
+            out,
+            "\n**{}** ({}): {}\n",
+            record.header.name,
+            record.header.server,
+            flood_scenario(record)
+        );
+        out.push_str(
+            "| phase | s | legit sent /s | legit 250 / 4xx / 5xx / err | retried (250 then) \
+             | legit p50 ms | legit p99 ms | spam sent /s | spam 250 / 4xx / 5xx / err \
+             | spam accepted |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        );
+        for phase in &record.summary.phases {
+            let (legit, spam) = (&phase.legit, &phase.spam);
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:.1} | {} | {} ({}) | {} | {} | {:.1} | {} | {} |",
+                phase.phase.name(),
+                phase.seconds,
+                legit.send_rate_per_second,
+                counts_text(&legit.first),
+                legit.retried,
+                legit.retry.accepted,
+                optional(legit.latency_ms_p50, 2),
+                optional(legit.latency_ms_p99, 2),
+                spam.send_rate_per_second,
+                counts_text(&spam.outcomes),
+                percent(spam.accepted_share),
+            );
+        }
+        let _ = writeln!(out, "\n{}", flood_verdict(record));
+    }
+    out
+}
+
+/// Splits JSON lines into run, summary and flood records; other lines
+/// (blank, or records of kinds this version does not know) are skipped.
 ///
 /// # Errors
 /// A line that looks like a record but does not parse, with its number.
-pub fn read_records(text: &str) -> Result<(Vec<RunRecord>, Vec<SummaryRecord>), String> {
+pub fn read_records(text: &str) -> Result<Records, String> {
     let mut runs = Vec::new();
     let mut summaries = Vec::new();
+    let mut floods = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if !line.starts_with('{') {
@@ -143,10 +386,15 @@ pub fn read_records(text: &str) -> Result<(Vec<RunRecord>, Vec<SummaryRecord>), 
             Some(RECORD_SUMMARY) => {
                 summaries.push(serde_json::from_value(value).map_err(parse_error)?)
             }
+            Some(RECORD_FLOOD) => floods.push(serde_json::from_value(value).map_err(parse_error)?),
             _ => {}
         }
     }
-    Ok((runs, summaries))
+    Ok(Records {
+        runs,
+        summaries,
+        floods,
+    })
 }
 
 #[cfg(test)]
@@ -197,7 +445,12 @@ mod tests {
         let summary_line = serde_json::to_string(&summary).unwrap();
         assert!(summary_line.contains("\"throughput_per_second\":{\"median\":3000.0"));
         let text = format!("{run_line}\nnot json\n{{\"record\":\"future\"}}\n{summary_line}\n");
-        let (runs_read, summaries_read) = read_records(&text).unwrap();
+        let Records {
+            runs: runs_read,
+            summaries: summaries_read,
+            floods,
+        } = read_records(&text).unwrap();
+        assert!(floods.is_empty());
         assert_eq!(runs_read.len(), 1);
         assert_eq!(runs_read[0].summary, runs[0]);
         assert_eq!(summaries_read, std::slice::from_ref(&summary));
@@ -212,5 +465,90 @@ mod tests {
         let human = runs_table(&header(), &runs, &aggregate);
         assert!(human.contains("median 3000.0 [2900.0-3100.0]/s"), "{human}");
         assert!(read_records("{\"record\":\"run\"}").is_err());
+    }
+
+    #[test]
+    fn flood_records_round_trip_and_print_their_phases() {
+        use std::time::Duration;
+
+        use crate::flood::{Attempt, Outcome, Phases, Stream, summarize};
+
+        let phases = Phases {
+            before: Duration::from_secs(10),
+            during: Duration::from_secs(30),
+            after: Duration::from_secs(10),
+        };
+        let attempt = |stream, due_ms: u64, outcome, note: Option<&str>| Attempt {
+            stream,
+            retry: false,
+            scheduled: Duration::from_millis(due_ms),
+            started: Some(Duration::from_millis(due_ms)),
+            finished: Duration::from_millis(due_ms + 4),
+            outcome,
+            mentions_run: note.is_some_and(|note| note.contains("run")),
+            note: note.map(str::to_owned),
+        };
+        let run_reply = "after DATA: 451 4.7.1 bulk mail run (run 1)";
+        let attempts = [
+            attempt(Stream::Legit, 1_000, Outcome::Accepted, None),
+            attempt(Stream::Legit, 20_000, Outcome::Accepted, None),
+            attempt(Stream::Legit, 45_000, Outcome::Accepted, None),
+            attempt(Stream::Spam, 10_000, Outcome::Accepted, None),
+            attempt(Stream::Spam, 10_500, Outcome::TempFailed, Some(run_reply)),
+            attempt(Stream::Spam, 11_000, Outcome::TempFailed, Some(run_reply)),
+        ];
+        let record = FloodRecord {
+            record: RECORD_FLOOD.into(),
+            header: Header {
+                workload: "smtp-flood".into(),
+                name: "smtp-flood".into(),
+                server: "postern".into(),
+                operation: "delivery".into(),
+                parameters: serde_json::json!({"legit_rate": 20.0, "run_word": "run"}),
+            },
+            summary: summarize(&attempts, &phases),
+        };
+        let line = serde_json::to_string(&record).unwrap();
+        assert!(line.starts_with("{\"record\":\"flood\",\"workload\":\"smtp-flood\""));
+        assert!(line.contains("\"spam_accepted_share\":0.3333"), "{line}");
+        let records = read_records(&format!("{line}\n")).unwrap();
+        // Counts compare exactly; floats may differ in the last bit after
+        // JSON without serde_json's float_roundtrip.
+        let [read] = &records.floods[..] else {
+            panic!("one flood record");
+        };
+        assert_eq!(read.header, record.header);
+        assert_eq!(read.summary.spam, record.summary.spam);
+        assert_eq!(read.summary.examples, record.summary.examples);
+        assert_eq!(read.summary.phases.len(), 3);
+        assert!(records.summaries.is_empty());
+
+        let human = flood_table(&record);
+        assert!(
+            human.contains("legitimate 20.0/s from ? sources"),
+            "{human}"
+        );
+        assert!(
+            human.contains("detected 0.504 s after the spam began"),
+            "{human}"
+        );
+        assert!(human.contains("after 2 copies had been sent"), "{human}");
+        assert!(
+            human.contains("      2x  after DATA: 451 4.7.1 bulk mail run (run 1)"),
+            "{human}"
+        );
+        let markdown = flood_markdown(&records.floods);
+        assert!(
+            markdown.contains("| during | 30 | 0.0 | 1 / 0 / 0 / 0 | 0 (0) |"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("| 0.1 | 1 / 2 / 0 / 0 | 33.333% |"),
+            "{markdown}"
+        );
+        assert!(
+            markdown.contains("Spam accepted: 1 of 3 sent (33.333%)"),
+            "{markdown}"
+        );
     }
 }

@@ -125,6 +125,33 @@ pub fn summarize_run(mut samples: Vec<Sample>) -> Result<RunSummary, SummaryErro
     })
 }
 
+/// Percentiles of a set of latencies, for figures that are not a whole run
+/// (one phase of the flood), so nothing is dropped as warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl Percentiles {
+    /// `None` for no latencies. Same histogram, and so the same precision
+    /// (three significant digits), as [`summarize_run`].
+    pub fn of(latencies: impl IntoIterator<Item = Duration>) -> Option<Percentiles> {
+        let mut histogram = latency_histogram();
+        for latency in latencies {
+            histogram.saturating_record(latency_us(latency));
+        }
+        (!histogram.is_empty()).then(|| Percentiles {
+            count: histogram.len(),
+            p50_us: histogram.value_at_quantile(0.50),
+            p99_us: histogram.value_at_quantile(0.99),
+            max_us: histogram.max(),
+        })
+    }
+}
+
 fn latency_histogram() -> Histogram<u64> {
     // Bounds and precision are constants known to be valid: 1 µs to one
     // hour at three significant digits.
@@ -271,6 +298,28 @@ mod tests {
         let run = summarize_run(vec![sample(5, 400), sample(5, 500)]).unwrap();
         assert_eq!(run.operations, 1);
         assert!((run.throughput_per_second - 2000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn percentiles_of_a_phase_keep_every_latency() {
+        assert_eq!(Percentiles::of([]), None);
+        // 200 latencies of 1..=200 ms: nothing is warm-up here.
+        let figures = Percentiles::of((1..=200).map(Duration::from_millis)).unwrap();
+        assert_eq!(figures.count, 200);
+        // Rank 100 and 198 (one more if the quantile's product rounds up),
+        // within the histogram's three significant digits.
+        assert!((99_900..=101_100).contains(&figures.p50_us), "{figures:?}");
+        assert!((197_800..=199_200).contains(&figures.p99_us), "{figures:?}");
+        assert!((199_800..=200_200).contains(&figures.max_us), "{figures:?}");
+        // One slow delivery in a thousand is the max, and neither p50 nor p99.
+        let mut latencies = vec![Duration::from_millis(5); 999];
+        latencies.push(Duration::from_secs(3));
+        let figures = Percentiles::of(latencies).unwrap();
+        assert!((4_995..=5_005).contains(&figures.p50_us), "{figures:?}");
+        assert!((4_995..=5_005).contains(&figures.p99_us), "{figures:?}");
+        assert!(figures.max_us >= 2_997_000, "{figures:?}");
+        let figures = Percentiles::of([Duration::ZERO]).unwrap();
+        assert_eq!((figures.count, figures.p50_us), (1, 1));
     }
 
     #[test]

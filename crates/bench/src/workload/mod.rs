@@ -8,6 +8,8 @@
 pub mod imap_fetch;
 pub mod imap_search;
 pub mod lmtp;
+pub mod smtp;
+pub mod smtp_flood;
 
 use std::future::Future;
 use std::io::Write as _;
@@ -165,7 +167,11 @@ where
     Ok(summary)
 }
 
-fn print_json(record: &impl serde::Serialize) -> anyhow::Result<()> {
+/// Prints `record` as one JSON line on stdout.
+///
+/// # Errors
+/// Serialization or stdout's.
+pub(crate) fn print_json(record: &impl serde::Serialize) -> anyhow::Result<()> {
     let line = serde_json::to_string(record)?;
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{line}")?;
