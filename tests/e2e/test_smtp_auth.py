@@ -110,7 +110,34 @@ def start_server(zone: DnsZone) -> Server:
     return server
 
 
-class AuthResultsTest(unittest.TestCase):
+class ZoneServerCase(unittest.TestCase):
+    """A test class with its own DNS zone and a server resolving through it;
+    subclasses fill the zone in setUpClass and call start_zone_and_server."""
+
+    zone: DnsZone
+    server: Server
+
+    @classmethod
+    def start_zone_and_server(cls, zone: DnsZone) -> None:
+        cls.zone = zone
+        try:
+            zone.start()
+            cls.server = start_server(zone)
+        except BaseException:
+            zone.close()
+            raise
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        try:
+            if cls.server.process is not None and cls.server.process.poll() is None:
+                cls.server.stop()
+        finally:
+            cls.server.cleanup()
+            cls.zone.close()
+
+
+class AuthResultsTest(ZoneServerCase):
     """One dnsmasq zone with a domain per case, one server."""
 
     @classmethod
@@ -140,21 +167,7 @@ class AuthResultsTest(unittest.TestCase):
         cls.origin_key.publish(zone, "o1", "origin.test")
         add_domain(zone, "list.test")
         cls.list_key.publish(zone, "arc1", "list.test")
-        try:
-            zone.start()
-            cls.server = start_server(zone)
-        except BaseException:
-            zone.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        try:
-            if cls.server.process is not None and cls.server.process.poll() is None:
-                cls.server.stop()
-        finally:
-            cls.server.cleanup()
-            cls.zone.close()
+        cls.start_zone_and_server(zone)
 
     # -- helpers -----------------------------------------------------------
 
@@ -397,7 +410,7 @@ class AuthResultsTest(unittest.TestCase):
         self.assertTrue(dkim.verify(stored, dnsfunc=self.zone.get_txt))
 
 
-class ResolverOutageTest(unittest.TestCase):
+class ResolverOutageTest(ZoneServerCase):
     """Steady traffic from known senders while the resolver is down for 60
     s: stale answers keep them flowing, a sender never seen before is
     tempfailed (451 4.4.3) until the resolver is back, nothing bounces, and
@@ -425,21 +438,7 @@ class ResolverOutageTest(unittest.TestCase):
             add_domain(zone, domain, dmarc="v=DMARC1; p=reject")
             key.publish(zone, "s1", domain)
         add_domain(zone, cls.NEWCOMER, dmarc="v=DMARC1; p=none")
-        try:
-            zone.start()
-            cls.server = start_server(zone)
-        except BaseException:
-            zone.close()
-            raise
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        try:
-            if cls.server.process is not None and cls.server.process.poll() is None:
-                cls.server.stop()
-        finally:
-            cls.server.cleanup()
-            cls.zone.close()
+        cls.start_zone_and_server(zone)
 
     def test_resolver_outage_bounces_nothing_and_loses_nothing(self):
         port = self.server.smtp_port

@@ -127,8 +127,13 @@ fn rfc3339_ms(ms: u64) -> String {
     status::rfc3339((ms / 1000) as i64)
 }
 
-fn rate(per_second: f64, burst: f64) -> Rate {
-    Rate { per_second, burst }
+/// A token bucket per key: `per_second` (0: no limit) up to `burst`.
+fn limiter<K: std::hash::Hash + Eq + Clone>(
+    per_second: f64,
+    burst: f64,
+    tracked: usize,
+) -> RateLimiter<K> {
+    RateLimiter::new(Rate { per_second, burst }, tracked)
 }
 
 /// The domain of an address, lower case, without a trailing dot.
@@ -162,24 +167,21 @@ impl Inbound {
         };
         let tracked = spam.tracked_max;
         let limits = Limits {
-            ip: RateLimiter::new(
-                rate(spam.ip_messages_per_sec, spam.ip_messages_burst),
+            ip: limiter(spam.ip_messages_per_sec, spam.ip_messages_burst, tracked),
+            net: limiter(spam.net_messages_per_sec, spam.net_messages_burst, tracked),
+            sender: limiter(
+                spam.sender_messages_per_sec,
+                spam.sender_messages_burst,
                 tracked,
             ),
-            net: RateLimiter::new(
-                rate(spam.net_messages_per_sec, spam.net_messages_burst),
+            domain: limiter(
+                spam.domain_messages_per_sec,
+                spam.domain_messages_burst,
                 tracked,
             ),
-            sender: RateLimiter::new(
-                rate(spam.sender_messages_per_sec, spam.sender_messages_burst),
-                tracked,
-            ),
-            domain: RateLimiter::new(
-                rate(spam.domain_messages_per_sec, spam.domain_messages_burst),
-                tracked,
-            ),
-            recipients: RateLimiter::new(
-                rate(spam.ip_recipients_per_sec, spam.ip_recipients_burst),
+            recipients: limiter(
+                spam.ip_recipients_per_sec,
+                spam.ip_recipients_burst,
                 tracked,
             ),
         };
@@ -535,9 +537,7 @@ impl Inbound {
                             return Self::refused(
                                 false,
                                 "4.7.1",
-                                format!(
-                                    "message looks like part of a bulk mail run (run {run}); try again later"
-                                ),
+                                format!("message looks like part of a bulk mail run (run {run})"),
                                 count,
                             );
                         }
