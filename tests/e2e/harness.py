@@ -1128,8 +1128,11 @@ def dot_stuff(data: bytes) -> bytes:
 class Lmtp:
     """A minimal LMTP client (RFC 2033) that reads one DATA reply per recipient."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = SOCKET_TIMEOUT_S) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = SOCKET_TIMEOUT_S,
+                 source: str | None = None) -> None:
+        # `source`: the local address to connect from (any of 127.0.0.0/8).
+        self.sock = socket.create_connection((host, port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.file = self.sock.makefile("rb")
         self.greeting = self.reply()

@@ -187,6 +187,30 @@ class LmtpConnectionCapsTest(unittest.TestCase):
             for client in (again, held[1]):
                 client.close()
 
+    def test_smtp_caps_connections_per_network(self):
+        toml = ('\n[smtp]\nlisten = "127.0.0.1:0"\ngreeting_delay_ms = 0\ncheck_auth = false\n'
+                "max_connections_per_ip = 0\nmax_connections_per_net = 2\n")
+        with Server(imap=None, imaps=None, lmtp=None, extra_toml=toml) as server:
+            port = server.smtp_port
+            # Two hosts of 127.0.5.0/24 fill its share; a third host of the
+            # same /24 is turned away, a host of another /24 is not.
+            held = [Lmtp(port, source="127.0.5.1"), Lmtp(port, source="127.0.5.2")]
+            for client in held:
+                self.assertEqual(client.greeting[0], 220, client.greeting)
+            over = Lmtp(port, source="127.0.5.3")
+            self.assertEqual(over.greeting[0], 421, over.greeting)
+            self.assertRegex(over.greeting[1], r"^4\.3\.2 .*max_connections_per_net=2")
+            over.close()
+            other = Lmtp(port, source="127.0.6.1")
+            self.assertEqual(other.greeting[0], 220, other.greeting)
+            other.close()
+            # A slot given back lets the network in again.
+            held[0].cmd("QUIT")
+            held[0].close()
+            again = greeted_within(lambda: Lmtp(port, source="127.0.5.3"), lambda c: c.greeting[0] == 220)
+            again.close()
+            held[1].close()
+
     def test_the_connection_over_the_total_cap_gets_421(self):
         with Server(imap=None, imaps=None, lmtp={"max_connections": 1}) as server:
             held = Lmtp(server.lmtp_port)

@@ -147,6 +147,8 @@ pub struct SmtpSection {
     pub max_line: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Per IPv4 /24 (IPv6 /64); 0: no cap.
+    pub max_connections_per_net: usize,
     pub idle_timeout_secs: u64,
     /// Silence asked of a client before the greeting; talkers get 554.
     pub greeting_delay_ms: u64,
@@ -283,6 +285,7 @@ impl Default for SmtpSection {
             max_line: 4096,
             max_connections: 1000,
             max_connections_per_ip: 20,
+            max_connections_per_net: 100,
             idle_timeout_secs: 300,
             greeting_delay_ms: 300,
             max_errors: 10,
@@ -706,10 +709,12 @@ max_message_size = 67108864
 max_recipients = 100
 # Longest command line in bytes, CRLF included; longer ones get 500.
 max_line = 4096
-# Connections in all, over every [smtp] listener, and per client address
-# (IPv6: per /64; 0: no cap). Over either: "421 4.3.2 <why>", closed.
+# Connections in all, over every [smtp] listener, per client address (IPv6:
+# per /64) and per client network (IPv4 /24, IPv6 /64); 0: no cap. Over any:
+# "421 4.3.2 <why>", closed.
 max_connections = 1000
 max_connections_per_ip = 20
+max_connections_per_net = 100
 # Seconds a connection may stay silent before it is closed.
 idle_timeout_secs = 300
 # Milliseconds of silence asked of a client before the greeting. A client

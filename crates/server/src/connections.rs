@@ -34,6 +34,9 @@ pub enum OverCap {
     Total { max: usize },
     /// The client's address (or IPv6 /64) has `max` connections open.
     PerAddress { max: usize },
+    /// The client's network (IPv4 /24; IPv6 /64, as for addresses) has `max`
+    /// connections open.
+    PerNetwork { max: usize },
 }
 
 /// The counts of one service; see the module documentation.
@@ -46,6 +49,11 @@ pub struct ConnectionLimits {
     exempt: Vec<Network>,
     /// Open connections per counted address; addresses with none are removed.
     per_address: Mutex<HashMap<IpAddr, usize>>,
+    /// 0: no per-network cap; see [`ConnectionLimits::with_network_cap`].
+    per_network_max: usize,
+    /// Open connections per network, as `per_address` (same lock order:
+    /// always taken after it).
+    per_network: Mutex<HashMap<IpAddr, usize>>,
     /// Refusals since the last warning, and when that was.
     refused: AtomicU64,
     warned_at: Mutex<Option<Instant>>,
@@ -61,20 +69,45 @@ impl ConnectionLimits {
             per_address_max,
             exempt,
             per_address: Mutex::new(HashMap::new()),
+            per_network_max: 0,
+            per_network: Mutex::new(HashMap::new()),
             refused: AtomicU64::new(0),
             warned_at: Mutex::new(None),
         }
     }
 
+    /// Also caps connections per network (an IPv4 /24; for IPv6 the /64,
+    /// which is already what one address counts as),
+    /// for a service that many hosts of one network may flood (SMTP); exempt
+    /// networks are not counted. 0: no cap.
+    pub fn with_network_cap(mut self, per_network_max: usize) -> Self {
+        self.per_network_max = per_network_max;
+        self
+    }
+
     /// A slot for a new connection from `ip`, or the cap it is over.
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, OverCap> {
         let ip = canonical(ip);
-        let counted = self.per_address_max > 0 && !self.exempt.iter().any(|n| n.contains(ip));
+        let exempt = self.exempt.iter().any(|n| n.contains(ip));
+        let counted = (self.per_address_max > 0 || self.per_network_max > 0) && !exempt;
         let key = address_key(ip);
+        let net = network_key(ip);
         let mut per_address = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
-        if counted && per_address.get(&key).copied().unwrap_or(0) >= self.per_address_max {
+        let mut per_network = self.per_network.lock().unwrap_or_else(|p| p.into_inner());
+        if counted
+            && self.per_address_max > 0
+            && per_address.get(&key).copied().unwrap_or(0) >= self.per_address_max
+        {
             return Err(OverCap::PerAddress {
                 max: self.per_address_max,
+            });
+        }
+        if counted
+            && self.per_network_max > 0
+            && per_network.get(&net).copied().unwrap_or(0) >= self.per_network_max
+        {
+            return Err(OverCap::PerNetwork {
+                max: self.per_network_max,
             });
         }
         let permit = Arc::clone(&self.total)
@@ -84,10 +117,11 @@ impl ConnectionLimits {
             })?;
         if counted {
             *per_address.entry(key).or_insert(0) += 1;
+            *per_network.entry(net).or_insert(0) += 1;
         }
         Ok(ConnectionSlot {
             _total: permit,
-            address: counted.then(|| (Arc::clone(self), key)),
+            address: counted.then(|| (Arc::clone(self), ip)),
         })
     }
 
@@ -123,12 +157,18 @@ impl ConnectionLimits {
         Some(self.refused.swap(0, Ordering::Relaxed))
     }
 
-    fn release(&self, key: IpAddr) {
+    fn release(&self, ip: IpAddr) {
         let mut per_address = self.per_address.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = per_address.get_mut(&key) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                per_address.remove(&key);
+        let mut per_network = self.per_network.lock().unwrap_or_else(|p| p.into_inner());
+        for (table, key) in [
+            (&mut *per_address, address_key(ip)),
+            (&mut *per_network, network_key(ip)),
+        ] {
+            if let Some(count) = table.get_mut(&key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    table.remove(&key);
+                }
             }
         }
     }
@@ -137,7 +177,8 @@ impl ConnectionLimits {
 /// The counts of one open connection; dropping it gives them back.
 pub struct ConnectionSlot {
     _total: OwnedSemaphorePermit,
-    /// The counted address and whose table it is in; `None` when not counted.
+    /// The counted (canonical) address and whose tables it is in; `None`
+    /// when not counted.
     address: Option<(Arc<ConnectionLimits>, IpAddr)>,
 }
 
@@ -162,6 +203,15 @@ fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
+    }
+}
+
+/// What a client's network is counted as: the IPv4 /24, or the IPv6 /64
+/// (the networks of the spam limits, `spam::limits::Net`).
+fn network_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_ff00)),
+        IpAddr::V6(_) => address_key(ip),
     }
 }
 
@@ -384,5 +434,29 @@ mod tests {
         ] {
             assert!(Network::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_network_cap_counts_every_address_of_the_network() {
+        let limits = Arc::new(ConnectionLimits::new(100, 0, Vec::new()).with_network_cap(2));
+        let _a = limits.admit(ip("192.0.2.1")).expect("first of the /24");
+        let b = limits.admit(ip("192.0.2.200")).expect("second of the /24");
+        assert_eq!(
+            limits.admit(ip("192.0.2.77")).err(),
+            Some(OverCap::PerNetwork { max: 2 })
+        );
+        assert!(limits.admit(ip("192.0.3.1")).is_ok(), "another /24");
+        drop(b);
+        assert!(
+            limits.admit(ip("192.0.2.77")).is_ok(),
+            "a slot was given back"
+        );
+        let _c = limits.admit(ip("2001:db8:1:2::1")).expect("v6");
+        let _d = limits.admit(ip("2001:db8:1:2::ffff")).expect("same /64");
+        assert_eq!(
+            limits.admit(ip("2001:db8:1:2::7")).err(),
+            Some(OverCap::PerNetwork { max: 2 })
+        );
+        assert!(limits.admit(ip("2001:db8:1:3::1")).is_ok(), "another /64");
     }
 }

@@ -191,11 +191,14 @@ pub async fn run(
         Vec::new(),
     ));
     let smtp_section = config.smtp.clone().unwrap_or_default();
-    let smtp_limits = Arc::new(ConnectionLimits::new(
-        smtp_section.max_connections,
-        smtp_section.max_connections_per_ip,
-        Vec::new(),
-    ));
+    let smtp_limits = Arc::new(
+        ConnectionLimits::new(
+            smtp_section.max_connections,
+            smtp_section.max_connections_per_ip,
+            Vec::new(),
+        )
+        .with_network_cap(smtp_section.max_connections_per_net),
+    );
     let mut listeners = Vec::new();
     let sections: [(Service, Option<&config::Listen>, &Arc<ConnectionLimits>); 4] = [
         (
@@ -599,6 +602,9 @@ fn refusal_text(over: OverCap) -> String {
         ),
         OverCap::PerAddress { max } => format!(
             "Too many connections from your address (max_connections_per_ip={max}), try again later"
+        ),
+        OverCap::PerNetwork { max } => format!(
+            "Too many connections from your network (max_connections_per_net={max}), try again later"
         ),
     }
 }
