@@ -2,14 +2,16 @@
 //! the same driver and checks as `fuzz/fuzz_targets/lmtp_session.rs`, on
 //! stable, so CI catches regressions without libFuzzer; then runs a seeded
 //! mutation loop over the same entries. Crashes the fuzzer finds are added
-//! to the corpus and so become regression tests here.
+//! to the corpus and so become regression tests here. The corpus holds both
+//! protocols: entries whose first byte has the driver's `SMTP` bit (named
+//! `smtp_*`) run an SMTP session, the others LMTP.
 
 #[path = "common/session_driver.rs"]
 mod session_driver;
 
 use std::time::{Duration, Instant};
 
-use session_driver::{READ_BYTES_MASK, SHUT_DOWN_AT_END, TINY_LIMITS, Transcript};
+use session_driver::{READ_BYTES_MASK, SHUT_DOWN_AT_END, SMTP, TINY_LIMITS, Transcript};
 
 /// Wall-clock budget of the mutation loop, so the test takes about a second
 /// in a debug build however fast the machine is. The inputs are the same on
@@ -20,7 +22,8 @@ const MUTATION_DURATION_MAX: Duration = Duration::from_secs(1);
 const MUTATIONS_MAX: usize = 200_000;
 
 /// Control bytes every corpus entry is also replayed with: whole reads,
-/// byte by byte, odd splits, tiny limits, and shutdown at the end.
+/// byte by byte, odd splits, tiny limits, and shutdown at the end. An entry
+/// keeps its protocol (the `SMTP` bit) in every variant.
 const CONTROL_VARIANTS: [u8; 6] = [
     0x00,
     0x01,
@@ -54,12 +57,12 @@ fn corpus_replays_without_panics() {
     for (name, data) in &entries {
         eprintln!("replaying {name}");
         session_driver::run(data);
-        let Some((_, stream)) = data.split_first() else {
+        let Some((&own_control, stream)) = data.split_first() else {
             continue;
         };
         for control in CONTROL_VARIANTS {
             let mut variant = Vec::with_capacity(data.len());
-            variant.push(control);
+            variant.push(control | (own_control & SMTP));
             variant.extend_from_slice(stream);
             session_driver::run(&variant);
         }
@@ -141,6 +144,159 @@ fn smuggled_crlf_dot_bare_cr_is_content() {
     check_smuggling(b"\r\n.\r", b"\r\n\r");
 }
 
+/// One corpus entry, by file name.
+fn entry(name: &str) -> Vec<u8> {
+    let path = manifest_dir()
+        .join("../../fuzz/corpus/lmtp_session")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+}
+
+/// Runs an entry with its own control byte, or with `read_bytes` in place
+/// of its read size (keeping its protocol, limits and ending).
+fn run_entry(data: &[u8], read_bytes: Option<u8>) -> Transcript {
+    let mut data = data.to_vec();
+    if let (Some(control), Some(read_bytes)) = (data.first_mut(), read_bytes) {
+        *control = (*control & !READ_BYTES_MASK) | (read_bytes & READ_BYTES_MASK);
+    }
+    session_driver::run(&data)
+}
+
+/// The replies after the (first) EHLO reply.
+fn after_ehlo(replies: &[String]) -> Vec<&str> {
+    replies
+        .iter()
+        .skip_while(|line| !line.starts_with("250 ENHANCEDSTATUSCODES"))
+        .skip(1)
+        .map(String::as_str)
+        .collect()
+}
+
+/// The SMTP seeds reach what they are named for, in one read, a byte at a
+/// time and split at odd places alike.
+#[test]
+fn smtp_seeds_do_what_they_are_named_for() {
+    for read_bytes in 0..=8 {
+        let Transcript { bodies, .. } =
+            run_entry(&entry("smtp_simple_transaction"), Some(read_bytes));
+        assert_eq!(
+            bodies,
+            [b"Subject: hi\r\n\r\n.dot\r\nbody\r\n".as_slice(), b""],
+            "read size {read_bytes}"
+        );
+
+        let Transcript { bodies, .. } = run_entry(&entry("smtp_bdat_chunks"), Some(read_bytes));
+        assert_eq!(bodies.len(), 3, "read size {read_bytes}");
+        assert_eq!(bodies[0], b"ab\r\n..c\r\n", "read size {read_bytes}");
+
+        // The message cut short by a bare-LF or bare-CR "end" is refused
+        // whole, nothing inside it runs as a command, and the session goes
+        // on to deliver the clean message after it.
+        let Transcript { replies, bodies } =
+            run_entry(&entry("smtp_bare_lf_smuggling"), Some(read_bytes));
+        assert_eq!(bodies, [b"clean\r\n"], "read size {read_bytes}");
+        let refused = replies
+            .iter()
+            .filter(|line| line.starts_with("550 5.6.0 "))
+            .count();
+        assert_eq!(refused, 2, "read size {read_bytes}: {replies:?}");
+
+        let Transcript { replies, bodies } =
+            run_entry(&entry("smtp_blocked_sender"), Some(read_bytes));
+        assert_eq!(bodies.len(), 2, "read size {read_bytes}");
+        for expected in [
+            "550 5.7.1 blocked??by policy",
+            "451 4.7.1 temporary failure",
+            "550 5.7.1 <b@elsewhere.net> relaying denied",
+            "550 5.7.1 policy??says no",
+            "451 4.7.1 policy??says no; try again later",
+        ] {
+            assert!(
+                replies.iter().any(|line| line == expected),
+                "read size {read_bytes}: no {expected:?} in {replies:?}"
+            );
+        }
+
+        let Transcript { replies, bodies } =
+            run_entry(&entry("smtp_too_many_errors"), Some(read_bytes));
+        assert!(bodies.is_empty());
+        assert_eq!(
+            replies.last().map(String::as_str),
+            Some("421 4.7.0 mx.example.org too many errors, closing connection"),
+            "read size {read_bytes}"
+        );
+
+        let Transcript { replies, bodies } =
+            run_entry(&entry("smtp_tiny_limits"), Some(read_bytes));
+        assert!(bodies.is_empty());
+        let after = after_ehlo(&replies);
+        assert!(
+            after.contains(&"452 4.5.3 too many recipients"),
+            "{after:?}"
+        );
+        let too_big = after
+            .iter()
+            .filter(|line| line.starts_with("552 5.3.4 "))
+            .count();
+        assert_eq!(too_big, 3, "SIZE=, DATA and BDAT: {after:?}");
+    }
+
+    // STARTTLS: with its own read size the first read ends just after the
+    // pipelined QUIT and RSET, which must not run; what comes later (as if
+    // over TLS) must start with EHLO again.
+    let data = entry("smtp_starttls_pipelined");
+    let Transcript { replies, bodies } = run_entry(&data, None);
+    assert_eq!(bodies, [b"Subject: over tls\r\n\r\nhi\r\n"]);
+    let after_tls: Vec<&str> = replies
+        .iter()
+        .skip_while(|line| *line != "220 2.0.0 ready to start TLS")
+        .skip(1)
+        .map(String::as_str)
+        .take(2)
+        .collect();
+    assert_eq!(
+        after_tls,
+        ["503 5.5.1 send EHLO first", "250-mx.example.org"]
+    );
+    // In one read everything after STARTTLS was sent in the clear: dropped.
+    let Transcript { replies, bodies } = run_entry(&data, Some(0));
+    assert!(bodies.is_empty());
+    assert_eq!(
+        after_ehlo(&replies),
+        [
+            "220 2.0.0 ready to start TLS",
+            "421 4.4.2 mx.example.org idle timeout, closing connection",
+        ]
+    );
+}
+
+/// Found by the driver's SMTP checks: a command line over `line_bytes_max`
+/// is answered `500 5.5.2 line too long` (in `Session::next_line`, before
+/// `Session::command` counts errors), and that 500 is not counted against
+/// `errors_max`. So a client that sends nothing but over-long lines is never
+/// closed with 421, unlike one sending any other garbage (issue 5, "Bad
+/// input"). The driver leaves these replies out of its count until this is
+/// fixed (`overlong_line` in `check_smtp_reply`).
+#[test]
+#[ignore = "session bug: over-long command lines do not count against errors_max"]
+fn overlong_lines_count_as_errors() {
+    let long = "X".repeat(60);
+    let stream = format!("EHLO c\r\n{long}\r\n{long}\r\n{long}\r\n{long}\r\nNOOP\r\n");
+    let config = session_driver::smtp_config(session_driver::tiny_config());
+    assert_eq!(config.errors_max, 3);
+    let Transcript { replies, .. } =
+        session_driver::run_with(config, stream.as_bytes(), stream.len(), false);
+    assert_eq!(
+        after_ehlo(&replies),
+        [
+            "500 5.5.2 line too long",
+            "500 5.5.2 line too long",
+            "500 5.5.2 line too long",
+            "421 4.7.0 mx.example.org too many errors, closing connection",
+        ]
+    );
+}
+
 /// xorshift64*: a fixed seed makes every run test the same inputs.
 struct Rng(u64);
 
@@ -165,7 +321,7 @@ const INTERESTING: &[u8] = b"\r\n.<>:= @\0\xff\x7fxqate";
 
 /// Fragments that start or end protocol states, and the look-alike end
 /// markers that must not end the data (SMTP smuggling).
-const FRAGMENTS: [&[u8]; 15] = [
+const FRAGMENTS: [&[u8]; 20] = [
     b"\r\n.\r\n",
     b"\n.\n",
     b"\r\n.\n",
@@ -181,6 +337,11 @@ const FRAGMENTS: [&[u8]; 15] = [
     b"RCPT TO:<alias@x.org>\r\n",
     b"BDAT 5 LAST\r\n",
     b"QUIT\r\n",
+    b"EHLO h\r\n",
+    b"STARTTLS\r\n",
+    b"BDAT 3\r\n",
+    b"MAIL FROM:<x@blocked.example>\r\n",
+    b"RCPT TO:<spam@x.org>\r\n",
 ];
 
 fn mutate(rng: &mut Rng, data: &mut Vec<u8>, others: &[(String, Vec<u8>)]) {
