@@ -113,6 +113,7 @@ python_test_files! {
     status_subscribers => "test_status_subscribers.py",
     quota => "test_quota.py",
     mbsync => "test_mbsync.py",
+    offlineimap => "test_offlineimap.py",
     imapclient => "test_imapclient.py",
     reconstruct => "test_reconstruct.py",
     overload => "test_overload.py",
