@@ -38,7 +38,8 @@
 //! step further with [`DataDecoder::refusing_bare_line_ends`]: a message with
 //! any bare LF or bare CR is read to its real end and refused as a whole, as
 //! Postfix's `smtpd_forbid_bare_newline` does, so neither we nor any system
-//! behind us ever sees such bytes from an SMTP client.
+//! behind us ever sees such bytes from an SMTP client. (A message sent by
+//! BDAT is checked the same way at its last chunk, in `session.rs`.)
 //!
 //! smtp-proto has a `DataReceiver`, but it does not see the end marker on the
 //! very first line (an empty message) and has no size bound, so this module

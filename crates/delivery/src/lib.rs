@@ -28,8 +28,9 @@
 //!
 //! - No input makes a session panic. In LMTP no input drops the connection: a
 //!   bad command gets an error reply and the session reads on. In SMTP the
-//!   same holds until `errors_max` permanent error replies, then `421` and the
-//!   close.
+//!   same holds until `errors_max` permanent error replies to commands (an
+//!   over-long line included; a refused message's content is not counted),
+//!   then `421` and the close.
 //! - A delivered message is the trace headers followed by exactly the bytes the
 //!   client sent after unstuffing; one copy goes to the target for all users,
 //!   and each user is named once however many RCPTs led to them.
@@ -37,7 +38,8 @@
 //!   message, with 250 only when every user has the message stored.
 //! - SMTP never takes a bare CR or LF as a line end, in commands or in DATA;
 //!   a DATA body holding one is read to `<CRLF>.<CRLF>` and refused, so no
-//!   second transaction can hide inside a message (SMTP smuggling).
+//!   second transaction can hide inside a message (SMTP smuggling). A BDAT
+//!   message holding one is refused too, so none reaches the store.
 //! - After STARTTLS nothing received before the handshake is used.
 //! - No message body is ever logged; the one info line per delivery carries
 //!   counts, sizes and the message id.

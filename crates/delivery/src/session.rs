@@ -191,6 +191,8 @@ pub struct Session {
     tls_active: bool,
     /// SMTP: the client said HELO, not EHLO (`with SMTP` in the trace).
     plain_helo: bool,
+    /// Set when the error bound was reached while framing lines.
+    closing: bool,
 }
 
 impl Session {
@@ -216,6 +218,7 @@ impl Session {
             tls_available: false,
             tls_active: false,
             plain_helo: false,
+            closing: false,
         }
     }
 
@@ -315,18 +318,21 @@ impl Session {
             // forget to set the next one.
             match std::mem::replace(&mut self.state, State::Closed) {
                 State::Closed => return Event::Close,
-                State::Command => match self.next_line() {
-                    None => {
-                        self.state = State::Command;
-                        return Event::NeedInput;
-                    }
-                    Some((start, end)) => {
-                        self.state = State::Command;
-                        if let Some(event) = self.command(start, end) {
-                            return event;
+                State::Command => {
+                    // Set before framing: an over-long line may end the
+                    // session (SMTP's error bound), which sets Closed.
+                    self.state = State::Command;
+                    match self.next_line() {
+                        // SMTP: too many over-long lines ended the session.
+                        None if self.closing => return Event::Close,
+                        None => return Event::NeedInput,
+                        Some((start, end)) => {
+                            if let Some(event) = self.command(start, end) {
+                                return event;
+                            }
                         }
                     }
-                },
+                }
                 State::Data(mut decoder) => {
                     let pending = self.input.get(self.input_start..).unwrap_or_default();
                     match decoder.feed(pending) {
@@ -629,7 +635,9 @@ impl Session {
                         // The tail of a line already answered as too long.
                         self.discarding_line = false;
                     } else if end - start > self.config.line_bytes_max {
-                        self.reply("500 5.5.2 line too long");
+                        if self.line_too_long() {
+                            return None;
+                        }
                     } else {
                         return Some((start, end));
                     }
@@ -639,8 +647,10 @@ impl Session {
                         // The line cannot fit even before its LF arrives:
                         // answer now and drop the rest as it comes, so the
                         // buffer never holds more than one line's bound.
-                        self.reply("500 5.5.2 line too long");
                         self.discarding_line = true;
+                        if self.line_too_long() {
+                            return None;
+                        }
                     }
                     if self.discarding_line {
                         self.input_start = self.input.len();
@@ -649,6 +659,20 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Answers an over-long command line; in SMTP it counts against
+    /// `errors_max` like any other bad command. True when that ended the
+    /// session (`closing` is set; the caller stops reading).
+    fn line_too_long(&mut self) -> bool {
+        let before = self.output.len();
+        self.reply("500 5.5.2 line too long");
+        if self.count_errors(before).is_some() {
+            self.closing = true;
+            self.input_start = self.input.len();
+            return true;
+        }
+        false
     }
 
     /// Handles one command line `input[start..end]`; in SMTP, checks its line
@@ -981,6 +1005,22 @@ impl Session {
         }
         let mut transaction = self.transaction.take()?;
         let body = transaction.chunked.take().unwrap_or_default().body;
+        // BDAT is framed by sizes, so a bare CR or LF cannot end anything
+        // here; it is refused all the same, as in DATA, so that nothing
+        // behind us (a forward over DATA, a client) ever sees one from SMTP.
+        if has_bare_line_end(&body) {
+            self.reply(
+                "550 5.6.0 message refused: bare CR or LF (lines must end in CRLF, RFC 5321 2.3.8)",
+            );
+            tracing::info!(
+                event = "smtp.delivery",
+                recipients = transaction.recipients.len(),
+                size_bytes = bytes,
+                delivered = 0,
+                reason = "bare line end",
+            );
+            return None;
+        }
         Some(self.deliver_message(transaction, body, bytes))
     }
 
@@ -1146,6 +1186,15 @@ fn target_text(text: &str) -> String {
         None if text.is_empty() => "temporary failure".to_string(),
         None => text,
     }
+}
+
+/// Whether `bytes` hold a CR not followed by LF, or an LF not preceded by CR.
+fn has_bare_line_end(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().any(|(i, &byte)| match byte {
+        b'\r' => bytes.get(i + 1) != Some(&b'\n'),
+        b'\n' => i == 0 || bytes.get(i - 1) != Some(&b'\r'),
+        _ => false,
+    })
 }
 
 fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {

@@ -374,6 +374,37 @@ fn bdat_chunks_are_stored_as_sent() {
 }
 
 #[test]
+fn bdat_bodies_with_a_bare_line_end_are_refused() {
+    // A CRLF split over two chunks is a line end; a lone LF or CR is not.
+    let input = [BDAT_ENVELOPE, b"BDAT 3\r\nab\rBDAT 3 LAST\r\n\ncd"].concat();
+    let (replies, target) = check_smtp(smtp_config(), &input);
+    assert!(replies[3].ends_with(" message accepted"), "{replies:?}");
+    assert_eq!(body_after_trace(&target.deliveries[0].0), b"ab\r\ncd");
+    let input = [BDAT_ENVELOPE, b"BDAT 3\r\nab\nBDAT 2 LAST\r\ncd"].concat();
+    let (replies, target) = check_smtp(smtp_config(), &input);
+    assert!(replies[3].starts_with("550 5.6.0 "), "{replies:?}");
+    assert!(target.deliveries.is_empty());
+    let input = [BDAT_ENVELOPE, b"BDAT 4\r\nab\r\nBDAT 2 LAST\r\ncd"].concat();
+    let (replies, target) = check_smtp(smtp_config(), &input);
+    assert!(replies[3].ends_with(" message accepted"), "{replies:?}");
+    assert_eq!(body_after_trace(&target.deliveries[0].0), b"ab\r\ncd");
+    for body in [&b"a\nb"[..], b"a\rb", b"\n", b"ab\r"] {
+        let input = [
+            BDAT_ENVELOPE,
+            format!("BDAT {} LAST\r\n", body.len()).as_bytes(),
+            body,
+        ]
+        .concat();
+        let (replies, target) = check_smtp(smtp_config(), &input);
+        assert!(
+            replies[2].starts_with("550 5.6.0 "),
+            "{body:?}: {replies:?}"
+        );
+        assert!(target.deliveries.is_empty());
+    }
+}
+
+#[test]
 fn refused_bdat_chunks_are_skipped() {
     let (replies, target) = check_smtp(smtp_config(), b"BDAT 6 LAST\r\nNOOP\r\nNOOP\r\n");
     assert_eq!(
