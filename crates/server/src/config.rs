@@ -232,6 +232,8 @@ pub struct SpamSection {
     pub run_max_distance: u32,
     pub run_action: RunAction,
     pub run_score: f64,
+    /// Clusters of similar text the run detector keeps (about 800 bytes each).
+    pub run_clusters_max: usize,
     pub ip_messages_per_sec: f64,
     pub ip_messages_burst: f64,
     pub net_messages_per_sec: f64,
@@ -260,6 +262,7 @@ impl Default for SpamSection {
             run_max_distance: 5,
             run_action: RunAction::Tempfail,
             run_score: 10.0,
+            run_clusters_max: 100_000,
             ip_messages_per_sec: 50.0,
             ip_messages_burst: 500.0,
             net_messages_per_sec: 200.0,
@@ -775,6 +778,9 @@ run_min_sources = 5
 run_max_distance = 5
 run_action = "tempfail"
 run_score = 10.0
+# Clusters of similar text remembered (about 800 bytes each); when full, the
+# one seen longest ago goes, ordinary clusters before runs.
+run_clusters_max = 100000
 # Token buckets (per second, burst); over one: 451 4.7.1 at MAIL FROM
 # (messages) or RCPT TO (recipients). 0 per second: no limit. Per client
 # address, per network (/24, IPv6 /64), per envelope sender and per sender
@@ -1126,8 +1132,8 @@ fn validate_spam(spam: &SpamSection) -> Result<(), String> {
                 .into(),
         );
     }
-    if spam.tracked_max == 0 {
-        return Err("[spam] tracked_max must be positive".into());
+    if spam.tracked_max == 0 || spam.run_clusters_max == 0 {
+        return Err("[spam] tracked_max and run_clusters_max must be positive".into());
     }
     for rule in &spam.rules {
         if rule.name.is_empty() || rule.contains.is_empty() || !rule.score.is_finite() {

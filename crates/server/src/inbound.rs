@@ -190,6 +190,7 @@ impl Inbound {
             min_messages: spam.run_min_messages,
             min_sources: spam.run_min_sources,
             max_distance: spam.run_max_distance,
+            max_clusters: spam.run_clusters_max,
             ..RunConfig::default()
         });
         let rules = spam
