@@ -114,6 +114,7 @@ python_test_files! {
     quota => "test_quota.py",
     mbsync => "test_mbsync.py",
     offlineimap => "test_offlineimap.py",
+    neomutt => "test_neomutt.py",
     imapclient => "test_imapclient.py",
     reconstruct => "test_reconstruct.py",
     overload => "test_overload.py",
