@@ -108,6 +108,11 @@ struct LmtpArgs {
     needle: Option<String>,
     #[arg(long, default_value_t = 100)]
     needle_every: u64,
+    /// Number of the first run (0-based): message indices start at
+    /// first-run x messages, so invocations of one run each deliver
+    /// distinct messages.
+    #[arg(long, default_value_t = 0)]
+    first_run: u64,
 }
 
 #[derive(Debug, Args)]
@@ -273,6 +278,12 @@ struct ReportArgs {
     /// Metadata to record, as key=value (repeatable).
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     meta: Vec<String>,
+    /// Compare servers: summarize every (case, server) from its run
+    /// records, whatever invocations they came from (summary records are
+    /// ignored), and print a table with this server's ratio to each other
+    /// one. The JSON gets the ratios too.
+    #[arg(long, value_name = "SERVER")]
+    compare_to: Option<String>,
 }
 
 /// Most bytes one reply may take in a session's buffer: the largest literal
@@ -312,6 +323,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 sender: args.sender,
                 size_bytes: args.size,
                 seed: args.seed,
+                first_run: args.first_run,
                 spec: Arc::new(spec),
             };
             runtime(args.common.threads)?.block_on(lmtp::run(&common, &options))?;
@@ -451,7 +463,7 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading {}", args.input.display()))?;
     let report::Records {
         runs,
-        summaries,
+        mut summaries,
         floods,
     } = report::read_records(&text)
         .map_err(anyhow::Error::msg)
@@ -466,7 +478,18 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
         };
         meta.insert(key.into(), value.into());
     }
-    if !summaries.is_empty() {
+    let mut ratios = None;
+    if let Some(baseline) = &args.compare_to {
+        summaries = report::gather_runs(&runs);
+        if !summaries
+            .iter()
+            .any(|summary| &summary.header.server == baseline)
+        {
+            bail!("--compare-to {baseline}: no runs of that server");
+        }
+        print!("{}", report::comparison_markdown(&summaries, baseline));
+        ratios = Some(report::ratios(&summaries, baseline));
+    } else if !summaries.is_empty() {
         print!("{}", report::markdown_table(&summaries));
     }
     print!("{}", report::flood_markdown(&floods));
@@ -476,6 +499,9 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
             "summaries": summaries,
             "runs": runs,
         });
+        if let Some(ratios) = ratios {
+            document["ratios"] = serde_json::to_value(&ratios)?;
+        }
         if !floods.is_empty() {
             document["floods"] = serde_json::to_value(&floods)?;
         }

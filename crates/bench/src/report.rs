@@ -144,6 +144,151 @@ pub fn markdown_table(summaries: &[SummaryRecord]) -> String {
     out
 }
 
+/// Summaries of every (case, server) pair among `runs`, however many
+/// invocations they came from: `bench/compare` runs each case one run at a
+/// time, the servers in turn, so that noise hits them all alike, and
+/// gathers the runs here. Pairs come in the order their first run appears;
+/// a summary's header is its first run's, without the parameters that
+/// differ from run to run by design (`first_run`, `seed`).
+pub fn gather_runs(runs: &[RunRecord]) -> Vec<SummaryRecord> {
+    let mut groups: Vec<(Header, Vec<RunSummary>)> = Vec::new();
+    for run in runs {
+        let key = (&run.header.name, &run.header.server);
+        match groups
+            .iter_mut()
+            .find(|(header, _)| (&header.name, &header.server) == key)
+        {
+            Some((_, summaries)) => summaries.push(run.summary.clone()),
+            None => {
+                let mut header = run.header.clone();
+                if let Some(parameters) = header.parameters.as_object_mut() {
+                    parameters.remove("first_run");
+                    parameters.remove("seed");
+                }
+                groups.push((header, vec![run.summary.clone()]));
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .filter_map(|(header, summaries)| {
+            Some(SummaryRecord {
+                record: RECORD_SUMMARY.into(),
+                header,
+                aggregate: Aggregate::of(&summaries)?,
+            })
+        })
+        .collect()
+}
+
+/// The baseline server's figures over a peer's, for one case: medians over
+/// medians. Throughput above 1 and latency below 1 favour the baseline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ratio {
+    pub name: String,
+    pub baseline: String,
+    pub peer: String,
+    /// Baseline throughput / peer throughput.
+    pub throughput: f64,
+    /// Baseline p50 / peer p50.
+    pub latency_p50: f64,
+    /// Baseline p99 / peer p99.
+    pub latency_p99: f64,
+}
+
+/// The ratio of `baseline` to every other server, per case that both ran.
+pub fn ratios(summaries: &[SummaryRecord], baseline: &str) -> Vec<Ratio> {
+    let mut out = Vec::new();
+    for base in summaries
+        .iter()
+        .filter(|summary| summary.header.server == baseline)
+    {
+        for peer in summaries.iter().filter(|summary| {
+            summary.header.name == base.header.name && summary.header.server != baseline
+        }) {
+            let (b, p) = (&base.aggregate, &peer.aggregate);
+            out.push(Ratio {
+                name: base.header.name.clone(),
+                baseline: baseline.into(),
+                peer: peer.header.server.clone(),
+                throughput: b.throughput_per_second.median / p.throughput_per_second.median,
+                latency_p50: b.latency_ms_p50.median / p.latency_ms_p50.median,
+                latency_p99: b.latency_ms_p99.median / p.latency_ms_p99.median,
+            });
+        }
+    }
+    out
+}
+
+/// `2.31x`, or `-` for no ratio (the baseline's own row, a zero divisor).
+fn ratio_text(ratio: Option<f64>) -> String {
+    match ratio {
+        Some(ratio) if ratio.is_finite() => {
+            if ratio >= 10.0 {
+                format!("{ratio:.0}x")
+            } else if ratio >= 0.1 {
+                format!("{ratio:.2}x")
+            } else {
+                format!("{ratio:.3}x")
+            }
+        }
+        _ => "-".into(),
+    }
+}
+
+/// A markdown table of every server's figures per case, the baseline's
+/// row first, with the baseline's ratio to each peer on the peer's row.
+pub fn comparison_markdown(summaries: &[SummaryRecord], baseline: &str) -> String {
+    let ratios = ratios(summaries, baseline);
+    let mut out = format!(
+        "| workload | server | runs | throughput /s | p50 ms | p99 ms | p999 ms \
+         | {baseline} throughput / server's | {baseline} p99 / server's |\n\
+         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let mut names: Vec<&str> = Vec::new();
+    for summary in summaries {
+        if !names.contains(&summary.header.name.as_str()) {
+            names.push(&summary.header.name);
+        }
+    }
+    for name in names {
+        let mut rows: Vec<&SummaryRecord> = summaries
+            .iter()
+            .filter(|summary| summary.header.name == name)
+            .collect();
+        // The baseline first; the peers in the order they ran.
+        rows.sort_by_key(|summary| summary.header.server != baseline);
+        for summary in rows {
+            let aggregate = &summary.aggregate;
+            let ratio = ratios
+                .iter()
+                .find(|ratio| ratio.name == name && ratio.peer == summary.header.server);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                name,
+                summary.header.server,
+                aggregate.runs,
+                spread_text(&aggregate.throughput_per_second, 0),
+                spread_text(&aggregate.latency_ms_p50, 2),
+                spread_text(&aggregate.latency_ms_p99, 2),
+                spread_text(&aggregate.latency_ms_p999, 2),
+                ratio_text(ratio.map(|ratio| ratio.throughput)),
+                ratio_text(ratio.map(|ratio| ratio.latency_p99)),
+            );
+        }
+    }
+    let _ = write!(
+        out,
+        "\nEach cell: median over runs [min-max]; the servers' runs were interleaved. \
+         Throughput is operations per second (a delivery, a FETCH of the whole range, \
+         a SEARCH), warm-up excluded. Ratios are of medians: {baseline}'s throughput over \
+         the server's (above 1: {baseline} is faster) and {baseline}'s p99 latency over \
+         the server's (below 1: {baseline} is quicker).\n"
+    );
+    out
+}
+
 fn parameter(record: &FloodRecord, key: &str) -> String {
     match record.header.parameters.get(key) {
         Some(serde_json::Value::String(text)) => text.clone(),
@@ -550,5 +695,73 @@ mod tests {
             markdown.contains("Spam accepted: 1 of 3 sent (33.333%)"),
             "{markdown}"
         );
+    }
+
+    #[test]
+    fn interleaved_runs_gather_into_one_summary_per_server_with_ratios() {
+        let record = |server: &str, first_run: u64, throughput: f64, p99_us: u64| RunRecord {
+            record: RECORD_RUN.into(),
+            header: Header {
+                server: server.into(),
+                parameters: serde_json::json!({"connections": 4, "first_run": first_run, "seed": 7}),
+                ..header()
+            },
+            run: 1,
+            summary: RunSummary {
+                latency_us_p99: p99_us,
+                ..run(throughput)
+            },
+        };
+        // Round by round, the servers in turn, as bench/compare runs them.
+        let runs = [
+            record("postern", 0, 3000.0, 4000),
+            record("dovecot", 0, 1000.0, 20_000),
+            record("postern", 1, 2000.0, 5000),
+            record("dovecot", 1, 800.0, 10_000),
+            record("postern", 2, 4000.0, 3000),
+            record("dovecot", 2, 1200.0, 30_000),
+        ];
+        let summaries = gather_runs(&runs);
+        assert_eq!(summaries.len(), 2);
+        assert_eq!(summaries[0].header.server, "postern");
+        assert_eq!(summaries[0].aggregate.runs, 3);
+        assert_eq!(summaries[0].aggregate.throughput_per_second.median, 3000.0);
+        assert_eq!(summaries[1].aggregate.latency_ms_p99.median, 20.0);
+        // Per-run parameters are not the case's.
+        assert_eq!(
+            summaries[0].header.parameters,
+            serde_json::json!({"connections": 4})
+        );
+
+        let ratios = ratios(&summaries, "postern");
+        assert_eq!(ratios.len(), 1);
+        assert_eq!(ratios[0].peer, "dovecot");
+        assert!((ratios[0].throughput - 3.0).abs() < 1e-9);
+        assert!((ratios[0].latency_p99 - 0.2).abs() < 1e-9);
+
+        let table = comparison_markdown(&summaries, "postern");
+        assert!(
+            table.contains("| postern throughput / server's | postern p99 / server's |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| lmtp-4k-4c-1user | postern | 3 | 3000 [2000-4000] |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| lmtp-4k-4c-1user | dovecot | 3 | 1000 [800-1200] | 1.20 [1.20-1.20] \
+                 | 20.00 [10.00-30.00] | 8.00 [8.00-8.00] | 3.00x | 0.20x |"
+            ),
+            "{table}"
+        );
+        let baseline_row = table
+            .lines()
+            .find(|line| line.contains("| postern | 3 |"))
+            .unwrap();
+        assert!(baseline_row.ends_with("| - | - |"), "{baseline_row}");
+        assert_eq!(ratio_text(Some(0.0123)), "0.012x");
+        assert_eq!(ratio_text(Some(25.4)), "25x");
+        assert_eq!(ratio_text(Some(f64::INFINITY)), "-");
     }
 }

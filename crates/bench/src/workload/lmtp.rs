@@ -1,6 +1,11 @@
 //! LMTP delivery: `connections` sessions share one queue of `messages`
 //! messages; message `i` of run `r` has index `r * messages + i` (so every
 //! run delivers new mail) and goes to user `index % users` (round-robin).
+//! Runs are numbered from `first_run` (0 unless given), so that separate
+//! invocations of one run each, as `bench/compare` interleaves them across
+//! servers, still deliver distinct messages: a server that suppresses
+//! duplicate deliveries (Cyrus does, by Message-ID) must not be handed
+//! the same message twice.
 //! One operation is one transaction: MAIL, RCPT and DATA pipelined, the
 //! message, and its final reply.
 
@@ -38,6 +43,9 @@ pub struct LmtpOptions {
     pub sender: String,
     pub size_bytes: usize,
     pub seed: u64,
+    /// The number of this invocation's first run (0-based), for message
+    /// indices.
+    pub first_run: u64,
     pub spec: Arc<MessageSpec>,
 }
 
@@ -66,10 +74,11 @@ pub async fn run(common: &Common, options: &LmtpOptions) -> anyhow::Result<Summa
             "domain": options.domain,
             "size_bytes": options.size_bytes,
             "seed": options.seed,
+            "first_run": options.first_run,
         }),
     };
     run_all(header, common.runs, |run| {
-        one_run(common, options, run as u64)
+        one_run(common, options, options.first_run + run as u64)
     })
     .await
 }
