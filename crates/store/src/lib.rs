@@ -20,6 +20,7 @@ pub mod error;
 pub mod index;
 pub mod intent;
 pub mod journal;
+pub mod metadata;
 pub mod notify;
 pub mod password;
 pub mod paths;
@@ -33,10 +34,11 @@ pub mod types;
 pub mod writer;
 
 pub use directory::Sms;
+pub use metadata::{MetadataEntry, MetadataValue};
 pub use error::{ErrorKind, Result, StoreError};
 pub use index::{Changes, MailboxCounts, MailboxInfo, MessageMeta};
 pub use intent::{
-    Fix, Intent, MailboxRef, NoticeOutcome, Outcome, Prepared, RepairGuard, SmsOutcome,
+    Fix, Intent, MailboxRef, MetadataLimits, NoticeOutcome, Outcome, Prepared, RepairGuard, SmsOutcome,
     SubscribeLimits,
 };
 pub use store::{Quota, Store, StoreConfig, UserReader};
