@@ -34,13 +34,13 @@ pub mod types;
 pub mod writer;
 
 pub use directory::Sms;
-pub use metadata::{MetadataEntry, MetadataValue};
 pub use error::{ErrorKind, Result, StoreError};
 pub use index::{Changes, MailboxCounts, MailboxInfo, MessageMeta};
 pub use intent::{
-    Fix, Intent, MailboxRef, MetadataLimits, NoticeOutcome, Outcome, Prepared, RepairGuard, SmsOutcome,
-    SubscribeLimits,
+    Fix, Intent, MailboxRef, MetadataLimits, NoticeOutcome, Outcome, Prepared, RepairGuard,
+    SmsOutcome, SubscribeLimits,
 };
+pub use metadata::{MetadataEntry, MetadataValue};
 pub use store::{Quota, Store, StoreConfig, UserReader};
 pub use subscribers::{Notice, Subscriber};
 pub use types::{BlobHash, FlagMode, SmsAlert, canonical_user_name};

@@ -183,9 +183,7 @@ pub fn count(conn: &Connection) -> Result<u64> {
 }
 
 /// Every entry: (mailbox, entry) → value, for reconstruct's comparison.
-pub fn all(
-    conn: &Connection,
-) -> Result<std::collections::BTreeMap<(String, String), Vec<u8>>> {
+pub fn all(conn: &Connection) -> Result<std::collections::BTreeMap<(String, String), Vec<u8>>> {
     let mut stmt = conn.prepare_cached("SELECT mailbox, entry, value FROM metadata")?;
     let rows = stmt.query_map([], |r| {
         Ok(((r.get(0)?, r.get(1)?), r.get::<_, Vec<u8>>(2)?))
@@ -242,7 +240,10 @@ mod tests {
         let binary = MetadataValue(vec![0, 0xff, b'a']);
         let json = serde_json::to_string(&binary).unwrap();
         assert_eq!(json, r#"{"hex":"00ff61"}"#);
-        assert_eq!(serde_json::from_str::<MetadataValue>(&json).unwrap(), binary);
+        assert_eq!(
+            serde_json::from_str::<MetadataValue>(&json).unwrap(),
+            binary
+        );
     }
 
     #[test]

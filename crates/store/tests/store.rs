@@ -1288,7 +1288,13 @@ fn annotations_follow_their_mailbox_and_survive_a_rebuild() {
     )
     .unwrap();
     set_metadata(&store, alice, None, &[("/private/comment", Some(b"mine"))]).unwrap();
-    set_metadata(&store, None, None, &[("/shared/admin", Some(b"mailto:a@b"))]).unwrap();
+    set_metadata(
+        &store,
+        None,
+        None,
+        &[("/shared/admin", Some(b"mailto:a@b"))],
+    )
+    .unwrap();
     // Rename keeps them (keyed by id), delete drops them.
     store
         .submit_one_blocking(Intent::CreateMailbox {
@@ -1312,7 +1318,11 @@ fn annotations_follow_their_mailbox_and_survive_a_rebuild() {
         })
         .unwrap();
     let expected = vec![
-        (String::new(), "/private/comment".to_string(), b"mine".to_vec()),
+        (
+            String::new(),
+            "/private/comment".to_string(),
+            b"mine".to_vec(),
+        ),
         (
             "Entw\u{fc}rfe".to_string(),
             "/private/vendor/x/bin".to_string(),
@@ -1384,28 +1394,59 @@ fn annotations_are_checked_and_bounded() {
     add_user(&store, "alice");
     let alice = Some("alice");
     let kind = |r: store::Result<Outcome>| r.unwrap_err().kind;
-    for bad in ["/comment", "/shared/", "/shared//a", "/shared/*", "/private"] {
+    for bad in [
+        "/comment",
+        "/shared/",
+        "/shared//a",
+        "/shared/*",
+        "/private",
+    ] {
         assert_eq!(
-            kind(set_metadata(&store, alice, Some("INBOX"), &[(bad, Some(b"x"))])),
+            kind(set_metadata(
+                &store,
+                alice,
+                Some("INBOX"),
+                &[(bad, Some(b"x"))]
+            )),
             ErrorKind::Invalid,
             "{bad}"
         );
     }
     // Too big a value; a user's shared server entry; the admin's private one.
     assert_eq!(
-        kind(set_metadata(&store, alice, Some("INBOX"), &[("/shared/a", Some(&[b'x'; 17]))])),
+        kind(set_metadata(
+            &store,
+            alice,
+            Some("INBOX"),
+            &[("/shared/a", Some(&[b'x'; 17]))]
+        )),
         ErrorKind::Invalid
     );
     assert_eq!(
-        kind(set_metadata(&store, alice, None, &[("/shared/a", Some(b"x"))])),
+        kind(set_metadata(
+            &store,
+            alice,
+            None,
+            &[("/shared/a", Some(b"x"))]
+        )),
         ErrorKind::Invalid
     );
     assert_eq!(
-        kind(set_metadata(&store, None, None, &[("/private/a", Some(b"x"))])),
+        kind(set_metadata(
+            &store,
+            None,
+            None,
+            &[("/private/a", Some(b"x"))]
+        )),
         ErrorKind::Invalid
     );
     assert_eq!(
-        kind(set_metadata(&store, alice, Some("Nope"), &[("/shared/a", Some(b"x"))])),
+        kind(set_metadata(
+            &store,
+            alice,
+            Some("Nope"),
+            &[("/shared/a", Some(b"x"))]
+        )),
         ErrorKind::NotFound
     );
     // Four entries at most, per user over all mailboxes; all or nothing.
