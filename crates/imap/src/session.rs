@@ -65,8 +65,8 @@ impl Default for ImapConfig {
             plaintext_auth: PlaintextAuth::Loopback,
             output_flush_bytes: 256 * 1024,
             search_text_bytes_max: 4 * 1024 * 1024,
-            metadata_value_bytes_max: 64 * 1024,
-            metadata_entries_max: 1000,
+            metadata_value_bytes_max: store::MetadataLimits::default().value_bytes_max,
+            metadata_entries_max: store::MetadataLimits::default().entries_max,
         }
     }
 }

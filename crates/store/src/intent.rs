@@ -333,6 +333,16 @@ pub struct MetadataLimits {
     pub entries_max: u64,
 }
 
+impl Default for MetadataLimits {
+    /// 64 KiB values, 1,000 entries (the defaults of `[imap]`).
+    fn default() -> Self {
+        MetadataLimits {
+            value_bytes_max: 64 * 1024,
+            entries_max: 1000,
+        }
+    }
+}
+
 /// The bounds on subscribing (see [`Intent::StatusSubscribe`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubscribeLimits {
