@@ -115,6 +115,7 @@ python_test_files! {
     mbsync => "test_mbsync.py",
     offlineimap => "test_offlineimap.py",
     imapclient => "test_imapclient.py",
+    metadata => "test_metadata.py",
     reconstruct => "test_reconstruct.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",
