@@ -1,7 +1,9 @@
 """Interop with imapclient (PyPI), an independent client library: CONDSTORE
-and QRESYNC flows, SORT, THREAD, QUOTA, IDLE seeing a delivery, and
+and QRESYNC flows, SORT, THREAD, QUOTA, METADATA (through its imaplib
+connection: imapclient has no METADATA helpers), IDLE seeing a delivery, and
 COMPRESS=DEFLATE not needed by it. Installed by .ci/run (pip)."""
 
+import imaplib
 import unittest
 
 from harness import ServerTestCase, simple_message
@@ -77,6 +79,23 @@ class ImapClientTest(ServerTestCase):
         resources = {q.resource: (q.usage, q.limit) for q in quotas}
         self.assertEqual(resources["MESSAGE"], (3, 100))
         self.assertEqual(resources["STORAGE"][1], 1024)
+
+    def test_metadata(self):
+        for name in ("GETMETADATA", "SETMETADATA"):
+            imaplib.Commands.setdefault(name, ("AUTH", "SELECTED"))
+        imap = self.client._imap
+        self.assertIn(b"METADATA", self.client.capabilities())
+        self.assertIn(b"METADATA-SERVER", self.client.capabilities())
+        typ, _ = imap._simple_command(
+            "SETMETADATA", "INBOX", '(/private/comment "via imapclient" /shared/x NIL)')
+        self.assertEqual(typ, "OK")
+        typ, data = imap._simple_command("GETMETADATA", "(DEPTH 1)", "INBOX", "/private")
+        self.assertEqual(typ, "OK")
+        typ, data = imap._untagged_response(typ, data, "METADATA")
+        self.assertEqual(data, [b'INBOX (/private NIL /private/comment "via imapclient")'])
+        typ, data = imap._simple_command("GETMETADATA", "(MAXSIZE 3)", "INBOX", "/private/comment")
+        self.assertEqual(typ, "OK")
+        self.assertIn(b"[METADATA LONGENTRIES 14]", data[0])
 
     def test_idle_sees_a_delivery(self):
         self.client.select_folder("INBOX")

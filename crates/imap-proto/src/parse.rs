@@ -9,7 +9,8 @@
 //! bounded by [`lexer::NESTING_MAX`].
 //!
 //! Seams: [`lexer`] has the terminals, [`fetch`] FETCH items, [`search`]
-//! search keys, [`list`] LIST/LSUB/STATUS, [`mailbox`] SELECT/CREATE/APPEND.
+//! search keys, [`list`] LIST/LSUB/STATUS, [`mailbox`] SELECT/CREATE/APPEND
+//! and GETMETADATA/SETMETADATA.
 
 mod fetch;
 mod lexer;
@@ -155,6 +156,8 @@ fn command_body(c: &mut Cursor<'_>, name: &[u8]) -> PResult<CommandBody> {
             CommandBody::SetQuota { root, limits }
         }
         b"APPEND" => mailbox::append(c)?,
+        b"GETMETADATA" => mailbox::get_metadata(c)?,
+        b"SETMETADATA" => mailbox::set_metadata(c)?,
         b"SEARCH" => search::search(c, false)?,
         b"SORT" => search::sort(c, false)?,
         b"THREAD" => search::thread(c, false)?,

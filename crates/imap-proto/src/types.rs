@@ -294,6 +294,26 @@ pub struct QresyncParams {
     pub seq_match: Option<(Vec<SeqRange>, Vec<SeqRange>)>,
 }
 
+/// GETMETADATA's DEPTH option (RFC 5464 4.2.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MetadataDepth {
+    /// The entry alone.
+    #[default]
+    Zero,
+    /// The entry and its children.
+    One,
+    /// The entry and everything below it.
+    Infinity,
+}
+
+/// GETMETADATA options (RFC 5464 4.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MetadataOptions {
+    /// `MAXSIZE n`: values longer than `n` bytes are left out.
+    pub max_size: Option<u64>,
+    pub depth: MetadataDepth,
+}
+
 /// Every command the server understands. Mailbox names are the decoded astring
 /// (still in modified UTF-7 when the client sent it so; the session decodes).
 #[derive(Debug, Clone, PartialEq)]
@@ -435,4 +455,16 @@ pub enum CommandBody {
     },
     /// RFC 8437
     Unauthenticate,
+    /// METADATA (RFC 5464): entries as sent (the session checks and
+    /// lower-cases them); `mailbox` `""` is the server.
+    GetMetadata {
+        options: MetadataOptions,
+        mailbox: String,
+        entries: Vec<String>,
+    },
+    /// Values: `None` is NIL (remove); a `literal8` may carry NUL.
+    SetMetadata {
+        mailbox: String,
+        entries: Vec<(String, Option<Vec<u8>>)>,
+    },
 }

@@ -49,6 +49,10 @@ pub struct ImapConfig {
     pub output_flush_bytes: usize,
     /// Largest message SEARCH BODY/TEXT decodes, in bytes of text.
     pub search_text_bytes_max: usize,
+    /// Largest METADATA value (SETMETADATA over it: `NO [METADATA MAXSIZE n]`).
+    pub metadata_value_bytes_max: u64,
+    /// Most METADATA entries per user (and on the server): `NO [METADATA TOOMANY]`.
+    pub metadata_entries_max: u64,
 }
 
 impl Default for ImapConfig {
@@ -61,6 +65,8 @@ impl Default for ImapConfig {
             plaintext_auth: PlaintextAuth::Loopback,
             output_flush_bytes: 256 * 1024,
             search_text_bytes_max: 4 * 1024 * 1024,
+            metadata_value_bytes_max: store::MetadataLimits::default().value_bytes_max,
+            metadata_entries_max: store::MetadataLimits::default().entries_max,
         }
     }
 }
@@ -489,6 +495,14 @@ impl Session {
             C::GetQuota { root } => command::quota::get_quota(self, &root).await,
             C::GetQuotaRoot { mailbox } => command::quota::get_quota_root(self, &mailbox).await,
             C::SetQuota { .. } => Ok(command::quota::set_quota()),
+            C::GetMetadata {
+                options,
+                mailbox,
+                entries,
+            } => command::metadata::get_metadata(self, options, &mailbox, &entries).await,
+            C::SetMetadata { mailbox, entries } => {
+                command::metadata::set_metadata(self, &mailbox, entries).await
+            }
             C::Status { mailbox, items } => command::list::status(self, &mailbox, &items).await,
             C::Append { mailbox, messages } => {
                 command::append::append(self, &mailbox, messages).await
@@ -696,5 +710,7 @@ fn command_name(body: &CommandBody) -> &'static str {
         C::Move { .. } => "MOVE",
         C::Id { .. } => "ID",
         C::Unauthenticate => "UNAUTHENTICATE",
+        C::GetMetadata { .. } => "GETMETADATA",
+        C::SetMetadata { .. } => "SETMETADATA",
     }
 }

@@ -57,6 +57,10 @@ enum Command {
     /// once in the running server, kept across restarts).
     #[command(subcommand)]
     Spam(SpamCommand),
+    /// Shared server annotations (IMAP METADATA on mailbox ""): every
+    /// logged-in user reads them, only the administrator sets them.
+    #[command(subcommand)]
+    Metadata(MetadataCommand),
     /// Check every index and cache entry against the journal and the message
     /// blobs, and repair what differs, online (throttled by `[reconstruct]
     /// max_read_mb_per_s`). Exit 0: nothing wrong or all repaired; 1: problems remain.
@@ -206,6 +210,21 @@ enum SpamCommand {
     },
     /// Lift a block (KEY as in `blocks`, or run:ID).
     Unblock { key: String },
+}
+
+#[derive(Subcommand)]
+enum MetadataCommand {
+    /// Set ENTRY (a name below /shared/, e.g. /shared/admin) to VALUE, or
+    /// remove it with --remove.
+    Set {
+        entry: String,
+        #[arg(required_unless_present = "remove")]
+        value: Option<String>,
+        #[arg(long, conflicts_with = "value")]
+        remove: bool,
+    },
+    /// Show ENTRY and the entries below it (default: all of /shared).
+    Get { entry: Option<String> },
 }
 
 #[derive(Subcommand)]
@@ -422,6 +441,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             AdminCommand::SpamBlock { key, reason }
         }
         Command::Spam(SpamCommand::Unblock { key }) => AdminCommand::SpamUnblock { key },
+        Command::Metadata(MetadataCommand::Set { entry, value, .. }) => {
+            AdminCommand::MetadataSet { entry, value }
+        }
+        Command::Metadata(MetadataCommand::Get { entry }) => AdminCommand::MetadataGet { entry },
         Command::Status(command) => {
             match status_command(command).and_then(|c| subscriber_number(&config, &cli.config, c)) {
                 Ok(command) => command,

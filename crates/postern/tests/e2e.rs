@@ -116,6 +116,7 @@ python_test_files! {
     offlineimap => "test_offlineimap.py",
     neomutt => "test_neomutt.py",
     imapclient => "test_imapclient.py",
+    metadata => "test_metadata.py",
     reconstruct => "test_reconstruct.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",

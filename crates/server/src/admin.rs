@@ -118,6 +118,16 @@ pub enum AdminCommand {
     SpamUnblock {
         key: String,
     },
+    /// Sets (`value: None`: removes) a shared server annotation (IMAP
+    /// METADATA on mailbox `""`), which every logged-in user reads.
+    MetadataSet {
+        entry: String,
+        value: Option<String>,
+    },
+    /// The shared server annotations below `entry` (all of them without one).
+    MetadataGet {
+        entry: Option<String>,
+    },
     /// Status-page subscribers (email and SMS), oldest first.
     SubscriberList {
         json: bool,
@@ -290,6 +300,8 @@ pub struct AdminContext {
     pub reconstruct_bytes_per_sec: u64,
     /// `[http] subscribers_max`: admins add within the same cap.
     pub subscribers_max: u64,
+    /// `[imap] metadata_max_value_bytes` and `metadata_max_entries`.
+    pub metadata_limits: store::MetadataLimits,
 }
 
 impl AdminContext {
@@ -304,6 +316,13 @@ impl AdminContext {
                 .map_or(crate::config::HttpSection::default().subscribers_max, |h| {
                     h.subscribers_max
                 }),
+            metadata_limits: {
+                let imap = config.imap.clone().unwrap_or_default();
+                store::MetadataLimits {
+                    value_bytes_max: imap.metadata_max_value_bytes,
+                    entries_max: imap.metadata_max_entries,
+                }
+            },
         }
     }
 }
@@ -903,6 +922,48 @@ pub fn execute_with_progress(
                 Err(failure) => failure.into(),
             }
         }
+        AdminCommand::MetadataSet { entry, value } => {
+            let removing = value.is_none();
+            let intent = Intent::SetMetadata {
+                user: None,
+                mailbox: None,
+                entries: vec![(
+                    entry.clone(),
+                    value.map(|v| store::MetadataValue(v.into_bytes())),
+                )],
+                limits: context.metadata_limits,
+            };
+            match store.submit_one_blocking(intent) {
+                Ok(_) if removing => AdminOutput::ok(format!("removed {entry}\n")),
+                Ok(_) => AdminOutput::ok(format!("set {entry}\n")),
+                Err(e) => AdminOutput::from_store(&e),
+            }
+        }
+        AdminCommand::MetadataGet { entry } => {
+            let entry =
+                match store::metadata::validate_entry(entry.as_deref().unwrap_or("/shared"), false)
+                {
+                    Ok(e) => e,
+                    Err(e) => return AdminOutput::from_store(&e),
+                };
+            let own = store.server_metadata(&entry);
+            let below = store.server_metadata_below(&entry, false);
+            match (own, below) {
+                (Ok(own), Ok(below)) => AdminOutput::ok(
+                    own.map(|v| (entry.clone(), v))
+                        .into_iter()
+                        .chain(below)
+                        .map(|(name, value)| {
+                            format!(
+                                "{name}\t{}\n",
+                                String::from_utf8_lossy(&value).escape_debug()
+                            )
+                        })
+                        .collect::<String>(),
+                ),
+                (Err(e), _) | (_, Err(e)) => AdminOutput::from_store(&e),
+            }
+        }
         AdminCommand::SubscriberList { .. }
         | AdminCommand::SubscriberAdd { .. }
         | AdminCommand::SubscriberRemove { .. } => {
@@ -1102,6 +1163,8 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::SpamBlocks { .. } => "spam blocks",
         AdminCommand::SpamBlock { .. } => "spam block",
         AdminCommand::SpamUnblock { .. } => "spam unblock",
+        AdminCommand::MetadataSet { .. } => "metadata set",
+        AdminCommand::MetadataGet { .. } => "metadata get",
         AdminCommand::SubscriberList { .. } => "status subscriber list",
         AdminCommand::SubscriberAdd { .. } => "status subscriber add",
         AdminCommand::SubscriberRemove { .. } => "status subscriber remove",

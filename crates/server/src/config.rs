@@ -395,6 +395,8 @@ pub struct ImapSection {
     pub heavy_commands_per_user: usize,
     pub heavy_commands_max: usize,
     pub heavy_command_wait_ms: u64,
+    pub metadata_max_value_bytes: u64,
+    pub metadata_max_entries: u64,
 }
 
 impl Default for ImapSection {
@@ -412,6 +414,8 @@ impl Default for ImapSection {
             heavy_commands_per_user: 2,
             heavy_commands_max: 16,
             heavy_command_wait_ms: 15_000,
+            metadata_max_value_bytes: 64 * 1024,
+            metadata_max_entries: 1000,
         }
     }
 }
@@ -678,6 +682,11 @@ max_connections_per_user = 50
 heavy_commands_per_user = 2
 heavy_commands_max = 16
 heavy_command_wait_ms = 15000
+# METADATA (RFC 5464) annotations: largest value in bytes (SETMETADATA over
+# it gets "NO [METADATA MAXSIZE n]"), and most entries one user has over all
+# their mailboxes, and the server has ("NO [METADATA TOOMANY]").
+metadata_max_value_bytes = 65536
+metadata_max_entries = 1000
 
 [imaps]
 # IMAP over implicit TLS.

@@ -271,6 +271,8 @@ pub async fn run(
                 config::PlaintextAuth::Loopback => imap::PlaintextAuth::Loopback,
                 config::PlaintextAuth::Always => imap::PlaintextAuth::Always,
             },
+            metadata_value_bytes_max: imap_section.metadata_max_value_bytes,
+            metadata_entries_max: imap_section.metadata_max_entries,
             ..imap::ImapConfig::default()
         },
         store: store.clone(),

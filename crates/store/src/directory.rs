@@ -194,7 +194,14 @@ pub fn sms(conn: &Connection, id: u64) -> Result<Option<Sms>> {
 }
 
 pub fn open(path: &Path) -> Result<Connection> {
-    open_db(path, &format!("{SCHEMA}{}", crate::subscribers::SCHEMA))
+    open_db(
+        path,
+        &format!(
+            "{SCHEMA}{}{}",
+            crate::subscribers::SCHEMA,
+            crate::metadata::SCHEMA
+        ),
+    )
 }
 
 pub fn user_exists(conn: &Connection, name: &str) -> Result<bool> {
@@ -618,7 +625,9 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
                     .execute([name])?;
             }
         },
+        Record::ServerMetadataSet { entries } => crate::metadata::set(conn, "", entries)?,
         Record::MailboxCreated { .. }
+        | Record::MetadataSet { .. }
         | Record::MailboxRenamed { .. }
         | Record::MailboxDeleted { .. }
         | Record::Subscribed { .. }

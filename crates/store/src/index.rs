@@ -98,7 +98,7 @@ pub fn open_db(path: &Path, schema: &str) -> Result<Connection> {
 }
 
 pub fn open(path: &Path) -> Result<Connection> {
-    let conn = open_db(path, SCHEMA)?;
+    let conn = open_db(path, &format!("{SCHEMA}{}", crate::metadata::SCHEMA))?;
     // An index from before row checksums (format 1) cannot be checked on read:
     // recovery moves it aside and rebuilds it from the journal, like a damaged one.
     let has_row_crc: i64 = conn.query_row(
@@ -555,7 +555,11 @@ pub fn apply(
                 .execute([mailbox])?;
             conn.prepare_cached("DELETE FROM mailboxes WHERE id = ?1")?
                 .execute([mailbox])?;
+            crate::metadata::remove_mailbox(conn, mailbox)?;
         }
+        Record::MetadataSet {
+            mailbox, entries, ..
+        } => crate::metadata::set(conn, mailbox, entries)?,
         Record::Subscribed {
             name, subscribed, ..
         } => {
@@ -716,6 +720,7 @@ pub fn apply_fix(conn: &Connection, fix: &crate::intent::Fix) -> Result<()> {
                 "DELETE FROM messages WHERE mailbox = ?1",
                 "DELETE FROM expunged WHERE mailbox = ?1",
                 "DELETE FROM mailboxes WHERE id = ?1",
+                "DELETE FROM metadata WHERE mailbox = ?1",
             ] {
                 conn.prepare_cached(sql)?.execute([id])?;
             }
@@ -778,6 +783,11 @@ pub fn apply_fix(conn: &Connection, fix: &crate::intent::Fix) -> Result<()> {
             conn.prepare_cached("DELETE FROM subscriptions WHERE name = ?1")?
                 .execute([name])?;
         }
+        Fix::PutMetadata {
+            mailbox,
+            entry,
+            value,
+        } => crate::metadata::set(conn, mailbox, &[(entry.clone(), value.clone())])?,
         Fix::RestateFlags { .. } => {
             return Err(StoreError::invalid(
                 "flags are restated by the writer, with a journal record",

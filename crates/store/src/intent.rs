@@ -1,5 +1,6 @@
 //! What callers ask the writer to do, and what it answers.
 
+use crate::metadata::{MetadataEntry, MetadataValue};
 use crate::types::{BlobHash, FlagMode, SmsAlert};
 use std::sync::Arc;
 
@@ -230,6 +231,20 @@ pub enum Intent {
         subscriber: u64,
         outcome: NoticeOutcome,
     },
+    /// Sets or removes (`None`) annotations (IMAP METADATA, RFC 5464), all
+    /// or none. `user: Some`: the user's, on `mailbox`, or with `mailbox:
+    /// None` the user's private server annotations (`/private/` entries
+    /// only). `user: None`: the server's shared annotations (`/shared/`
+    /// entries only; an administrator's), `mailbox` must be `None`. Entry
+    /// names are checked ([`crate::metadata::validate_entry`]); a value over
+    /// `limits.value_bytes_max` is `Invalid`, more entries than
+    /// `limits.entries_max` (per user, or on the server) `OverQuota`.
+    SetMetadata {
+        user: Option<String>,
+        mailbox: Option<MailboxRef>,
+        entries: Vec<MetadataEntry>,
+        limits: MetadataLimits,
+    },
     /// COPY, or MOVE when `remove_source` is set.
     Copy {
         user: String,
@@ -287,6 +302,13 @@ pub enum Fix {
     },
     Subscribe(String),
     Unsubscribe(String),
+    /// Sets an annotation (`Some`) or removes it (`None`): mailbox id (empty:
+    /// the user's private server annotations), entry, value.
+    PutMetadata {
+        mailbox: String,
+        entry: String,
+        value: Option<MetadataValue>,
+    },
     /// Recounts the quota usage counters from the messages.
     RecountUsage,
     /// Flags the index has wrong and clients may have seen: restated with a
@@ -299,6 +321,26 @@ pub enum Fix {
     UidValidityFloor(u32),
     /// Marks the index as being rebuilt (readers answer `Unavailable`) or done.
     Rebuilding(bool),
+}
+
+/// The bounds on annotations (see [`Intent::SetMetadata`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetadataLimits {
+    /// Largest value, in bytes.
+    pub value_bytes_max: u64,
+    /// Most entries one user has (on all their mailboxes and their private
+    /// server annotations), and the server has.
+    pub entries_max: u64,
+}
+
+impl Default for MetadataLimits {
+    /// 64 KiB values, 1,000 entries (the defaults of `[imap]`).
+    fn default() -> Self {
+        MetadataLimits {
+            value_bytes_max: 64 * 1024,
+            entries_max: 1000,
+        }
+    }
 }
 
 /// The bounds on subscribing (see [`Intent::StatusSubscribe`]).

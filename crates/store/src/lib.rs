@@ -20,6 +20,7 @@ pub mod error;
 pub mod index;
 pub mod intent;
 pub mod journal;
+pub mod metadata;
 pub mod notify;
 pub mod password;
 pub mod paths;
@@ -36,9 +37,10 @@ pub use directory::Sms;
 pub use error::{ErrorKind, Result, StoreError};
 pub use index::{Changes, MailboxCounts, MailboxInfo, MessageMeta};
 pub use intent::{
-    Fix, Intent, MailboxRef, NoticeOutcome, Outcome, Prepared, RepairGuard, SmsOutcome,
-    SubscribeLimits,
+    Fix, Intent, MailboxRef, MetadataLimits, NoticeOutcome, Outcome, Prepared, RepairGuard,
+    SmsOutcome, SubscribeLimits,
 };
+pub use metadata::{MetadataEntry, MetadataValue};
 pub use store::{Quota, Store, StoreConfig, UserReader};
 pub use subscribers::{Notice, Subscriber};
 pub use types::{BlobHash, FlagMode, SmsAlert, canonical_user_name};

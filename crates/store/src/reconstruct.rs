@@ -10,8 +10,8 @@
 //! 2. In one read snapshot of the user's index (`applied_lsn` = L), the
 //!    records up to L are replayed into a scratch in-memory index with the same
 //!    [`index::apply`] the writer and recovery use: the truth at L. Mailboxes,
-//!    message rows (checksums included), tombstones, subscriptions and quota
-//!    counters are compared with it.
+//!    message rows (checksums included), tombstones, subscriptions,
+//!    annotations (METADATA) and quota counters are compared with it.
 //! 3. Every message's blob is read (throttled by `read_bytes_per_sec`) and
 //!    verified against its hash, and its cache entry is compared with one
 //!    derived afresh: damaged, swapped and stale entries are all found.
@@ -32,6 +32,7 @@ use crate::error::{ErrorKind, Result, StoreError};
 use crate::index::{self, MailboxInfo, MessageMeta};
 use crate::intent::{Fix, Intent, Outcome, RepairGuard};
 use crate::journal;
+use crate::metadata::{self, MetadataValue};
 use crate::record::{Entry, Lsn};
 use crate::store::Store;
 use serde::Serialize;
@@ -571,16 +572,33 @@ fn check_user(
             .filter(|b| index::mailbox_by_id(&truth, &b.id).ok().flatten().is_none())
             .collect();
         let subscriptions = (index::subscriptions(&truth)?, index::subscriptions(&live)?);
+        let annotations = (metadata::all(&truth)?, metadata::all(&live)?);
         let usage = index::usage(&live)?;
         let counted: (i64, i64) = live.query_row(
             "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM messages",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
-        Ok((lsn, boxes, unsupported, subscriptions, usage, counted))
+        Ok((
+            lsn,
+            boxes,
+            unsupported,
+            subscriptions,
+            annotations,
+            usage,
+            counted,
+        ))
     })();
     let _ = live.execute_batch("COMMIT");
-    let (lsn, boxes, unsupported, (truth_subs, live_subs), usage, counted) = snapshot?;
+    let (
+        lsn,
+        boxes,
+        unsupported,
+        (truth_subs, live_subs),
+        (truth_notes, live_notes),
+        usage,
+        counted,
+    ) = snapshot?;
     let may_drop = !journal.incomplete;
 
     // User-wide: mailboxes the journal does not know, subscriptions, counters.
@@ -626,6 +644,45 @@ fn check_user(
                         format!("subscription to {name}"),
                     ),
                     Fix::Unsubscribe(name.clone()),
+                ));
+            }
+        }
+        // Annotations (METADATA), keyed by mailbox id and entry.
+        for ((mailbox, entry), value) in &truth_notes {
+            if live_notes.get(&(mailbox.clone(), entry.clone())) == Some(value) {
+                continue;
+            }
+            user_fixes.push((
+                problem(
+                    None,
+                    None,
+                    "metadata_wrong",
+                    format!("annotation {entry} of mailbox {mailbox:?} missing or wrong"),
+                ),
+                Fix::PutMetadata {
+                    mailbox: mailbox.clone(),
+                    entry: entry.clone(),
+                    value: Some(MetadataValue(value.clone())),
+                },
+            ));
+        }
+        if may_drop {
+            for (mailbox, entry) in live_notes.keys() {
+                if truth_notes.contains_key(&(mailbox.clone(), entry.clone())) {
+                    continue;
+                }
+                user_fixes.push((
+                    problem(
+                        None,
+                        None,
+                        "metadata_unsupported",
+                        format!("annotation {entry} of mailbox {mailbox:?}"),
+                    ),
+                    Fix::PutMetadata {
+                        mailbox: mailbox.clone(),
+                        entry: entry.clone(),
+                        value: None,
+                    },
                 ));
             }
         }
@@ -979,6 +1036,13 @@ fn recreate(
     }
     for name in index::subscriptions(&truth)? {
         fixes.push(Fix::Subscribe(name));
+    }
+    for ((mailbox, entry), value) in metadata::all(&truth)? {
+        fixes.push(Fix::PutMetadata {
+            mailbox,
+            entry,
+            value: Some(MetadataValue(value)),
+        });
     }
     if remove_empty {
         // Created but never filled: it holds nothing, and blocks the recreate.

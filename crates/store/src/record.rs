@@ -5,6 +5,7 @@
 //! The same records are what IMAP change notifications, CONDSTORE/QRESYNC,
 //! replication and cluster moves read: one source of truth for "what changed".
 
+use crate::metadata::MetadataEntry;
 use crate::types::{BlobHash, FlagMode, MailboxId, SmsAlert};
 use serde::{Deserialize, Serialize};
 
@@ -164,6 +165,18 @@ pub enum Record {
         delivered: bool,
         detail: String,
         at: i64,
+    },
+    /// Annotations (IMAP METADATA) of a user set or removed (`None`), in
+    /// order: on a mailbox (its id), or the user's private server
+    /// annotations (`mailbox` empty). Entry names are lower case.
+    MetadataSet {
+        user: String,
+        mailbox: MailboxId,
+        entries: Vec<MetadataEntry>,
+    },
+    /// The server's shared annotations set or removed (an administrator's).
+    ServerMetadataSet {
+        entries: Vec<MetadataEntry>,
     },
     /// A status-page incident (or maintenance) opened with its first post,
     /// its "Status". Its id, and its first post's, is this record's LSN.
@@ -337,7 +350,8 @@ impl Record {
             | Record::SubscriberRemoved { .. }
             | Record::NoticeSent { .. }
             | Record::NoticeRetry { .. }
-            | Record::NoticeFailed { .. } => None,
+            | Record::NoticeFailed { .. }
+            | Record::ServerMetadataSet { .. } => None,
             Record::UserDeleted { user }
             | Record::MailboxCreated { user, .. }
             | Record::MailboxRenamed { user, .. }
@@ -345,7 +359,8 @@ impl Record {
             | Record::Subscribed { user, .. }
             | Record::MessageAdded { user, .. }
             | Record::FlagsChanged { user, .. }
-            | Record::Expunged { user, .. } => Some(user),
+            | Record::Expunged { user, .. }
+            | Record::MetadataSet { user, .. } => Some(user),
         }
     }
 }

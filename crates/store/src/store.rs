@@ -532,6 +532,21 @@ impl Store {
         })
     }
 
+    /// A shared server annotation (METADATA on mailbox `""`).
+    pub fn server_metadata(&self, entry: &str) -> Result<Option<Vec<u8>>> {
+        self.with_server(|c| crate::metadata::get(c, "", entry))
+    }
+
+    /// Shared server annotations below `entry` (only its children with
+    /// `children_only`), in name order.
+    pub fn server_metadata_below(
+        &self,
+        entry: &str,
+        children_only: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        self.with_server(|c| crate::metadata::below(c, "", entry, children_only))
+    }
+
     /// A user's new-mail SMS alert, if set.
     pub fn sms_alert(&self, user: &str) -> Result<Option<crate::types::SmsAlert>> {
         self.with_server(|c| directory::sms_alert(c, user))
@@ -643,6 +658,21 @@ impl UserReader {
     }
     pub fn subscriptions(&self) -> Result<Vec<String>> {
         index::subscriptions(&self.conn)
+    }
+    /// An annotation (METADATA) of a mailbox (by id; `""`: the user's
+    /// private server annotations).
+    pub fn metadata(&self, mailbox: &str, entry: &str) -> Result<Option<Vec<u8>>> {
+        crate::metadata::get(&self.conn, mailbox, entry)
+    }
+    /// Annotations below `entry` (only its children with `children_only`),
+    /// in name order.
+    pub fn metadata_below(
+        &self,
+        mailbox: &str,
+        entry: &str,
+        children_only: bool,
+    ) -> Result<Vec<(String, Vec<u8>)>> {
+        crate::metadata::below(&self.conn, mailbox, entry, children_only)
     }
     pub fn messages(&self, mailbox: &str) -> Result<Vec<MessageMeta>> {
         let metas = index::messages(&self.conn, mailbox)?;

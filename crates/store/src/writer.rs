@@ -1302,6 +1302,12 @@ impl Writer {
                 )?;
                 Ok(Outcome::Done)
             }
+            Intent::SetMetadata {
+                user,
+                mailbox,
+                entries,
+                limits,
+            } => self.set_metadata(batch, user.as_deref(), mailbox.as_ref(), entries, limits),
             Intent::SpamBlock { key, reason } => {
                 if key.is_empty()
                     || key.len() > 320
@@ -1771,6 +1777,82 @@ impl Writer {
         Ok(())
     }
 
+    fn set_metadata(
+        &mut self,
+        batch: &mut Batch,
+        user: Option<&str>,
+        mailbox: Option<&MailboxRef>,
+        entries: &[crate::metadata::MetadataEntry],
+        limits: &crate::intent::MetadataLimits,
+    ) -> Result<Outcome> {
+        use crate::metadata;
+        if entries.is_empty() {
+            return Err(StoreError::invalid("no annotations to set"));
+        }
+        let mut checked = Vec::with_capacity(entries.len());
+        for (entry, value) in entries {
+            let entry = metadata::validate_entry(entry, true)?;
+            if let Some(value) = value
+                && value.0.len() as u64 > limits.value_bytes_max
+            {
+                return Err(StoreError::invalid(format!(
+                    "the value of {entry} is {} bytes, more than the {} allowed",
+                    value.0.len(),
+                    limits.value_bytes_max
+                )));
+            }
+            let wanted_private = user.is_some() && mailbox.is_none();
+            let server_shared = user.is_none();
+            if (wanted_private && !metadata::is_private(&entry))
+                || (server_shared && metadata::is_private(&entry))
+            {
+                return Err(StoreError::invalid(format!(
+                    "{entry}: a user sets only /private/ server annotations, an administrator only /shared/ ones"
+                )));
+            }
+            checked.push((entry, value.clone()));
+        }
+        let too_many = |before: u64, after: u64| {
+            if after > before && after > limits.entries_max {
+                Err(StoreError::new(
+                    ErrorKind::OverQuota,
+                    format!("at most {} annotations are allowed", limits.entries_max),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let Some(user) = user else {
+            if mailbox.is_some() {
+                return Err(StoreError::invalid(
+                    "server annotations belong to no mailbox",
+                ));
+            }
+            let before = metadata::count(&self.server)?;
+            self.emit(batch, Record::ServerMetadataSet { entries: checked }, None)?;
+            too_many(before, metadata::count(&self.server)?)?;
+            return Ok(Outcome::Done);
+        };
+        let mailbox_id = match mailbox {
+            Some(mailbox) => self.mailbox_ref(batch, user, mailbox)?.id,
+            None => String::new(),
+        };
+        let before = metadata::count(self.user_conn(batch, user)?)?;
+        self.emit(
+            batch,
+            Record::MetadataSet {
+                user: user.to_string(),
+                mailbox: mailbox_id,
+                entries: checked,
+            },
+            None,
+        )?;
+        // Counted after the change (the savepoint undoes it when refused),
+        // so replacing or removing entries at the cap is always allowed.
+        too_many(before, metadata::count(self.user_conn(batch, user)?)?)?;
+        Ok(Outcome::Done)
+    }
+
     fn delete_mailbox(
         &mut self,
         batch: &mut Batch,
@@ -1903,6 +1985,7 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::Expunge { user, .. }
         | Intent::Repair { user, .. }
         | Intent::Copy { user, .. } => Some(user),
+        Intent::SetMetadata { user, .. } => user.as_deref(),
         Intent::SetAlias { .. }
         | Intent::RemoveAlias { .. }
         | Intent::CollectGarbage { .. }

@@ -1227,3 +1227,256 @@ fn quotas_refuse_what_would_not_fit() {
         before
     );
 }
+
+fn set_metadata(
+    store: &Store,
+    user: Option<&str>,
+    mailbox: Option<&str>,
+    entries: &[(&str, Option<&[u8]>)],
+) -> store::Result<Outcome> {
+    store.submit_one_blocking(Intent::SetMetadata {
+        user: user.map(str::to_string),
+        mailbox: mailbox.map(store::MailboxRef::from),
+        entries: entries
+            .iter()
+            .map(|(e, v)| (e.to_string(), v.map(|v| store::MetadataValue(v.to_vec()))))
+            .collect(),
+        limits: store::MetadataLimits {
+            value_bytes_max: 16,
+            entries_max: 4,
+        },
+    })
+}
+
+/// Alice's annotations as `(mailbox name, entry, value)`, server ones under "".
+fn annotations(store: &Store) -> Vec<(String, String, Vec<u8>)> {
+    let reader = store.reader("alice").unwrap();
+    let mut out = Vec::new();
+    let mut boxes: Vec<(String, String)> = reader
+        .mailboxes()
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.name, m.id))
+        .collect();
+    boxes.push((String::new(), String::new()));
+    for (name, id) in boxes {
+        for root in ["/private", "/shared"] {
+            for (entry, value) in reader.metadata_below(&id, root, false).unwrap() {
+                out.push((name.clone(), entry, value));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn annotations_follow_their_mailbox_and_survive_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add_user(&store, "alice");
+    add_user(&store, "bob");
+    let alice = Some("alice");
+    set_metadata(
+        &store,
+        alice,
+        Some("Drafts"),
+        &[
+            ("/Shared/Comment", Some(b"drafts here")),
+            ("/private/vendor/x/bin", Some(&[0, 1, 255])),
+        ],
+    )
+    .unwrap();
+    set_metadata(&store, alice, None, &[("/private/comment", Some(b"mine"))]).unwrap();
+    set_metadata(
+        &store,
+        None,
+        None,
+        &[("/shared/admin", Some(b"mailto:a@b"))],
+    )
+    .unwrap();
+    // Rename keeps them (keyed by id), delete drops them.
+    store
+        .submit_one_blocking(Intent::CreateMailbox {
+            user: "alice".into(),
+            name: "Old".into(),
+            special_use: None,
+        })
+        .unwrap();
+    set_metadata(&store, alice, Some("Old"), &[("/shared/x", Some(b"gone"))]).unwrap();
+    store
+        .submit_one_blocking(Intent::RenameMailbox {
+            user: "alice".into(),
+            from: "Drafts".into(),
+            to: "Entw\u{fc}rfe".into(),
+        })
+        .unwrap();
+    store
+        .submit_one_blocking(Intent::DeleteMailbox {
+            user: "alice".into(),
+            name: "Old".into(),
+        })
+        .unwrap();
+    let expected = vec![
+        (
+            String::new(),
+            "/private/comment".to_string(),
+            b"mine".to_vec(),
+        ),
+        (
+            "Entw\u{fc}rfe".to_string(),
+            "/private/vendor/x/bin".to_string(),
+            vec![0, 1, 255],
+        ),
+        (
+            "Entw\u{fc}rfe".to_string(),
+            "/shared/comment".to_string(),
+            b"drafts here".to_vec(),
+        ),
+    ];
+    assert_eq!(annotations(&store), expected);
+    // Removing with NIL.
+    set_metadata(&store, alice, None, &[("/private/comment", None)]).unwrap();
+    set_metadata(&store, alice, None, &[("/private/comment", Some(b"mine"))]).unwrap();
+    assert!(
+        store
+            .reader("bob")
+            .unwrap()
+            .metadata_below("", "/private", false)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.server_metadata("/shared/admin").unwrap(),
+        Some(b"mailto:a@b".to_vec())
+    );
+    store.shutdown();
+    drop(store);
+
+    // Rebuilt from the journal alone.
+    lose_derived_files(dir.path());
+    let store = open(dir.path());
+    assert_eq!(annotations(&store), expected);
+    assert_eq!(
+        store.server_metadata_below("/shared", true).unwrap(),
+        vec![("/shared/admin".to_string(), b"mailto:a@b".to_vec())]
+    );
+    // Reconstruct agrees with what replay built, and restores a lost row.
+    let options = store::reconstruct::Options {
+        user: Some("alice".into()),
+        mailbox: None,
+        mailbox_id: None,
+        check_only: false,
+        read_bytes_per_sec: 0,
+    };
+    let report = store.reconstruct(&options, &|_| {}).unwrap();
+    assert_eq!(report.problems, 0, "{:?}", report.details);
+    let index = rusqlite::Connection::open(dir.path().join("users/alice/index.sqlite")).unwrap();
+    index
+        .execute("DELETE FROM metadata WHERE entry = '/shared/comment'", [])
+        .unwrap();
+    index
+        .execute(
+            "INSERT INTO metadata (mailbox, entry, value) VALUES ('', '/private/bogus', x'00')",
+            [],
+        )
+        .unwrap();
+    let report = store.reconstruct(&options, &|_| {}).unwrap();
+    assert_eq!(report.problems, 2, "{:?}", report.details);
+    assert_eq!(annotations(&store), expected);
+    store.shutdown();
+}
+
+#[test]
+fn annotations_are_checked_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add_user(&store, "alice");
+    let alice = Some("alice");
+    let kind = |r: store::Result<Outcome>| r.unwrap_err().kind;
+    for bad in [
+        "/comment",
+        "/shared/",
+        "/shared//a",
+        "/shared/*",
+        "/private",
+    ] {
+        assert_eq!(
+            kind(set_metadata(
+                &store,
+                alice,
+                Some("INBOX"),
+                &[(bad, Some(b"x"))]
+            )),
+            ErrorKind::Invalid,
+            "{bad}"
+        );
+    }
+    // Too big a value; a user's shared server entry; the admin's private one.
+    assert_eq!(
+        kind(set_metadata(
+            &store,
+            alice,
+            Some("INBOX"),
+            &[("/shared/a", Some(&[b'x'; 17]))]
+        )),
+        ErrorKind::Invalid
+    );
+    assert_eq!(
+        kind(set_metadata(
+            &store,
+            alice,
+            None,
+            &[("/shared/a", Some(b"x"))]
+        )),
+        ErrorKind::Invalid
+    );
+    assert_eq!(
+        kind(set_metadata(
+            &store,
+            None,
+            None,
+            &[("/private/a", Some(b"x"))]
+        )),
+        ErrorKind::Invalid
+    );
+    assert_eq!(
+        kind(set_metadata(
+            &store,
+            alice,
+            Some("Nope"),
+            &[("/shared/a", Some(b"x"))]
+        )),
+        ErrorKind::NotFound
+    );
+    // Four entries at most, per user over all mailboxes; all or nothing.
+    set_metadata(
+        &store,
+        alice,
+        Some("INBOX"),
+        &[("/shared/a", Some(b"1")), ("/shared/b", Some(b"2"))],
+    )
+    .unwrap();
+    set_metadata(&store, alice, None, &[("/private/c", Some(b"3"))]).unwrap();
+    assert_eq!(
+        kind(set_metadata(
+            &store,
+            alice,
+            Some("Sent"),
+            &[("/shared/d", Some(b"4")), ("/shared/e", Some(b"5"))]
+        )),
+        ErrorKind::OverQuota
+    );
+    assert_eq!(annotations(&store).len(), 3);
+    set_metadata(&store, alice, Some("Sent"), &[("/shared/d", Some(b"4"))]).unwrap();
+    // At the cap, replacing and removing still work.
+    set_metadata(
+        &store,
+        alice,
+        Some("INBOX"),
+        &[("/shared/a", Some(b"one")), ("/shared/b", None)],
+    )
+    .unwrap();
+    assert_eq!(annotations(&store).len(), 3);
+    store.shutdown();
+}

@@ -1,9 +1,14 @@
 //! SELECT / EXAMINE (with CONDSTORE and QRESYNC, RFC 7162), CREATE (with
 //! CREATE-SPECIAL-USE, RFC 6154) and APPEND (with MULTIAPPEND, RFC 3502, and
-//! literal8, RFC 3516).
+//! literal8, RFC 3516), GETMETADATA and SETMETADATA (RFC 5464).
 
 use super::lexer::{Cursor, PResult};
-use crate::types::{AppendMessage, CommandBody, QresyncParams, SelectParams};
+use crate::types::{
+    AppendMessage, CommandBody, MetadataDepth, MetadataOptions, QresyncParams, SelectParams,
+};
+
+/// Most entries one GETMETADATA or SETMETADATA names.
+pub const METADATA_ENTRIES_MAX: usize = 1000;
 
 /// `mailbox [SP "(" select-param *(SP select-param) ")"]`
 pub(super) fn select(c: &mut Cursor<'_>) -> PResult<(String, SelectParams)> {
@@ -120,4 +125,82 @@ pub(super) fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         return Err(c.error("Missing message literal"));
     }
     Ok(CommandBody::Append { mailbox, messages })
+}
+
+/// `GETMETADATA [SP "(" option *(SP option) ")"] SP mailbox SP entries`,
+/// option `MAXSIZE number` / `DEPTH ("0" / "1" / "infinity")`, entries one
+/// entry or a parenthesised list (RFC 5464 5).
+pub(super) fn get_metadata(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    let mut options = MetadataOptions::default();
+    if c.peek() == Some(b'(') {
+        let (mut max_size, mut depth) = (false, false);
+        c.paren_list(false, |c| {
+            match c.keyword()?.as_str() {
+                "MAXSIZE" if !max_size => {
+                    max_size = true;
+                    c.sp()?;
+                    options.max_size = Some(c.number64()?);
+                }
+                "DEPTH" if !depth => {
+                    depth = true;
+                    c.sp()?;
+                    options.depth = match c.keyword()?.as_str() {
+                        "0" => MetadataDepth::Zero,
+                        "1" => MetadataDepth::One,
+                        "INFINITY" => MetadataDepth::Infinity,
+                        _ => return Err(c.error("DEPTH is 0, 1 or infinity")),
+                    };
+                }
+                "MAXSIZE" | "DEPTH" => return Err(c.error("GETMETADATA option given twice")),
+                _ => return Err(c.error("Unknown GETMETADATA option")),
+            }
+            Ok(())
+        })?;
+        c.sp()?;
+    }
+    let mailbox = c.mailbox()?;
+    c.sp()?;
+    let entries = if c.peek() == Some(b'(') {
+        c.paren_list(false, |c| c.astring_utf8())?
+    } else {
+        vec![c.astring_utf8()?]
+    };
+    if entries.len() > METADATA_ENTRIES_MAX {
+        return Err(c.error("Too many entries"));
+    }
+    Ok(CommandBody::GetMetadata {
+        options,
+        mailbox,
+        entries,
+    })
+}
+
+/// `SETMETADATA SP mailbox SP "(" entry SP value *(SP entry SP value) ")"`,
+/// value `nstring / literal8` (RFC 5464 5).
+pub(super) fn set_metadata(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    c.sp()?;
+    let mailbox = c.mailbox()?;
+    c.sp()?;
+    let entries = c.paren_list(false, |c| {
+        let entry = c.astring_utf8()?;
+        c.sp()?;
+        let value = match c.peek() {
+            Some(b'{' | b'~') => {
+                let (data, binary) = c.literal()?;
+                if !binary && data.contains(&0) {
+                    return Err(c.error("NUL in literal (send it as a literal8, ~{n})"));
+                }
+                Some(data.to_vec())
+            }
+            Some(b'"') => Some(c.string()?),
+            _ if c.peek_keyword("NIL") && c.keyword()? == "NIL" => None,
+            _ => return Err(c.error("Expected a string, a literal or NIL")),
+        };
+        Ok((entry, value))
+    })?;
+    if entries.len() > METADATA_ENTRIES_MAX {
+        return Err(c.error("Too many entries"));
+    }
+    Ok(CommandBody::SetMetadata { mailbox, entries })
 }
