@@ -28,6 +28,8 @@ pub struct Connection<S> {
     io_timeout: Duration,
     /// Most unconsumed bytes held; a reply larger than this is an error.
     buffer_bytes_max: usize,
+    /// Bytes asked of the socket per read.
+    read_chunk: usize,
 }
 
 /// Opens a TCP connection with `io_timeout` on the connect as well.
@@ -122,7 +124,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             start: 0,
             io_timeout,
             buffer_bytes_max,
+            read_chunk: READ_CHUNK_BYTES,
         }
+    }
+
+    /// Reads at most `bytes` at a time (at least 256) and gives back buffer
+    /// capacity beyond that: for many connections that mostly wait, like
+    /// IDLE's, where 64 KiB each would be gigabytes on the client.
+    pub fn set_read_chunk(&mut self, bytes: usize) {
+        self.read_chunk = bytes.max(256);
+        self.buffer
+            .shrink_to(self.pending().len().max(self.read_chunk));
+    }
+
+    /// Changes the timeout of each later read and write.
+    pub fn set_io_timeout(&mut self, io_timeout: Duration) {
+        self.io_timeout = io_timeout;
     }
 
     /// Writes all of `bytes` and flushes.
@@ -195,16 +212,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
     }
 
+    /// Reads once into the buffer. Cancel-safe (bytes land in the buffer
+    /// only as a read completes), so a caller may race it against a stop
+    /// signal, as IDLE's watchers do.
     async fn fill(&mut self) -> Result<(), ClientError> {
-        let old_length = self.buffer.len();
-        let room = READ_CHUNK_BYTES.min(self.buffer_bytes_max - self.pending().len());
-        self.buffer.resize(old_length + room, 0);
+        let room = self
+            .read_chunk
+            .min(self.buffer_bytes_max - self.pending().len());
+        self.buffer.reserve(room);
         let read = tokio::time::timeout(
             self.io_timeout,
-            self.stream.read(&mut self.buffer[old_length..]),
+            (&mut self.stream)
+                .take(room as u64)
+                .read_buf(&mut self.buffer),
         )
         .await;
-        let result = match read {
+        match read {
             Err(_) => Err(ClientError::new(
                 ClientErrorKind::Timeout,
                 format!("no reply within {:?}", self.io_timeout),
@@ -217,11 +240,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 ClientErrorKind::Closed,
                 "the server closed the connection",
             )),
-            Ok(Ok(count)) => Ok(count),
-        };
-        self.buffer
-            .truncate(old_length + *result.as_ref().unwrap_or(&0));
-        result.map(|_| ())
+            Ok(Ok(_)) => Ok(()),
+        }
     }
 }
 

@@ -41,6 +41,28 @@ pub struct ImapClient<S> {
     limits: ResponseLimits,
     /// Number in the next command's tag (`b1`, `b2`, ...).
     next_tag: u64,
+    /// The IDLE command's tag while idling.
+    idle_tag: Option<String>,
+}
+
+/// How reading a command's responses ended.
+enum Ending {
+    /// Its tagged OK, with the text after `OK`.
+    Tagged(String),
+    /// A continuation request (`+ ...`).
+    Continuation,
+}
+
+/// The UID in an `[APPENDUID uidvalidity uid]` response code.
+fn appenduid(text: &str) -> Option<u32> {
+    let start = text.find('[')?;
+    let code = &text[start + 1..start + text[start..].find(']')?];
+    let mut words = code.split_ascii_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("APPENDUID") {
+        return None;
+    }
+    let _uid_validity: u32 = words.next()?.parse().ok()?;
+    words.next()?.parse().ok()
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ImapClient<S> {
@@ -54,6 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ImapClient<S> {
             connection,
             limits: ResponseLimits::default(),
             next_tag: 1,
+            idle_tag: None,
         };
         let length = client.read_response().await?;
         let greeting = classify(&client.connection.pending()[..length])?;
@@ -145,14 +168,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ImapClient<S> {
     async fn command(
         &mut self,
         command: &str,
-        mut on_untagged: impl FnMut(&Untagged),
+        on_untagged: impl FnMut(&Untagged),
     ) -> Result<(), ClientError> {
+        self.command_text(command, on_untagged).await.map(|_| ())
+    }
+
+    /// [`ImapClient::command`], returning the text of the tagged OK (its
+    /// response code included).
+    async fn command_text(
+        &mut self,
+        command: &str,
+        on_untagged: impl FnMut(&Untagged),
+    ) -> Result<String, ClientError> {
+        let tag = self.send(command).await?;
+        let verb = command.split(' ').next().unwrap_or_default().to_string();
+        match self.read_until(&tag, &verb, false, on_untagged).await? {
+            Ending::Tagged(text) => Ok(text),
+            Ending::Continuation => Err(ClientError::new(
+                ClientErrorKind::Protocol,
+                format!("continuation request during {verb}"),
+            )),
+        }
+    }
+
+    /// Sends `command` (no CRLF) under a fresh tag; returns the tag.
+    async fn send(&mut self, command: &str) -> Result<String, ClientError> {
         let tag = format!("b{}", self.next_tag);
         self.next_tag += 1;
         self.connection
             .write_all(format!("{tag} {command}\r\n").as_bytes())
             .await?;
-        let verb = command.split(' ').next().unwrap_or_default();
+        Ok(tag)
+    }
+
+    /// Reads responses until `tag`'s completion (or, with
+    /// `continuation_ok`, a continuation request), passing each untagged
+    /// response to `on_untagged`.
+    async fn read_until(
+        &mut self,
+        tag: &str,
+        verb: &str,
+        continuation_ok: bool,
+        mut on_untagged: impl FnMut(&Untagged),
+    ) -> Result<Ending, ClientError> {
         let mut bye = None;
         for _ in 0..RESPONSES_PER_COMMAND_MAX {
             let length = match self.read_response().await {
@@ -173,13 +231,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ImapClient<S> {
                     status,
                     text,
                 } if their_tag == tag => Some(match status {
-                    Status::Ok => Ok(()),
+                    Status::Ok => Ok(Ending::Tagged(text)),
                     _ => Err(ClientError::refused(format!("{verb}: {status:?} {text}"))),
                 }),
                 Response::Tagged { tag: their_tag, .. } => Some(Err(ClientError::new(
                     ClientErrorKind::Protocol,
                     format!("completion for tag {their_tag:?} while waiting for {tag:?}"),
                 ))),
+                Response::Continuation if continuation_ok => Some(Ok(Ending::Continuation)),
                 Response::Continuation => Some(Err(ClientError::new(
                     ClientErrorKind::Protocol,
                     format!("continuation request during {verb}, which sends no literal"),
@@ -202,6 +261,154 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ImapClient<S> {
             ClientErrorKind::Protocol,
             format!("more than {RESPONSES_PER_COMMAND_MAX} responses to {verb}"),
         ))
+    }
+
+    /// `FETCH set items`; returns how many FETCH responses came back and
+    /// how many of them carried an envelope.
+    ///
+    /// # Errors
+    /// `Refused` on NO/BAD.
+    pub async fn fetch(&mut self, set: &str, items: &str) -> Result<(u32, u32), ClientError> {
+        let (mut responses, mut envelopes) = (0, 0);
+        self.command(&format!("FETCH {set} {items}"), |untagged| {
+            if let Untagged::Fetch { has_envelope, .. } = untagged {
+                responses += 1;
+                if *has_envelope {
+                    envelopes += 1;
+                }
+            }
+        })
+        .await?;
+        Ok((responses, envelopes))
+    }
+
+    /// `SEARCH criteria` (sent as given); returns the number of matches.
+    ///
+    /// # Errors
+    /// `Refused` on NO/BAD; `Protocol` when no SEARCH result came back.
+    pub async fn search(&mut self, criteria: &str) -> Result<u64, ClientError> {
+        let mut matches = None;
+        self.command(&format!("SEARCH {criteria}"), |untagged| {
+            if let Untagged::Search { matches: count } = untagged {
+                *matches.get_or_insert(0) += count;
+            }
+        })
+        .await?;
+        matches.ok_or_else(|| ClientError::new(ClientErrorKind::Protocol, "SEARCH without result"))
+    }
+
+    /// Any command without a literal, sent as given (`STORE 1 +FLAGS
+    /// (\Seen)`, `UID EXPUNGE 7`), untagged responses ignored.
+    ///
+    /// # Errors
+    /// `Refused` on NO/BAD.
+    pub async fn simple(&mut self, command: &str) -> Result<(), ClientError> {
+        self.command(command, |_| {}).await
+    }
+
+    /// `APPEND mailbox {n}` with a synchronizing literal; returns the UID of
+    /// the new message from the `APPENDUID` response code (UIDPLUS), when
+    /// the server gave one.
+    ///
+    /// # Errors
+    /// `Refused` when the server refuses the literal or the APPEND.
+    pub async fn append(
+        &mut self,
+        mailbox: &str,
+        message: &[u8],
+    ) -> Result<Option<u32>, ClientError> {
+        let tag = self
+            .send(&format!(
+                "APPEND {} {{{}}}",
+                quoted(mailbox)?,
+                message.len()
+            ))
+            .await?;
+        match self.read_until(&tag, "APPEND", true, |_| {}).await? {
+            Ending::Continuation => {}
+            Ending::Tagged(text) => {
+                return Err(ClientError::new(
+                    ClientErrorKind::Protocol,
+                    format!("APPEND completed before its literal was sent: {text}"),
+                ));
+            }
+        }
+        let mut bytes = Vec::with_capacity(message.len() + 2);
+        bytes.extend_from_slice(message);
+        bytes.extend_from_slice(b"\r\n");
+        self.connection.write_all(&bytes).await?;
+        match self.read_until(&tag, "APPEND", false, |_| {}).await? {
+            Ending::Tagged(text) => Ok(appenduid(&text)),
+            Ending::Continuation => Err(ClientError::new(
+                ClientErrorKind::Protocol,
+                "a second continuation request during APPEND",
+            )),
+        }
+    }
+
+    /// Sends IDLE and waits for the server's continuation request.
+    ///
+    /// # Errors
+    /// `Refused` when the server says NO or BAD instead.
+    pub async fn idle(&mut self) -> Result<(), ClientError> {
+        let tag = self.send("IDLE").await?;
+        match self.read_until(&tag, "IDLE", true, |_| {}).await? {
+            Ending::Continuation => {
+                self.idle_tag = Some(tag);
+                Ok(())
+            }
+            Ending::Tagged(text) => Err(ClientError::new(
+                ClientErrorKind::Protocol,
+                format!("IDLE completed without a continuation request: {text}"),
+            )),
+        }
+    }
+
+    /// While idling: waits for the next response and returns the count of
+    /// an `* N EXISTS`, `None` for any other untagged response.
+    ///
+    /// # Errors
+    /// `Closed` when the server ends the connection (with its BYE's text),
+    /// `Protocol` for a tagged response or one outside IDLE; the
+    /// connection's errors (a read timeout among them).
+    pub async fn idle_next(&mut self) -> Result<Option<u32>, ClientError> {
+        if self.idle_tag.is_none() {
+            return Err(ClientError::new(ClientErrorKind::Protocol, "not idling"));
+        }
+        let length = self.read_response().await?;
+        let event = match classify(&self.connection.pending()[..length])? {
+            Response::Untagged(Untagged::Exists(count)) => Ok(Some(count)),
+            Response::Untagged(Untagged::Condition(Status::Bye, text)) => Err(ClientError::new(
+                ClientErrorKind::Closed,
+                format!("BYE during IDLE: {text}"),
+            )),
+            Response::Untagged(_) => Ok(None),
+            other => Err(ClientError::new(
+                ClientErrorKind::Protocol,
+                format!("unexpected {other:?} during IDLE"),
+            )),
+        };
+        self.connection.consume(length);
+        event
+    }
+
+    /// Ends IDLE with DONE and reads the IDLE command's completion.
+    ///
+    /// # Errors
+    /// `Refused` on NO/BAD; `Protocol` when not idling.
+    pub async fn idle_done(&mut self) -> Result<(), ClientError> {
+        let Some(tag) = self.idle_tag.take() else {
+            return Err(ClientError::new(ClientErrorKind::Protocol, "not idling"));
+        };
+        self.connection.write_all(b"DONE\r\n").await?;
+        self.read_until(&tag, "IDLE", false, |_| {})
+            .await
+            .map(|_| ())
+    }
+
+    /// The connection underneath, for its buffer and timeout settings.
+    pub fn connection_mut(&mut self) -> &mut Connection<S> {
+        &mut self.connection
     }
 
     async fn read_response(&mut self) -> Result<usize, ClientError> {
@@ -310,6 +517,41 @@ mod tests {
         let error = imap.select("INBOX").await.unwrap_err();
         assert_eq!(error.kind, ClientErrorKind::Closed);
         assert!(error.message.contains("shutting down"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn append_with_a_literal_and_idle() {
+        // Tags are b1, b2, ...; the message is one line, so the scripted
+        // server reads it as one.
+        let mut imap = client(vec![
+            b"+ Ready for literal\r\n",
+            b"* 4 EXISTS\r\nb1 OK [APPENDUID 7 42] APPEND done\r\n",
+            b"+ idling\r\n* 5 EXISTS\r\n* 3 EXPUNGE\r\n",
+            b"b2 OK IDLE terminated\r\n",
+            b"b3 OK [APPENDUID 7 43] done\r\n",
+        ])
+        .await;
+        assert_eq!(imap.append("INBOX", b"hello").await.unwrap(), Some(42));
+        imap.idle().await.unwrap();
+        assert_eq!(imap.idle_next().await.unwrap(), Some(5));
+        assert_eq!(imap.idle_next().await.unwrap(), None);
+        imap.idle_done().await.unwrap();
+        assert!(imap.idle_next().await.is_err());
+        // A server that completes APPEND without asking for the literal.
+        let error = imap.append("INBOX", b"x").await.unwrap_err();
+        assert_eq!(error.kind, ClientErrorKind::Protocol);
+    }
+
+    #[test]
+    fn appenduid_codes() {
+        assert_eq!(
+            appenduid("[APPENDUID 38505 3955] APPEND completed"),
+            Some(3955)
+        );
+        assert_eq!(appenduid("[appenduid 1 2]"), Some(2));
+        assert_eq!(appenduid("APPEND completed"), None);
+        assert_eq!(appenduid("[READ-WRITE] x"), None);
+        assert_eq!(appenduid("[APPENDUID 1 2:4] multi"), None);
     }
 
     #[test]

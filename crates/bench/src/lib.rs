@@ -50,6 +50,7 @@ pub mod lmtp_client;
 pub mod lmtp_reply;
 pub mod message;
 pub mod report;
+pub mod rss;
 pub mod smtp_client;
 pub mod stats;
 pub mod workload;

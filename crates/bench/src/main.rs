@@ -14,8 +14,11 @@ use postern_bench::flood::Phases;
 use postern_bench::imap_client::Secret;
 use postern_bench::message::{MessageSpec, Needle};
 use postern_bench::report;
+use postern_bench::rss::ProcessSelector;
 use postern_bench::workload::Common;
 use postern_bench::workload::imap_fetch::{self, FetchOptions};
+use postern_bench::workload::imap_idle::{self, IdleOptions};
+use postern_bench::workload::imap_mixed::{self, MixedOptions};
 use postern_bench::workload::imap_search::{self, SearchOptions};
 use postern_bench::workload::lmtp::{self, LmtpOptions};
 use postern_bench::workload::smtp::{self, SmtpOptions};
@@ -46,6 +49,15 @@ enum Command {
     ImapFetch(FetchArgs),
     /// IMAP `SEARCH BODY needle`, repeated: latency per SEARCH.
     ImapSearch(SearchArgs),
+    /// IMAP mixed sessions (LOGIN, SELECT, FETCH flags, envelopes and
+    /// bodies, STORE, SEARCH, APPEND, UID EXPUNGE, LOGOUT) from many
+    /// concurrent clients, each its own user: sessions/s and latency per
+    /// command.
+    ImapMixed(MixedArgs),
+    /// Idle scale: opens IDLE connections up to a number or a server
+    /// memory bound; memory per connection and whether they all stayed
+    /// healthy. One `idle` JSON record.
+    ImapIdle(IdleArgs),
     /// Reads JSON lines of workloads, prints a markdown table, and writes
     /// them with metadata into one JSON document.
     Report(ReportArgs),
@@ -268,6 +280,100 @@ struct SearchArgs {
 }
 
 #[derive(Debug, Args)]
+struct MixedArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Concurrent clients; client c is {user-prefix}{first-user + c}.
+    #[arg(long, default_value_t = 10)]
+    clients: usize,
+    /// Whole sessions per client per run, one after another.
+    #[arg(long, default_value_t = 10)]
+    sessions: usize,
+    #[arg(long, default_value = "mixed")]
+    user_prefix: String,
+    #[arg(long, default_value_t = 0)]
+    first_user: usize,
+    #[arg(long)]
+    password: String,
+    #[arg(long, default_value = "INBOX")]
+    mailbox: String,
+    /// Seed of the session scripts.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Domain of the addresses in appended messages.
+    #[arg(long, default_value = "example.com")]
+    domain: String,
+}
+
+#[derive(Debug, Args)]
+struct IdleArgs {
+    /// IMAP listener, host:port (IPv4: the clients bind 127.21.y.z and up).
+    #[arg(long)]
+    addr: String,
+    /// The case's name in tables.
+    #[arg(long, default_value = "imap-idle")]
+    name: String,
+    /// Name of the server measured, recorded with the results.
+    #[arg(long, default_value = "postern")]
+    server: String,
+    /// Longest wait for one read or write while opening, in seconds.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+    /// Runtime worker threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// IDLE connections to open at most.
+    #[arg(long, default_value_t = 5000)]
+    connections: usize,
+    /// Connection i logs in as {user-prefix}{i % users}.
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    #[arg(long, default_value = "idle")]
+    user_prefix: String,
+    #[arg(long)]
+    password: String,
+    #[arg(long, default_value = "INBOX")]
+    mailbox: String,
+    /// A server process (repeatable); it and its descendants are summed.
+    #[arg(long = "pid")]
+    pids: Vec<u32>,
+    /// Processes whose command line contains this (repeatable), and their
+    /// descendants, are the server.
+    #[arg(long = "process-pattern")]
+    process_patterns: Vec<String>,
+    /// Stop opening when the server's RSS reaches this many MiB; 0: no bound.
+    #[arg(long, default_value_t = 1024)]
+    rss_limit_mib: u64,
+    /// Connections opened between RSS readings.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Connections being opened at once.
+    #[arg(long, default_value_t = 32)]
+    parallel: usize,
+    /// Connections per source address (one has ~28,000 ephemeral ports).
+    #[arg(long, default_value_t = 1000)]
+    per_source: usize,
+    /// Seconds to wait after opening before the final RSS reading.
+    #[arg(long, default_value_t = 2.0)]
+    settle_secs: f64,
+    /// LMTP listener for the delivery probes (none: no probes).
+    #[arg(long)]
+    lmtp_addr: Option<String>,
+    /// Users who get a probe delivery; every idle connection of each must
+    /// see it as EXISTS.
+    #[arg(long, default_value_t = 5)]
+    probe_users: usize,
+    /// Longest wait for a probe's EXISTS on all its connections, ms.
+    #[arg(long, default_value_t = 10_000)]
+    probe_timeout_ms: u64,
+    /// Domain of the probe recipients.
+    #[arg(long, default_value = "example.com")]
+    domain: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
 struct ReportArgs {
     /// JSON lines written by the workloads.
     #[arg(long)]
@@ -416,6 +522,58 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             runtime(args.common.threads)?.block_on(imap_search::run(&common, &options))?;
         }
+        Command::ImapMixed(args) => {
+            let common = common(&args.common)?;
+            let options = MixedOptions {
+                name: args.common.name.unwrap_or_else(|| "imap-mixed".into()),
+                server: args.common.server,
+                clients: args.clients,
+                sessions: args.sessions,
+                user_prefix: args.user_prefix,
+                first_user: args.first_user,
+                password: Secret::new(args.password),
+                mailbox: args.mailbox,
+                seed: args.seed,
+                domain: args.domain,
+            };
+            runtime(args.common.threads)?.block_on(imap_mixed::run(&common, &options))?;
+        }
+        Command::ImapIdle(args) => {
+            if args.timeout_secs == 0 {
+                bail!("--timeout-secs must be at least 1");
+            }
+            let common = Common {
+                address: args.addr.clone(),
+                runs: 1,
+                io_timeout: Duration::from_secs(args.timeout_secs),
+                buffer_bytes_max: BUFFER_BYTES_MAX,
+            };
+            let options = IdleOptions {
+                name: args.name,
+                server: args.server,
+                connections: args.connections,
+                users: args.users,
+                user_prefix: args.user_prefix,
+                password: Secret::new(args.password),
+                mailbox: args.mailbox,
+                rss: ProcessSelector {
+                    pids: args.pids,
+                    patterns: args.process_patterns,
+                },
+                rss_limit_kib: args.rss_limit_mib.saturating_mul(1024),
+                batch: args.batch,
+                parallel: args.parallel,
+                per_source: args.per_source,
+                settle: seconds("--settle-secs", args.settle_secs)?,
+                lmtp_address: args.lmtp_addr,
+                probe_users: args.probe_users,
+                probe_timeout: Duration::from_millis(args.probe_timeout_ms),
+                domain: args.domain,
+                seed: args.seed,
+            };
+            raise_open_file_limit();
+            runtime(args.threads)?.block_on(imap_idle::run(&common, &options))?;
+        }
         Command::Report(args) => write_report(&args)?,
     }
     Ok(())
@@ -465,11 +623,15 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
         runs,
         mut summaries,
         floods,
+        idles,
     } = report::read_records(&text)
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("parsing {}", args.input.display()))?;
-    if summaries.is_empty() && floods.is_empty() {
-        bail!("{} holds no summary or flood records", args.input.display());
+    if summaries.is_empty() && floods.is_empty() && idles.is_empty() {
+        bail!(
+            "{} holds no summary, flood or idle records",
+            args.input.display()
+        );
     }
     let mut meta = serde_json::Map::new();
     for pair in &args.meta {
@@ -493,6 +655,7 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
         print!("{}", report::markdown_table(&summaries));
     }
     print!("{}", report::flood_markdown(&floods));
+    print!("{}", report::idle_markdown(&idles));
     if let Some(path) = &args.json_out {
         let mut document = serde_json::json!({
             "meta": meta,
@@ -505,8 +668,33 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
         if !floods.is_empty() {
             document["floods"] = serde_json::to_value(&floods)?;
         }
+        if !idles.is_empty() {
+            document["idles"] = serde_json::to_value(&idles)?;
+        }
         let text = serde_json::to_string_pretty(&document)? + "\n";
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one: every idle connection
+/// is a descriptor. A failure is only reported; opening then stops at the
+/// limit with an error that says so.
+fn raise_open_file_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum || (limit.maximum.is_none() && limit.current.is_some()) {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            eprintln!("postern-bench: could not raise the open-file limit: {error}");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    eprintln!(
+        "postern-bench: open-file limit {}",
+        now.map_or("unlimited".into(), |n| n.to_string())
+    );
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::flood::{Counts, FloodSummary};
 use crate::stats::{Aggregate, RunSummary, Spread};
+pub use crate::workload::imap_idle::{IdleRecord, RECORD_IDLE};
 
 /// The kind of JSON line.
 pub const RECORD_RUN: &str = "run";
@@ -69,6 +70,7 @@ pub struct Records {
     pub runs: Vec<RunRecord>,
     pub summaries: Vec<SummaryRecord>,
     pub floods: Vec<FloodRecord>,
+    pub idles: Vec<IdleRecord>,
 }
 
 /// A human table of the runs of one workload and their aggregate.
@@ -470,6 +472,52 @@ pub fn flood_table(record: &FloodRecord) -> String {
 }
 
 /// A markdown section per flood: one row per phase, and the run's fate.
+pub fn idle_markdown(records: &[IdleRecord]) -> String {
+    if records.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n| idle case | server | IDLE connections (target) | stopped by | server RSS before -> after MiB (processes) \
+         | KiB per connection | probes reached | healthy |\n\
+         |---|---|---:|---|---:|---:|---:|---|\n",
+    );
+    for record in records {
+        let reached: usize = record.probes.iter().map(|probe| probe.reached).sum();
+        let expected: usize = record.probes.iter().map(|probe| probe.connections).sum();
+        let slowest = record
+            .probes
+            .iter()
+            .map(|probe| probe.latency_ms)
+            .fold(0.0, f64::max);
+        let probes = if record.probes.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{reached}/{expected} (slowest {slowest:.0} ms)")
+        };
+        let stopped_by = if record.stopped_by.starts_with("error") {
+            "error (see JSON)"
+        } else {
+            record.stopped_by.as_str()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} ({}) | {} | {:.1} -> {:.1} ({}) | {:.1} | {} | {} |",
+            record.name,
+            record.server,
+            record.opened,
+            record.target,
+            stopped_by,
+            record.rss_before_kib as f64 / 1024.0,
+            record.rss_after_kib as f64 / 1024.0,
+            record.processes,
+            record.rss_per_connection_kib,
+            probes,
+            if record.healthy { "yes" } else { "NO" },
+        );
+    }
+    out
+}
+
 pub fn flood_markdown(records: &[FloodRecord]) -> String {
     let mut out = String::new();
     for record in records {
@@ -518,6 +566,7 @@ pub fn read_records(text: &str) -> Result<Records, String> {
     let mut runs = Vec::new();
     let mut summaries = Vec::new();
     let mut floods = Vec::new();
+    let mut idles = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if !line.starts_with('{') {
@@ -532,6 +581,7 @@ pub fn read_records(text: &str) -> Result<Records, String> {
                 summaries.push(serde_json::from_value(value).map_err(parse_error)?)
             }
             Some(RECORD_FLOOD) => floods.push(serde_json::from_value(value).map_err(parse_error)?),
+            Some(RECORD_IDLE) => idles.push(serde_json::from_value(value).map_err(parse_error)?),
             _ => {}
         }
     }
@@ -539,6 +589,7 @@ pub fn read_records(text: &str) -> Result<Records, String> {
         runs,
         summaries,
         floods,
+        idles,
     })
 }
 
@@ -594,8 +645,9 @@ mod tests {
             runs: runs_read,
             summaries: summaries_read,
             floods,
+            idles,
         } = read_records(&text).unwrap();
-        assert!(floods.is_empty());
+        assert!(floods.is_empty() && idles.is_empty());
         assert_eq!(runs_read.len(), 1);
         assert_eq!(runs_read[0].summary, runs[0]);
         assert_eq!(summaries_read, std::slice::from_ref(&summary));
@@ -763,5 +815,46 @@ mod tests {
         assert_eq!(ratio_text(Some(0.0123)), "0.012x");
         assert_eq!(ratio_text(Some(25.4)), "25x");
         assert_eq!(ratio_text(Some(f64::INFINITY)), "-");
+    }
+
+    #[test]
+    fn idle_records_read_back_and_tabulate() {
+        let record = IdleRecord {
+            record: RECORD_IDLE.into(),
+            workload: "imap-idle".into(),
+            name: "imap idle".into(),
+            server: "postern".into(),
+            parameters: serde_json::json!({"connections": 5000}),
+            target: 5000,
+            opened: 5000,
+            stopped_by: "target".into(),
+            processes: 1,
+            rss_before_kib: 20 * 1024,
+            rss_after_kib: 120 * 1024,
+            rss_per_connection_kib: 20.48,
+            open_seconds: 12.5,
+            probes: vec![crate::workload::imap_idle::Probe {
+                user: "idle0".into(),
+                connections: 50,
+                reached: 50,
+                latency_ms: 12.3,
+            }],
+            failed: 0,
+            done_ok: 5000,
+            healthy: true,
+            first_failure: None,
+        };
+        let line = serde_json::to_string(&record).unwrap();
+        let records = read_records(&line).unwrap();
+        assert_eq!(records.idles, vec![record.clone()]);
+        assert!(records.runs.is_empty() && records.summaries.is_empty());
+        let table = idle_markdown(&records.idles);
+        assert!(
+            table.contains(
+                "| imap idle | postern | 5000 (5000) | target | 20.0 -> 120.0 (1) | 20.5 | 50/50 (slowest 12 ms) | yes |"
+            ),
+            "{table}"
+        );
+        assert_eq!(idle_markdown(&[]), "");
     }
 }

@@ -6,6 +6,8 @@
 //! connection setup (LMTP's greeting and LHLO, IMAP's LOGIN and SELECT).
 
 pub mod imap_fetch;
+pub mod imap_idle;
+pub mod imap_mixed;
 pub mod imap_search;
 pub mod lmtp;
 pub mod smtp;
