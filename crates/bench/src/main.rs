@@ -341,7 +341,8 @@ struct IdleArgs {
     /// descendants, are the server.
     #[arg(long = "process-pattern")]
     process_patterns: Vec<String>,
-    /// Stop opening when the server's RSS reaches this many MiB; 0: no bound.
+    /// Stop opening when the server's RSS has grown by this many MiB since
+    /// before the first connection; 0: no bound.
     #[arg(long, default_value_t = 1024)]
     rss_limit_mib: u64,
     /// Connections opened between RSS readings.

@@ -478,7 +478,7 @@ pub fn idle_markdown(records: &[IdleRecord]) -> String {
     }
     let mut out = String::from(
         "\n| idle case | server | IDLE connections (target) | stopped by | server RSS before -> after MiB (processes) \
-         | KiB per connection | probes reached | healthy |\n\
+         | KiB per connection (second half) | probes reached | healthy |\n\
          |---|---|---:|---|---:|---:|---:|---|\n",
     );
     for record in records {
@@ -501,7 +501,7 @@ pub fn idle_markdown(records: &[IdleRecord]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} ({}) | {} | {:.1} -> {:.1} ({}) | {:.1} | {} | {} |",
+            "| {} | {} | {} ({}) | {} | {:.1} -> {:.1} ({}) | {:.1} ({}) | {} | {} |",
             record.name,
             record.server,
             record.opened,
@@ -511,6 +511,9 @@ pub fn idle_markdown(records: &[IdleRecord]) -> String {
             record.rss_after_kib as f64 / 1024.0,
             record.processes,
             record.rss_per_connection_kib,
+            record
+                .rss_marginal_per_connection_kib
+                .map_or("-".to_string(), |kib| format!("{kib:.1}")),
             probes,
             if record.healthy { "yes" } else { "NO" },
         );
@@ -832,6 +835,8 @@ mod tests {
             rss_before_kib: 20 * 1024,
             rss_after_kib: 120 * 1024,
             rss_per_connection_kib: 20.48,
+            rss_marginal_per_connection_kib: Some(18.04),
+            readings: vec![(2500, 70 * 1024), (5000, 120 * 1024)],
             open_seconds: 12.5,
             probes: vec![crate::workload::imap_idle::Probe {
                 user: "idle0".into(),
@@ -851,7 +856,7 @@ mod tests {
         let table = idle_markdown(&records.idles);
         assert!(
             table.contains(
-                "| imap idle | postern | 5000 (5000) | target | 20.0 -> 120.0 (1) | 20.5 | 50/50 (slowest 12 ms) | yes |"
+                "| imap idle | postern | 5000 (5000) | target | 20.0 -> 120.0 (1) | 20.5 (18.0) | 50/50 (slowest 12 ms) | yes |"
             ),
             "{table}"
         );

@@ -7,8 +7,9 @@
 //! opened in batches of `batch`, `parallel` at a time; after each batch the
 //! server's resident memory (the sum of `VmRSS` over its process tree, see
 //! [`crate::rss`]) is read, and opening stops at `connections` or when it
-//! reaches `rss_limit_kib`. Memory per connection is (RSS after − RSS
-//! before) / connections open.
+//! has grown by `rss_limit_kib`. Memory per connection is (RSS after − RSS
+//! before) / connections open, and over the second half alone (which
+//! leaves out what the first logins cost once).
 //!
 //! Then the connections are checked: with an LMTP address, one message is
 //! delivered to each of `probe_users` users (spread over all of them), and
@@ -56,7 +57,8 @@ pub struct IdleOptions {
     pub password: Secret,
     pub mailbox: String,
     pub rss: ProcessSelector,
-    /// Stop opening when the server's RSS reaches this; 0: no bound.
+    /// Stop opening when the server's RSS has grown by this much since
+    /// before the first connection; 0: no bound.
     pub rss_limit_kib: u64,
     /// Connections opened between RSS readings.
     pub batch: usize,
@@ -82,8 +84,8 @@ pub struct Probe {
     pub user: String,
     pub connections: usize,
     pub reached: usize,
-    /// From the delivery's 250 to the last connection's EXISTS (or the
-    /// timeout).
+    /// From the start of the LMTP delivery to the last connection's
+    /// EXISTS (or the timeout).
     pub latency_ms: f64,
 }
 
@@ -104,6 +106,12 @@ pub struct IdleRecord {
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub rss_per_connection_kib: f64,
+    /// RSS growth per connection over the second half of the connections
+    /// only (from the first reading at half or more to the end): leaves out
+    /// what the first logins cost once (allocator arenas, caches).
+    pub rss_marginal_per_connection_kib: Option<f64>,
+    /// (connections open, server RSS KiB) after each batch.
+    pub readings: Vec<(usize, u64)>,
     pub open_seconds: f64,
     pub probes: Vec<Probe>,
     /// Connections that broke or were closed while idling.
@@ -124,6 +132,19 @@ pub fn per_connection_kib(before: RssReading, after: RssReading, opened: usize) 
         return 0.0;
     }
     (after.rss_kib as f64 - before.rss_kib as f64) / opened as f64
+}
+
+/// RSS growth per connection between the first reading at half of
+/// `opened` or more (before the last) and the final RSS.
+pub fn marginal_per_connection_kib(
+    readings: &[(usize, u64)],
+    opened: usize,
+    after_kib: u64,
+) -> Option<f64> {
+    let &(at, rss) = readings
+        .iter()
+        .find(|&&(at, _)| at * 2 >= opened && at < opened)?;
+    Some((after_kib as f64 - rss as f64) / (opened - at) as f64)
 }
 
 /// The probe users: `count` of `users`, evenly spread, first is 0.
@@ -195,6 +216,7 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
     let mut stopped_by = "target".to_string();
     let mut first_failure = None;
     let open_started = Instant::now();
+    let mut readings = Vec::new();
     let permits = Arc::new(Semaphore::new(options.parallel));
     'batches: while exists.len() < options.connections {
         let first = exists.len();
@@ -240,6 +262,7 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
             break 'batches;
         }
         let reading = read_rss()?;
+        readings.push((exists.len(), reading.rss_kib));
         eprintln!(
             "{}: {} idle, server RSS {:.1} MiB, {:.0} s",
             options.name,
@@ -247,7 +270,9 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
             reading.rss_kib as f64 / 1024.0,
             open_started.elapsed().as_secs_f64()
         );
-        if options.rss_limit_kib > 0 && reading.rss_kib >= options.rss_limit_kib {
+        if options.rss_limit_kib > 0
+            && reading.rss_kib.saturating_sub(before.rss_kib) >= options.rss_limit_kib
+        {
             stopped_by = "memory".into();
             break;
         }
@@ -257,12 +282,15 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
     let after = read_rss()?;
     let opened = exists.len();
     let rss_per_connection_kib = per_connection_kib(before, after, opened);
+    let rss_marginal_per_connection_kib =
+        marginal_per_connection_kib(&readings, opened, after.rss_kib);
     eprintln!(
-        "{}: {opened} idle connections in {open_seconds:.1} s; server RSS {:.1} -> {:.1} MiB ({} processes): {rss_per_connection_kib:.1} KiB per connection",
+        "{}: {opened} idle connections in {open_seconds:.1} s; server RSS {:.1} -> {:.1} MiB ({} processes): {rss_per_connection_kib:.1} KiB per connection, {} over the second half",
         options.name,
         before.rss_kib as f64 / 1024.0,
         after.rss_kib as f64 / 1024.0,
         after.processes,
+        rss_marginal_per_connection_kib.map_or("-".to_string(), |kib| format!("{kib:.1}")),
     );
 
     let mut failed = vec![false; opened];
@@ -283,10 +311,10 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
             let waiting: Vec<(usize, u32)> = mine.iter().map(|&c| (c, exists[c])).collect();
             let recipient = format!("{user}@{}", options.domain);
             let message = spec.build(1_000_000_000 + number as u64, &recipient);
+            let delivered = Instant::now();
             deliver(common, lmtp_address, &recipient, &message)
                 .await
                 .with_context(|| format!("probe delivery to {recipient}"))?;
-            let delivered = Instant::now();
             let deadline = delivered + options.probe_timeout;
             let reached = |exists: &Vec<u32>| {
                 waiting
@@ -356,6 +384,8 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
         rss_before_kib: before.rss_kib,
         rss_after_kib: after.rss_kib,
         rss_per_connection_kib,
+        rss_marginal_per_connection_kib,
+        readings,
         open_seconds,
         probes,
         failed,
@@ -468,6 +498,28 @@ mod tests {
             per_connection_kib(reading(10_000), reading(9_000), 100),
             -10.0
         );
+    }
+
+    #[test]
+    fn marginal_memory_uses_the_second_half() {
+        let readings = [
+            (500, 100_000),
+            (1000, 150_000),
+            (1500, 160_000),
+            (2000, 170_000),
+        ];
+        // From (1000, 150,000) to 170,000 at 2000: 20 KiB each.
+        assert_eq!(
+            marginal_per_connection_kib(&readings, 2000, 170_000),
+            Some(20.0)
+        );
+        // Opening stopped at 1200 by an error: from (1000, 150,000).
+        assert_eq!(
+            marginal_per_connection_kib(&readings, 1200, 154_000),
+            Some(20.0)
+        );
+        // One batch only: no second half to read.
+        assert_eq!(marginal_per_connection_kib(&[(500, 1)], 500, 2), None);
     }
 
     #[test]
