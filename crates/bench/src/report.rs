@@ -478,7 +478,7 @@ pub fn idle_markdown(records: &[IdleRecord]) -> String {
     }
     let mut out = String::from(
         "\n| idle case | server | IDLE connections (target) | stopped by | server RSS before -> after MiB (processes) \
-         | KiB per connection (second half) | probes reached | healthy |\n\
+         | KiB per connection (median batch) | probes reached | healthy |\n\
          |---|---|---:|---|---:|---:|---:|---|\n",
     );
     for record in records {

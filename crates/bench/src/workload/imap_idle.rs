@@ -8,8 +8,9 @@
 //! server's resident memory (the sum of `VmRSS` over its process tree, see
 //! [`crate::rss`]) is read, and opening stops at `connections` or when it
 //! has grown by `rss_limit_kib`. Memory per connection is (RSS after − RSS
-//! before) / connections open, and over the second half alone (which
-//! leaves out what the first logins cost once).
+//! before) / connections open, and the median of each batch's growth per
+//! connection after the first batch (which leaves out what the first logins
+//! cost once).
 //!
 //! Then the connections are checked: with an LMTP address, one message is
 //! delivered to each of `probe_users` users (spread over all of them), and
@@ -106,9 +107,9 @@ pub struct IdleRecord {
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub rss_per_connection_kib: f64,
-    /// RSS growth per connection over the second half of the connections
-    /// only (from the first reading at half or more to the end): leaves out
-    /// what the first logins cost once (allocator arenas, caches).
+    /// Median over the batches after the first of each batch's RSS growth
+    /// per connection: leaves out what the first logins cost once
+    /// (allocator arenas, caches) and a single batch's jump.
     pub rss_marginal_per_connection_kib: Option<f64>,
     /// (connections open, server RSS KiB) after each batch.
     pub readings: Vec<(usize, u64)>,
@@ -134,17 +135,26 @@ pub fn per_connection_kib(before: RssReading, after: RssReading, opened: usize) 
     (after.rss_kib as f64 - before.rss_kib as f64) / opened as f64
 }
 
-/// RSS growth per connection between the first reading at half of
-/// `opened` or more (before the last) and the final RSS.
-pub fn marginal_per_connection_kib(
-    readings: &[(usize, u64)],
-    opened: usize,
-    after_kib: u64,
-) -> Option<f64> {
-    let &(at, rss) = readings
-        .iter()
-        .find(|&&(at, _)| at * 2 >= opened && at < opened)?;
-    Some((after_kib as f64 - rss as f64) / (opened - at) as f64)
+/// RSS growth per connection batch by batch, after the first batch (which
+/// pays for what the first logins cost once), and the median of those:
+/// one batch's jump (an allocator taking a new arena, a hash table
+/// doubling) moves it little. `None` with fewer than two batches.
+pub fn marginal_per_connection_kib(readings: &[(usize, u64)]) -> Option<f64> {
+    let mut slopes: Vec<f64> = readings
+        .windows(2)
+        .filter(|pair| pair[1].0 > pair[0].0)
+        .map(|pair| (pair[1].1 as f64 - pair[0].1 as f64) / (pair[1].0 - pair[0].0) as f64)
+        .collect();
+    if slopes.is_empty() {
+        return None;
+    }
+    slopes.sort_by(f64::total_cmp);
+    let middle = slopes.len() / 2;
+    Some(if slopes.len() % 2 == 1 {
+        slopes[middle]
+    } else {
+        (slopes[middle - 1] + slopes[middle]) / 2.0
+    })
 }
 
 /// The probe users: `count` of `users`, evenly spread, first is 0.
@@ -282,10 +292,9 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
     let after = read_rss()?;
     let opened = exists.len();
     let rss_per_connection_kib = per_connection_kib(before, after, opened);
-    let rss_marginal_per_connection_kib =
-        marginal_per_connection_kib(&readings, opened, after.rss_kib);
+    let rss_marginal_per_connection_kib = marginal_per_connection_kib(&readings);
     eprintln!(
-        "{}: {opened} idle connections in {open_seconds:.1} s; server RSS {:.1} -> {:.1} MiB ({} processes): {rss_per_connection_kib:.1} KiB per connection, {} over the second half",
+        "{}: {opened} idle connections in {open_seconds:.1} s; server RSS {:.1} -> {:.1} MiB ({} processes): {rss_per_connection_kib:.1} KiB per connection, median per batch after the first {}",
         options.name,
         before.rss_kib as f64 / 1024.0,
         after.rss_kib as f64 / 1024.0,
@@ -501,25 +510,23 @@ mod tests {
     }
 
     #[test]
-    fn marginal_memory_uses_the_second_half() {
+    fn marginal_memory_is_the_median_batch_after_the_first() {
+        // The proof run's shape: a costly first batch, steady batches, one jump.
         let readings = [
-            (500, 100_000),
-            (1000, 150_000),
-            (1500, 160_000),
-            (2000, 170_000),
+            (500, 1_300_000),
+            (1000, 1_380_000),
+            (1500, 1_460_000),
+            (2000, 1_540_000),
+            (2500, 1_750_000),
         ];
-        // From (1000, 150,000) to 170,000 at 2000: 20 KiB each.
+        assert_eq!(marginal_per_connection_kib(&readings), Some(160.0));
+        // An even count: the mean of the middle two.
         assert_eq!(
-            marginal_per_connection_kib(&readings, 2000, 170_000),
-            Some(20.0)
+            marginal_per_connection_kib(&[(10, 0), (20, 100), (30, 300)]),
+            Some(15.0)
         );
-        // Opening stopped at 1200 by an error: from (1000, 150,000).
-        assert_eq!(
-            marginal_per_connection_kib(&readings, 1200, 154_000),
-            Some(20.0)
-        );
-        // One batch only: no second half to read.
-        assert_eq!(marginal_per_connection_kib(&[(500, 1)], 500, 2), None);
+        assert_eq!(marginal_per_connection_kib(&[(500, 1)]), None);
+        assert_eq!(marginal_per_connection_kib(&[]), None);
     }
 
     #[test]
