@@ -497,6 +497,8 @@ pub enum PlaintextAuth {
 pub struct AuthSection {
     pub plaintext: PlaintextAuth,
     pub failure_delay_ms: u64,
+    /// Password hashes (Argon2id, 19 MiB each) computed at once; 0: one per core.
+    pub max_concurrent_hashes: usize,
     pub failures_free: u32,
     pub failure_window_secs: u64,
     pub delay_max_ms: u64,
@@ -507,6 +509,7 @@ impl Default for AuthSection {
         AuthSection {
             plaintext: PlaintextAuth::Loopback,
             failure_delay_ms: 500,
+            max_concurrent_hashes: 0,
             failures_free: 5,
             failure_window_secs: 600,
             delay_max_ms: 15_000,
@@ -829,6 +832,9 @@ certificates = []
 plaintext = "loopback"
 # Delay before answering a failed login, in milliseconds.
 failure_delay_ms = 500
+# Password checks hashing at once (Argon2id holds 19 MiB each); more wait
+# their turn, so a login storm costs time, not memory. 0: one per core.
+max_concurrent_hashes = 0
 # Failures (per client address or per user) within the window before
 # further attempts are slowed down, doubling up to delay_max_ms.
 failures_free = 5

@@ -133,6 +133,7 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
 
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     prepare_data_dir(config)?;
+    store::password::set_max_concurrent_hashes(config.auth.max_concurrent_hashes);
     Store::open(store_config(config)).map_err(|e| {
         anyhow!(
             "cannot open the store in {}: {e}",
