@@ -5,6 +5,7 @@
 //!   buffer, bounding line length and literal size before anything is buffered.
 //! - [`parse`] turns one complete command into a [`types::Command`].
 //! - [`encode`] writes the atoms, strings and literals that responses are made of.
+//! - [`url`] parses the IMAP URLs (RFC 5092) of CATENATE's URL parts.
 //! - [`utf7`] converts mailbox names between modified UTF-7 (RFC 3501) and UTF-8.
 
 pub mod encode;
@@ -12,6 +13,7 @@ pub mod framer;
 pub mod parse;
 pub mod secret;
 pub mod types;
+pub mod url;
 pub mod utf7;
 
 pub use secret::Secret;

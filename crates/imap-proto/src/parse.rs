@@ -50,6 +50,19 @@ pub fn is_tag_char(b: u8) -> bool {
     lexer::is_astring_char(b) && b != b'+'
 }
 
+/// A `section-spec` on its own, as in an IMAP URL's `;SECTION=` (RFC 5092):
+/// `1.2`, `HEADER`, `1.MIME`, `HEADER.FIELDS (SUBJECT)`. `None` unless the
+/// whole input is one.
+pub fn parse_section_spec(spec: &[u8]) -> Option<crate::types::Section> {
+    let mut input = Vec::with_capacity(spec.len() + 2);
+    input.push(b'[');
+    input.extend_from_slice(spec);
+    input.push(b']');
+    let mut c = Cursor::new(&input);
+    let section = fetch::section(&mut c).ok()?;
+    c.peek().is_none().then_some(section)
+}
+
 /// Parse one complete command: its lines and inline literals
 /// (`{n}\r\n<n bytes>`), with or without the final CRLF.
 ///

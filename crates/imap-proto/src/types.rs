@@ -96,9 +96,22 @@ pub struct ListReturn {
 pub struct AppendMessage {
     pub flags: Vec<String>,
     pub date: Option<DateTime>,
+    /// The message as one literal; empty with `catenate`.
     pub data: Vec<u8>,
     /// Sent as `~{n}` (literal8, RFC 3516): may contain NUL.
     pub binary: bool,
+    /// `CATENATE (...)` (RFC 4469): the message is made of these parts, in
+    /// order, instead of `data`.
+    pub catenate: Option<Vec<CatenatePart>>,
+}
+
+/// One `cat-part` of `APPEND ... CATENATE (...)` (RFC 4469).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatenatePart {
+    /// `TEXT literal` (or `TEXT literal8` with BINARY: `binary`).
+    Text { data: Vec<u8>, binary: bool },
+    /// `URL astring`: an IMAP URL (RFC 5092) as sent, not yet resolved.
+    Url(String),
 }
 
 /// Part of a BODY[...] section specification.

@@ -8,7 +8,7 @@
 
 use postern_imap_proto::framer::{Frame, Framer, Limits};
 use postern_imap_proto::parse::parse_command;
-use postern_imap_proto::{Command, CommandBody};
+use postern_imap_proto::{CatenatePart, Command, CommandBody};
 use std::path::{Path, PathBuf};
 
 /// One transcript file, turned into the bytes a client would send.
@@ -102,6 +102,26 @@ fn describe(result: &Result<Command, postern_imap_proto::parse::ParseError>) -> 
                 // Message data as text, not a list of numbers.
                 let mut out = format!("= Append {mailbox:?}");
                 for m in messages {
+                    if let Some(parts) = &m.catenate {
+                        out.push_str(&format!(
+                            " [flags={:?} date={:?} catenate=(",
+                            m.flags, m.date
+                        ));
+                        for (i, part) in parts.iter().enumerate() {
+                            if i > 0 {
+                                out.push(' ');
+                            }
+                            match part {
+                                CatenatePart::Text { data, binary } => out.push_str(&format!(
+                                    "TEXT binary={binary} {:?}",
+                                    String::from_utf8_lossy(data)
+                                )),
+                                CatenatePart::Url(url) => out.push_str(&format!("URL {url:?}")),
+                            }
+                        }
+                        out.push_str(")]");
+                        continue;
+                    }
                     out.push_str(&format!(
                         " [flags={:?} date={:?} binary={} data={:?}]",
                         m.flags,

@@ -145,7 +145,7 @@ fn preview_modifiers(c: &mut Cursor<'_>) -> PResult<bool> {
 }
 
 /// `[` section-spec `]`
-fn section(c: &mut Cursor<'_>) -> PResult<Section> {
+pub(super) fn section(c: &mut Cursor<'_>) -> PResult<Section> {
     c.expect(b'[')?;
     let mut section = Section::default();
     if c.eat(b']') {

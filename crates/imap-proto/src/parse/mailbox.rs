@@ -4,7 +4,8 @@
 
 use super::lexer::{Cursor, PResult};
 use crate::types::{
-    AppendMessage, CommandBody, MetadataDepth, MetadataOptions, QresyncParams, SelectParams,
+    AppendMessage, CatenatePart, CommandBody, MetadataDepth, MetadataOptions, QresyncParams,
+    SelectParams,
 };
 
 /// Most entries one GETMETADATA or SETMETADATA names.
@@ -91,7 +92,9 @@ pub(super) fn create(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     })
 }
 
-/// `APPEND mailbox 1*(SP [flag-list SP] [date-time SP] (literal / literal8))`
+/// `APPEND mailbox 1*(SP [flag-list SP] [date-time SP] append-data)`, where
+/// `append-data = literal / literal8 / "CATENATE" SP "(" cat-part *(SP cat-part) ")"`
+/// (RFC 4469).
 pub(super) fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
     c.sp()?;
     let mailbox = c.mailbox()?;
@@ -111,6 +114,19 @@ pub(super) fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
         } else {
             None
         };
+        if c.peek_keyword("CATENATE") && c.peek_at(8) == Some(b' ') {
+            c.keyword()?;
+            c.sp()?;
+            let parts = c.paren_list(false, cat_part)?;
+            messages.push(AppendMessage {
+                flags,
+                date,
+                data: Vec::new(),
+                binary: false,
+                catenate: Some(parts),
+            });
+            continue;
+        }
         // A NUL in a plain literal is left to the session to judge: it knows
         // whether to answer BAD or convert, and the data is not text to us.
         let (data, binary) = c.literal()?;
@@ -119,12 +135,33 @@ pub(super) fn append(c: &mut Cursor<'_>) -> PResult<CommandBody> {
             date,
             data: data.to_vec(),
             binary,
+            catenate: None,
         });
     }
     if messages.is_empty() {
         return Err(c.error("Missing message literal"));
     }
     Ok(CommandBody::Append { mailbox, messages })
+}
+
+/// `cat-part = text-literal / url` (RFC 4469): `TEXT literal`, `TEXT
+/// literal8` (with BINARY) or `URL astring`.
+fn cat_part(c: &mut Cursor<'_>) -> PResult<CatenatePart> {
+    match c.keyword()?.as_str() {
+        "TEXT" => {
+            c.sp()?;
+            let (data, binary) = c.literal()?;
+            Ok(CatenatePart::Text {
+                data: data.to_vec(),
+                binary,
+            })
+        }
+        "URL" => {
+            c.sp()?;
+            Ok(CatenatePart::Url(c.astring_utf8()?))
+        }
+        _ => Err(c.error("Expected TEXT or URL in CATENATE")),
+    }
 }
 
 /// `GETMETADATA [SP "(" option *(SP option) ")"] SP mailbox SP entries`,

@@ -381,13 +381,15 @@ fn append_forms() {
                         zone_minutes: -480
                     }),
                     data: b"abc".to_vec(),
-                    binary: false
+                    binary: false,
+                    catenate: None
                 },
                 AppendMessage {
                     flags: vec![],
                     date: None,
                     data: b"\0x".to_vec(),
-                    binary: true
+                    binary: true,
+                    catenate: None
                 },
             ]
         }

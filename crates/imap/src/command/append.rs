@@ -1,5 +1,7 @@
-//! APPEND, with MULTIAPPEND (RFC 3502) and UIDPLUS APPENDUID (RFC 4315).
+//! APPEND, with MULTIAPPEND (RFC 3502), CATENATE (RFC 4469, `catenate.rs`)
+//! and UIDPLUS APPENDUID (RFC 4315).
 
+use crate::command::catenate::{self, Budget};
 use crate::respond::Done;
 use crate::sequence::format_set;
 use crate::session::{End, Session};
@@ -45,7 +47,19 @@ pub(crate) async fn append(
     }
     let user = session.user_name();
     let mut intents = Vec::with_capacity(messages.len());
-    for message in messages {
+    // CATENATE's URL parts add bytes the framer never saw: the command's
+    // messages together stay within the same bound as its literals.
+    let mut budget = Budget::new(session.ctx.config.limits.literal_bytes_max);
+    for mut message in messages {
+        if let Some(parts) = message.catenate.take() {
+            // Reads from the index and blobs: blocking work.
+            let assembled =
+                tokio::task::block_in_place(|| catenate::assemble(session, parts, &mut budget));
+            match assembled {
+                Ok(data) => message.data = data,
+                Err(done) => return Ok(done),
+            }
+        }
         if message.data.is_empty() {
             return Ok(Done::no("empty message"));
         }

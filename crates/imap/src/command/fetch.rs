@@ -504,7 +504,7 @@ fn write_section_spec(out: &mut Vec<u8>, section: &Section) {
     }
 }
 
-fn section_bytes(parsed: &mime::Parsed<'_>, section: &Section) -> Option<Vec<u8>> {
+pub(crate) fn section_bytes(parsed: &mime::Parsed<'_>, section: &Section) -> Option<Vec<u8>> {
     let kind = match &section.text {
         None => mime::SectionKind::Full,
         Some(SectionText::Header) => mime::SectionKind::Header,

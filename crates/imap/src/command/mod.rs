@@ -4,6 +4,7 @@
 
 pub mod append;
 pub mod auth;
+pub mod catenate;
 pub mod copy;
 pub mod fetch;
 pub mod idle;
