@@ -989,14 +989,9 @@ impl Session {
         let bytes = chunked.bytes;
         if chunked.too_large {
             // Said at once rather than after LAST: the sender stops sending.
+            let recipients = transaction.recipients.len();
             self.transaction = None;
-            self.reply("552 5.3.4 message too big");
-            tracing::info!(
-                event = "smtp.delivery",
-                size_bytes = bytes,
-                delivered = 0,
-                reason = "too big"
-            );
+            self.refuse_smtp_message(Refusal::TooBig, recipients, bytes);
             return None;
         }
         if !chunk.last {
@@ -1009,16 +1004,7 @@ impl Session {
         // here; it is refused all the same, as in DATA, so that nothing
         // behind us (a forward over DATA, a client) ever sees one from SMTP.
         if has_bare_line_end(&body) {
-            self.reply(
-                "550 5.6.0 message refused: bare CR or LF (lines must end in CRLF, RFC 5321 2.3.8)",
-            );
-            tracing::info!(
-                event = "smtp.delivery",
-                recipients = transaction.recipients.len(),
-                size_bytes = bytes,
-                delivered = 0,
-                reason = "bare line end",
-            );
+            self.refuse_smtp_message(Refusal::BareLineEnd, transaction.recipients.len(), bytes);
             return None;
         }
         Some(self.deliver_message(transaction, body, bytes))
@@ -1058,27 +1044,11 @@ impl Session {
         let body = match decoder.finish() {
             DataOutcome::Message(body) => body,
             DataOutcome::BareLineEnd { bytes } => {
-                self.reply(
-                    "550 5.6.0 message refused: bare CR or LF (lines must end in CRLF, RFC 5321 2.3.8)",
-                );
-                tracing::info!(
-                    event = "smtp.delivery",
-                    recipients = transaction.recipients.len(),
-                    size_bytes = bytes,
-                    delivered = 0,
-                    reason = "bare line end",
-                );
+                self.refuse_smtp_message(Refusal::BareLineEnd, transaction.recipients.len(), bytes);
                 return None;
             }
             DataOutcome::TooLarge { bytes } if self.smtp() => {
-                self.reply("552 5.3.4 message too big");
-                tracing::info!(
-                    event = "smtp.delivery",
-                    recipients = transaction.recipients.len(),
-                    size_bytes = bytes,
-                    delivered = 0,
-                    reason = "too big",
-                );
+                self.refuse_smtp_message(Refusal::TooBig, transaction.recipients.len(), bytes);
                 return None;
             }
             DataOutcome::TooLarge { bytes } => {
@@ -1163,6 +1133,26 @@ impl Session {
         }
     }
 
+    /// SMTP: the one reply refusing a whole message for its content (by DATA
+    /// or BDAT), and its log line. Not counted against `errors_max`.
+    fn refuse_smtp_message(&mut self, refusal: Refusal, recipients: usize, bytes: u64) {
+        let (reply, reason) = match refusal {
+            Refusal::BareLineEnd => (
+                "550 5.6.0 message refused: bare CR or LF (lines must end in CRLF, RFC 5321 2.3.8)",
+                "bare line end",
+            ),
+            Refusal::TooBig => ("552 5.3.4 message too big", "too big"),
+        };
+        self.reply(reply);
+        tracing::info!(
+            event = "smtp.delivery",
+            recipients,
+            size_bytes = bytes,
+            delivered = 0,
+            reason,
+        );
+    }
+
     /// Ends the session after the driver broke the calling contract: the
     /// client is told to retry later, nothing wrong is promised.
     fn broken_invariant(&mut self, what: &'static str, state: &State) {
@@ -1176,6 +1166,13 @@ impl Session {
         // Writing into a Vec cannot fail.
         let _ = write!(self.output, "{text}\r\n");
     }
+}
+
+/// Why SMTP refuses a whole message for its content.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    BareLineEnd,
+    TooBig,
 }
 
 /// Error text from the target, made safe for one reply line.
