@@ -219,3 +219,9 @@ pub fn binary(raw: &[u8], part: &[u32]) -> Result<Vec<u8>, BinaryError> {
 pub fn body_text(raw: &[u8], bytes_max: usize) -> String {
     text::body_text(raw, &Limits::default(), bytes_max)
 }
+
+/// The header fields of a message as SEARCH sees them (unfolded, encoded
+/// words decoded), within `limits`: the same list [`Summary::headers`] keeps.
+pub fn header_fields(raw: &[u8], limits: &Limits) -> Vec<(String, String)> {
+    summary::header_fields(raw, limits)
+}

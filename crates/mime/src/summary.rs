@@ -39,7 +39,7 @@ pub(crate) fn summarize(raw: &[u8], limits: &Limits) -> Summary {
         preview: text::preview(raw, &root),
     };
 
-    let mut header_bytes_left = limits.header_bytes_max;
+    let mut searchable = Searchable::new(limits);
     let mut seen = Seen::default();
     for field in fields(header) {
         let name = field.name;
@@ -73,28 +73,62 @@ pub(crate) fn summarize(raw: &[u8], limits: &Limits) -> Summary {
             }
         }
 
-        // The searchable copy, within the limits. Checking the raw size
-        // first bounds the decoding work as well as the result.
-        if summary.headers_truncated {
-            continue;
+        searchable.push(name, &field);
+    }
+    (summary.headers, summary.headers_truncated) = (searchable.fields, searchable.truncated);
+    summary
+}
+
+/// The searchable copy of a message's header fields (name, unfolded and
+/// decoded value), within `limits`: what [`Summary::headers`] holds.
+pub(crate) fn header_fields(raw: &[u8], limits: &Limits) -> Vec<(String, String)> {
+    let header = raw
+        .get(..crate::header::body_start(raw, 0..raw.len()))
+        .unwrap_or_default();
+    let mut searchable = Searchable::new(limits);
+    for field in fields(header) {
+        searchable.push(field.name, &field);
+    }
+    searchable.fields
+}
+
+/// Header fields collected for SEARCH, bounded in count and decoded bytes.
+struct Searchable {
+    fields: Vec<(String, String)>,
+    truncated: bool,
+    bytes_left: usize,
+    fields_max: usize,
+}
+
+impl Searchable {
+    fn new(limits: &Limits) -> Self {
+        Searchable {
+            fields: Vec::new(),
+            truncated: false,
+            bytes_left: limits.header_bytes_max,
+            fields_max: limits.header_fields_max,
         }
-        if summary.headers.len() >= limits.header_fields_max
-            || field.value.len() > header_bytes_left
-        {
-            summary.headers_truncated = true;
-            continue;
+    }
+
+    /// Adds one field, unless a limit was reached. Checking the raw size
+    /// first bounds the decoding work as well as the result.
+    fn push(&mut self, name: &[u8], field: &crate::header::Field<'_>) {
+        if self.truncated {
+            return;
+        }
+        if self.fields.len() >= self.fields_max || field.value.len() > self.bytes_left {
+            self.truncated = true;
+            return;
         }
         let value = decode_words(&field.unfolded());
-        if value.len() > header_bytes_left {
-            summary.headers_truncated = true;
-            continue;
+        if value.len() > self.bytes_left {
+            self.truncated = true;
+            return;
         }
-        header_bytes_left -= value.len();
-        summary
-            .headers
+        self.bytes_left -= value.len();
+        self.fields
             .push((decode::header_text(name).into_owned(), value));
     }
-    summary
 }
 
 /// First occurrences already taken (later duplicates are ignored).

@@ -48,8 +48,8 @@ use crate::dns::DnsCacheStore;
 use crate::fair::FairQueue;
 use crate::lmtp_target::StoreTarget;
 
-/// Most bytes of a message parsed for its text (fingerprint and rules); the
-/// checks of mail-auth read the whole message.
+/// Most bytes of text taken from a message for the fingerprint and the
+/// rules; the checks of mail-auth read the whole message.
 const TEXT_BYTES_MAX: usize = 1024 * 1024;
 
 /// Score parts of the sender checks.
@@ -503,7 +503,7 @@ impl Inbound {
         let mut action = Action::Inbox;
         let mut spam_header = None;
         if self.spam.enabled {
-            let (text, headers) = message_text(&stripped);
+            let (text, headers) = message_text(&stripped, self.store_target.store.summary_limits());
             let fingerprint = Fingerprint::of_text(&text);
             if let Some(fp) = fingerprint {
                 let blocked = self
@@ -703,36 +703,14 @@ fn authentication_results(
     out
 }
 
-/// The text of a message (its first text part, HTML as text) and its
-/// headers, unfolded and decoded, for the fingerprint and the rules.
-fn message_text(message: &[u8]) -> (String, Vec<(String, String)>) {
-    let bounded = message.get(..TEXT_BYTES_MAX).unwrap_or(message);
-    let Some(parsed) = mail_parser::MessageParser::default().parse(bounded) else {
-        return (String::new(), Vec::new());
-    };
-    let text = parsed
-        .body_text(0)
-        .map(|t| t.into_owned())
-        .unwrap_or_default();
-    let headers = parsed
-        .headers()
-        .iter()
-        .map(|header| {
-            let value = match &header.value {
-                mail_parser::HeaderValue::Text(text) => text.to_string(),
-                mail_parser::HeaderValue::TextList(list) => list.join(", "),
-                _ => String::from_utf8_lossy(
-                    message
-                        .get(header.offset_start as usize..header.offset_end as usize)
-                        .unwrap_or_default(),
-                )
-                .trim()
-                .to_string(),
-            };
-            (header.name.as_str().to_string(), value)
-        })
-        .collect();
-    (text, headers)
+/// The text of a message (its text parts, HTML as text) and its header
+/// fields, unfolded and decoded: what SEARCH sees, from the same code, for
+/// the fingerprint and the rules.
+fn message_text(message: &[u8], limits: &mime::Limits) -> (String, Vec<(String, String)>) {
+    (
+        mime::body_text(message, TEXT_BYTES_MAX),
+        mime::header_fields(message, limits),
+    )
 }
 
 impl DeliveryTarget for Inbound {
