@@ -686,24 +686,29 @@ async fn admin_spam_runs(State(state): State<Arc<HttpState>>, headers: HeaderMap
 
 /// A spam admin failure as an HTTP error: bad keys are 400, unknown ones 404.
 fn spam_failure(failure: crate::spam_admin::Failure) -> Response {
-    let status =
-        if failure.message.ends_with("is not blocked") || failure.message.starts_with("no run") {
-            StatusCode::NOT_FOUND
-        } else if failure.exit == crate::admin::EX_TEMPFAIL {
-            StatusCode::SERVICE_UNAVAILABLE
-        } else {
-            StatusCode::BAD_REQUEST
-        };
+    use crate::spam_admin::FailureKind;
+    let status = match failure.kind {
+        FailureKind::Invalid => StatusCode::BAD_REQUEST,
+        FailureKind::NotFound => StatusCode::NOT_FOUND,
+        FailureKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    };
     error(status, failure.message)
+}
+
+/// Runs a spam admin call (store work) on the blocking pool.
+async fn spam_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::spam_admin::Failure> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(spam_failure),
+        Err(_) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")),
+    }
 }
 
 async fn admin_spam_blocks(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> Reply {
     authenticate(&state, &headers).await?;
     let store = state.store.clone();
-    let blocks = tokio::task::spawn_blocking(move || crate::spam_admin::blocks(&store))
-        .await
-        .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
-        .map_err(spam_failure)?;
+    let blocks = spam_blocking(move || crate::spam_admin::blocks(&store)).await?;
     Ok(axum::Json(serde_json::json!({ "blocks": blocks })).into_response())
 }
 
@@ -729,12 +734,8 @@ async fn admin_spam_block(
     };
     let store = state.store.clone();
     let context = state.admin.clone();
-    let key = tokio::task::spawn_blocking(move || {
-        crate::spam_admin::block(&store, &context, &body.key, &reason)
-    })
-    .await
-    .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
-    .map_err(spam_failure)?;
+    let key = spam_blocking(move || crate::spam_admin::block(&store, &context, &body.key, &reason))
+        .await?;
     Ok(created(serde_json::json!({ "key": key })))
 }
 
@@ -746,10 +747,6 @@ async fn admin_spam_unblock(
     authenticate(&state, &headers).await?;
     let store = state.store.clone();
     let context = state.admin.clone();
-    let key =
-        tokio::task::spawn_blocking(move || crate::spam_admin::unblock(&store, &context, &key))
-            .await
-            .map_err(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"))?
-            .map_err(spam_failure)?;
+    let key = spam_blocking(move || crate::spam_admin::unblock(&store, &context, &key)).await?;
     Ok(axum::Json(serde_json::json!({ "key": key })).into_response())
 }

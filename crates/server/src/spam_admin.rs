@@ -16,25 +16,43 @@ pub struct BlockView {
     pub since: String,
 }
 
-/// Why a spam admin request failed: a message and the CLI exit status.
+/// Why a spam admin request failed, and the message saying so.
 #[derive(Debug)]
 pub struct Failure {
-    pub exit: i32,
+    pub kind: FailureKind,
     pub message: String,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A key or reason that cannot be taken (CLI 65, HTTP 400).
+    Invalid,
+    /// No such block or run (CLI 65, HTTP 404).
+    NotFound,
+    /// Not possible now: no running server, the store busy (CLI 75, HTTP 503).
+    Unavailable,
+}
+
 impl Failure {
-    fn data(message: impl Into<String>) -> Self {
+    fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         Failure {
-            exit: EX_DATAERR,
+            kind,
             message: message.into(),
         }
+    }
+
+    fn data(message: impl Into<String>) -> Self {
+        Self::new(FailureKind::Invalid, message)
     }
 }
 
 impl From<Failure> for AdminOutput {
     fn from(failure: Failure) -> Self {
-        AdminOutput::fail(failure.exit, format!("error: {}\n", failure.message))
+        let exit = match failure.kind {
+            FailureKind::Invalid | FailureKind::NotFound => EX_DATAERR,
+            FailureKind::Unavailable => EX_TEMPFAIL,
+        };
+        AdminOutput::fail(exit, format!("error: {}\n", failure.message))
     }
 }
 
@@ -49,13 +67,16 @@ pub fn canonical_key(context: &AdminContext, text: &str) -> Result<String, Failu
         })?;
         let Some(inbound) = &context.inbound else {
             return Err(Failure {
-                exit: EX_TEMPFAIL,
+                kind: FailureKind::Unavailable,
                 message: "run ids are known only to the running server (with [smtp]); block by fingerprint:<hex> instead".into(),
             });
         };
-        let fingerprint = inbound
-            .run_fingerprint(id)
-            .ok_or_else(|| Failure::data(format!("no run {id} (see `spam runs`)")))?;
+        let fingerprint = inbound.run_fingerprint(id).ok_or_else(|| {
+            Failure::new(
+                FailureKind::NotFound,
+                format!("no run {id} (see `spam runs`)"),
+            )
+        })?;
         return Ok(BlockKey::Fingerprint(fingerprint).to_string());
     }
     text.parse::<BlockKey>()
@@ -65,7 +86,7 @@ pub fn canonical_key(context: &AdminContext, text: &str) -> Result<String, Failu
 
 pub fn blocks(store: &Store) -> Result<Vec<BlockView>, Failure> {
     let blocks = store.spam_blocks().map_err(|e| Failure {
-        exit: EX_TEMPFAIL,
+        kind: FailureKind::Unavailable,
         message: e.to_string(),
     })?;
     Ok(blocks
@@ -103,7 +124,9 @@ pub fn unblock(store: &Store, context: &AdminContext, key: &str) -> Result<Strin
     store
         .submit_one_blocking(Intent::SpamUnblock { key: key.clone() })
         .map_err(|e| match e.kind {
-            store::ErrorKind::NotFound => Failure::data(format!("{key} is not blocked")),
+            store::ErrorKind::NotFound => {
+                Failure::new(FailureKind::NotFound, format!("{key} is not blocked"))
+            }
             _ => Failure::data(e.message),
         })?;
     reload(context);
