@@ -209,10 +209,7 @@ fn address_key(ip: IpAddr) -> IpAddr {
 /// What a client's network is counted as: the IPv4 /24, or the IPv6 /64
 /// (the networks of the spam limits, `spam::limits::Net`).
 fn network_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) & 0xffff_ff00)),
-        IpAddr::V6(_) => address_key(ip),
-    }
+    spam::limits::Net::of(ip).addr
 }
 
 /// An address or a network in CIDR notation (`10.0.0.0/8`, `2001:db8::/32`,
