@@ -146,7 +146,78 @@ class MaildirFolder:
         return out
 
 
-class MbsyncTest(ServerTestCase):
+class MaildirSyncChecks:
+    """What the Maildir sync tests (mbsync, offlineimap) check on both sides.
+    A test class mixes it in and says how its client differs:
+    `strip_client_header` (the header the client adds to messages it copies),
+    `local_folder` (its Maildir layout) and `local_contents`."""
+
+    @staticmethod
+    def tail(path: Path, lines: int = 80) -> str:
+        text = path.read_bytes().decode("utf-8", "replace").splitlines()[-lines:]
+        return f"--- {path.name} (tail) ---\n" + "\n".join(text)
+
+    def server_fetch(self, client, mailbox: str, items: str) -> list[dict]:
+        """UID FETCH 1:* ITEMS in MAILBOX (nothing when it is empty)."""
+        selected = client.select(mailbox).ok()
+        if selected.numbers("EXISTS") in ([], [0]):
+            return []
+        return list(client.fetch("1:*", items, uid=True).values())
+
+    def server_contents(self, client, mailbox: str) -> dict[str, tuple[bytes, frozenset]]:
+        """Message-ID -> (BODY[] without the client's header, synced flags) of one server mailbox."""
+        out = {}
+        for item in self.server_fetch(client, mailbox, "(UID FLAGS BODY.PEEK[])"):
+            data = self.strip_client_header(item["BODY[]"])
+            mid = message_id(data)
+            self.assertNotIn(mid, out, f"Message-ID {mid} twice on the server in {mailbox}")
+            out[mid] = (data, frozenset(flag_set(item["FLAGS"]) & SYNCED_FLAGS))
+        return out
+
+    def server_uids(self, client, mailbox: str) -> dict[str, int]:
+        """Message-ID -> UID in MAILBOX, which stays selected."""
+        return {message_id(item["BODY[]"]): int(item["UID"])
+                for item in self.server_fetch(client, mailbox, "(UID BODY.PEEK[])")}
+
+    def server_mailboxes(self, client) -> list[str]:
+        entries = list_entries(client.command('LIST "" "*"').ok())
+        return sorted(name for name, entry in entries.items()
+                      if not {"\\noselect", "\\nonexistent"} & {f.lower() for f in entry["flags"]})
+
+    def assert_flags(self, contents: dict[str, tuple[bytes, frozenset]], expected: dict[str, frozenset]) -> None:
+        """The Message-IDs and flags are what the changes call for; names only the differences."""
+        actual = {mid: flags for mid, (_, flags) in contents.items()}
+        self.assertEqual(sorted(set(actual) - set(expected)), [], "messages that should not be there")
+        self.assertEqual(sorted(set(expected) - set(actual)), [], "messages that are missing")
+        wrong = {mid: (sorted(actual[mid]), sorted(expected[mid])) for mid in actual if actual[mid] != expected[mid]}
+        self.assertEqual(wrong, {}, "flags (actual, expected)")
+
+    def local_contents(self, mailbox: str) -> dict[str, tuple[bytes, frozenset]]:
+        return self.local_folder(mailbox).contents()
+
+    def assert_agree(self, client, mailboxes: list[str]) -> dict[str, dict[str, tuple[bytes, frozenset]]]:
+        """Each mailbox: the same Message-IDs, bytes (LF->CRLF) and flags on both sides."""
+        both = {}
+        for mailbox in mailboxes:
+            remote = self.server_contents(client, mailbox)
+            local = self.local_contents(mailbox)
+            with self.subTest(mailbox=mailbox, run=self.runs):
+                self.assertEqual(sorted(set(remote) - set(local)), [], f"{mailbox}: only on the server")
+                self.assertEqual(sorted(set(local) - set(remote)), [], f"{mailbox}: only in the Maildir")
+                wrong_bytes = [mid for mid in remote if mid in local and remote[mid][0] != local[mid][0]]
+                detail = ""
+                if wrong_bytes:
+                    mid = wrong_bytes[0]
+                    detail = f"\nfirst: {mid}\nserver: {remote[mid][0][:400]!r}\nlocal:  {local[mid][0][:400]!r}"
+                self.assertEqual(wrong_bytes, [], f"{mailbox}: bytes differ{detail}")
+                wrong_flags = {mid: (sorted(remote[mid][1]), sorted(local[mid][1]))
+                               for mid in remote if mid in local and remote[mid][1] != local[mid][1]}
+                self.assertEqual(wrong_flags, {}, f"{mailbox}: flags differ (server, local)")
+            both[mailbox] = remote
+        return both
+
+
+class MbsyncTest(MaildirSyncChecks, ServerTestCase):
     maxDiff = 4000
 
     def setUp(self) -> None:
@@ -218,45 +289,7 @@ class MbsyncTest(ServerTestCase):
         self.assertEqual(problems, [], f"mbsync run {self.runs} reported problems\n{self.tail(log)}")
         return elapsed
 
-    @staticmethod
-    def tail(path: Path, lines: int = 60) -> str:
-        text = path.read_bytes().decode("utf-8", "replace").splitlines()[-lines:]
-        return f"--- {path.name} (tail) ---\n" + "\n".join(text)
-
-    def server_fetch(self, client, mailbox: str, items: str) -> list[dict]:
-        """UID FETCH 1:* ITEMS in MAILBOX (nothing when it is empty)."""
-        selected = client.select(mailbox).ok()
-        if selected.numbers("EXISTS") in ([], [0]):
-            return []
-        return list(client.fetch("1:*", items, uid=True).values())
-
-    def server_contents(self, client, mailbox: str) -> dict[str, tuple[bytes, frozenset]]:
-        """Message-ID -> (BODY[] without X-TUID, synced flags) of one server mailbox."""
-        out = {}
-        for item in self.server_fetch(client, mailbox, "(UID FLAGS BODY.PEEK[])"):
-            data = strip_tuid(item["BODY[]"])
-            mid = message_id(data)
-            self.assertNotIn(mid, out, f"Message-ID {mid} twice on the server in {mailbox}")
-            out[mid] = (data, frozenset(flag_set(item["FLAGS"]) & SYNCED_FLAGS))
-        return out
-
-    def server_uids(self, client, mailbox: str) -> dict[str, int]:
-        """Message-ID -> UID in MAILBOX, which stays selected."""
-        return {message_id(item["BODY[]"]): int(item["UID"])
-                for item in self.server_fetch(client, mailbox, "(UID BODY.PEEK[])")}
-
-    def server_mailboxes(self, client) -> list[str]:
-        entries = list_entries(client.command('LIST "" "*"').ok())
-        return sorted(name for name, entry in entries.items()
-                      if not {"\\noselect", "\\nonexistent"} & {f.lower() for f in entry["flags"]})
-
-    def assert_flags(self, contents: dict[str, tuple[bytes, frozenset]], expected: dict[str, frozenset]) -> None:
-        """The Message-IDs and flags are what the changes call for; names only the differences."""
-        actual = {mid: flags for mid, (_, flags) in contents.items()}
-        self.assertEqual(sorted(set(actual) - set(expected)), [], "messages that should not be there")
-        self.assertEqual(sorted(set(expected) - set(actual)), [], "messages that are missing")
-        wrong = {mid: (sorted(actual[mid]), sorted(expected[mid])) for mid in actual if actual[mid] != expected[mid]}
-        self.assertEqual(wrong, {}, "flags (actual, expected)")
+    strip_client_header = staticmethod(strip_tuid)
 
     def local_mailboxes(self) -> list[str]:
         """Every Maildir folder (a directory with cur/) under the root, by name."""
@@ -264,27 +297,6 @@ class MbsyncTest(ServerTestCase):
 
     def local_folder(self, mailbox: str) -> MaildirFolder:
         return MaildirFolder(self.root / mailbox)
-
-    def assert_agree(self, client, mailboxes: list[str]) -> dict[str, dict[str, tuple[bytes, frozenset]]]:
-        """Each mailbox: the same Message-IDs, bytes (LF->CRLF) and flags on both sides."""
-        both = {}
-        for mailbox in mailboxes:
-            remote = self.server_contents(client, mailbox)
-            local = self.local_folder(mailbox).contents()
-            with self.subTest(mailbox=mailbox, run=self.runs):
-                self.assertEqual(sorted(set(remote) - set(local)), [], f"{mailbox}: only on the server")
-                self.assertEqual(sorted(set(local) - set(remote)), [], f"{mailbox}: only in the Maildir")
-                wrong_bytes = [mid for mid in remote if mid in local and remote[mid][0] != local[mid][0]]
-                detail = ""
-                if wrong_bytes:
-                    mid = wrong_bytes[0]
-                    detail = f"\nfirst: {mid}\nserver: {remote[mid][0][:400]!r}\nlocal:  {local[mid][0][:400]!r}"
-                self.assertEqual(wrong_bytes, [], f"{mailbox}: bytes differ{detail}")
-                wrong_flags = {mid: (sorted(remote[mid][1]), sorted(local[mid][1]))
-                               for mid in remote if mid in local and remote[mid][1] != local[mid][1]}
-                self.assertEqual(wrong_flags, {}, f"{mailbox}: flags differ (server, local)")
-            both[mailbox] = remote
-        return both
 
     def test_two_way_sync_of_1000_messages_then_changes_on_both_sides(self):
         started = time.monotonic()

@@ -25,15 +25,14 @@ import time
 import unittest
 from pathlib import Path
 
-from harness import ServerTestCase, flag_set, list_entries, simple_message
-from test_mbsync import MAILDIR_FLAGS, MaildirFolder, initial_flags, local_message, message_id
+from harness import ServerTestCase, simple_message
+from test_mbsync import MAILDIR_FLAGS, MaildirFolder, MaildirSyncChecks, initial_flags, local_message, message_id
 
 OFFLINEIMAP = shutil.which("offlineimap")
 INSTALL_HINT = ("offlineimap is missing: install it with `apt-get install -y offlineimap3` "
                 "(Debian/Ubuntu; the package `offlineimap` is its transitional name)")
 OFFLINEIMAP_TIMEOUT_S = 120.0
 
-SYNCED_FLAGS = set(MAILDIR_FLAGS.values())
 INBOX_COUNT = 1000
 
 
@@ -60,7 +59,7 @@ def local_contents(folder: MaildirFolder) -> dict[str, tuple[bytes, frozenset]]:
     return out
 
 
-class OfflineimapTest(ServerTestCase):
+class OfflineimapTest(MaildirSyncChecks, ServerTestCase):
     maxDiff = 4000
 
     def setUp(self) -> None:
@@ -133,75 +132,19 @@ class OfflineimapTest(ServerTestCase):
         self.assertEqual(problems, [], f"offlineimap run {self.runs} reported problems\n{self.tail(log)}")
         return elapsed
 
-    @staticmethod
-    def tail(path: Path, lines: int = 80) -> str:
-        text = path.read_bytes().decode("utf-8", "replace").splitlines()[-lines:]
-        return f"--- {path.name} (tail) ---\n" + "\n".join(text)
-
-    def server_fetch(self, client, mailbox: str, items: str) -> list[dict]:
-        """UID FETCH 1:* ITEMS in MAILBOX (nothing when it is empty)."""
-        selected = client.select(mailbox).ok()
-        if selected.numbers("EXISTS") in ([], [0]):
-            return []
-        return list(client.fetch("1:*", items, uid=True).values())
-
-    def server_contents(self, client, mailbox: str) -> dict[str, tuple[bytes, frozenset]]:
-        """Message-ID -> (BODY[] without X-OfflineIMAP, synced flags) of one server mailbox."""
-        out = {}
-        for item in self.server_fetch(client, mailbox, "(UID FLAGS BODY.PEEK[])"):
-            data = strip_offlineimap_header(item["BODY[]"])
-            mid = message_id(data)
-            self.assertNotIn(mid, out, f"Message-ID {mid} twice on the server in {mailbox}")
-            out[mid] = (data, frozenset(flag_set(item["FLAGS"]) & SYNCED_FLAGS))
-        return out
-
-    def server_uids(self, client, mailbox: str) -> dict[str, int]:
-        """Message-ID -> UID in MAILBOX, which stays selected."""
-        return {message_id(item["BODY[]"]): int(item["UID"])
-                for item in self.server_fetch(client, mailbox, "(UID BODY.PEEK[])")}
-
-    def server_mailboxes(self, client) -> list[str]:
-        entries = list_entries(client.command('LIST "" "*"').ok())
-        return sorted(name for name, entry in entries.items()
-                      if not {"\\noselect", "\\nonexistent"} & {f.lower() for f in entry["flags"]})
-
     def local_mailboxes(self) -> list[str]:
         """Every Maildir folder (a directory with cur/) under the root, by IMAP name."""
         return sorted(cur.parent.name.replace(".", "/") for cur in self.root.glob("*/cur") if cur.is_dir())
+
+    strip_client_header = staticmethod(strip_offlineimap_header)
+
+    def local_contents(self, mailbox: str) -> dict[str, tuple[bytes, frozenset]]:
+        return local_contents(self.local_folder(mailbox))
 
     def local_folder(self, mailbox: str) -> MaildirFolder:
         # offlineimap's default Maildir layout: one directory per folder, the
         # hierarchy separator written as "." (`sep`).
         return MaildirFolder(self.root / mailbox.replace("/", "."))
-
-    def assert_flags(self, contents: dict[str, tuple[bytes, frozenset]], expected: dict[str, frozenset]) -> None:
-        """The Message-IDs and flags are what the changes call for; names only the differences."""
-        actual = {mid: flags for mid, (_, flags) in contents.items()}
-        self.assertEqual(sorted(set(actual) - set(expected)), [], "messages that should not be there")
-        self.assertEqual(sorted(set(expected) - set(actual)), [], "messages that are missing")
-        wrong = {mid: (sorted(actual[mid]), sorted(expected[mid])) for mid in actual if actual[mid] != expected[mid]}
-        self.assertEqual(wrong, {}, "flags (actual, expected)")
-
-    def assert_agree(self, client, mailboxes: list[str]) -> dict[str, dict[str, tuple[bytes, frozenset]]]:
-        """Each mailbox: the same Message-IDs, bytes (LF->CRLF) and flags on both sides."""
-        both = {}
-        for mailbox in mailboxes:
-            remote = self.server_contents(client, mailbox)
-            local = local_contents(self.local_folder(mailbox))
-            with self.subTest(mailbox=mailbox, run=self.runs):
-                self.assertEqual(sorted(set(remote) - set(local)), [], f"{mailbox}: only on the server")
-                self.assertEqual(sorted(set(local) - set(remote)), [], f"{mailbox}: only in the Maildir")
-                wrong_bytes = [mid for mid in remote if mid in local and remote[mid][0] != local[mid][0]]
-                detail = ""
-                if wrong_bytes:
-                    mid = wrong_bytes[0]
-                    detail = f"\nfirst: {mid}\nserver: {remote[mid][0][:400]!r}\nlocal:  {local[mid][0][:400]!r}"
-                self.assertEqual(wrong_bytes, [], f"{mailbox}: bytes differ{detail}")
-                wrong_flags = {mid: (sorted(remote[mid][1]), sorted(local[mid][1]))
-                               for mid in remote if mid in local and remote[mid][1] != local[mid][1]}
-                self.assertEqual(wrong_flags, {}, f"{mailbox}: flags differ (server, local)")
-            both[mailbox] = remote
-        return both
 
     def test_two_way_sync_of_1000_messages_then_changes_on_both_sides(self):
         started = time.monotonic()
