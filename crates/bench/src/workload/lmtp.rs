@@ -10,13 +10,12 @@
 //! message, and its final reply.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context as _, bail};
 use serde_json::json;
-use tokio::net::TcpStream;
 
-use super::{Common, StopFlag, Timed, check_connections, join_sessions, run_all};
+use super::deliveries::{Queue, deliver_all};
+use super::{Common, check_connections, run_all};
 use crate::connection::connect_tcp;
 use crate::lmtp_client::LmtpClient;
 use crate::message::MessageSpec;
@@ -98,56 +97,13 @@ async fn one_run(
             .with_context(|| format!("LMTP connection {connection_number}"))?;
         clients.push(client);
     }
-    let next_message = Arc::new(AtomicU64::new(0));
-    let stop = StopFlag::default();
-    let sessions = clients
-        .into_iter()
-        .map(|client| {
-            tokio::spawn(session(
-                client,
-                options.clone(),
-                run,
-                Arc::clone(&next_message),
-                stop.clone(),
-            ))
-        })
-        .collect();
-    join_sessions(sessions).await
-}
-
-/// Takes messages off the shared queue until it is empty or another session
-/// failed.
-async fn session(
-    mut client: LmtpClient<TcpStream>,
-    options: LmtpOptions,
-    run: u64,
-    next_message: Arc<AtomicU64>,
-    stop: StopFlag,
-) -> anyhow::Result<Vec<Timed>> {
-    let mut timings = Vec::new();
-    // Bounded by `messages`: each pass takes one number off the queue.
-    while !stop.is_stopped() {
-        let number = next_message.fetch_add(1, Ordering::Relaxed);
-        if number >= options.messages {
-            break;
-        }
-        let index = run * options.messages + number;
-        let recipient = format!(
-            "{}{}@{}",
-            options.user_prefix,
-            index % options.users,
-            options.domain
-        );
-        let message = options.spec.build(index, &recipient);
-        let (result, timed) =
-            Timed::measure(client.deliver(&options.sender, &[&recipient], &message)).await;
-        if let Err(error) = result {
-            stop.stop();
-            return Err(error)
-                .with_context(|| format!("delivering message {index} to {recipient}"));
-        }
-        timings.push(timed);
-    }
-    client.quit().await.context("LMTP QUIT")?;
-    Ok(timings)
+    let queue = Queue {
+        messages: options.messages,
+        users: options.users,
+        user_prefix: options.user_prefix.clone(),
+        domain: options.domain.clone(),
+        sender: options.sender.clone(),
+        spec: Arc::clone(&options.spec),
+    };
+    deliver_all(clients, &queue, run).await
 }

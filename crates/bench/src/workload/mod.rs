@@ -5,6 +5,7 @@
 //! starts, and closes them after it stops, so a figure never includes
 //! connection setup (LMTP's greeting and LHLO, IMAP's LOGIN and SELECT).
 
+pub mod deliveries;
 pub mod imap_fetch;
 pub mod imap_idle;
 pub mod imap_mixed;
