@@ -78,6 +78,7 @@ impl Done {
             ErrorKind::Io | ErrorKind::Unavailable | ErrorKind::Conflict => {
                 ("UNAVAILABLE", "temporarily unavailable, try again")
             }
+            ErrorKind::ReadOnly => ("UNAVAILABLE", error.message.as_str()),
         };
         Done::no_code(code, text)
     }

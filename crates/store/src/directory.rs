@@ -52,6 +52,8 @@ CREATE TABLE IF NOT EXISTS admin_tokens (name TEXT PRIMARY KEY, hash TEXT NOT NU
     created INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS spam_blocks (key TEXT PRIMARY KEY, reason TEXT NOT NULL,
     since INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS replica_position (one INTEGER PRIMARY KEY CHECK (one = 1),
+    source TEXT NOT NULL, upto INTEGER NOT NULL, id_floor INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS sms_receipts_waiting (smsc_id TEXT PRIMARY KEY, delivered INTEGER NOT NULL,
     detail TEXT NOT NULL, at INTEGER NOT NULL) WITHOUT ROWID;
 ";
@@ -612,6 +614,18 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
             conn.prepare_cached("DELETE FROM spam_blocks WHERE key = ?1")?
                 .execute([key])?;
         }
+        Record::Replicated {
+            source,
+            upto,
+            id_floor,
+        } => {
+            conn.prepare_cached(
+                "INSERT INTO replica_position (one, source, upto, id_floor) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (one) DO UPDATE SET source = excluded.source, upto = excluded.upto,
+                     id_floor = MAX(id_floor, excluded.id_floor)",
+            )?
+            .execute(params![source, *upto as i64, *id_floor as i64])?;
+        }
         Record::AdminTokenSet { name, hash, at } => match hash {
             Some(hash) => {
                 conn.prepare_cached(
@@ -818,4 +832,26 @@ pub fn admin_tokens(conn: &Connection) -> Result<Vec<(String, i64)>> {
     let mut stmt = conn.prepare_cached("SELECT name, created FROM admin_tokens ORDER BY name")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Where this server stands as a replica: the primary it follows and the last
+/// of that primary's LSNs it holds, and the id floor (see `Record::Replicated`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaPosition {
+    pub source: String,
+    pub upto: Lsn,
+    pub id_floor: u64,
+}
+
+pub fn replica_position(conn: &Connection) -> Result<Option<ReplicaPosition>> {
+    Ok(conn
+        .prepare_cached("SELECT source, upto, id_floor FROM replica_position WHERE one = 1")?
+        .query_row([], |r| {
+            Ok(ReplicaPosition {
+                source: r.get(0)?,
+                upto: r.get::<_, i64>(1)? as Lsn,
+                id_floor: r.get::<_, i64>(2)? as u64,
+            })
+        })
+        .optional()?)
 }

@@ -19,6 +19,9 @@ pub enum ErrorKind {
     Io,
     /// The store is shutting down or the writer is gone. Temporary.
     Unavailable,
+    /// This server is a replica: changes are made on its primary. Temporary
+    /// (IMAP `NO [UNAVAILABLE]`, LMTP/SMTP 451), since a promotion ends it.
+    ReadOnly,
     /// The data changed since the request was computed (a repair made against
     /// an older snapshot): compute it again. Temporary.
     Conflict,

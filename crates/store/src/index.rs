@@ -688,6 +688,20 @@ pub fn repair_guard_holds(conn: &Connection, guard: &crate::intent::RepairGuard)
 }
 
 /// Applies one derived-data repair (the writer, inside the user's transaction).
+/// Puts flags back without a new MODSEQ (a replica's repair: see the writer).
+pub fn set_flags_keeping_modseq(
+    conn: &Connection,
+    mailbox: &str,
+    messages: &[(u32, Vec<String>)],
+) -> Result<()> {
+    let mut stmt =
+        conn.prepare_cached("UPDATE messages SET flags = ?3 WHERE mailbox = ?1 AND uid = ?2")?;
+    for (uid, flags) in messages {
+        stmt.execute(params![mailbox, uid, flags_to_text(flags)])?;
+    }
+    Ok(())
+}
+
 pub fn apply_fix(conn: &Connection, fix: &crate::intent::Fix) -> Result<()> {
     use crate::intent::Fix;
     match fix {

@@ -1,7 +1,9 @@
 //! What callers ask the writer to do, and what it answers.
 
 use crate::metadata::{MetadataEntry, MetadataValue};
+use crate::record::{Lsn, Record};
 use crate::types::{BlobHash, FlagMode, SmsAlert};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// A message parsed and hashed before it reaches the writer thread, so the
@@ -40,6 +42,32 @@ impl From<String> for MailboxRef {
 /// A change to make. One request carries one or more intents, answered in order.
 #[derive(Debug, Clone)]
 pub enum Intent {
+    /// On a replica: a primary's records, applied as the primary wrote them
+    /// (same mailbox ids, UIDs, MODSEQs and ids), journaled here under this
+    /// server's own LSNs, with a `Replicated` record saying where it now
+    /// stands. Applied only if it continues exactly where the last one ended
+    /// (`after` is this replica's position); a batch already applied is
+    /// answered `Done` again (idempotent). Local records (`Record::is_local`)
+    /// in `records` are skipped.
+    Replicate {
+        source: String,
+        after: Lsn,
+        upto: Lsn,
+        id_floor: u64,
+        records: Arc<Vec<Record>>,
+        /// Contents of the messages that this side did not have, hashed here.
+        blobs: Arc<HashMap<BlobHash, Arc<Prepared>>>,
+        /// Contents the primary has no good copy of either: their messages are
+        /// indexed without them (as recovery does), and reported lost.
+        lost: Arc<Vec<BlobHash>>,
+    },
+    /// Stores a message content again that is missing here or whose stored
+    /// copy fails its hash (fetched from the other server of a replicated
+    /// pair; `hash` was computed from these bytes). Writes only the local
+    /// `BlobStored` record, so it is allowed on a replica too.
+    RestoreBlob {
+        message: Arc<Prepared>,
+    },
     AddUser {
         user: String,
         password_hash: String,

@@ -28,6 +28,7 @@ pub mod reconstruct;
 pub mod record;
 mod recovery;
 pub mod repair_queue;
+pub mod replication;
 mod store;
 pub mod subscribers;
 pub mod types;
@@ -41,7 +42,7 @@ pub use intent::{
     SmsOutcome, SubscribeLimits,
 };
 pub use metadata::{MetadataEntry, MetadataValue};
-pub use store::{Quota, Store, StoreConfig, UserReader};
+pub use store::{AckWait, Quota, Store, StoreConfig, UserReader};
 pub use subscribers::{Notice, Subscriber};
 pub use types::{BlobHash, FlagMode, SmsAlert, canonical_user_name};
 pub use writer::{

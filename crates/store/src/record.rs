@@ -292,6 +292,16 @@ pub enum Record {
         reason: String,
         at: i64,
     },
+    /// On a replica: the records before this one in the same commit are the
+    /// primary `source`'s records up to its LSN `upto`. Local, like
+    /// `BlobStored`: never shipped on. `id_floor` is the lowest id (incident,
+    /// post, SMS, subscriber) the primary may hand out next, so that this
+    /// server, once promoted, never hands out an id the primary used.
+    Replicated {
+        source: String,
+        upto: Lsn,
+        id_floor: u64,
+    },
 }
 
 impl Record {
@@ -319,6 +329,15 @@ impl Record {
                 ..
             } | Record::SubscriberConfirmed { .. }
                 | Record::NoticeRetry { .. }
+        )
+    }
+
+    /// Whether the record says something about this server alone (where its
+    /// blobs are, what it replicated): a primary ships every record but these.
+    pub fn is_local(&self) -> bool {
+        matches!(
+            self,
+            Record::BlobStored { .. } | Record::BlobsRemoved { .. } | Record::Replicated { .. }
         )
     }
 
@@ -351,7 +370,8 @@ impl Record {
             | Record::NoticeSent { .. }
             | Record::NoticeRetry { .. }
             | Record::NoticeFailed { .. }
-            | Record::ServerMetadataSet { .. } => None,
+            | Record::ServerMetadataSet { .. }
+            | Record::Replicated { .. } => None,
             Record::UserDeleted { user }
             | Record::MailboxCreated { user, .. }
             | Record::MailboxRenamed { user, .. }

@@ -8,6 +8,7 @@ use crate::intent::{Intent, Outcome, Prepared};
 use crate::journal::JournalWriter;
 use crate::notify::Notifier;
 use crate::paths::Paths;
+use crate::record::Lsn;
 use crate::recovery;
 use crate::types::{BlobHash, canonical_user_name};
 use crate::writer::{Request, Stats, Writer, WriterConfig};
@@ -62,6 +63,12 @@ struct Inner {
     server_pool: Mutex<Vec<Connection>>,
     /// Mailboxes found damaged while serving, for the background repairer.
     damaged: crate::repair_queue::RepairQueue,
+    /// With synchronous replication: waits until the replica holds an LSN.
+    ack_wait: std::sync::RwLock<Option<AckWait>>,
+    /// Set while this server is a replica (see `Writer::read_only`).
+    read_only: Arc<std::sync::atomic::AtomicBool>,
+    /// This data directory's identity, as replication names it (`store.id`).
+    store_id: String,
     /// Held for the life of the store: one process owns a data directory.
     _lock: File,
 }
@@ -74,6 +81,17 @@ pub struct Quota {
     pub used_bytes: u64,
     pub used_messages: u64,
 }
+
+/// Waits until a replica holds everything up to an LSN; `Err` with why when
+/// it does not in time (see [`Store::set_ack_wait`]).
+pub type AckWait = Arc<
+    dyn Fn(
+            Lsn,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = std::result::Result<(), String>> + Send>,
+        > + Send
+        + Sync,
+>;
 
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
@@ -116,6 +134,7 @@ impl Store {
                 ),
             ));
         }
+        let store_id = crate::replication::load_or_create_store_id(&paths.root)?;
         let recovered = recovery::recover(&paths, &config.summary_limits)?;
         let replayed = recovered.replayed;
         let journal = JournalWriter::open(
@@ -126,7 +145,13 @@ impl Store {
         let packs = PackWriter::open(&paths.blobs_dir(), config.pack_bytes_max)?;
         let notifier = Arc::new(Notifier::default());
         let stats = Arc::new(Stats::default());
+        stats.durable_lsn.store(
+            recovered.next_lsn.saturating_sub(1),
+            std::sync::atomic::Ordering::Release,
+        );
+        let read_only = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = Writer {
+            read_only: read_only.clone(),
             paths: paths.clone(),
             config: WriterConfig {
                 batch_intents_max: config.batch_intents_max,
@@ -167,6 +192,9 @@ impl Store {
                 damaged: crate::repair_queue::RepairQueue::new(
                     crate::repair_queue::REPAIR_QUEUE_MAX,
                 ),
+                read_only,
+                store_id,
+                ack_wait: std::sync::RwLock::new(None),
                 _lock: lock,
             }),
         };
@@ -176,6 +204,61 @@ impl Store {
             .replayed
             .store(replayed, std::sync::atomic::Ordering::Relaxed);
         Ok(store)
+    }
+
+    /// This data directory's identity (replication names the primary it
+    /// follows by it).
+    pub fn store_id(&self) -> &str {
+        &self.inner.store_id
+    }
+
+    /// Makes the store take only replication, repairs and garbage collection
+    /// (a replica), or everything again (a primary).
+    pub fn set_read_only(&self, read_only: bool) {
+        self.inner
+            .read_only
+            .store(read_only, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        self.inner
+            .read_only
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The last LSN that is durable.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.inner
+            .stats
+            .durable_lsn
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Bumped after every durable batch.
+    pub fn watch_durable(&self) -> watch::Receiver<u64> {
+        self.inner
+            .notifier
+            .subscribe(crate::writer::DURABLE_WATCH_KEY)
+    }
+
+    /// Where this server stands as a replica (`None`: it never was one).
+    pub fn replica_position(&self) -> Result<Option<directory::ReplicaPosition>> {
+        self.with_server(directory::replica_position)
+    }
+
+    /// Reads the journal from `from_lsn` on (see [`crate::replication::JournalCursor`]).
+    pub fn journal_cursor(&self, from_lsn: Lsn) -> Result<crate::replication::JournalCursor> {
+        crate::replication::JournalCursor::open(&self.inner.paths.journal_dir(), from_lsn)
+    }
+
+    /// A user's stored password hash (replication compares it, never logs it).
+    pub fn password_hash(&self, user: &str) -> Result<Option<String>> {
+        self.with_server(|c| directory::password_hash(c, user))
+    }
+
+    /// Whether a blob with this hash is stored here (it may still be damaged).
+    pub fn has_blob(&self, hash: &BlobHash) -> Result<bool> {
+        self.with_server(|conn| Ok(directory::blob_location(conn, hash)?.is_some()))
     }
 
     /// Writer counters (batches, records, intents).
@@ -223,7 +306,7 @@ impl Store {
                 count
             ];
         }
-        answer.await.unwrap_or_else(|_| {
+        let results = answer.await.unwrap_or_else(|_| {
             vec![
                 Err(StoreError::new(
                     ErrorKind::Unavailable,
@@ -231,7 +314,41 @@ impl Store {
                 ));
                 count
             ]
-        })
+        });
+        let wait = self
+            .inner
+            .ack_wait
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        match wait {
+            Some(wait) if results.iter().any(|r| r.is_ok()) => {
+                // The durable LSN now covers this request's batch (it is set
+                // before callers are answered); waiting for it may wait for a
+                // later batch too, never for less.
+                match wait(self.durable_lsn()).await {
+                    Ok(()) => results,
+                    Err(why) => results
+                        .into_iter()
+                        .map(|r| r.and(Err(StoreError::new(ErrorKind::Unavailable, why.clone()))))
+                        .collect(),
+                }
+            }
+            _ => results,
+        }
+    }
+
+    /// Makes [`submit`](Self::submit) answer a change only once `wait` says
+    /// the replica holds it too (synchronous replication); a change the
+    /// replica does not confirm in time is answered `Unavailable` (it is
+    /// durable here, and shipped later: a client that retries may store it
+    /// twice, which is the price of never acknowledging what one disk holds).
+    pub fn set_ack_wait(&self, wait: Option<AckWait>) {
+        *self
+            .inner
+            .ack_wait
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = wait;
     }
 
     /// Like [`submit`](Self::submit), for callers outside an async runtime.

@@ -93,6 +93,9 @@ pub struct Writer {
     /// The user an `AddUser` being planned creates (its index may be created).
     pub creating_user: Option<String>,
     pub stats: Arc<Stats>,
+    /// Set while this server is a replica: only replication, repairs of
+    /// derived data and garbage collection are taken.
+    pub read_only: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The writer's open connection to one user's index.
@@ -117,6 +120,8 @@ pub struct Stats {
     pub replayed: std::sync::atomic::AtomicU64,
     /// Requests sent to the writer and not yet answered (the write backlog).
     pub waiting: std::sync::atomic::AtomicU64,
+    /// The last LSN that is durable (what replication may ship).
+    pub durable_lsn: std::sync::atomic::AtomicU64,
 }
 
 /// State of the batch being built.
@@ -276,6 +281,12 @@ impl Writer {
                     // reference counts. Stop taking changes; replay at restart repairs it.
                     tracing::error!(event = "store_failed", error = %e, "an index commit failed after the journal fsync; the store refuses further changes until restarted, which replays the journal");
                     self.failed = Some(e);
+                }
+                if let Some(last) = batch.entries.last() {
+                    self.stats
+                        .durable_lsn
+                        .store(last.lsn, std::sync::atomic::Ordering::Release);
+                    self.notifier.notify(DURABLE_WATCH_KEY);
                 }
                 if batch.entries.iter().any(|e| e.record.is_sms()) {
                     self.notifier.notify(SMS_WATCH_KEY);
@@ -446,7 +457,7 @@ impl Writer {
                         .ok_or_else(|| StoreError::corrupt("imported post without incident"))?
                 }
                 None => {
-                    let incident = batch.first_lsn + batch.entries.len() as Lsn;
+                    let incident = self.new_id(batch)?;
                     let state = if last_index == 0 {
                         status::State::Resolved
                     } else {
@@ -484,7 +495,7 @@ impl Writer {
                 status::validate_author(&post.author)
                     .and_then(|()| status::validate_text(&post.text))
                     .map_err(|e| StoreError::invalid(format!("line {}: {e}", post.line)))?;
-                let id = batch.first_lsn + batch.entries.len() as Lsn;
+                let id = self.new_id(batch)?;
                 self.emit(
                     batch,
                     Record::StatusPosted {
@@ -744,6 +755,26 @@ impl Writer {
     /// way, its index changes and records are undone and its neighbours in the
     /// batch are untouched.
     fn plan_contained(&mut self, batch: &mut Batch, intent: &Intent) -> Result<Outcome> {
+        let read_only = self.read_only.load(std::sync::atomic::Ordering::Acquire);
+        match intent {
+            Intent::Replicate { .. } if !read_only => {
+                return Err(StoreError::new(
+                    ErrorKind::Conflict,
+                    "this server is not a replica: it takes no other server's records",
+                ));
+            }
+            Intent::Replicate { .. }
+            | Intent::Repair { .. }
+            | Intent::CollectGarbage { .. }
+            | Intent::RestoreBlob { .. } => {}
+            _ if read_only => {
+                return Err(StoreError::new(
+                    ErrorKind::ReadOnly,
+                    "this server is a replica: changes are made on the primary",
+                ));
+            }
+            _ => {}
+        }
         let user = intent_user(intent);
         if let Some(user) = user
             && !matches!(intent, Intent::AddUser { .. })
@@ -1062,6 +1093,33 @@ impl Writer {
                 })
             }
             Intent::CollectGarbage { bytes_max } => self.collect_garbage(batch, *bytes_max),
+            Intent::Replicate {
+                source,
+                after,
+                upto,
+                id_floor,
+                records,
+                blobs,
+                lost,
+            } => self.replicate(
+                batch, source, *after, *upto, *id_floor, records, blobs, lost,
+            ),
+            Intent::RestoreBlob { message } => {
+                let intact = match directory::blob_location(&self.server, &message.hash)? {
+                    Some(location) => {
+                        blobs::read_blob(&self.paths.blobs_dir(), &message.hash, location).is_ok()
+                    }
+                    None => false,
+                };
+                if intact || batch.new_blobs.contains_key(&message.hash) {
+                    return Ok(Outcome::Done);
+                }
+                let location = self.append_blob(batch, &message.hash, &message.raw)?;
+                batch.new_blobs.insert(message.hash, location);
+                self.emit_blob_stored(batch, message.hash, location)?;
+                tracing::warn!(event = "blob_restored", blob = %message.hash.to_hex(), "a missing or damaged message content was stored again from the other server");
+                Ok(Outcome::Done)
+            }
             Intent::QueueSms {
                 to,
                 text,
@@ -1081,7 +1139,7 @@ impl Writer {
                     }
                 }
                 // The id is the record's LSN: unique, and in queueing order.
-                let id = batch.first_lsn + batch.entries.len() as Lsn;
+                let id = self.new_id(batch)?;
                 self.emit(
                     batch,
                     Record::SmsQueued {
@@ -1206,7 +1264,7 @@ impl Writer {
                 text,
                 at,
             } => {
-                let incident = batch.first_lsn + batch.entries.len() as Lsn;
+                let incident = self.new_id(batch)?;
                 self.emit(
                     batch,
                     Record::StatusOpened {
@@ -1240,7 +1298,7 @@ impl Writer {
                 if directory::status_incident(&self.server, *incident)?.is_none() {
                     return Err(StoreError::not_found(format!("no incident {incident}")));
                 }
-                let post = batch.first_lsn + batch.entries.len() as Lsn;
+                let post = self.new_id(batch)?;
                 self.emit(
                     batch,
                     Record::StatusPosted {
@@ -1420,6 +1478,18 @@ impl Writer {
                 }
                 for fix in fixes {
                     match fix {
+                        crate::intent::Fix::RestateFlags { mailbox, messages }
+                            if self.read_only.load(std::sync::atomic::Ordering::Acquire) =>
+                        {
+                            // A replica writes no records of its own: its journal holds
+                            // the primary's. The flags go back to what that journal
+                            // says, at the MODSEQs it gave them; no client wrote here.
+                            index::set_flags_keeping_modseq(
+                                self.user_conn(batch, user)?,
+                                mailbox,
+                                messages,
+                            )?;
+                        }
                         crate::intent::Fix::RestateFlags { mailbox, messages } => {
                             let info =
                                 self.mailbox_ref(batch, user, &MailboxRef::Id(mailbox.clone()))?;
@@ -1600,6 +1670,157 @@ impl Writer {
     }
 
     /// Records where a blob of this batch was written.
+    /// A new id for an incident, post, SMS or subscriber: the LSN of the record
+    /// that creates it, raised above every id a former primary may have handed
+    /// out (`Record::Replicated`'s floor), so a promoted replica never reuses one.
+    fn new_id(&self, batch: &Batch) -> Result<u64> {
+        let lsn = batch.first_lsn + batch.entries.len() as Lsn;
+        let floor = directory::replica_position(&self.server)?.map_or(0, |p| p.id_floor);
+        Ok(lsn.max(floor))
+    }
+
+    /// Applies a primary's records (see `Intent::Replicate`). Checked before
+    /// anything is emitted; a failure half way stops the whole batch (the
+    /// records touch many users, beyond one intent's savepoints).
+    #[allow(clippy::too_many_arguments)]
+    fn replicate(
+        &mut self,
+        batch: &mut Batch,
+        source: &str,
+        after: Lsn,
+        upto: Lsn,
+        id_floor: u64,
+        records: &[Record],
+        blobs: &HashMap<BlobHash, Arc<Prepared>>,
+        lost: &[BlobHash],
+    ) -> Result<Outcome> {
+        let at = match directory::replica_position(&self.server)? {
+            Some(p) if p.source == source => p.upto,
+            Some(p) => {
+                return Err(StoreError::new(
+                    ErrorKind::Conflict,
+                    format!(
+                        "this replica holds the records of {}, not of {source}",
+                        p.source
+                    ),
+                ));
+            }
+            None => 0,
+        };
+        if upto <= at {
+            return Ok(Outcome::Done);
+        }
+        if after != at {
+            return Err(StoreError::new(
+                ErrorKind::Conflict,
+                format!("this replica is at LSN {at} of {source}, the batch starts after {after}"),
+            ));
+        }
+        for record in records {
+            if let Record::MessageAdded { blob, .. } = record
+                && !blobs.contains_key(blob)
+                && !lost.contains(blob)
+                && !batch.new_blobs.contains_key(blob)
+                && directory::blob_location(&self.server, blob)?.is_none()
+            {
+                return Err(StoreError::new(
+                    ErrorKind::Conflict,
+                    format!("the content {} was not sent", blob.to_hex()),
+                ));
+            }
+        }
+        let applied = self.apply_replicated(batch, records, blobs);
+        if let Err(e) = &applied {
+            batch.fatal.get_or_insert(e.clone());
+        }
+        applied?;
+        self.emit(
+            batch,
+            Record::Replicated {
+                source: source.to_string(),
+                upto,
+                id_floor,
+            },
+            None,
+        )?;
+        Ok(Outcome::Done)
+    }
+
+    fn apply_replicated(
+        &mut self,
+        batch: &mut Batch,
+        records: &[Record],
+        blobs: &HashMap<BlobHash, Arc<Prepared>>,
+    ) -> Result<()> {
+        // Contents this side already had, parsed once per batch.
+        let mut local: HashMap<BlobHash, Arc<Prepared>> = HashMap::new();
+        for record in records {
+            if record.is_local() {
+                continue;
+            }
+            match record {
+                Record::MessageAdded { blob, .. } => {
+                    let prepared = match blobs.get(blob) {
+                        Some(prepared) => {
+                            if !batch.new_blobs.contains_key(blob)
+                                && directory::blob_location(&self.server, blob)?.is_none()
+                            {
+                                let location = self.append_blob(batch, blob, &prepared.raw)?;
+                                batch.new_blobs.insert(*blob, location);
+                                self.emit_blob_stored(batch, *blob, location)?;
+                            }
+                            prepared.clone()
+                        }
+                        None => match local.get(blob) {
+                            Some(prepared) => prepared.clone(),
+                            None => {
+                                let parsed = self.read_local(blob);
+                                local.insert(*blob, parsed.clone());
+                                parsed
+                            }
+                        },
+                    };
+                    let summary = (&prepared.summary, prepared.summary_json.as_slice());
+                    self.emit(batch, record.clone(), Some(summary))?;
+                }
+                Record::UserAdded { user, .. } => {
+                    self.creating_user = Some(user.clone());
+                    self.emit(batch, record.clone(), None)?;
+                }
+                Record::UserDeleted { user } => {
+                    self.emit(batch, record.clone(), None)?;
+                    batch.deleted_users.push(user.clone());
+                }
+                _ => self.emit(batch, record.clone(), None)?,
+            }
+        }
+        self.creating_user = None;
+        Ok(())
+    }
+
+    /// A blob this server already holds, parsed for a replicated message's
+    /// cache entry. One that cannot be read is logged and, like in recovery,
+    /// the message is indexed anyway (its body answers `NO [UNAVAILABLE]`, and
+    /// `replication check --repair` fetches it from the primary).
+    fn read_local(&self, hash: &BlobHash) -> Arc<Prepared> {
+        let read = directory::blob_location(&self.server, hash).and_then(|location| {
+            let location = location.ok_or_else(|| StoreError::not_found("blob not indexed"))?;
+            blobs::read_blob(&self.paths.blobs_dir(), hash, location)
+        });
+        let raw = read.unwrap_or_else(|e| {
+            tracing::error!(event = "replicate_blob_unreadable", blob = %hash.to_hex(), error = %e, "a replicated message's content is unreadable here; indexed anyway");
+            Vec::new()
+        });
+        let summary = mime::summarize(&raw, &self.config.summary_limits);
+        // Empty: the index encodes the summary itself.
+        Arc::new(Prepared {
+            raw: Vec::new(),
+            hash: *hash,
+            summary,
+            summary_json: Vec::new(),
+        })
+    }
+
     fn emit_blob_stored(
         &mut self,
         batch: &mut Batch,
@@ -1989,6 +2210,8 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         Intent::SetAlias { .. }
         | Intent::RemoveAlias { .. }
         | Intent::CollectGarbage { .. }
+        | Intent::Replicate { .. }
+        | Intent::RestoreBlob { .. }
         | Intent::QueueSms { .. }
         | Intent::SetSmsAlert { .. }
         | Intent::SetQuota { .. }
@@ -2021,6 +2244,8 @@ const SMS_REASON_BYTES_MAX: usize = 1000;
 pub const SMS_WATCH_KEY: &str = "\0sms";
 /// The notifier key that wakes the status notice sender.
 pub const NOTICE_WATCH_KEY: &str = "\0notice";
+/// Watch key bumped after every durable batch (the replication shipper waits on it).
+pub const DURABLE_WATCH_KEY: &str = "\0durable";
 
 /// An outbox entry's fields as the store keeps them: `to` in E.164 (`+`, then 7
 /// to 15 digits, the first not 0), a text that is not empty or too long, a short

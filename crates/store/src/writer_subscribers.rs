@@ -4,7 +4,7 @@
 use super::{Batch, Writer, bounded, validate_sms};
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::intent::{NoticeOutcome, Outcome, SubscribeLimits};
-use crate::record::{Lsn, Record};
+use crate::record::Record;
 use crate::subscribers::{self, CONFIRM_SECONDS_MAX};
 
 /// Longest email address (RFC 5321's path limit less the brackets).
@@ -138,7 +138,7 @@ impl Writer {
                 ),
             ));
         }
-        let id = batch.first_lsn + batch.entries.len() as Lsn;
+        let id = self.new_id(batch)?;
         self.emit(
             batch,
             Record::SubscriberAdded {
@@ -233,7 +233,7 @@ impl Writer {
                     return Err(StoreError::invalid("an SMS notice for an email subscriber"));
                 }
                 validate_sms(&notice.address, text, "status")?;
-                let id = batch.first_lsn + batch.entries.len() as Lsn;
+                let id = self.new_id(batch)?;
                 self.emit(
                     batch,
                     Record::SmsQueued {
