@@ -287,7 +287,7 @@ class Server:
                 code = process.wait(timeout=STOP_TIMEOUT_S)
                 raise ServerError(f"server exited with {code} before ready; stdout={seen!r}\n{self.stderr_tail()}")
             seen.append(line)
-            m = re.fullmatch(r"postern: listening (imap|imaps|lmtp|smtp|http) (\S+):(\d+)", line)
+            m = re.fullmatch(r"postern: listening (imap|imaps|lmtp|smtp|http|replication) (\S+):(\d+)", line)
             if m:
                 self.ports[m.group(1)] = int(m.group(3))
                 self.listening.append((m.group(1), m.group(2), int(m.group(3))))

@@ -61,6 +61,10 @@ enum Command {
     /// logged-in user reads them, only the administrator sets them.
     #[command(subcommand)]
     Metadata(MetadataCommand),
+    /// Replication to a replica server (`[replication]`): status, promotion,
+    /// consistency check and repair, and an old primary's rejoin.
+    #[command(subcommand)]
+    Replication(ReplicationCommand),
     /// Check every index and cache entry against the journal and the message
     /// blobs, and repair what differs, online (throttled by `[reconstruct]
     /// max_read_mb_per_s`). Exit 0: nothing wrong or all repaired; 1: problems remain.
@@ -213,6 +217,40 @@ enum SpamCommand {
 }
 
 #[derive(Subcommand)]
+enum ReplicationCommand {
+    /// Role, epoch, link, lag (records and seconds) and totals shipped.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make this replica the primary at a new epoch. Refused while it knows
+    /// it is behind its primary, unless --force (which says what is lost).
+    Promote {
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare this server with the other by per-mailbox digests (UIDs,
+    /// flags, MODSEQs, content hashes, contents verified); exit 1 when they
+    /// differ. --repair repairs toward the side whose data verifies.
+    Check {
+        user: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        repair: bool,
+    },
+    /// With the server stopped, after a failover: set aside what this old
+    /// primary wrote that the new primary never received (messages as .eml
+    /// and a report, in data_dir/set-aside/), and start over as its replica.
+    Rejoin {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum MetadataCommand {
     /// Set ENTRY (a name below /shared/, e.g. /shared/admin) to VALUE, or
     /// remove it with --remove.
@@ -343,6 +381,26 @@ enum ConfigCommand {
     Check,
 }
 
+/// `replication rejoin`: offline (the store lock proves the server is stopped).
+fn rejoin(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let report = server::replication::rejoin::rejoin(config)?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        let records: u64 = report.records.values().sum();
+        println!(
+            "set aside in {}: {records} records the new primary never received ({} messages written out as .eml), and the old store",
+            report.set_aside.display(),
+            report.messages.len()
+        );
+        println!(
+            "this server is now an empty replica at epoch {}: start it, and the primary fills it",
+            report.epoch
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -430,6 +488,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alias(AliasCommand::List) => AdminCommand::AliasList,
         Command::Mailbox(MailboxCommand::List { user }) => AdminCommand::MailboxList { user },
         Command::Store(StoreCommand::Gc { bytes_max }) => AdminCommand::Gc { bytes_max },
+        Command::Replication(ReplicationCommand::Status { json }) => {
+            AdminCommand::ReplicationStatus { json }
+        }
+        Command::Replication(ReplicationCommand::Promote { force, json }) => {
+            AdminCommand::ReplicationPromote { force, json }
+        }
+        Command::Replication(ReplicationCommand::Check { user, json, repair }) => {
+            AdminCommand::ReplicationCheck { user, json, repair }
+        }
+        Command::Replication(ReplicationCommand::Rejoin { json }) => {
+            return rejoin(&config, json);
+        }
         Command::Spam(SpamCommand::Runs { json }) => AdminCommand::SpamRuns { json },
         Command::Spam(SpamCommand::Blocks { json }) => AdminCommand::SpamBlocks { json },
         Command::Spam(SpamCommand::Block { key, reason }) => {

@@ -119,6 +119,7 @@ python_test_files! {
     metadata => "test_metadata.py",
     catenate => "test_catenate.py",
     reconstruct => "test_reconstruct.py",
+    replication => "test_replication.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",
     status => "test_status.py",

@@ -118,6 +118,19 @@ pub enum AdminCommand {
     SpamUnblock {
         key: String,
     },
+    /// Replication (`[replication]`): where this server stands.
+    ReplicationStatus {
+        json: bool,
+    },
+    ReplicationPromote {
+        force: bool,
+        json: bool,
+    },
+    ReplicationCheck {
+        user: Option<String>,
+        json: bool,
+        repair: bool,
+    },
     /// Sets (`value: None`: removes) a shared server annotation (IMAP
     /// METADATA on mailbox `""`), which every logged-in user reads.
     MetadataSet {
@@ -237,9 +250,11 @@ impl AdminOutput {
         let exit = match error.kind {
             ErrorKind::NotFound => EX_NOUSER,
             ErrorKind::Invalid | ErrorKind::AlreadyExists => EX_DATAERR,
-            ErrorKind::Io | ErrorKind::Unavailable | ErrorKind::OverQuota | ErrorKind::Conflict => {
-                EX_TEMPFAIL
-            }
+            ErrorKind::Io
+            | ErrorKind::Unavailable
+            | ErrorKind::OverQuota
+            | ErrorKind::Conflict
+            | ErrorKind::ReadOnly => EX_TEMPFAIL,
             ErrorKind::Corrupt => EX_SOFTWARE,
         };
         AdminOutput::fail(exit, format!("error: {error}\n"))
@@ -302,6 +317,8 @@ pub struct AdminContext {
     pub subscribers_max: u64,
     /// `[imap] metadata_max_value_bytes` and `metadata_max_entries`.
     pub metadata_limits: store::MetadataLimits,
+    /// Replication, in a running server with `[replication]`.
+    pub replication: Option<std::sync::Arc<crate::replication::Replication>>,
 }
 
 impl AdminContext {
@@ -323,6 +340,7 @@ impl AdminContext {
                     entries_max: imap.metadata_max_entries,
                 }
             },
+            replication: None,
         }
     }
 }
@@ -908,6 +926,11 @@ pub fn execute_with_progress(
         | AdminCommand::TokenAdd { .. }
         | AdminCommand::TokenList
         | AdminCommand::TokenRevoke { .. } => status_command(store, command),
+        AdminCommand::ReplicationStatus { .. }
+        | AdminCommand::ReplicationPromote { .. }
+        | AdminCommand::ReplicationCheck { .. } => {
+            crate::replication::admin::execute(&context, command)
+        }
         AdminCommand::SpamRuns { json } => crate::spam_admin::runs_output(&context, json),
         AdminCommand::SpamBlocks { json } => crate::spam_admin::blocks_output(store, json),
         AdminCommand::SpamBlock { key, reason } => {
@@ -1163,6 +1186,9 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::SpamBlocks { .. } => "spam blocks",
         AdminCommand::SpamBlock { .. } => "spam block",
         AdminCommand::SpamUnblock { .. } => "spam unblock",
+        AdminCommand::ReplicationStatus { .. } => "replication status",
+        AdminCommand::ReplicationPromote { .. } => "replication promote",
+        AdminCommand::ReplicationCheck { .. } => "replication check",
         AdminCommand::MetadataSet { .. } => "metadata set",
         AdminCommand::MetadataGet { .. } => "metadata get",
         AdminCommand::SubscriberList { .. } => "status subscriber list",

@@ -38,6 +38,71 @@ pub struct Config {
     /// Mail the server sends itself (status notices) through a relay; none
     /// without the section.
     pub mail_out: Option<MailOutSection>,
+    /// A replica of this server (`replication.rs`); none without the section.
+    pub replication: Option<ReplicationSection>,
+}
+
+/// `[replication]`: this server and its replica (see `replication.rs`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicationSection {
+    /// The role at the first start; a promotion or a rejoin writes the
+    /// role (and epoch) into `replication/state.json`, which overrides it.
+    pub role: ReplicationRole,
+    /// Where a replica accepts its primary, "ip:port" ("" for none).
+    pub listen: String,
+    /// Where a primary finds its replica: the other server's `listen`.
+    pub replica: String,
+    /// Shared by both servers; each proves it over the TLS link.
+    pub secret: Redacted,
+    pub sync: ReplicationSync,
+    /// Replication traffic (records and contents) at most this fast.
+    pub max_mb_per_s: u64,
+    /// With `sync = "before-ack"`: how long a change waits for the replica
+    /// before it is answered with a temporary failure.
+    pub ack_timeout_ms: u64,
+    /// Records and bytes of records shipped in one batch at most.
+    pub batch_records_max: usize,
+    pub batch_bytes_max: usize,
+    /// A primary with a replica configured takes no writes after start until
+    /// it has spoken to the replica (which may know of a newer primary), or
+    /// this long has passed.
+    pub startup_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationRole {
+    #[default]
+    Primary,
+    Replica,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReplicationSync {
+    /// A change is answered once it is durable here; the replica follows.
+    #[default]
+    Async,
+    /// A change is answered once the replica has it durably too.
+    BeforeAck,
+}
+
+impl Default for ReplicationSection {
+    fn default() -> Self {
+        ReplicationSection {
+            role: ReplicationRole::Primary,
+            listen: String::new(),
+            replica: String::new(),
+            secret: Redacted::default(),
+            sync: ReplicationSync::Async,
+            max_mb_per_s: 100,
+            ack_timeout_ms: 5000,
+            batch_records_max: 4096,
+            batch_bytes_max: 8 * 1024 * 1024,
+            startup_wait_ms: 5000,
+        }
+    }
 }
 
 /// Outgoing mail (`[mail_out]`): how status notices and subscription
@@ -636,6 +701,7 @@ impl Default for Config {
             reconstruct: ReconstructSection::default(),
             http: Some(HttpSection::default()),
             mail_out: None,
+            replication: None,
         }
     }
 }
@@ -946,6 +1012,37 @@ messages = 0
 # retry_first_secs doubling to an hour) before it is recorded as failed.
 # attempts_max = 20
 # retry_first_secs = 30
+
+# A replica of this server: the primary streams every change (journal records
+# and the message contents the replica lacks) over TLS; the replica applies
+# them and serves IMAP read-only, answers deliveries with 451, and can be
+# promoted (`postern replication promote`). Off without this section. Give
+# both servers both addresses, so that they can swap roles after a failover.
+# [replication]
+# "primary" or "replica", at the first start (a promotion or a rejoin then
+# records the role, with an epoch, in replication/state.json).
+# role = "primary"
+# Where this server accepts its primary while it is a replica ("ip:port").
+# listen = ""
+# The other server's listen address, where this server ships while primary.
+# replica = ""
+# Shared secret (at least 16 characters; both ends prove it over TLS).
+# secret = ""
+# "async": a change is answered once durable here (a primary lost with its
+# disk loses what the replica had not received yet). "before-ack": answered
+# once the replica has it durably too (each change waits a round trip).
+# sync = "async"
+# Replication traffic at most this fast, so a backlog never floods disk or net.
+# max_mb_per_s = 100
+# With before-ack: a change the replica has not confirmed in this long is
+# answered with a temporary failure (it is kept here and shipped later).
+# ack_timeout_ms = 5000
+# At most this many records, and bytes of records, per shipped batch.
+# batch_records_max = 4096
+# batch_bytes_max = 8388608
+# A primary takes no writes after start until it has spoken to its replica
+# (which may have been promoted meanwhile), or this long has passed.
+# startup_wait_ms = 5000
 "#;
 
 /// Reads a config file. Errors name the file, the line and the key.
@@ -1161,7 +1258,33 @@ fn validate_spam(spam: &SpamSection) -> Result<(), String> {
     Ok(())
 }
 
+fn validate_replication(r: &ReplicationSection) -> Result<(), String> {
+    if r.secret.0.chars().count() < 16 {
+        return Err("[replication] secret must be at least 16 characters".into());
+    }
+    for (key, value) in [("listen", &r.listen), ("replica", &r.replica)] {
+        if !value.is_empty() && value.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "[replication] {key} {value:?} must be \"ip:port\", like \"127.0.0.1:7600\""
+            ));
+        }
+    }
+    if r.role == ReplicationRole::Replica && r.listen.is_empty() {
+        return Err("[replication] a replica needs listen (where its primary connects)".into());
+    }
+    if r.max_mb_per_s == 0 || r.batch_records_max == 0 || r.batch_bytes_max < 4096 {
+        return Err(
+            "[replication] max_mb_per_s and batch_records_max must be at least 1, batch_bytes_max at least 4096"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
 fn validate(config: &Config) -> Result<(), String> {
+    if let Some(replication) = &config.replication {
+        validate_replication(replication)?;
+    }
     if let Some(mail) = &config.mail_out {
         validate_mail_out(mail)?;
     }
@@ -1236,11 +1359,53 @@ mod tests {
     }
 
     #[test]
+    fn the_commented_replication_section_is_its_defaults_and_is_checked() {
+        let section = DEFAULT_CONFIG
+            .split("# [replication]\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("the default config shows [replication]");
+        let uncommented: String = section
+            .lines()
+            .filter(|l| l.starts_with("# ") && l.contains(" = "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect::<String>()
+            .replace("secret = \"\"", "secret = \"0123456789abcdef\"");
+        let config = parse(&format!("[replication]\n{uncommented}")).expect("parses");
+        assert_eq!(
+            config.replication,
+            Some(ReplicationSection {
+                secret: Redacted("0123456789abcdef".into()),
+                ..ReplicationSection::default()
+            })
+        );
+        for (text, wanted) in [
+            ("secret = \"short\"", "secret"),
+            (
+                "secret = \"0123456789abcdef\"\nrole = \"replica\"",
+                "listen",
+            ),
+            (
+                "secret = \"0123456789abcdef\"\nreplica = \"somewhere\"",
+                "replica",
+            ),
+            (
+                "secret = \"0123456789abcdef\"\nmax_mb_per_s = 0",
+                "max_mb_per_s",
+            ),
+        ] {
+            let error = parse(&format!("[replication]\n{text}")).expect_err(text);
+            assert!(error.contains(wanted), "{text}: {error}");
+        }
+    }
+
+    #[test]
     fn the_commented_mail_out_section_is_its_defaults_and_is_checked() {
         // Uncommenting the printed section (with a From) gives the defaults.
         let section = DEFAULT_CONFIG
             .split("# [mail_out]\n")
             .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
             .expect("the default config shows [mail_out]");
         let uncommented: String = section
             .lines()

@@ -18,6 +18,7 @@ pub mod mail_out;
 pub mod metrics;
 pub mod open_files;
 pub mod repair;
+pub mod replication;
 pub mod sms;
 pub mod spam_admin;
 pub mod subscribers;
@@ -54,6 +55,8 @@ pub enum Service {
     Smtp,
     /// The status page and APIs (`http.rs`); served by axum, not the accept loops.
     Http,
+    /// Where a replica accepts its primary (`replication`).
+    Replication,
 }
 
 impl Service {
@@ -64,6 +67,7 @@ impl Service {
             Service::Lmtp => "lmtp",
             Service::Smtp => "smtp",
             Service::Http => "http",
+            Service::Replication => "replication",
         }
     }
 }
@@ -336,6 +340,20 @@ pub async fn run(
     };
     let mut admin_context = admin::AdminContext::new(&config);
     admin_context.inbound = inbound.clone();
+    if let Some(section) = &config.replication {
+        let (replication, listening) = replication::Replication::start(
+            store.clone(),
+            section.clone(),
+            config.data_dir.clone(),
+            acceptor.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        if let Some(address) = listening {
+            bound.push((Service::Replication, address));
+        }
+        admin_context.replication = Some(replication);
+    }
 
     let admin_path = admin::socket_path(&config.data_dir);
     let admin_listener = admin::bind_socket(&admin_path)?;
@@ -573,8 +591,9 @@ impl Services {
                     tracing::info!(event = "smtp_io_error", %peer, error = %e);
                 }
             }
-            // Served by axum (`http.rs`); its listeners never reach here.
-            Service::Http => {}
+            // Served by axum (`http.rs`) and by `replication`; their
+            // listeners never reach here.
+            Service::Http | Service::Replication => {}
         }
     }
 
@@ -592,7 +611,7 @@ impl Services {
             }
             Service::Lmtp => delivery::refuse(stream, peer, Arc::clone(&self.lmtp), &text).await,
             Service::Smtp => delivery::refuse(stream, peer, Arc::clone(&self.smtp), &text).await,
-            Service::Http => {}
+            Service::Http | Service::Replication => {}
         }
     }
 }

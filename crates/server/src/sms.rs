@@ -92,6 +92,10 @@ fn unix_seconds(time: SystemTime) -> i64 {
 
 impl Outbox for StoreOutbox {
     fn next_due(&self, now: SystemTime, max: usize) -> Vec<OutgoingSms> {
+        if self.store.is_read_only() {
+            // A replica sends nothing: its primary does, and records it.
+            return Vec::new();
+        }
         let mut leased = self.leased();
         let due = match self.store.sms_due(unix_seconds(now), max + leased.len()) {
             Ok(due) => due,
