@@ -76,12 +76,12 @@ class Pair:
         self.primary_port = free_port()
         self.replica_port = free_port()
         self.replica = Server(
-            extra_toml=replication_toml("replica", self.replica_port, self.primary_port, **options)
+            http={}, extra_toml=replication_toml("replica", self.replica_port, self.primary_port, **options)
         )
         test.addCleanup(self.replica.cleanup)
         self.replica.start()
         self.primary = Server(
-            extra_toml=replication_toml("primary", self.primary_port, self.replica_port, **options)
+            http={}, extra_toml=replication_toml("primary", self.primary_port, self.replica_port, **options)
         )
         test.addCleanup(self.primary.cleanup)
         self.primary.start()
@@ -176,6 +176,13 @@ class ReplicationTest(unittest.TestCase):
         self.assertGreater(ps["shipped_records"], 40)
         # A content the replica holds is never sent again: moves ship none.
         self.assertEqual(ps["shipped_blobs"], blobs_before, ps)
+        self.assertGreater(ps["lag_ms"]["samples"], 0, ps)
+        self.assertLessEqual(ps["lag_ms"]["p50"], ps["lag_ms"]["max"])
+        metrics = p.http("GET", "/metrics").text()
+        self.assertIn("postern_replication_primary 1", metrics)
+        self.assertIn("postern_replication_lag_records 0", metrics)
+        self.assertIn(f"postern_replication_shipped_records_total {ps['shipped_records']}", metrics)
+        self.assertIn("postern_replication_primary 0", r.http("GET", "/metrics").text())
 
     def test_a_replica_killed_mid_stream_catches_up(self) -> None:
         pair = Pair(self)

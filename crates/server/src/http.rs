@@ -408,6 +408,40 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         stats.records.load(Relaxed),
         state.store.repair_queue().len(),
     );
+    if let Some(replication) = &state.admin.replication {
+        let status = replication.status();
+        let primary = u8::from(status.role == crate::config::ReplicationRole::Primary);
+        let _ = writeln!(
+            out,
+            "# HELP postern_replication_primary 1 while this server is the primary, 0 while a replica.\n\
+             # TYPE postern_replication_primary gauge\n\
+             postern_replication_primary {primary}\n\
+             # HELP postern_replication_connected 1 while the link to the other server is up.\n\
+             # TYPE postern_replication_connected gauge\n\
+             postern_replication_connected {}\n\
+             # HELP postern_replication_lag_records Records the replica does not hold yet.\n\
+             # TYPE postern_replication_lag_records gauge\n\
+             postern_replication_lag_records {}\n\
+             # HELP postern_replication_lag_seconds How long the replica has been behind.\n\
+             # TYPE postern_replication_lag_seconds gauge\n\
+             postern_replication_lag_seconds {}\n\
+             # HELP postern_replication_shipped_records_total Records shipped to the replica.\n\
+             # TYPE postern_replication_shipped_records_total counter\n\
+             postern_replication_shipped_records_total {}\n\
+             # HELP postern_replication_shipped_bytes_total Bytes shipped to the replica (records and contents).\n\
+             # TYPE postern_replication_shipped_bytes_total counter\n\
+             postern_replication_shipped_bytes_total {}\n\
+             # HELP postern_replication_received_records_total Records applied from the primary.\n\
+             # TYPE postern_replication_received_records_total counter\n\
+             postern_replication_received_records_total {}",
+            u8::from(status.connected),
+            status.lag_records,
+            status.lag_seconds,
+            status.shipped_records,
+            status.shipped_bytes,
+            status.received_records,
+        );
+    }
     if let Some(inbound) = &state.admin.inbound {
         let dns = inbound.dns_stats();
         let active = inbound.runs().iter().filter(|r| r.active).count();

@@ -54,6 +54,11 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_MIN: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(10);
+/// Lag samples kept for the percentiles of `status`, and commits remembered
+/// while the replica is behind (older ones are dropped: the lag is then
+/// measured from the oldest kept, which only understates a backlog's age in
+/// `lag_ms`, never in `lag_records`).
+const LAG_SAMPLES_MAX: usize = 100_000;
 
 /// What `state.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,7 +144,20 @@ pub struct Replication {
     link: Mutex<Option<Arc<Link>>>,
     /// Why the last link attempt failed, for `status`.
     last_error: Mutex<Option<String>>,
+    /// Primary: when each durable LSN was first seen, until the replica holds it.
+    seen_durable: Mutex<std::collections::VecDeque<(Lsn, std::time::Instant)>>,
+    /// Primary: replication lag of the latest batches, commit to the
+    /// replica's acknowledgement, in microseconds (the last `LAG_SAMPLES_MAX`).
+    lag_samples: Mutex<std::collections::VecDeque<u64>>,
     tls: tokio_rustls::TlsAcceptor,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LagPercentiles {
+    pub samples: usize,
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
 }
 
 /// Replication's view for `replication status`.
@@ -154,6 +172,9 @@ pub struct Status {
     pub durable_lsn: Lsn,
     pub lag_records: u64,
     pub lag_seconds: u64,
+    /// Primary: lag of recent changes, from their commit here to the
+    /// replica's acknowledgement (percentiles over the last 100,000 batches).
+    pub lag_ms: Option<LagPercentiles>,
     pub shipped_records: u64,
     pub shipped_bytes: u64,
     pub shipped_blobs: u64,
@@ -198,8 +219,11 @@ impl Replication {
             role_changed: watch::channel(0).0,
             link: Mutex::new(None),
             last_error: Mutex::new(None),
+            seen_durable: Mutex::new(Default::default()),
+            lag_samples: Mutex::new(Default::default()),
             tls,
         });
+        tokio::spawn(Arc::clone(&replication).observe_commits(shutdown.clone()));
         let mut bound = None;
         if !replication.config.listen.is_empty() {
             let listener = TcpListener::bind(&replication.config.listen)
@@ -340,6 +364,7 @@ impl Replication {
             durable_lsn: durable,
             lag_records,
             lag_seconds,
+            lag_ms: self.lag_percentiles(),
             shipped_records: c.shipped_records.load(Ordering::Relaxed),
             shipped_bytes: c.shipped_bytes.load(Ordering::Relaxed),
             shipped_blobs: c.shipped_blobs.load(Ordering::Relaxed),
@@ -354,6 +379,71 @@ impl Replication {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+        }
+    }
+
+    fn lag_percentiles(&self) -> Option<LagPercentiles> {
+        let mut samples: Vec<u64> = self
+            .lag_samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        if samples.is_empty() {
+            return None;
+        }
+        samples.sort_unstable();
+        let at = |q: f64| {
+            let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+            samples[i] as f64 / 1000.0
+        };
+        Some(LagPercentiles {
+            samples: samples.len(),
+            p50: at(0.50),
+            p99: at(0.99),
+            max: at(1.0),
+        })
+    }
+
+    /// Notes when each durable LSN appears (the writer wakes this on every
+    /// commit), so an acknowledgement can say how long a change took to reach
+    /// the replica.
+    async fn observe_commits(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut durable = self.store.watch_durable();
+        loop {
+            tokio::select! {
+                changed = durable.changed() => if changed.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+            if self.role() != ReplicationRole::Primary {
+                continue;
+            }
+            let lsn = self.store.durable_lsn();
+            let mut seen = self.seen_durable.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.back().is_none_or(|(last, _)| *last < lsn) {
+                if seen.len() >= LAG_SAMPLES_MAX {
+                    seen.pop_front();
+                }
+                seen.push_back((lsn, std::time::Instant::now()));
+            }
+        }
+    }
+
+    /// The replica holds everything up to `upto`: one lag sample per commit it covers.
+    fn note_acked(&self, upto: Lsn) {
+        let now = std::time::Instant::now();
+        let mut seen = self.seen_durable.lock().unwrap_or_else(|p| p.into_inner());
+        let mut samples = self.lag_samples.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((lsn, at)) = seen.front().copied() {
+            if lsn > upto {
+                break;
+            }
+            seen.pop_front();
+            if samples.len() >= LAG_SAMPLES_MAX {
+                samples.pop_front();
+            }
+            samples.push_back(now.duration_since(at).as_micros() as u64);
         }
     }
 
@@ -843,6 +933,10 @@ impl Replication {
         self.counters.connected.store(true, Ordering::Relaxed);
         self.counters.acked_lsn.store(after, Ordering::Relaxed);
         self.acked.send_replace(after);
+        self.seen_durable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(lsn, _)| *lsn > after);
         self.set_error(None);
         self.open_writes_if_primary("the replica answered");
         tracing::info!(event = "replication_link_up", end = "primary", replica = %self.config.replica, from = after + 1);
@@ -1001,6 +1095,7 @@ impl Replication {
                 .fetch_add(sent as u64 + blob_bytes, Ordering::Relaxed);
             c.acked_lsn.store(upto, Ordering::Relaxed);
             self.acked.send_replace(upto);
+            self.note_acked(upto);
             if upto >= store.durable_lsn() {
                 c.lag_since.store(0, Ordering::Relaxed);
             } else {
