@@ -739,10 +739,8 @@ impl Replication {
                         self.counters.lag_since.store(first_time, Ordering::Relaxed);
                     }
                     let mut want = Vec::new();
-                    let mut offered = HashSet::new();
                     for hex in &blobs {
                         let hash = parse_hash(hex)?;
-                        offered.insert(hash);
                         if !self.store.has_blob(&hash)? {
                             want.push(hex.clone());
                         }
@@ -751,39 +749,36 @@ impl Replication {
                         blobs: want.clone(),
                     }))
                     .await?;
-                    let mut contents: HashMap<BlobHash, Arc<store::Prepared>> = HashMap::new();
+                    let mut received: Vec<(BlobHash, Vec<u8>)> = Vec::new();
                     let mut lost = Vec::new();
+                    let mut asked = want.iter();
                     loop {
                         let frame = tokio::time::timeout(ANSWER_TIMEOUT, inbox.recv())
                             .await
                             .map_err(|_| anyhow::anyhow!("the primary stopped sending contents"))?
                             .ok_or_else(|| anyhow::anyhow!("the link closed"))?;
-                        match frame.msg {
-                            Msg::Blob { hash, lost: true } => lost.push(parse_hash(&hash)?),
-                            Msg::Blob { hash, lost: false } => {
-                                let hash = parse_hash(&hash)?;
-                                anyhow::ensure!(
-                                    offered.contains(&hash),
-                                    "the primary sent a content it did not offer"
-                                );
-                                let store = self.store.clone();
-                                let bytes = frame.payload;
-                                self.counters
-                                    .received_bytes
-                                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                                let prepared =
-                                    tokio::task::spawn_blocking(move || store.prepare(bytes))
-                                        .await?;
-                                anyhow::ensure!(
-                                    prepared.hash == hash,
-                                    "a content from the primary does not match its hash"
-                                );
-                                contents.insert(hash, prepared);
-                            }
+                        let blob_lost = match frame.msg {
+                            Msg::Blob { lost } => lost,
                             Msg::BlobsDone => break,
                             other => anyhow::bail!("unexpected {other:?} while receiving contents"),
+                        };
+                        let hash = parse_hash(asked.next().ok_or_else(|| {
+                            anyhow::anyhow!("the primary sent more contents than asked")
+                        })?)?;
+                        if blob_lost {
+                            lost.push(hash);
+                            continue;
                         }
+                        self.counters
+                            .received_bytes
+                            .fetch_add(frame.payload.len() as u64, Ordering::Relaxed);
+                        received.push((hash, frame.payload));
                     }
+                    anyhow::ensure!(
+                        asked.next().is_none(),
+                        "the primary sent fewer contents than asked"
+                    );
+                    let contents = self.prepare_all(received).await?;
                     let count = records.len() as u64;
                     let outcome = self
                         .store
@@ -822,6 +817,29 @@ impl Replication {
                 other => anyhow::bail!("unexpected {other:?} from the primary"),
             }
         }
+    }
+
+    /// Hashes and parses received contents, on every core at once (parsing is
+    /// most of a replica's work); a content that does not match its hash is an error.
+    async fn prepare_all(
+        &self,
+        received: Vec<(BlobHash, Vec<u8>)>,
+    ) -> anyhow::Result<HashMap<BlobHash, Arc<store::Prepared>>> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for (hash, bytes) in received {
+            let store = self.store.clone();
+            tasks.spawn_blocking(move || (hash, store.prepare(bytes)));
+        }
+        let mut contents = HashMap::new();
+        while let Some(done) = tasks.join_next().await {
+            let (hash, prepared) = done?;
+            anyhow::ensure!(
+                prepared.hash == hash,
+                "a content from the primary does not match its hash"
+            );
+            contents.insert(hash, prepared);
+        }
+        Ok(contents)
     }
 
     fn note_primary_at(&self, durable: Lsn) {
@@ -1047,37 +1065,45 @@ impl Replication {
                 Msg::Nack { reason } => anyhow::bail!("the replica refused the batch: {reason}"),
                 other => anyhow::bail!("unexpected {other:?} from the replica"),
             };
-            let mut blob_bytes = 0u64;
+            let mut wanted = Vec::with_capacity(want.len());
             for hex in want {
                 let hash = parse_hash(&hex)?;
                 anyhow::ensure!(
                     seen.contains(&hash),
                     "the replica wants a content not offered"
                 );
+                wanted.push((hex, hash));
+            }
+            let mut blob_bytes = 0u64;
+            // Read in groups (one blocking call each), sent as they are read.
+            for group in wanted.chunks(64) {
+                let group = group.to_vec();
                 let read = {
                     let store = store.clone();
-                    tokio::task::spawn_blocking(move || store.blob(&hash)).await?
+                    tokio::task::spawn_blocking(move || {
+                        group
+                            .into_iter()
+                            .map(|(hex, hash)| (hex, store.blob(&hash)))
+                            .collect::<Vec<_>>()
+                    })
+                    .await?
                 };
-                let frame = match read {
-                    Ok(bytes) => Frame {
-                        msg: Msg::Blob {
-                            hash: hex,
-                            lost: false,
+                for (hex, bytes) in read {
+                    let frame = match bytes {
+                        Ok(bytes) => Frame {
+                            msg: Msg::Blob { lost: false },
+                            payload: bytes,
                         },
-                        payload: bytes,
-                    },
-                    Err(e) => {
-                        tracing::error!(event = "replication_blob_unreadable", blob = %hex, error = %e, "a content to ship is missing or damaged here; the replica indexes the message without it");
-                        Frame::new(Msg::Blob {
-                            hash: hex,
-                            lost: true,
-                        })
-                    }
-                };
-                let sent = link.send_counted(frame).await?;
-                blob_bytes += sent as u64;
-                self.counters.shipped_blobs.fetch_add(1, Ordering::Relaxed);
-                throttle.spend(sent as u64).await;
+                        Err(e) => {
+                            tracing::error!(event = "replication_blob_unreadable", blob = %hex, error = %e, "a content to ship is missing or damaged here; the replica indexes the message without it");
+                            Frame::new(Msg::Blob { lost: true })
+                        }
+                    };
+                    let sent = link.send_counted(frame).await?;
+                    blob_bytes += sent as u64;
+                    self.counters.shipped_blobs.fetch_add(1, Ordering::Relaxed);
+                    throttle.spend(sent as u64).await;
+                }
             }
             link.send(Frame::new(Msg::BlobsDone)).await?;
             match Self::next(inbox).await? {
@@ -1160,7 +1186,8 @@ impl Throttle {
 /// An open link: a task writes frames from a queue, another reads them and
 /// answers the peer's requests itself, handing the rest to the link's owner.
 pub struct Link {
-    out: mpsc::Sender<Frame>,
+    /// Encoded frames for the writing task.
+    out: mpsc::Sender<Vec<u8>>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Frame>>>,
     next_id: AtomicU64,
     closed: watch::Sender<bool>,
@@ -1176,7 +1203,7 @@ impl Link {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     {
         let (mut reader, mut writer) = tokio::io::split(stream);
-        let (out, mut out_rx) = mpsc::channel::<Frame>(64);
+        let (out, mut out_rx) = mpsc::channel::<Vec<u8>>(64);
         let (inbox_tx, inbox) = mpsc::channel::<Frame>(1024);
         let link = Arc::new(Link {
             out,
@@ -1191,8 +1218,9 @@ impl Link {
                     f = out_rx.recv() => f,
                     _ = closed.wait_for(|c| *c) => None,
                 };
-                let Some(frame) = frame else { break };
-                if let Err(e) = wire::write_frame(&mut writer, &frame).await {
+                let Some(bytes) = frame else { break };
+                use tokio::io::AsyncWriteExt;
+                if let Err(e) = writer.write_all(&bytes).await {
                     tracing::debug!(event = "replication_write_failed", error = %e);
                     break;
                 }
@@ -1262,9 +1290,10 @@ impl Link {
 
     /// Queues a frame; its size on the wire (for the throttle and counters).
     async fn send_counted(&self, frame: Frame) -> anyhow::Result<usize> {
-        let size = 8 + serde_json::to_vec(&frame.msg).map_or(0, |h| h.len()) + frame.payload.len();
+        let bytes = wire::encode(&frame)?;
+        let size = bytes.len();
         self.out
-            .send(frame)
+            .send(bytes)
             .await
             .map_err(|_| anyhow::anyhow!("the link closed"))?;
         Ok(size)
