@@ -120,6 +120,7 @@ python_test_files! {
     catenate => "test_catenate.py",
     reconstruct => "test_reconstruct.py",
     replication => "test_replication.py",
+    proxy => "test_proxy.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",
     status => "test_status.py",

@@ -40,6 +40,31 @@ pub struct Config {
     pub mail_out: Option<MailOutSection>,
     /// A replica of this server (`replication.rs`); none without the section.
     pub replication: Option<ReplicationSection>,
+    /// Load balancers that send the PROXY protocol (`proxy.rs`).
+    pub proxy: ProxySection,
+}
+
+/// `[proxy]`: which peers open their connections with a PROXY protocol header.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxySection {
+    /// Networks ("10.0.0.0/8", "2001:db8::/32", or one address) whose
+    /// connections must start with a PROXY header (v1 or v2); empty: off.
+    pub from: Vec<String>,
+    /// The listeners where it applies: "imap", "imaps", "lmtp", "smtp".
+    pub listeners: Vec<String>,
+    /// A header not complete within this long closes the connection.
+    pub header_timeout_ms: u64,
+}
+
+impl Default for ProxySection {
+    fn default() -> Self {
+        ProxySection {
+            from: Vec::new(),
+            listeners: vec!["imap".into(), "imaps".into(), "lmtp".into(), "smtp".into()],
+            header_timeout_ms: 5000,
+        }
+    }
 }
 
 /// `[replication]`: this server and its replica (see `replication.rs`).
@@ -702,6 +727,7 @@ impl Default for Config {
             http: Some(HttpSection::default()),
             mail_out: None,
             replication: None,
+            proxy: ProxySection::default(),
         }
     }
 }
@@ -1013,6 +1039,18 @@ messages = 0
 # attempts_max = 20
 # retry_first_secs = 30
 
+[proxy]
+# Behind a load balancer (HAProxy, nginx, a cloud balancer) that sends the
+# PROXY protocol, version 1 or 2: connections from these networks must start
+# with a PROXY header, and the client address it names is used for
+# connection caps, spam defence, logs and trace headers. Anyone else reaching
+# the listeners is served as usual. Empty: off.
+from = []
+# The listeners where headers are expected: "imap", "imaps", "lmtp", "smtp".
+listeners = ["imap", "imaps", "lmtp", "smtp"]
+# A header not complete within this long closes the connection.
+header_timeout_ms = 5000
+
 # A replica of this server: the primary streams every change (journal records
 # and the message contents the replica lacks) over TLS; the replica applies
 # them and serves IMAP read-only, answers deliveries with 451, and can be
@@ -1281,7 +1319,25 @@ fn validate_replication(r: &ReplicationSection) -> Result<(), String> {
     Ok(())
 }
 
+fn validate_proxy(proxy: &ProxySection) -> Result<(), String> {
+    for network in &proxy.from {
+        crate::connections::Network::parse(network).map_err(|e| format!("[proxy] from: {e}"))?;
+    }
+    for name in &proxy.listeners {
+        if !["imap", "imaps", "lmtp", "smtp"].contains(&name.as_str()) {
+            return Err(format!(
+                "[proxy] listeners: {name:?} is not one of \"imap\", \"imaps\", \"lmtp\", \"smtp\""
+            ));
+        }
+    }
+    if proxy.header_timeout_ms == 0 {
+        return Err("[proxy] header_timeout_ms must be at least 1".into());
+    }
+    Ok(())
+}
+
 fn validate(config: &Config) -> Result<(), String> {
+    validate_proxy(&config.proxy)?;
     if let Some(replication) = &config.replication {
         validate_replication(replication)?;
     }

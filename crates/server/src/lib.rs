@@ -17,6 +17,7 @@ pub mod lmtp_target;
 pub mod mail_out;
 pub mod metrics;
 pub mod open_files;
+pub mod proxy;
 pub mod repair;
 pub mod replication;
 pub mod sms;
@@ -45,6 +46,8 @@ const REFUSAL_HANDSHAKE_WAIT: Duration = Duration::from_secs(5);
 /// connections costs bounded work and descriptors. Within the open-file
 /// estimate's base allowance (`open_files.rs`).
 const REFUSALS_IN_FLIGHT_MAX: usize = 64;
+/// PROXY headers read at once (each bounded by `[proxy] header_timeout_ms`).
+const PROXY_HEADERS_IN_FLIGHT_MAX: usize = 1024;
 
 /// The kinds of listener, as named in the config and in the "listening" lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -485,6 +488,8 @@ pub async fn run(
         inbound,
         tls: acceptor,
         refusals: Arc::new(Semaphore::new(REFUSALS_IN_FLIGHT_MAX)),
+        proxy: proxy_policy(&config.proxy)?,
+        proxy_headers: Arc::new(Semaphore::new(PROXY_HEADERS_IN_FLIGHT_MAX)),
     });
     let mut accept_tasks = Vec::new();
     for listener in listeners {
@@ -551,6 +556,11 @@ struct Services {
     tls: tokio_rustls::TlsAcceptor,
     /// Refusals being said now; see [`REFUSALS_IN_FLIGHT_MAX`].
     refusals: Arc<Semaphore>,
+    /// Where PROXY protocol headers are expected (`[proxy]`), if anywhere.
+    proxy: Option<proxy::ProxyPolicy>,
+    /// Connections whose PROXY header is being read; beyond
+    /// [`PROXY_HEADERS_IN_FLIGHT_MAX`] new ones from the balancers are closed.
+    proxy_headers: Arc<Semaphore>,
 }
 
 impl Services {
@@ -655,40 +665,122 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        match listener.limits.admit(peer.ip()) {
-            Ok(slot) => {
-                let services = Arc::clone(&services);
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    services.serve(service, stream, peer, shutdown).await;
-                    // Also dropped if the session panics: the task's future owns it.
-                    drop(slot);
-                });
+        let expects_header = services
+            .proxy
+            .as_ref()
+            .is_some_and(|p| p.expects_header(service, peer.ip()));
+        if !expects_header {
+            admit(
+                &listener.limits,
+                &services,
+                service,
+                stream,
+                peer,
+                &shutdown,
+            );
+            continue;
+        }
+        // From a load balancer: its header names the client, whose address the
+        // caps and everything after them see. Read off the accept loop.
+        let Ok(permit) = Arc::clone(&services.proxy_headers).try_acquire_owned() else {
+            tracing::warn!(event = "proxy_headers_busy", service = service.name(), %peer, "too many PROXY headers being read; connection closed");
+            continue;
+        };
+        let limits = Arc::clone(&listener.limits);
+        let services = Arc::clone(&services);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut stream = stream;
+            let wait = services
+                .proxy
+                .as_ref()
+                .map_or(Duration::from_secs(5), |p| p.header_wait);
+            let client = match proxy::read_header(&mut stream, wait).await {
+                Ok(Some(client)) => client,
+                Ok(None) => peer,
+                Err(e) => {
+                    tracing::info!(event = "proxy_header_refused", service = service.name(), %peer, error = %e);
+                    return;
+                }
+            };
+            drop(permit);
+            tracing::debug!(event = "proxy_header", service = service.name(), balancer = %peer, client = %client);
+            admit(&limits, &services, service, stream, client, &shutdown);
+        });
+    }
+}
+
+/// Builds the PROXY policy from `[proxy]` (`None` when `from` is empty).
+fn proxy_policy(section: &config::ProxySection) -> anyhow::Result<Option<proxy::ProxyPolicy>> {
+    if section.from.is_empty() {
+        return Ok(None);
+    }
+    let from = section
+        .from
+        .iter()
+        .map(|n| connections::Network::parse(n).map_err(|e| anyhow!("[proxy] from: {e}")))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let services = section
+        .listeners
+        .iter()
+        .filter_map(|name| match name.as_str() {
+            "imap" => Some(Service::Imap),
+            "imaps" => Some(Service::Imaps),
+            "lmtp" => Some(Service::Lmtp),
+            "smtp" => Some(Service::Smtp),
+            _ => None,
+        })
+        .collect();
+    Ok(Some(proxy::ProxyPolicy {
+        from,
+        services,
+        header_wait: Duration::from_millis(section.header_timeout_ms.max(1)),
+    }))
+}
+
+/// Admits a connection from `peer` (the client, after any PROXY header)
+/// within its service's caps and serves it, or tells it why not.
+fn admit(
+    limits: &Arc<ConnectionLimits>,
+    services: &Arc<Services>,
+    service: Service,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: &watch::Receiver<bool>,
+) {
+    match limits.admit(peer.ip()) {
+        Ok(slot) => {
+            let services = Arc::clone(services);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                services.serve(service, stream, peer, shutdown).await;
+                // Also dropped if the session panics: the task's future owns it.
+                drop(slot);
+            });
+        }
+        Err(over) => {
+            match limits.note_refusal() {
+                Some(refused) => tracing::warn!(
+                    event = "connections_refused",
+                    service = service.name(),
+                    refused,
+                    cap = ?over,
+                    last_peer = %peer,
+                    "connections over a cap were turned away (counted since the last warning)"
+                ),
+                None => {
+                    tracing::debug!(event = "connection_refused", service = service.name(), cap = ?over, %peer)
+                }
             }
-            Err(over) => {
-                match listener.limits.note_refusal() {
-                    Some(refused) => tracing::warn!(
-                        event = "connections_refused",
-                        service = service.name(),
-                        refused,
-                        cap = ?over,
-                        last_peer = %peer,
-                        "connections over a cap were turned away (counted since the last warning)"
-                    ),
-                    None => {
-                        tracing::debug!(event = "connection_refused", service = service.name(), cap = ?over, %peer)
-                    }
+            match Arc::clone(&services.refusals).try_acquire_owned() {
+                Ok(permit) => {
+                    let services = Arc::clone(services);
+                    tokio::spawn(async move {
+                        services.refuse(service, stream, peer, over).await;
+                        drop(permit);
+                    });
                 }
-                match Arc::clone(&services.refusals).try_acquire_owned() {
-                    Ok(permit) => {
-                        let services = Arc::clone(&services);
-                        tokio::spawn(async move {
-                            services.refuse(service, stream, peer, over).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => drop(stream),
-                }
+                Err(_) => drop(stream),
             }
         }
     }
