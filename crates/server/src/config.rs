@@ -397,6 +397,8 @@ pub struct ImapSection {
     pub heavy_command_wait_ms: u64,
     pub metadata_max_value_bytes: u64,
     pub metadata_max_entries: u64,
+    pub context_updates_max: usize,
+    pub notify_responses_max: usize,
 }
 
 impl Default for ImapSection {
@@ -416,6 +418,8 @@ impl Default for ImapSection {
             heavy_command_wait_ms: 15_000,
             metadata_max_value_bytes: 64 * 1024,
             metadata_max_entries: 1000,
+            context_updates_max: 10,
+            notify_responses_max: 1000,
         }
     }
 }
@@ -690,6 +694,14 @@ heavy_command_wait_ms = 15000
 # their mailboxes, and the server has ("NO [METADATA TOOMANY]").
 metadata_max_value_bytes = 65536
 metadata_max_entries = 1000
+# Live SEARCH / SORT results (RFC 5267 RETURN (UPDATE)) one session may keep;
+# the session reports ADDTO / REMOVEFROM for each as its mailbox changes. One
+# more gets an untagged "NO [NOUPDATE tag]" (0: UPDATE always refused).
+context_updates_max = 10
+# NOTIFY (RFC 5465): most notification responses (STATUS, LIST, FETCH of new
+# messages) one session is sent at once. A change bigger than that gets
+# "* OK [NOTIFICATIONOVERFLOW]" instead, and that session's NOTIFY is off.
+notify_responses_max = 1000
 
 [imaps]
 # IMAP over implicit TLS.
