@@ -75,7 +75,7 @@ class ContextTest(ServerTestCase):
 
     def test_capabilities(self) -> None:
         caps = self.watcher.command("CAPABILITY").ok().untagged[0].line.split()
-        for cap in ("ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT"):
+        for cap in ("ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL"):
             self.assertIn(cap, caps)
 
     def test_search_update_follows_delivery_flags_and_expunge(self) -> None:
@@ -134,6 +134,9 @@ class ContextTest(ServerTestCase):
         self.watcher.select("INBOX").ok()
         result = self.watcher.command("SEARCH RETURN (PARTIAL -1:-2 COUNT) ALL").ok()
         self.assertEqual(lines(result, "* ESEARCH")[0].split(")", 1)[1].strip(), "PARTIAL (-1:-2 4:5) COUNT 5")
+        # RFC 9394: PARTIAL as a FETCH modifier.
+        fetched = self.watcher.fetch("1:*", "(FLAGS) (PARTIAL -1:-2)", uid=True)
+        self.assertEqual(sorted(fetched), [4, 5], fetched)
         result = self.watcher.command("SEARCH RETURN (PARTIAL 7:9) ALL").ok()
         self.assertIn("PARTIAL (7:9 NIL)", lines(result, "* ESEARCH")[0])
         # Bad syntax: BAD, and the session goes on.

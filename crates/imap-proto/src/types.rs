@@ -182,11 +182,13 @@ pub enum FetchAttr {
     },
 }
 
-/// FETCH modifiers (RFC 7162).
+/// FETCH modifiers (RFC 7162, RFC 9394 PARTIAL).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FetchModifiers {
     pub changed_since: Option<u64>,
     pub vanished: bool,
+    /// Only the messages at these positions of what the FETCH would return.
+    pub partial: Option<PartialRange>,
 }
 
 /// How STORE changes flags.

@@ -29,7 +29,7 @@ async fn capabilities_are_advertised() {
     let mut client = server.logged_in().await;
     let caps = client.ok("c", "CAPABILITY").await;
     let words: Vec<&str> = caps.lines().next().unwrap().split(' ').collect();
-    for cap in ["ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT"] {
+    for cap in ["ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT", "PARTIAL"] {
         assert!(words.contains(&cap), "{cap}: {caps}");
     }
     server.stop();
@@ -227,6 +227,28 @@ async fn partial_picks_positions_of_the_result() {
         got.starts_with("* ESEARCH (TAG \"p4\") UID PARTIAL (1:2 5,4)\r\n"),
         "{got}"
     );
+    // RFC 9394: PARTIAL as a FETCH modifier, over what the FETCH returns
+    // (after CHANGEDSINCE).
+    let got = client
+        .ok("f1", "UID FETCH 1:* (FLAGS) (PARTIAL -1:-2)")
+        .await;
+    let fetched: Vec<&str> = got
+        .lines()
+        .filter(|l| l.starts_with("* ") && l.contains(" FETCH ("))
+        .collect();
+    assert_eq!(fetched.len(), 2, "{got}");
+    assert!(
+        fetched[0].starts_with("* 4 FETCH") && fetched[1].starts_with("* 5 FETCH"),
+        "{got}"
+    );
+    let got = client
+        .ok("f2", "UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 PARTIAL 1:1)")
+        .await;
+    let fetched: Vec<&str> = got
+        .lines()
+        .filter(|l| l.starts_with("* ") && l.contains(" FETCH ("))
+        .collect();
+    assert_eq!(fetched.len(), 1, "{got}");
     let got = client
         .command("p5", "SEARCH RETURN (PARTIAL 0:3) ALL")
         .await;

@@ -138,7 +138,7 @@ fn return_option(c: &mut Cursor<'_>, sort: bool) -> PResult<SearchReturn> {
 
 /// `partial-range`: `n:m` or, counted from the end (RFC 9394), `-n:-m`,
 /// both non-zero, in either order.
-fn partial_range(c: &mut Cursor<'_>) -> PResult<PartialRange> {
+pub(super) fn partial_range(c: &mut Cursor<'_>) -> PResult<PartialRange> {
     let from_end = c.eat(b'-');
     let a = c.nz_number()?;
     c.expect(b':')?;

@@ -262,7 +262,8 @@ fn fetch_items() {
             attrs: vec![FetchAttr::Preview { lazy: false }],
             modifiers: FetchModifiers {
                 changed_since: Some(5),
-                vanished: true
+                vanished: true,
+                partial: None,
             }
         }
     );
@@ -730,6 +731,13 @@ fn context_commands() {
     assert_eq!(range(7, 9, true).indexes(5), 0..0);
     assert_eq!(range(1, 10, true).to_string(), "-1:-10");
     assert_eq!(range(3, 10, false).to_string(), "3:10");
+    // RFC 9394: PARTIAL as a FETCH modifier too.
+    assert!(matches!(
+        body("a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 9 PARTIAL -1:-30)"),
+        CommandBody::Fetch { modifiers: FetchModifiers { changed_since: Some(9), partial: Some(r), .. }, .. }
+            if r == range(1, 30, true)
+    ));
+    let _ = error(b"a UID FETCH 1:* FLAGS (PARTIAL 0:1)");
 }
 
 /// RFC 5465 NOTIFY.
