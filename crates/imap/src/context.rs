@@ -317,3 +317,86 @@ impl Session {
         Done::ok("CANCELUPDATE completed")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use imap_proto::SortKey;
+    use std::collections::BTreeSet;
+
+    fn selected(uids: &[u32]) -> Selected {
+        Selected {
+            id: "m".into(),
+            name: "INBOX".into(),
+            read_only: false,
+            uids: uids.to_vec(),
+            modseq: 1,
+            keywords: BTreeSet::new(),
+            contexts: Vec::new(),
+        }
+    }
+
+    fn sorted(uid: bool, rows: &[(u32, i64)]) -> UpdateContext {
+        UpdateContext::new(
+            "t",
+            uid,
+            SearchKey::All,
+            Some(vec![SortCriterion {
+                reverse: false,
+                key: SortKey::Size,
+            }]),
+            rows.iter().map(|r| r.0).collect(),
+            rows.iter()
+                .map(|r| vec![sort::Value::Number(r.1)])
+                .collect(),
+        )
+    }
+
+    /// Positions in one line apply in order: each is where the message is
+    /// once the ones listed before it have been added or removed.
+    #[test]
+    fn sort_positions_apply_in_order() {
+        let view = selected(&[1, 2, 3, 4, 5, 6]);
+        let mut context = sorted(true, &[(1, 10), (2, 20), (3, 30)]);
+        let line = context.add(
+            &view,
+            vec![
+                (6, vec![sort::Value::Number(40)]),
+                (4, vec![sort::Value::Number(5)]),
+                (5, vec![sort::Value::Number(20)]),
+            ],
+        );
+        // 4 (size 5) first; 5 ties with 2 on size and follows it (UID order); 6 last.
+        assert_eq!(
+            line.as_deref(),
+            Some("* ESEARCH (TAG \"t\") UID ADDTO (1 4) ADDTO (4 5) ADDTO (6 6)")
+        );
+        assert_eq!(context.result, vec![4, 1, 2, 5, 3, 6]);
+        let gone: HashSet<u32> = [1, 5].into_iter().collect();
+        let line = context.remove(&view, &gone);
+        assert_eq!(
+            line.as_deref(),
+            Some("* ESEARCH (TAG \"t\") UID REMOVEFROM (2 1) REMOVEFROM (3 5)")
+        );
+        assert_eq!(context.result, vec![4, 2, 3, 6]);
+        assert_eq!(context.keys.len(), context.result.len());
+        assert!(context.remove(&view, &gone).is_none());
+    }
+
+    /// A SEARCH result is a set: position 0, numbers as the client knows them.
+    #[test]
+    fn search_updates_use_sequence_numbers_of_the_view() {
+        let view = selected(&[3, 7, 9]);
+        let mut context = UpdateContext::new("s", false, SearchKey::All, None, vec![3], Vec::new());
+        let line = context.add(&view, vec![(9, Vec::new()), (7, Vec::new())]);
+        assert_eq!(line.as_deref(), Some("* ESEARCH (TAG \"s\") ADDTO (0 2:3)"));
+        assert_eq!(context.result, vec![3, 7, 9]);
+        let gone: HashSet<u32> = [3, 9].into_iter().collect();
+        let line = context.remove(&view, &gone);
+        assert_eq!(
+            line.as_deref(),
+            Some("* ESEARCH (TAG \"s\") REMOVEFROM (0 1,3)")
+        );
+        assert_eq!(context.result, vec![7]);
+    }
+}
