@@ -1194,6 +1194,12 @@ fn validate(config: &Config) -> Result<(), String> {
     {
         return Err("[imap] login_timeout_secs must be at least 1".into());
     }
+    if let Some(imap) = &config.imap
+        && imap.notify_responses_max == 0
+    {
+        // Every NOTIFY round would overflow: NOTIFY would be advertised and useless.
+        return Err("[imap] notify_responses_max must be at least 1".into());
+    }
     if let Some(imap) = &config.imap {
         for network in &imap.max_connections_per_ip_exempt {
             crate::connections::Network::parse(network)
@@ -1322,6 +1328,19 @@ mod tests {
         assert!(error.contains("max_line"), "{error}");
         let error = parse("[domains]\nlocal = [\"@example.com\"]\n").unwrap_err();
         assert!(error.contains("[domains] local"), "{error}");
+    }
+
+    #[test]
+    fn zero_notify_responses_max_is_refused_by_name() {
+        let error = parse("[imap]\nnotify_responses_max = 0\n").unwrap_err();
+        assert!(error.contains("notify_responses_max"), "{error}");
+        let config =
+            parse("[imap]\nnotify_responses_max = 5\ncontext_updates_max = 0\n").expect("parses");
+        let imap = config.imap.expect("section present");
+        assert_eq!(
+            (imap.notify_responses_max, imap.context_updates_max),
+            (5, 0)
+        );
     }
 
     #[test]
