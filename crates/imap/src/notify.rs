@@ -79,6 +79,8 @@ pub(crate) struct Notify {
     counter: u64,
     /// New messages of the selected mailbox whose MessageNew FETCH is still due.
     pub new_uids: Vec<u32>,
+    /// More new messages came than `new_uids` may hold: NOTIFICATIONOVERFLOW.
+    pub overflowed: bool,
 }
 
 impl Notify {
@@ -162,6 +164,7 @@ impl Session {
             subscriptions,
             counter,
             new_uids: Vec::new(),
+            overflowed: false,
         };
         let selected_id = self.selected.as_ref().map(|s| s.id.clone());
         let mut statuses = Vec::new();
@@ -218,11 +221,28 @@ impl Session {
             // (IDLE is one).
             self.sync(idling || !delayed).await?;
         }
+        if self.notify.as_ref().is_some_and(|n| n.overflowed) {
+            self.notify_overflow(self.ctx.config.notify_responses_max, "new messages");
+            return Ok(());
+        }
         if fetch_ok {
             self.notify_fetch_new().await?;
         }
         self.notify_others();
         Ok(())
+    }
+
+    /// RFC 5465 5.8: too much at once. NOTIFY ends; the client resynchronises.
+    fn notify_overflow(&mut self, limit: usize, what: &str) {
+        tracing::info!(event = "imap_notify_overflow", what, limit);
+        self.notify = None;
+        self.out.extend_from_slice(
+            format!(
+                "* OK [NOTIFICATIONOVERFLOW] more than {limit} notifications at once \
+                 (notify_responses_max={limit}); NOTIFY is off, resynchronise and NOTIFY SET again\r\n"
+            )
+            .as_bytes(),
+        );
     }
 
     /// MessageNew's FETCH for new messages of the selected mailbox.
@@ -400,19 +420,7 @@ impl Session {
             notify.subscriptions = subscriptions;
         }
         if overflow {
-            tracing::info!(
-                event = "imap_notify_overflow",
-                responses = lines.len(),
-                limit
-            );
-            self.notify = None;
-            self.out.extend_from_slice(
-                format!(
-                    "* OK [NOTIFICATIONOVERFLOW] more than {limit} notifications at once \
-                     (notify_responses_max={limit}); NOTIFY is off, resynchronise and NOTIFY SET again\r\n"
-                )
-                .as_bytes(),
-            );
+            self.notify_overflow(limit, "mailbox changes");
             return;
         }
         let condstore = self.condstore;

@@ -142,12 +142,15 @@ impl Session {
             && notify.wants_new_fetch()
         {
             // NOTIFY's MessageNew FETCH, sent once the EXISTS is out. Bounded:
-            // more than a round may send overflows in `notify_push`.
+            // more than a round may send is an overflow (see `notify_push`).
             let room = self
                 .ctx
                 .config
                 .notify_responses_max
                 .saturating_sub(notify.new_uids.len());
+            if new_uids.len() > room {
+                notify.overflowed = true;
+            }
             notify.new_uids.extend(new_uids.iter().take(room));
         }
         if !new_uids.is_empty() {

@@ -258,3 +258,32 @@ async fn selected_delayed_holds_expunges_for_a_command() {
     assert!(got.contains("* 1 EXPUNGE\r\n"), "{got}");
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_new_messages_at_once_overflow() {
+    let server = Server::start_with(ImapConfig {
+        notify_responses_max: 2,
+        ..ImapConfig::default()
+    })
+    .await;
+    let mut watcher = server.logged_in().await;
+    let mut other = server.logged_in().await;
+    other.ok("c", "CREATE src").await;
+    for tag in ["a1", "a2", "a3"] {
+        other.append(tag, "src", &message(tag, "x")).await;
+    }
+    watcher.ok("s", "SELECT INBOX").await;
+    watcher
+        .ok(
+            "n",
+            "NOTIFY SET (SELECTED (MessageNew (UID FLAGS) MessageExpunge))",
+        )
+        .await;
+    other.ok("s", "SELECT src").await;
+    // One COPY: three new messages in one commit, one more than a round may tell.
+    other.ok("cp", "COPY 1:3 INBOX").await;
+    let got = until_line(&mut watcher, "* OK [NOTIFICATIONOVERFLOW]").await;
+    assert!(got.contains("* 3 EXISTS"), "{got}");
+    assert!(!got.contains(" FETCH "), "{got}");
+    server.stop();
+}
