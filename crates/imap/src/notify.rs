@@ -169,12 +169,18 @@ impl Session {
         let selected_id = self.selected.as_ref().map(|s| s.id.clone());
         let mut statuses = Vec::new();
         for info in mailboxes {
-            if status
-                && Some(&info.id) != selected_id.as_ref()
-                && notify
-                    .group_for(&info.name, &notify.subscriptions)
-                    .is_some_and(|g| g.events.message_new || g.events.message_expunge)
-            {
+            let watched = notify
+                .group_for(&info.name, &notify.subscriptions)
+                .is_some_and(|g| g.events.message_new || g.events.message_expunge);
+            // The message count now, so a later change can be told apart:
+            // an expunge lowers it, a flag change does not. Read once per
+            // watched mailbox, here; afterwards only for mailboxes that moved.
+            let messages = if watched {
+                reader.counts(&info.id).ok().map(|c| c.messages)
+            } else {
+                None
+            };
+            if status && watched && Some(&info.id) != selected_id.as_ref() {
                 statuses.push((info.name.clone(), info.id.clone()));
             }
             notify.seen.insert(
@@ -183,7 +189,7 @@ impl Session {
                     name: info.name,
                     uid_next: info.uid_next,
                     highest_modseq: info.highest_modseq,
-                    messages: None,
+                    messages,
                 },
             );
         }

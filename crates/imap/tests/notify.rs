@@ -287,3 +287,24 @@ async fn too_many_new_messages_at_once_overflow() {
     assert!(!got.contains(" FETCH "), "{got}");
     server.stop();
 }
+
+/// A flag change right after NOTIFY SET (no STATUS asked for) is told
+/// apart from an expunge, so only FlagChange would report it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_flag_change_is_not_taken_for_an_expunge() {
+    let server = Server::start().await;
+    let mut watcher = server.logged_in().await;
+    let mut other = server.logged_in().await;
+    other.ok("c", "CREATE Work").await;
+    other.append("a1", "Work", &message("one", "x")).await;
+    watcher
+        .ok("n", "NOTIFY SET (PERSONAL (MessageNew MessageExpunge))")
+        .await;
+    other.ok("s", "SELECT Work").await;
+    other.ok("f", "STORE 1 +FLAGS (\\Seen)").await;
+    other.append("a2", "Work", &message("two", "x")).await;
+    // The first STATUS is the new message's, with no earlier one for the flag.
+    let got = until_line(&mut watcher, "* STATUS Work").await;
+    assert!(got.contains("(MESSAGES 2 UIDNEXT 3 "), "{got}");
+    server.stop();
+}
