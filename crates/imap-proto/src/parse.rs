@@ -16,6 +16,7 @@ mod fetch;
 mod lexer;
 mod list;
 mod mailbox;
+mod notify;
 mod search;
 
 use crate::secret::Secret;
@@ -174,6 +175,8 @@ fn command_body(c: &mut Cursor<'_>, name: &[u8]) -> PResult<CommandBody> {
         b"SEARCH" => search::search(c, false)?,
         b"SORT" => search::sort(c, false)?,
         b"THREAD" => search::thread(c, false)?,
+        b"CANCELUPDATE" => search::cancel_update(c)?,
+        b"NOTIFY" => notify::notify(c)?,
         b"FETCH" => fetch::fetch(c, false)?,
         b"STORE" => store(c, false)?,
         b"COPY" => copy_or_move(c, false, false)?,

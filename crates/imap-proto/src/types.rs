@@ -182,11 +182,13 @@ pub enum FetchAttr {
     },
 }
 
-/// FETCH modifiers (RFC 7162).
+/// FETCH modifiers (RFC 7162, RFC 9394 PARTIAL).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FetchModifiers {
     pub changed_since: Option<u64>,
     pub vanished: bool,
+    /// Only the messages at these positions of what the FETCH would return.
+    pub partial: Option<PartialRange>,
 }
 
 /// How STORE changes flags.
@@ -197,7 +199,7 @@ pub enum StoreMode {
     Remove,
 }
 
-/// SEARCH return options (RFC 4731, RFC 5182 SAVE).
+/// SEARCH return options (RFC 4731, RFC 5182 SAVE, RFC 5267 contexts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SearchReturn {
     Min,
@@ -205,6 +207,87 @@ pub enum SearchReturn {
     All,
     Count,
     Save,
+    /// RFC 5267 4.3: keep the result live and report ADDTO / REMOVEFROM.
+    Update,
+    /// RFC 5267 4.2: a hint that more requests on this result will follow.
+    Context,
+    /// RFC 5267 4.4: the messages at these positions of the result.
+    Partial(PartialRange),
+}
+
+/// Which mailboxes a NOTIFY event group covers (RFC 5465 6). Names are as
+/// sent (modified UTF-7 unless UTF-8 is enabled); the session decodes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyFilter {
+    Selected,
+    SelectedDelayed,
+    Inboxes,
+    Personal,
+    Subscribed,
+    Subtree(Vec<String>),
+    Mailboxes(Vec<String>),
+}
+
+/// An event a NOTIFY group asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotifyEvent {
+    /// With the FETCH items to send for each new message (selected mailbox only).
+    MessageNew(Vec<FetchAttr>),
+    MessageExpunge,
+    FlagChange,
+    AnnotationChange,
+    MailboxName,
+    SubscriptionChange,
+    MailboxMetadataChange,
+    ServerMetadataChange,
+    /// An `event-ext` this parser does not know (upper-cased).
+    Other(String),
+}
+
+/// `(filter events)`; no events is `NONE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyGroup {
+    pub filter: NotifyFilter,
+    pub events: Vec<NotifyEvent>,
+}
+
+/// PARTIAL's positions in a result, 1-based and inclusive: `first:last`
+/// from the start, or (RFC 9394) `-first:-last` counted from the end
+/// (`-1` is the last message). Always `first <= last`, whatever order the
+/// client wrote them in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialRange {
+    pub first: u32,
+    pub last: u32,
+    pub from_end: bool,
+}
+
+impl PartialRange {
+    /// The 0-based index range this selects in a result of `len` messages
+    /// (empty when it lies wholly outside).
+    pub fn indexes(&self, len: usize) -> std::ops::Range<usize> {
+        let (first, last) = (self.first as usize, self.last as usize);
+        if self.from_end {
+            // -first:-last from the end: -1 is index len-1.
+            let start = len.saturating_sub(last);
+            let end = len.saturating_sub(first - 1);
+            start..end.max(start)
+        } else {
+            let start = (first - 1).min(len);
+            let end = last.min(len);
+            start..end.max(start)
+        }
+    }
+}
+
+impl std::fmt::Display for PartialRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.from_end {
+            write!(f, "-{}:-{}", self.first, self.last)
+        } else {
+            write!(f, "{}:{}", self.first, self.last)
+        }
+    }
 }
 
 /// A search key. A parenthesised list and the top-level list of keys are `And`.
@@ -468,6 +551,16 @@ pub enum CommandBody {
     },
     /// RFC 8437
     Unauthenticate,
+    /// NOTIFY (RFC 5465): `groups` is `None` for `NOTIFY NONE`; `status`
+    /// asks for a STATUS of each mailbox the groups name, at once.
+    Notify {
+        status: bool,
+        groups: Option<Vec<NotifyGroup>>,
+    },
+    /// CANCELUPDATE (RFC 5267 4.3): the tags of the update contexts to end.
+    CancelUpdate {
+        tags: Vec<String>,
+    },
     /// METADATA (RFC 5464): entries as sent (the session checks and
     /// lower-cases them); `mailbox` `""` is the server.
     GetMetadata {

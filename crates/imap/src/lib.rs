@@ -19,9 +19,11 @@
 
 pub mod command;
 pub mod conn;
+mod context;
 mod deflate;
 pub mod limits;
 pub mod metrics;
+mod notify;
 mod pattern;
 mod refuse;
 mod respond;

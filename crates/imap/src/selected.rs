@@ -16,6 +16,8 @@ pub(crate) struct Selected {
     /// gains another one brings a new FLAGS response (clients such as Apple
     /// Mail build their label lists from it).
     pub keywords: BTreeSet<String>,
+    /// Live SEARCH / SORT results (RFC 5267 UPDATE); they end with the selection.
+    pub contexts: Vec<crate::context::UpdateContext>,
 }
 
 impl Selected {
@@ -86,6 +88,13 @@ impl Session {
             .collect();
         let held_back = !expunged.is_empty() && !allow_expunge;
         if !held_back {
+            // Update contexts hear of it first, while the numbers still hold.
+            self.contexts_expunged(&expunged);
+        }
+        let Some(selected) = self.selected.as_mut() else {
+            return Ok(());
+        };
+        if !held_back {
             if self.qresync && !expunged.is_empty() {
                 // RFC 7162 3.2.10: one VANISHED instead of an EXPUNGE per message.
                 self.out.extend_from_slice(
@@ -129,6 +138,21 @@ impl Session {
                 self.out.extend_from_slice(line.as_bytes());
             }
         }
+        if let Some(notify) = self.notify.as_mut()
+            && notify.wants_new_fetch()
+        {
+            // NOTIFY's MessageNew FETCH, sent once the EXISTS is out. Bounded:
+            // more than a round may send is an overflow (see `notify_push`).
+            let room = self
+                .ctx
+                .config
+                .notify_responses_max
+                .saturating_sub(notify.new_uids.len());
+            if new_uids.len() > room {
+                notify.overflowed = true;
+            }
+            notify.new_uids.extend(new_uids.iter().take(room));
+        }
         if !new_uids.is_empty() {
             selected.uids.extend(new_uids);
             self.out
@@ -137,6 +161,16 @@ impl Session {
         if !held_back {
             selected.modseq = mailbox.highest_modseq;
         }
+        // What the client was told about, matched again for update contexts:
+        // new messages always, flag changes unless they wait with an expunge.
+        let reported: Vec<store::MessageMeta> = changes
+            .changed
+            .into_iter()
+            .filter(|meta| {
+                (meta.uid > last_uid || !held_back) && selected.sequence_of(meta.uid).is_some()
+            })
+            .collect();
+        self.contexts_changed(&reported);
         Ok(())
     }
 }
@@ -155,6 +189,7 @@ mod tests {
             uids: vec![1],
             modseq: 1,
             keywords: BTreeSet::new(),
+            contexts: Vec::new(),
         };
         let flags = |list: &[&str]| list.iter().map(|f| f.to_string()).collect::<Vec<_>>();
         let mut out = Vec::new();

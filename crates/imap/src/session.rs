@@ -53,6 +53,12 @@ pub struct ImapConfig {
     pub metadata_value_bytes_max: u64,
     /// Most METADATA entries per user (and on the server): `NO [METADATA TOOMANY]`.
     pub metadata_entries_max: u64,
+    /// Most live SEARCH / SORT update contexts (RFC 5267) per session; one
+    /// more is refused with `NO [NOUPDATE "tag"]`.
+    pub context_updates_max: usize,
+    /// Most NOTIFY responses (RFC 5465) one round may send; over it the
+    /// session sends `* OK [NOTIFICATIONOVERFLOW]` instead and NOTIFY is off.
+    pub notify_responses_max: usize,
 }
 
 impl Default for ImapConfig {
@@ -67,6 +73,8 @@ impl Default for ImapConfig {
             search_text_bytes_max: 4 * 1024 * 1024,
             metadata_value_bytes_max: store::MetadataLimits::default().value_bytes_max,
             metadata_entries_max: store::MetadataLimits::default().entries_max,
+            context_updates_max: 10,
+            notify_responses_max: 1000,
         }
     }
 }
@@ -134,6 +142,8 @@ pub(crate) struct Session {
     pub login_deadline: tokio::time::Instant,
     /// COMPRESS=DEFLATE is on (RFC 4978).
     pub deflate: Option<crate::deflate::Deflate>,
+    /// NOTIFY SET is in force (RFC 5465): what to tell the client unasked.
+    pub notify: Option<crate::notify::Notify>,
 }
 
 /// Runs one IMAP session until logout, EOF, timeout or shutdown.
@@ -168,6 +178,7 @@ pub async fn serve(
             skipping: None,
             login_deadline: tokio::time::Instant::now() + ctx_login_timeout,
             deflate: None,
+            notify: None,
         };
         tracing::info!(event = "imap_connect", "connection opened");
         match session.run().await {
@@ -311,7 +322,25 @@ impl Session {
         }
         let mut shutdown = self.shutdown.clone();
         let mut chunk = [0u8; 16 * 1024];
+        // Under NOTIFY, a change is told as it happens, not at the next command.
+        let notifying = self.notify.is_some() && self.changes.is_some();
+        let changes = &mut self.changes;
         tokio::select! {
+            changed = async {
+                match changes.as_mut() {
+                    Some(c) => c.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            }, if notifying => {
+                if !changed {
+                    self.changes = None;
+                }
+                // Between commands only when no command has begun to arrive.
+                let between_commands = self.input.is_empty();
+                self.notify_push(between_commands, false, between_commands).await?;
+                self.flush().await?;
+                Ok(())
+            }
             read = self.conn.read(&mut chunk) => {
                 let n = read?;
                 if n == 0 {
@@ -410,6 +439,15 @@ impl Session {
         let name = command_name(&body);
         let span = tracing::debug_span!("command", %tag, name);
         let done = self.dispatch(&tag, body).instrument(span).await?;
+        if self.user.is_none() {
+            self.notify = None;
+        }
+        if self.notify.is_some() {
+            // MessageNew's FETCH may bring EXPUNGE with it (FETCH syncs the
+            // view), which RFC 9051 7.5.1 forbids during these; it waits.
+            let fetch_ok = !matches!(name, "FETCH" | "STORE" | "SEARCH" | "SORT" | "THREAD");
+            self.notify_push(false, false, fetch_ok).await?;
+        }
         if done.status != crate::respond::Status::Ok {
             tracing::info!(event = "imap_command_failed", command = name, status = ?done.status, code = done.code.as_deref().unwrap_or(""), text = %done.text);
         }
@@ -508,6 +546,7 @@ impl Session {
                 command::append::append(self, &mailbox, messages).await
             }
             C::Idle => command::idle::idle(self, tag).await,
+            C::Notify { status, groups } => command::notify::notify(self, status, groups).await,
             other => {
                 if self.selected.is_none() {
                     return Ok(Done::bad("no mailbox selected"));
@@ -583,6 +622,10 @@ impl Session {
                         sequence,
                         mailbox,
                     } => command::copy::copy(self, uid, &sequence, &mailbox, true).await,
+                    C::CancelUpdate { tags } => {
+                        self.sync(false).await?;
+                        Ok(self.cancel_update(&tags))
+                    }
                     _ => Ok(Done::bad("command not valid in this state")),
                 }
             }
@@ -712,5 +755,7 @@ fn command_name(body: &CommandBody) -> &'static str {
         C::Unauthenticate => "UNAUTHENTICATE",
         C::GetMetadata { .. } => "GETMETADATA",
         C::SetMetadata { .. } => "SETMETADATA",
+        C::CancelUpdate { .. } => "CANCELUPDATE",
+        C::Notify { .. } => "NOTIFY",
     }
 }

@@ -117,6 +117,7 @@ python_test_files! {
     neomutt => "test_neomutt.py",
     imapclient => "test_imapclient.py",
     metadata => "test_metadata.py",
+    notify_context => "test_notify_context.py",
     catenate => "test_catenate.py",
     reconstruct => "test_reconstruct.py",
     replication => "test_replication.py",

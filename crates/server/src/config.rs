@@ -487,6 +487,8 @@ pub struct ImapSection {
     pub heavy_command_wait_ms: u64,
     pub metadata_max_value_bytes: u64,
     pub metadata_max_entries: u64,
+    pub context_updates_max: usize,
+    pub notify_responses_max: usize,
 }
 
 impl Default for ImapSection {
@@ -506,6 +508,8 @@ impl Default for ImapSection {
             heavy_command_wait_ms: 15_000,
             metadata_max_value_bytes: 64 * 1024,
             metadata_max_entries: 1000,
+            context_updates_max: 10,
+            notify_responses_max: 1000,
         }
     }
 }
@@ -782,6 +786,14 @@ heavy_command_wait_ms = 15000
 # their mailboxes, and the server has ("NO [METADATA TOOMANY]").
 metadata_max_value_bytes = 65536
 metadata_max_entries = 1000
+# Live SEARCH / SORT results (RFC 5267 RETURN (UPDATE)) one session may keep;
+# the session reports ADDTO / REMOVEFROM for each as its mailbox changes. One
+# more gets an untagged "NO [NOUPDATE tag]" (0: UPDATE always refused).
+context_updates_max = 10
+# NOTIFY (RFC 5465): most notification responses (STATUS, LIST, FETCH of new
+# messages) one session is sent at once. A change bigger than that gets
+# "* OK [NOTIFICATIONOVERFLOW]" instead, and that session's NOTIFY is off.
+notify_responses_max = 1000
 
 [imaps]
 # IMAP over implicit TLS.
@@ -1361,6 +1373,12 @@ fn validate(config: &Config) -> Result<(), String> {
     {
         return Err("[imap] login_timeout_secs must be at least 1".into());
     }
+    if let Some(imap) = &config.imap
+        && imap.notify_responses_max == 0
+    {
+        // Every NOTIFY round would overflow: NOTIFY would be advertised and useless.
+        return Err("[imap] notify_responses_max must be at least 1".into());
+    }
     if let Some(imap) = &config.imap {
         for network in &imap.max_connections_per_ip_exempt {
             crate::connections::Network::parse(network)
@@ -1531,6 +1549,19 @@ mod tests {
         assert!(error.contains("max_line"), "{error}");
         let error = parse("[domains]\nlocal = [\"@example.com\"]\n").unwrap_err();
         assert!(error.contains("[domains] local"), "{error}");
+    }
+
+    #[test]
+    fn zero_notify_responses_max_is_refused_by_name() {
+        let error = parse("[imap]\nnotify_responses_max = 0\n").unwrap_err();
+        assert!(error.contains("notify_responses_max"), "{error}");
+        let config =
+            parse("[imap]\nnotify_responses_max = 5\ncontext_updates_max = 0\n").expect("parses");
+        let imap = config.imap.expect("section present");
+        assert_eq!(
+            (imap.notify_responses_max, imap.context_updates_max),
+            (5, 0)
+        );
     }
 
     #[test]

@@ -281,6 +281,8 @@ pub async fn run(
             },
             metadata_value_bytes_max: imap_section.metadata_max_value_bytes,
             metadata_entries_max: imap_section.metadata_max_entries,
+            context_updates_max: imap_section.context_updates_max,
+            notify_responses_max: imap_section.notify_responses_max,
             ..imap::ImapConfig::default()
         },
         store: store.clone(),

@@ -2,7 +2,10 @@
 //! QRESYNC, RFC 8474 OBJECTID, RFC 8514 SAVEDATE, RFC 8970 PREVIEW).
 
 use super::lexer::{Cursor, PResult};
-use crate::types::{CommandBody, FetchAttr, FetchModifiers, Partial, Section, SectionText};
+use super::search::partial_range;
+use crate::types::{
+    CommandBody, FetchAttr, FetchModifiers, Partial, PartialRange, Section, SectionText,
+};
 
 /// `FETCH seq SP (macro / item / "(" item *(SP item) ")") [SP modifiers]`
 pub(super) fn fetch(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
@@ -25,12 +28,17 @@ pub(super) fn fetch(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
                 Ok(Modifier::ChangedSince(c.number64()?))
             }
             "VANISHED" => Ok(Modifier::Vanished),
+            "PARTIAL" => {
+                c.sp()?;
+                Ok(Modifier::Partial(partial_range(c)?))
+            }
             _ => Err(c.error("Unknown FETCH modifier")),
         })?;
         for modifier in list {
             match modifier {
                 Modifier::ChangedSince(n) => modifiers.changed_since = Some(n),
                 Modifier::Vanished => modifiers.vanished = true,
+                Modifier::Partial(range) => modifiers.partial = Some(range),
             }
         }
         // RFC 7162 3.2.6: VANISHED only with UID FETCH and CHANGEDSINCE.
@@ -49,6 +57,7 @@ pub(super) fn fetch(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
 enum Modifier {
     ChangedSince(u64),
     Vanished,
+    Partial(PartialRange),
 }
 
 enum Item {

@@ -3,7 +3,9 @@
 //! (RFC 8514) and OBJECTID (RFC 8474) keys.
 
 use super::lexer::{Cursor, NESTING_MAX, PResult};
-use crate::types::{CommandBody, SearchKey, SearchReturn, SortCriterion, SortKey, ThreadAlgorithm};
+use crate::types::{
+    CommandBody, PartialRange, SearchKey, SearchReturn, SortCriterion, SortKey, ThreadAlgorithm,
+};
 
 /// `THREAD SP thread-alg SP charset 1*(SP search-key)` (RFC 5256).
 pub(super) fn thread(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
@@ -35,13 +37,7 @@ pub(super) fn sort(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
     if c.peek_keyword("RETURN ") {
         c.keyword()?;
         c.sp()?;
-        returns = Some(c.paren_list(true, |c| match c.keyword()?.as_str() {
-            "MIN" => Ok(SearchReturn::Min),
-            "MAX" => Ok(SearchReturn::Max),
-            "ALL" => Ok(SearchReturn::All),
-            "COUNT" => Ok(SearchReturn::Count),
-            _ => Err(c.error("Unknown SORT return option")),
-        })?);
+        returns = Some(c.paren_list(true, |c| return_option(c, true))?);
         c.sp()?;
     }
     let mut criteria = Vec::new();
@@ -99,14 +95,7 @@ pub(super) fn search(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
     if c.peek_keyword("RETURN ") {
         c.keyword()?;
         c.sp()?;
-        let options = c.paren_list(true, |c| match c.keyword()?.as_str() {
-            "MIN" => Ok(SearchReturn::Min),
-            "MAX" => Ok(SearchReturn::Max),
-            "ALL" => Ok(SearchReturn::All),
-            "COUNT" => Ok(SearchReturn::Count),
-            "SAVE" => Ok(SearchReturn::Save),
-            _ => Err(c.error("Unknown SEARCH return option")),
-        })?;
+        let options = c.paren_list(true, |c| return_option(c, false))?;
         returns = Some(options);
         c.sp()?;
     }
@@ -124,6 +113,57 @@ pub(super) fn search(c: &mut Cursor<'_>, uid: bool) -> PResult<CommandBody> {
         returns,
         criteria,
     })
+}
+
+/// One ESEARCH / ESORT return option (RFC 4731, RFC 5182, RFC 5267). SORT
+/// takes every one but SAVE.
+fn return_option(c: &mut Cursor<'_>, sort: bool) -> PResult<SearchReturn> {
+    let option = match c.keyword()?.as_str() {
+        "MIN" => SearchReturn::Min,
+        "MAX" => SearchReturn::Max,
+        "ALL" => SearchReturn::All,
+        "COUNT" => SearchReturn::Count,
+        "SAVE" if !sort => SearchReturn::Save,
+        "UPDATE" => SearchReturn::Update,
+        "CONTEXT" => SearchReturn::Context,
+        "PARTIAL" => {
+            c.sp()?;
+            SearchReturn::Partial(partial_range(c)?)
+        }
+        _ if sort => return Err(c.error("Unknown SORT return option")),
+        _ => return Err(c.error("Unknown SEARCH return option")),
+    };
+    Ok(option)
+}
+
+/// `partial-range`: `n:m` or, counted from the end (RFC 9394), `-n:-m`,
+/// both non-zero, in either order.
+pub(super) fn partial_range(c: &mut Cursor<'_>) -> PResult<PartialRange> {
+    let from_end = c.eat(b'-');
+    let a = c.nz_number()?;
+    c.expect(b':')?;
+    if c.eat(b'-') != from_end {
+        return Err(c.error("PARTIAL range mixes positions from the start and the end"));
+    }
+    let b = c.nz_number()?;
+    Ok(PartialRange {
+        first: a.min(b),
+        last: a.max(b),
+        from_end,
+    })
+}
+
+/// `CANCELUPDATE 1*(SP tag-string)` (RFC 5267 4.3): the tags are strings.
+pub(super) fn cancel_update(c: &mut Cursor<'_>) -> PResult<CommandBody> {
+    let mut tags = Vec::new();
+    while !c.at_end() {
+        c.sp()?;
+        tags.push(c.string_utf8()?);
+    }
+    if tags.is_empty() {
+        return Err(c.error("Missing arguments"));
+    }
+    Ok(CommandBody::CancelUpdate { tags })
 }
 
 /// Keys separated by spaces until `done`; one key stands for itself, more

@@ -262,7 +262,8 @@ fn fetch_items() {
             attrs: vec![FetchAttr::Preview { lazy: false }],
             modifiers: FetchModifiers {
                 changed_since: Some(5),
-                vanished: true
+                vanished: true,
+                partial: None,
             }
         }
     );
@@ -349,7 +350,17 @@ fn search_keys() {
     assert!(error(b"a SEARCH OLDER 0").message.contains("Zero"));
     assert!(error(b"a SEARCH EMAILID a.b").message.contains("object id"));
     assert!(
-        error(b"a SEARCH RETURN (PARTIAL 1:5) ALL")
+        error(b"a SEARCH RETURN (PARTIAL 0:5) ALL")
+            .message
+            .contains("Zero")
+    );
+    assert!(
+        error(b"a SEARCH RETURN (PARTIAL -1:5) ALL")
+            .message
+            .contains("PARTIAL")
+    );
+    assert!(
+        error(b"a SEARCH RETURN (FOO) ALL")
             .message
             .contains("return option")
     );
@@ -659,4 +670,134 @@ fn quota_commands() {
     );
     let _ = error(b"a SETQUOTA \"\" (STORAGE lots)");
     let _ = error(b"a GETQUOTAROOT");
+}
+
+/// RFC 5267: UPDATE, CONTEXT and PARTIAL return options, CANCELUPDATE.
+#[test]
+fn context_commands() {
+    let partial = |first, last, from_end| {
+        SearchReturn::Partial(PartialRange {
+            first,
+            last,
+            from_end,
+        })
+    };
+    assert!(matches!(
+        body("a UID SEARCH RETURN (UPDATE COUNT) FLAGGED"),
+        CommandBody::Search { uid: true, returns: Some(r), .. }
+            if r == vec![SearchReturn::Update, SearchReturn::Count]
+    ));
+    assert!(matches!(
+        body("a SEARCH RETURN (CONTEXT PARTIAL 100:1) ALL"),
+        CommandBody::Search { returns: Some(r), .. }
+            if r == vec![SearchReturn::Context, partial(1, 100, false)]
+    ));
+    assert!(matches!(
+        body("a SEARCH RETURN (PARTIAL -1:-10) ALL"),
+        CommandBody::Search { returns: Some(r), .. } if r == vec![partial(1, 10, true)]
+    ));
+    assert!(matches!(
+        body("a UID SORT RETURN (UPDATE PARTIAL 1:5) (REVERSE DATE) UTF-8 ALL"),
+        CommandBody::Sort { uid: true, returns: Some(r), .. }
+            if r == vec![SearchReturn::Update, partial(1, 5, false)]
+    ));
+    assert_eq!(
+        body("a CANCELUPDATE \"B01\" \"x y\""),
+        CommandBody::CancelUpdate {
+            tags: vec!["B01".into(), "x y".into()]
+        }
+    );
+    assert!(error(b"a CANCELUPDATE").message.contains("Missing"));
+    for bad in [
+        &b"a SEARCH RETURN (PARTIAL) ALL"[..],
+        b"a SEARCH RETURN (PARTIAL 1) ALL",
+        b"a SEARCH RETURN (PARTIAL 1:-2) ALL",
+        b"a SORT RETURN (SAVE UPDATE) (DATE) UTF-8 ALL",
+        b"a CANCELUPDATE B01 (",
+    ] {
+        let _ = error(bad);
+    }
+    // Positions from the start and the end, in a result of 5.
+    let range = |first, last, from_end| PartialRange {
+        first,
+        last,
+        from_end,
+    };
+    assert_eq!(range(2, 3, false).indexes(5), 1..3);
+    assert_eq!(range(4, 100, false).indexes(5), 3..5);
+    assert_eq!(range(6, 9, false).indexes(5), 5..5);
+    assert_eq!(range(1, 2, true).indexes(5), 3..5);
+    assert_eq!(range(1, 100, true).indexes(5), 0..5);
+    assert_eq!(range(7, 9, true).indexes(5), 0..0);
+    assert_eq!(range(1, 10, true).to_string(), "-1:-10");
+    assert_eq!(range(3, 10, false).to_string(), "3:10");
+    // RFC 9394: PARTIAL as a FETCH modifier too.
+    assert!(matches!(
+        body("a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 9 PARTIAL -1:-30)"),
+        CommandBody::Fetch { modifiers: FetchModifiers { changed_since: Some(9), partial: Some(r), .. }, .. }
+            if r == range(1, 30, true)
+    ));
+    let _ = error(b"a UID FETCH 1:* FLAGS (PARTIAL 0:1)");
+}
+
+/// RFC 5465 NOTIFY.
+#[test]
+fn notify_commands() {
+    assert_eq!(
+        body("a NOTIFY NONE"),
+        CommandBody::Notify {
+            status: false,
+            groups: None
+        }
+    );
+    assert_eq!(
+        body(
+            "a NOTIFY SET STATUS (SELECTED-DELAYED (MessageNew (UID FLAGS) MessageExpunge)) (MAILBOXES inbox (Foo))"
+        ),
+        CommandBody::Notify {
+            status: true,
+            groups: Some(vec![
+                NotifyGroup {
+                    filter: NotifyFilter::SelectedDelayed,
+                    events: vec![
+                        NotifyEvent::MessageNew(vec![FetchAttr::Uid, FetchAttr::Flags]),
+                        NotifyEvent::MessageExpunge
+                    ],
+                },
+                NotifyGroup {
+                    filter: NotifyFilter::Mailboxes(vec!["INBOX".into()]),
+                    events: vec![NotifyEvent::Other("FOO".into())],
+                },
+            ])
+        }
+    );
+    assert_eq!(
+        body("a NOTIFY SET (SUBTREE (a b) NONE)"),
+        CommandBody::Notify {
+            status: false,
+            groups: Some(vec![NotifyGroup {
+                filter: NotifyFilter::Subtree(vec!["a".into(), "b".into()]),
+                events: vec![],
+            }])
+        }
+    );
+    for bad in [
+        &b"a NOTIFY"[..],
+        b"a NOTIFY SET",
+        b"a NOTIFY SET STATUS",
+        b"a NOTIFY SET (SELECTED)",
+        b"a NOTIFY SET (SELECTED ())",
+        b"a NOTIFY SET (NOWHERE (MessageNew))",
+        b"a NOTIFY SET (PERSONAL (MessageNew (FOO)))",
+        b"a NOTIFY SET (PERSONAL (MessageNew)",
+        b"a NOTIFY ALL",
+    ] {
+        let _ = error(bad);
+    }
+    let many = vec!["m"; 1001].join(" ");
+    assert!(
+        error(format!("a NOTIFY SET (MAILBOXES ({many}) NONE)").as_bytes())
+            .message
+            .contains("Too many")
+    );
 }

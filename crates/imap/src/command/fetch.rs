@@ -117,6 +117,18 @@ pub(crate) async fn fetch(
             .collect(),
         None => metas,
     };
+    // RFC 9394: only those positions of what the FETCH would return.
+    let metas: Vec<(u32, MessageMeta)> = match modifiers.partial {
+        Some(range) => {
+            let picked = range.indexes(metas.len());
+            metas
+                .into_iter()
+                .skip(picked.start)
+                .take(picked.len())
+                .collect()
+        }
+        None => metas,
+    };
     // Taken before anything is answered or changed (\Seen), so a refused
     // FETCH has no effect.
     let blob_needed = attrs.iter().any(needs_blob);

@@ -10,6 +10,7 @@ const IDLE_DURATION_MAX: Duration = Duration::from_secs(30 * 60);
 
 pub(crate) async fn idle(session: &mut Session, _tag: &str) -> Result<Done, End> {
     session.sync(true).await?;
+    session.notify_push(true, true, true).await?;
     session.out.extend_from_slice(b"+ idling\r\n");
     session.flush().await?;
     let mut changes = session.changes.clone();
@@ -53,6 +54,7 @@ pub(crate) async fn idle(session: &mut Session, _tag: &str) -> Result<Done, End>
                     changes = None;
                 }
                 session.sync(true).await?;
+                session.notify_push(true, true, true).await?;
                 session.flush().await?;
             }
             _ = shutdown.changed() => {

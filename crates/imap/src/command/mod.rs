@@ -11,6 +11,7 @@ pub mod idle;
 pub mod list;
 pub mod mailbox;
 pub mod metadata;
+pub mod notify;
 pub mod quota;
 pub mod search;
 pub mod select;

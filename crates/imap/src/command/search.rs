@@ -5,6 +5,7 @@
 //! Header keys read the cache built at delivery; only BODY and TEXT read the
 //! message itself (and decode its text parts).
 
+use crate::context::UpdateContext;
 use crate::respond::{Done, Status};
 use crate::sequence::{Positions, format_set};
 use crate::session::{End, Session};
@@ -356,10 +357,21 @@ async fn run(
     let esearch = returns.is_some() || session.rev2;
     let options = returns.unwrap_or_default();
     let want = |o: SearchReturn| options.contains(&o);
-    let only_save = !options.is_empty() && options.iter().all(|o| *o == SearchReturn::Save);
+    // UPDATE and CONTEXT ask for no data: with nothing else, ALL is meant,
+    // as with `RETURN ()`.
+    let data: Vec<SearchReturn> = options
+        .iter()
+        .copied()
+        .filter(|o| is_data_option(*o))
+        .collect();
+    let partial = options
+        .iter()
+        .any(|o| matches!(o, SearchReturn::Partial(_)));
+    let only_save = !data.is_empty() && data.iter().all(|o| *o == SearchReturn::Save);
     let min_max_only = (want(SearchReturn::Min) || want(SearchReturn::Max))
         && !want(SearchReturn::All)
-        && !want(SearchReturn::Count);
+        && !want(SearchReturn::Count)
+        && !partial;
     // RFC 7162 3.1.5: MODSEQ is the highest of the messages returned, which
     // with only MIN/MAX are those one or two messages, not every hit.
     let highest_modseq = if !uses_modseq(criteria) {
@@ -398,7 +410,7 @@ async fn run(
         line.push_str("\r\n");
         session.out.extend_from_slice(line.as_bytes());
     } else if !only_save {
-        let all = options.is_empty() || want(SearchReturn::All);
+        let all = data.is_empty() || want(SearchReturn::All);
         let mut line = format!("* ESEARCH (TAG \"{tag}\")");
         if uid {
             line.push_str(" UID");
@@ -420,6 +432,20 @@ async fn run(
                 line.push_str(&format!(" ALL {}", format_set(&numbers)));
             }
         }
+        for option in &options {
+            // RFC 5267 4.4: the messages at those positions of the result,
+            // which SEARCH orders by number.
+            if let SearchReturn::Partial(range) = option {
+                let picked = numbers
+                    .get(range.indexes(numbers.len()))
+                    .unwrap_or_default();
+                if picked.is_empty() {
+                    line.push_str(&format!(" PARTIAL ({range} NIL)"));
+                } else {
+                    line.push_str(&format!(" PARTIAL ({range} {})", format_set(picked)));
+                }
+            }
+        }
         if want(SearchReturn::Count) {
             line.push_str(&format!(" COUNT {}", numbers.len()));
         }
@@ -429,7 +455,24 @@ async fn run(
         line.push_str("\r\n");
         session.out.extend_from_slice(line.as_bytes());
     }
+    if esearch && want(SearchReturn::Update) {
+        let result = hits.iter().map(|h| h.1).collect();
+        session.add_update_context(UpdateContext::new(
+            tag,
+            uid,
+            criteria.clone(),
+            None,
+            result,
+            Vec::new(),
+        ));
+    }
     Ok(Done::ok("SEARCH completed"))
+}
+
+/// Whether a return option asks for data in the response (UPDATE and
+/// CONTEXT do not).
+pub(crate) fn is_data_option(option: SearchReturn) -> bool {
+    !matches!(option, SearchReturn::Update | SearchReturn::Context)
 }
 
 /// The selected mailbox's messages and those that match a search.
@@ -522,7 +565,11 @@ pub(crate) async fn prepare(
 /// The messages of `metas` that match `criteria`, in sequence order:
 /// (sequence number, index into `metas`). Messages expunged by others but not
 /// yet reported keep their sequence numbers.
-fn matching(session: &Session, criteria: &SearchKey, metas: &[MessageMeta]) -> Vec<(u32, usize)> {
+pub(crate) fn matching(
+    session: &Session,
+    criteria: &SearchKey,
+    metas: &[MessageMeta],
+) -> Vec<(u32, usize)> {
     let Some(selected) = session.selected.as_ref() else {
         return Vec::new();
     };

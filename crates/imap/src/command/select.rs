@@ -169,6 +169,7 @@ pub(crate) async fn select(
         uids,
         modseq: highest_modseq,
         keywords,
+        contexts: Vec::new(),
     });
     session.saved = None;
     let (code, verb) = if read_only {

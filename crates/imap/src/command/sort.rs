@@ -8,6 +8,7 @@
 //! sequence order, as the RFC requires.
 
 use crate::command::search;
+use crate::context::UpdateContext;
 use crate::respond::Done;
 use crate::session::{End, Session};
 use imap_proto::{SearchKey, SearchReturn, SortCriterion, SortKey};
@@ -20,8 +21,9 @@ struct Row {
     keys: Vec<Value>,
 }
 
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
-enum Value {
+/// One sort key's value for one message.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Value {
     Number(i64),
     Text(String),
 }
@@ -65,6 +67,9 @@ pub(crate) async fn sort(
         .iter()
         .map(|row| if uid { row.uid } else { row.seq })
         .collect();
+    let update = returns
+        .as_ref()
+        .is_some_and(|r| r.contains(&SearchReturn::Update));
     let line = match returns {
         None => {
             let mut line = String::from("* SORT");
@@ -77,7 +82,46 @@ pub(crate) async fn sort(
     };
     session.out.extend_from_slice(line.as_bytes());
     session.out.extend_from_slice(b"\r\n");
+    if update {
+        let (result, keys) = rows.into_iter().map(|row| (row.uid, row.keys)).unzip();
+        session.add_update_context(UpdateContext::new(
+            tag,
+            uid,
+            search_key.clone(),
+            Some(criteria.to_vec()),
+            result,
+            keys,
+        ));
+    }
     Ok(Done::ok("SORT completed"))
+}
+
+/// The sort keys of `metas` (messages of the selected mailbox `mailbox`), for
+/// placing new messages in an update context's result. A message whose
+/// summary cannot be read sorts with empty text keys, as in SORT itself.
+pub(crate) fn keys_of(
+    session: &Session,
+    mailbox: &str,
+    criteria: &[SortCriterion],
+    metas: &[&store::MessageMeta],
+) -> Vec<(u32, Vec<Value>)> {
+    let needs_summary = criteria
+        .iter()
+        .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
+    let reader = session.reader().ok();
+    metas
+        .iter()
+        .map(|meta| {
+            let summary = needs_summary
+                .then(|| reader.and_then(|r| r.summary(mailbox, meta).ok()))
+                .flatten();
+            let keys = criteria
+                .iter()
+                .map(|c| value(c.key, meta, summary.as_ref()))
+                .collect();
+            (meta.uid, keys)
+        })
+        .collect()
 }
 
 /// ESORT (RFC 5267 4.2): an ESEARCH response where MIN and MAX are the first
@@ -96,8 +140,20 @@ fn esort_line(tag: &str, uid: bool, options: &[SearchReturn], numbers: &[u32]) -
         if want(SearchReturn::Max) {
             line.push_str(&format!(" MAX {last}"));
         }
-        if options.is_empty() || want(SearchReturn::All) {
+        if !options.iter().any(|o| search::is_data_option(*o)) || want(SearchReturn::All) {
             line.push_str(&format!(" ALL {}", ordered_set(numbers)));
+        }
+    }
+    for option in options {
+        if let SearchReturn::Partial(range) = option {
+            let picked = numbers
+                .get(range.indexes(numbers.len()))
+                .unwrap_or_default();
+            if picked.is_empty() {
+                line.push_str(&format!(" PARTIAL ({range} NIL)"));
+            } else {
+                line.push_str(&format!(" PARTIAL ({range} {})", ordered_set(picked)));
+            }
         }
     }
     if want(SearchReturn::Count) {
@@ -128,8 +184,16 @@ fn ordered_set(numbers: &[u32]) -> String {
 }
 
 fn compare(criteria: &[SortCriterion], a: &Row, b: &Row) -> Ordering {
+    compare_keys(criteria, &a.keys, &b.keys).then(a.seq.cmp(&b.seq))
+}
+
+/// The order of two messages by their key values alone (ties: `Equal`).
+pub(crate) fn compare_keys(criteria: &[SortCriterion], a: &[Value], b: &[Value]) -> Ordering {
     for (i, criterion) in criteria.iter().enumerate() {
-        let order = a.keys[i].cmp(&b.keys[i]);
+        let (Some(x), Some(y)) = (a.get(i), b.get(i)) else {
+            break;
+        };
+        let order = x.cmp(y);
         let order = if criterion.reverse {
             order.reverse()
         } else {
@@ -139,7 +203,7 @@ fn compare(criteria: &[SortCriterion], a: &Row, b: &Row) -> Ordering {
             return order;
         }
     }
-    a.seq.cmp(&b.seq)
+    Ordering::Equal
 }
 
 fn value(key: SortKey, meta: &store::MessageMeta, summary: Option<&mime::Summary>) -> Value {
