@@ -6,7 +6,13 @@ use std::collections::BTreeSet;
 
 pub(crate) struct Selected {
     pub id: String,
+    /// The name as the client gave it (`Other Users/bob/X` for bob's `X`).
     pub name: String,
+    /// The owner when it is another user (the session then reads through
+    /// `Session::shared_reader`); `None`: the logged-in user's own.
+    pub owner: Option<String>,
+    /// The logged-in user's rights on it, as of the last SELECT or sync.
+    pub rights: store::Rights,
     pub read_only: bool,
     /// UIDs in sequence-number order: position + 1 is the message sequence number.
     pub uids: Vec<u32>,
@@ -61,9 +67,35 @@ impl Session {
     /// the last report. EXPUNGE responses only when `allow_expunge`; otherwise
     /// they wait (and the view keeps the expunged UIDs until they can be sent).
     pub(crate) async fn sync(&mut self, allow_expunge: bool) -> Result<(), End> {
-        let (Some(selected), Some(reader)) = (self.selected.as_mut(), self.reader.as_ref()) else {
+        let shared = self.selected.as_ref().is_some_and(|s| s.owner.is_some());
+        let own_reader = if shared {
+            self.shared_reader.as_ref()
+        } else {
+            self.reader.as_ref()
+        };
+        let (Some(selected), Some(reader)) = (self.selected.as_mut(), own_reader) else {
             return Ok(());
         };
+        if shared {
+            // Another owner's mailbox: the rights may have been revoked
+            // since the last command. Without `r` (or `l`) the selection
+            // ends, in the same words whether it was revoked or deleted.
+            let user = self.user.as_deref().unwrap_or_default();
+            let rights = reader.rights(&selected.id, user);
+            let still = reader.mailbox_by_id(&selected.id).ok().flatten().is_some();
+            match rights {
+                Ok(r) if still && r.contains(store::Rights::LOOKUP.union(store::Rights::READ)) => {
+                    selected.rights = r;
+                }
+                _ => {
+                    self.selected = None;
+                    self.out.extend_from_slice(
+                        b"* OK [CLOSED] the selected mailbox is no longer available\r\n",
+                    );
+                    return Ok(());
+                }
+            }
+        }
         let changes = match reader.changes(&selected.id, selected.modseq) {
             Ok(c) => c,
             Err(e) => {
@@ -151,6 +183,8 @@ mod tests {
         let mut selected = Selected {
             id: "m".into(),
             name: "INBOX".into(),
+            owner: None,
+            rights: store::Rights::ALL,
             read_only: false,
             uids: vec![1],
             modseq: 1,

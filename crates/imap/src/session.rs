@@ -53,6 +53,8 @@ pub struct ImapConfig {
     pub metadata_value_bytes_max: u64,
     /// Most METADATA entries per user (and on the server): `NO [METADATA TOOMANY]`.
     pub metadata_entries_max: u64,
+    /// Most entries in one mailbox's ACL (SETACL over it: `NO [LIMIT]`).
+    pub acl_entries_max: u64,
 }
 
 impl Default for ImapConfig {
@@ -67,6 +69,7 @@ impl Default for ImapConfig {
             search_text_bytes_max: 4 * 1024 * 1024,
             metadata_value_bytes_max: store::MetadataLimits::default().value_bytes_max,
             metadata_entries_max: store::MetadataLimits::default().entries_max,
+            acl_entries_max: 100,
         }
     }
 }
@@ -112,6 +115,9 @@ pub(crate) struct Session {
     pub user_slot: Option<UserSlot>,
     pub reader: Option<store::UserReader>,
     pub selected: Option<Selected>,
+    /// The owner's reader while another owner's mailbox is selected (see
+    /// [`crate::shared`]); read only through [`Session::selected_reader`].
+    pub shared_reader: Option<store::UserReader>,
     /// ENABLE IMAP4rev2 was given: rev2 response forms (ESEARCH, no RECENT, UTF-8 names).
     pub rev2: bool,
     /// ENABLE UTF8=ACCEPT: UTF-8 in quoted strings and mailbox names.
@@ -158,6 +164,7 @@ pub async fn serve(
             user_slot: None,
             reader: None,
             selected: None,
+            shared_reader: None,
             rev2: false,
             utf8: false,
             condstore: false,
@@ -495,6 +502,21 @@ impl Session {
             C::GetQuota { root } => command::quota::get_quota(self, &root).await,
             C::GetQuotaRoot { mailbox } => command::quota::get_quota_root(self, &mailbox).await,
             C::SetQuota { .. } => Ok(command::quota::set_quota()),
+            C::SetAcl {
+                mailbox,
+                identifier,
+                rights,
+            } => command::acl::set_acl(self, &mailbox, &identifier, Some(&rights)).await,
+            C::DeleteAcl {
+                mailbox,
+                identifier,
+            } => command::acl::set_acl(self, &mailbox, &identifier, None).await,
+            C::GetAcl { mailbox } => command::acl::get_acl(self, &mailbox).await,
+            C::ListRights {
+                mailbox,
+                identifier,
+            } => command::acl::list_rights(self, &mailbox, &identifier).await,
+            C::MyRights { mailbox } => command::acl::my_rights(self, &mailbox).await,
             C::GetMetadata {
                 options,
                 mailbox,
@@ -626,6 +648,33 @@ impl Session {
             .ok_or_else(|| Done::bad("not authenticated"))
     }
 
+    /// The reader of the selected mailbox: the owner's when it is another
+    /// user's (opened by [`Session::open_mailbox`] at SELECT), else the
+    /// logged-in user's.
+    pub(crate) fn selected_reader(&self) -> Result<&store::UserReader, Done> {
+        if self.selected.as_ref().is_some_and(|s| s.owner.is_some()) {
+            self.shared_reader
+                .as_ref()
+                .ok_or_else(|| Done::bad("no mailbox selected"))
+        } else {
+            self.reader()
+        }
+    }
+
+    /// The owner of the selected mailbox (the logged-in user for their own).
+    pub(crate) fn selected_owner(&self) -> String {
+        self.selected
+            .as_ref()
+            .and_then(|s| s.owner.clone())
+            .unwrap_or_else(|| self.user_name())
+    }
+
+    /// `intent` (a change to the selected mailbox's owner's mail) as the
+    /// logged-in user makes it (see [`crate::shared::acting`]).
+    pub(crate) fn acting_on_selected(&self, intent: store::Intent) -> store::Intent {
+        crate::shared::acting(&self.user_name(), &self.selected_owner(), intent)
+    }
+
     pub(crate) fn user_name(&self) -> String {
         self.user.clone().unwrap_or_default()
     }
@@ -694,6 +743,11 @@ fn command_name(body: &CommandBody) -> &'static str {
         C::GetQuota { .. } => "GETQUOTA",
         C::GetQuotaRoot { .. } => "GETQUOTAROOT",
         C::SetQuota { .. } => "SETQUOTA",
+        C::SetAcl { .. } => "SETACL",
+        C::DeleteAcl { .. } => "DELETEACL",
+        C::GetAcl { .. } => "GETACL",
+        C::ListRights { .. } => "LISTRIGHTS",
+        C::MyRights { .. } => "MYRIGHTS",
         C::Status { .. } => "STATUS",
         C::Append { .. } => "APPEND",
         C::Idle => "IDLE",

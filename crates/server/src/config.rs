@@ -397,6 +397,7 @@ pub struct ImapSection {
     pub heavy_command_wait_ms: u64,
     pub metadata_max_value_bytes: u64,
     pub metadata_max_entries: u64,
+    pub acl_max_entries: u64,
 }
 
 impl Default for ImapSection {
@@ -416,6 +417,7 @@ impl Default for ImapSection {
             heavy_command_wait_ms: 15_000,
             metadata_max_value_bytes: 64 * 1024,
             metadata_max_entries: 1000,
+            acl_max_entries: 100,
         }
     }
 }
@@ -690,6 +692,9 @@ heavy_command_wait_ms = 15000
 # their mailboxes, and the server has ("NO [METADATA TOOMANY]").
 metadata_max_value_bytes = 65536
 metadata_max_entries = 1000
+# ACL (RFC 4314): most entries (identifiers) one mailbox's access control
+# list holds; SETACL over it gets "NO [LIMIT]" (and `postern acl set` fails).
+acl_max_entries = 100
 
 [imaps]
 # IMAP over implicit TLS.

@@ -274,6 +274,7 @@ pub async fn run(
             },
             metadata_value_bytes_max: imap_section.metadata_max_value_bytes,
             metadata_entries_max: imap_section.metadata_max_entries,
+            acl_entries_max: imap_section.acl_max_entries,
             ..imap::ImapConfig::default()
         },
         store: store.clone(),

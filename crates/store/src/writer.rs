@@ -13,6 +13,7 @@
 //! A failure before 4 rolls every index transaction back and answers every
 //! intent of the batch with an error: nothing half-done is ever visible.
 
+use crate::acl::{self, Rights};
 use crate::blobs::{self, BlobLocation, PackWriter};
 use crate::committer::{Committer, Job};
 use crate::directory;
@@ -23,7 +24,7 @@ use crate::journal::{JournalWriter, encode_frame};
 use crate::notify::Notifier;
 use crate::paths::Paths;
 use crate::record::{Entry, Lsn, Record};
-use crate::types::{BlobHash, apply_flag_mode, normalize_flags};
+use crate::types::{BlobHash, FlagMode, apply_flag_mode, normalize_flags};
 use rusqlite::Connection;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -344,6 +345,10 @@ impl Writer {
     fn write_blobs_ahead(&mut self, batch: &mut Batch, requests: &[Request]) -> Result<()> {
         for request in requests {
             for intent in &request.intents {
+                let (intent, actor) = match intent {
+                    Intent::Acting { actor, intent } => (&**intent, Some(actor.as_str())),
+                    intent => (intent, None),
+                };
                 let Intent::Append {
                     user,
                     mailbox,
@@ -359,6 +364,13 @@ impl Writer {
                     || index::mailbox_by_name(self.user_conn(batch, user)?, mailbox)?.is_none()
                 {
                     continue;
+                }
+                if let Some(actor) = actor.filter(|a| a != user) {
+                    let target = MailboxRef::Name(mailbox.clone());
+                    match self.visible_mailbox(batch, user, Some(actor), &target) {
+                        Ok((_, rights)) if rights.contains(Rights::INSERT) => {}
+                        _ => continue,
+                    }
                 }
                 if batch.new_blobs.contains_key(&message.hash)
                     || directory::blob_location(&self.server, &message.hash)?.is_some()
@@ -744,12 +756,16 @@ impl Writer {
     /// way, its index changes and records are undone and its neighbours in the
     /// batch are untouched.
     fn plan_contained(&mut self, batch: &mut Batch, intent: &Intent) -> Result<Outcome> {
-        let user = intent_user(intent);
-        if let Some(user) = user
-            && !matches!(intent, Intent::AddUser { .. })
-        {
-            // Check before touching the user's files, so an unknown name creates nothing.
-            self.require_user(user)?;
+        // The user whose index the intent changes and, for a COPY or MOVE
+        // from another owner's mailbox, the source's owner: both are inside
+        // the savepoint, so a refusal undoes the change on either side.
+        let (user, other) = intent_users(intent);
+        let users: Vec<&str> = [user, other].into_iter().flatten().collect();
+        if !matches!(intent, Intent::AddUser { .. }) {
+            for user in &users {
+                // Check before touching the user's files, so an unknown name creates nothing.
+                self.require_user(user)?;
+            }
         }
         self.creating_user = match intent {
             Intent::AddUser { user, .. } => Some(user.clone()),
@@ -758,7 +774,7 @@ impl Writer {
         let entries_before = batch.entries.len();
         let deleted_before = batch.deleted_users.len();
         let dead_before = batch.dead_packs.len();
-        if let Some(user) = user {
+        for user in &users {
             index::exec(self.user_conn(batch, user)?, "SAVEPOINT intent")?;
         }
         index::exec(&self.server, "SAVEPOINT intent")?;
@@ -770,10 +786,10 @@ impl Writer {
             index::exec(conn, "RELEASE intent")
         };
         let mut closed = close(&self.server);
-        if let Some(user) = user
-            && let Some(open) = self.users.get(user)
-        {
-            closed = closed.and(close(&open.conn));
+        for user in &users {
+            if let Some(open) = self.users.get(*user) {
+                closed = closed.and(close(&open.conn));
+            }
         }
         if let Err(e) = closed {
             batch.fatal.get_or_insert(e);
@@ -792,6 +808,269 @@ impl Writer {
             batch.dead_packs.truncate(dead_before);
         }
         result
+    }
+
+    /// A mailbox of `owner` and the rights `actor` has on it (`None`: the
+    /// operator, who has all). A mailbox the actor may not look up (no `l`)
+    /// is `NotFound` in the very words of a missing one, so no error tells
+    /// a stranger that a name exists.
+    fn visible_mailbox(
+        &mut self,
+        batch: &mut Batch,
+        owner: &str,
+        actor: Option<&str>,
+        mailbox: &MailboxRef,
+    ) -> Result<(MailboxInfo, Rights)> {
+        let hidden = || StoreError::not_found("no such mailbox");
+        let info = match self.mailbox_ref(batch, owner, mailbox) {
+            Ok(info) => info,
+            Err(e) if e.kind == ErrorKind::NotFound => return Err(hidden()),
+            Err(e) => return Err(e),
+        };
+        let rights = match actor {
+            None => Rights::ALL,
+            Some(actor) => {
+                let conn = self.user_conn(batch, owner)?;
+                acl::effective(owner, actor, &acl::entries(conn, &info.id)?)
+            }
+        };
+        if !rights.contains(Rights::LOOKUP) {
+            return Err(hidden());
+        }
+        Ok((info, rights))
+    }
+
+    /// [`Intent::Acting`]: checks what `actor` may do to the owner's mailbox,
+    /// in this transaction, then plans the change (with the flags it may set).
+    fn plan_acting(&mut self, batch: &mut Batch, actor: &str, intent: &Intent) -> Result<Outcome> {
+        if intent_users(intent).0 == Some(actor)
+            && !matches!(
+                intent,
+                Intent::Copy {
+                    from_user: Some(_),
+                    ..
+                }
+            )
+        {
+            return self.plan(batch, intent);
+        }
+        let need = |rights: Rights, needed: Rights, what: &str| {
+            if rights.contains(needed) {
+                Ok(())
+            } else {
+                Err(StoreError::denied(format!(
+                    "you need the \"{needed}\" right to {what}"
+                )))
+            }
+        };
+        let name = |name: &str| MailboxRef::Name(name.to_string());
+        match intent {
+            Intent::Append {
+                user,
+                mailbox,
+                message,
+                flags,
+                internal_date,
+            } => {
+                let (_, rights) = self.visible_mailbox(batch, user, Some(actor), &name(mailbox))?;
+                need(rights, Rights::INSERT, "append to this mailbox")?;
+                self.plan(
+                    batch,
+                    &Intent::Append {
+                        user: user.clone(),
+                        mailbox: mailbox.clone(),
+                        message: message.clone(),
+                        flags: permitted_flags(rights, flags),
+                        internal_date: *internal_date,
+                    },
+                )
+            }
+            Intent::StoreFlags {
+                user,
+                mailbox,
+                uids,
+                mode,
+                flags,
+                unchanged_since,
+            } => {
+                let (_, rights) = self.visible_mailbox(batch, user, Some(actor), mailbox)?;
+                if *mode == FlagMode::Replace {
+                    // Replacing would clear flags governed by rights the actor lacks.
+                    need(
+                        rights,
+                        Rights::SEEN
+                            .union(Rights::WRITE)
+                            .union(Rights::DELETE_MESSAGES),
+                        "replace all flags",
+                    )?;
+                }
+                let permitted = permitted_flags(rights, flags);
+                if permitted.is_empty() && !flags.is_empty() {
+                    return Err(StoreError::denied(
+                        "you need the \"s\", \"t\" or \"w\" right to change these flags",
+                    ));
+                }
+                self.plan(
+                    batch,
+                    &Intent::StoreFlags {
+                        user: user.clone(),
+                        mailbox: mailbox.clone(),
+                        uids: uids.clone(),
+                        mode: *mode,
+                        flags: permitted,
+                        unchanged_since: *unchanged_since,
+                    },
+                )
+            }
+            Intent::Expunge { user, mailbox, .. } => {
+                let (_, rights) = self.visible_mailbox(batch, user, Some(actor), mailbox)?;
+                need(rights, Rights::EXPUNGE, "expunge")?;
+                self.plan(batch, intent)
+            }
+            Intent::Copy {
+                user,
+                from_user,
+                from,
+                to,
+                remove_source,
+                ..
+            } => {
+                let source_owner = from_user.as_deref().unwrap_or(user);
+                if source_owner != actor {
+                    let (_, rights) =
+                        self.visible_mailbox(batch, source_owner, Some(actor), from)?;
+                    need(rights, Rights::READ, "read messages")?;
+                    if *remove_source {
+                        need(
+                            rights,
+                            Rights::DELETE_MESSAGES.union(Rights::EXPUNGE),
+                            "move messages out of this mailbox",
+                        )?;
+                    }
+                }
+                if user != actor {
+                    let (_, rights) = self.visible_mailbox(batch, user, Some(actor), &name(to))?;
+                    need(rights, Rights::INSERT, "copy messages into this mailbox")?;
+                }
+                self.plan(batch, intent)
+            }
+            Intent::CreateMailbox {
+                user, name: new, ..
+            } => {
+                let Some((parent, _)) = new.rsplit_once(SEPARATOR) else {
+                    // Only the owner creates at the top of their hierarchy;
+                    // worded as a missing parent, so it tells nothing of the owner.
+                    return Err(StoreError::not_found("no such mailbox"));
+                };
+                let (parent, rights) =
+                    self.visible_mailbox(batch, user, Some(actor), &name(parent))?;
+                need(rights, Rights::CREATE, "create mailboxes here")?;
+                let outcome = self.plan(batch, intent)?;
+                // The new mailbox starts with its parent's ACL, so whoever
+                // could create it can also see it (as Cyrus and Dovecot do).
+                if let Outcome::MailboxCreated { id } = &outcome {
+                    let inherited = acl::entries(self.user_conn(batch, user)?, &parent.id)?;
+                    for (identifier, rights) in inherited {
+                        self.emit(
+                            batch,
+                            Record::AclSet {
+                                user: user.clone(),
+                                mailbox: id.clone(),
+                                identifier,
+                                rights: Some(rights.to_string()),
+                            },
+                            None,
+                        )?;
+                    }
+                }
+                Ok(outcome)
+            }
+            Intent::DeleteMailbox { user, name: old } => {
+                let (_, rights) = self.visible_mailbox(batch, user, Some(actor), &name(old))?;
+                need(rights, Rights::DELETE_MAILBOX, "delete this mailbox")?;
+                self.plan(batch, intent)
+            }
+            Intent::RenameMailbox { user, from, to } => {
+                let (_, rights) = self.visible_mailbox(batch, user, Some(actor), &name(from))?;
+                need(rights, Rights::DELETE_MAILBOX, "rename this mailbox")?;
+                let Some((parent, _)) = to.rsplit_once(SEPARATOR) else {
+                    // Only the owner creates at the top of their hierarchy;
+                    // worded as a missing parent, so it tells nothing of the owner.
+                    return Err(StoreError::not_found("no such mailbox"));
+                };
+                let (_, rights) = self.visible_mailbox(batch, user, Some(actor), &name(parent))?;
+                need(rights, Rights::CREATE, "create mailboxes there")?;
+                self.plan(batch, intent)
+            }
+            _ => Err(StoreError::invalid(
+                "this change cannot be made on another user's mailbox",
+            )),
+        }
+    }
+
+    /// [`Intent::SetAcl`].
+    fn set_acl(&mut self, batch: &mut Batch, intent: &Intent) -> Result<Outcome> {
+        let Intent::SetAcl {
+            actor,
+            user: owner,
+            mailbox,
+            identifier,
+            change,
+            entries_max,
+        } = intent
+        else {
+            return Err(StoreError::invalid("not an ACL change"));
+        };
+        let (owner, change, entries_max) = (owner.as_str(), *change, *entries_max);
+        let actor = actor.as_deref().filter(|a| *a != owner);
+        let (target, rights) = self.visible_mailbox(batch, owner, actor, mailbox)?;
+        if !rights.contains(Rights::ADMIN) {
+            return Err(StoreError::denied(
+                "you need the \"a\" right to change this mailbox's ACL",
+            ));
+        }
+        if identifier.name == owner {
+            return Err(StoreError::invalid(
+                "the owner always has every right; their entry cannot be changed",
+            ));
+        }
+        if !identifier.is_anyone() && !directory::user_exists(&self.server, &identifier.name)? {
+            return Err(StoreError::invalid(format!(
+                "unknown identifier {}: not a user nor \"anyone\"",
+                identifier.name
+            )));
+        }
+        let key = identifier.to_string();
+        let conn = self.user_conn(batch, owner)?;
+        let before = acl::count(conn, &target.id)?;
+        let current = acl::entries(conn, &target.id)?
+            .into_iter()
+            .find(|(i, _)| *i == key)
+            .map_or(Rights::NONE, |(_, r)| r);
+        let new = change.map_or(Rights::NONE, |c| c.apply(current));
+        if new == current {
+            return Ok(Outcome::Done);
+        }
+        self.emit(
+            batch,
+            Record::AclSet {
+                user: owner.to_string(),
+                mailbox: target.id.clone(),
+                identifier: key,
+                rights: (!new.is_empty()).then(|| new.to_string()),
+            },
+            None,
+        )?;
+        // Counted after the change (the savepoint undoes it when refused), so
+        // changing or removing entries at the bound is always allowed.
+        let after = acl::count(self.user_conn(batch, owner)?, &target.id)?;
+        if after > before && after > entries_max {
+            return Err(StoreError::new(
+                ErrorKind::OverQuota,
+                format!("a mailbox's ACL holds at most {entries_max} entries"),
+            ));
+        }
+        Ok(Outcome::Done)
     }
 
     /// Appends to the pack; a failure stops the batch.
@@ -826,7 +1105,14 @@ impl Writer {
                     },
                     None,
                 )?;
-                for (name, special_use) in DEFAULT_MAILBOXES {
+                // The owner of the "Shared" namespace starts empty: its
+                // mailboxes are the ones operators create.
+                let defaults = if user == crate::acl::SHARED_OWNER {
+                    &[][..]
+                } else {
+                    &DEFAULT_MAILBOXES[..]
+                };
+                for (name, special_use) in defaults {
                     self.create_mailbox(batch, user, name, special_use.map(str::to_string))?;
                     self.emit(
                         batch,
@@ -858,6 +1144,23 @@ impl Writer {
                         Record::AliasSet { address, users }
                     };
                     self.emit(batch, record, None)?;
+                }
+                // Entries naming the user in other owners' ACLs go too, so a
+                // new account of the same name inherits nothing.
+                for (owner, mailbox, identifier) in acl::naming(&self.server, user)? {
+                    if owner == *user {
+                        continue;
+                    }
+                    self.emit(
+                        batch,
+                        Record::AclSet {
+                            user: owner,
+                            mailbox,
+                            identifier,
+                            rights: None,
+                        },
+                        None,
+                    )?;
                 }
                 self.emit(batch, Record::UserDeleted { user: user.clone() }, None)?;
                 batch.deleted_users.push(user.clone());
@@ -1062,6 +1365,8 @@ impl Writer {
                 })
             }
             Intent::CollectGarbage { bytes_max } => self.collect_garbage(batch, *bytes_max),
+            Intent::Acting { actor, intent } => self.plan_acting(batch, actor, intent),
+            Intent::SetAcl { .. } => self.set_acl(batch, intent),
             Intent::QueueSms {
                 to,
                 text,
@@ -1445,14 +1750,17 @@ impl Writer {
             }
             Intent::Copy {
                 user,
+                from_user,
                 from,
                 uids,
                 to,
                 remove_source,
             } => {
-                let source = self.mailbox_ref(batch, user, from)?;
+                let from_user = from_user.as_deref().unwrap_or(user);
+                let across = from_user != user;
+                let source = self.mailbox_ref(batch, from_user, from)?;
                 let target = self.mailbox(batch, user, to)?;
-                let conn = self.user_conn(batch, user)?;
+                let conn = self.user_conn(batch, from_user)?;
                 let mut originals = Vec::new();
                 for &uid in uids {
                     if let Some(meta) = index::message(conn, &source.id, uid)? {
@@ -1481,8 +1789,9 @@ impl Writer {
                     resolved.push(summary);
                 }
                 // A MOVE within the user's mail adds nothing in the end, but the
-                // copies exist before the originals go: check COPY only.
-                if !*remove_source {
+                // copies exist before the originals go: check COPY only. A MOVE
+                // from another owner's mailbox adds to this user's usage.
+                if !*remove_source || across {
                     let bytes = originals.iter().map(|(m, _)| m.size).sum();
                     self.check_quota(batch, user, bytes, originals.len() as u64)?;
                 }
@@ -1517,7 +1826,7 @@ impl Writer {
                         originals.iter().map(|(m, _)| (m.uid, m.blob)).collect();
                     expunged = messages.iter().map(|(uid, _)| *uid).collect();
                     // Into the same mailbox, the adds above already used MODSEQs past the snapshot.
-                    let modseq = if source.id == target.id {
+                    let modseq = if source.id == target.id && !across {
                         target.highest_modseq + 1
                     } else {
                         source.highest_modseq + 1
@@ -1525,7 +1834,7 @@ impl Writer {
                     self.emit(
                         batch,
                         Record::Expunged {
-                            user: user.clone(),
+                            user: from_user.to_string(),
                             mailbox: source.id.clone(),
                             modseq,
                             messages,
@@ -1923,6 +2232,7 @@ impl Writer {
                 batch,
                 &Intent::Copy {
                     user: user.to_string(),
+                    from_user: None,
                     from: MailboxRef::Name("INBOX".into()),
                     uids,
                     to: to.to_string(),
@@ -1973,6 +2283,8 @@ impl Writer {
 /// The user an intent changes, if any.
 fn intent_user(intent: &Intent) -> Option<&str> {
     match intent {
+        Intent::Acting { intent, .. } => intent_user(intent),
+        Intent::SetAcl { user, .. } => Some(user),
         Intent::AddUser { user, .. }
         | Intent::DeleteUser { user }
         | Intent::SetPassword { user, .. }
@@ -2007,6 +2319,40 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::RemoveSubscriber { .. }
         | Intent::NoticeOutcome { .. } => None,
     }
+}
+
+/// The users whose indexes an intent changes: its user and, for a COPY or
+/// MOVE from another owner's mailbox, that owner.
+fn intent_users(intent: &Intent) -> (Option<&str>, Option<&str>) {
+    let user = intent_user(intent);
+    let other = match intent {
+        Intent::Acting { intent, .. } => intent_users(intent).1,
+        Intent::Copy {
+            from_user: Some(from),
+            ..
+        } => Some(from.as_str()),
+        _ => None,
+    };
+    (user, other.filter(|o| Some(*o) != user))
+}
+
+/// The flags of `flags` that `rights` allow setting or clearing (RFC 4314
+/// 4: `s` for `\Seen`, `t` for `\Deleted`, `w` for every other flag).
+fn permitted_flags(rights: Rights, flags: &[String]) -> Vec<String> {
+    flags
+        .iter()
+        .filter(|flag| {
+            let needed = if flag.eq_ignore_ascii_case("\\Seen") {
+                Rights::SEEN
+            } else if flag.eq_ignore_ascii_case("\\Deleted") {
+                Rights::DELETE_MESSAGES
+            } else {
+                Rights::WRITE
+            };
+            rights.contains(needed)
+        })
+        .cloned()
+        .collect()
 }
 
 /// Longest SMS text the outbox takes, in bytes (the segment cap, checked by the
