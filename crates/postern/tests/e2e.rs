@@ -117,6 +117,7 @@ python_test_files! {
     neomutt => "test_neomutt.py",
     imapclient => "test_imapclient.py",
     metadata => "test_metadata.py",
+    acl => "test_acl.py",
     catenate => "test_catenate.py",
     reconstruct => "test_reconstruct.py",
     overload => "test_overload.py",
