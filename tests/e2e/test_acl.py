@@ -219,6 +219,34 @@ class AclTest(ServerTestCase):
         result = self.bob.command("NOOP").ok()
         self.assertIn("CLOSED", [r.code for r in result.untagged])
 
+    def test_no_command_runs_on_revoked_rights(self):
+        """Revoked between two commands: whatever bob sends next (SORT and
+        THREAD too, which read without reporting changes first) serves
+        nothing and ends the selection."""
+        for command in ("SORT (SUBJECT) UTF-8 ALL", "THREAD REFERENCES UTF-8 ALL", "FETCH 1 BODY.PEEK[]",
+                        "UID SEARCH TEXT " + TOKEN, "COPY 1 INBOX", "STORE 1 +FLAGS (\\Seen)"):
+            with self.subTest(command=command):
+                self.grant("lrswi")
+                self.bob.select(self.shared).ok()
+                self.alice.command(f'DELETEACL "Projects" {self.bob_name}').ok()
+                result = self.bob.command(command)
+                self.assertEqual(result.status, "BAD", result.describe())
+                self.assertIn("CLOSED", [r.code for r in result.untagged], result.describe())
+                self.assertNotIn(TOKEN.encode(), b"".join(r.raw for r in result.untagged))
+                self.assertEqual(result.named("SORT") + result.named("THREAD") + result.named("FETCH"), [])
+        self.assertEqual(self.bob.status("INBOX", "MESSAGES")["MESSAGES"], 0)
+
+    def test_copies_into_another_owners_mailbox_keep_only_permitted_flags(self):
+        self.bob.append("INBOX", simple_message(subject="flagged"), flags="\\Seen \\Flagged $Work").ok()
+        self.grant("li")
+        self.bob.select("INBOX").ok()
+        self.bob.command(f"COPY 1 {quote(self.shared)}").ok()
+        self.grant("lis")
+        self.bob.command(f"COPY 1 {quote(self.shared)}").ok()
+        self.alice.select("Projects").ok()
+        flags = self.alice.fetch("2:3", "FLAGS")
+        self.assertEqual([set(flags[n]["FLAGS"]) for n in (2, 3)], [set(), {"\\Seen"}])
+
     def test_idle_on_a_shared_mailbox_sees_the_owners_changes(self):
         self.grant("lr")
         self.bob.select(self.shared).ok()

@@ -63,10 +63,46 @@ pub(crate) fn flags_response(keywords: &BTreeSet<String>) -> String {
 }
 
 impl Session {
+    /// For another owner's selected mailbox, reads the user's rights again
+    /// (they may have been revoked since the last command): without `l` and
+    /// `r`, or when the mailbox is gone, the selection ends, in the same
+    /// words either way. Run before every command of the selected state and
+    /// by [`Session::sync`]. False when no mailbox is selected any more.
+    pub(crate) fn recheck_shared(&mut self) -> bool {
+        let Some(selected) = self.selected.as_mut() else {
+            return false;
+        };
+        if selected.owner.is_none() {
+            return true;
+        }
+        let user = self.user.as_deref().unwrap_or_default();
+        let rights = self.shared_reader.as_ref().and_then(|reader| {
+            reader.mailbox_by_id(&selected.id).ok().flatten()?;
+            reader.rights(&selected.id, user).ok()
+        });
+        match rights {
+            Some(r) if r.contains(store::Rights::LOOKUP.union(store::Rights::READ)) => {
+                selected.rights = r;
+                true
+            }
+            _ => {
+                self.selected = None;
+                self.shared_reader = None;
+                self.out.extend_from_slice(
+                    b"* OK [CLOSED] the selected mailbox is no longer available\r\n",
+                );
+                false
+            }
+        }
+    }
+
     /// Reports changes made by others (and by this session's own writes) since
     /// the last report. EXPUNGE responses only when `allow_expunge`; otherwise
     /// they wait (and the view keeps the expunged UIDs until they can be sent).
     pub(crate) async fn sync(&mut self, allow_expunge: bool) -> Result<(), End> {
+        if !self.recheck_shared() {
+            return Ok(());
+        }
         let shared = self.selected.as_ref().is_some_and(|s| s.owner.is_some());
         let own_reader = if shared {
             self.shared_reader.as_ref()
@@ -76,26 +112,6 @@ impl Session {
         let (Some(selected), Some(reader)) = (self.selected.as_mut(), own_reader) else {
             return Ok(());
         };
-        if shared {
-            // Another owner's mailbox: the rights may have been revoked
-            // since the last command. Without `r` (or `l`) the selection
-            // ends, in the same words whether it was revoked or deleted.
-            let user = self.user.as_deref().unwrap_or_default();
-            let rights = reader.rights(&selected.id, user);
-            let still = reader.mailbox_by_id(&selected.id).ok().flatten().is_some();
-            match rights {
-                Ok(r) if still && r.contains(store::Rights::LOOKUP.union(store::Rights::READ)) => {
-                    selected.rights = r;
-                }
-                _ => {
-                    self.selected = None;
-                    self.out.extend_from_slice(
-                        b"* OK [CLOSED] the selected mailbox is no longer available\r\n",
-                    );
-                    return Ok(());
-                }
-            }
-        }
         let changes = match reader.changes(&selected.id, selected.modseq) {
             Ok(c) => c,
             Err(e) => {

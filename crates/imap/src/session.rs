@@ -531,7 +531,9 @@ impl Session {
             }
             C::Idle => command::idle::idle(self, tag).await,
             other => {
-                if self.selected.is_none() {
+                // Another owner's mailbox: no command runs on rights revoked
+                // since the last one (SORT and THREAD do not sync first).
+                if !self.recheck_shared() {
                     return Ok(Done::bad("no mailbox selected"));
                 }
                 match other {

@@ -170,11 +170,15 @@ impl Session {
                     // One's own mail is named in the personal namespace only.
                     return Err(nonexistent());
                 }
-                let reader = self
-                    .ctx
-                    .store
-                    .reader(&owner)
-                    .map_err(|e| hidden_error(&e))?;
+                // Any failure to open the owner's index (no such user, or an
+                // index being rebuilt) is "no such mailbox": a stranger must
+                // not learn from the error which owners exist.
+                let reader = self.ctx.store.reader(&owner).map_err(|e| {
+                    if e.kind != store::ErrorKind::NotFound {
+                        tracing::warn!(event = "imap_shared_owner_unavailable", owner = %owner, error = %e);
+                    }
+                    nonexistent()
+                })?;
                 match visible(&reader, &user, &name) {
                     Ok(Some((mailbox, rights))) => Ok(Access {
                         owner,

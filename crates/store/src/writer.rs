@@ -948,11 +948,13 @@ impl Writer {
                         )?;
                     }
                 }
+                let mut flag_rights = Rights::ALL;
                 if user != actor {
                     let (_, rights) = self.visible_mailbox(batch, user, Some(actor), &name(to))?;
                     need(rights, Rights::INSERT, "copy messages into this mailbox")?;
+                    flag_rights = rights;
                 }
-                self.plan(batch, intent)
+                self.copy(batch, intent, flag_rights)
             }
             Intent::CreateMailbox {
                 user, name: new, ..
@@ -1748,107 +1750,119 @@ impl Writer {
                     fixes: fixes.len() as u64,
                 })
             }
-            Intent::Copy {
-                user,
-                from_user,
-                from,
-                uids,
-                to,
-                remove_source,
-            } => {
-                let from_user = from_user.as_deref().unwrap_or(user);
-                let across = from_user != user;
-                let source = self.mailbox_ref(batch, from_user, from)?;
-                let target = self.mailbox(batch, user, to)?;
-                let conn = self.user_conn(batch, from_user)?;
-                let mut originals = Vec::new();
-                for &uid in uids {
-                    if let Some(meta) = index::message(conn, &source.id, uid)? {
-                        if meta.damaged {
-                            // Its blob reference cannot be trusted: copying it could
-                            // give the copy another message's bytes.
-                            return Err(StoreError::corrupt(format!(
-                                "UID {uid} is damaged in the index; reconstruct repairs it"
-                            )));
-                        }
-                        let summary = match index::summary(conn, &source.id, uid, &meta.blob) {
-                            Ok(Some(s)) => Some(s),
-                            _ => None,
-                        };
-                        originals.push((meta, summary));
-                    }
+            Intent::Copy { .. } => self.copy(batch, intent, Rights::ALL),
+        }
+    }
+
+    /// COPY or MOVE ([`Intent::Copy`]); the copies keep only the flags
+    /// `flag_rights` allow on the target (all of them for its owner).
+    fn copy(&mut self, batch: &mut Batch, intent: &Intent, flag_rights: Rights) -> Result<Outcome> {
+        let Intent::Copy {
+            user,
+            from_user,
+            from,
+            uids,
+            to,
+            remove_source,
+        } = intent
+        else {
+            return Err(StoreError::invalid("not a copy"));
+        };
+        let from_user = from_user.as_deref().unwrap_or(user);
+        let across = from_user != user;
+        let source = self.mailbox_ref(batch, from_user, from)?;
+        let target = self.mailbox(batch, user, to)?;
+        let conn = self.user_conn(batch, from_user)?;
+        let mut originals = Vec::new();
+        for &uid in uids {
+            if let Some(meta) = index::message(conn, &source.id, uid)? {
+                if meta.damaged {
+                    // Its blob reference cannot be trusted: copying it could
+                    // give the copy another message's bytes.
+                    return Err(StoreError::corrupt(format!(
+                        "UID {uid} is damaged in the index; reconstruct repairs it"
+                    )));
                 }
-                // Resolve every summary before emitting anything, so that a damaged
-                // source message refuses the whole COPY instead of committing half of it.
-                let mut resolved = Vec::with_capacity(originals.len());
-                for (meta, summary) in originals.iter() {
-                    let summary = match summary {
-                        Some(s) => s.clone(),
-                        None => self.summary_from_blob(&meta.blob)?,
-                    };
-                    resolved.push(summary);
-                }
-                // A MOVE within the user's mail adds nothing in the end, but the
-                // copies exist before the originals go: check COPY only. A MOVE
-                // from another owner's mailbox adds to this user's usage.
-                if !*remove_source || across {
-                    let bytes = originals.iter().map(|(m, _)| m.size).sum();
-                    self.check_quota(batch, user, bytes, originals.len() as u64)?;
-                }
-                let mut pairs = Vec::new();
-                let mut target = target;
-                for ((meta, _), summary) in originals.iter().zip(resolved) {
-                    let uid = target.uid_next;
-                    let modseq = target.highest_modseq + 1;
-                    let record = Record::MessageAdded {
-                        user: user.clone(),
-                        mailbox: target.id.clone(),
-                        uid_validity: target.uid_validity,
-                        uid,
-                        modseq,
-                        internal_date: meta.internal_date,
-                        internal_zone: meta.internal_zone,
-                        save_date: batch.now,
-                        blob: meta.blob,
-                        size: meta.size,
-                        flags: meta.flags.clone(),
-                        email_id: meta.email_id.clone(),
-                        thread_id: meta.thread_id.clone(),
-                    };
-                    self.emit(batch, record, Some((&summary, &[])))?;
-                    target.uid_next += 1;
-                    target.highest_modseq = modseq;
-                    pairs.push((meta.uid, uid));
-                }
-                let mut expunged = Vec::new();
-                if *remove_source && !originals.is_empty() {
-                    let messages: Vec<(u32, BlobHash)> =
-                        originals.iter().map(|(m, _)| (m.uid, m.blob)).collect();
-                    expunged = messages.iter().map(|(uid, _)| *uid).collect();
-                    // Into the same mailbox, the adds above already used MODSEQs past the snapshot.
-                    let modseq = if source.id == target.id && !across {
-                        target.highest_modseq + 1
-                    } else {
-                        source.highest_modseq + 1
-                    };
-                    self.emit(
-                        batch,
-                        Record::Expunged {
-                            user: from_user.to_string(),
-                            mailbox: source.id.clone(),
-                            modseq,
-                            messages,
-                        },
-                        None,
-                    )?;
-                }
-                Ok(Outcome::Copied {
-                    uid_validity: target.uid_validity,
-                    pairs,
-                    expunged,
-                })
+                let summary = match index::summary(conn, &source.id, uid, &meta.blob) {
+                    Ok(Some(s)) => Some(s),
+                    _ => None,
+                };
+                originals.push((meta, summary));
             }
         }
+        // Resolve every summary before emitting anything, so that a damaged
+        // source message refuses the whole COPY instead of committing half of it.
+        let mut resolved = Vec::with_capacity(originals.len());
+        for (meta, summary) in originals.iter() {
+            let summary = match summary {
+                Some(s) => s.clone(),
+                None => self.summary_from_blob(&meta.blob)?,
+            };
+            resolved.push(summary);
+        }
+        // A MOVE within the user's mail adds nothing in the end, but the
+        // copies exist before the originals go: check COPY only. A MOVE
+        // from another owner's mailbox adds to this user's usage.
+        if !*remove_source || across {
+            let bytes = originals.iter().map(|(m, _)| m.size).sum();
+            self.check_quota(batch, user, bytes, originals.len() as u64)?;
+        }
+        let mut pairs = Vec::new();
+        let mut target = target;
+        for ((meta, _), summary) in originals.iter().zip(resolved) {
+            let uid = target.uid_next;
+            let modseq = target.highest_modseq + 1;
+            let record = Record::MessageAdded {
+                user: user.clone(),
+                mailbox: target.id.clone(),
+                uid_validity: target.uid_validity,
+                uid,
+                modseq,
+                internal_date: meta.internal_date,
+                internal_zone: meta.internal_zone,
+                save_date: batch.now,
+                blob: meta.blob,
+                size: meta.size,
+                flags: if flag_rights == Rights::ALL {
+                    meta.flags.clone()
+                } else {
+                    permitted_flags(flag_rights, &meta.flags)
+                },
+                email_id: meta.email_id.clone(),
+                thread_id: meta.thread_id.clone(),
+            };
+            self.emit(batch, record, Some((&summary, &[])))?;
+            target.uid_next += 1;
+            target.highest_modseq = modseq;
+            pairs.push((meta.uid, uid));
+        }
+        let mut expunged = Vec::new();
+        if *remove_source && !originals.is_empty() {
+            let messages: Vec<(u32, BlobHash)> =
+                originals.iter().map(|(m, _)| (m.uid, m.blob)).collect();
+            expunged = messages.iter().map(|(uid, _)| *uid).collect();
+            // Into the same mailbox, the adds above already used MODSEQs past the snapshot.
+            let modseq = if source.id == target.id && !across {
+                target.highest_modseq + 1
+            } else {
+                source.highest_modseq + 1
+            };
+            self.emit(
+                batch,
+                Record::Expunged {
+                    user: from_user.to_string(),
+                    mailbox: source.id.clone(),
+                    modseq,
+                    messages,
+                },
+                None,
+            )?;
+        }
+        Ok(Outcome::Copied {
+            uid_validity: target.uid_validity,
+            pairs,
+            expunged,
+        })
     }
 
     fn collect_garbage(&mut self, batch: &mut Batch, bytes_max: u64) -> Result<Outcome> {

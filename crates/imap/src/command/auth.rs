@@ -360,6 +360,7 @@ pub(crate) async fn unauthenticate(session: &mut Session) -> Result<Done, End> {
     session.login_deadline = tokio::time::Instant::now() + session.ctx.config.login_timeout;
     session.reader = None;
     session.selected = None;
+    session.shared_reader = None;
     session.changes = None;
     session.saved = None;
     session.rev2 = false;
