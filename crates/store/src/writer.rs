@@ -760,11 +760,24 @@ impl Writer {
         // from another owner's mailbox, the source's owner: both are inside
         // the savepoint, so a refusal undoes the change on either side.
         let (user, other) = intent_users(intent);
-        let users: Vec<&str> = [user, other].into_iter().flatten().collect();
+        let mut users: Vec<String> = [user, other]
+            .into_iter()
+            .flatten()
+            .map(str::to_string)
+            .collect();
         if !matches!(intent, Intent::AddUser { .. }) {
             for user in &users {
                 // Check before touching the user's files, so an unknown name creates nothing.
                 self.require_user(user)?;
+            }
+        }
+        if let Intent::DeleteUser { user } = intent {
+            // Deleting a user removes their entries from other owners' ACLs:
+            // those indexes are inside the savepoint too.
+            for (owner, _, _) in acl::naming(&self.server, user)? {
+                if !users.contains(&owner) {
+                    users.push(owner);
+                }
             }
         }
         self.creating_user = match intent {
@@ -787,7 +800,7 @@ impl Writer {
         };
         let mut closed = close(&self.server);
         for user in &users {
-            if let Some(open) = self.users.get(*user) {
+            if let Some(open) = self.users.get(user) {
                 closed = closed.and(close(&open.conn));
             }
         }

@@ -95,7 +95,15 @@ fn acting_intents_are_checked_in_the_writer() {
     let dir = tempfile::tempdir().unwrap();
     let store = setup(dir.path());
     // Without l: the same answer as a missing mailbox, and no bytes written.
+    let packs = || -> u64 {
+        std::fs::read_dir(dir.path().join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    let before = packs();
     let hidden = append_as(&store, "bob", "alice", "Projects").unwrap_err();
+    assert_eq!(packs(), before, "a refused APPEND left bytes in a pack");
     let missing = append_as(&store, "bob", "alice", "Nope").unwrap_err();
     assert_eq!(
         (hidden.kind, hidden.message.as_str()),
