@@ -392,6 +392,9 @@ class AclTest(ServerTestCase):
         # Nobody logs in as the reserved owner.
         login = self.raw().command('LOGIN "#shared" "!"')
         self.assertEqual(login.status, "NO")
+        # The reserved owner's index is checked like any user's.
+        check = self.server.cli("reconstruct", "#shared", "--check")
+        self.assertEqual(check.returncode, 0, check.stdout.decode() + check.stderr.decode())
         self.server.cli_ok("mailbox", "delete-shared", name)
         self.assertNotIn(shared, self.names(self.bob))
 

@@ -1009,7 +1009,7 @@ pub fn execute_with_progress(
             json,
             max_read_mb_per_s,
         } => {
-            let user = match user.as_deref().map(user_arg).transpose() {
+            let user = match user.as_deref().map(owner_arg).transpose() {
                 Ok(u) => u,
                 Err(out) => return out,
             };
