@@ -318,6 +318,17 @@ class AclTest(ServerTestCase):
         self.assertEqual(result.status, "NO", result.describe())
         self.assertNotIn("Top", self.names(self.alice))
 
+    def test_children_without_rights_do_not_show(self):
+        self.alice.command('CREATE "Projects/Hidden"').ok()
+        self.grant("lr")
+        entries = list_entries(self.bob.command('LIST "" "*"').ok())
+        self.assertIn("\\HasNoChildren", entries[self.shared]["flags"])
+        self.assertNotIn(self.shared + "/Hidden", entries)
+        # IMAP4rev2 SELECT repeats the LIST attributes: the same.
+        self.bob.command("ENABLE IMAP4rev2").ok()
+        result = self.bob.command(f"SELECT {quote(self.shared)}").ok()
+        self.assertIn("\\HasNoChildren", list_entries(result)[self.shared]["flags"])
+
     def test_anyone_and_negative_rights(self):
         carol, carol_password = self.new_user("carol")
         carol_client = self.raw(carol, carol_password)

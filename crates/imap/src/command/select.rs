@@ -101,7 +101,18 @@ pub(crate) async fn select(
         .map(|m| m.1)
         .fold(mailbox.highest_modseq, u64::max);
     // For SELECT's LIST response (IMAP4rev2): its attributes must be accurate.
-    let list_attributes = if session.rev2 {
+    let list_attributes = if session.rev2 && access.is_shared() {
+        // Children count only where the user may see them, as LIST shows them.
+        let visible: Vec<String> = session
+            .shared_mailboxes()
+            .into_iter()
+            .map(|(name, ..)| name)
+            .collect();
+        let hierarchy = Hierarchy::new(visible.iter().map(String::as_str));
+        let mut shown = mailbox.clone();
+        shown.name = name.clone();
+        mailbox_attributes(&shown, &hierarchy)
+    } else if session.rev2 {
         match reader.mailboxes() {
             Ok(all) => {
                 let hierarchy = Hierarchy::new(all.iter().map(|m| m.name.as_str()));
