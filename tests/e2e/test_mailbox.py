@@ -103,7 +103,9 @@ class MailboxTest(ServerTestCase):
     def test_namespace(self):
         _, _, client = self.session()
         result = client.command("NAMESPACE").ok()
-        self.assertEqual([r.raw for r in result.named("NAMESPACE")], [b'* NAMESPACE (("" "/")) NIL NIL\r\n'])
+        # Personal, other users' and shared mailboxes (ACL, test_acl.py).
+        self.assertEqual([r.raw for r in result.named("NAMESPACE")],
+                         [b'* NAMESPACE (("" "/")) (("Other Users/" "/")) (("Shared/" "/"))\r\n'])
 
     # -- CREATE / DELETE ---------------------------------------------------
 

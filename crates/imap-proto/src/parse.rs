@@ -169,6 +169,42 @@ fn command_body(c: &mut Cursor<'_>, name: &[u8]) -> PResult<CommandBody> {
             })?;
             CommandBody::SetQuota { root, limits }
         }
+        b"SETACL" => {
+            let mailbox = one_mailbox(c)?;
+            c.sp()?;
+            let identifier = c.astring_utf8()?;
+            c.sp()?;
+            let rights = c.astring_utf8()?;
+            CommandBody::SetAcl {
+                mailbox,
+                identifier,
+                rights,
+            }
+        }
+        b"DELETEACL" => {
+            let mailbox = one_mailbox(c)?;
+            c.sp()?;
+            let identifier = c.astring_utf8()?;
+            CommandBody::DeleteAcl {
+                mailbox,
+                identifier,
+            }
+        }
+        b"GETACL" => CommandBody::GetAcl {
+            mailbox: one_mailbox(c)?,
+        },
+        b"LISTRIGHTS" => {
+            let mailbox = one_mailbox(c)?;
+            c.sp()?;
+            let identifier = c.astring_utf8()?;
+            CommandBody::ListRights {
+                mailbox,
+                identifier,
+            }
+        }
+        b"MYRIGHTS" => CommandBody::MyRights {
+            mailbox: one_mailbox(c)?,
+        },
         b"APPEND" => mailbox::append(c)?,
         b"GETMETADATA" => mailbox::get_metadata(c)?,
         b"SETMETADATA" => mailbox::set_metadata(c)?,

@@ -493,6 +493,26 @@ pub enum CommandBody {
     GetQuotaRoot {
         mailbox: String,
     },
+    /// ACL (RFC 4314): identifier and rights as sent; the session checks them.
+    SetAcl {
+        mailbox: String,
+        identifier: String,
+        rights: String,
+    },
+    DeleteAcl {
+        mailbox: String,
+        identifier: String,
+    },
+    GetAcl {
+        mailbox: String,
+    },
+    ListRights {
+        mailbox: String,
+        identifier: String,
+    },
+    MyRights {
+        mailbox: String,
+    },
     /// Parsed so it is refused cleanly; quotas are the administrator's.
     SetQuota {
         root: String,

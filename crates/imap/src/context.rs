@@ -328,6 +328,8 @@ mod tests {
         Selected {
             id: "m".into(),
             name: "INBOX".into(),
+            owner: None,
+            rights: store::Rights::ALL,
             read_only: false,
             uids: uids.to_vec(),
             modseq: 1,

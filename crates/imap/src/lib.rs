@@ -7,8 +7,13 @@
 //!
 //! Invariants:
 //! - Every store access goes through the authenticated user's [`store::UserReader`]
-//!   or an [`store::Intent`] naming that user: there is no path to another
-//!   user's mail (isolation by construction).
+//!   or an [`store::Intent`] naming that user, with one exception kept in one
+//!   place: another user's mailbox (ACL, RFC 4314) is reached only through
+//!   `Session::open_mailbox` in [`shared`], which hands out the owner's reader
+//!   together with the rights read from the owner's ACL after checking `l`,
+//!   and changes to it go to the writer as `Intent::Acting`, which checks the
+//!   rights again in the transaction. Without `l`, a mailbox answers exactly
+//!   as a missing one.
 //! - A command that fails on bad input or damaged data answers NO/BAD for that
 //!   command; the session continues. Only I/O errors end a session.
 //! - Untagged EXPUNGE is never sent during FETCH, STORE or SEARCH (RFC 9051 7.5.1).
@@ -30,6 +35,7 @@ mod respond;
 mod selected;
 mod sequence;
 mod session;
+mod shared;
 mod skip;
 pub mod user_limits;
 

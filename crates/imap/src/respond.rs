@@ -74,6 +74,7 @@ impl Done {
             ErrorKind::AlreadyExists => ("ALREADYEXISTS", error.message.as_str()),
             ErrorKind::Invalid => ("CANNOT", error.message.as_str()),
             ErrorKind::OverQuota => ("OVERQUOTA", error.message.as_str()),
+            ErrorKind::Denied => ("NOPERM", error.message.as_str()),
             ErrorKind::Corrupt => ("SERVERBUG", "stored data failed a check; it was not served"),
             ErrorKind::Io | ErrorKind::Unavailable | ErrorKind::Conflict => {
                 ("UNAVAILABLE", "temporarily unavailable, try again")

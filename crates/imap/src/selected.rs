@@ -6,7 +6,13 @@ use std::collections::BTreeSet;
 
 pub(crate) struct Selected {
     pub id: String,
+    /// The name as the client gave it (`Other Users/bob/X` for bob's `X`).
     pub name: String,
+    /// The owner when it is another user (the session then reads through
+    /// `Session::shared_reader`); `None`: the logged-in user's own.
+    pub owner: Option<String>,
+    /// The logged-in user's rights on it, as of the last SELECT or sync.
+    pub rights: store::Rights,
     pub read_only: bool,
     /// UIDs in sequence-number order: position + 1 is the message sequence number.
     pub uids: Vec<u32>,
@@ -59,11 +65,53 @@ pub(crate) fn flags_response(keywords: &BTreeSet<String>) -> String {
 }
 
 impl Session {
+    /// For another owner's selected mailbox, reads the user's rights again
+    /// (they may have been revoked since the last command): without `l` and
+    /// `r`, or when the mailbox is gone, the selection ends, in the same
+    /// words either way. Run before every command of the selected state and
+    /// by [`Session::sync`]. False when no mailbox is selected any more.
+    pub(crate) fn recheck_shared(&mut self) -> bool {
+        let Some(selected) = self.selected.as_mut() else {
+            return false;
+        };
+        if selected.owner.is_none() {
+            return true;
+        }
+        let user = self.user.as_deref().unwrap_or_default();
+        let rights = self.shared_reader.as_ref().and_then(|reader| {
+            reader.mailbox_by_id(&selected.id).ok().flatten()?;
+            reader.rights(&selected.id, user).ok()
+        });
+        match rights {
+            Some(r) if r.contains(store::Rights::LOOKUP.union(store::Rights::READ)) => {
+                selected.rights = r;
+                true
+            }
+            _ => {
+                self.selected = None;
+                self.shared_reader = None;
+                self.out.extend_from_slice(
+                    b"* OK [CLOSED] the selected mailbox is no longer available\r\n",
+                );
+                false
+            }
+        }
+    }
+
     /// Reports changes made by others (and by this session's own writes) since
     /// the last report. EXPUNGE responses only when `allow_expunge`; otherwise
     /// they wait (and the view keeps the expunged UIDs until they can be sent).
     pub(crate) async fn sync(&mut self, allow_expunge: bool) -> Result<(), End> {
-        let (Some(selected), Some(reader)) = (self.selected.as_mut(), self.reader.as_ref()) else {
+        if !self.recheck_shared() {
+            return Ok(());
+        }
+        let shared = self.selected.as_ref().is_some_and(|s| s.owner.is_some());
+        let own_reader = if shared {
+            self.shared_reader.as_ref()
+        } else {
+            self.reader.as_ref()
+        };
+        let (Some(selected), Some(reader)) = (self.selected.as_mut(), own_reader) else {
             return Ok(());
         };
         let changes = match reader.changes(&selected.id, selected.modseq) {
@@ -185,6 +233,8 @@ mod tests {
         let mut selected = Selected {
             id: "m".into(),
             name: "INBOX".into(),
+            owner: None,
+            rights: store::Rights::ALL,
             read_only: false,
             uids: vec![1],
             modseq: 1,

@@ -59,6 +59,8 @@ pub struct ImapConfig {
     /// Most NOTIFY responses (RFC 5465) one round may send; over it the
     /// session sends `* OK [NOTIFICATIONOVERFLOW]` instead and NOTIFY is off.
     pub notify_responses_max: usize,
+    /// Most entries in one mailbox's ACL (SETACL over it: `NO [LIMIT]`).
+    pub acl_entries_max: u64,
 }
 
 impl Default for ImapConfig {
@@ -75,6 +77,7 @@ impl Default for ImapConfig {
             metadata_entries_max: store::MetadataLimits::default().entries_max,
             context_updates_max: 10,
             notify_responses_max: 1000,
+            acl_entries_max: 100,
         }
     }
 }
@@ -120,6 +123,9 @@ pub(crate) struct Session {
     pub user_slot: Option<UserSlot>,
     pub reader: Option<store::UserReader>,
     pub selected: Option<Selected>,
+    /// The owner's reader while another owner's mailbox is selected (see
+    /// [`crate::shared`]); read only through [`Session::selected_reader`].
+    pub shared_reader: Option<store::UserReader>,
     /// ENABLE IMAP4rev2 was given: rev2 response forms (ESEARCH, no RECENT, UTF-8 names).
     pub rev2: bool,
     /// ENABLE UTF8=ACCEPT: UTF-8 in quoted strings and mailbox names.
@@ -168,6 +174,7 @@ pub async fn serve(
             user_slot: None,
             reader: None,
             selected: None,
+            shared_reader: None,
             rev2: false,
             utf8: false,
             condstore: false,
@@ -533,6 +540,21 @@ impl Session {
             C::GetQuota { root } => command::quota::get_quota(self, &root).await,
             C::GetQuotaRoot { mailbox } => command::quota::get_quota_root(self, &mailbox).await,
             C::SetQuota { .. } => Ok(command::quota::set_quota()),
+            C::SetAcl {
+                mailbox,
+                identifier,
+                rights,
+            } => command::acl::set_acl(self, &mailbox, &identifier, Some(&rights)).await,
+            C::DeleteAcl {
+                mailbox,
+                identifier,
+            } => command::acl::set_acl(self, &mailbox, &identifier, None).await,
+            C::GetAcl { mailbox } => command::acl::get_acl(self, &mailbox).await,
+            C::ListRights {
+                mailbox,
+                identifier,
+            } => command::acl::list_rights(self, &mailbox, &identifier).await,
+            C::MyRights { mailbox } => command::acl::my_rights(self, &mailbox).await,
             C::GetMetadata {
                 options,
                 mailbox,
@@ -548,7 +570,9 @@ impl Session {
             C::Idle => command::idle::idle(self, tag).await,
             C::Notify { status, groups } => command::notify::notify(self, status, groups).await,
             other => {
-                if self.selected.is_none() {
+                // Another owner's mailbox: no command runs on rights revoked
+                // since the last one (SORT and THREAD do not sync first).
+                if !self.recheck_shared() {
                     return Ok(Done::bad("no mailbox selected"));
                 }
                 match other {
@@ -669,6 +693,33 @@ impl Session {
             .ok_or_else(|| Done::bad("not authenticated"))
     }
 
+    /// The reader of the selected mailbox: the owner's when it is another
+    /// user's (opened by [`Session::open_mailbox`] at SELECT), else the
+    /// logged-in user's.
+    pub(crate) fn selected_reader(&self) -> Result<&store::UserReader, Done> {
+        if self.selected.as_ref().is_some_and(|s| s.owner.is_some()) {
+            self.shared_reader
+                .as_ref()
+                .ok_or_else(|| Done::bad("no mailbox selected"))
+        } else {
+            self.reader()
+        }
+    }
+
+    /// The owner of the selected mailbox (the logged-in user for their own).
+    pub(crate) fn selected_owner(&self) -> String {
+        self.selected
+            .as_ref()
+            .and_then(|s| s.owner.clone())
+            .unwrap_or_else(|| self.user_name())
+    }
+
+    /// `intent` (a change to the selected mailbox's owner's mail) as the
+    /// logged-in user makes it (see [`crate::shared::acting`]).
+    pub(crate) fn acting_on_selected(&self, intent: store::Intent) -> store::Intent {
+        crate::shared::acting(&self.user_name(), &self.selected_owner(), intent)
+    }
+
     pub(crate) fn user_name(&self) -> String {
         self.user.clone().unwrap_or_default()
     }
@@ -737,6 +788,11 @@ fn command_name(body: &CommandBody) -> &'static str {
         C::GetQuota { .. } => "GETQUOTA",
         C::GetQuotaRoot { .. } => "GETQUOTAROOT",
         C::SetQuota { .. } => "SETQUOTA",
+        C::SetAcl { .. } => "SETACL",
+        C::DeleteAcl { .. } => "DELETEACL",
+        C::GetAcl { .. } => "GETACL",
+        C::ListRights { .. } => "LISTRIGHTS",
+        C::MyRights { .. } => "MYRIGHTS",
         C::Status { .. } => "STATUS",
         C::Append { .. } => "APPEND",
         C::Idle => "IDLE",

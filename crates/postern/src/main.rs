@@ -36,9 +36,13 @@ enum Command {
     /// Manage aliases (an address delivering to one or more users).
     #[command(subcommand)]
     Alias(AliasCommand),
-    /// Inspect mailboxes.
+    /// Inspect mailboxes; create and delete those of the "Shared" namespace.
     #[command(subcommand)]
     Mailbox(MailboxCommand),
+    /// Access control lists (IMAP ACL, RFC 4314) of a user's mailbox, or of
+    /// a "Shared" one with USER `#shared`.
+    #[command(subcommand)]
+    Acl(AclCommand),
     /// Deliver a message from stdin to USER's INBOX (exit 0 delivered, 67 unknown user, 75 try later).
     Deliver { user: String },
     /// Configuration helpers.
@@ -371,6 +375,36 @@ enum AliasCommand {
 enum MailboxCommand {
     /// List a user's mailboxes with counts.
     List { user: String },
+    /// Create NAME in the "Shared" namespace (IMAP `Shared/NAME`), owned by
+    /// the reserved account `#shared`; nobody sees it until `postern acl set
+    /// '#shared' NAME IDENTIFIER RIGHTS` grants rights.
+    CreateShared { name: String },
+    /// Delete the shared mailbox NAME with its messages.
+    DeleteShared { name: String },
+}
+
+#[derive(Subcommand)]
+enum AclCommand {
+    /// Show the ACL of USER's MAILBOX (the owner always has every right).
+    Get { user: String, mailbox: String },
+    /// Set IDENTIFIER's rights on USER's MAILBOX: RIGHTS are letters of
+    /// "lrswipkxtea" (replace), or after "+" (add) or "-" (remove).
+    /// IDENTIFIER is a user, "anyone", or either after "-" (negative rights).
+    Set {
+        user: String,
+        mailbox: String,
+        #[arg(allow_hyphen_values = true)]
+        identifier: String,
+        #[arg(allow_hyphen_values = true)]
+        rights: String,
+    },
+    /// Remove IDENTIFIER's entry from the ACL of USER's MAILBOX.
+    Delete {
+        user: String,
+        mailbox: String,
+        #[arg(allow_hyphen_values = true)]
+        identifier: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -487,6 +521,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Alias(AliasCommand::Del { address }) => AdminCommand::AliasDel { address },
         Command::Alias(AliasCommand::List) => AdminCommand::AliasList,
         Command::Mailbox(MailboxCommand::List { user }) => AdminCommand::MailboxList { user },
+        Command::Mailbox(MailboxCommand::CreateShared { name }) => {
+            AdminCommand::MailboxCreateShared { name }
+        }
+        Command::Mailbox(MailboxCommand::DeleteShared { name }) => {
+            AdminCommand::MailboxDeleteShared { name }
+        }
+        Command::Acl(AclCommand::Get { user, mailbox }) => AdminCommand::AclGet { user, mailbox },
+        Command::Acl(AclCommand::Set {
+            user,
+            mailbox,
+            identifier,
+            rights,
+        }) => AdminCommand::AclSet {
+            user,
+            mailbox,
+            identifier,
+            rights: Some(rights),
+        },
+        Command::Acl(AclCommand::Delete {
+            user,
+            mailbox,
+            identifier,
+        }) => AdminCommand::AclSet {
+            user,
+            mailbox,
+            identifier,
+            rights: None,
+        },
         Command::Store(StoreCommand::Gc { bytes_max }) => AdminCommand::Gc { bytes_max },
         Command::Replication(ReplicationCommand::Status { json }) => {
             AdminCommand::ReplicationStatus { json }

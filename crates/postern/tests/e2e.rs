@@ -118,6 +118,7 @@ python_test_files! {
     imapclient => "test_imapclient.py",
     metadata => "test_metadata.py",
     notify_context => "test_notify_context.py",
+    acl => "test_acl.py",
     catenate => "test_catenate.py",
     reconstruct => "test_reconstruct.py",
     replication => "test_replication.py",

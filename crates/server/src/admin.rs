@@ -54,6 +54,27 @@ pub enum AdminCommand {
     MailboxList {
         user: String,
     },
+    /// Creates a mailbox of the "Shared" namespace (owned by
+    /// [`store::SHARED_OWNER`], which is created with it the first time).
+    MailboxCreateShared {
+        name: String,
+    },
+    /// Deletes a mailbox of the "Shared" namespace, with its messages.
+    MailboxDeleteShared {
+        name: String,
+    },
+    /// The ACL of USER's MAILBOX (`#shared` for the "Shared" namespace).
+    AclGet {
+        user: String,
+        mailbox: String,
+    },
+    /// Sets (`rights: Some`, with SETACL's `+`/`-` forms) or deletes an entry.
+    AclSet {
+        user: String,
+        mailbox: String,
+        identifier: String,
+        rights: Option<String>,
+    },
     /// Status page: open an incident (or maintenance) with its first post.
     StatusOpen {
         title: String,
@@ -249,7 +270,7 @@ impl AdminOutput {
     pub(crate) fn from_store(error: &StoreError) -> Self {
         let exit = match error.kind {
             ErrorKind::NotFound => EX_NOUSER,
-            ErrorKind::Invalid | ErrorKind::AlreadyExists => EX_DATAERR,
+            ErrorKind::Invalid | ErrorKind::AlreadyExists | ErrorKind::Denied => EX_DATAERR,
             ErrorKind::Io
             | ErrorKind::Unavailable
             | ErrorKind::OverQuota
@@ -319,6 +340,8 @@ pub struct AdminContext {
     pub metadata_limits: store::MetadataLimits,
     /// Replication, in a running server with `[replication]`.
     pub replication: Option<std::sync::Arc<crate::replication::Replication>>,
+    /// `[imap] acl_max_entries`.
+    pub acl_entries_max: u64,
 }
 
 impl AdminContext {
@@ -341,6 +364,12 @@ impl AdminContext {
                 }
             },
             replication: None,
+            acl_entries_max: config
+                .imap
+                .as_ref()
+                .map_or(crate::config::ImapSection::default().acl_max_entries, |i| {
+                    i.acl_max_entries
+                }),
         }
     }
 }
@@ -945,6 +974,10 @@ pub fn execute_with_progress(
                 Err(failure) => failure.into(),
             }
         }
+        AdminCommand::MailboxCreateShared { .. }
+        | AdminCommand::MailboxDeleteShared { .. }
+        | AdminCommand::AclGet { .. }
+        | AdminCommand::AclSet { .. } => acl_command(store, &context, command),
         AdminCommand::MetadataSet { entry, value } => {
             let removing = value.is_none();
             let intent = Intent::SetMetadata {
@@ -999,7 +1032,7 @@ pub fn execute_with_progress(
             json,
             max_read_mb_per_s,
         } => {
-            let user = match user.as_deref().map(user_arg).transpose() {
+            let user = match user.as_deref().map(owner_arg).transpose() {
                 Ok(u) => u,
                 Err(out) => return out,
             };
@@ -1170,6 +1203,13 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::AliasDel { .. } => "alias del",
         AdminCommand::AliasList => "alias list",
         AdminCommand::MailboxList { .. } => "mailbox list",
+        AdminCommand::MailboxCreateShared { .. } => "mailbox create-shared",
+        AdminCommand::MailboxDeleteShared { .. } => "mailbox delete-shared",
+        AdminCommand::AclGet { .. } => "acl get",
+        AdminCommand::AclSet {
+            rights: Some(_), ..
+        } => "acl set",
+        AdminCommand::AclSet { rights: None, .. } => "acl delete",
         AdminCommand::Deliver { .. } => "deliver",
         AdminCommand::Gc { .. } => "store gc",
         AdminCommand::Reconstruct { .. } => "reconstruct",
@@ -1254,4 +1294,120 @@ pub fn send_with_progress(
     let output: AdminOutput = serde_json::from_str(&line)
         .map_err(|e| anyhow::anyhow!("bad answer from the server: {e}"))?;
     Ok(Some(output))
+}
+
+/// The owner named on the command line: a user, or `#shared` for the
+/// mailboxes of the "Shared" namespace.
+fn owner_arg(name: &str) -> Result<String, AdminOutput> {
+    if name == store::SHARED_OWNER {
+        Ok(name.to_string())
+    } else {
+        user_arg(name)
+    }
+}
+
+/// `postern mailbox create-shared|delete-shared` and `postern acl ...`.
+fn acl_command(store: &Store, context: &AdminContext, command: AdminCommand) -> AdminOutput {
+    use store::{Identifier, MailboxRef, RightsChange, SHARED_OWNER};
+    match command {
+        AdminCommand::MailboxCreateShared { name } => {
+            let add = Intent::AddUser {
+                user: SHARED_OWNER.to_string(),
+                // Not an Argon2 hash: it verifies no password, and the name
+                // is no valid login name anyway.
+                password_hash: "!".to_string(),
+            };
+            let create = Intent::CreateMailbox {
+                user: SHARED_OWNER.to_string(),
+                name: name.clone(),
+                special_use: None,
+            };
+            match store.submit_one_blocking(add) {
+                Ok(_) => {}
+                Err(e) if e.kind == ErrorKind::AlreadyExists => {}
+                Err(e) => return AdminOutput::from_store(&e),
+            }
+            match store.submit_one_blocking(create) {
+                Ok(_) => AdminOutput::ok(format!("created Shared/{name}\n")),
+                Err(e) => AdminOutput::from_store(&e),
+            }
+        }
+        AdminCommand::MailboxDeleteShared { name } => {
+            let intent = Intent::DeleteMailbox {
+                user: SHARED_OWNER.to_string(),
+                name: name.clone(),
+            };
+            match store.submit_one_blocking(intent) {
+                Ok(_) => AdminOutput::ok(format!("deleted Shared/{name}\n")),
+                Err(e) => AdminOutput::from_store(&e),
+            }
+        }
+        AdminCommand::AclGet { user, mailbox } => {
+            let owner = match owner_arg(&user) {
+                Ok(u) => u,
+                Err(out) => return out,
+            };
+            let listing = store.reader(&owner).and_then(|reader| {
+                let info = reader
+                    .mailbox(&mailbox)?
+                    .ok_or_else(|| store::StoreError::not_found("no such mailbox"))?;
+                let mut out = format!("{owner}\t{}\t(owner)\n", store::Rights::ALL);
+                for (identifier, rights) in reader.acl(&info.id)? {
+                    out.push_str(&format!("{identifier}\t{rights}\n"));
+                }
+                Ok(out)
+            });
+            match listing {
+                Ok(out) => AdminOutput::ok(out),
+                Err(e) => AdminOutput::from_store(&e),
+            }
+        }
+        AdminCommand::AclSet {
+            user,
+            mailbox,
+            identifier,
+            rights,
+        } => {
+            let owner = match owner_arg(&user) {
+                Ok(u) => u,
+                Err(out) => return out,
+            };
+            let parsed = Identifier::parse(&identifier).and_then(|identifier| {
+                let change = rights.as_deref().map(RightsChange::parse).transpose()?;
+                Ok((identifier, change))
+            });
+            let (identifier, change) = match parsed {
+                Ok(p) => p,
+                Err(e) => return AdminOutput::from_store(&e),
+            };
+            let shown = identifier.to_string();
+            let intent = Intent::SetAcl {
+                actor: None,
+                user: owner.clone(),
+                mailbox: MailboxRef::Name(mailbox.clone()),
+                identifier,
+                change,
+                entries_max: context.acl_entries_max,
+            };
+            match store.submit_one_blocking(intent) {
+                Ok(_) => {
+                    let rights = store
+                        .reader(&owner)
+                        .and_then(|r| {
+                            let id = r
+                                .mailbox(&mailbox)?
+                                .ok_or_else(|| store::StoreError::not_found("no such mailbox"))?
+                                .id;
+                            r.acl(&id)
+                        })
+                        .ok()
+                        .and_then(|entries| entries.into_iter().find(|(i, _)| *i == shown))
+                        .map_or_else(|| "(no entry)".to_string(), |(_, r)| r.to_string());
+                    AdminOutput::ok(format!("{owner}\t{mailbox}\t{shown}\t{rights}\n"))
+                }
+                Err(e) => AdminOutput::from_store(&e),
+            }
+        }
+        _ => AdminOutput::fail(EX_SOFTWARE, "error: not an ACL command\n"),
+    }
 }

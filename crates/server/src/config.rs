@@ -489,6 +489,7 @@ pub struct ImapSection {
     pub metadata_max_entries: u64,
     pub context_updates_max: usize,
     pub notify_responses_max: usize,
+    pub acl_max_entries: u64,
 }
 
 impl Default for ImapSection {
@@ -510,6 +511,7 @@ impl Default for ImapSection {
             metadata_max_entries: 1000,
             context_updates_max: 10,
             notify_responses_max: 1000,
+            acl_max_entries: 100,
         }
     }
 }
@@ -794,6 +796,9 @@ context_updates_max = 10
 # messages) one session is sent at once. A change bigger than that gets
 # "* OK [NOTIFICATIONOVERFLOW]" instead, and that session's NOTIFY is off.
 notify_responses_max = 1000
+# ACL (RFC 4314): most entries (identifiers) one mailbox's access control
+# list holds; SETACL over it gets "NO [LIMIT]" (and `postern acl set` fails).
+acl_max_entries = 100
 
 [imaps]
 # IMAP over implicit TLS.

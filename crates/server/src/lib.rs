@@ -283,6 +283,7 @@ pub async fn run(
             metadata_entries_max: imap_section.metadata_max_entries,
             context_updates_max: imap_section.context_updates_max,
             notify_responses_max: imap_section.notify_responses_max,
+            acl_entries_max: imap_section.acl_max_entries,
             ..imap::ImapConfig::default()
         },
         store: store.clone(),

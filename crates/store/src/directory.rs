@@ -199,9 +199,10 @@ pub fn open(path: &Path) -> Result<Connection> {
     open_db(
         path,
         &format!(
-            "{SCHEMA}{}{}",
+            "{SCHEMA}{}{}{}",
             crate::subscribers::SCHEMA,
-            crate::metadata::SCHEMA
+            crate::metadata::SCHEMA,
+            crate::acl::SERVER_SCHEMA
         ),
     )
 }
@@ -346,6 +347,7 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
                 .execute([user])?;
             conn.prepare_cached("DELETE FROM quotas WHERE user = ?1")?
                 .execute([user])?;
+            crate::acl::remove_owner_grants(conn, user)?;
         }
         Record::QuotaSet {
             user,
@@ -640,10 +642,18 @@ pub fn apply(conn: &Connection, lsn: Lsn, record: &Record) -> Result<()> {
             }
         },
         Record::ServerMetadataSet { entries } => crate::metadata::set(conn, "", entries)?,
+        Record::AclSet {
+            user,
+            mailbox,
+            identifier,
+            rights,
+        } => crate::acl::set_grant(conn, user, mailbox, identifier, rights.as_deref())?,
+        Record::MailboxDeleted { user, mailbox } => {
+            crate::acl::remove_mailbox_grants(conn, user, mailbox)?
+        }
         Record::MailboxCreated { .. }
         | Record::MetadataSet { .. }
         | Record::MailboxRenamed { .. }
-        | Record::MailboxDeleted { .. }
         | Record::Subscribed { .. }
         | Record::FlagsChanged { .. }
         | Record::SubscriberAdded { .. }

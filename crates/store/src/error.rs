@@ -11,6 +11,10 @@ pub enum ErrorKind {
     AlreadyExists,
     /// The request is not valid (bad name, operation not allowed on INBOX...).
     Invalid,
+    /// The acting user may see the mailbox but lacks a right the change
+    /// needs (IMAP `NO [NOPERM]`). A mailbox the user may not even see is
+    /// `NotFound`, worded as for one that does not exist.
+    Denied,
     /// Over a quota or size limit (IMAP `NO [OVERQUOTA]`, LMTP 452).
     OverQuota,
     /// Stored data failed a check (checksum, hash, invariant). Never answered with data.
@@ -46,6 +50,9 @@ impl StoreError {
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Invalid, message)
+    }
+    pub fn denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Denied, message)
     }
     pub fn corrupt(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Corrupt, message)

@@ -98,7 +98,10 @@ pub fn open_db(path: &Path, schema: &str) -> Result<Connection> {
 }
 
 pub fn open(path: &Path) -> Result<Connection> {
-    let conn = open_db(path, &format!("{SCHEMA}{}", crate::metadata::SCHEMA))?;
+    let conn = open_db(
+        path,
+        &format!("{SCHEMA}{}{}", crate::metadata::SCHEMA, crate::acl::SCHEMA),
+    )?;
     // An index from before row checksums (format 1) cannot be checked on read:
     // recovery moves it aside and rebuilds it from the journal, like a damaged one.
     let has_row_crc: i64 = conn.query_row(
@@ -556,7 +559,14 @@ pub fn apply(
             conn.prepare_cached("DELETE FROM mailboxes WHERE id = ?1")?
                 .execute([mailbox])?;
             crate::metadata::remove_mailbox(conn, mailbox)?;
+            crate::acl::remove_mailbox(conn, mailbox)?;
         }
+        Record::AclSet {
+            mailbox,
+            identifier,
+            rights,
+            ..
+        } => crate::acl::set(conn, mailbox, identifier, rights.as_deref())?,
         Record::MetadataSet {
             mailbox, entries, ..
         } => crate::metadata::set(conn, mailbox, entries)?,
@@ -802,6 +812,11 @@ pub fn apply_fix(conn: &Connection, fix: &crate::intent::Fix) -> Result<()> {
             entry,
             value,
         } => crate::metadata::set(conn, mailbox, &[(entry.clone(), value.clone())])?,
+        Fix::PutAcl {
+            mailbox,
+            identifier,
+            rights,
+        } => crate::acl::set(conn, mailbox, identifier, rights.as_deref())?,
         Fix::RestateFlags { .. } => {
             return Err(StoreError::invalid(
                 "flags are restated by the writer, with a journal record",

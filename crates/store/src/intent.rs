@@ -273,15 +273,50 @@ pub enum Intent {
         entries: Vec<MetadataEntry>,
         limits: MetadataLimits,
     },
-    /// COPY, or MOVE when `remove_source` is set.
+    /// Sets, changes (`change: Some`) or removes (`None`) one entry of the
+    /// ACL of `user`'s mailbox (RFC 4314 SETACL / DELETEACL). `actor: None`
+    /// is the operator (CLI, admin socket); a user needs the `a` right
+    /// (checked by the writer, in the transaction), and without `l` the
+    /// mailbox is `NotFound` as if it did not exist. The identifier must be
+    /// `anyone` or an existing user other than the owner (`Invalid`); an
+    /// entry that would give a mailbox more than `entries_max` entries is
+    /// `OverQuota`. A change that leaves no rights removes the entry.
+    SetAcl {
+        actor: Option<String>,
+        user: String,
+        mailbox: MailboxRef,
+        identifier: crate::acl::Identifier,
+        change: Option<crate::acl::RightsChange>,
+        entries_max: u64,
+    },
+    /// `intent` (a change to a mailbox of its `user`, the owner) done by
+    /// `actor`, another user: the writer checks the rights the change needs
+    /// in the owner's ACL inside the transaction that makes it, so a revoke
+    /// committed first always wins. A mailbox without `l` for the actor is
+    /// `NotFound` (worded as a missing one); a missing right is `Denied`;
+    /// flags the actor may not set (`s` for `\Seen`, `t` for `\Deleted`,
+    /// `w` for the rest) are dropped from STORE and APPEND. Takes
+    /// `Append`, `StoreFlags`, `Expunge`, `Copy`, `CreateMailbox`,
+    /// `DeleteMailbox` and `RenameMailbox`; anything else is `Invalid`.
+    Acting {
+        actor: String,
+        intent: BoxedIntent,
+    },
+    /// COPY, or MOVE when `remove_source` is set, into `user`'s mailbox
+    /// `to`, from `from_user`'s mailbox `from` (`None`: `user`'s own; a
+    /// mailbox of another owner is reached through [`Intent::Acting`]).
     Copy {
         user: String,
+        from_user: Option<String>,
         from: MailboxRef,
         uids: Vec<u32>,
         to: String,
         remove_source: bool,
     },
 }
+
+/// Why a boxed intent: `Acting` nests one.
+pub type BoxedIntent = Box<Intent>;
 
 /// What must still hold for a [`Intent::Repair`] to apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,6 +371,13 @@ pub enum Fix {
         mailbox: String,
         entry: String,
         value: Option<MetadataValue>,
+    },
+    /// Sets an ACL entry (`Some`: rights letters as stored) or removes it
+    /// (`None`): mailbox id, identifier as stored.
+    PutAcl {
+        mailbox: String,
+        identifier: String,
+        rights: Option<String>,
     },
     /// Recounts the quota usage counters from the messages.
     RecountUsage,

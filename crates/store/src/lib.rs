@@ -12,6 +12,7 @@
 //! Above this crate, nothing knows about SQLite or files: protocol code uses
 //! [`Store`], [`UserReader`], [`Intent`] and [`Outcome`].
 
+pub mod acl;
 pub mod blobs;
 mod checkpoint;
 mod committer;
@@ -34,6 +35,7 @@ pub mod subscribers;
 pub mod types;
 pub mod writer;
 
+pub use acl::{Identifier, Rights, RightsChange, SHARED_OWNER};
 pub use directory::Sms;
 pub use error::{ErrorKind, Result, StoreError};
 pub use index::{Changes, MailboxCounts, MailboxInfo, MessageMeta};

@@ -573,6 +573,7 @@ fn check_user(
             .collect();
         let subscriptions = (index::subscriptions(&truth)?, index::subscriptions(&live)?);
         let annotations = (metadata::all(&truth)?, metadata::all(&live)?);
+        let acls = (crate::acl::all(&truth)?, crate::acl::all(&live)?);
         let usage = index::usage(&live)?;
         let counted: (i64, i64) = live.query_row(
             "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM messages",
@@ -585,6 +586,7 @@ fn check_user(
             unsupported,
             subscriptions,
             annotations,
+            acls,
             usage,
             counted,
         ))
@@ -596,6 +598,7 @@ fn check_user(
         unsupported,
         (truth_subs, live_subs),
         (truth_notes, live_notes),
+        (truth_acl, live_acl),
         usage,
         counted,
     ) = snapshot?;
@@ -682,6 +685,53 @@ fn check_user(
                         mailbox: mailbox.clone(),
                         entry: entry.clone(),
                         value: None,
+                    },
+                ));
+            }
+        }
+    }
+    if options.mailbox.is_none() && options.mailbox_id.is_none() {
+        // Access control lists, keyed by mailbox id and identifier.
+        for (mailbox, identifier, rights) in &truth_acl {
+            if live_acl
+                .iter()
+                .any(|(m, i, r)| m == mailbox && i == identifier && r == rights)
+            {
+                continue;
+            }
+            user_fixes.push((
+                problem(
+                    None,
+                    None,
+                    "acl_wrong",
+                    format!("ACL entry {identifier} of mailbox {mailbox:?} missing or wrong"),
+                ),
+                Fix::PutAcl {
+                    mailbox: mailbox.clone(),
+                    identifier: identifier.clone(),
+                    rights: Some(rights.clone()),
+                },
+            ));
+        }
+        if may_drop {
+            for (mailbox, identifier, _) in &live_acl {
+                if truth_acl
+                    .iter()
+                    .any(|(m, i, _)| m == mailbox && i == identifier)
+                {
+                    continue;
+                }
+                user_fixes.push((
+                    problem(
+                        None,
+                        None,
+                        "acl_unsupported",
+                        format!("ACL entry {identifier} of mailbox {mailbox:?}"),
+                    ),
+                    Fix::PutAcl {
+                        mailbox: mailbox.clone(),
+                        identifier: identifier.clone(),
+                        rights: None,
                     },
                 ));
             }
@@ -1042,6 +1092,13 @@ fn recreate(
             mailbox,
             entry,
             value: Some(MetadataValue(value)),
+        });
+    }
+    for (mailbox, identifier, rights) in crate::acl::all(&truth)? {
+        fixes.push(Fix::PutAcl {
+            mailbox,
+            identifier,
+            rights: Some(rights),
         });
     }
     if remove_empty {

@@ -174,6 +174,18 @@ pub enum Record {
         mailbox: MailboxId,
         entries: Vec<MetadataEntry>,
     },
+    /// One entry of a mailbox's access control list (IMAP ACL, RFC 4314)
+    /// set, or removed with `rights: None`. `user` owns the mailbox (its
+    /// index holds the ACL); `identifier` is `anyone` or a user name, either
+    /// possibly after `-` (negative rights); `rights` are letters of
+    /// `lrswipkxtea`, never empty. Applied to the owner's index (`acl`) and
+    /// to `server.sqlite` (`acl_grants`, the grantee's view).
+    AclSet {
+        user: String,
+        mailbox: MailboxId,
+        identifier: String,
+        rights: Option<String>,
+    },
     /// The server's shared annotations set or removed (an administrator's).
     ServerMetadataSet {
         entries: Vec<MetadataEntry>,
@@ -380,7 +392,8 @@ impl Record {
             | Record::MessageAdded { user, .. }
             | Record::FlagsChanged { user, .. }
             | Record::Expunged { user, .. }
-            | Record::MetadataSet { user, .. } => Some(user),
+            | Record::MetadataSet { user, .. }
+            | Record::AclSet { user, .. } => Some(user),
         }
     }
 }

@@ -649,6 +649,15 @@ impl Store {
         })
     }
 
+    /// Mailboxes of other owners whose ACL names `user` or `anyone`, as
+    /// (owner, mailbox id), owners in name order: where a LIST of the
+    /// "Other Users" and "Shared" namespaces looks. Candidates only: what
+    /// `user` may do is read from each owner's index
+    /// ([`UserReader::rights`]).
+    pub fn shared_with(&self, user: &str) -> Result<Vec<(String, String)>> {
+        self.with_server(|c| crate::acl::granted_to(c, user))
+    }
+
     /// A shared server annotation (METADATA on mailbox `""`).
     pub fn server_metadata(&self, entry: &str) -> Result<Option<Vec<u8>>> {
         self.with_server(|c| crate::metadata::get(c, "", entry))
@@ -775,6 +784,19 @@ impl UserReader {
     }
     pub fn subscriptions(&self) -> Result<Vec<String>> {
         index::subscriptions(&self.conn)
+    }
+    /// The ACL of one of this user's mailboxes (by id): identifiers as
+    /// stored, in name order.
+    pub fn acl(&self, mailbox: &str) -> Result<Vec<(String, crate::acl::Rights)>> {
+        crate::acl::entries(&self.conn, mailbox)
+    }
+    /// The rights `user` has on one of this reader's user's mailboxes (all
+    /// of them when `user` is the owner).
+    pub fn rights(&self, mailbox: &str, user: &str) -> Result<crate::acl::Rights> {
+        if user == self.user {
+            return Ok(crate::acl::Rights::ALL);
+        }
+        Ok(crate::acl::effective(&self.user, user, &self.acl(mailbox)?))
     }
     /// An annotation (METADATA) of a mailbox (by id; `""`: the user's
     /// private server annotations).

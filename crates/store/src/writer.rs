@@ -13,6 +13,7 @@
 //! A failure before 4 rolls every index transaction back and answers every
 //! intent of the batch with an error: nothing half-done is ever visible.
 
+use crate::acl::{self, Rights};
 use crate::blobs::{self, BlobLocation, PackWriter};
 use crate::committer::{Committer, Job};
 use crate::directory;
@@ -30,6 +31,9 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "writer_acl.rs"]
+mod acl_plans;
+use acl_plans::permitted_flags;
 #[path = "writer_subscribers.rs"]
 mod subscribers;
 pub use subscribers::{EMAIL_BYTES_MAX, normalize_subscriber_address};
@@ -355,6 +359,10 @@ impl Writer {
     fn write_blobs_ahead(&mut self, batch: &mut Batch, requests: &[Request]) -> Result<()> {
         for request in requests {
             for intent in &request.intents {
+                let (intent, actor) = match intent {
+                    Intent::Acting { actor, intent } => (&**intent, Some(actor.as_str())),
+                    intent => (intent, None),
+                };
                 let Intent::Append {
                     user,
                     mailbox,
@@ -370,6 +378,13 @@ impl Writer {
                     || index::mailbox_by_name(self.user_conn(batch, user)?, mailbox)?.is_none()
                 {
                     continue;
+                }
+                if let Some(actor) = actor.filter(|a| a != user) {
+                    let target = MailboxRef::Name(mailbox.clone());
+                    match self.visible_mailbox(batch, user, Some(actor), &target) {
+                        Ok((_, rights)) if rights.contains(Rights::INSERT) => {}
+                        _ => continue,
+                    }
                 }
                 if batch.new_blobs.contains_key(&message.hash)
                     || directory::blob_location(&self.server, &message.hash)?.is_some()
@@ -775,12 +790,29 @@ impl Writer {
             }
             _ => {}
         }
-        let user = intent_user(intent);
-        if let Some(user) = user
-            && !matches!(intent, Intent::AddUser { .. })
-        {
-            // Check before touching the user's files, so an unknown name creates nothing.
-            self.require_user(user)?;
+        // The user whose index the intent changes and, for a COPY or MOVE
+        // from another owner's mailbox, the source's owner: both are inside
+        // the savepoint, so a refusal undoes the change on either side.
+        let (user, other) = intent_users(intent);
+        let mut users: Vec<String> = [user, other]
+            .into_iter()
+            .flatten()
+            .map(str::to_string)
+            .collect();
+        if !matches!(intent, Intent::AddUser { .. }) {
+            for user in &users {
+                // Check before touching the user's files, so an unknown name creates nothing.
+                self.require_user(user)?;
+            }
+        }
+        if let Intent::DeleteUser { user } = intent {
+            // Deleting a user removes their entries from other owners' ACLs:
+            // those indexes are inside the savepoint too.
+            for (owner, _, _) in acl::naming(&self.server, user)? {
+                if !users.contains(&owner) {
+                    users.push(owner);
+                }
+            }
         }
         self.creating_user = match intent {
             Intent::AddUser { user, .. } => Some(user.clone()),
@@ -789,7 +821,7 @@ impl Writer {
         let entries_before = batch.entries.len();
         let deleted_before = batch.deleted_users.len();
         let dead_before = batch.dead_packs.len();
-        if let Some(user) = user {
+        for user in &users {
             index::exec(self.user_conn(batch, user)?, "SAVEPOINT intent")?;
         }
         index::exec(&self.server, "SAVEPOINT intent")?;
@@ -801,10 +833,10 @@ impl Writer {
             index::exec(conn, "RELEASE intent")
         };
         let mut closed = close(&self.server);
-        if let Some(user) = user
-            && let Some(open) = self.users.get(user)
-        {
-            closed = closed.and(close(&open.conn));
+        for user in &users {
+            if let Some(open) = self.users.get(user) {
+                closed = closed.and(close(&open.conn));
+            }
         }
         if let Err(e) = closed {
             batch.fatal.get_or_insert(e);
@@ -857,7 +889,14 @@ impl Writer {
                     },
                     None,
                 )?;
-                for (name, special_use) in DEFAULT_MAILBOXES {
+                // The owner of the "Shared" namespace starts empty: its
+                // mailboxes are the ones operators create.
+                let defaults = if user == crate::acl::SHARED_OWNER {
+                    &[][..]
+                } else {
+                    &DEFAULT_MAILBOXES[..]
+                };
+                for (name, special_use) in defaults {
                     self.create_mailbox(batch, user, name, special_use.map(str::to_string))?;
                     self.emit(
                         batch,
@@ -889,6 +928,23 @@ impl Writer {
                         Record::AliasSet { address, users }
                     };
                     self.emit(batch, record, None)?;
+                }
+                // Entries naming the user in other owners' ACLs go too, so a
+                // new account of the same name inherits nothing.
+                for (owner, mailbox, identifier) in acl::naming(&self.server, user)? {
+                    if owner == *user {
+                        continue;
+                    }
+                    self.emit(
+                        batch,
+                        Record::AclSet {
+                            user: owner,
+                            mailbox,
+                            identifier,
+                            rights: None,
+                        },
+                        None,
+                    )?;
                 }
                 self.emit(batch, Record::UserDeleted { user: user.clone() }, None)?;
                 batch.deleted_users.push(user.clone());
@@ -1120,6 +1176,8 @@ impl Writer {
                 tracing::warn!(event = "blob_restored", blob = %message.hash.to_hex(), "a missing or damaged message content was stored again from the other server");
                 Ok(Outcome::Done)
             }
+            Intent::Acting { actor, intent } => self.plan_acting(batch, actor, intent),
+            Intent::SetAcl { .. } => self.set_acl(batch, intent),
             Intent::QueueSms {
                 to,
                 text,
@@ -1513,103 +1571,119 @@ impl Writer {
                     fixes: fixes.len() as u64,
                 })
             }
-            Intent::Copy {
-                user,
-                from,
-                uids,
-                to,
-                remove_source,
-            } => {
-                let source = self.mailbox_ref(batch, user, from)?;
-                let target = self.mailbox(batch, user, to)?;
-                let conn = self.user_conn(batch, user)?;
-                let mut originals = Vec::new();
-                for &uid in uids {
-                    if let Some(meta) = index::message(conn, &source.id, uid)? {
-                        if meta.damaged {
-                            // Its blob reference cannot be trusted: copying it could
-                            // give the copy another message's bytes.
-                            return Err(StoreError::corrupt(format!(
-                                "UID {uid} is damaged in the index; reconstruct repairs it"
-                            )));
-                        }
-                        let summary = match index::summary(conn, &source.id, uid, &meta.blob) {
-                            Ok(Some(s)) => Some(s),
-                            _ => None,
-                        };
-                        originals.push((meta, summary));
-                    }
+            Intent::Copy { .. } => self.copy(batch, intent, Rights::ALL),
+        }
+    }
+
+    /// COPY or MOVE ([`Intent::Copy`]); the copies keep only the flags
+    /// `flag_rights` allow on the target (all of them for its owner).
+    fn copy(&mut self, batch: &mut Batch, intent: &Intent, flag_rights: Rights) -> Result<Outcome> {
+        let Intent::Copy {
+            user,
+            from_user,
+            from,
+            uids,
+            to,
+            remove_source,
+        } = intent
+        else {
+            return Err(StoreError::invalid("not a copy"));
+        };
+        let from_user = from_user.as_deref().unwrap_or(user);
+        let across = from_user != user;
+        let source = self.mailbox_ref(batch, from_user, from)?;
+        let target = self.mailbox(batch, user, to)?;
+        let conn = self.user_conn(batch, from_user)?;
+        let mut originals = Vec::new();
+        for &uid in uids {
+            if let Some(meta) = index::message(conn, &source.id, uid)? {
+                if meta.damaged {
+                    // Its blob reference cannot be trusted: copying it could
+                    // give the copy another message's bytes.
+                    return Err(StoreError::corrupt(format!(
+                        "UID {uid} is damaged in the index; reconstruct repairs it"
+                    )));
                 }
-                // Resolve every summary before emitting anything, so that a damaged
-                // source message refuses the whole COPY instead of committing half of it.
-                let mut resolved = Vec::with_capacity(originals.len());
-                for (meta, summary) in originals.iter() {
-                    let summary = match summary {
-                        Some(s) => s.clone(),
-                        None => self.summary_from_blob(&meta.blob)?,
-                    };
-                    resolved.push(summary);
-                }
-                // A MOVE within the user's mail adds nothing in the end, but the
-                // copies exist before the originals go: check COPY only.
-                if !*remove_source {
-                    let bytes = originals.iter().map(|(m, _)| m.size).sum();
-                    self.check_quota(batch, user, bytes, originals.len() as u64)?;
-                }
-                let mut pairs = Vec::new();
-                let mut target = target;
-                for ((meta, _), summary) in originals.iter().zip(resolved) {
-                    let uid = target.uid_next;
-                    let modseq = target.highest_modseq + 1;
-                    let record = Record::MessageAdded {
-                        user: user.clone(),
-                        mailbox: target.id.clone(),
-                        uid_validity: target.uid_validity,
-                        uid,
-                        modseq,
-                        internal_date: meta.internal_date,
-                        internal_zone: meta.internal_zone,
-                        save_date: batch.now,
-                        blob: meta.blob,
-                        size: meta.size,
-                        flags: meta.flags.clone(),
-                        email_id: meta.email_id.clone(),
-                        thread_id: meta.thread_id.clone(),
-                    };
-                    self.emit(batch, record, Some((&summary, &[])))?;
-                    target.uid_next += 1;
-                    target.highest_modseq = modseq;
-                    pairs.push((meta.uid, uid));
-                }
-                let mut expunged = Vec::new();
-                if *remove_source && !originals.is_empty() {
-                    let messages: Vec<(u32, BlobHash)> =
-                        originals.iter().map(|(m, _)| (m.uid, m.blob)).collect();
-                    expunged = messages.iter().map(|(uid, _)| *uid).collect();
-                    // Into the same mailbox, the adds above already used MODSEQs past the snapshot.
-                    let modseq = if source.id == target.id {
-                        target.highest_modseq + 1
-                    } else {
-                        source.highest_modseq + 1
-                    };
-                    self.emit(
-                        batch,
-                        Record::Expunged {
-                            user: user.clone(),
-                            mailbox: source.id.clone(),
-                            modseq,
-                            messages,
-                        },
-                        None,
-                    )?;
-                }
-                Ok(Outcome::Copied {
-                    uid_validity: target.uid_validity,
-                    pairs,
-                    expunged,
-                })
+                let summary = match index::summary(conn, &source.id, uid, &meta.blob) {
+                    Ok(Some(s)) => Some(s),
+                    _ => None,
+                };
+                originals.push((meta, summary));
             }
         }
+        // Resolve every summary before emitting anything, so that a damaged
+        // source message refuses the whole COPY instead of committing half of it.
+        let mut resolved = Vec::with_capacity(originals.len());
+        for (meta, summary) in originals.iter() {
+            let summary = match summary {
+                Some(s) => s.clone(),
+                None => self.summary_from_blob(&meta.blob)?,
+            };
+            resolved.push(summary);
+        }
+        // A MOVE within the user's mail adds nothing in the end, but the
+        // copies exist before the originals go: check COPY only. A MOVE
+        // from another owner's mailbox adds to this user's usage.
+        if !*remove_source || across {
+            let bytes = originals.iter().map(|(m, _)| m.size).sum();
+            self.check_quota(batch, user, bytes, originals.len() as u64)?;
+        }
+        let mut pairs = Vec::new();
+        let mut target = target;
+        for ((meta, _), summary) in originals.iter().zip(resolved) {
+            let uid = target.uid_next;
+            let modseq = target.highest_modseq + 1;
+            let record = Record::MessageAdded {
+                user: user.clone(),
+                mailbox: target.id.clone(),
+                uid_validity: target.uid_validity,
+                uid,
+                modseq,
+                internal_date: meta.internal_date,
+                internal_zone: meta.internal_zone,
+                save_date: batch.now,
+                blob: meta.blob,
+                size: meta.size,
+                flags: if flag_rights == Rights::ALL {
+                    meta.flags.clone()
+                } else {
+                    permitted_flags(flag_rights, &meta.flags)
+                },
+                email_id: meta.email_id.clone(),
+                thread_id: meta.thread_id.clone(),
+            };
+            self.emit(batch, record, Some((&summary, &[])))?;
+            target.uid_next += 1;
+            target.highest_modseq = modseq;
+            pairs.push((meta.uid, uid));
+        }
+        let mut expunged = Vec::new();
+        if *remove_source && !originals.is_empty() {
+            let messages: Vec<(u32, BlobHash)> =
+                originals.iter().map(|(m, _)| (m.uid, m.blob)).collect();
+            expunged = messages.iter().map(|(uid, _)| *uid).collect();
+            // Into the same mailbox, the adds above already used MODSEQs past the snapshot.
+            let modseq = if source.id == target.id && !across {
+                target.highest_modseq + 1
+            } else {
+                source.highest_modseq + 1
+            };
+            self.emit(
+                batch,
+                Record::Expunged {
+                    user: from_user.to_string(),
+                    mailbox: source.id.clone(),
+                    modseq,
+                    messages,
+                },
+                None,
+            )?;
+        }
+        Ok(Outcome::Copied {
+            uid_validity: target.uid_validity,
+            pairs,
+            expunged,
+        })
     }
 
     fn collect_garbage(&mut self, batch: &mut Batch, bytes_max: u64) -> Result<Outcome> {
@@ -2144,6 +2218,7 @@ impl Writer {
                 batch,
                 &Intent::Copy {
                     user: user.to_string(),
+                    from_user: None,
                     from: MailboxRef::Name("INBOX".into()),
                     uids,
                     to: to.to_string(),
@@ -2194,6 +2269,8 @@ impl Writer {
 /// The user an intent changes, if any.
 fn intent_user(intent: &Intent) -> Option<&str> {
     match intent {
+        Intent::Acting { intent, .. } => intent_user(intent),
+        Intent::SetAcl { user, .. } => Some(user),
         Intent::AddUser { user, .. }
         | Intent::DeleteUser { user }
         | Intent::SetPassword { user, .. }
@@ -2230,6 +2307,21 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::RemoveSubscriber { .. }
         | Intent::NoticeOutcome { .. } => None,
     }
+}
+
+/// The users whose indexes an intent changes: its user and, for a COPY or
+/// MOVE from another owner's mailbox, that owner.
+fn intent_users(intent: &Intent) -> (Option<&str>, Option<&str>) {
+    let user = intent_user(intent);
+    let other = match intent {
+        Intent::Acting { intent, .. } => intent_users(intent).1,
+        Intent::Copy {
+            from_user: Some(from),
+            ..
+        } => Some(from.as_str()),
+        _ => None,
+    };
+    (user, other.filter(|o| Some(*o) != user))
 }
 
 /// Longest SMS text the outbox takes, in bytes (the segment cap, checked by the

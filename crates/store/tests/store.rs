@@ -182,6 +182,7 @@ fn derived_indexes_are_rebuilt_from_the_journal() {
         store
             .submit_one_blocking(Intent::Copy {
                 user: "alice".into(),
+                from_user: None,
                 from: "INBOX".into(),
                 uids: vec![1, 2, 3],
                 to: "Work/2026".into(),
@@ -1168,6 +1169,7 @@ fn quotas_refuse_what_would_not_fit() {
     // COPY counts too.
     let copy = store.submit_one_blocking(Intent::Copy {
         user: "alice".into(),
+        from_user: None,
         from: "INBOX".into(),
         uids: vec![1],
         to: "Archive".into(),

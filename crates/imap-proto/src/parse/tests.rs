@@ -801,3 +801,52 @@ fn notify_commands() {
             .contains("Too many")
     );
 }
+
+#[test]
+fn acl_commands() {
+    assert_eq!(
+        body("a SETACL \"Other Users/bob/Projects\" alice +lr"),
+        CommandBody::SetAcl {
+            mailbox: "Other Users/bob/Projects".into(),
+            identifier: "alice".into(),
+            rights: "+lr".into(),
+        }
+    );
+    assert_eq!(
+        body("a SETACL inbox anyone \"\""),
+        CommandBody::SetAcl {
+            mailbox: "INBOX".into(),
+            identifier: "anyone".into(),
+            rights: String::new(),
+        }
+    );
+    assert_eq!(
+        body("a DELETEACL Work -bob"),
+        CommandBody::DeleteAcl {
+            mailbox: "Work".into(),
+            identifier: "-bob".into(),
+        }
+    );
+    assert_eq!(
+        body("a GETACL Work"),
+        CommandBody::GetAcl {
+            mailbox: "Work".into()
+        }
+    );
+    assert_eq!(
+        body("a LISTRIGHTS Work bob"),
+        CommandBody::ListRights {
+            mailbox: "Work".into(),
+            identifier: "bob".into(),
+        }
+    );
+    assert_eq!(
+        body("a MYRIGHTS Work"),
+        CommandBody::MyRights {
+            mailbox: "Work".into()
+        }
+    );
+    let _ = error(b"a SETACL Work bob");
+    let _ = error(b"a GETACL");
+    let _ = error(b"a LISTRIGHTS Work");
+}

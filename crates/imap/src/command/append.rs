@@ -46,6 +46,12 @@ pub(crate) async fn append(
         return Ok(Done::bad("APPEND needs a message"));
     }
     let user = session.user_name();
+    // Another owner's mailbox: the writer checks `i` (and the flag rights).
+    let (owner, target) = match crate::shared::place(&name) {
+        crate::shared::Place::Own(target) => (user.clone(), target),
+        crate::shared::Place::Other { owner, name } if owner != user => (owner, name),
+        _ => return Ok(Done::no_code("TRYCREATE", "no such mailbox")),
+    };
     let mut intents = Vec::with_capacity(messages.len());
     // CATENATE's URL parts add bytes the framer never saw: the command's
     // messages together stay within the same bound as its literals.
@@ -77,13 +83,14 @@ pub(crate) async fn append(
             Ok(p) => p,
             Err(_) => return Ok(Done::no_code("SERVERBUG", "message preparation failed")),
         };
-        intents.push(Intent::Append {
-            user: user.clone(),
-            mailbox: name.clone(),
+        let intent = Intent::Append {
+            user: owner.clone(),
+            mailbox: target.clone(),
             message: prepared,
             flags: message.flags,
             internal_date: message.date.map(|d| (unix_of(&d), d.zone_minutes)),
-        });
+        };
+        intents.push(crate::shared::acting(&user, &owner, intent));
     }
     let results = session.ctx.store.submit(intents).await;
     let mut uids = Vec::new();

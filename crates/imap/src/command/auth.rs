@@ -11,7 +11,7 @@ use tokio::io::AsyncReadExt;
 const AUTHENTICATED: &str = "IMAP4rev1 IMAP4rev2 LITERAL+ LITERAL- ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT \
 CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CREATE-SPECIAL-USE ESEARCH SEARCHRES BINARY STATUS=SIZE SASL-IR \
 UNAUTHENTICATE CONDSTORE QRESYNC OBJECTID SAVEDATE PREVIEW UTF8=ACCEPT SORT SORT=DISPLAY ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL THREAD=ORDEREDSUBJECT THREAD=REFERENCES WITHIN MULTIAPPEND CATENATE QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE COMPRESS=DEFLATE \
-METADATA METADATA-SERVER NOTIFY";
+METADATA METADATA-SERVER NOTIFY ACL RIGHTS=texk";
 
 pub(crate) fn plaintext_allowed(session: &Session) -> bool {
     session.conn.is_tls()
@@ -360,6 +360,7 @@ pub(crate) async fn unauthenticate(session: &mut Session) -> Result<Done, End> {
     session.login_deadline = tokio::time::Instant::now() + session.ctx.config.login_timeout;
     session.reader = None;
     session.selected = None;
+    session.shared_reader = None;
     session.changes = None;
     session.saved = None;
     session.rev2 = false;

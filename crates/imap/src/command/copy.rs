@@ -3,6 +3,7 @@
 use crate::respond::Done;
 use crate::sequence::{self, format_list};
 use crate::session::{End, Session};
+use crate::shared;
 use imap_proto::Sequence;
 use store::{ErrorKind, Intent, MailboxRef, Outcome};
 
@@ -35,12 +36,31 @@ pub(crate) async fn copy(
     if uids.is_empty() {
         return Ok(Done::ok(format!("{verb} completed, nothing to do")));
     }
+    // The target may be another owner's (`Other Users/...`, `Shared/...`),
+    // as may the selected mailbox: the writer checks `r` (and `t`, `e` for
+    // MOVE) on the source and `i` on the target for this user.
+    let user = session.user_name();
+    let source_owner = selected.owner.clone().unwrap_or_else(|| user.clone());
+    let (target_owner, target) = match shared::place(&target) {
+        shared::Place::Own(name) => (user.clone(), name),
+        shared::Place::Other { owner, name } if owner != user => (owner, name),
+        _ => return Ok(Done::no_code("TRYCREATE", "no such mailbox")),
+    };
     let intent = Intent::Copy {
-        user: session.user_name(),
+        user: target_owner.clone(),
+        from_user: (source_owner != target_owner).then(|| source_owner.clone()),
         from: MailboxRef::Id(selected.id.clone()),
         uids,
         to: target,
         remove_source,
+    };
+    let intent = if source_owner != user || target_owner != user {
+        Intent::Acting {
+            actor: user,
+            intent: Box::new(intent),
+        }
+    } else {
+        intent
     };
     match session.ctx.store.submit_one(intent).await {
         Ok(Outcome::Copied {
@@ -71,6 +91,8 @@ pub(crate) async fn copy(
         }
         Ok(_) => Ok(Done::ok(format!("{verb} completed"))),
         Err(e) if e.kind == ErrorKind::NotFound => {
+            // The same words for a missing target, a missing owner and a
+            // mailbox the user may not see; the selected source exists.
             Ok(Done::no_code("TRYCREATE", "no such mailbox"))
         }
         Err(e) => Ok(Done::from_store(&e)),

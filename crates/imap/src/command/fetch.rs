@@ -79,7 +79,7 @@ pub(crate) async fn fetch(
         .iter()
         .filter_map(|i| selected.uids.get(*i).map(|u| (*i as u32 + 1, *u)))
         .collect();
-    let Ok(reader) = session.reader() else {
+    let Ok(reader) = session.selected_reader() else {
         return Ok(Done::bad("not authenticated"));
     };
     // Few messages: look each up; many: one scan of the mailbox.
@@ -141,7 +141,7 @@ pub(crate) async fn fetch(
     } else {
         None
     };
-    let Ok(reader) = session.reader() else {
+    let Ok(reader) = session.selected_reader() else {
         return Ok(Done::bad("not authenticated"));
     };
     // UID FETCH ... (CHANGEDSINCE n VANISHED), RFC 7162 3.2.6: the UIDs of the
@@ -169,7 +169,11 @@ pub(crate) async fn fetch(
     let mut metas = metas;
     // Implicit \Seen first, so the FLAGS we report are the flags after it.
     let mut seen_changed = Vec::new();
-    if !read_only && attrs.iter().any(sets_seen) {
+    let may_set_seen = session
+        .selected
+        .as_ref()
+        .is_some_and(|s| s.rights.contains(store::Rights::SEEN));
+    if !read_only && may_set_seen && attrs.iter().any(sets_seen) {
         let unseen: Vec<u32> = metas
             .iter()
             .filter(|(_, m)| !m.flags.iter().any(|f| f == "\\Seen"))
@@ -177,13 +181,14 @@ pub(crate) async fn fetch(
             .collect();
         if !unseen.is_empty() {
             let intent = Intent::StoreFlags {
-                user: session.user_name(),
+                user: session.selected_owner(),
                 mailbox: MailboxRef::Id(mailbox.clone()),
                 uids: unseen,
                 mode: FlagMode::Add,
                 flags: vec!["\\Seen".into()],
                 unchanged_since: None,
             };
+            let intent = session.acting_on_selected(intent);
             if let Ok(Outcome::Flags {
                 messages, modseq, ..
             }) = session.ctx.store.submit_one(intent).await
@@ -240,7 +245,13 @@ pub(crate) async fn fetch(
         // A block, so nothing borrowed from the reader (not Sync) is held
         // across the flush's await.
         {
-            let Some(reader) = session.reader.as_ref() else {
+            let shared = session.selected.as_ref().is_some_and(|s| s.owner.is_some());
+            let reader = if shared {
+                session.shared_reader.as_ref()
+            } else {
+                session.reader.as_ref()
+            };
+            let Some(reader) = reader else {
                 break;
             };
             let out = &mut session.out;

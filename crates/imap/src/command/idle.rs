@@ -13,7 +13,12 @@ pub(crate) async fn idle(session: &mut Session, _tag: &str) -> Result<Done, End>
     session.notify_push(true, true, true).await?;
     session.out.extend_from_slice(b"+ idling\r\n");
     session.flush().await?;
-    let mut changes = session.changes.clone();
+    // Another owner's selected mailbox changes with the owner's commits
+    // (deliveries, their flags, an ACL revoke), not the user's.
+    let mut changes = match session.selected.as_ref().and_then(|s| s.owner.as_deref()) {
+        Some(owner) => Some(session.ctx.store.watch(owner)),
+        None => session.changes.clone(),
+    };
     let mut shutdown = session.shutdown.clone();
     let deadline = tokio::time::sleep(IDLE_DURATION_MAX);
     tokio::pin!(deadline);

@@ -5,7 +5,7 @@ use crate::respond::Done;
 use crate::session::{End, Session};
 use imap_proto::{ListReturn, ListSelect, StatusItem};
 use std::collections::{BTreeSet, HashMap};
-use store::{MailboxInfo, SEPARATOR};
+use store::{MailboxInfo, Rights, SEPARATOR};
 
 /// What a line of LIST or LSUB output stands for.
 enum Entry<'a> {
@@ -136,10 +136,21 @@ pub(crate) async fn list(
         Ok(r) => r,
         Err(done) => return Ok(done),
     };
-    let mailboxes = match reader.mailboxes() {
+    let mut mailboxes = match reader.mailboxes() {
         Ok(m) => m,
         Err(e) => return Ok(Done::from_store(&e)),
     };
+    // Other owners' mailboxes the user may look up, under their names in
+    // the "Other Users" and "Shared" namespaces; the levels above them
+    // (`Other Users`, `Other Users/bob`) come out as levels like any other.
+    let mut shared_info: HashMap<String, (String, Rights)> = HashMap::new();
+    for (name, owner, mut mailbox, rights) in session.shared_mailboxes() {
+        mailbox.name = name;
+        // The owner's special uses (their Sent, their Trash) are not the user's.
+        mailbox.special_use = None;
+        shared_info.insert(mailbox.id.clone(), (owner, rights));
+        mailboxes.push(mailbox);
+    }
     let subscriptions = reader.subscriptions().unwrap_or_default();
     let hierarchy = Hierarchy::new(mailboxes.iter().map(|m| m.name.as_str()));
     let subscribed = Hierarchy::new(subscriptions.iter().map(String::as_str));
@@ -236,6 +247,8 @@ pub(crate) async fn list(
         }
         lines.push((name, attributes, info.map(|m| m.id.clone())));
     }
+    let append_limit = session.ctx.config.limits.literal_bytes_max;
+    let mut owners: HashMap<String, Option<store::UserReader>> = HashMap::new();
     for (name, attributes, id) in lines {
         session
             .out
@@ -248,25 +261,44 @@ pub(crate) async fn list(
         }
         session.out.extend_from_slice(b"\r\n");
         if let (Some(items), Some(id)) = (&returns.status, id) {
-            write_status(session, &name, &id, items);
+            let text = match shared_info.get(&id) {
+                None => session
+                    .reader()
+                    .ok()
+                    .and_then(|r| status_text(r, &id, items, append_limit)),
+                // Counts are content: only with `r` (RFC 4314 4).
+                Some((_, rights)) if !rights.contains(Rights::READ) => None,
+                Some((owner, _)) => owners
+                    .entry(owner.clone())
+                    .or_insert_with(|| session.ctx.store.reader(owner).ok())
+                    .as_ref()
+                    .and_then(|r| status_text(r, &id, items, append_limit)),
+            };
+            if let Some(text) = text {
+                write_status(session, &name, &text);
+            }
         }
     }
     Ok(Done::ok(format!("{verb} completed")))
 }
 
 pub(crate) fn namespace(session: &mut Session) -> Done {
-    session
-        .out
-        .extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+    session.out.extend_from_slice(
+        b"* NAMESPACE ((\"\" \"/\")) ((\"Other Users/\" \"/\")) ((\"Shared/\" \"/\"))\r\n",
+    );
     Done::ok("NAMESPACE completed")
 }
 
-fn write_status(session: &mut Session, name: &str, id: &str, items: &[StatusItem]) -> bool {
-    let Ok(reader) = session.reader() else {
-        return false;
-    };
+/// The parenthesised STATUS data of a mailbox (by id) from its owner's
+/// reader; `None` when it cannot be read.
+fn status_text(
+    reader: &store::UserReader,
+    id: &str,
+    items: &[StatusItem],
+    append_limit: u64,
+) -> Option<String> {
     let (Ok(Some(info)), Ok(counts)) = (reader.mailbox_by_id(id), reader.counts(id)) else {
-        return false;
+        return None;
     };
     let mut parts = Vec::new();
     for item in items {
@@ -279,19 +311,19 @@ fn write_status(session: &mut Session, name: &str, id: &str, items: &[StatusItem
             StatusItem::Deleted => format!("DELETED {}", counts.deleted),
             StatusItem::Size => format!("SIZE {}", counts.size),
             StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", info.highest_modseq),
-            StatusItem::AppendLimit => format!(
-                "APPENDLIMIT {}",
-                session.ctx.config.limits.literal_bytes_max
-            ),
+            StatusItem::AppendLimit => format!("APPENDLIMIT {append_limit}"),
             StatusItem::MailboxId => format!("MAILBOXID ({})", info.id),
         });
     }
+    Some(format!("({})", parts.join(" ")))
+}
+
+fn write_status(session: &mut Session, name: &str, text: &str) {
     session.out.extend_from_slice(b"* STATUS ");
     session.write_mailbox(name);
     session
         .out
-        .extend_from_slice(format!(" ({})\r\n", parts.join(" ")).as_bytes());
-    true
+        .extend_from_slice(format!(" {text}\r\n").as_bytes());
 }
 
 pub(crate) async fn status(
@@ -306,19 +338,30 @@ pub(crate) async fn status(
     if items.contains(&StatusItem::HighestModSeq) {
         session.condstore = true;
     }
-    let id = match session.reader().map(|r| r.mailbox(&name)) {
-        Ok(Ok(Some(m))) => m.id,
-        Ok(Ok(None)) => return Ok(Done::no_code("NONEXISTENT", "no such mailbox")),
-        Ok(Err(e)) => return Ok(Done::from_store(&e)),
+    let access = match session.open_mailbox(&name) {
+        Ok(a) => a,
         Err(done) => return Ok(done),
     };
-    if write_status(session, &name, &id, items) {
-        Ok(Done::ok("STATUS completed"))
-    } else {
-        Ok(Done::no_code(
+    if !access.rights.contains(Rights::READ) {
+        return Ok(Done::no_code(
+            "NOPERM",
+            "you need the \"r\" right to see this mailbox's status",
+        ));
+    }
+    let append_limit = session.ctx.config.limits.literal_bytes_max;
+    let text = session
+        .reader_of(&access)
+        .ok()
+        .and_then(|r| status_text(r, &access.mailbox.id, items, append_limit));
+    match text {
+        Some(text) => {
+            write_status(session, &name, &text);
+            Ok(Done::ok("STATUS completed"))
+        }
+        None => Ok(Done::no_code(
             "UNAVAILABLE",
             "status temporarily unavailable",
-        ))
+        )),
     }
 }
 

@@ -2,6 +2,7 @@
 
 use crate::respond::Done;
 use crate::session::{End, Session};
+use crate::shared::{Place, acting, hidden_error, nonexistent, place};
 use store::{ErrorKind, Intent};
 
 const SPECIAL_USES: [&str; 7] = [
@@ -43,13 +44,27 @@ pub(crate) async fn create(
     if canonical.len() > 1 {
         return Ok(Done::no_code("USEATTR", "one special use per mailbox"));
     }
+    let user = session.user_name();
+    let (owner, name) = match place(&name) {
+        Place::Own(name) => (user.clone(), name),
+        // Below another owner's mailbox, with `k` there (the writer checks).
+        Place::Other { owner, name } if owner != user => (owner, name),
+        _ => {
+            return Ok(Done::no_code(
+                "CANNOT",
+                "the \"Other Users\" and \"Shared\" namespaces hold other owners' mailboxes only",
+            ));
+        }
+    };
     let intent = Intent::CreateMailbox {
-        user: session.user_name(),
+        user: owner.clone(),
         name,
         special_use: canonical.pop(),
     };
+    let intent = acting(&user, &owner, intent);
     Ok(match session.ctx.store.submit_one(intent).await {
         Ok(_) => Done::ok("CREATE completed"),
+        Err(e) if owner != user => hidden_error(&e),
         Err(e) => Done::from_store(&e),
     })
 }
@@ -68,12 +83,20 @@ pub(crate) async fn delete(session: &mut Session, raw: &str) -> Result<Done, End
             .out
             .extend_from_slice(b"* OK [CLOSED] mailbox deleted\r\n");
     }
+    let user = session.user_name();
+    let (owner, name) = match place(&name) {
+        Place::Own(name) => (user.clone(), name),
+        Place::Other { owner, name } if owner != user => (owner, name),
+        _ => return Ok(nonexistent()),
+    };
     let intent = Intent::DeleteMailbox {
-        user: session.user_name(),
+        user: owner.clone(),
         name,
     };
+    let intent = acting(&user, &owner, intent);
     Ok(match session.ctx.store.submit_one(intent).await {
         Ok(_) => Done::ok("DELETE completed"),
+        Err(e) if owner != user => hidden_error(&e),
         Err(e) => Done::from_store(&e),
     })
 }
@@ -86,12 +109,38 @@ pub(crate) async fn rename(session: &mut Session, from: &str, to: &str) -> Resul
     if to == "INBOX" {
         return Ok(Done::no_code("ALREADYEXISTS", "INBOX always exists"));
     }
-    let intent = Intent::RenameMailbox {
-        user: session.user_name(),
-        from: from.clone(),
-        to: to.clone(),
+    let user = session.user_name();
+    let (owner, from_name, to_name) = match (place(&from), place(&to)) {
+        (Place::Own(f), Place::Own(t)) => (user.clone(), f, t),
+        (
+            Place::Other { owner, name: f },
+            Place::Other {
+                owner: to_owner,
+                name: t,
+            },
+        ) if owner == to_owner && owner != user => (owner, f, t),
+        (Place::Own(_), _) => {
+            return Ok(Done::no_code(
+                "CANNOT",
+                "a mailbox is renamed within its owner's mail only",
+            ));
+        }
+        _ => return Ok(nonexistent()),
     };
+    let intent = Intent::RenameMailbox {
+        user: owner.clone(),
+        from: from_name,
+        to: to_name,
+    };
+    let intent = acting(&user, &owner, intent);
     let result = session.ctx.store.submit_one(intent).await;
+    let result = result.map_err(|e| {
+        if owner != user {
+            hidden_error(&e)
+        } else {
+            Done::from_store(&e)
+        }
+    });
     Ok(match result {
         Ok(_) => {
             if let Some(selected) = session.selected.as_mut()
@@ -102,7 +151,7 @@ pub(crate) async fn rename(session: &mut Session, from: &str, to: &str) -> Resul
             }
             Done::ok("RENAME completed")
         }
-        Err(e) => Done::from_store(&e),
+        Err(done) => done,
     })
 }
 
@@ -117,11 +166,10 @@ pub(crate) async fn subscribe(
     };
     if subscribed {
         // Subscribing to a mailbox that does not exist is refused, as most servers do.
-        match session.reader().map(|r| r.mailbox(&name)) {
-            Ok(Ok(Some(_))) => {}
-            Ok(Ok(None)) => return Ok(Done::no_code("NONEXISTENT", "no such mailbox")),
-            Ok(Err(e)) => return Ok(Done::from_store(&e)),
-            Err(done) => return Ok(done),
+        // Another owner's mailbox is subscribed to by its name in the
+        // namespace, once the user may look it up.
+        if let Err(done) = session.open_mailbox(&name) {
+            return Ok(done);
         }
     }
     let intent = Intent::Subscribe {

@@ -2,6 +2,7 @@
 //! [`Session`](crate::session::Session), writes untagged responses to its
 //! output buffer and returns the tagged completion.
 
+pub mod acl;
 pub mod append;
 pub mod auth;
 pub mod catenate;

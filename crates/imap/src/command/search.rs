@@ -91,7 +91,7 @@ impl Context<'_> {
         if c.summary.is_none() {
             let loaded = self
                 .session
-                .reader()
+                .selected_reader()
                 .ok()
                 .and_then(|r| r.summary(self.mailbox, c.meta).ok());
             c.summary = Some(loaded);
@@ -103,7 +103,7 @@ impl Context<'_> {
         if c.raw.is_none() {
             let loaded = self
                 .session
-                .reader()
+                .selected_reader()
                 .ok()
                 .and_then(|r| r.message_bytes(self.mailbox, c.meta).ok());
             c.raw = Some(loaded);
@@ -546,7 +546,7 @@ pub(crate) async fn prepare(
         return Ok(Err(Done::bad("no mailbox selected")));
     };
     let mailbox = selected.id.clone();
-    let Ok(reader) = session.reader() else {
+    let Ok(reader) = session.selected_reader() else {
         return Ok(Err(Done::bad("not authenticated")));
     };
     let metas = match reader.messages(&mailbox) {

@@ -7,9 +7,29 @@ use crate::sequence;
 use crate::session::{End, Session};
 use imap_proto::{SelectParams, Sequence};
 use std::collections::BTreeSet;
-use store::{Intent, MailboxRef};
+use store::{Intent, MailboxRef, Rights};
 
 pub(crate) const PERMANENT_FLAGS: &str = "\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*";
+
+/// The PERMANENTFLAGS of a mailbox where the user has `rights`: `\Seen`
+/// with `s`, `\Deleted` with `t`, the rest and new keywords with `w`.
+pub(crate) fn permanent_flags(rights: Rights) -> String {
+    if rights == Rights::ALL {
+        return PERMANENT_FLAGS.to_string();
+    }
+    let mut flags = Vec::new();
+    for flag in PERMANENT_FLAGS.split(' ') {
+        let needed = match flag {
+            "\\Seen" => Rights::SEEN,
+            "\\Deleted" => Rights::DELETE_MESSAGES,
+            _ => Rights::WRITE,
+        };
+        if rights.contains(needed) {
+            flags.push(flag);
+        }
+    }
+    flags.join(" ")
+}
 
 pub(crate) async fn select(
     session: &mut Session,
@@ -36,15 +56,33 @@ pub(crate) async fn select(
     if params.condstore || params.qresync.is_some() {
         session.condstore = true;
     }
-    let reader = match session.reader() {
+    let access = match session.open_mailbox(&name) {
+        Ok(a) => a,
+        Err(done) => return Ok(done),
+    };
+    if !access.rights.contains(Rights::READ) {
+        return Ok(Done::no_code(
+            "NOPERM",
+            "you need the \"r\" right to read this mailbox",
+        ));
+    }
+    // Without a right to change anything in it, a SELECT is an EXAMINE
+    // (RFC 4314 4).
+    let read_only = read_only
+        || !access.rights.intersects(
+            Rights::SEEN
+                .union(Rights::WRITE)
+                .union(Rights::DELETE_MESSAGES),
+        );
+    let reader = match session.reader_of(&access) {
         Ok(r) => r,
         Err(done) => return Ok(done),
     };
-    let mailbox = match reader.mailbox(&name) {
-        Ok(Some(m)) => m,
-        Ok(None) => return Ok(Done::no_code("NONEXISTENT", "no such mailbox")),
-        Err(e) => return Ok(Done::from_store(&e)),
-    };
+    let mut mailbox = access.mailbox.clone();
+    if access.is_shared() {
+        // The owner's special uses (their Sent, their Trash) are not the user's.
+        mailbox.special_use = None;
+    }
     let messages = match reader.select_view(&mailbox.id) {
         Ok(m) => m,
         Err(e) => return Ok(Done::from_store(&e)),
@@ -63,7 +101,18 @@ pub(crate) async fn select(
         .map(|m| m.1)
         .fold(mailbox.highest_modseq, u64::max);
     // For SELECT's LIST response (IMAP4rev2): its attributes must be accurate.
-    let list_attributes = if session.rev2 {
+    let list_attributes = if session.rev2 && access.is_shared() {
+        // Children count only where the user may see them, as LIST shows them.
+        let visible: Vec<String> = session
+            .shared_mailboxes()
+            .into_iter()
+            .map(|(name, ..)| name)
+            .collect();
+        let hierarchy = Hierarchy::new(visible.iter().map(String::as_str));
+        let mut shown = mailbox.clone();
+        shown.name = name.clone();
+        mailbox_attributes(&shown, &hierarchy)
+    } else if session.rev2 {
         match reader.mailboxes() {
             Ok(all) => {
                 let hierarchy = Hierarchy::new(all.iter().map(|m| m.name.as_str()));
@@ -98,7 +147,8 @@ pub(crate) async fn select(
         out.push_str("* OK [PERMANENTFLAGS ()] read-only\r\n");
     } else {
         out.push_str(&format!(
-            "* OK [PERMANENTFLAGS ({PERMANENT_FLAGS})] flags permitted\r\n"
+            "* OK [PERMANENTFLAGS ({})] flags permitted\r\n",
+            permanent_flags(access.rights)
         ));
     }
     if let (Some(position), false) = (first_unseen, session.rev2) {
@@ -159,12 +209,17 @@ pub(crate) async fn select(
         session
             .out
             .extend_from_slice(format!("* LIST ({}) \"/\" ", list_attributes.join(" ")).as_bytes());
-        session.write_mailbox(&mailbox.name);
+        session.write_mailbox(&name);
         session.out.extend_from_slice(b"\r\n");
     }
+    let owner = access.is_shared().then(|| access.owner.clone());
+    let rights = access.rights;
+    session.shared_reader = access.reader;
     session.selected = Some(Selected {
         id: mailbox.id,
         name,
+        owner,
+        rights,
         read_only,
         uids,
         modseq: highest_modseq,
@@ -186,14 +241,23 @@ pub(crate) async fn close(session: &mut Session, expunge: bool) -> Result<Done, 
         return Ok(Done::bad("no mailbox selected"));
     };
     session.saved = None;
-    if expunge && !selected.read_only {
+    // Without `e`, CLOSE closes without expunging (RFC 4314 4).
+    if expunge && !selected.read_only && selected.rights.contains(Rights::EXPUNGE) {
+        let owner = selected
+            .owner
+            .clone()
+            .unwrap_or_else(|| session.user_name());
         let intent = Intent::Expunge {
-            user: session.user_name(),
+            user: owner.clone(),
             mailbox: MailboxRef::Id(selected.id.clone()),
             uids: None,
         };
-        if let Err(e) = session.ctx.store.submit_one(intent).await {
-            return Ok(Done::from_store(&e));
+        let intent = crate::shared::acting(&session.user_name(), &owner, intent);
+        match session.ctx.store.submit_one(intent).await {
+            Ok(_) => {}
+            // Revoked meanwhile: the selection still closes.
+            Err(e) if e.kind == store::ErrorKind::Denied || selected.owner.is_some() => {}
+            Err(e) => return Ok(Done::from_store(&e)),
         }
     }
     Ok(Done::ok(if expunge {
@@ -218,15 +282,16 @@ pub(crate) async fn expunge(session: &mut Session, uids: Option<Sequence>) -> Re
             .collect::<Vec<u32>>()
     });
     let intent = Intent::Expunge {
-        user: session.user_name(),
+        user: session.selected_owner(),
         mailbox: MailboxRef::Id(selected.id.clone()),
         uids: filter,
     };
+    let intent = session.acting_on_selected(intent);
     match session.ctx.store.submit_one(intent).await {
         Ok(_) => {
             session.sync(true).await?;
             Ok(Done::ok("EXPUNGE completed"))
         }
-        Err(e) => Ok(Done::from_store(&e)),
+        Err(e) => Ok(crate::shared::hidden_error(&e)),
     }
 }

@@ -41,7 +41,7 @@ pub(crate) async fn sort(
         Ok(found) => found,
         Err(done) => return Ok(done),
     };
-    let Ok(reader) = session.reader() else {
+    let Ok(reader) = session.selected_reader() else {
         return Ok(Done::bad("not authenticated"));
     };
     let needs_summary = criteria

@@ -43,7 +43,7 @@ pub(crate) async fn store(
         .collect();
     let known_modseq = selected.modseq;
     let intent = Intent::StoreFlags {
-        user: session.user_name(),
+        user: session.selected_owner(),
         mailbox: MailboxRef::Id(selected.id.clone()),
         uids,
         mode: match mode {
@@ -54,6 +54,7 @@ pub(crate) async fn store(
         flags: flags.to_vec(),
         unchanged_since,
     };
+    let intent = session.acting_on_selected(intent);
     let (modseq, messages, modified) = match session.ctx.store.submit_one(intent).await {
         Ok(Outcome::Flags {
             modseq,
@@ -61,7 +62,7 @@ pub(crate) async fn store(
             modified,
         }) => (modseq, messages, modified),
         Ok(_) => (None, Vec::new(), Vec::new()),
-        Err(e) => return Ok(Done::from_store(&e)),
+        Err(e) => return Ok(crate::shared::hidden_error(&e)),
     };
     let condstore = session.condstore;
     if let Some(selected) = session.selected.as_mut() {

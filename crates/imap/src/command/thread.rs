@@ -51,7 +51,7 @@ pub(crate) async fn thread(
         Ok(found) => found,
         Err(done) => return Ok(done),
     };
-    let Ok(reader) = session.reader() else {
+    let Ok(reader) = session.selected_reader() else {
         return Ok(Done::bad("not authenticated"));
     };
     let mut items = Vec::with_capacity(found.hits.len());
