@@ -85,9 +85,8 @@ class Pair:
         )
         test.addCleanup(self.primary.cleanup)
         self.primary.start()
+        # The primary takes writes once the replica answered, before its link shows as up.
         wait_until(lambda: status(self.primary)["connected"], CATCH_UP_S, "the primary's link")
-        # Writes open once the replica answered.
-        wait_until(lambda: self.primary.cli("user", "list").returncode == 0, CATCH_UP_S, "the primary")
 
     def sync(self) -> None:
         wait_until(lambda: caught_up(self.primary), CATCH_UP_S, "the replica to catch up")
@@ -363,7 +362,8 @@ class ReplicationTest(unittest.TestCase):
         data[at : at + len(marker)] = b"XXXXXXXXXXXXXX"
         packs[0].write_bytes(bytes(data))
         r.start()
-        wait_until(lambda: status(p)["connected"], CATCH_UP_S, "the link")
+        # The restarted replica's own view: the primary's may still show the old link.
+        wait_until(lambda: status(r)["connected"], CATCH_UP_S, "the new link")
 
         code, report = check(p)
         self.assertEqual(code, 1)

@@ -696,11 +696,11 @@ impl Replication {
         self.counters
             .primary_durable
             .store(durable, Ordering::Relaxed);
-        self.counters.connected.store(true, Ordering::Relaxed);
         self.set_error(None);
         tracing::info!(event = "replication_link_up", end = "replica", primary = %store_id, epoch, held = held_upto.unwrap_or(0));
         let (link, mut inbox) = Link::start(tls, Arc::clone(self), shutdown);
         *self.link.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&link));
+        self.counters.connected.store(true, Ordering::Relaxed);
         let result = self.apply_offers(&link, &mut inbox, &store_id).await;
         link.close();
         result
@@ -948,7 +948,6 @@ impl Replication {
             None if empty => 0,
             _ => anyhow::bail!("the replica holds another server's data; rejoin it first"),
         };
-        self.counters.connected.store(true, Ordering::Relaxed);
         self.counters.acked_lsn.store(after, Ordering::Relaxed);
         self.acked.send_replace(after);
         self.seen_durable
@@ -956,10 +955,13 @@ impl Replication {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(lsn, _)| *lsn > after);
         self.set_error(None);
+        // Writes open before the link shows as up, so that whoever sees it up
+        // can write.
         self.open_writes_if_primary("the replica answered");
         tracing::info!(event = "replication_link_up", end = "primary", replica = %self.config.replica, from = after + 1);
         let (link, mut inbox) = Link::start(tls, Arc::clone(self), shutdown.clone());
         *self.link.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&link));
+        self.counters.connected.store(true, Ordering::Relaxed);
         let result = self.ship_from(&link, &mut inbox, after, shutdown).await;
         link.close();
         result
