@@ -16,6 +16,7 @@ use crate::error::{Result, StoreError};
 use crate::record::{Lsn, Record};
 use crate::types::BlobHash;
 use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
 use std::path::Path;
 
 const SCHEMA: &str = "
@@ -54,6 +55,22 @@ CREATE INDEX IF NOT EXISTS messages_by_modseq ON messages (mailbox, modseq);
 -- few bytes per message rather than of rows that carry their cached summary
 -- (about a kilobyte each). Made at the writer's next open of older indexes.
 CREATE INDEX IF NOT EXISTS messages_view ON messages (mailbox, uid, modseq, flags);
+-- The keys SORT and THREAD order by (`SortKeys`), a few hundred bytes per
+-- message, so that sorting 100,000 messages reads this table rather than
+-- 100,000 cached summaries. Derived from the summary in the same statement
+-- that writes it; `keys_crc` binds the keys to the message's blob like
+-- `summary_crc`. A row that is missing (an index from before it) or fails
+-- its check is read from the summary instead.
+CREATE TABLE IF NOT EXISTS sort_keys (
+    mailbox TEXT NOT NULL,
+    uid INTEGER NOT NULL,
+    keys BLOB NOT NULL,
+    keys_crc INTEGER NOT NULL,
+    PRIMARY KEY (mailbox, uid)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS sort_keys_remove AFTER DELETE ON messages BEGIN
+    DELETE FROM sort_keys WHERE mailbox = OLD.mailbox AND uid = OLD.uid;
+END;
 CREATE TABLE IF NOT EXISTS expunged (
     mailbox TEXT NOT NULL,
     uid INTEGER NOT NULL,
@@ -477,6 +494,111 @@ pub fn usage(conn: &Connection) -> Result<(u64, u64)> {
 /// the message is gone. A checksum or decode failure, or an entry made from
 /// another blob than `expected_blob`, is `Corrupt`: the caller re-derives from
 /// the blob and never serves the damaged bytes.
+/// What SORT and THREAD order messages by: the fields of a message's
+/// `mime::Summary` they read, under the same names (so they can be read
+/// from a summary's JSON too).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SortKeys {
+    #[serde(default)]
+    pub sent: Option<mime::SentDate>,
+    #[serde(default)]
+    pub message_id: Option<String>,
+    #[serde(default)]
+    pub in_reply_to: Vec<String>,
+    #[serde(default)]
+    pub references: Vec<String>,
+    #[serde(default)]
+    pub subject: String,
+    #[serde(default)]
+    pub base_subject: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub cc: String,
+}
+
+impl SortKeys {
+    pub fn of(summary: &mime::Summary) -> Self {
+        SortKeys {
+            sent: summary.sent,
+            message_id: summary.message_id.clone(),
+            in_reply_to: summary.in_reply_to.clone(),
+            references: summary.references.clone(),
+            subject: summary.subject.clone(),
+            base_subject: summary.base_subject.clone(),
+            from: summary.from.clone(),
+            to: summary.to.clone(),
+            cc: summary.cc.clone(),
+        }
+    }
+
+    /// From a cached summary's JSON (its other fields are skipped); empty
+    /// keys for JSON that is not a summary (a damaged entry is re-derived by
+    /// reconstruct, which rewrites these too).
+    pub fn from_summary_json(json: &[u8]) -> Self {
+        serde_json::from_slice(json).unwrap_or_default()
+    }
+
+    /// A summary holding only these fields, for code written against summaries.
+    pub fn into_summary(self) -> mime::Summary {
+        mime::Summary {
+            envelope: String::new(),
+            body: String::new(),
+            body_structure: String::new(),
+            sent: self.sent,
+            message_id: self.message_id,
+            in_reply_to: self.in_reply_to,
+            references: self.references,
+            subject: self.subject,
+            base_subject: self.base_subject,
+            from: self.from,
+            to: self.to,
+            cc: self.cc,
+            bcc: String::new(),
+            headers: Vec::new(),
+            headers_truncated: false,
+            header_bytes: 0,
+            preview: String::new(),
+        }
+    }
+}
+
+fn put_sort_keys(
+    conn: &Connection,
+    mailbox: &str,
+    uid: u32,
+    blob_hex: &str,
+    keys: &SortKeys,
+) -> Result<()> {
+    let json = serde_json::to_vec(keys)
+        .map_err(|e| StoreError::invalid(format!("encode sort keys: {e}")))?;
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO sort_keys (mailbox, uid, keys, keys_crc) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        mailbox,
+        uid,
+        json,
+        summary_checksum(blob_hex, &json)
+    ])?;
+    Ok(())
+}
+
+/// Every stored sort-key row of a mailbox: UID → (keys JSON, keys_crc).
+pub fn sort_keys(conn: &Connection, mailbox: &str) -> Result<HashMap<u32, (Vec<u8>, i64)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT uid, keys, keys_crc FROM sort_keys WHERE mailbox = ?1")?;
+    let rows = stmt.query_map([mailbox], |r| {
+        Ok((
+            r.get::<_, u32>(0)?,
+            (r.get::<_, Vec<u8>>(1)?, r.get::<_, i64>(2)?),
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 pub fn summary(
     conn: &Connection,
     mailbox: &str,
@@ -625,6 +747,7 @@ pub fn apply(
                     save_date, *size as i64, blob_hex, email_id, thread_id, bytes, crc, row_crc
                 ],
             )?;
+            put_sort_keys(conn, mailbox, *uid, &blob_hex, &SortKeys::of(summary))?;
             conn.prepare_cached("UPDATE mailboxes SET uid_next = MAX(uid_next, ?2 + 1), highest_modseq = MAX(highest_modseq, ?3)
                  WHERE id = ?1")?.execute(params![mailbox, uid, *modseq as i64],
             )?;
@@ -780,6 +903,13 @@ pub fn apply_fix(conn: &Connection, fix: &crate::intent::Fix) -> Result<()> {
                 summary_checksum(&blob_hex, summary),
                 meta.checksum(mailbox)
             ])?;
+            put_sort_keys(
+                conn,
+                mailbox,
+                meta.uid,
+                &blob_hex,
+                &SortKeys::from_summary_json(summary),
+            )?;
         }
         Fix::RemoveMessage { mailbox, uid } => {
             conn.prepare_cached("DELETE FROM messages WHERE mailbox = ?1 AND uid = ?2")?

@@ -872,6 +872,7 @@ fn check_user(
         }
         // Blobs and cache entries, in batches: read, verify, derive, compare.
         report.messages += expected.len() as u64;
+        let sort_keys = index::sort_keys(&live, &truth_box.id)?;
         for chunk in expected.chunks(FIXES_PER_REPAIR) {
             let uids: Vec<u32> = chunk.iter().map(|e| e.meta.uid).collect();
             let cache = index::cache_entries(&live, &truth_box.id, &uids)?;
@@ -936,7 +937,32 @@ fn check_user(
                         }
                     }
                 };
-                if let Some((kind, detail)) = cache_problem {
+                // The sort keys, derived from the same summary: missing (an index
+                // from before them), damaged or stale keys are put back with it.
+                let keys_problem = match sort_keys.get(&e.meta.uid) {
+                    _ if cache_problem.is_some() => None,
+                    None if cache.contains_key(&e.meta.uid) => Some((
+                        "sort_keys_missing",
+                        "no sort keys (SORT and THREAD read the summary instead)",
+                    )),
+                    None => None,
+                    Some((json, crc)) => {
+                        let fresh =
+                            serde_json::to_vec(&index::SortKeys::from_summary_json(&summary_json))
+                                .unwrap_or_default();
+                        if index::summary_checksum(&blob_hex, json) != *crc {
+                            Some(("sort_keys_damaged", "sort keys fail their checksum"))
+                        } else if *json != fresh {
+                            Some((
+                                "sort_keys_stale",
+                                "sort keys differ from the message parsed afresh",
+                            ))
+                        } else {
+                            None
+                        }
+                    }
+                };
+                if let Some((kind, detail)) = cache_problem.or(keys_problem) {
                     fixes.push((
                         problem(Some(&name), Some(e.meta.uid), kind, detail.into()),
                         put,

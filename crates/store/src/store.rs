@@ -876,6 +876,43 @@ impl UserReader {
     pub fn blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
         self.store.blob(hash)
     }
+
+    /// What SORT and THREAD need of each message, read in one scan of the
+    /// `sort_keys` table: for each of `metas` (in order), its keys as a
+    /// summary holding only them, or `None` when the row is missing (an
+    /// index from before the table) or fails its check against the
+    /// message's blob (then logged, the mailbox queued for repair): the
+    /// caller reads that message's whole summary instead.
+    pub fn sort_summaries(
+        &self,
+        mailbox: &str,
+        metas: &[&MessageMeta],
+    ) -> Result<Vec<Option<mime::Summary>>> {
+        let mut rows = index::sort_keys(&self.conn, mailbox)?;
+        let mut damaged = 0usize;
+        let out = metas
+            .iter()
+            .map(|meta| {
+                let (json, crc) = rows.remove(&meta.uid)?;
+                if meta.damaged || index::summary_checksum(&meta.blob.to_hex(), &json) != crc {
+                    damaged += 1;
+                    return None;
+                }
+                match serde_json::from_slice::<index::SortKeys>(&json) {
+                    Ok(keys) => Some(keys.into_summary()),
+                    Err(_) => {
+                        damaged += 1;
+                        None
+                    }
+                }
+            })
+            .collect();
+        if damaged > 0 {
+            tracing::warn!(event = "sort_keys_damaged", user = %self.user, mailbox, damaged, "sort keys failed their check; read from the summaries instead");
+            self.store.report_damage(&self.user, Some(mailbox));
+        }
+        Ok(out)
+    }
     /// A message's bytes, verified against its hash. A damaged index row or a
     /// missing or corrupt blob is an error for this message alone, logged with
     /// user, mailbox and UID, and queues the mailbox for repair.

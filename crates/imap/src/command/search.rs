@@ -489,6 +489,36 @@ impl Found {
     /// Calls `f` with each match's sequence number, metadata and, when
     /// `with_summary`, its cached summary, on a blocking section (reading
     /// summaries is CPU and disk work proportional to the matches).
+    /// Like [`Self::visit`] with summaries, for SORT and THREAD: the keys they
+    /// read come from one scan of the index's sort keys, and only a message
+    /// whose keys are missing or fail their check is read whole.
+    pub(crate) fn visit_sort_keys(
+        &self,
+        reader: &store::UserReader,
+        mut f: impl FnMut(u32, &MessageMeta, Option<mime::Summary>),
+    ) -> Result<(), Done> {
+        tokio::task::block_in_place(|| {
+            let metas: Vec<&MessageMeta> = self
+                .hits
+                .iter()
+                .map(|&(_, index)| &self.metas[index])
+                .collect();
+            let keys = reader
+                .sort_summaries(&self.mailbox, &metas)
+                .map_err(|e| Done::from_store(&e))?;
+            for ((&(seq, _), meta), keys) in self.hits.iter().zip(metas).zip(keys) {
+                let summary = match keys {
+                    Some(summary) => summary,
+                    None => reader
+                        .summary(&self.mailbox, meta)
+                        .map_err(|e| Done::from_store(&e))?,
+                };
+                f(seq, meta, Some(summary));
+            }
+            Ok(())
+        })
+    }
+
     pub(crate) fn visit(
         &self,
         reader: &store::UserReader,

@@ -48,7 +48,7 @@ pub(crate) async fn sort(
         .iter()
         .any(|c| !matches!(c.key, SortKey::Arrival | SortKey::Size));
     let mut rows = Vec::with_capacity(found.hits.len());
-    let visited = found.visit(reader, needs_summary, |seq, meta, summary| {
+    let mut collect = |seq, meta: &store::MessageMeta, summary: Option<mime::Summary>| {
         let keys = criteria
             .iter()
             .map(|c| value(c.key, meta, summary.as_ref()))
@@ -58,7 +58,12 @@ pub(crate) async fn sort(
             uid: meta.uid,
             keys,
         });
-    });
+    };
+    let visited = if needs_summary {
+        found.visit_sort_keys(reader, &mut collect)
+    } else {
+        found.visit(reader, false, &mut collect)
+    };
     if let Err(done) = visited {
         return Ok(done);
     }

@@ -55,7 +55,7 @@ pub(crate) async fn thread(
         return Ok(Done::bad("not authenticated"));
     };
     let mut items = Vec::with_capacity(found.hits.len());
-    let visited = found.visit(reader, true, |seq, meta, summary| {
+    let visited = found.visit_sort_keys(reader, |seq, meta, summary| {
         let Some(summary) = summary else { return };
         let references = if summary.references.is_empty() {
             summary.in_reply_to.iter().take(1).cloned().collect()
