@@ -333,6 +333,38 @@ class ReplicationTest(unittest.TestCase):
         self.assertIn(b"written on the new primary", text)
         self.assertFalse(any(s.encode() in text for s in unreplicated))
 
+    def test_a_replica_knows_it_is_behind_even_after_a_restart(self) -> None:
+        # 1 MB/s: five 1 MB messages take the shipper about five seconds, while
+        # the replica has already heard how far the primary is.
+        pair = Pair(self, max_mb_per_s=1)
+        p, r = pair.primary, pair.replica
+        user, _ = p.new_user("bh")
+        pair.sync()
+        big = "x" * 1000 + "\r\n"
+        for i in range(5):
+            p.deliver_ok(user, simple_message(subject=f"big {i}", body=big * 1000))
+        wait_until(lambda: status(r)["lag_records"] > 0, CATCH_UP_S, "the replica to hear it is behind")
+        heard = r.data_dir / "replication" / "primary-heard.json"
+
+        def noted() -> bool:
+            try:
+                return json.loads(heard.read_text())["durable"] > status(r)["position"]["upto"]
+            except (OSError, ValueError, KeyError):
+                return False
+
+        wait_until(noted, CATCH_UP_S, "the replica to note how far the primary is")
+        p.kill()
+        r.kill()
+        r.start()
+        self.assertGreater(status(r)["lag_records"], 0)
+        refused = r.cli("replication", "promote")
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("behind", refused.stderr.decode())
+        self.assertEqual(status(r)["role"], "replica")
+        forced = r.cli_ok("replication", "promote", "--force").stdout.decode()
+        self.assertIn("never received", forced)
+        self.assertEqual(status(r)["role"], "primary")
+
     def test_check_finds_and_repairs_damage_on_the_replica(self) -> None:
         pair = Pair(self)
         p, r = pair.primary, pair.replica

@@ -45,6 +45,10 @@ use wire::{End, Frame, Msg, Position, Request};
 /// The directory (in the data dir) of replication's own files.
 pub const STATE_DIR: &str = "replication";
 const STATE_FILE: &str = "state.json";
+/// A replica's note of how far its primary was, last it heard (at most one
+/// write a second, not fsynced: advisory), so that `promote` after a restart
+/// of the replica still knows it is behind.
+const HEARD_FILE: &str = "primary-heard.json";
 
 /// A frame not received in this long ends the link (the primary pings every second).
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -224,6 +228,13 @@ impl Replication {
             tls,
         });
         tokio::spawn(Arc::clone(&replication).observe_commits(shutdown.clone()));
+        if replica && let Some(heard) = replication.load_heard() {
+            replication
+                .counters
+                .primary_durable
+                .store(heard, Ordering::Relaxed);
+        }
+        tokio::spawn(Arc::clone(&replication).save_heard_periodically(shutdown.clone()));
         let mut bound = None;
         if !replication.config.listen.is_empty() {
             let listener = TcpListener::bind(&replication.config.listen)
@@ -862,6 +873,46 @@ impl Replication {
         } else {
             self.counters.lag_since.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// Keeps `HEARD_FILE` up to date, at most once a second (see there).
+    async fn save_heard_periodically(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut saved = self.counters.primary_durable.load(Ordering::Relaxed);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let heard = self.counters.primary_durable.load(Ordering::Relaxed);
+            if heard != saved && self.role() == ReplicationRole::Replica {
+                let this = Arc::clone(&self);
+                let _ = tokio::task::spawn_blocking(move || this.save_heard(heard)).await;
+                saved = heard;
+            }
+        }
+    }
+
+    fn save_heard(&self, durable: Lsn) {
+        let Ok(Some(position)) = self.store.replica_position() else {
+            return;
+        };
+        let dir = self.data_dir.join(STATE_DIR);
+        let text = serde_json::json!({ "source": position.source, "durable": durable }).to_string();
+        let temp = dir.join(format!("{HEARD_FILE}.new"));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&temp, text))
+            .and_then(|()| std::fs::rename(&temp, dir.join(HEARD_FILE)));
+        if let Err(e) = written {
+            tracing::debug!(event = "replication_heard_not_saved", error = %e);
+        }
+    }
+
+    /// What `save_heard` kept, if it is about the primary this replica follows.
+    fn load_heard(&self) -> Option<Lsn> {
+        let text = std::fs::read(self.data_dir.join(STATE_DIR).join(HEARD_FILE)).ok()?;
+        let value: serde_json::Value = serde_json::from_slice(&text).ok()?;
+        let position = self.store.replica_position().ok()??;
+        (value["source"].as_str()? == position.source).then(|| value["durable"].as_u64())?
     }
 
     // ---- The primary end: connect to the replica and ship. ----
