@@ -421,6 +421,22 @@ pub fn messages(conn: &Connection, mailbox: &str) -> Result<Vec<MessageMeta>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// The messages of a mailbox whose UIDs are in `first..=last`, in UID order
+/// (a range scan of the covering index: FETCH of a window of a large
+/// mailbox reads that window, not the mailbox).
+pub fn messages_between(
+    conn: &Connection,
+    mailbox: &str,
+    first: u32,
+    last: u32,
+) -> Result<Vec<MessageMeta>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE mailbox = ?1 AND uid BETWEEN ?2 AND ?3 ORDER BY uid"
+    ))?;
+    let rows = stmt.query_map(params![mailbox, first, last], message_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// What SELECT needs of every message, and no more: UID, MODSEQ and flags
 /// (as stored: space-separated), in UID order. Reading the other columns of
 /// 100,000 rows cost SELECT most of its time.

@@ -820,6 +820,19 @@ impl UserReader {
         }
         Ok(metas)
     }
+    /// The messages with UIDs in `first..=last`, in UID order.
+    pub fn messages_between(
+        &self,
+        mailbox: &str,
+        first: u32,
+        last: u32,
+    ) -> Result<Vec<MessageMeta>> {
+        let metas = index::messages_between(&self.conn, mailbox, first, last)?;
+        if metas.iter().any(|m| m.damaged) {
+            self.damaged(mailbox, metas.iter().filter(|m| m.damaged).map(|m| m.uid));
+        }
+        Ok(metas)
+    }
     fn damaged(&self, mailbox: &str, uids: impl Iterator<Item = u32>) {
         let uids: Vec<u32> = uids.take(20).collect();
         tracing::error!(event = "index_row_damaged", user = %self.user, mailbox, ?uids, "index rows failed their checksum; those messages answer NO until repaired");

@@ -94,10 +94,15 @@ pub(crate) async fn fetch(
         }
         out
     } else {
-        let all = match tokio::task::block_in_place(|| reader.messages(&mailbox)) {
-            Ok(a) => a,
-            Err(e) => return Ok(Done::from_store(&e)),
-        };
+        // Only the UID range asked for: a window of a large mailbox is a
+        // range scan, not a scan of the mailbox.
+        let first = wanted.iter().map(|(_, u)| *u).min().unwrap_or(0);
+        let last = wanted.iter().map(|(_, u)| *u).max().unwrap_or(0);
+        let all =
+            match tokio::task::block_in_place(|| reader.messages_between(&mailbox, first, last)) {
+                Ok(a) => a,
+                Err(e) => return Ok(Done::from_store(&e)),
+            };
         let mut by_uid = all.into_iter().peekable();
         let mut out = Vec::new();
         for (seq, u) in &wanted {
