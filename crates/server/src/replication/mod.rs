@@ -332,15 +332,7 @@ impl Replication {
     pub fn status(&self) -> Status {
         let state = self.state();
         let durable = self.store.durable_lsn();
-        let position = self
-            .store
-            .replica_position()
-            .ok()
-            .flatten()
-            .map(|p| Position {
-                source: p.source,
-                upto: p.upto,
-            });
+        let position = self.position();
         let c = &self.counters;
         let (lag_records, primary_durable) = match state.role {
             ReplicationRole::Primary => (
@@ -391,6 +383,18 @@ impl Replication {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
         }
+    }
+
+    /// Where this server stands as a replica, if it ever was one.
+    fn position(&self) -> Option<Position> {
+        self.store
+            .replica_position()
+            .ok()
+            .flatten()
+            .map(|p| Position {
+                source: p.source,
+                upto: p.upto,
+            })
     }
 
     fn lag_percentiles(&self) -> Option<LagPercentiles> {
@@ -512,15 +516,7 @@ impl Replication {
     }
 
     fn hello(&self, end: End, binding: &[u8; 32]) -> Msg {
-        let position = self
-            .store
-            .replica_position()
-            .ok()
-            .flatten()
-            .map(|p| Position {
-                source: p.source,
-                upto: p.upto,
-            });
+        let position = self.position();
         Msg::Hello {
             end,
             store_id: self.store.store_id().to_string(),

@@ -238,8 +238,8 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The proof of `end` over a session's exported keying material.
-pub fn proof(secret: &str, end: End, binding: &[u8; 32]) -> String {
+/// The HMAC of `end` over a session's exported keying material.
+fn mac(secret: &str, end: End, binding: &[u8; 32]) -> HmacSha256 {
     // A key of any length is accepted by HMAC.
     let mut mac = HmacSha256::new_from_slice(secret.as_bytes())
         .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
@@ -249,24 +249,20 @@ pub fn proof(secret: &str, end: End, binding: &[u8; 32]) -> String {
         End::Replica => b"replica ",
     });
     mac.update(binding);
-    hex::encode(mac.finalize().into_bytes())
+    mac
+}
+
+/// The proof of `end` over a session's exported keying material.
+pub fn proof(secret: &str, end: End, binding: &[u8; 32]) -> String {
+    hex::encode(mac(secret, end, binding).finalize().into_bytes())
 }
 
 /// Checks a proof in constant time.
 pub fn proof_ok(secret: &str, end: End, binding: &[u8; 32], proof: &str) -> bool {
-    let Ok(given) = hex::decode(proof) else {
-        return false;
-    };
-    let Ok(mut mac) = HmacSha256::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(b"postern-replication-v1 ");
-    mac.update(match end {
-        End::Primary => b"primary ",
-        End::Replica => b"replica ",
-    });
-    mac.update(binding);
-    mac.verify_slice(&given).is_ok()
+    match hex::decode(proof) {
+        Ok(given) => mac(secret, end, binding).verify_slice(&given).is_ok(),
+        Err(_) => false,
+    }
 }
 
 /// The session's exported keying material (RFC 5705), the same on both ends.
