@@ -332,6 +332,21 @@ enum StoreCommand {
         #[arg(long, default_value_t = u64::MAX)]
         bytes_max: u64,
     },
+    /// Write every user, mailbox, message (UIDs, UIDVALIDITY, flags, MODSEQs)
+    /// and setting to a new FILE: the change log and each content once, with
+    /// a checksum. Works on a running server (a consistent cut).
+    Export {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read an export into this server's store, which must be empty; the whole
+    /// file is checked before anything is applied.
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -550,6 +565,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             rights: None,
         },
         Command::Store(StoreCommand::Gc { bytes_max }) => AdminCommand::Gc { bytes_max },
+        // The server resolves paths in its own working directory: send it an absolute one.
+        Command::Store(StoreCommand::Export { file, json }) => AdminCommand::StoreExport {
+            path: std::path::absolute(&file)?,
+            json,
+        },
+        Command::Store(StoreCommand::Import { file, json }) => AdminCommand::StoreImport {
+            path: std::path::absolute(&file)?,
+            json,
+        },
         Command::Replication(ReplicationCommand::Status { json }) => {
             AdminCommand::ReplicationStatus { json }
         }

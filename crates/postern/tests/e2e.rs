@@ -123,6 +123,7 @@ python_test_files! {
     reconstruct => "test_reconstruct.py",
     replication => "test_replication.py",
     proxy => "test_proxy.py",
+    export => "test_export.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",
     status => "test_status.py",

@@ -139,6 +139,16 @@ pub enum AdminCommand {
     SpamUnblock {
         key: String,
     },
+    /// Writes the whole store (change log and contents) to a new file.
+    StoreExport {
+        path: PathBuf,
+        json: bool,
+    },
+    /// Reads an export into this store, which must be empty.
+    StoreImport {
+        path: PathBuf,
+        json: bool,
+    },
     /// Replication (`[replication]`): where this server stands.
     ReplicationStatus {
         json: bool,
@@ -316,6 +326,40 @@ fn sms_line(sms: &store::Sms) -> String {
         sms.text.chars().count(),
         detail
     )
+}
+
+/// `store export` (`exporting`) and `store import`.
+fn store_transfer(store: &Store, exporting: bool, path: &Path, json: bool) -> AdminOutput {
+    let done = if exporting {
+        crate::replication::export::export(store, path)
+    } else {
+        crate::replication::export::import(store, path)
+    };
+    match done {
+        Ok(summary) if json => {
+            AdminOutput::ok(serde_json::to_string(&summary).unwrap_or_default() + "\n")
+        }
+        Ok(summary) => AdminOutput::ok(format!(
+            "{} {}: {} records up to LSN {} of store {}, {} contents ({} bytes){}\n",
+            if exporting {
+                "exported to"
+            } else {
+                "imported from"
+            },
+            path.display(),
+            summary.records,
+            summary.upto,
+            summary.source,
+            summary.contents,
+            summary.content_bytes,
+            if summary.lost > 0 {
+                format!(", {} contents lost before the export", summary.lost)
+            } else {
+                String::new()
+            }
+        )),
+        Err(e) => AdminOutput::fail(EX_DATAERR, format!("error: {e:#}\n")),
+    }
 }
 
 fn user_arg(name: &str) -> Result<String, AdminOutput> {
@@ -955,6 +999,8 @@ pub fn execute_with_progress(
         | AdminCommand::TokenAdd { .. }
         | AdminCommand::TokenList
         | AdminCommand::TokenRevoke { .. } => status_command(store, command),
+        AdminCommand::StoreExport { path, json } => store_transfer(store, true, &path, json),
+        AdminCommand::StoreImport { path, json } => store_transfer(store, false, &path, json),
         AdminCommand::ReplicationStatus { .. }
         | AdminCommand::ReplicationPromote { .. }
         | AdminCommand::ReplicationCheck { .. } => {
@@ -1226,6 +1272,8 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::SpamBlocks { .. } => "spam blocks",
         AdminCommand::SpamBlock { .. } => "spam block",
         AdminCommand::SpamUnblock { .. } => "spam unblock",
+        AdminCommand::StoreExport { .. } => "store export",
+        AdminCommand::StoreImport { .. } => "store import",
         AdminCommand::ReplicationStatus { .. } => "replication status",
         AdminCommand::ReplicationPromote { .. } => "replication promote",
         AdminCommand::ReplicationCheck { .. } => "replication check",

@@ -26,6 +26,7 @@
 
 pub mod admin;
 pub mod check;
+pub mod export;
 pub mod rejoin;
 pub mod wire;
 

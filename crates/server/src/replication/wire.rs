@@ -108,6 +108,12 @@ pub enum Msg {
     Ping {
         durable: Lsn,
     },
+    /// The end of an export file (`export.rs`): the SHA-256 of every byte
+    /// before this frame, and what the file holds.
+    End {
+        sha256: String,
+        summary: serde_json::Value,
+    },
     /// A question either end may ask (`replication check`).
     Request {
         id: u64,
@@ -217,23 +223,55 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
     );
     let mut payload = vec![0u8; payload_len];
     input.read_exact(&mut payload).await?;
-    if deflated {
+    let msg = decode_header(header, deflated)?;
+    Ok(Some((Frame { msg, payload }, 8 + header_len + payload_len)))
+}
+
+/// A frame header's message, inflated first when it was deflated (bounded:
+/// a small header may not inflate past the header bound).
+fn decode_header(header: Vec<u8>, deflated: bool) -> anyhow::Result<Msg> {
+    let json = if deflated {
         use std::io::Read;
-        // Bounded: a small header may not inflate past the header bound.
         let mut json = Vec::new();
         flate2::read::DeflateDecoder::new(header.as_slice())
             .take(HEADER_BYTES_MAX as u64 + 1)
             .read_to_end(&mut json)
-            .map_err(|e| anyhow::anyhow!("peer sent a frame that does not inflate: {e}"))?;
+            .map_err(|e| anyhow::anyhow!("a frame that does not inflate: {e}"))?;
         anyhow::ensure!(
             json.len() <= HEADER_BYTES_MAX,
-            "peer sent a frame header that inflates too far"
+            "a frame header that inflates too far"
         );
-        header = json;
-    }
-    let msg: Msg = serde_json::from_slice(&header)
-        .map_err(|e| anyhow::anyhow!("peer sent an unreadable frame: {e}"))?;
-    Ok(Some((Frame { msg, payload }, 8 + header_len + payload_len)))
+        json
+    } else {
+        header
+    };
+    serde_json::from_slice(&json).map_err(|e| anyhow::anyhow!("an unreadable frame: {e}"))
+}
+
+/// A whole frame from the bytes `encode` wrote.
+pub fn decode(raw: &[u8]) -> anyhow::Result<Frame> {
+    let take = |at: usize, n: usize| {
+        raw.get(at..at + n)
+            .ok_or_else(|| anyhow::anyhow!("a frame cut short"))
+    };
+    let length = u32::from_be_bytes(take(0, 4)?.try_into()?);
+    let header_len = (length & !DEFLATED) as usize;
+    anyhow::ensure!(header_len <= HEADER_BYTES_MAX, "a frame header too large");
+    let header = take(4, header_len)?.to_vec();
+    let payload_len = u32::from_be_bytes(take(4 + header_len, 4)?.try_into()?) as usize;
+    anyhow::ensure!(
+        payload_len <= PAYLOAD_BYTES_MAX,
+        "a frame payload too large"
+    );
+    let payload = take(8 + header_len, payload_len)?.to_vec();
+    anyhow::ensure!(
+        raw.len() == 8 + header_len + payload_len,
+        "bytes after a frame"
+    );
+    Ok(Frame {
+        msg: decode_header(header, length & DEFLATED != 0)?,
+        payload,
+    })
 }
 
 type HmacSha256 = Hmac<Sha256>;

@@ -1,0 +1,301 @@
+//! `postern store export FILE` and `postern store import FILE`: a store's
+//! whole change log, with every message content once, in one file, and back
+//! into an empty store, with every user, mailbox, UIDVALIDITY, UID, MODSEQ,
+//! flag and setting as it was, so clients do not resync.
+//!
+//! The file is what replication ships, written down: a line
+//! `POSTERN-EXPORT 1`, then frames of `wire` (an `Offer` with up to 4,096
+//! records, followed by one `Blob` frame per content it names that was not
+//! in an earlier batch, in the order listed), then an `End` frame with the
+//! counts and the SHA-256 of every byte before it. Import checks that hash
+//! in a first pass over the file, before anything is applied; then it applies
+//! the batches with `Intent::Replicate`, each content checked against its
+//! hash, exactly as a replica does. An export is a consistent cut: the
+//! journal up to the durable LSN when it started, also from a running server.
+
+use super::wire::{self, Frame, Msg};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+use store::record::Record;
+use store::{BlobHash, Intent, Store};
+
+const MAGIC: &[u8] = b"POSTERN-EXPORT 1\n";
+const RECORDS_PER_BATCH: usize = 4096;
+const BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct Summary {
+    /// The exporting store's id and the last of its LSNs in the file.
+    pub source: String,
+    pub upto: u64,
+    pub records: u64,
+    pub contents: u64,
+    pub content_bytes: u64,
+    /// Contents the exporting store could not read (missing or damaged):
+    /// their messages are imported without them, as recovery would.
+    pub lost: u64,
+}
+
+/// Writes the export of `store` to `path` (a new file; refused if it exists).
+pub fn export(store: &Store, path: &Path) -> anyhow::Result<Summary> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    let mut out = HashingWriter {
+        inner: BufWriter::new(file),
+        hash: Sha256::new(),
+    };
+    out.write_all(MAGIC)?;
+    let upto = store.durable_lsn();
+    let mut summary = Summary {
+        source: store.store_id().to_string(),
+        upto,
+        records: 0,
+        contents: 0,
+        content_bytes: 0,
+        lost: 0,
+    };
+    let mut written: HashSet<BlobHash> = HashSet::new();
+    let mut cursor = store.journal_cursor(1)?;
+    let mut after = 0;
+    loop {
+        let entries = cursor.read(upto, RECORDS_PER_BATCH, BATCH_BYTES_MAX)?;
+        let Some(last) = entries.last() else { break };
+        let batch_upto = last.lsn;
+        let first_time = entries.first().map_or(0, |e| e.time);
+        let records: Vec<Record> = entries
+            .into_iter()
+            .map(|e| e.record)
+            .filter(|r| !r.is_local())
+            .collect();
+        let mut blobs = Vec::new();
+        for record in &records {
+            if let Record::MessageAdded { blob, .. } = record
+                && written.insert(*blob)
+            {
+                blobs.push(*blob);
+            }
+        }
+        summary.records += records.len() as u64;
+        out.write_all(&wire::encode(&Frame::new(Msg::Offer {
+            after,
+            upto: batch_upto,
+            id_floor: upto + 1,
+            durable: upto,
+            first_time,
+            records,
+            blobs: blobs.iter().map(BlobHash::to_hex).collect(),
+        }))?)?;
+        for hash in blobs {
+            let frame = match store.blob(&hash) {
+                Ok(bytes) => {
+                    summary.contents += 1;
+                    summary.content_bytes += bytes.len() as u64;
+                    Frame {
+                        msg: Msg::Blob { lost: false },
+                        payload: bytes,
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(event = "export_blob_unreadable", blob = %hash.to_hex(), error = %e);
+                    summary.lost += 1;
+                    Frame::new(Msg::Blob { lost: true })
+                }
+            };
+            out.write_all(&wire::encode(&frame)?)?;
+        }
+        after = batch_upto;
+    }
+    let digest = hex::encode(out.hash.clone().finalize());
+    let end = wire::encode(&Frame::new(Msg::End {
+        sha256: digest,
+        summary: serde_json::to_value(&summary)?,
+    }))?;
+    out.inner.write_all(&end)?;
+    let file = out
+        .inner
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("write {}: {e}", path.display()))?;
+    file.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        })?
+        .sync_all()?;
+    }
+    Ok(summary)
+}
+
+/// Imports `path` into `store`, which must be empty. Checks the whole file
+/// first; nothing is applied from a file that does not check out.
+pub fn import(store: &Store, path: &Path) -> anyhow::Result<Summary> {
+    if store.durable_lsn() > 0 {
+        anyhow::bail!(
+            "the store in {} is not empty: import only into a new data directory",
+            store.data_dir().display()
+        );
+    }
+    let summary = verify(path)?;
+    let mut input = open(path)?;
+    store.set_read_only(true);
+    let applied = apply(store, &mut input, &summary.source);
+    store.set_read_only(false);
+    applied?;
+    Ok(summary)
+}
+
+fn open(path: &Path) -> anyhow::Result<BufReader<std::fs::File>> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", path.display()))?;
+    let mut input = BufReader::new(file);
+    let mut magic = vec![0u8; MAGIC.len()];
+    input
+        .read_exact(&mut magic)
+        .map_err(|_| anyhow::anyhow!("{} is not a Postern export", path.display()))?;
+    anyhow::ensure!(magic == MAGIC, "{} is not a Postern export", path.display());
+    Ok(input)
+}
+
+/// Reads one frame synchronously (the file is local); `None` at its end.
+fn next(input: &mut impl Read) -> anyhow::Result<Option<(Frame, Vec<u8>)>> {
+    let mut raw = Vec::new();
+    let mut length = [0u8; 4];
+    match input.read_exact(&mut length) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    raw.extend_from_slice(&length);
+    let header_len = (u32::from_be_bytes(length) & !(1 << 31)) as usize;
+    anyhow::ensure!(
+        header_len <= wire::HEADER_BYTES_MAX,
+        "a frame header is too large"
+    );
+    let mut rest = vec![0u8; header_len + 4];
+    input
+        .read_exact(&mut rest)
+        .map_err(|_| anyhow::anyhow!("the file ends inside a frame"))?;
+    raw.extend_from_slice(&rest);
+    let payload_len = u32::from_be_bytes([
+        rest[header_len],
+        rest[header_len + 1],
+        rest[header_len + 2],
+        rest[header_len + 3],
+    ]) as usize;
+    anyhow::ensure!(
+        payload_len <= wire::PAYLOAD_BYTES_MAX,
+        "a content is too large"
+    );
+    let mut payload = vec![0u8; payload_len];
+    input
+        .read_exact(&mut payload)
+        .map_err(|_| anyhow::anyhow!("the file ends inside a content"))?;
+    raw.extend_from_slice(&payload);
+    let frame = wire::decode(&raw)?;
+    Ok(Some((frame, raw)))
+}
+
+/// First pass: the hash of everything before the end frame, and the end frame.
+fn verify(path: &Path) -> anyhow::Result<Summary> {
+    let mut input = open(path)?;
+    let mut hash = Sha256::new();
+    hash.update(MAGIC);
+    loop {
+        let Some((frame, raw)) = next(&mut input)? else {
+            anyhow::bail!("{} ends before its end mark: cut short", path.display());
+        };
+        if let Msg::End { sha256, summary } = frame.msg {
+            anyhow::ensure!(
+                hex::encode(hash.finalize()) == sha256,
+                "{} does not match its checksum: damaged",
+                path.display()
+            );
+            let mut trailing = [0u8; 1];
+            anyhow::ensure!(
+                input.read(&mut trailing)? == 0,
+                "{} has bytes after its end mark",
+                path.display()
+            );
+            return Ok(serde_json::from_value(summary)?);
+        }
+        hash.update(&raw);
+    }
+}
+
+fn apply(store: &Store, input: &mut impl Read, source: &str) -> anyhow::Result<()> {
+    let Some((mut frame, _)) = next(input)? else {
+        return Ok(());
+    };
+    loop {
+        let (after, upto, id_floor, records, blobs) = match frame.msg {
+            Msg::End { .. } => return Ok(()),
+            Msg::Offer {
+                after,
+                upto,
+                id_floor,
+                records,
+                blobs,
+                ..
+            } => (after, upto, id_floor, records, blobs),
+            other => anyhow::bail!("unexpected {other:?} in the export"),
+        };
+        let mut contents: HashMap<BlobHash, Arc<store::Prepared>> = HashMap::new();
+        let mut lost = Vec::new();
+        for hex in &blobs {
+            let hash =
+                BlobHash::from_hex(hex).ok_or_else(|| anyhow::anyhow!("bad content hash"))?;
+            let Some((blob, _)) = next(input)? else {
+                anyhow::bail!("the export ends inside a batch");
+            };
+            match blob.msg {
+                Msg::Blob { lost: true } => lost.push(hash),
+                Msg::Blob { lost: false } => {
+                    let prepared = store.prepare(blob.payload);
+                    anyhow::ensure!(prepared.hash == hash, "a content does not match its hash");
+                    contents.insert(hash, prepared);
+                }
+                other => anyhow::bail!("unexpected {other:?} in the export"),
+            }
+        }
+        store
+            .submit_one_blocking(Intent::Replicate {
+                source: source.to_string(),
+                after,
+                upto,
+                id_floor,
+                records: Arc::new(records),
+                blobs: Arc::new(contents),
+                lost: Arc::new(lost),
+            })
+            .map_err(|e| anyhow::anyhow!("import of records {after}..{upto}: {e}"))?;
+        frame = match next(input)? {
+            Some((frame, _)) => frame,
+            None => anyhow::bail!("the export ends before its end mark"),
+        };
+    }
+}
+
+/// A writer that hashes what goes through it.
+struct HashingWriter<W: Write> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
