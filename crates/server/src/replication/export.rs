@@ -179,10 +179,13 @@ fn next(input: &mut impl Read) -> anyhow::Result<Option<(Frame, Vec<u8>)>> {
         header_len <= wire::HEADER_BYTES_MAX,
         "a frame header is too large"
     );
-    let mut rest = vec![0u8; header_len + 4];
+    // Read, not allocated ahead: a damaged length must not cost its size in memory.
+    let mut rest = Vec::new();
     input
-        .read_exact(&mut rest)
-        .map_err(|_| anyhow::anyhow!("the file ends inside a frame"))?;
+        .by_ref()
+        .take(header_len as u64 + 4)
+        .read_to_end(&mut rest)?;
+    anyhow::ensure!(rest.len() == header_len + 4, "the file ends inside a frame");
     raw.extend_from_slice(&rest);
     let payload_len = u32::from_be_bytes([
         rest[header_len],
@@ -194,35 +197,43 @@ fn next(input: &mut impl Read) -> anyhow::Result<Option<(Frame, Vec<u8>)>> {
         payload_len <= wire::PAYLOAD_BYTES_MAX,
         "a content is too large"
     );
-    let mut payload = vec![0u8; payload_len];
+    let mut payload = Vec::new();
     input
-        .read_exact(&mut payload)
-        .map_err(|_| anyhow::anyhow!("the file ends inside a content"))?;
+        .by_ref()
+        .take(payload_len as u64)
+        .read_to_end(&mut payload)?;
+    anyhow::ensure!(
+        payload.len() == payload_len,
+        "the file ends inside a content"
+    );
     raw.extend_from_slice(&payload);
     let frame = wire::decode(&raw)?;
     Ok(Some((frame, raw)))
 }
 
-/// First pass: the hash of everything before the end frame, and the end frame.
+/// First pass: the hash of everything before the end frame, and the end
+/// frame. Any failure here means the file is damaged (or not whole).
 fn verify(path: &Path) -> anyhow::Result<Summary> {
+    verify_frames(path).map_err(|e| anyhow::anyhow!("{} is damaged: {e:#}", path.display()))
+}
+
+fn verify_frames(path: &Path) -> anyhow::Result<Summary> {
     let mut input = open(path)?;
     let mut hash = Sha256::new();
     hash.update(MAGIC);
     loop {
         let Some((frame, raw)) = next(&mut input)? else {
-            anyhow::bail!("{} ends before its end mark: cut short", path.display());
+            anyhow::bail!("it ends before its end mark: cut short");
         };
         if let Msg::End { sha256, summary } = frame.msg {
             anyhow::ensure!(
                 hex::encode(hash.finalize()) == sha256,
-                "{} does not match its checksum: damaged",
-                path.display()
+                "it does not match its checksum"
             );
             let mut trailing = [0u8; 1];
             anyhow::ensure!(
                 input.read(&mut trailing)? == 0,
-                "{} has bytes after its end mark",
-                path.display()
+                "it has bytes after its end mark"
             );
             return Ok(serde_json::from_value(summary)?);
         }
