@@ -143,8 +143,15 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<Summary> {
             store.data_dir().display()
         );
     }
+    if store.is_read_only() {
+        anyhow::bail!(
+            "this server takes no changes now (a replica, or a primary waiting for its replica): import into a server of its own"
+        );
+    }
     let summary = verify(path)?;
     let mut input = open(path)?;
+    // Replicate is what applies another store's records; it needs the
+    // read-only mode, which also keeps clients out until the import is whole.
     store.set_read_only(true);
     let applied = apply(store, &mut input, &summary.source);
     store.set_read_only(false);
