@@ -134,6 +134,7 @@ class ReplicationTest(unittest.TestCase):
             c.command("RENAME Projects Work").ok()
             c.command("DELETE Old").ok()
             c.command("SUBSCRIBE Work").ok()
+            c.command(f"SETACL Work {bob} lr").ok()
             c.command("SETMETADATA INBOX (/private/comment \"replicated\")").ok()
         p.cli_ok("user", "quota", bob, "--storage", "10M")
         p.cli_ok("alias", "add", "team@example.com", alice, bob)
@@ -149,6 +150,11 @@ class ReplicationTest(unittest.TestCase):
             )
         self.assertEqual(mailbox_state(r, bob, "new-bob-password", "INBOX"), mailbox_state(p, bob, "new-bob-password", "INBOX"))
         self.assertIn("192.0.2.7", r.cli_ok("spam", "blocks").stdout.decode())
+        with r.raw(alice, pw) as c:
+            acl = c.command("GETACL Work").ok()
+            self.assertIn(f"{bob} lr".encode(), b"".join(x.raw for x in acl.untagged))
+        with r.raw(bob, "new-bob-password") as c:
+            self.assertEqual(c.select(f"Other Users/{alice}/Work").status, "OK")
         self.assertIn("team@example.com", r.cli_ok("alias", "list").stdout.decode())
 
         # Read-only: writes get a clear NO, deliveries a temporary failure.

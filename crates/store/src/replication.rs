@@ -247,7 +247,7 @@ pub struct MailboxDigest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserDigest {
     pub user: String,
-    /// SHA-256 over the password hash, quota, subscriptions and annotations.
+    /// SHA-256 over the password hash, quota, subscriptions, annotations and ACLs.
     pub settings: String,
     pub mailboxes: Vec<MailboxDigest>,
 }
@@ -317,6 +317,14 @@ pub fn user_digest(
         for (entry, value) in reader.metadata_below(&scope, "", false)? {
             settings.update(format!("meta {scope} {entry} {}\n", value.len()).as_bytes());
             settings.update(&value);
+        }
+    }
+    for info in &infos {
+        let mut entries = reader.acl(&info.id)?;
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (identifier, rights) in entries {
+            settings
+                .update(format!("acl {} {identifier} {}\n", info.id, rights.to_imap()).as_bytes());
         }
     }
     for info in infos {
