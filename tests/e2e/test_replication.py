@@ -269,6 +269,13 @@ class ReplicationTest(unittest.TestCase):
         replies = r.deliver(user, simple_message(subject="after failover"))
         self.assertEqual(replies[0][0], 451, replies)
         self.assertIn("replica did not confirm", replies[0][1])
+        # The operator lets it take writes while the old primary is dealt with.
+        r.cli_ok("replication", "sync", "async")
+        self.assertEqual(status(r)["sync"], "async")
+        r.deliver_ok(user, simple_message(subject="while alone"))
+        bad = r.cli("replication", "sync", "sometimes")
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("not a sync mode", bad.stderr.decode())
 
         # The old primary comes back with role = "primary" in its config: it
         # hears of epoch 1 from the new primary and takes no writes.
@@ -292,7 +299,12 @@ class ReplicationTest(unittest.TestCase):
         code, report = check(r)
         self.assertEqual(report["differences"], 0, report)
         self.assertEqual(status(p)["role"], "replica")
-        # And the new primary acknowledges again.
+        # Back to before-ack (kept across a restart), with a replica again.
+        r.cli_ok("replication", "sync", "before-ack")
+        r.stop()
+        r.start()
+        wait_until(lambda: status(r)["connected"], CATCH_UP_S, "the link after the restart")
+        self.assertEqual(status(r)["sync"], "before-ack")
         r.deliver_ok(user, simple_message(subject="with a replica again"))
 
     def test_an_old_primary_sets_aside_what_the_new_one_never_received(self) -> None:

@@ -245,6 +245,10 @@ enum ReplicationCommand {
         #[arg(long)]
         repair: bool,
     },
+    /// Set the sync mode in force, "async" or "before-ack", from now on and
+    /// across restarts (overrides the config's `sync`): e.g. async while a
+    /// before-ack primary has no replica.
+    Sync { mode: String },
     /// With the server stopped, after a failover: set aside what this old
     /// primary wrote that the new primary never received (messages as .eml
     /// and a report, in data_dir/set-aside/), and start over as its replica.
@@ -582,6 +586,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Replication(ReplicationCommand::Check { user, json, repair }) => {
             AdminCommand::ReplicationCheck { user, json, repair }
+        }
+        Command::Replication(ReplicationCommand::Sync { mode }) => {
+            AdminCommand::ReplicationSync { mode }
         }
         Command::Replication(ReplicationCommand::Rejoin { json }) => {
             return rejoin(&config, json);

@@ -162,6 +162,10 @@ pub enum AdminCommand {
         json: bool,
         repair: bool,
     },
+    /// Sets the sync mode in force ("async" or "before-ack"), kept across restarts.
+    ReplicationSync {
+        mode: String,
+    },
     /// Sets (`value: None`: removes) a shared server annotation (IMAP
     /// METADATA on mailbox `""`), which every logged-in user reads.
     MetadataSet {
@@ -1003,7 +1007,8 @@ pub fn execute_with_progress(
         AdminCommand::StoreImport { path, json } => store_transfer(store, false, &path, json),
         AdminCommand::ReplicationStatus { .. }
         | AdminCommand::ReplicationPromote { .. }
-        | AdminCommand::ReplicationCheck { .. } => {
+        | AdminCommand::ReplicationCheck { .. }
+        | AdminCommand::ReplicationSync { .. } => {
             crate::replication::admin::execute(&context, command)
         }
         AdminCommand::SpamRuns { json } => crate::spam_admin::runs_output(&context, json),
@@ -1277,6 +1282,7 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::ReplicationStatus { .. } => "replication status",
         AdminCommand::ReplicationPromote { .. } => "replication promote",
         AdminCommand::ReplicationCheck { .. } => "replication check",
+        AdminCommand::ReplicationSync { .. } => "replication sync",
         AdminCommand::MetadataSet { .. } => "metadata set",
         AdminCommand::MetadataGet { .. } => "metadata get",
         AdminCommand::SubscriberList { .. } => "status subscriber list",

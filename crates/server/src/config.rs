@@ -103,7 +103,7 @@ pub enum ReplicationRole {
     Replica,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ReplicationSync {
     /// A change is answered once it is durable here; the replica follows.

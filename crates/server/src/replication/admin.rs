@@ -122,6 +122,31 @@ pub fn execute(context: &AdminContext, command: AdminCommand) -> AdminOutput {
                 Err(e) => AdminOutput::fail(EX_SOFTWARE.min(EX_TEMPFAIL), format!("error: {e}\n")),
             }
         }
+        AdminCommand::ReplicationSync { mode } => {
+            let sync = match mode.as_str() {
+                "async" => crate::config::ReplicationSync::Async,
+                "before-ack" => crate::config::ReplicationSync::BeforeAck,
+                other => {
+                    return AdminOutput::fail(
+                        crate::admin::EX_USAGE,
+                        format!(
+                            "error: {other:?} is not a sync mode: \"async\" or \"before-ack\"\n"
+                        ),
+                    );
+                }
+            };
+            match replication.set_sync(sync) {
+                Ok(()) => AdminOutput::ok(format!(
+                    "changes are acknowledged {} from now on (kept across restarts; the config's sync no longer applies)\n",
+                    if sync == crate::config::ReplicationSync::Async {
+                        "once durable here"
+                    } else {
+                        "once the replica has them durably too"
+                    }
+                )),
+                Err(e) => AdminOutput::fail(EX_SOFTWARE, format!("error: {e}\n")),
+            }
+        }
         _ => AdminOutput::fail(EX_SOFTWARE, "error: not a replication command\n"),
     }
 }

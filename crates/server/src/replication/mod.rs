@@ -73,6 +73,9 @@ pub struct State {
     /// Set when this server learned that another was promoted over it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stepped_down: Option<SteppedDown>,
+    /// `replication sync MODE`: overrides the config's `sync` from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<ReplicationSync>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,6 +210,7 @@ impl Replication {
                 epoch: 0,
                 role: config.role,
                 stepped_down: None,
+                sync: None,
             },
         };
         let replica = state.role == ReplicationRole::Replica;
@@ -260,7 +264,9 @@ impl Replication {
                 r.open_writes_if_primary("no word from the replica in startup_wait_ms");
             });
         }
-        if replication.config.sync == ReplicationSync::BeforeAck {
+        // Always there: `wait_acked` answers at once unless the sync mode in
+        // force (config, or `replication sync`) is before-ack.
+        {
             let r = Arc::clone(&replication);
             replication.store.set_ack_wait(Some(Arc::new(move |lsn| {
                 let r = Arc::clone(&r);
@@ -273,6 +279,30 @@ impl Replication {
 
     pub fn role(&self) -> ReplicationRole {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).role
+    }
+
+    /// The sync mode in force: `replication sync`'s, else the config's.
+    pub fn sync(&self) -> ReplicationSync {
+        self.state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sync
+            .unwrap_or(self.config.sync)
+    }
+
+    /// `replication sync MODE`: from now on (and across restarts) changes are
+    /// acknowledged in this mode; e.g. `async` while a failed replica is
+    /// being replaced, so that a before-ack primary takes writes again.
+    pub fn set_sync(&self, sync: ReplicationSync) -> anyhow::Result<()> {
+        let mut state = self.state();
+        state.sync = Some(sync);
+        self.set_state(state)?;
+        tracing::warn!(
+            event = "replication_sync_set",
+            ?sync,
+            "replication sync mode changed"
+        );
+        Ok(())
     }
 
     pub fn epoch(&self) -> u64 {
@@ -307,7 +337,7 @@ impl Replication {
 
     /// `before-ack`: waits until the replica holds `lsn`.
     async fn wait_acked(&self, lsn: Lsn) -> Result<(), String> {
-        if self.role() != ReplicationRole::Primary {
+        if self.role() != ReplicationRole::Primary || self.sync() != ReplicationSync::BeforeAck {
             return Ok(());
         }
         let mut acked = self.acked.subscribe();
@@ -360,7 +390,7 @@ impl Replication {
                 ReplicationRole::Primary => self.config.replica.clone(),
                 ReplicationRole::Replica => self.config.listen.clone(),
             },
-            sync: match self.config.sync {
+            sync: match self.sync() {
                 ReplicationSync::Async => "async",
                 ReplicationSync::BeforeAck => "before-ack",
             },
@@ -485,6 +515,7 @@ impl Replication {
             epoch,
             role: ReplicationRole::Primary,
             stepped_down: None,
+            sync: state.sync,
         })
         .map_err(|e| format!("cannot write the new epoch: {e}"))?;
         // The old primary's link, if it is still up, must not apply more.

@@ -150,6 +150,7 @@ pub fn rejoin(config: &Config) -> anyhow::Result<RejoinReport> {
             epoch,
             role: ReplicationRole::Replica,
             stepped_down: None,
+            sync: state.as_ref().and_then(|s| s.sync),
         },
     )?;
     Ok(report)
