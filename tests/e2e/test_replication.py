@@ -351,6 +351,24 @@ class ReplicationTest(unittest.TestCase):
         self.assertIn(b"written on the new primary", text)
         self.assertFalse(any(s.encode() in text for s in unreplicated))
 
+    def test_batches_are_bounded_by_their_contents_too(self) -> None:
+        # 64 KiB per batch; ten messages of 100 KB delivered while the replica
+        # is down are one backlog, shipped in ten batches (one message always
+        # goes, however big), not in one batch of a megabyte.
+        pair = Pair(self, batch_bytes_max=65536)
+        p, r = pair.primary, pair.replica
+        user, pw = p.new_user("bb")
+        pair.sync()
+        r.stop()
+        line = "y" * 998 + "\r\n"
+        for i in range(10):
+            p.deliver_ok(user, simple_message(subject=f"large {i}", body=line * 100))
+        batches_before = status(p)["shipped_batches"]
+        r.start()
+        pair.assert_same(self)
+        self.assertEqual(len(mailbox_state(r, user, pw, "INBOX")), 10)
+        self.assertGreaterEqual(status(p)["shipped_batches"] - batches_before, 10)
+
     def test_a_replica_knows_it_is_behind_even_after_a_restart(self) -> None:
         # 1 MB/s: five 1 MB messages take the shipper about five seconds, while
         # the replica has already heard how far the primary is.

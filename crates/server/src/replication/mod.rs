@@ -126,6 +126,7 @@ pub struct Counters {
     pub shipped_records: AtomicU64,
     pub shipped_bytes: AtomicU64,
     pub shipped_blobs: AtomicU64,
+    pub shipped_batches: AtomicU64,
     pub received_records: AtomicU64,
     pub received_bytes: AtomicU64,
     /// Primary: the last of its LSNs the replica acknowledged.
@@ -186,6 +187,7 @@ pub struct Status {
     pub shipped_records: u64,
     pub shipped_bytes: u64,
     pub shipped_blobs: u64,
+    pub shipped_batches: u64,
     pub received_records: u64,
     pub received_bytes: u64,
     pub acked_lsn: Lsn,
@@ -402,6 +404,7 @@ impl Replication {
             shipped_records: c.shipped_records.load(Ordering::Relaxed),
             shipped_bytes: c.shipped_bytes.load(Ordering::Relaxed),
             shipped_blobs: c.shipped_blobs.load(Ordering::Relaxed),
+            shipped_batches: c.shipped_batches.load(Ordering::Relaxed),
             received_records: c.received_records.load(Ordering::Relaxed),
             received_bytes: c.received_bytes.load(Ordering::Relaxed),
             acked_lsn: c.acked_lsn.load(Ordering::Relaxed),
@@ -819,18 +822,28 @@ impl Replication {
                     );
                     let contents = self.prepare_all(received).await?;
                     let count = records.len() as u64;
-                    let outcome = self
-                        .store
-                        .submit_one(Intent::Replicate {
-                            source: source.to_string(),
-                            after,
-                            upto,
-                            id_floor,
-                            records: Arc::new(records),
-                            blobs: Arc::new(contents),
-                            lost: Arc::new(lost),
-                        })
-                        .await;
+                    let apply = self.store.submit_one(Intent::Replicate {
+                        source: source.to_string(),
+                        after,
+                        upto,
+                        id_floor,
+                        records: Arc::new(records),
+                        blobs: Arc::new(contents),
+                        lost: Arc::new(lost),
+                    });
+                    // A long batch must not look like a dead link to the
+                    // primary, whose reader gives up after IDLE_TIMEOUT.
+                    tokio::pin!(apply);
+                    let mut keepalive = tokio::time::interval(PING_EVERY * 5);
+                    keepalive.tick().await;
+                    let outcome = loop {
+                        tokio::select! {
+                            outcome = &mut apply => break outcome,
+                            _ = keepalive.tick() => {
+                                link.send(Frame::new(Msg::Ping { durable: 0 })).await?;
+                            }
+                        }
+                    };
                     match outcome {
                         Ok(_) => {
                             self.counters
@@ -1061,6 +1074,8 @@ impl Replication {
             })
             .await??,
         );
+        // Records read but left for the next batch (see the content bound below).
+        let mut carried: std::collections::VecDeque<store::record::Entry> = Default::default();
         let mut durable_watch = store.watch_durable();
         let mut throttle = Throttle::new(self.config.max_mb_per_s * 1_000_000);
         let mut role = self.role_changed.subscribe();
@@ -1069,7 +1084,7 @@ impl Replication {
                 anyhow::bail!("this server is no longer the primary");
             }
             let durable = store.durable_lsn();
-            if durable <= after {
+            if durable <= after && carried.is_empty() {
                 self.counters.lag_since.store(0, Ordering::Relaxed);
                 link.send(Frame::new(Msg::Ping { durable })).await?;
                 tokio::select! {
@@ -1089,16 +1104,34 @@ impl Replication {
             );
             let (records_max, bytes_max) =
                 (self.config.batch_records_max, self.config.batch_bytes_max);
-            let mut taken = cursor
-                .take()
-                .ok_or_else(|| anyhow::anyhow!("journal cursor lost"))?;
-            let (taken, entries) = tokio::task::spawn_blocking(move || {
-                let entries = taken.read(durable, records_max, bytes_max);
-                (taken, entries)
-            })
-            .await?;
-            cursor = Some(taken);
-            let entries = entries?;
+            let mut entries: Vec<store::record::Entry> = carried.drain(..).collect();
+            if entries.is_empty() {
+                let mut taken = cursor
+                    .take()
+                    .ok_or_else(|| anyhow::anyhow!("journal cursor lost"))?;
+                let (taken, read) = tokio::task::spawn_blocking(move || {
+                    let read = taken.read(durable, records_max, bytes_max);
+                    (taken, read)
+                })
+                .await?;
+                cursor = Some(taken);
+                entries = read?;
+            }
+            // Contents are bounded per batch too (the replica holds a batch's
+            // contents in memory until it is applied): the records after the
+            // cut wait for the next batch. One message always goes, however big.
+            let mut content_bytes = 0u64;
+            let mut cut = entries.len();
+            for (i, entry) in entries.iter().enumerate() {
+                if let Record::MessageAdded { size, .. } = &entry.record {
+                    content_bytes += size;
+                    if content_bytes > bytes_max as u64 && i > 0 {
+                        cut = i;
+                        break;
+                    }
+                }
+            }
+            carried.extend(entries.drain(cut..));
             let Some(last) = entries.last() else {
                 // Durable but not in the file yet: the writer appends first, so
                 // this is a moment; look again shortly.
@@ -1198,6 +1231,7 @@ impl Replication {
             after = upto;
             let c = &self.counters;
             c.shipped_records.fetch_add(count, Ordering::Relaxed);
+            c.shipped_batches.fetch_add(1, Ordering::Relaxed);
             c.shipped_bytes
                 .fetch_add(sent as u64 + blob_bytes, Ordering::Relaxed);
             c.acked_lsn.store(upto, Ordering::Relaxed);
@@ -1211,11 +1245,19 @@ impl Replication {
         }
     }
 
+    /// The replica's next answer; its keepalives (sent while it applies a
+    /// long batch) are skipped.
     async fn next(inbox: &mut mpsc::Receiver<Frame>) -> anyhow::Result<Msg> {
-        match tokio::time::timeout(ANSWER_TIMEOUT, inbox.recv()).await {
-            Ok(Some(frame)) => Ok(frame.msg),
-            Ok(None) => anyhow::bail!("the link closed"),
-            Err(_) => anyhow::bail!("no answer from the replica in {ANSWER_TIMEOUT:?}"),
+        loop {
+            match tokio::time::timeout(ANSWER_TIMEOUT, inbox.recv()).await {
+                Ok(Some(Frame {
+                    msg: Msg::Ping { .. },
+                    ..
+                })) => continue,
+                Ok(Some(frame)) => return Ok(frame.msg),
+                Ok(None) => anyhow::bail!("the link closed"),
+                Err(_) => anyhow::bail!("no answer from the replica in {ANSWER_TIMEOUT:?}"),
+            }
         }
     }
 
