@@ -142,6 +142,9 @@ class ReplicationTest(unittest.TestCase):
         p.cli_ok("spam", "block", "ip:192.0.2.7", "--reason", "test")
         report = pair.assert_same(self)
         self.assertEqual(report["users"], 2)
+        # The same check run from the replica's side (the requests go the other way).
+        code, from_replica = check(r)
+        self.assertEqual((code, from_replica["differences"], from_replica["here"]), (0, 0, "replica"))
 
         # The replica serves the same mail, to the same passwords.
         for mailbox in ("INBOX", "Work", "Trash"):
