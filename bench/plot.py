@@ -6,7 +6,9 @@ over runs; points are medians.
 
     python3 bench/plot.py bench/results/<date>-compare.json [OUT_PREFIX]
 
-writes OUT_PREFIX-lmtp-throughput.png, -lmtp-p99.png and -imap.png
+writes OUT_PREFIX-lmtp-throughput.png, -lmtp-p99.png, -imap.png (a panel
+per IMAP row, five to a line) and -mixed.png (whole IMAP sessions/s against
+concurrent clients, a line per server)
 (OUT_PREFIX defaults to the JSON's path without .json). Installs
 matplotlib with pip (--user) if it is missing.
 """
@@ -107,8 +109,13 @@ def plot_imap(plt, summaries, path, meta):
             cases.setdefault(summary["name"], {})[summary["server"]] = summary
     if not cases:
         return None
-    figure, axes = plt.subplots(1, len(cases), figsize=(4.2 * len(cases), 4), squeeze=False)
-    for axis, (name, servers) in zip(axes[0], cases.items()):
+    columns = min(len(cases), 5)
+    rows = (len(cases) + columns - 1) // columns
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4 * rows), squeeze=False)
+    flat = [axis for row in axes for axis in row]
+    for axis in flat[len(cases):]:
+        axis.set_visible(False)
+    for axis, (name, servers) in zip(flat, cases.items()):
         names = list(servers)
         values = [spread(servers[server], "latency_ms_p50") for server in names]
         axis.bar(
@@ -118,10 +125,48 @@ def plot_imap(plt, summaries, path, meta):
             capsize=4,
             color=[COLOURS.get(server, "tab:gray") for server in names],
         )
-        axis.set_title(name)
-        axis.set_ylabel("p50 latency per command, ms (lower is better)")
+        axis.set_title(name, fontsize=8)
+        axis.set_ylabel("p50 latency per command, ms (lower is better)", fontsize=7)
         axis.grid(True, axis="y", alpha=0.3)
     figure.suptitle(f"IMAP ({meta.get('date', '')}, commit {meta.get('git_commit', '')[:7]})")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_mixed(plt, summaries, path, meta):
+    """Sessions per second against concurrent clients, a line per server."""
+    lines = {}
+    for summary in summaries:
+        match = re.match(r"imap mixed, (\d+) clients: session$", summary.get("name", ""))
+        if summary.get("workload") == "imap-mixed" and match:
+            lines.setdefault(summary["server"], []).append((int(match.group(1)), summary))
+    if not lines:
+        return None
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for server, points in lines.items():
+        points.sort(key=lambda point: point[0])
+        clients = [count for count, _ in points]
+        values = [spread(summary, "throughput_per_second") for _, summary in points]
+        axis.errorbar(
+            clients,
+            [median for median, _, _ in values],
+            yerr=[[low for _, low, _ in values], [high for _, _, high in values]],
+            marker="o",
+            capsize=4,
+            label=server,
+            color=COLOURS.get(server, "tab:gray"),
+        )
+    axis.set_xscale("log")
+    axis.set_xlabel("concurrent clients")
+    axis.set_ylabel("whole sessions/s (median, min-max)")
+    axis.grid(True, alpha=0.3)
+    axis.legend()
+    figure.suptitle(
+        f"IMAP mixed sessions ({meta.get('date', '')}, commit {meta.get('git_commit', '')[:7]})",
+        fontsize=9,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -143,6 +188,7 @@ def main():
         plot_lmtp(plt, panels, "latency_ms_p99", "p99 latency, ms (median, min-max)",
                   "LMTP delivery p99 latency", f"{prefix}-lmtp-p99.png", meta),
         plot_imap(plt, summaries, f"{prefix}-imap.png", meta),
+        plot_mixed(plt, summaries, f"{prefix}-mixed.png", meta),
     ]
     for path in written:
         if path:

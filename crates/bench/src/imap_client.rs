@@ -152,6 +152,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ImapClient<S> {
         matches.ok_or_else(|| ClientError::new(ClientErrorKind::Protocol, "SEARCH without result"))
     }
 
+    /// `CAPABILITY`; returns the capabilities, upper-cased.
+    ///
+    /// # Errors
+    /// `Refused` on NO/BAD.
+    pub async fn capabilities(&mut self) -> Result<Vec<String>, ClientError> {
+        let mut capabilities = Vec::new();
+        self.command("CAPABILITY", |untagged| {
+            if let Untagged::Capability(text) = untagged {
+                capabilities.extend(text.split_ascii_whitespace().map(str::to_ascii_uppercase));
+            }
+        })
+        .await?;
+        Ok(capabilities)
+    }
+
+    /// `SORT criteria` or `THREAD criteria` (sent as given, after the
+    /// verb); returns how many message numbers the result holds.
+    ///
+    /// # Errors
+    /// `Refused` on NO/BAD; `Protocol` when no SORT or THREAD result came
+    /// back.
+    pub async fn sort_or_thread(&mut self, command: &str) -> Result<u64, ClientError> {
+        let mut messages = None;
+        self.command(command, |untagged| match untagged {
+            Untagged::Sort { messages: count } | Untagged::Thread { messages: count } => {
+                *messages.get_or_insert(0) += count;
+            }
+            _ => {}
+        })
+        .await?;
+        messages
+            .ok_or_else(|| ClientError::new(ClientErrorKind::Protocol, "no SORT or THREAD result"))
+    }
+
     /// Sends LOGOUT; a server that closes without the tagged OK is fine.
     ///
     /// # Errors

@@ -166,6 +166,17 @@ pub enum Untagged {
     Search {
         matches: u64,
     },
+    /// `* SORT n n n` (RFC 5256): how many message numbers it holds.
+    Sort {
+        messages: u64,
+    },
+    /// `* THREAD (n)(n (n n))` (RFC 5256): how many message numbers it
+    /// holds, in all its threads.
+    Thread {
+        messages: u64,
+    },
+    /// `* CAPABILITY ...`: the capabilities, as sent.
+    Capability(String),
     Other,
 }
 
@@ -222,6 +233,28 @@ fn classify_untagged(first_line: &[u8], response: &[u8]) -> Result<Untagged, Pro
             matches += 1;
         }
         return Ok(Untagged::Search { matches });
+    }
+    if word.eq_ignore_ascii_case(b"SORT") {
+        let mut messages = 0u64;
+        for number in rest.split(|&byte| byte == b' ').filter(|n| !n.is_empty()) {
+            parse_number(number).ok_or_else(|| malformed("bad SORT number", first_line))?;
+            messages += 1;
+        }
+        return Ok(Untagged::Sort { messages });
+    }
+    if word.eq_ignore_ascii_case(b"THREAD") {
+        // Message numbers between the parentheses and spaces.
+        let messages = rest
+            .split(|&byte| matches!(byte, b' ' | b'(' | b')'))
+            .filter(|n| !n.is_empty())
+            .map(|number| parse_number(number).ok_or_else(|| malformed("bad THREAD", first_line)))
+            .try_fold(0u64, |count, number| number.map(|_| count + 1))?;
+        return Ok(Untagged::Thread { messages });
+    }
+    if word.eq_ignore_ascii_case(b"CAPABILITY") {
+        return Ok(Untagged::Capability(
+            String::from_utf8_lossy(rest).into_owned(),
+        ));
     }
     if word.eq_ignore_ascii_case(b"ESEARCH") {
         return esearch_matches(rest)
@@ -367,6 +400,28 @@ mod tests {
         }
         assert!(input.is_empty(), "left over: {input:?}");
         out
+    }
+
+    #[test]
+    fn sort_thread_and_capability() {
+        let classified = |line: &'static [u8]| match classify(line).unwrap() {
+            Response::Untagged(untagged) => untagged,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            classified(b"* SORT 3 1 2\r\n"),
+            Untagged::Sort { messages: 3 }
+        );
+        assert_eq!(classified(b"* SORT\r\n"), Untagged::Sort { messages: 0 });
+        assert_eq!(
+            classified(b"* THREAD (1)(2 3 (4)(5))\r\n"),
+            Untagged::Thread { messages: 5 }
+        );
+        assert_eq!(
+            classified(b"* CAPABILITY IMAP4rev1 SORT THREAD=REFERENCES\r\n"),
+            Untagged::Capability("IMAP4rev1 SORT THREAD=REFERENCES".into())
+        );
+        assert!(classify(b"* THREAD (1)(x)\r\n").is_err());
     }
 
     #[test]

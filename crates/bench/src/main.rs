@@ -18,6 +18,7 @@ use postern_bench::rss::ProcessSelector;
 use postern_bench::workload::Common;
 use postern_bench::workload::imap_fetch::{self, FetchOptions};
 use postern_bench::workload::imap_idle::{self, IdleOptions};
+use postern_bench::workload::imap_large::{self, LargeOptions};
 use postern_bench::workload::imap_mixed::{self, MixedOptions};
 use postern_bench::workload::imap_search::{self, SearchOptions};
 use postern_bench::workload::lmtp::{self, LmtpOptions};
@@ -54,6 +55,9 @@ enum Command {
     /// concurrent clients, each its own user: sessions/s and latency per
     /// command.
     ImapMixed(MixedArgs),
+    /// IMAP on a large mailbox: SELECT, FETCH 1:* (FLAGS), SEARCH TEXT,
+    /// SORT and THREAD, each repeated on one session: latency per command.
+    ImapLarge(LargeArgs),
     /// Idle scale: opens IDLE connections up to a number or a server
     /// memory bound; memory per connection and whether they all stayed
     /// healthy. One `idle` JSON record.
@@ -125,6 +129,14 @@ struct LmtpArgs {
     /// distinct messages.
     #[arg(long, default_value_t = 0)]
     first_run: u64,
+    /// A server process (repeatable), whose CPU time and disk writes
+    /// (with its descendants') over each run make a `cost` record.
+    #[arg(long = "cost-pid")]
+    cost_pids: Vec<u32>,
+    /// Processes whose command line contains this (repeatable), and their
+    /// descendants, are the server whose cost is recorded.
+    #[arg(long = "cost-process-pattern")]
+    cost_patterns: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -276,6 +288,30 @@ struct SearchArgs {
     expect_matches: Option<u64>,
     /// SEARCHes per session per run.
     #[arg(long, default_value_t = 10)]
+    repeat: usize,
+}
+
+#[derive(Debug, Args)]
+struct LargeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[arg(long)]
+    user: String,
+    #[arg(long)]
+    password: String,
+    #[arg(long, default_value = "INBOX")]
+    mailbox: String,
+    /// Messages the mailbox must hold.
+    #[arg(long, default_value_t = 100_000)]
+    messages: u32,
+    /// The word of `SEARCH TEXT`.
+    #[arg(long)]
+    needle: String,
+    /// Matches every SEARCH must find (checked when given).
+    #[arg(long)]
+    expect_matches: Option<u64>,
+    /// Times each command runs per run (the first is warm-up).
+    #[arg(long, default_value_t = 5)]
     repeat: usize,
 }
 
@@ -434,6 +470,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 seed: args.seed,
                 first_run: args.first_run,
                 spec: Arc::new(spec),
+                cost: ProcessSelector {
+                    pids: args.cost_pids,
+                    patterns: args.cost_patterns,
+                },
             };
             runtime(args.common.threads)?.block_on(lmtp::run(&common, &options))?;
         }
@@ -541,6 +581,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             runtime(args.common.threads)?.block_on(imap_mixed::run(&common, &options))?;
         }
+        Command::ImapLarge(args) => {
+            let common = common(&args.common)?;
+            let options = LargeOptions {
+                name: args.common.name.unwrap_or_else(|| "imap-large".into()),
+                server: args.common.server,
+                user: args.user,
+                password: Secret::new(args.password),
+                mailbox: args.mailbox,
+                messages: args.messages,
+                needle: args.needle,
+                expect_matches: args.expect_matches,
+                repeat: args.repeat,
+            };
+            runtime(args.common.threads)?.block_on(imap_large::run(&common, &options))?;
+        }
         Command::ImapIdle(args) => {
             if args.timeout_secs == 0 {
                 bail!("--timeout-secs must be at least 1");
@@ -627,10 +682,11 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
         mut summaries,
         floods,
         idles,
+        costs,
     } = report::read_records(&text)
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("parsing {}", args.input.display()))?;
-    if summaries.is_empty() && floods.is_empty() && idles.is_empty() {
+    if summaries.is_empty() && floods.is_empty() && idles.is_empty() && runs.is_empty() {
         bail!(
             "{} holds no summary, flood or idle records",
             args.input.display()
@@ -659,6 +715,10 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
     }
     print!("{}", report::flood_markdown(&floods));
     print!("{}", report::idle_markdown(&idles));
+    print!(
+        "{}",
+        report::cost_markdown(&costs, args.compare_to.as_deref())
+    );
     if let Some(path) = &args.json_out {
         let mut document = serde_json::json!({
             "meta": meta,
@@ -673,6 +733,9 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
         }
         if !idles.is_empty() {
             document["idles"] = serde_json::to_value(&idles)?;
+        }
+        if !costs.is_empty() {
+            document["costs"] = serde_json::to_value(&costs)?;
         }
         let text = serde_json::to_string_pretty(&document)? + "\n";
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;

@@ -16,6 +16,9 @@ pub const RECORD_SUMMARY: &str = "summary";
 /// The one record of an `smtp-flood`: a flood is not repeated (the server
 /// would remember the run), so it has no runs to take a median of.
 pub const RECORD_FLOOD: &str = "flood";
+/// What a server's processes spent on one LMTP run: CPU time and bytes
+/// written to disk (`postern-bench lmtp --pid/--process-pattern`).
+pub const RECORD_COST: &str = "cost";
 
 /// What every record of one workload invocation shares.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +67,28 @@ pub struct FloodRecord {
     pub summary: FloodSummary,
 }
 
+/// One JSON line per LMTP run with a server's processes selected.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostRecord {
+    pub record: String,
+    #[serde(flatten)]
+    pub header: Header,
+    /// 1-based.
+    pub run: usize,
+    /// Messages delivered in the run (warm-up included: the cost is the
+    /// whole run's).
+    pub deliveries: u64,
+    /// User and system CPU of all the server's processes (and of the
+    /// children they reaped) over the run.
+    pub cpu_seconds: f64,
+    /// Bytes the server's processes caused to be written to disk
+    /// (`/proc/PID/io` `write_bytes`; the file system journal's own writes
+    /// are not in it).
+    pub write_bytes: u64,
+    /// Processes in the server's tree at the end of the run.
+    pub processes: usize,
+}
+
 /// Every record of a JSON lines file, by kind.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Records {
@@ -71,6 +96,7 @@ pub struct Records {
     pub summaries: Vec<SummaryRecord>,
     pub floods: Vec<FloodRecord>,
     pub idles: Vec<IdleRecord>,
+    pub costs: Vec<CostRecord>,
 }
 
 /// A human table of the runs of one workload and their aggregate.
@@ -477,9 +503,9 @@ pub fn idle_markdown(records: &[IdleRecord]) -> String {
         return String::new();
     }
     let mut out = String::from(
-        "\n| idle case | server | IDLE connections (target) | stopped by | server RSS before -> after MiB (processes) \
-         | KiB per connection (median batch) | probes reached | healthy |\n\
-         |---|---|---:|---|---:|---:|---:|---|\n",
+        "\n| idle case | server | IDLE connections (target) | stopped by | server PSS before -> after MiB (processes) \
+         | KiB per connection (median batch) | sum of VmRSS after MiB | probes reached | healthy |\n\
+         |---|---|---:|---|---:|---:|---:|---:|---|\n",
     );
     for record in records {
         let reached: usize = record.probes.iter().map(|probe| probe.reached).sum();
@@ -501,7 +527,7 @@ pub fn idle_markdown(records: &[IdleRecord]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {} | {} | {} ({}) | {} | {:.1} -> {:.1} ({}) | {:.1} ({}) | {} | {} |",
+            "| {} | {} | {} ({}) | {} | {:.1} -> {:.1} ({}) | {:.1} ({}) | {:.1} | {} | {} |",
             record.name,
             record.server,
             record.opened,
@@ -514,6 +540,7 @@ pub fn idle_markdown(records: &[IdleRecord]) -> String {
             record
                 .rss_marginal_per_connection_kib
                 .map_or("-".to_string(), |kib| format!("{kib:.1}")),
+            record.vm_rss_sum_after_kib as f64 / 1024.0,
             probes,
             if record.healthy { "yes" } else { "NO" },
         );
@@ -560,6 +587,101 @@ pub fn flood_markdown(records: &[FloodRecord]) -> String {
     out
 }
 
+/// The median of `values` (sorted here), with the least and greatest.
+fn median_spread(values: &mut [f64]) -> Option<(f64, f64, f64)> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    let median = if values.len() % 2 == 1 {
+        values[middle]
+    } else {
+        f64::midpoint(values[middle - 1], values[middle])
+    };
+    Some((median, values[0], values[values.len() - 1]))
+}
+
+/// Per (case, server), over its runs: the median [min-max] CPU
+/// milliseconds and KiB written per delivered message, and, beside every
+/// other server, `baseline`'s CPU and bytes over theirs (below 1: the
+/// baseline spends less).
+pub fn cost_markdown(records: &[CostRecord], baseline: Option<&str>) -> String {
+    if records.is_empty() {
+        return String::new();
+    }
+    let mut cases: Vec<String> = Vec::new();
+    let mut servers: Vec<String> = Vec::new();
+    for record in records {
+        if !cases.contains(&record.header.name) {
+            cases.push(record.header.name.clone());
+        }
+        if !servers.contains(&record.header.server) {
+            servers.push(record.header.server.clone());
+        }
+    }
+    let medians = |case: &str, server: &str| {
+        let runs: Vec<&CostRecord> = records
+            .iter()
+            .filter(|record| record.header.name == case && record.header.server == server)
+            .filter(|record| record.deliveries > 0)
+            .collect();
+        let mut cpu: Vec<f64> = runs
+            .iter()
+            .map(|record| record.cpu_seconds * 1000.0 / record.deliveries as f64)
+            .collect();
+        let mut written: Vec<f64> = runs
+            .iter()
+            .map(|record| record.write_bytes as f64 / 1024.0 / record.deliveries as f64)
+            .collect();
+        Some((median_spread(&mut cpu)?, median_spread(&mut written)?))
+    };
+    let mut out = String::from(
+        "\n### Resource cost per delivered message\n\n\
+         CPU: user + system time of all the server's processes (and of the children they reaped) \
+         over each LMTP run, divided by its deliveries; written: their `/proc/PID/io` \
+         `write_bytes` (what reached the block layer on their behalf, not the file system \
+         journal's own writes). Median [min-max] over the runs.\n\n\
+         | case | server | CPU ms / delivery | KiB written / delivery |",
+    );
+    if baseline.is_some() {
+        out.push_str(" CPU ratio | bytes ratio |");
+    }
+    out.push_str("\n|---|---|---:|---:|");
+    if baseline.is_some() {
+        out.push_str("---:|---:|");
+    }
+    out.push('\n');
+    for case in &cases {
+        let base = baseline.and_then(|server| medians(case, server));
+        for server in &servers {
+            let Some(((cpu, cpu_low, cpu_high), (kib, kib_low, kib_high))) = medians(case, server)
+            else {
+                continue;
+            };
+            let _ = write!(
+                out,
+                "| {case} | {server} | {cpu:.3} [{cpu_low:.3}-{cpu_high:.3}] | \
+                 {kib:.1} [{kib_low:.1}-{kib_high:.1}] |"
+            );
+            if baseline.is_some() {
+                let ratio = |ours: Option<f64>, theirs: f64| match ours {
+                    Some(ours) if Some(server.as_str()) != baseline && theirs > 0.0 => {
+                        format!(" {:.2}x", ours / theirs)
+                    }
+                    _ => " -".into(),
+                };
+                out.push_str(&ratio(base.map(|((cpu, ..), _)| cpu), cpu));
+                out.push_str(" |");
+                out.push_str(&ratio(base.map(|(_, (kib, ..))| kib), kib));
+                out.push_str(" |");
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// Splits JSON lines into run, summary and flood records; other lines
 /// (blank, or records of kinds this version does not know) are skipped.
 ///
@@ -570,6 +692,7 @@ pub fn read_records(text: &str) -> Result<Records, String> {
     let mut summaries = Vec::new();
     let mut floods = Vec::new();
     let mut idles = Vec::new();
+    let mut costs = Vec::new();
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if !line.starts_with('{') {
@@ -585,6 +708,7 @@ pub fn read_records(text: &str) -> Result<Records, String> {
             }
             Some(RECORD_FLOOD) => floods.push(serde_json::from_value(value).map_err(parse_error)?),
             Some(RECORD_IDLE) => idles.push(serde_json::from_value(value).map_err(parse_error)?),
+            Some(RECORD_COST) => costs.push(serde_json::from_value(value).map_err(parse_error)?),
             _ => {}
         }
     }
@@ -593,6 +717,7 @@ pub fn read_records(text: &str) -> Result<Records, String> {
         summaries,
         floods,
         idles,
+        costs,
     })
 }
 
@@ -649,8 +774,9 @@ mod tests {
             summaries: summaries_read,
             floods,
             idles,
+            costs,
         } = read_records(&text).unwrap();
-        assert!(floods.is_empty() && idles.is_empty());
+        assert!(floods.is_empty() && idles.is_empty() && costs.is_empty());
         assert_eq!(runs_read.len(), 1);
         assert_eq!(runs_read[0].summary, runs[0]);
         assert_eq!(summaries_read, std::slice::from_ref(&summary));
@@ -821,6 +947,51 @@ mod tests {
     }
 
     #[test]
+    fn cost_records_read_back_and_tabulate() {
+        let cost = |server: &str, run, cpu_seconds, write_bytes| CostRecord {
+            record: RECORD_COST.into(),
+            header: Header {
+                workload: "lmtp".into(),
+                name: "lmtp 4KB".into(),
+                server: server.into(),
+                operation: "delivery".into(),
+                parameters: serde_json::json!({}),
+            },
+            run,
+            deliveries: 1000,
+            cpu_seconds,
+            write_bytes,
+            processes: 1,
+        };
+        let lines = [
+            cost("postern", 1, 0.5, 1024 * 1000 * 10),
+            cost("postern", 2, 0.7, 1024 * 1000 * 12),
+            cost("postern", 3, 0.6, 1024 * 1000 * 11),
+            cost("dovecot", 1, 2.0, 1024 * 1000 * 22),
+        ]
+        .iter()
+        .map(|record| serde_json::to_string(record).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+        let records = read_records(&lines).unwrap();
+        assert_eq!(records.costs.len(), 4);
+        let table = cost_markdown(&records.costs, Some("postern"));
+        assert!(
+            table.contains(
+                "| lmtp 4KB | postern | 0.600 [0.500-0.700] | 11.0 [10.0-12.0] | - | - |"
+            ),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| lmtp 4KB | dovecot | 2.000 [2.000-2.000] | 22.0 [22.0-22.0] | 0.30x | 0.50x |"
+            ),
+            "{table}"
+        );
+        assert_eq!(cost_markdown(&[], None), "");
+    }
+
+    #[test]
     fn idle_records_read_back_and_tabulate() {
         let record = IdleRecord {
             record: RECORD_IDLE.into(),
@@ -834,6 +1005,8 @@ mod tests {
             processes: 1,
             rss_before_kib: 20 * 1024,
             rss_after_kib: 120 * 1024,
+            vm_rss_sum_before_kib: 30 * 1024,
+            vm_rss_sum_after_kib: 140 * 1024,
             rss_per_connection_kib: 20.48,
             rss_marginal_per_connection_kib: Some(18.04),
             readings: vec![(2500, 70 * 1024), (5000, 120 * 1024)],
@@ -856,7 +1029,7 @@ mod tests {
         let table = idle_markdown(&records.idles);
         assert!(
             table.contains(
-                "| imap idle | postern | 5000 (5000) | target | 20.0 -> 120.0 (1) | 20.5 (18.0) | 50/50 (slowest 12 ms) | yes |"
+                "| imap idle | postern | 5000 (5000) | target | 20.0 -> 120.0 (1) | 20.5 (18.0) | 140.0 | 50/50 (slowest 12 ms) | yes |"
             ),
             "{table}"
         );

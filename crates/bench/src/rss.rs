@@ -1,7 +1,12 @@
-//! Resident memory of a server: the sum of `VmRSS` over its process tree
-//! (the given processes and every descendant), read from `/proc`. Dovecot
-//! and Cyrus run a process per connection or per service, Postern one: the
-//! sum over the tree is what each costs the machine.
+//! Resident memory of a server: the sum of its processes' proportional set
+//! size (`Pss` of `/proc/PID/smaps_rollup`) over its process tree (the
+//! given processes and every descendant), read from `/proc`. Dovecot and
+//! Cyrus run a process per connection or per service, Postern one: the sum
+//! over the tree is what each costs the machine. `VmRSS` would count every
+//! page shared by N processes (libraries, Cyrus's mapped databases) N
+//! times; PSS counts each 1/N in each, so the sum is the memory the tree
+//! holds. For one process PSS is its RSS less its share of pages other
+//! processes map too. The sum of `VmRSS` is kept beside it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -18,7 +23,64 @@ pub struct ProcessSelector {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RssReading {
     pub processes: usize,
+    /// Sum of PSS (of `VmRSS` for a process whose `smaps_rollup` could
+    /// not be read).
     pub rss_kib: u64,
+    /// Sum of `VmRSS`: shared pages counted once per process.
+    pub vm_rss_kib: u64,
+}
+
+/// `Pss` in KiB from the text of `/proc/PID/smaps_rollup`.
+pub fn parse_pss_kib(smaps_rollup: &str) -> Option<u64> {
+    let line = smaps_rollup.lines().find(|line| line.starts_with("Pss:"))?;
+    let mut words = line["Pss:".len()..].split_ascii_whitespace();
+    let value: u64 = words.next()?.parse().ok()?;
+    match words.next() {
+        Some(unit) if unit.eq_ignore_ascii_case("kB") => Some(value),
+        _ => None,
+    }
+}
+
+/// Clock ticks per second of `/proc/PID/stat`'s times: `USER_HZ`, 100 on
+/// every Linux architecture this runs on.
+pub const CLOCK_TICKS_PER_SECOND: u64 = 100;
+
+/// What a server's processes have cost so far: CPU time (user and system,
+/// their own and that of the children they have reaped: Dovecot's and
+/// Cyrus's per-connection processes end and are reaped by their master)
+/// and bytes they caused to be written to disk (`write_bytes` of
+/// `/proc/PID/io`, which also takes in reaped children's). The difference
+/// of two readings is what happened between them, as long as the processes
+/// that ended meanwhile were reaped by one in the tree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CostReading {
+    pub processes: usize,
+    pub cpu_ticks: u64,
+    pub write_bytes: u64,
+}
+
+/// `utime + stime + cutime + cstime` (clock ticks) from the text of
+/// `/proc/PID/stat` (fields 14 to 17).
+pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // After the name: state, ppid, pgrp, session, tty_nr, tpgid, flags,
+    // minflt, cminflt, majflt, cmajflt, then the four times.
+    let mut fields = after_name.split_ascii_whitespace().skip(11);
+    let mut ticks = 0u64;
+    for _ in 0..4 {
+        let value: i64 = fields.next()?.parse().ok()?;
+        ticks += u64::try_from(value).ok()?;
+    }
+    Some(ticks)
+}
+
+/// `write_bytes` from the text of `/proc/PID/io`.
+pub fn parse_io_write_bytes(io: &str) -> Option<u64> {
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// `VmRSS` in KiB from the text of `/proc/PID/status`; `None` when the
@@ -79,6 +141,69 @@ impl ProcessSelector {
     /// # Errors
     /// The directory cannot be listed, or no process matches.
     pub fn read_from(&self, proc_dir: &Path) -> Result<RssReading, String> {
+        let tree = self.tree_from(proc_dir)?;
+        let mut reading = RssReading {
+            processes: 0,
+            rss_kib: 0,
+            vm_rss_kib: 0,
+        };
+        for pid in tree {
+            let dir = proc_dir.join(pid.to_string());
+            if let Some(kib) = std::fs::read_to_string(dir.join("status"))
+                .ok()
+                .as_deref()
+                .and_then(parse_vm_rss_kib)
+            {
+                let pss = std::fs::read_to_string(dir.join("smaps_rollup"))
+                    .ok()
+                    .as_deref()
+                    .and_then(parse_pss_kib);
+                reading.processes += 1;
+                reading.vm_rss_kib += kib;
+                reading.rss_kib += pss.unwrap_or(kib);
+            }
+        }
+        Ok(reading)
+    }
+
+    /// CPU time and bytes written by the server's processes so far, read
+    /// from `/proc` now (see [`CostReading`]).
+    ///
+    /// # Errors
+    /// `/proc` cannot be listed, or no process matches.
+    pub fn read_cost(&self) -> Result<CostReading, String> {
+        self.read_cost_from(Path::new("/proc"))
+    }
+
+    /// [`ProcessSelector::read_cost`] over another `/proc`-shaped tree.
+    ///
+    /// # Errors
+    /// The directory cannot be listed, or no process matches.
+    pub fn read_cost_from(&self, proc_dir: &Path) -> Result<CostReading, String> {
+        let tree = self.tree_from(proc_dir)?;
+        let mut reading = CostReading::default();
+        for pid in tree {
+            let dir = proc_dir.join(pid.to_string());
+            let Some(ticks) = std::fs::read_to_string(dir.join("stat"))
+                .ok()
+                .as_deref()
+                .and_then(parse_stat_cpu_ticks)
+            else {
+                continue;
+            };
+            reading.processes += 1;
+            reading.cpu_ticks += ticks;
+            reading.write_bytes += std::fs::read_to_string(dir.join("io"))
+                .ok()
+                .as_deref()
+                .and_then(parse_io_write_bytes)
+                .unwrap_or(0);
+        }
+        Ok(reading)
+    }
+
+    /// The selected processes and all their descendants.
+    fn tree_from(&self, proc_dir: &Path) -> Result<BTreeSet<u32>, String> {
         let entries = std::fs::read_dir(proc_dir)
             .map_err(|error| format!("listing {}: {error}", proc_dir.display()))?;
         let own_pid = std::process::id();
@@ -119,23 +244,7 @@ impl ProcessSelector {
                 self.pids, self.patterns
             ));
         }
-        let tree = process_tree(&roots, &parents);
-        let mut reading = RssReading {
-            processes: 0,
-            rss_kib: 0,
-        };
-        for pid in tree {
-            let path = proc_dir.join(pid.to_string()).join("status");
-            if let Some(kib) = std::fs::read_to_string(path)
-                .ok()
-                .as_deref()
-                .and_then(parse_vm_rss_kib)
-            {
-                reading.processes += 1;
-                reading.rss_kib += kib;
-            }
-        }
-        Ok(reading)
+        Ok(process_tree(&roots, &parents))
     }
 }
 
@@ -159,6 +268,17 @@ mod tests {
         assert_eq!(parse_stat_ppid("42 (imap) S 17 42 42 0 -1"), Some(17));
         assert_eq!(parse_stat_ppid("43 (a) b (c)) R 1 43 43 0"), Some(1));
         assert_eq!(parse_stat_ppid("garbage"), None);
+    }
+
+    #[test]
+    fn cpu_ticks_and_write_bytes() {
+        let stat = "42 (imap (x)) S 17 42 42 0 -1 4194560 100 0 0 0 250 50 7 3 20 0 1 0";
+        assert_eq!(parse_stat_cpu_ticks(stat), Some(310));
+        assert_eq!(parse_stat_cpu_ticks("42 (x) S 1 2"), None);
+        let io =
+            "rchar: 10\nwchar: 20\nread_bytes: 0\nwrite_bytes: 8192\ncancelled_write_bytes: 0\n";
+        assert_eq!(parse_io_write_bytes(io), Some(8192));
+        assert_eq!(parse_io_write_bytes("rchar: 1\n"), None);
     }
 
     #[test]
@@ -206,18 +326,24 @@ mod tests {
             pids: Vec::new(),
             patterns: vec!["/tmp/x/dovecot".into()],
         };
+        std::fs::write(
+            dir.join("101").join("smaps_rollup"),
+            "Rss: 2000 kB\nPss: 700 kB\n",
+        )
+        .unwrap();
         assert_eq!(
             by_pattern.read_from(&dir).unwrap(),
             RssReading {
                 processes: 3,
-                rss_kib: 5500
+                rss_kib: 4200,
+                vm_rss_kib: 5500
             }
         );
         let by_pid = ProcessSelector {
             pids: vec![101, 200],
             patterns: Vec::new(),
         };
-        assert_eq!(by_pid.read_from(&dir).unwrap().rss_kib, 12_499);
+        assert_eq!(by_pid.read_from(&dir).unwrap().rss_kib, 11_199);
         let nothing = ProcessSelector {
             pids: vec![999],
             patterns: Vec::new(),

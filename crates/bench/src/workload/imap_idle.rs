@@ -104,8 +104,16 @@ pub struct IdleRecord {
     /// connection that could not be opened).
     pub stopped_by: String,
     pub processes: usize,
+    /// Memory of the server's processes: the sum of their PSS (see
+    /// [`crate::rss`]), before the first connection and after the last.
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
+    /// The sum of their `VmRSS` at the same moments, which counts a page
+    /// shared by N processes N times.
+    #[serde(default)]
+    pub vm_rss_sum_before_kib: u64,
+    #[serde(default)]
+    pub vm_rss_sum_after_kib: u64,
     pub rss_per_connection_kib: f64,
     /// Median over the batches after the first of each batch's RSS growth
     /// per connection: leaves out what the first logins cost once
@@ -213,7 +221,7 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
     let read_rss = || options.rss.read().map_err(anyhow::Error::msg);
     let before = read_rss()?;
     eprintln!(
-        "{}: server RSS {:.1} MiB in {} processes before any connection",
+        "{}: server PSS {:.1} MiB in {} processes before any connection",
         options.name,
         before.rss_kib as f64 / 1024.0,
         before.processes
@@ -274,7 +282,7 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
         let reading = read_rss()?;
         readings.push((exists.len(), reading.rss_kib));
         eprintln!(
-            "{}: {} idle, server RSS {:.1} MiB, {:.0} s",
+            "{}: {} idle, server PSS {:.1} MiB, {:.0} s",
             options.name,
             exists.len(),
             reading.rss_kib as f64 / 1024.0,
@@ -294,7 +302,7 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
     let rss_per_connection_kib = per_connection_kib(before, after, opened);
     let rss_marginal_per_connection_kib = marginal_per_connection_kib(&readings);
     eprintln!(
-        "{}: {opened} idle connections in {open_seconds:.1} s; server RSS {:.1} -> {:.1} MiB ({} processes): {rss_per_connection_kib:.1} KiB per connection, median per batch after the first {}",
+        "{}: {opened} idle connections in {open_seconds:.1} s; server PSS {:.1} -> {:.1} MiB ({} processes): {rss_per_connection_kib:.1} KiB per connection, median per batch after the first {}",
         options.name,
         before.rss_kib as f64 / 1024.0,
         after.rss_kib as f64 / 1024.0,
@@ -308,6 +316,17 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
         let spec = MessageSpec::new(options.seed, 1024, None, &options.domain)
             .map_err(anyhow::Error::msg)?;
         let users = options.users.min(opened);
+        // Every probe is delivered first, then all are awaited together
+        // until one deadline: a server that tells IDLE clients of new mail
+        // only at a poll (Cyrus without idled: every imapidlepoll, 60 s)
+        // costs one poll interval, not one per probe.
+        struct Pending {
+            user: String,
+            waiting: Vec<(usize, u32)>,
+            delivered: Instant,
+            reached_at: Option<Instant>,
+        }
+        let mut pending = Vec::new();
         for (number, user_index) in probe_user_indices(users, options.probe_users)
             .into_iter()
             .enumerate()
@@ -324,24 +343,45 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
             deliver(common, lmtp_address, &recipient, &message)
                 .await
                 .with_context(|| format!("probe delivery to {recipient}"))?;
-            let deadline = delivered + options.probe_timeout;
-            let reached = |exists: &Vec<u32>| {
-                waiting
-                    .iter()
-                    .filter(|&&(c, count)| exists[c] > count)
-                    .count()
-            };
-            while reached(&exists) < waiting.len() {
-                match tokio::time::timeout_at(deadline.into(), events.recv()).await {
-                    Ok(Some(event)) => note(event, &mut exists, &mut failed, &mut first_failure),
-                    Ok(None) | Err(_) => break,
+            pending.push(Pending {
+                user,
+                waiting,
+                delivered,
+                reached_at: None,
+            });
+        }
+        let reached = |waiting: &[(usize, u32)], exists: &Vec<u32>| {
+            waiting
+                .iter()
+                .filter(|&&(c, count)| exists[c] > count)
+                .count()
+        };
+        let deadline = Instant::now() + options.probe_timeout;
+        loop {
+            let now = Instant::now();
+            for probe in &mut pending {
+                if probe.reached_at.is_none()
+                    && reached(&probe.waiting, &exists) == probe.waiting.len()
+                {
+                    probe.reached_at = Some(now);
                 }
             }
+            if pending.iter().all(|probe| probe.reached_at.is_some()) {
+                break;
+            }
+            match tokio::time::timeout_at(deadline.into(), events.recv()).await {
+                Ok(Some(event)) => note(event, &mut exists, &mut failed, &mut first_failure),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let ended = Instant::now();
+        for probe in pending {
             let probe = Probe {
-                user,
-                connections: waiting.len(),
-                reached: reached(&exists),
-                latency_ms: delivered.elapsed().as_secs_f64() * 1000.0,
+                reached: reached(&probe.waiting, &exists),
+                connections: probe.waiting.len(),
+                latency_ms: (probe.reached_at.unwrap_or(ended) - probe.delivered).as_secs_f64()
+                    * 1000.0,
+                user: probe.user,
             };
             eprintln!(
                 "{}: probe {}: {}/{} connections saw EXISTS within {:.1} ms",
@@ -392,6 +432,8 @@ pub async fn run(common: &Common, options: &IdleOptions) -> anyhow::Result<IdleR
         processes: after.processes,
         rss_before_kib: before.rss_kib,
         rss_after_kib: after.rss_kib,
+        vm_rss_sum_before_kib: before.vm_rss_kib,
+        vm_rss_sum_after_kib: after.vm_rss_kib,
         rss_per_connection_kib,
         rss_marginal_per_connection_kib,
         readings,
@@ -497,6 +539,7 @@ mod tests {
         let reading = |rss_kib| RssReading {
             processes: 1,
             rss_kib,
+            vm_rss_kib: rss_kib,
         };
         assert_eq!(
             per_connection_kib(reading(10_000), reading(60_000), 1000),

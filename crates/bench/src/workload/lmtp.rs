@@ -15,11 +15,12 @@ use anyhow::{Context as _, bail};
 use serde_json::json;
 
 use super::deliveries::{Queue, deliver_all};
-use super::{Common, check_connections, run_all};
+use super::{Common, check_connections, print_json, run_all};
 use crate::connection::connect_tcp;
 use crate::lmtp_client::LmtpClient;
 use crate::message::MessageSpec;
-use crate::report::{Header, SummaryRecord};
+use crate::report::{self, CostRecord, Header, SummaryRecord};
+use crate::rss::{CLOCK_TICKS_PER_SECOND, ProcessSelector};
 use crate::stats::SAMPLES_PER_RUN_MAX;
 
 /// Our name in LHLO.
@@ -46,7 +47,14 @@ pub struct LmtpOptions {
     /// indices.
     pub first_run: u64,
     pub spec: Arc<MessageSpec>,
+    /// The server's processes, whose CPU time and disk writes over each
+    /// run become a `cost` record (none selected: no record).
+    pub cost: ProcessSelector,
 }
+
+/// Wait after a run's last reply before the cost's second reading, so
+/// work a server finishes just after its replies is counted.
+const COST_SETTLE: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// # Errors
 /// Bad options, a connection or delivery that failed, or a run too short
@@ -76,10 +84,53 @@ pub async fn run(common: &Common, options: &LmtpOptions) -> anyhow::Result<Summa
             "first_run": options.first_run,
         }),
     };
+    let cost_header = header.clone();
     run_all(header, common.runs, |run| {
-        one_run(common, options, options.first_run + run as u64)
+        let cost_header = cost_header.clone();
+        async move {
+            let before = read_cost(options)?;
+            let samples = one_run(common, options, options.first_run + run as u64).await?;
+            if let Some(before) = before {
+                tokio::time::sleep(COST_SETTLE).await;
+                if let Some(after) = read_cost(options)? {
+                    let record = CostRecord {
+                        record: report::RECORD_COST.into(),
+                        header: cost_header,
+                        run: run + 1,
+                        deliveries: options.messages,
+                        cpu_seconds: after.cpu_ticks.saturating_sub(before.cpu_ticks) as f64
+                            / CLOCK_TICKS_PER_SECOND as f64,
+                        write_bytes: after.write_bytes.saturating_sub(before.write_bytes),
+                        processes: after.processes,
+                    };
+                    eprintln!(
+                        "{} run {}: {:.3} ms CPU and {:.1} KiB written per delivery ({} processes)",
+                        record.header.name,
+                        run + 1,
+                        record.cpu_seconds * 1000.0 / options.messages as f64,
+                        record.write_bytes as f64 / 1024.0 / options.messages as f64,
+                        record.processes,
+                    );
+                    print_json(&record)?;
+                }
+            }
+            Ok(samples)
+        }
     })
     .await
+}
+
+/// The server's cost so far, when processes were selected.
+fn read_cost(options: &LmtpOptions) -> anyhow::Result<Option<crate::rss::CostReading>> {
+    if options.cost.is_empty() {
+        return Ok(None);
+    }
+    options
+        .cost
+        .read_cost()
+        .map(Some)
+        .map_err(anyhow::Error::msg)
+        .context("reading the server's CPU time and disk writes")
 }
 
 async fn one_run(

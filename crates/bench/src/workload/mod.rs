@@ -8,6 +8,7 @@
 pub mod deliveries;
 pub mod imap_fetch;
 pub mod imap_idle;
+pub mod imap_large;
 pub mod imap_mixed;
 pub mod imap_search;
 pub mod lmtp;
