@@ -34,6 +34,23 @@ fn hashes_max() -> usize {
     }
 }
 
+/// The same turns for async callers, waited for without holding a thread:
+/// a login storm must not park hundreds of blocking threads on the condvar
+/// below (tokio's pool is bounded, so other sessions' blocking work would
+/// queue behind them), and waiters are served first come, first served (a
+/// condvar wakes any one of them: at 1,000 logins at once some waited over
+/// two minutes). Holding one, the blocking turn inside never waits.
+static ASYNC_TURNS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::OnceLock::new();
+
+/// Waits (asynchronously, in arrival order) for a turn to hash; keep the
+/// permit until the hash or check it is for has run.
+pub async fn hash_turn() -> Option<tokio::sync::OwnedSemaphorePermit> {
+    let turns =
+        ASYNC_TURNS.get_or_init(|| std::sync::Arc::new(tokio::sync::Semaphore::new(hashes_max())));
+    std::sync::Arc::clone(turns).acquire_owned().await.ok()
+}
+
 /// A turn to hash; blocks (call from a blocking thread) until one is free.
 struct HashTurn;
 

@@ -204,7 +204,10 @@ async fn check_password(
     }
     let store = session.ctx.store.clone();
     let (name, secret) = (username.to_string(), password.to_string());
+    // A turn first, waited for here rather than on a blocking thread.
+    let turn = store::password::hash_turn().await;
     let checked = tokio::task::spawn_blocking(move || store.authenticate(&name, &secret)).await;
+    drop(turn);
     match checked {
         Ok(Ok(Some(user))) => {
             throttle.record_success(ip);
