@@ -20,10 +20,10 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-use super::{Common, RUNS_MAX, Timed, print_json};
+use super::{Common, RUNS_MAX, Timed, print_json, summarize_per_op};
 use crate::imap_client::{ImapClient, Secret};
 use crate::report::{self, Header, RunRecord, SummaryRecord};
-use crate::stats::{Aggregate, RunSummary, Sample, summarize_run};
+use crate::stats::{RunSummary, Sample, summarize_run};
 
 /// Most repetitions of one command per run.
 pub const REPEAT_MAX: usize = 10_000;
@@ -141,22 +141,7 @@ pub async fn run(common: &Common, options: &LargeOptions) -> anyhow::Result<Vec<
             per_op.entry(op).or_default().push(summary);
         }
     }
-    let mut records = Vec::new();
-    for (op, summaries) in per_op {
-        let aggregate = Aggregate::of(&summaries).context("no runs to aggregate")?;
-        eprint!(
-            "{}",
-            report::runs_table(&header(op), &summaries, &aggregate)
-        );
-        let summary = SummaryRecord {
-            record: report::RECORD_SUMMARY.into(),
-            header: header(op),
-            aggregate,
-        };
-        print_json(&summary)?;
-        records.push(summary);
-    }
-    Ok(records)
+    summarize_per_op(per_op, header)
 }
 
 async fn one_run(

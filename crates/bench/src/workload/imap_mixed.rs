@@ -24,11 +24,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::json;
 
-use super::{Common, RUNS_MAX, StopFlag, Timed, print_json};
+use super::{Common, RUNS_MAX, StopFlag, Timed, print_json, summarize_per_op};
 use crate::connection::{connect_tcp_from, resolve_v4};
 use crate::imap_client::{ImapClient, Secret};
 use crate::report::{self, Header, RunRecord, SummaryRecord};
-use crate::stats::{Aggregate, RunSummary, SAMPLES_PER_RUN_MAX, Sample, summarize_run};
+use crate::stats::{RunSummary, SAMPLES_PER_RUN_MAX, Sample, summarize_run};
 
 /// Most concurrent clients.
 pub const CLIENTS_MAX: usize = 20_000;
@@ -290,22 +290,7 @@ pub async fn run(common: &Common, options: &MixedOptions) -> anyhow::Result<Vec<
             per_op.entry(op).or_default().push(summary);
         }
     }
-    let mut records = Vec::new();
-    for (op, summaries) in per_op {
-        let aggregate = Aggregate::of(&summaries).context("no runs to aggregate")?;
-        eprint!(
-            "{}",
-            report::runs_table(&header(op), &summaries, &aggregate)
-        );
-        let summary = SummaryRecord {
-            record: report::RECORD_SUMMARY.into(),
-            header: header(op),
-            aggregate,
-        };
-        print_json(&summary)?;
-        records.push(summary);
-    }
-    Ok(records)
+    summarize_per_op(per_op, header)
 }
 
 type Timings = Vec<(Op, Timed)>;

@@ -183,6 +183,31 @@ pub(crate) fn print_json(record: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// For workloads that time several kinds of operation per run (`imap-mixed`,
+/// `imap-large`): each kind's runs aggregated, its table on stderr and its
+/// summary record on stdout, in the map's order.
+pub(crate) fn summarize_per_op<K: Copy + Ord>(
+    per_op: std::collections::BTreeMap<K, Vec<RunSummary>>,
+    header: impl Fn(K) -> Header,
+) -> anyhow::Result<Vec<SummaryRecord>> {
+    let mut records = Vec::new();
+    for (op, summaries) in per_op {
+        let aggregate = Aggregate::of(&summaries).context("no runs to aggregate")?;
+        eprint!(
+            "{}",
+            report::runs_table(&header(op), &summaries, &aggregate)
+        );
+        let summary = SummaryRecord {
+            record: report::RECORD_SUMMARY.into(),
+            header: header(op),
+            aggregate,
+        };
+        print_json(&summary)?;
+        records.push(summary);
+    }
+    Ok(records)
+}
+
 /// Checks a connection count against its bound.
 ///
 /// # Errors
