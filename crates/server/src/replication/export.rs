@@ -171,53 +171,6 @@ fn open(path: &Path) -> anyhow::Result<BufReader<std::fs::File>> {
     Ok(input)
 }
 
-/// Reads one frame synchronously (the file is local); `None` at its end.
-fn next(input: &mut impl Read) -> anyhow::Result<Option<(Frame, Vec<u8>)>> {
-    let mut raw = Vec::new();
-    let mut length = [0u8; 4];
-    match input.read_exact(&mut length) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    raw.extend_from_slice(&length);
-    let header_len = (u32::from_be_bytes(length) & !(1 << 31)) as usize;
-    anyhow::ensure!(
-        header_len <= wire::HEADER_BYTES_MAX,
-        "a frame header is too large"
-    );
-    // Read, not allocated ahead: a damaged length must not cost its size in memory.
-    let mut rest = Vec::new();
-    input
-        .by_ref()
-        .take(header_len as u64 + 4)
-        .read_to_end(&mut rest)?;
-    anyhow::ensure!(rest.len() == header_len + 4, "the file ends inside a frame");
-    raw.extend_from_slice(&rest);
-    let payload_len = u32::from_be_bytes([
-        rest[header_len],
-        rest[header_len + 1],
-        rest[header_len + 2],
-        rest[header_len + 3],
-    ]) as usize;
-    anyhow::ensure!(
-        payload_len <= wire::PAYLOAD_BYTES_MAX,
-        "a content is too large"
-    );
-    let mut payload = Vec::new();
-    input
-        .by_ref()
-        .take(payload_len as u64)
-        .read_to_end(&mut payload)?;
-    anyhow::ensure!(
-        payload.len() == payload_len,
-        "the file ends inside a content"
-    );
-    raw.extend_from_slice(&payload);
-    let frame = wire::decode(&raw)?;
-    Ok(Some((frame, raw)))
-}
-
 /// First pass: the hash of everything before the end frame, and the end
 /// frame. Any failure here means the file is damaged (or not whole).
 fn verify(path: &Path) -> anyhow::Result<Summary> {
@@ -229,12 +182,14 @@ fn verify_frames(path: &Path) -> anyhow::Result<Summary> {
     let mut hash = Sha256::new();
     hash.update(MAGIC);
     loop {
-        let Some((frame, raw)) = next(&mut input)? else {
+        // The end frame's own bytes are not in the hash it carries.
+        let before = hash.clone();
+        let Some(frame) = wire::read_frame_sync(&mut input, |bytes| hash.update(bytes))? else {
             anyhow::bail!("it ends before its end mark: cut short");
         };
         if let Msg::End { sha256, summary } = frame.msg {
             anyhow::ensure!(
-                hex::encode(hash.finalize()) == sha256,
+                hex::encode(before.finalize()) == sha256,
                 "it does not match its checksum"
             );
             let mut trailing = [0u8; 1];
@@ -244,12 +199,11 @@ fn verify_frames(path: &Path) -> anyhow::Result<Summary> {
             );
             return Ok(serde_json::from_value(summary)?);
         }
-        hash.update(&raw);
     }
 }
 
 fn apply(store: &Store, input: &mut impl Read, source: &str) -> anyhow::Result<()> {
-    let Some((mut frame, _)) = next(input)? else {
+    let Some(mut frame) = wire::read_frame_sync(input, |_| {})? else {
         return Ok(());
     };
     loop {
@@ -270,7 +224,7 @@ fn apply(store: &Store, input: &mut impl Read, source: &str) -> anyhow::Result<(
         for hex in &blobs {
             let hash =
                 BlobHash::from_hex(hex).ok_or_else(|| anyhow::anyhow!("bad content hash"))?;
-            let Some((blob, _)) = next(input)? else {
+            let Some(blob) = wire::read_frame_sync(input, |_| {})? else {
                 anyhow::bail!("the export ends inside a batch");
             };
             match blob.msg {
@@ -294,8 +248,8 @@ fn apply(store: &Store, input: &mut impl Read, source: &str) -> anyhow::Result<(
                 lost: Arc::new(lost),
             })
             .map_err(|e| anyhow::anyhow!("import of records {after}..{upto}: {e}"))?;
-        frame = match next(input)? {
-            Some((frame, _)) => frame,
+        frame = match wire::read_frame_sync(input, |_| {})? {
+            Some(frame) => frame,
             None => anyhow::bail!("the export ends before its end mark"),
         };
     }

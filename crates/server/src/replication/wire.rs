@@ -248,30 +248,55 @@ fn decode_header(header: Vec<u8>, deflated: bool) -> anyhow::Result<Msg> {
     serde_json::from_slice(&json).map_err(|e| anyhow::anyhow!("an unreadable frame: {e}"))
 }
 
-/// A whole frame from the bytes `encode` wrote.
-pub fn decode(raw: &[u8]) -> anyhow::Result<Frame> {
-    let take = |at: usize, n: usize| {
-        raw.get(at..at + n)
-            .ok_or_else(|| anyhow::anyhow!("a frame cut short"))
-    };
-    let length = u32::from_be_bytes(take(0, 4)?.try_into()?);
-    let header_len = (length & !DEFLATED) as usize;
+/// One frame from a local file (an export), read synchronously with the
+/// same bounds as [`read_frame`]; `seen` gets every byte read, in order (to
+/// hash them). `Ok(None)` at a clean end of the input. Lengths are read, not
+/// allocated ahead: a damaged length costs no memory for its size.
+pub fn read_frame_sync(
+    input: &mut impl std::io::Read,
+    mut seen: impl FnMut(&[u8]),
+) -> anyhow::Result<Option<Frame>> {
+    use std::io::Read as _;
+    let mut length = [0u8; 4];
+    match input.read_exact(&mut length) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    seen(&length);
+    let word = u32::from_be_bytes(length);
+    let header_len = (word & !DEFLATED) as usize;
     anyhow::ensure!(header_len <= HEADER_BYTES_MAX, "a frame header too large");
-    let header = take(4, header_len)?.to_vec();
-    let payload_len = u32::from_be_bytes(take(4 + header_len, 4)?.try_into()?) as usize;
+    let mut header = Vec::new();
+    input
+        .by_ref()
+        .take(header_len as u64)
+        .read_to_end(&mut header)?;
+    anyhow::ensure!(header.len() == header_len, "the input ends inside a frame");
+    seen(&header);
+    input
+        .read_exact(&mut length)
+        .map_err(|_| anyhow::anyhow!("the input ends inside a frame"))?;
+    seen(&length);
+    let payload_len = u32::from_be_bytes(length) as usize;
     anyhow::ensure!(
         payload_len <= PAYLOAD_BYTES_MAX,
         "a frame payload too large"
     );
-    let payload = take(8 + header_len, payload_len)?.to_vec();
+    let mut payload = Vec::new();
+    input
+        .by_ref()
+        .take(payload_len as u64)
+        .read_to_end(&mut payload)?;
     anyhow::ensure!(
-        raw.len() == 8 + header_len + payload_len,
-        "bytes after a frame"
+        payload.len() == payload_len,
+        "the input ends inside a content"
     );
-    Ok(Frame {
-        msg: decode_header(header, length & DEFLATED != 0)?,
+    seen(&payload);
+    Ok(Some(Frame {
+        msg: decode_header(header, word & DEFLATED != 0)?,
         payload,
-    })
+    }))
 }
 
 type HmacSha256 = Hmac<Sha256>;
