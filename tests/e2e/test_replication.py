@@ -28,7 +28,7 @@ import threading
 import unittest
 from pathlib import Path
 
-from harness import Server, fetch_items, simple_message, unique_marker, wait_until
+from harness import Server, ServerError, fetch_items, simple_message, unique_marker, wait_until
 
 SECRET = "a-shared-secret-for-tests"
 CATCH_UP_S = 60
@@ -73,18 +73,28 @@ class Pair:
     """A primary and its replica; each names the other, so they can swap roles."""
 
     def __init__(self, test: unittest.TestCase, **options) -> None:
-        self.primary_port = free_port()
-        self.replica_port = free_port()
-        self.replica = Server(
-            http={}, extra_toml=replication_toml("replica", self.replica_port, self.primary_port, **options)
-        )
-        test.addCleanup(self.replica.cleanup)
-        self.replica.start()
-        self.primary = Server(
-            http={}, extra_toml=replication_toml("primary", self.primary_port, self.replica_port, **options)
-        )
-        test.addCleanup(self.primary.cleanup)
-        self.primary.start()
+        # Ports are chosen before the servers bind them, so another test running
+        # in parallel may take one meanwhile: then both start again on new ones.
+        for attempt in range(5):
+            self.primary_port = free_port()
+            self.replica_port = free_port()
+            self.replica = Server(
+                http={}, extra_toml=replication_toml("replica", self.replica_port, self.primary_port, **options)
+            )
+            test.addCleanup(self.replica.cleanup)
+            self.primary = Server(
+                http={}, extra_toml=replication_toml("primary", self.primary_port, self.replica_port, **options)
+            )
+            test.addCleanup(self.primary.cleanup)
+            try:
+                self.replica.start()
+                self.primary.start()
+                break
+            except ServerError as e:
+                if "Address already in use" not in str(e) or attempt == 4:
+                    raise
+                self.replica.cleanup()
+                self.primary.cleanup()
         # The primary takes writes once the replica answered, before its link shows as up.
         wait_until(lambda: status(self.primary)["connected"], CATCH_UP_S, "the primary's link")
 
