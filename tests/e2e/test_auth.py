@@ -325,6 +325,54 @@ class GuessingSlowsDownTest(ServerTestCase):
         self.raw(user, password).select("INBOX").ok()
 
 
+def cached_logins(server) -> int:
+    """postern_imap_logins_cached_total from /metrics."""
+    text = server.http("GET", "/metrics").text()
+    for line in text.splitlines():
+        if line.startswith("postern_imap_logins_cached_total "):
+            return int(line.split()[1])
+    raise AssertionError("postern_imap_logins_cached_total is not in /metrics")
+
+
+class CredentialCacheTest(ServerTestCase):
+    """A LOGIN with the password verified moments ago is vouched for by the
+    credential cache (no Argon2id run); a wrong password is never, and a
+    changed password no longer lets the old one in."""
+    server_options = {"http": {"listen": ["127.0.0.1:0"]}}
+
+    def test_a_returning_login_is_cached_and_a_wrong_one_is_not(self):
+        user, password = self.new_user("cache")
+        before = cached_logins(self.server)
+        self.raw(user, password).logout()
+        self.assertEqual(cached_logins(self.server), before, "the first login runs the hash")
+        self.raw(user, password).logout()
+        self.assertEqual(cached_logins(self.server), before + 1, "the second login is vouched for")
+        client = self.raw()
+        client.login(user, "not-" + password).expect("NO")
+        client.login(user.upper(), password).ok()
+        self.assertEqual(cached_logins(self.server), before + 2)
+
+    def test_a_changed_password_is_checked_again(self):
+        user, password = self.new_user("cache-change")
+        self.raw(user, password).logout()
+        self.raw(user, password).logout()
+        self.server.cli_ok("user", "passwd", user, input="a-new-password\n")
+        before = cached_logins(self.server)
+        self.raw().login(user, password).expect("NO")
+        self.raw(user, "a-new-password").logout()
+        self.assertEqual(cached_logins(self.server), before)
+
+
+class CredentialCacheOffTest(ServerTestCase):
+    server_options = {"auth": {"credential_cache_secs": 0}, "http": {"listen": ["127.0.0.1:0"]}}
+
+    def test_every_login_is_checked_in_full(self):
+        user, password = self.new_user("nocache")
+        for _ in range(3):
+            self.raw(user, password).logout()
+        self.assertEqual(cached_logins(self.server), 0)
+
+
 class PlaintextNeverTest(ServerTestCase):
     # Plaintext passwords are an auth setting (they apply to every protocol), so the key
     # lives in [auth]: `plaintext = "never" | "loopback" | "always"`.

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub struct ImapMetrics {
     /// Logins (LOGIN and AUTHENTICATE) with the right password.
     pub logins_ok: AtomicU64,
+    /// Of `logins_ok`, those the credential cache vouched for (no hash run).
+    pub logins_cached: AtomicU64,
     /// Logins refused for a wrong user name or password.
     pub logins_failed: AtomicU64,
     /// Commands answered.

@@ -598,6 +598,11 @@ pub struct AuthSection {
     pub failures_free: u32,
     pub failure_window_secs: u64,
     pub delay_max_ms: u64,
+    /// Seconds a verified login is remembered, so the same password again
+    /// skips Argon2id (0: never; see store's `credential_cache`).
+    pub credential_cache_secs: u64,
+    /// Users remembered at most.
+    pub credential_cache_entries: usize,
 }
 
 impl Default for AuthSection {
@@ -609,6 +614,8 @@ impl Default for AuthSection {
             failures_free: 5,
             failure_window_secs: 600,
             delay_max_ms: 15_000,
+            credential_cache_secs: 300,
+            credential_cache_entries: 100_000,
         }
     }
 }
@@ -949,6 +956,15 @@ max_concurrent_hashes = 0
 failures_free = 5
 failure_window_secs = 600
 delay_max_ms = 15000
+# Seconds a successful login is remembered (as a keyed hash of the password,
+# in memory only), so the same password again skips the Argon2id check:
+# webmails that log in per request and phones that reconnect often then
+# cost a hash every few minutes, not every login. A wrong password is
+# always checked in full. 0 turns it off: then whoever can read the
+# server's memory cannot test guesses against it quickly.
+credential_cache_secs = 300
+# Users remembered at most; the oldest leave first.
+credential_cache_entries = 100000
 
 [store]
 # Journal segment size before a new segment starts, in bytes.
@@ -1355,6 +1371,14 @@ fn validate_proxy(proxy: &ProxySection) -> Result<(), String> {
 
 fn validate(config: &Config) -> Result<(), String> {
     validate_proxy(&config.proxy)?;
+    if config.auth.credential_cache_secs > 86_400
+        || config.auth.credential_cache_entries > 10_000_000
+    {
+        return Err(
+            "[auth] credential_cache_secs must be at most 86400 (a day) and credential_cache_entries at most 10000000"
+                .into(),
+        );
+    }
     if let Some(replication) = &config.replication {
         validate_replication(replication)?;
     }

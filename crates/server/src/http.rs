@@ -381,11 +381,15 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
          # TYPE postern_imap_logins_total counter\n\
          postern_imap_logins_total{{result=\"ok\"}} {}\n\
          postern_imap_logins_total{{result=\"failed\"}} {}\n\
+         # HELP postern_imap_logins_cached_total Successful IMAP logins vouched for by the credential cache (no Argon2id check).\n\
+         # TYPE postern_imap_logins_cached_total counter\n\
+         postern_imap_logins_cached_total {}\n\
          # HELP postern_imap_commands_total IMAP commands answered.\n\
          # TYPE postern_imap_commands_total counter\n\
          postern_imap_commands_total {}",
         state.imap.logins_ok.load(Relaxed),
         state.imap.logins_failed.load(Relaxed),
+        state.imap.logins_cached.load(Relaxed),
         state.imap.commands.load(Relaxed),
     );
     state.deliveries.render(&mut out);

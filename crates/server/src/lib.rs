@@ -119,6 +119,8 @@ pub fn store_config(config: &Config) -> StoreConfig {
     store.queue_requests_max = config.store.queue_max.max(1);
     store.user_connections_max = config.store.open_indexes_max.max(16);
     store.postmaster = config.postmaster.clone();
+    store.credential_cache_ttl = std::time::Duration::from_secs(config.auth.credential_cache_secs);
+    store.credential_cache_entries = config.auth.credential_cache_entries;
     store.default_quota = (
         Some(config.quota.storage.0).filter(|b| *b > 0),
         Some(config.quota.messages).filter(|m| *m > 0),

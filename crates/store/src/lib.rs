@@ -16,6 +16,7 @@ pub mod acl;
 pub mod blobs;
 mod checkpoint;
 mod committer;
+pub mod credential_cache;
 pub mod directory;
 pub mod error;
 pub mod index;

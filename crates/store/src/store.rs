@@ -34,6 +34,10 @@ pub struct StoreConfig {
     pub postmaster: Option<String>,
     /// Quota of users without their own: bytes, messages (`None`: no limit).
     pub default_quota: (Option<u64>, Option<u64>),
+    /// How long a verified login is remembered (zero: never; see
+    /// [`crate::credential_cache`]), and for at most how many users.
+    pub credential_cache_ttl: std::time::Duration,
+    pub credential_cache_entries: usize,
 }
 
 impl StoreConfig {
@@ -48,6 +52,8 @@ impl StoreConfig {
             summary_limits: mime::Limits::default(),
             postmaster: None,
             default_quota: (None, None),
+            credential_cache_ttl: std::time::Duration::from_secs(300),
+            credential_cache_entries: 100_000,
         }
     }
 }
@@ -67,6 +73,8 @@ struct Inner {
     ack_wait: std::sync::RwLock<Option<AckWait>>,
     /// Set while this server is a replica (see `Writer::read_only`).
     read_only: Arc<std::sync::atomic::AtomicBool>,
+    /// Recently verified logins.
+    credentials: crate::credential_cache::CredentialCache,
     /// This data directory's identity, as replication names it (`store.id`).
     store_id: String,
     /// Held for the life of the store: one process owns a data directory.
@@ -180,10 +188,15 @@ impl Store {
             .name("store-writer".into())
             .spawn(move || writer.run(receiver))
             .map_err(|e| StoreError::io("start writer thread", e))?;
+        let credentials = crate::credential_cache::CredentialCache::new(
+            config.credential_cache_ttl,
+            config.credential_cache_entries,
+        );
         let store = Store {
             inner: Arc::new(Inner {
                 paths,
                 config,
+                credentials,
                 requests: Mutex::new(Some(sender)),
                 writer: Mutex::new(Some(handle)),
                 notifier,
@@ -468,13 +481,35 @@ impl Store {
         };
         let stored = self.with_server(|c| directory::password_hash(c, &user))?;
         Ok(match stored {
-            Some(hash) => crate::password::verify(password, &hash).then_some(user),
+            Some(hash) if self.inner.credentials.hit(&user, &hash, password) => Some(user),
+            Some(hash) => {
+                let right = crate::password::verify(password, &hash);
+                if right {
+                    self.inner.credentials.insert(&user, &hash, password);
+                }
+                right.then_some(user)
+            }
             None => {
                 // Spend the same time for unknown users, so timing does not reveal who exists.
                 let _ = crate::password::verify(password, DUMMY_HASH);
                 None
             }
         })
+    }
+
+    /// A login that the credential cache vouches for (the same password
+    /// verified for this user, against the hash stored now, within
+    /// `credential_cache_ttl`): the canonical user name, without hashing.
+    /// `None` says nothing about the password: check it with
+    /// [`Store::authenticate`]. One indexed read; fine on an async thread.
+    pub fn authenticate_cached(&self, name: &str, password: &str) -> Result<Option<String>> {
+        let Ok(user) = canonical_user_name(name) else {
+            return Ok(None);
+        };
+        let stored = self.with_server(|c| directory::password_hash(c, &user))?;
+        Ok(stored
+            .filter(|hash| self.inner.credentials.hit(&user, hash, password))
+            .map(|_| user))
     }
 
     /// Maps a recipient address to users: an alias (full address, then local part),

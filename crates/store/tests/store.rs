@@ -135,6 +135,69 @@ fn new_user_gets_the_special_use_mailboxes() {
     assert_eq!(store.authenticate("nobody", "secret").unwrap(), None);
 }
 
+/// A verified login is remembered: the same password again is vouched for
+/// without hashing; a wrong one, a changed password and a deleted user are not.
+#[test]
+fn verified_logins_are_remembered_until_the_password_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add_user(&store, "alice");
+    assert_eq!(store.authenticate_cached("alice", "secret").unwrap(), None);
+    assert_eq!(store.authenticate("alice", "wrong").unwrap(), None);
+    assert_eq!(store.authenticate_cached("alice", "wrong").unwrap(), None);
+    assert_eq!(
+        store.authenticate("Alice", "secret").unwrap().as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        store
+            .authenticate_cached("ALICE", "secret")
+            .unwrap()
+            .as_deref(),
+        Some("alice")
+    );
+    assert_eq!(store.authenticate_cached("alice", "wrong").unwrap(), None);
+    assert_eq!(store.authenticate("alice", "wrong").unwrap(), None);
+
+    store
+        .submit_one_blocking(Intent::SetPassword {
+            user: "alice".into(),
+            password_hash: store::password::hash("new secret").unwrap(),
+        })
+        .unwrap();
+    assert_eq!(store.authenticate_cached("alice", "secret").unwrap(), None);
+    assert_eq!(store.authenticate("alice", "secret").unwrap(), None);
+    assert_eq!(
+        store
+            .authenticate("alice", "new secret")
+            .unwrap()
+            .as_deref(),
+        Some("alice")
+    );
+    store
+        .submit_one_blocking(Intent::DeleteUser {
+            user: "alice".into(),
+        })
+        .unwrap();
+    assert_eq!(
+        store.authenticate_cached("alice", "new secret").unwrap(),
+        None
+    );
+    assert_eq!(store.authenticate("alice", "new secret").unwrap(), None);
+}
+
+/// `credential_cache_ttl` zero: nothing is remembered.
+#[test]
+fn the_credential_cache_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path().to_path_buf());
+    config.credential_cache_ttl = std::time::Duration::ZERO;
+    let store = Store::open(config).unwrap();
+    add_user(&store, "alice");
+    assert!(store.authenticate("alice", "secret").unwrap().is_some());
+    assert_eq!(store.authenticate_cached("alice", "secret").unwrap(), None);
+}
+
 #[test]
 fn mail_flags_and_uids_survive_reopen() {
     let dir = tempfile::tempdir().unwrap();

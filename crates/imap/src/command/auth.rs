@@ -204,10 +204,26 @@ async fn check_password(
     }
     let store = session.ctx.store.clone();
     let (name, secret) = (username.to_string(), password.to_string());
-    // A turn first, waited for here rather than on a blocking thread.
-    let turn = store::password::hash_turn().await;
-    let checked = tokio::task::spawn_blocking(move || store.authenticate(&name, &secret)).await;
-    drop(turn);
+    // A client back within the credential cache's time skips the hash;
+    // everyone else takes a turn first, waited for here rather than on a
+    // blocking thread.
+    let checked = match store.authenticate_cached(&name, &secret) {
+        Ok(Some(user)) => {
+            session
+                .ctx
+                .metrics
+                .logins_cached
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(Ok(Some(user)))
+        }
+        _ => {
+            let turn = store::password::hash_turn().await;
+            let checked =
+                tokio::task::spawn_blocking(move || store.authenticate(&name, &secret)).await;
+            drop(turn);
+            checked
+        }
+    };
     match checked {
         Ok(Ok(Some(user))) => {
             throttle.record_success(ip);
