@@ -45,7 +45,7 @@ def matplotlib_pyplot():
 
 
 CASE = re.compile(r"^lmtp (\d+)KB, (\d+) conn, (\d+) users?$")
-COLOURS = {"postern": "tab:blue", "dovecot": "tab:orange", "cyrus": "tab:green"}
+COLOURS = {"postern": "tab:blue", "postern-nocache": "tab:cyan", "dovecot": "tab:orange", "cyrus": "tab:green"}
 
 
 def spread(summary, key):
