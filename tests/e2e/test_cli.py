@@ -255,12 +255,13 @@ class OpenFileLimitTest(unittest.TestCase):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if hard != resource.RLIM_INFINITY and hard <= 512:
             self.skipTest(f"hard open-file limit {hard} leaves nothing to raise")
-        # Needed by these bounds: 256 + 3 * 100 indexes + 4 * 50 IMAP + 20 LMTP = 776.
+        # Needed by these bounds: 256 + 3 * (100 + 10) indexes (the writer's
+        # and the readers' resting ones) + 4 * 50 IMAP + 20 LMTP = 806.
         server = Server(
             imap={"max_connections": 50},
             imaps=None,
             lmtp={"max_connections": 20},
-            extra_toml="\n[store]\nopen_indexes_max = 100\n",
+            extra_toml="\n[store]\nopen_indexes_max = 100\nreader_connections_max = 10\n",
         )
         resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
         try:
@@ -268,7 +269,7 @@ class OpenFileLimitTest(unittest.TestCase):
         finally:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
         try:
-            self.assertEqual(soft_open_files(server.pid), 776)
+            self.assertEqual(soft_open_files(server.pid), 806)
             server.raw().command("NOOP").ok()
         finally:
             server.stop()

@@ -108,6 +108,47 @@ class IdleTest(ServerTestCase):
         client.command("NOOP").ok()
 
 
+class IdleHoldsNoIndexTest(ServerTestCase):
+    """A session waiting for its client (IDLE here) gives its index
+    connection back to the store's pool, so idle sessions cost a socket
+    each, not three more descriptors and a page cache; and they still see
+    what happens, and answer from the index afterwards."""
+    SESSIONS = 16
+    RESTING = 2
+    server_options = {"extra_toml": f"\n[store]\nreader_connections_max = {RESTING}\n"}
+
+    def test_idle_sessions_hold_no_index_connection(self):
+        users = [self.new_user("rest") for _ in range(self.SESSIONS)]
+        pid = self.server.process.pid
+
+        def wal_descriptors():
+            # Every open SQLite connection has a descriptor of its own on its
+            # database's WAL. (Its database descriptor is no measure: SQLite
+            # keeps a closed connection's one for reuse while another
+            # connection of the process, the writer's, holds a lock.)
+            return sum(os.readlink(f"/proc/{pid}/fd/{fd}").endswith("-wal")
+                       for fd in os.listdir(f"/proc/{pid}/fd"))
+
+        before = wal_descriptors()
+        idles = []
+        for user, password in users:
+            client = self.raw(user, password)
+            client.select("INBOX").ok()
+            idles.append((client, Idle(client)))
+        grown = wal_descriptors() - before
+        # At most RESTING pooled connections (and a couple the writer may
+        # have opened meanwhile); sessions that kept their own would have
+        # one each.
+        self.assertLessEqual(grown, self.RESTING + 2,
+                             f"{grown} more index connections for {self.SESSIONS} idle sessions")
+        for (user, _), (client, idle) in zip(users, idles):
+            self.server.deliver_ok([user], simple_message(subject=f"for {user}"))
+            idle.wait_for(is_exists(1), "* 1 EXISTS")
+            idle.done().ok()
+            item = self.fetch_one(client, "1", "BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
+            self.assertEqual(item["BODY[HEADER.FIELDS (SUBJECT)]"], f"Subject: for {user}\r\n\r\n".encode())
+
+
 class SessionsTest(ServerTestCase):
 
     def setUp(self) -> None:

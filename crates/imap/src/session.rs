@@ -310,6 +310,14 @@ impl Session {
         self.utf8 || self.rev2
     }
 
+    /// Gives the index connections back to the store's pool while the
+    /// session waits for its client: an idle session holds none.
+    pub(crate) fn release_index(&self) {
+        for reader in [&self.reader, &self.shared_reader].into_iter().flatten() {
+            reader.release();
+        }
+    }
+
     /// Reads more input, ending the session on EOF, timeout or shutdown.
     async fn read_more(&mut self) -> Result<(), End> {
         let (timeout, why) = if self.user.is_some() {
@@ -327,6 +335,7 @@ impl Session {
             Ok(false) => {}
             Err(_) => return self.bye("corrupt COMPRESS stream").await,
         }
+        self.release_index();
         let mut shutdown = self.shutdown.clone();
         let mut chunk = [0u8; 16 * 1024];
         // Under NOTIFY, a change is told as it happens, not at the next command.

@@ -628,6 +628,8 @@ pub struct StoreSection {
     pub batch_max: usize,
     pub queue_max: usize,
     pub open_indexes_max: usize,
+    /// IMAP sessions' index connections kept open between their commands.
+    pub reader_connections_max: usize,
     pub gc_interval_secs: u64,
     pub gc_bytes_per_run: u64,
 }
@@ -640,6 +642,7 @@ impl Default for StoreSection {
             batch_max: 4096,
             queue_max: 16_384,
             open_indexes_max: 2048,
+            reader_connections_max: 256,
             gc_interval_secs: 3600,
             gc_bytes_per_run: 64 * 1024 * 1024,
         }
@@ -980,6 +983,11 @@ queue_max = 16384
 # max_connections keys need, as far as the hard limit allows, and logs
 # `open_files_short` if the hard limit is lower.
 open_indexes_max = 2048
+# IMAP sessions borrow a read connection to their user's index while they
+# answer a command and give it back when they wait for the client, so an
+# idle session holds none. This many rest open between commands (three
+# descriptors each, at most 4 per user); more are opened when needed.
+reader_connections_max = 256
 # Garbage collection of unreferenced message blobs: how often (0 = never,
 # `postern store gc` runs it by hand) and how many bytes of surviving blobs
 # one run may copy, so reclaiming space never floods the disk.
@@ -1371,6 +1379,9 @@ fn validate_proxy(proxy: &ProxySection) -> Result<(), String> {
 
 fn validate(config: &Config) -> Result<(), String> {
     validate_proxy(&config.proxy)?;
+    if config.store.reader_connections_max > 100_000 {
+        return Err("[store] reader_connections_max must be at most 100000".into());
+    }
     if config.auth.credential_cache_secs > 86_400
         || config.auth.credential_cache_entries > 10_000_000
     {

@@ -85,7 +85,7 @@ fn raise_open_files(config: &Config) {
         0
     };
     let needed = open_files::needed(
-        config.store.open_indexes_max.max(16),
+        config.store.open_indexes_max.max(16) + config.store.reader_connections_max,
         imap_sessions,
         config.lmtp.as_ref().map_or(0, |l| l.max_connections)
             + config.smtp.as_ref().map_or(0, |s| s.max_connections),
@@ -118,6 +118,7 @@ pub fn store_config(config: &Config) -> StoreConfig {
     store.batch_intents_max = config.store.batch_max.max(1);
     store.queue_requests_max = config.store.queue_max.max(1);
     store.user_connections_max = config.store.open_indexes_max.max(16);
+    store.reader_connections_max = config.store.reader_connections_max;
     store.postmaster = config.postmaster.clone();
     store.credential_cache_ttl = std::time::Duration::from_secs(config.auth.credential_cache_secs);
     store.credential_cache_entries = config.auth.credential_cache_entries;

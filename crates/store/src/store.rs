@@ -38,6 +38,9 @@ pub struct StoreConfig {
     /// [`crate::credential_cache`]), and for at most how many users.
     pub credential_cache_ttl: std::time::Duration,
     pub credential_cache_entries: usize,
+    /// User index connections kept open between reads (see
+    /// [`crate::reader_pool`]); sessions reading at once may have more.
+    pub reader_connections_max: usize,
 }
 
 impl StoreConfig {
@@ -54,6 +57,7 @@ impl StoreConfig {
             default_quota: (None, None),
             credential_cache_ttl: std::time::Duration::from_secs(300),
             credential_cache_entries: 100_000,
+            reader_connections_max: 256,
         }
     }
 }
@@ -75,6 +79,8 @@ struct Inner {
     read_only: Arc<std::sync::atomic::AtomicBool>,
     /// Recently verified logins.
     credentials: crate::credential_cache::CredentialCache,
+    /// User index connections between two sessions' reads.
+    readers: crate::reader_pool::ReaderPool,
     /// This data directory's identity, as replication names it (`store.id`).
     store_id: String,
     /// Held for the life of the store: one process owns a data directory.
@@ -195,6 +201,7 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 paths,
+                readers: crate::reader_pool::ReaderPool::new(config.reader_connections_max),
                 config,
                 credentials,
                 requests: Mutex::new(Some(sender)),
@@ -557,9 +564,25 @@ impl Store {
     }
 
     /// A read handle on one user's mail. The caller must have authenticated the
-    /// user: the store does not check who asks.
+    /// user: the store does not check who asks. It holds an index connection
+    /// (checked usable here, so a missing or rebuilding index is an error now)
+    /// until [`UserReader::release`].
     pub fn reader(&self, user: &str) -> Result<UserReader> {
+        let pooled = self.index_connection(user)?;
+        Ok(UserReader {
+            store: self.clone(),
+            user: user.to_string(),
+            conn: Mutex::new(Some(pooled)),
+        })
+    }
+
+    /// A connection to `user`'s index: a resting one from the pool, or a new
+    /// one once the index is known usable.
+    fn index_connection(&self, user: &str) -> Result<crate::reader_pool::Pooled> {
         let path = self.inner.paths.user_index(user);
+        if let Some(pooled) = self.inner.readers.take(user, &path) {
+            return Ok(pooled);
+        }
         if !path.exists() {
             if self.user_exists(user)? {
                 // A known user whose index is gone: never answer from an empty one.
@@ -571,6 +594,7 @@ impl Store {
             }
             return Err(StoreError::not_found(format!("no such user {user}")));
         }
+        let file = crate::reader_pool::FileId::of(&path);
         let conn = index::open_existing(&path)?;
         // Being refilled by reconstruct, or created but never filled (applied
         // LSN 0: every real user has records): never an empty mailbox list.
@@ -582,11 +606,19 @@ impl Store {
                 format!("the index of {user} is being rebuilt"),
             ));
         }
-        Ok(UserReader {
-            store: self.clone(),
-            user: user.to_string(),
-            conn,
-        })
+        let Some(file) = file else {
+            // Gone between the check and the open (a user being deleted).
+            return Err(StoreError::new(
+                ErrorKind::Unavailable,
+                format!("the index of {user} is being replaced"),
+            ));
+        };
+        Ok(crate::reader_pool::Pooled { conn, file })
+    }
+
+    /// Index connections resting in the pool now (for tests and metrics).
+    pub fn resting_index_connections(&self) -> usize {
+        self.inner.readers.len()
     }
 
     /// Queues a mailbox (or, with `None`, the user's whole index) found damaged
@@ -675,7 +707,7 @@ impl Store {
     pub fn quota(&self, user: &str) -> Result<Quota> {
         let (own_storage, own_messages) = self.with_server(|c| directory::quota(c, user))?;
         let reader = self.reader(user)?;
-        let (used_bytes, used_messages) = index::usage(&reader.conn)?;
+        let (used_bytes, used_messages) = reader.with(index::usage)?;
         Ok(Quota {
             storage_max: own_storage.or(self.inner.config.default_quota.0),
             messages_max: own_messages.or(self.inner.config.default_quota.1),
@@ -797,33 +829,65 @@ impl Drop for Waiting<'_> {
 /// A valid Argon2 hash of a random string, used to spend the same time on unknown users.
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$9sTbSlTio3Biev89thdrlKKiCaYsjjYVJxGAL3swxpg";
 
+impl Drop for UserReader {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// Read access to one user's index.
 pub struct UserReader {
     store: Store,
     user: String,
-    conn: Connection,
+    /// The index connection while a command reads; back in the store's
+    /// pool (`reader_pool`) while the session waits ([`UserReader::release`]).
+    conn: Mutex<Option<crate::reader_pool::Pooled>>,
 }
 
 impl UserReader {
     pub fn user(&self) -> &str {
         &self.user
     }
+
+    /// Runs `f` on this user's index, borrowing a connection if none is held.
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let mut held = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if held.is_none() {
+            *held = Some(self.store.index_connection(&self.user)?);
+        }
+        match held.as_ref() {
+            Some(pooled) => f(&pooled.conn),
+            None => Err(StoreError::new(
+                ErrorKind::Unavailable,
+                "no index connection",
+            )),
+        }
+    }
+
+    /// Gives the index connection back to the store's pool; the next read
+    /// borrows one again. Call when the session starts waiting for its client.
+    pub fn release(&self) {
+        let pooled = self.conn.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(pooled) = pooled {
+            self.store.inner.readers.put(&self.user, pooled);
+        }
+    }
     pub fn mailboxes(&self) -> Result<Vec<MailboxInfo>> {
-        index::mailboxes(&self.conn)
+        self.with(index::mailboxes)
     }
     pub fn mailbox(&self, name: &str) -> Result<Option<MailboxInfo>> {
-        index::mailbox_by_name(&self.conn, name)
+        self.with(|c| index::mailbox_by_name(c, name))
     }
     pub fn mailbox_by_id(&self, id: &str) -> Result<Option<MailboxInfo>> {
-        index::mailbox_by_id(&self.conn, id)
+        self.with(|c| index::mailbox_by_id(c, id))
     }
     pub fn subscriptions(&self) -> Result<Vec<String>> {
-        index::subscriptions(&self.conn)
+        self.with(index::subscriptions)
     }
     /// The ACL of one of this user's mailboxes (by id): identifiers as
     /// stored, in name order.
     pub fn acl(&self, mailbox: &str) -> Result<Vec<(String, crate::acl::Rights)>> {
-        crate::acl::entries(&self.conn, mailbox)
+        self.with(|c| crate::acl::entries(c, mailbox))
     }
     /// The rights `user` has on one of this reader's user's mailboxes (all
     /// of them when `user` is the owner).
@@ -836,7 +900,7 @@ impl UserReader {
     /// An annotation (METADATA) of a mailbox (by id; `""`: the user's
     /// private server annotations).
     pub fn metadata(&self, mailbox: &str, entry: &str) -> Result<Option<Vec<u8>>> {
-        crate::metadata::get(&self.conn, mailbox, entry)
+        self.with(|c| crate::metadata::get(c, mailbox, entry))
     }
     /// Annotations below `entry` (only its children with `children_only`),
     /// in name order.
@@ -846,10 +910,10 @@ impl UserReader {
         entry: &str,
         children_only: bool,
     ) -> Result<Vec<(String, Vec<u8>)>> {
-        crate::metadata::below(&self.conn, mailbox, entry, children_only)
+        self.with(|c| crate::metadata::below(c, mailbox, entry, children_only))
     }
     pub fn messages(&self, mailbox: &str) -> Result<Vec<MessageMeta>> {
-        let metas = index::messages(&self.conn, mailbox)?;
+        let metas = self.with(|c| index::messages(c, mailbox))?;
         if metas.iter().any(|m| m.damaged) {
             self.damaged(mailbox, metas.iter().filter(|m| m.damaged).map(|m| m.uid));
         }
@@ -862,7 +926,7 @@ impl UserReader {
         first: u32,
         last: u32,
     ) -> Result<Vec<MessageMeta>> {
-        let metas = index::messages_between(&self.conn, mailbox, first, last)?;
+        let metas = self.with(|c| index::messages_between(c, mailbox, first, last))?;
         if metas.iter().any(|m| m.damaged) {
             self.damaged(mailbox, metas.iter().filter(|m| m.damaged).map(|m| m.uid));
         }
@@ -875,30 +939,30 @@ impl UserReader {
     }
     /// UID, MODSEQ and flags (space-separated) of every message, for SELECT.
     pub fn select_view(&self, mailbox: &str) -> Result<Vec<(u32, u64, String)>> {
-        index::select_view(&self.conn, mailbox)
+        self.with(|c| index::select_view(c, mailbox))
     }
     pub fn changed_since(&self, mailbox: &str, modseq: u64) -> Result<Vec<MessageMeta>> {
-        let metas = index::changed_since(&self.conn, mailbox, modseq)?;
+        let metas = self.with(|c| index::changed_since(c, mailbox, modseq))?;
         if metas.iter().any(|m| m.damaged) {
             self.damaged(mailbox, metas.iter().filter(|m| m.damaged).map(|m| m.uid));
         }
         Ok(metas)
     }
     pub fn expunged_since(&self, mailbox: &str, modseq: u64) -> Result<Vec<u32>> {
-        index::expunged_since(&self.conn, mailbox, modseq)
+        self.with(|c| index::expunged_since(c, mailbox, modseq))
     }
     pub fn changes(&self, mailbox: &str, since: u64) -> Result<index::Changes> {
-        index::changes(&self.conn, mailbox, since)
+        self.with(|c| index::changes(c, mailbox, since))
     }
     pub fn message(&self, mailbox: &str, uid: u32) -> Result<Option<MessageMeta>> {
-        let meta = index::message(&self.conn, mailbox, uid)?;
+        let meta = self.with(|c| index::message(c, mailbox, uid))?;
         if meta.as_ref().is_some_and(|m| m.damaged) {
             self.damaged(mailbox, std::iter::once(uid));
         }
         Ok(meta)
     }
     pub fn counts(&self, mailbox: &str) -> Result<MailboxCounts> {
-        index::counts(&self.conn, mailbox)
+        self.with(|c| index::counts(c, mailbox))
     }
     /// The cached summary; a damaged cache entry is re-derived from the blob
     /// (and logged), so a caller never gets damaged data.
@@ -909,7 +973,7 @@ impl UserReader {
                 meta.uid
             )));
         }
-        match index::summary(&self.conn, mailbox, meta.uid, &meta.blob) {
+        match self.with(|c| index::summary(c, mailbox, meta.uid, &meta.blob)) {
             Ok(Some(summary)) => Ok(summary),
             Ok(None) => Err(StoreError::not_found(format!("UID {} is gone", meta.uid))),
             Err(e) if e.kind == ErrorKind::Corrupt => {
@@ -936,7 +1000,7 @@ impl UserReader {
         mailbox: &str,
         metas: &[&MessageMeta],
     ) -> Result<Vec<Option<mime::Summary>>> {
-        let mut rows = index::sort_keys(&self.conn, mailbox)?;
+        let mut rows = self.with(|c| index::sort_keys(c, mailbox))?;
         let mut damaged = 0usize;
         let out = metas
             .iter()

@@ -40,6 +40,7 @@ pub(crate) async fn idle(session: &mut Session, _tag: &str) -> Result<Done, End>
         if session.inflate_pending()? {
             continue;
         }
+        session.release_index();
         let mut chunk = [0u8; 1024];
         tokio::select! {
             read = session.conn.read(&mut chunk) => {
