@@ -638,14 +638,50 @@ pub fn summary(
     let Some((bytes, crc, blob)) = row else {
         return Ok(None);
     };
-    if blob != expected_blob.to_hex() || summary_checksum(&blob, &bytes) != crc {
+    decode_summary(uid, expected_blob, &bytes, crc, &blob).map(Some)
+}
+
+/// A cache entry checked against the message it must belong to, decoded.
+pub fn decode_summary(
+    uid: u32,
+    expected_blob: &BlobHash,
+    bytes: &[u8],
+    crc: i64,
+    blob: &str,
+) -> Result<mime::Summary> {
+    if blob != expected_blob.to_hex() || summary_checksum(blob, bytes) != crc {
         return Err(StoreError::corrupt(format!(
             "cache checksum mismatch for UID {uid}"
         )));
     }
-    serde_json::from_slice(&bytes)
-        .map(Some)
+    serde_json::from_slice(bytes)
         .map_err(|e| StoreError::corrupt(format!("cache record for UID {uid} undecodable: {e}")))
+}
+
+/// The cache entries (summary, `summary_crc`, blob hex) of the messages with
+/// UIDs in `first..=last`, by UID: one range scan. A WITHOUT ROWID row that
+/// spills into overflow pages is read whole at every key comparison of a
+/// point lookup, so many lookups cost many times the rows' size; a scan
+/// reads each row once.
+pub fn summaries_between(
+    conn: &Connection,
+    mailbox: &str,
+    first: u32,
+    last: u32,
+) -> Result<HashMap<u32, (Vec<u8>, i64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT uid, summary, summary_crc, blob FROM messages
+         WHERE mailbox = ?1 AND uid BETWEEN ?2 AND ?3",
+    )?;
+    let rows = stmt.query_map(params![mailbox, first, last], |r| {
+        Ok((r.get::<_, u32>(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+    })?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (uid, entry) = row?;
+        out.insert(uid, entry);
+    }
+    Ok(out)
 }
 
 pub fn thread_for(conn: &Connection, message_ids: &[String]) -> Result<Option<String>> {

@@ -973,7 +973,19 @@ impl UserReader {
                 meta.uid
             )));
         }
-        match self.with(|c| index::summary(c, mailbox, meta.uid, &meta.blob)) {
+        let found = self.with(|c| index::summary(c, mailbox, meta.uid, &meta.blob));
+        self.summary_or_rederived(mailbox, meta, found)
+    }
+
+    /// A damaged cache entry re-derived from the blob (logged, the mailbox
+    /// queued for repair); a missing one is an error.
+    fn summary_or_rederived(
+        &self,
+        mailbox: &str,
+        meta: &MessageMeta,
+        found: Result<Option<mime::Summary>>,
+    ) -> Result<mime::Summary> {
+        match found {
             Ok(Some(summary)) => Ok(summary),
             Ok(None) => Err(StoreError::not_found(format!("UID {} is gone", meta.uid))),
             Err(e) if e.kind == ErrorKind::Corrupt => {
@@ -984,6 +996,47 @@ impl UserReader {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// [`UserReader::summary`] of each of `metas`, in their order, read in one
+    /// range scan when they are dense enough that the scan reads little
+    /// else; the same answers as one call per message.
+    pub fn summaries(&self, mailbox: &str, metas: &[&MessageMeta]) -> Vec<Result<mime::Summary>> {
+        let (Some(first), Some(last)) = (
+            metas.iter().map(|m| m.uid).min(),
+            metas.iter().map(|m| m.uid).max(),
+        ) else {
+            return Vec::new();
+        };
+        let span = u64::from(last - first) + 1;
+        if metas.len() < 4 || span > 4 * metas.len() as u64 {
+            return metas.iter().map(|m| self.summary(mailbox, m)).collect();
+        }
+        let mut rows = match self.with(|c| index::summaries_between(c, mailbox, first, last)) {
+            Ok(rows) => rows,
+            Err(e) => {
+                let message = e.to_string();
+                return metas
+                    .iter()
+                    .map(|_| Err(StoreError::new(e.kind, message.clone())))
+                    .collect();
+            }
+        };
+        metas
+            .iter()
+            .map(|meta| {
+                if meta.damaged {
+                    return Err(StoreError::corrupt(format!(
+                        "index row of UID {} failed its checksum",
+                        meta.uid
+                    )));
+                }
+                let found = rows.remove(&meta.uid).map(|(bytes, crc, blob)| {
+                    index::decode_summary(meta.uid, &meta.blob, &bytes, crc, &blob)
+                });
+                self.summary_or_rederived(mailbox, meta, found.transpose())
+            })
+            .collect()
     }
     pub fn blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
         self.store.blob(hash)

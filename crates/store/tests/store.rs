@@ -472,6 +472,59 @@ fn a_damaged_cache_entry_is_rederived_not_served() {
     assert!(again.subject.contains("message 7"));
 }
 
+/// Summaries read in one scan answer exactly as one lookup each: for a
+/// dense set, a sparse one and one out of order, with a damaged entry among
+/// them re-derived, and an expunged message an error of its own.
+#[test]
+fn summaries_in_one_scan_answer_as_lookups_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    add_user(&store, "alice");
+    for n in 1..=12 {
+        deliver(&store, &["alice"], &message(n));
+    }
+    let reader = store.reader("alice").unwrap();
+    let inbox = reader.mailbox("INBOX").unwrap().unwrap();
+    let metas = reader.messages(&inbox.id).unwrap();
+    let one_by_one: Vec<mime::Summary> = metas
+        .iter()
+        .map(|m| reader.summary(&inbox.id, m).unwrap())
+        .collect();
+    let conn = rusqlite::Connection::open(dir.path().join("users/alice/index.sqlite")).unwrap();
+    conn.execute("UPDATE messages SET summary = CAST(REPLACE(CAST(summary AS TEXT), 'message 5', 'message 6') AS BLOB) WHERE uid = 5", [])
+        .unwrap();
+    let all: Vec<&store::MessageMeta> = metas.iter().collect();
+    let dense: Vec<mime::Summary> = reader
+        .summaries(&inbox.id, &all)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(dense, one_by_one);
+    assert!(dense[4].subject.contains("message 5"));
+    let picked = [&metas[9], &metas[0], &metas[4], &metas[11]];
+    let mixed: Vec<mime::Summary> = reader
+        .summaries(&inbox.id, &picked)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        mixed,
+        vec![
+            one_by_one[9].clone(),
+            one_by_one[0].clone(),
+            one_by_one[4].clone(),
+            one_by_one[11].clone()
+        ]
+    );
+    // A message expunged since its meta was read: an error for it alone.
+    conn.execute("DELETE FROM messages WHERE uid = 3", [])
+        .unwrap();
+    let answers = reader.summaries(&inbox.id, &all);
+    assert_eq!(answers.len(), 12);
+    assert!(answers[2].is_err());
+    assert_eq!(answers[3].as_ref().unwrap(), &one_by_one[3]);
+}
+
 #[test]
 fn recipients_resolve_by_alias_address_local_part_and_tag() {
     let dir = tempfile::tempdir().unwrap();

@@ -246,6 +246,10 @@ pub(crate) async fn fetch(
     };
     let mut failures = 0usize;
     let mut next = 0usize;
+    // Summaries of the next messages, read a block at a time (one index
+    // scan, not one lookup per message); front: metas[next].
+    let mut prefetched: std::collections::VecDeque<store::Result<mime::Summary>> =
+        std::collections::VecDeque::new();
     while next < metas.len() {
         // A block, so nothing borrowed from the reader (not Sync) is held
         // across the flush's await.
@@ -263,8 +267,17 @@ pub(crate) async fn fetch(
             let mut render_chunk = || {
                 // At least one message per chunk, so the loop always advances.
                 while let Some((seq, meta)) = metas.get(next) {
+                    if wanted.summary && prefetched.is_empty() {
+                        let block: Vec<&MessageMeta> = metas[next..]
+                            .iter()
+                            .take(SUMMARY_BLOCK)
+                            .map(|(_, m)| m)
+                            .collect();
+                        prefetched = reader.summaries(&mailbox, &block).into();
+                    }
                     next += 1;
-                    if !render(reader, &mailbox, *seq, meta, &wanted, out) {
+                    let summary = prefetched.pop_front();
+                    if !render(reader, &mailbox, *seq, meta, &wanted, summary, out) {
                         failures += 1;
                     }
                     if out.len() >= flush_bytes {
@@ -294,6 +307,8 @@ pub(crate) async fn fetch(
 const HEAVY_FETCH_MESSAGES_MIN: usize = 16;
 /// ... and so is one that reads more bytes of bodies than this.
 const HEAVY_FETCH_BYTES_MIN: u64 = 16 * 1024 * 1024;
+/// Summaries read from the index in one scan while rendering.
+const SUMMARY_BLOCK: usize = 256;
 /// A FETCH that reads bodies or summaries of more messages than this renders
 /// them off the async worker.
 const OFFLOAD_MESSAGES_MIN: usize = 8;
@@ -324,6 +339,7 @@ fn render(
     seq: u32,
     meta: &MessageMeta,
     wanted: &Wanted<'_>,
+    summary: Option<store::Result<mime::Summary>>,
     out: &mut Vec<u8>,
 ) -> bool {
     if meta.damaged && wanted.row_fields {
@@ -340,7 +356,7 @@ fn render(
         None
     };
     let summary = if wanted.summary {
-        match reader.summary(mailbox, meta) {
+        match summary.unwrap_or_else(|| reader.summary(mailbox, meta)) {
             Ok(s) => Some(s),
             Err(e) => {
                 tracing::error!(event = "summary_unavailable", mailbox = %mailbox, uid = meta.uid, error = %e);
