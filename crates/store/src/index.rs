@@ -658,6 +658,9 @@ pub fn decode_summary(
         .map_err(|e| StoreError::corrupt(format!("cache record for UID {uid} undecodable: {e}")))
 }
 
+/// A cache entry as a scan reads it: summary bytes, `summary_crc`, blob hash (hex).
+pub type ScannedEntry = (Vec<u8>, i64, String);
+
 /// The cache entries (summary, `summary_crc`, blob hex) of the messages with
 /// UIDs in `first..=last`, by UID: one range scan. A WITHOUT ROWID row that
 /// spills into overflow pages is read whole at every key comparison of a
@@ -668,7 +671,7 @@ pub fn summaries_between(
     mailbox: &str,
     first: u32,
     last: u32,
-) -> Result<HashMap<u32, (Vec<u8>, i64, String)>> {
+) -> Result<HashMap<u32, ScannedEntry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT uid, summary, summary_crc, blob FROM messages
          WHERE mailbox = ?1 AND uid BETWEEN ?2 AND ?3",
