@@ -82,6 +82,47 @@ def greeted_within(connect, accepted, timeout_s: float = RELEASE_WAIT_S):
         time.sleep(0.05)  # polling the server's bookkeeping, not ordering clients
 
 
+def listen_queue(port: int) -> int:
+    """The accept queue length of the listener on 127.0.0.1:port: the Send-Q
+    `ss` shows for a LISTEN socket."""
+    import subprocess
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    lines = [line.split() for line in out.splitlines() if line.strip()]
+    assert len(lines) == 1, out
+    return int(lines[0][2])
+
+
+class ListenBacklogTest(unittest.TestCase):
+    """Every listener queues `listen_backlog` connections (capped by the
+    kernel's somaxconn). With 128, 1,000 IMAP clients connecting at once lost
+    a few connections for good: the queue overflowed, Linux answered with SYN
+    cookies and dropped the clients' last handshake packet, and each client
+    waited for a greeting the server never knew it owed."""
+
+    def test_each_listener_has_the_configured_backlog(self):
+        with open("/proc/sys/net/core/somaxconn") as f:
+            somaxconn = int(f.read())
+        for backlog in (1000, 4096):
+            with self.subTest(backlog=backlog):
+                server = Server(top={"listen_backlog": backlog}, http={})
+                server.start()
+                try:
+                    for service in ("imap", "imaps", "lmtp", "http"):
+                        self.assertEqual(listen_queue(server.ports[service]), min(backlog, somaxconn), service)
+                finally:
+                    server.stop()
+                    server.cleanup()
+
+    def test_a_backlog_out_of_bounds_is_refused(self):
+        server = Server(top={"listen_backlog": 0})
+        try:
+            result = server.cli("config", "check")
+            self.assertNotEqual(result.returncode, 0)
+            self.assertIn(b"listen_backlog must be 1 to 65535", result.stderr)
+        finally:
+            server.cleanup()
+
+
 class ImapConnectionCapsTest(unittest.TestCase):
 
     def test_the_connection_over_the_per_ip_cap_gets_bye_and_slots_come_back(self):

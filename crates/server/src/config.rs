@@ -15,6 +15,8 @@ pub struct Config {
     pub hostname: String,
     pub log_level: String,
     pub postmaster: Option<String>,
+    /// Connections the kernel queues on each listener before we accept them.
+    pub listen_backlog: u32,
     pub imap: Option<ImapSection>,
     pub imaps: Option<ImapsSection>,
     pub lmtp: Option<LmtpSection>,
@@ -727,6 +729,7 @@ impl Default for Config {
             hostname: "localhost".into(),
             log_level: "info".into(),
             postmaster: None,
+            listen_backlog: 4096,
             imap: Some(ImapSection::default()),
             imaps: Some(ImapsSection::default()),
             lmtp: Some(LmtpSection::default()),
@@ -761,6 +764,13 @@ hostname = "localhost"
 log_level = "info"
 # User that postmaster@<any domain> reaches (optional).
 # postmaster = "alice"
+# Connections the kernel holds on each listener until the server accepts
+# them (capped by net.core.somaxconn). When this queue overflows, Linux
+# answers with SYN cookies and drops the client's final handshake packet;
+# an IMAP, LMTP or SMTP client then waits for a greeting the server never
+# learns it owes (the server speaks first). 128, a common default, lost
+# connections here when 1,000 clients connected at once.
+listen_backlog = 4096
 
 [imap]
 # IMAP with STARTTLS. One "ip:port" or a list of them.
@@ -1379,6 +1389,9 @@ fn validate_proxy(proxy: &ProxySection) -> Result<(), String> {
 
 fn validate(config: &Config) -> Result<(), String> {
     validate_proxy(&config.proxy)?;
+    if !(1..=65535).contains(&config.listen_backlog) {
+        return Err("listen_backlog must be 1 to 65535".into());
+    }
     if config.store.reader_connections_max > 100_000 {
         return Err("[store] reader_connections_max must be at most 100000".into());
     }

@@ -160,6 +160,19 @@ struct Listener {
     limits: Arc<ConnectionLimits>,
 }
 
+/// A listening socket with our backlog (`listen_backlog`; tokio's `bind`
+/// leaves the kernel queue at 128) and address reuse, as `bind` does.
+fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(backlog)
+}
+
 /// Runs the server until `shutdown` becomes true. `ready` gets every bound
 /// address before the first connection is accepted.
 pub async fn run(
@@ -238,7 +251,7 @@ pub async fn run(
             continue;
         };
         for address in listen.addresses() {
-            let socket = TcpListener::bind(address).await.with_context(|| {
+            let socket = bind(address, config.listen_backlog).with_context(|| {
                 format!("cannot bind [{}] listen = \"{address}\"", service.name())
             })?;
             listeners.push(Listener {
@@ -251,8 +264,7 @@ pub async fn run(
     let mut http_sockets = Vec::new();
     if let Some(section) = &config.http {
         for address in section.listen.addresses() {
-            let socket = TcpListener::bind(address)
-                .await
+            let socket = bind(address, config.listen_backlog)
                 .with_context(|| format!("cannot bind [http] listen = \"{address}\""))?;
             http_sockets.push(socket);
         }
