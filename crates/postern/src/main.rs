@@ -351,6 +351,15 @@ enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Create or upgrade the PostgreSQL schema (`[store] backend = "postgres"`)
+    /// to this binary's version; run it before `serve`, as often as you like.
+    Migrate {
+        /// Say what would be applied, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -449,6 +458,63 @@ fn rejoin(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         println!(
             "this server is now an empty replica at epoch {}: start it, and the primary fills it",
             report.epoch
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `store migrate`: run here, not by the server (it may not run yet, and
+/// `serve` refuses an unmigrated database).
+fn store_migrate(config: &Config, dry_run: bool, json: bool) -> anyhow::Result<ExitCode> {
+    if config.store.backend != server::config::StoreBackend::Postgres {
+        eprintln!(
+            "postern: store migrate is for [store] backend = \"postgres\"; the embedded store upgrades itself when it opens"
+        );
+        return Ok(ExitCode::from(admin::EX_USAGE as u8));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = match runtime.block_on(server::postgres_migrate(config, dry_run)) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("postern: {e}");
+            let code = match e.kind {
+                store::ErrorKind::Unavailable => admin::EX_TEMPFAIL,
+                _ => admin::EX_DATAERR,
+            };
+            return Ok(ExitCode::from(code as u8));
+        }
+    };
+    if json {
+        let applied: Vec<serde_json::Value> = report
+            .applied
+            .iter()
+            .map(|(version, description)| {
+                serde_json::json!({ "version": version, "description": description })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "from": report.from,
+                "to": report.to,
+                "applied": applied,
+                "dry_run": report.dry_run,
+            })
+        );
+    } else if report.applied.is_empty() {
+        println!("the schema is at version {}: nothing to apply", report.from);
+    } else {
+        let verb = if dry_run { "would apply" } else { "applied" };
+        for (version, description) in &report.applied {
+            println!("{verb} {version}: {description}");
+        }
+        println!(
+            "the schema {} at version {} (was {})",
+            if dry_run { "would be" } else { "is now" },
+            report.to,
+            report.from
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -634,6 +700,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Replication(ReplicationCommand::Rejoin { json }) => {
             return rejoin(&config, json);
+        }
+        Command::Store(StoreCommand::Migrate { dry_run, json }) => {
+            return store_migrate(&config, dry_run, json);
         }
         Command::Spam(SpamCommand::Runs { json }) => AdminCommand::SpamRuns { json },
         Command::Spam(SpamCommand::Blocks { json }) => AdminCommand::SpamBlocks { json },

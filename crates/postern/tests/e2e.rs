@@ -124,6 +124,7 @@ python_test_files! {
     replication => "test_replication.py",
     proxy => "test_proxy.py",
     export => "test_export.py",
+    pg_migrate => "test_pg_migrate.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",
     status => "test_status.py",

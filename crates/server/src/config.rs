@@ -622,9 +622,25 @@ impl Default for AuthSection {
     }
 }
 
+/// Where mail is kept: `[store] backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// Journal, packs and SQLite indexes in `data_dir`: no other service.
+    #[default]
+    Embedded,
+    /// PostgreSQL at `[store] postgres` (issue 10; schema and migrations so far).
+    Postgres,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreSection {
+    pub backend: StoreBackend,
+    /// Connection string of the PostgreSQL backend (it may hold a password:
+    /// never logged or printed).
+    pub postgres: Redacted,
+    pub postgres_connect_timeout_ms: u64,
     pub journal_segment_bytes: u64,
     pub pack_bytes: u64,
     pub batch_max: usize,
@@ -639,6 +655,9 @@ pub struct StoreSection {
 impl Default for StoreSection {
     fn default() -> Self {
         StoreSection {
+            backend: StoreBackend::Embedded,
+            postgres: Redacted::default(),
+            postgres_connect_timeout_ms: 5000,
             journal_segment_bytes: 64 * 1024 * 1024,
             pack_bytes: 256 * 1024 * 1024,
             batch_max: 4096,
@@ -980,6 +999,19 @@ credential_cache_secs = 300
 credential_cache_entries = 100000
 
 [store]
+# Where mail is kept: "embedded" (journal, packs and SQLite indexes in
+# data_dir; no other service needed) or "postgres" (issue 10, being built:
+# so far `postern store migrate` creates and upgrades the schema, and
+# `serve` checks it, then refuses, since serving from PostgreSQL comes in
+# later steps; see docs/design/postgres-cluster.md).
+backend = "embedded"
+# The PostgreSQL connection string, for backend = "postgres":
+# "postgres://USER:PASSWORD@HOST:PORT/DB" or "host=... port=... user=...
+# dbname=...". It may hold a password, so keep this file private; Postern
+# never logs it. TLS to PostgreSQL is not built yet (sslmode=disable).
+postgres = ""
+# Longest wait for PostgreSQL to accept a connection, in milliseconds.
+postgres_connect_timeout_ms = 5000
 # Journal segment size before a new segment starts, in bytes.
 journal_segment_bytes = 67108864
 # Blob pack file size before a new pack starts, in bytes.
@@ -1391,6 +1423,26 @@ fn validate(config: &Config) -> Result<(), String> {
     validate_proxy(&config.proxy)?;
     if !(1..=65535).contains(&config.listen_backlog) {
         return Err("listen_backlog must be 1 to 65535".into());
+    }
+    if config.store.backend == StoreBackend::Postgres {
+        if config.store.postgres.0.trim().is_empty() {
+            return Err(
+                "[store] backend = \"postgres\" needs postgres = \"postgres://USER:PASSWORD@HOST:PORT/DB\""
+                    .into(),
+            );
+        }
+        store::pg::parse_dsn(&config.store.postgres.0).map_err(|e| e.to_string())?;
+        if config.replication.is_some() {
+            return Err(
+                "[replication] is for the embedded store; with backend = \"postgres\" PostgreSQL's own streaming replication keeps the standby"
+                    .into(),
+            );
+        }
+    }
+    if config.store.postgres_connect_timeout_ms == 0
+        || config.store.postgres_connect_timeout_ms > 600_000
+    {
+        return Err("[store] postgres_connect_timeout_ms must be 1 to 600000".into());
     }
     if config.store.reader_connections_max > 100_000 {
         return Err("[store] reader_connections_max must be at most 100000".into());

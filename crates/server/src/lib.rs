@@ -173,6 +173,25 @@ fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
+/// Connects to the PostgreSQL backend of `config` (`[store] postgres`).
+pub async fn postgres_client(config: &Config) -> Result<store::pg::Client, store::StoreError> {
+    let dsn = store::pg::parse_dsn(&config.store.postgres.0)?;
+    store::pg::connect(
+        &dsn,
+        std::time::Duration::from_millis(config.store.postgres_connect_timeout_ms),
+    )
+    .await
+}
+
+/// `postern store migrate`: brings the PostgreSQL schema to this binary's version.
+pub async fn postgres_migrate(
+    config: &Config,
+    dry_run: bool,
+) -> Result<store::pg::migrate::Report, store::StoreError> {
+    let mut client = postgres_client(config).await?;
+    store::pg::migrate::migrate(&mut client, dry_run).await
+}
+
 /// Runs the server until `shutdown` becomes true. `ready` gets every bound
 /// address before the first connection is accepted.
 pub async fn run(
@@ -180,6 +199,15 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
     ready: impl FnOnce(&[(Service, SocketAddr)]),
 ) -> anyhow::Result<()> {
+    if config.store.backend == config::StoreBackend::Postgres {
+        // Checked first, so an operator learns what the database needs
+        // (a migration, a newer binary) before anything else.
+        let client = postgres_client(&config).await?;
+        let version = store::pg::migrate::check(&client).await?.servable()?;
+        anyhow::bail!(
+            "[store] backend = \"postgres\": the PostgreSQL schema is ready (version {version}), but serving mail from PostgreSQL is not built yet (issue 10, docs/design/postgres-cluster.md); use backend = \"embedded\" meanwhile"
+        );
+    }
     raise_open_files(&config);
     let store = {
         let config = config.clone();

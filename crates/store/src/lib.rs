@@ -26,6 +26,7 @@ pub mod metadata;
 pub mod notify;
 pub mod password;
 pub mod paths;
+pub mod pg;
 pub mod reader_pool;
 pub mod reconstruct;
 pub mod record;
