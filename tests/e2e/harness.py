@@ -182,7 +182,11 @@ class Server:
         auth: dict | None = None,
         top: dict | None = None,
         extra_toml: str = "",
+        open_files_max: int | None = None,
     ) -> None:
+        # The server's open-file limit (soft and hard), for tests of running
+        # out of descriptors; None: inherited.
+        self.open_files_max = open_files_max
         self.tmp = Path(tempfile.mkdtemp(prefix="postern-e2e-"))
         self.data_dir = self.tmp / "data"
         self.data_dir.mkdir(mode=0o700)
@@ -246,11 +250,19 @@ class Server:
         self._stdout_lines = queue.Queue()
         stderr = open(self.stderr_path, "ab")
         try:
+            limit = self.open_files_max
+
+            def limit_open_files() -> None:
+                if limit is not None:
+                    import resource
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
             self.process = subprocess.Popen(
                 [POSTERN_BIN, "--config", str(self.config_path), "serve"],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
+                preexec_fn=limit_open_files if limit is not None else None,
             )
         finally:
             stderr.close()

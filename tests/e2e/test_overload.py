@@ -123,6 +123,47 @@ class ListenBacklogTest(unittest.TestCase):
             server.cleanup()
 
 
+class OutOfDescriptorsTest(unittest.TestCase):
+    """Out of file descriptors, new clients are told so (IMAP `* BYE
+    [UNAVAILABLE]`, LMTP 421) instead of waiting in the kernel's queue for a
+    greeting that never comes; once descriptors are free again, clients are
+    served as before."""
+
+    def test_clients_beyond_the_descriptors_are_refused_and_service_resumes(self):
+        server = Server(open_files_max=256)
+        server.start()
+        held = []
+        try:
+            refusal = None
+            for _ in range(400):
+                s = socket.create_connection(("127.0.0.1", server.imap_port), timeout=10)
+                held.append(s)
+                line = s.makefile("rb").readline()
+                if not line.startswith(b"* OK"):
+                    refusal = line
+                    break
+            self.assertIsNotNone(refusal, "400 connections were all greeted: the limit did not bite")
+            self.assertTrue(refusal.startswith(b"* BYE [UNAVAILABLE]"), refusal)
+            self.assertIn(b"out of resources", refusal)
+            lmtp = socket.create_connection(("127.0.0.1", server.ports["lmtp"]), timeout=10)
+            held.append(lmtp)
+            self.assertTrue(lmtp.makefile("rb").readline().startswith(b"421 4.3.2"))
+            # Descriptors free again: served as usual.
+            for s in held:
+                s.close()
+            held.clear()
+            user, password = server.new_user("after")
+            client = server.raw(user, password)
+            client.select("INBOX").ok()
+            client.logout()
+            self.assertIn("refused_out_of_descriptors", server.stderr_path.read_text())
+        finally:
+            for s in held:
+                s.close()
+            server.stop()
+            server.cleanup()
+
+
 class ImapConnectionCapsTest(unittest.TestCase):
 
     def test_the_connection_over_the_per_ip_cap_gets_bye_and_slots_come_back(self):

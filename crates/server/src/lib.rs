@@ -209,6 +209,7 @@ pub async fn run(
         );
     }
     raise_open_files(&config);
+    keep_spare_descriptor().await;
     let store = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || open_store(&config)).await??
@@ -704,8 +705,11 @@ async fn accept_loop(
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
-                // Usually EMFILE: back off briefly instead of spinning.
                 tracing::warn!(event = "accept_failed", service = service.name(), error = %e);
+                if out_of_descriptors(&e) {
+                    refuse_with_spare(&listener, &services).await;
+                }
+                // Back off briefly instead of spinning.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -754,6 +758,51 @@ async fn accept_loop(
             admit(&limits, &services, service, stream, client, &shutdown);
         });
     }
+}
+
+/// One descriptor held in reserve for the accept loops (`/dev/null`, opened
+/// at start). Out of descriptors, the kernel keeps new connections in the
+/// listen queue, where a mail client waits for the server's greeting for
+/// good; with the spare given up for a moment, a loop accepts one of them,
+/// tells it the server is out of resources, closes it and takes the spare
+/// back.
+static SPARE_DESCRIPTOR: tokio::sync::Mutex<Option<std::fs::File>> =
+    tokio::sync::Mutex::const_new(None);
+
+async fn keep_spare_descriptor() {
+    *SPARE_DESCRIPTOR.lock().await = std::fs::File::open("/dev/null").ok();
+}
+
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+async fn refuse_with_spare(listener: &Listener, services: &Services) {
+    let mut spare = SPARE_DESCRIPTOR.lock().await;
+    if spare.take().is_none() {
+        *spare = std::fs::File::open("/dev/null").ok();
+        return;
+    }
+    let accepted = tokio::time::timeout(Duration::from_millis(50), listener.socket.accept()).await;
+    if let Ok(Ok((stream, peer))) = accepted {
+        let line = match listener.service {
+            Service::Imap => {
+                "* BYE [UNAVAILABLE] Server out of resources (file descriptors); try again later\r\n"
+                    .to_string()
+            }
+            Service::Lmtp | Service::Smtp => format!(
+                "421 4.3.2 {} Server out of resources (file descriptors); try again later\r\n",
+                services.lmtp.hostname
+            ),
+            // IMAPS before its handshake, and the rest: closed.
+            _ => String::new(),
+        };
+        // Best effort, never waiting: the socket buffer takes one line.
+        let _ = stream.try_write(line.as_bytes());
+        drop(stream);
+        tracing::warn!(event = "refused_out_of_descriptors", service = listener.service.name(), %peer, "out of file descriptors: a client was told so and closed; raise the open-file limit or lower max_connections");
+    }
+    *spare = std::fs::File::open("/dev/null").ok();
 }
 
 /// Builds the PROXY policy from `[proxy]` (`None` when `from` is empty).
