@@ -235,8 +235,11 @@ async fn migrate_locked(
         .map_err(|e| db_error("creating postern_schema", &e))?;
     let (from, breaks_before) = database_version(client).await?;
     let binary = migrations.len() as i32;
-    if let Verdict::TooNew { .. } = judge(from, breaks_before, binary) {
-        judge(from, breaks_before, binary).servable()?;
+    // A schema newer than this binary and marked incompatible with it is
+    // left alone (a newer but compatible one has nothing to apply either).
+    let verdict = judge(from, breaks_before, binary);
+    if matches!(verdict, Verdict::TooNew { .. }) {
+        verdict.servable()?;
     }
     let mut report = Report {
         from,
