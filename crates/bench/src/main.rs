@@ -702,14 +702,18 @@ fn write_report(args: &ReportArgs) -> anyhow::Result<()> {
     let mut ratios = None;
     if let Some(baseline) = &args.compare_to {
         summaries = report::gather_runs(&runs);
-        if !summaries
-            .iter()
-            .any(|summary| &summary.header.server == baseline)
-        {
-            bail!("--compare-to {baseline}: no runs of that server");
+        // A file of idle (or flood) records alone has no runs to compare:
+        // its own tables follow.
+        if !summaries.is_empty() {
+            if !summaries
+                .iter()
+                .any(|summary| &summary.header.server == baseline)
+            {
+                bail!("--compare-to {baseline}: no runs of that server");
+            }
+            print!("{}", report::comparison_markdown(&summaries, baseline));
+            ratios = Some(report::ratios(&summaries, baseline));
         }
-        print!("{}", report::comparison_markdown(&summaries, baseline));
-        ratios = Some(report::ratios(&summaries, baseline));
     } else if !summaries.is_empty() {
         print!("{}", report::markdown_table(&summaries));
     }
