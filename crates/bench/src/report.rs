@@ -587,21 +587,6 @@ pub fn flood_markdown(records: &[FloodRecord]) -> String {
     out
 }
 
-/// The median of `values` (sorted here), with the least and greatest.
-fn median_spread(values: &mut [f64]) -> Option<(f64, f64, f64)> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let middle = values.len() / 2;
-    let median = if values.len() % 2 == 1 {
-        values[middle]
-    } else {
-        f64::midpoint(values[middle - 1], values[middle])
-    };
-    Some((median, values[0], values[values.len() - 1]))
-}
-
 /// Per (case, server), over its runs: the median [min-max] CPU
 /// milliseconds and KiB written per delivered message, and, beside every
 /// other server, `baseline`'s CPU and bytes over theirs (below 1: the
@@ -626,15 +611,15 @@ pub fn cost_markdown(records: &[CostRecord], baseline: Option<&str>) -> String {
             .filter(|record| record.header.name == case && record.header.server == server)
             .filter(|record| record.deliveries > 0)
             .collect();
-        let mut cpu: Vec<f64> = runs
-            .iter()
-            .map(|record| record.cpu_seconds * 1000.0 / record.deliveries as f64)
-            .collect();
-        let mut written: Vec<f64> = runs
-            .iter()
-            .map(|record| record.write_bytes as f64 / 1024.0 / record.deliveries as f64)
-            .collect();
-        Some((median_spread(&mut cpu)?, median_spread(&mut written)?))
+        let cpu = Spread::of(
+            runs.iter()
+                .map(|record| record.cpu_seconds * 1000.0 / record.deliveries as f64),
+        )?;
+        let written = Spread::of(
+            runs.iter()
+                .map(|record| record.write_bytes as f64 / 1024.0 / record.deliveries as f64),
+        )?;
+        Some((cpu, written))
     };
     let mut out = String::from(
         "\n### Resource cost per delivered message\n\n\
@@ -655,10 +640,11 @@ pub fn cost_markdown(records: &[CostRecord], baseline: Option<&str>) -> String {
     for case in &cases {
         let base = baseline.and_then(|server| medians(case, server));
         for server in &servers {
-            let Some(((cpu, cpu_low, cpu_high), (kib, kib_low, kib_high))) = medians(case, server)
-            else {
+            let Some((cpu_spread, kib_spread)) = medians(case, server) else {
                 continue;
             };
+            let (cpu, cpu_low, cpu_high) = (cpu_spread.median, cpu_spread.min, cpu_spread.max);
+            let (kib, kib_low, kib_high) = (kib_spread.median, kib_spread.min, kib_spread.max);
             let _ = write!(
                 out,
                 "| {case} | {server} | {cpu:.3} [{cpu_low:.3}-{cpu_high:.3}] | \
@@ -671,9 +657,9 @@ pub fn cost_markdown(records: &[CostRecord], baseline: Option<&str>) -> String {
                     }
                     _ => " -".into(),
                 };
-                out.push_str(&ratio(base.map(|((cpu, ..), _)| cpu), cpu));
+                out.push_str(&ratio(base.as_ref().map(|(cpu, _)| cpu.median), cpu));
                 out.push_str(" |");
-                out.push_str(&ratio(base.map(|(_, (kib, ..))| kib), kib));
+                out.push_str(&ratio(base.as_ref().map(|(_, kib)| kib.median), kib));
                 out.push_str(" |");
             }
             out.push('\n');

@@ -20,9 +20,9 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, bail};
 use serde_json::json;
 
-use super::{Common, RUNS_MAX, Timed, print_json, summarize_per_op};
+use super::{Common, RUNS_MAX, Timed, print_run, summarize_per_op};
 use crate::imap_client::{ImapClient, Secret};
-use crate::report::{self, Header, RunRecord, SummaryRecord};
+use crate::report::{Header, SummaryRecord};
 use crate::stats::{RunSummary, Sample, summarize_run};
 
 /// Most repetitions of one command per run.
@@ -132,12 +132,7 @@ pub async fn run(common: &Common, options: &LargeOptions) -> anyhow::Result<Vec<
                 summary.latency_us_p50 as f64 / 1000.0,
                 summary.latency_us_p99 as f64 / 1000.0,
             );
-            print_json(&RunRecord {
-                record: report::RECORD_RUN.into(),
-                header: header(op),
-                run: run + 1,
-                summary: summary.clone(),
-            })?;
+            print_run(header(op), run, &summary)?;
             per_op.entry(op).or_default().push(summary);
         }
     }

@@ -24,10 +24,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use anyhow::{Context as _, anyhow, bail};
 use serde_json::json;
 
-use super::{Common, RUNS_MAX, StopFlag, Timed, print_json, summarize_per_op};
+use super::{Common, RUNS_MAX, StopFlag, Timed, print_run, summarize_per_op};
 use crate::connection::{connect_tcp_from, resolve_v4};
 use crate::imap_client::{ImapClient, Secret};
-use crate::report::{self, Header, RunRecord, SummaryRecord};
+use crate::report::{Header, SummaryRecord};
 use crate::stats::{RunSummary, SAMPLES_PER_RUN_MAX, Sample, summarize_run};
 
 /// Most concurrent clients.
@@ -281,12 +281,7 @@ pub async fn run(common: &Common, options: &MixedOptions) -> anyhow::Result<Vec<
                     summary.latency_us_p99 as f64 / 1000.0,
                 );
             }
-            print_json(&RunRecord {
-                record: report::RECORD_RUN.into(),
-                header: header(op),
-                run: run + 1,
-                summary: summary.clone(),
-            })?;
+            print_run(header(op), run, &summary)?;
             per_op.entry(op).or_default().push(summary);
         }
     }

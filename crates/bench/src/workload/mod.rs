@@ -152,12 +152,7 @@ where
             summary.latency_us_p50 as f64 / 1000.0,
             summary.latency_us_p99 as f64 / 1000.0,
         );
-        print_json(&RunRecord {
-            record: report::RECORD_RUN.into(),
-            header: header.clone(),
-            run: run + 1,
-            summary: summary.clone(),
-        })?;
+        print_run(header.clone(), run, &summary)?;
         summaries.push(summary);
     }
     let aggregate = Aggregate::of(&summaries).context("no runs to aggregate")?;
@@ -186,6 +181,16 @@ pub(crate) fn print_json(record: &impl serde::Serialize) -> anyhow::Result<()> {
 /// For workloads that time several kinds of operation per run (`imap-mixed`,
 /// `imap-large`): each kind's runs aggregated, its table on stderr and its
 /// summary record on stdout, in the map's order.
+/// Prints the record of one run (`run` 0-based) as a JSON line.
+pub(crate) fn print_run(header: Header, run: usize, summary: &RunSummary) -> anyhow::Result<()> {
+    print_json(&RunRecord {
+        record: report::RECORD_RUN.into(),
+        header,
+        run: run + 1,
+        summary: summary.clone(),
+    })
+}
+
 pub(crate) fn summarize_per_op<K: Copy + Ord>(
     per_op: std::collections::BTreeMap<K, Vec<RunSummary>>,
     header: impl Fn(K) -> Header,
