@@ -20,7 +20,6 @@ use std::collections::{HashMap, HashSet};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
-use store::record::Record;
 use store::{BlobHash, Intent, Store};
 
 const MAGIC: &[u8] = b"POSTERN-EXPORT 1\n";
@@ -68,20 +67,8 @@ pub fn export(store: &Store, path: &Path) -> anyhow::Result<Summary> {
         let entries = cursor.read(upto, RECORDS_PER_BATCH, BATCH_BYTES_MAX)?;
         let Some(last) = entries.last() else { break };
         let batch_upto = last.lsn;
-        let first_time = entries.first().map_or(0, |e| e.time);
-        let records: Vec<Record> = entries
-            .into_iter()
-            .map(|e| e.record)
-            .filter(|r| !r.is_local())
-            .collect();
-        let mut blobs = Vec::new();
-        for record in &records {
-            if let Record::MessageAdded { blob, .. } = record
-                && written.insert(*blob)
-            {
-                blobs.push(*blob);
-            }
-        }
+        let (first_time, records) = super::shipped_records(entries);
+        let blobs = super::new_contents(&records, &mut written);
         summary.records += records.len() as u64;
         out.write_all(&wire::encode(&Frame::new(Msg::Offer {
             after,

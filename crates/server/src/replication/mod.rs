@@ -43,6 +43,30 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use wire::{End, Frame, Msg, Position, Request};
 
+/// What replication (and `store export`) ships of some journal entries:
+/// every record but the local ones, with the commit time of the first entry.
+pub(crate) fn shipped_records(entries: Vec<store::record::Entry>) -> (i64, Vec<Record>) {
+    let first_time = entries.first().map_or(0, |e| e.time);
+    let records = entries
+        .into_iter()
+        .map(|e| e.record)
+        .filter(|r| !r.is_local())
+        .collect();
+    (first_time, records)
+}
+
+/// The contents `records` add that `seen` does not hold yet, in order of
+/// first mention; adds them to `seen`.
+pub(crate) fn new_contents(records: &[Record], seen: &mut HashSet<BlobHash>) -> Vec<BlobHash> {
+    records
+        .iter()
+        .filter_map(|record| match record {
+            Record::MessageAdded { blob, .. } if seen.insert(*blob) => Some(*blob),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The directory (in the data dir) of replication's own files.
 pub const STATE_DIR: &str = "replication";
 const STATE_FILE: &str = "state.json";
@@ -1139,21 +1163,12 @@ impl Replication {
                 continue;
             };
             let upto = last.lsn;
-            let first_time = entries.first().map_or(0, |e| e.time);
-            let records: Vec<Record> = entries
-                .into_iter()
-                .map(|e| e.record)
-                .filter(|r| !r.is_local())
-                .collect();
-            let mut blobs = Vec::new();
+            let (first_time, records) = shipped_records(entries);
             let mut seen = HashSet::new();
-            for record in &records {
-                if let Record::MessageAdded { blob, .. } = record
-                    && seen.insert(*blob)
-                {
-                    blobs.push(blob.to_hex());
-                }
-            }
+            let blobs: Vec<String> = new_contents(&records, &mut seen)
+                .iter()
+                .map(BlobHash::to_hex)
+                .collect();
             let id_floor = durable.saturating_add(1).max(
                 store
                     .replica_position()
