@@ -86,13 +86,13 @@ pub async fn subscribe(
     let Ok(Form(body)) = body else {
         return again(StatusCode::BAD_REQUEST, "Please give an email address.");
     };
-    if body.email.len() > store::writer::EMAIL_BYTES_MAX {
+    if body.email.len() > store::EMAIL_BYTES_MAX {
         return again(
             StatusCode::BAD_REQUEST,
             "That address is too long for an email address.",
         );
     }
-    let address = match store::writer::normalize_subscriber_address("email", &body.email) {
+    let address = match store::normalize_subscriber_address("email", &body.email) {
         Ok(a) => a,
         Err(_) => {
             return again(

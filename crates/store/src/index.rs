@@ -233,6 +233,15 @@ pub fn uid_validity_floor(conn: &Connection) -> Result<u32> {
         .map_or(0, |v| v.clamp(0, u32::MAX as i64) as u32))
 }
 
+/// The highest UIDVALIDITY any mailbox of the user had: its existing
+/// mailboxes' and the floor left by deleted ones.
+pub fn uid_validity_last(conn: &Connection) -> Result<u32> {
+    let existing: i64 = conn
+        .prepare_cached("SELECT COALESCE(MAX(uid_validity), 0) FROM mailboxes")?
+        .query_row([], |r| r.get(0))?;
+    Ok(uid_validity_floor(conn)?.max(existing.clamp(0, u32::MAX as i64) as u32))
+}
+
 pub fn set_applied_lsn(conn: &Connection, lsn: Lsn) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO meta (key, value) VALUES ('applied_lsn', ?1)

@@ -27,6 +27,7 @@ pub mod notify;
 pub mod password;
 pub mod paths;
 pub mod pg;
+mod planner;
 pub mod reader_pool;
 pub mod reconstruct;
 pub mod record;
@@ -35,6 +36,7 @@ pub mod repair_queue;
 pub mod replication;
 mod store;
 pub mod subscribers;
+mod tx;
 pub mod types;
 pub mod writer;
 
@@ -47,9 +49,11 @@ pub use intent::{
     SmsOutcome, SubscribeLimits,
 };
 pub use metadata::{MetadataEntry, MetadataValue};
+pub use planner::{
+    DEFAULT_MAILBOXES, EMAIL_BYTES_MAX, SEPARATOR, SMS_TEXT_BYTES_MAX,
+    normalize_subscriber_address, validate_mailbox_name, validate_sms,
+};
 pub use store::{AckWait, Quota, Store, StoreConfig, UserReader};
 pub use subscribers::{Notice, Subscriber};
 pub use types::{BlobHash, FlagMode, SmsAlert, canonical_user_name};
-pub use writer::{
-    DEFAULT_MAILBOXES, SEPARATOR, SMS_TEXT_BYTES_MAX, Stats, validate_mailbox_name, validate_sms,
-};
+pub use writer::Stats;

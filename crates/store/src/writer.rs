@@ -1,4 +1,5 @@
-//! The writer thread: turns intents into records, makes them durable with one
+//! The writer thread of the embedded store: turns intents into records (the
+//! planner, `planner.rs`, over [`EmbeddedTx`]), makes them durable with one
 //! fsync per batch (group commit), then applies them to the derived indexes.
 //!
 //! Order of a batch, which is what makes "durable before acknowledged" hold:
@@ -18,45 +19,26 @@ use crate::blobs::{self, BlobLocation, PackWriter};
 use crate::committer::{Committer, Job};
 use crate::directory;
 use crate::error::{ErrorKind, Result, StoreError};
-use crate::index::{self, MailboxInfo};
-use crate::intent::{Intent, MailboxRef, Outcome, Prepared, RepairGuard, SmsOutcome};
+use crate::index::{self, MailboxInfo, MessageMeta};
+use crate::intent::{Fix, Intent, MailboxRef, Outcome, Prepared, RepairGuard};
 use crate::journal::{JournalWriter, encode_frame};
 use crate::notify::Notifier;
 use crate::paths::Paths;
+use crate::planner::{PlanConfig, Planner};
 use crate::record::{Entry, Lsn, Record};
-use crate::types::{BlobHash, apply_flag_mode, normalize_flags};
+use crate::subscribers::{self, Notice, Subscriber};
+use crate::tx::Tx;
+use crate::types::BlobHash;
 use rusqlite::Connection;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-#[path = "writer_acl.rs"]
-mod acl_plans;
-use acl_plans::permitted_flags;
-#[path = "writer_subscribers.rs"]
-mod subscribers;
-pub use subscribers::{EMAIL_BYTES_MAX, normalize_subscriber_address};
-
-/// Mailboxes every new user gets, with their SPECIAL-USE attribute (RFC 6154).
-pub const DEFAULT_MAILBOXES: [(&str, Option<&str>); 6] = [
-    ("INBOX", None),
-    ("Drafts", Some("\\Drafts")),
-    ("Sent", Some("\\Sent")),
-    ("Trash", Some("\\Trash")),
-    ("Junk", Some("\\Junk")),
-    ("Archive", Some("\\Archive")),
-];
-
 /// With no work for this long, the writer fsyncs a lazily written journal tail.
 pub const JOURNAL_IDLE_SYNC: std::time::Duration = std::time::Duration::from_millis(50);
 /// The journal copy of pack-committed batches is never more than this behind.
 pub const JOURNAL_LAG_MAX: std::time::Duration = std::time::Duration::from_millis(200);
-
-/// Longest mailbox name, in bytes.
-pub const MAILBOX_NAME_BYTES_MAX: usize = 1000;
-/// Hierarchy separator.
-pub const SEPARATOR: char = '/';
 
 pub struct Request {
     pub intents: Vec<Intent>,
@@ -381,7 +363,13 @@ impl Writer {
                 }
                 if let Some(actor) = actor.filter(|a| a != user) {
                     let target = MailboxRef::Name(mailbox.clone());
-                    match self.visible_mailbox(batch, user, Some(actor), &target) {
+                    let config = self.plan_config();
+                    let mut tx = EmbeddedTx::new(self, batch);
+                    let mut planner = Planner {
+                        tx: &mut tx,
+                        config,
+                    };
+                    match planner.visible_mailbox(user, Some(actor), &target) {
                         Ok((_, rights)) if rights.contains(Rights::INSERT) => {}
                         _ => continue,
                     }
@@ -436,103 +424,6 @@ impl Writer {
             self.journal_unsynced = None;
         }
         Ok(())
-    }
-
-    /// Checks an incident as a status record of this intent left it (the
-    /// records are applied by `directory::apply`, the one place that builds
-    /// incidents); a bad title, text or state refuses the intent, which undoes
-    /// its records.
-    fn validate_incident(&self, id: u64) -> Result<()> {
-        directory::status_incident(&self.server, id)?
-            .ok_or_else(|| StoreError::not_found(format!("no incident {id}")))?
-            .validate()
-            .map_err(|e| StoreError::invalid(e.to_string()))
-    }
-
-    /// Stores imported incidents, skipping posts stored before (by fingerprint):
-    /// a new incident is opened with its first post and resolved as of its
-    /// last; an incident whose Status exists gets only its new Updates.
-    fn import_status(
-        &mut self,
-        batch: &mut Batch,
-        incidents: &[status::ImportedIncident],
-    ) -> Result<Outcome> {
-        let (mut added_incidents, mut added_posts, mut duplicates) = (0u64, 0u64, 0u64);
-        // A log runs newest first: store the oldest first, so ids rise with time.
-        for imported in incidents.iter().rev() {
-            let Some(first) = imported.posts.first() else {
-                continue;
-            };
-            let last_index = imported.posts.len() - 1;
-            let fp = first.fingerprint.to_string();
-            let incident = match directory::status_fingerprint(&self.server, &fp)? {
-                Some(post) => {
-                    duplicates += 1;
-                    directory::status_post_incident(&self.server, post)?
-                        .ok_or_else(|| StoreError::corrupt("imported post without incident"))?
-                }
-                None => {
-                    let incident = self.new_id(batch)?;
-                    let state = if last_index == 0 {
-                        status::State::Resolved
-                    } else {
-                        status::State::Investigating
-                    };
-                    self.emit(
-                        batch,
-                        Record::StatusOpened {
-                            incident,
-                            title: imported.title.clone(),
-                            components: Vec::new(),
-                            impact: status::Impact::None,
-                            state,
-                            kind: status::Kind::Incident,
-                            author: first.author.clone(),
-                            text: first.text.clone(),
-                            at: first.at,
-                            fingerprint: Some(fp),
-                        },
-                        None,
-                    )?;
-                    self.validate_incident(incident)
-                        .map_err(|e| StoreError::invalid(format!("line {}: {e}", imported.line)))?;
-                    added_incidents += 1;
-                    added_posts += 1;
-                    incident
-                }
-            };
-            for (i, post) in imported.posts.iter().enumerate().skip(1) {
-                let fp = post.fingerprint.to_string();
-                if directory::status_fingerprint(&self.server, &fp)?.is_some() {
-                    duplicates += 1;
-                    continue;
-                }
-                status::validate_author(&post.author)
-                    .and_then(|()| status::validate_text(&post.text))
-                    .map_err(|e| StoreError::invalid(format!("line {}: {e}", post.line)))?;
-                let id = self.new_id(batch)?;
-                self.emit(
-                    batch,
-                    Record::StatusPosted {
-                        incident,
-                        post: id,
-                        author: post.author.clone(),
-                        text: post.text.clone(),
-                        at: post.at,
-                        state: (i == last_index).then_some(status::State::Resolved),
-                        impact: None,
-                        fingerprint: Some(fp),
-                    },
-                    None,
-                )?;
-                added_posts += 1;
-            }
-        }
-        Ok(Outcome::StatusImported {
-            incidents: added_incidents,
-            posts: added_posts,
-            duplicates,
-        })
     }
 
     /// Before a batch with a `Recreate` repair: if the user's index file is gone
@@ -717,146 +608,6 @@ impl Writer {
         Ok(&open.conn)
     }
 
-    /// Adds a record to the batch and applies it to the derived indexes.
-    fn emit(
-        &mut self,
-        batch: &mut Batch,
-        record: Record,
-        summary: Option<(&mime::Summary, &[u8])>,
-    ) -> Result<()> {
-        let lsn = batch.first_lsn + batch.entries.len() as Lsn;
-        directory::apply(&self.server, lsn, &record)?;
-        if let Some(user) = record.user().map(str::to_string) {
-            let conn = self.user_conn(batch, &user)?;
-            index::apply(conn, lsn, &record, summary)?;
-        }
-        batch.entries.push(Entry {
-            lsn,
-            time: batch.now,
-            record,
-        });
-        Ok(())
-    }
-
-    fn require_user(&self, user: &str) -> Result<()> {
-        if directory::user_exists(&self.server, user)? {
-            Ok(())
-        } else {
-            Err(StoreError::not_found(format!("no such user {user}")))
-        }
-    }
-
-    fn mailbox(&mut self, batch: &mut Batch, user: &str, name: &str) -> Result<MailboxInfo> {
-        self.mailbox_ref(batch, user, &MailboxRef::Name(name.to_string()))
-    }
-
-    fn mailbox_ref(
-        &mut self,
-        batch: &mut Batch,
-        user: &str,
-        mailbox: &MailboxRef,
-    ) -> Result<MailboxInfo> {
-        // The user was checked by `plan_contained` before the intent started.
-        let conn = self.user_conn(batch, user)?;
-        match mailbox {
-            MailboxRef::Name(name) => index::mailbox_by_name(conn, name)?
-                .ok_or_else(|| StoreError::not_found(format!("no mailbox named {name}"))),
-            MailboxRef::Id(id) => index::mailbox_by_id(conn, id)?
-                .ok_or_else(|| StoreError::not_found("the mailbox no longer exists")),
-        }
-    }
-
-    /// Runs one intent inside SQLite savepoints: if it is refused, or fails half
-    /// way, its index changes and records are undone and its neighbours in the
-    /// batch are untouched.
-    fn plan_contained(&mut self, batch: &mut Batch, intent: &Intent) -> Result<Outcome> {
-        let read_only = self.read_only.load(std::sync::atomic::Ordering::Acquire);
-        match intent {
-            Intent::Replicate { .. } if !read_only => {
-                return Err(StoreError::new(
-                    ErrorKind::Conflict,
-                    "this server is not a replica: it takes no other server's records",
-                ));
-            }
-            Intent::Replicate { .. }
-            | Intent::Repair { .. }
-            | Intent::CollectGarbage { .. }
-            | Intent::RestoreBlob { .. } => {}
-            _ if read_only => {
-                return Err(StoreError::new(
-                    ErrorKind::ReadOnly,
-                    "this server is a replica: changes are made on the primary",
-                ));
-            }
-            _ => {}
-        }
-        // The user whose index the intent changes and, for a COPY or MOVE
-        // from another owner's mailbox, the source's owner: both are inside
-        // the savepoint, so a refusal undoes the change on either side.
-        let (user, other) = intent_users(intent);
-        let mut users: Vec<String> = [user, other]
-            .into_iter()
-            .flatten()
-            .map(str::to_string)
-            .collect();
-        if !matches!(intent, Intent::AddUser { .. }) {
-            for user in &users {
-                // Check before touching the user's files, so an unknown name creates nothing.
-                self.require_user(user)?;
-            }
-        }
-        if let Intent::DeleteUser { user } = intent {
-            // Deleting a user removes their entries from other owners' ACLs:
-            // those indexes are inside the savepoint too.
-            for (owner, _, _) in acl::naming(&self.server, user)? {
-                if !users.contains(&owner) {
-                    users.push(owner);
-                }
-            }
-        }
-        self.creating_user = match intent {
-            Intent::AddUser { user, .. } => Some(user.clone()),
-            _ => None,
-        };
-        let entries_before = batch.entries.len();
-        let deleted_before = batch.deleted_users.len();
-        let dead_before = batch.dead_packs.len();
-        for user in &users {
-            index::exec(self.user_conn(batch, user)?, "SAVEPOINT intent")?;
-        }
-        index::exec(&self.server, "SAVEPOINT intent")?;
-        let result = self.plan(batch, intent);
-        let close = |conn: &Connection| {
-            if result.is_err() {
-                index::exec(conn, "ROLLBACK TO intent")?;
-            }
-            index::exec(conn, "RELEASE intent")
-        };
-        let mut closed = close(&self.server);
-        for user in &users {
-            if let Some(open) = self.users.get(user) {
-                closed = closed.and(close(&open.conn));
-            }
-        }
-        if let Err(e) = closed {
-            batch.fatal.get_or_insert(e);
-        }
-        if result.is_err() {
-            for entry in batch.entries.drain(entries_before..) {
-                // The bytes of a blob announced by the undone intent are still in the
-                // pack: a later intent of the batch may announce them again.
-                if let Record::BlobStored { hash, .. } = entry.record
-                    && batch.new_blobs.contains_key(&hash)
-                {
-                    batch.unannounced.insert(hash);
-                }
-            }
-            batch.deleted_users.truncate(deleted_before);
-            batch.dead_packs.truncate(dead_before);
-        }
-        result
-    }
-
     /// Appends to the pack; a failure stops the batch.
     fn append_blob(
         &mut self,
@@ -869,832 +620,391 @@ impl Writer {
         })
     }
 
-    fn plan(&mut self, batch: &mut Batch, intent: &Intent) -> Result<Outcome> {
-        match intent {
-            Intent::AddUser {
-                user,
-                password_hash,
-            } => {
-                if directory::user_exists(&self.server, user)? {
-                    return Err(StoreError::new(
-                        ErrorKind::AlreadyExists,
-                        format!("user {user} exists"),
-                    ));
-                }
-                self.emit(
-                    batch,
-                    Record::UserAdded {
-                        user: user.clone(),
-                        password_hash: password_hash.clone(),
-                    },
-                    None,
-                )?;
-                // The owner of the "Shared" namespace starts empty: its
-                // mailboxes are the ones operators create.
-                let defaults = if user == crate::acl::SHARED_OWNER {
-                    &[][..]
-                } else {
-                    &DEFAULT_MAILBOXES[..]
-                };
-                for (name, special_use) in defaults {
-                    self.create_mailbox(batch, user, name, special_use.map(str::to_string))?;
-                    self.emit(
-                        batch,
-                        Record::Subscribed {
-                            user: user.clone(),
-                            name: name.to_string(),
-                            subscribed: true,
-                        },
-                        None,
-                    )?;
-                }
-                Ok(Outcome::Done)
+    /// Plans one intent of the batch over the batch's open transactions.
+    fn plan_contained(&mut self, batch: &mut Batch, intent: &Intent) -> Result<Outcome> {
+        let config = self.plan_config();
+        let mut tx = EmbeddedTx::new(self, batch);
+        Planner {
+            tx: &mut tx,
+            config,
+        }
+        .plan_contained(intent)
+    }
+
+    fn plan_config(&self) -> PlanConfig {
+        PlanConfig {
+            default_quota: self.config.default_quota,
+            summary_limits: self.config.summary_limits,
+        }
+    }
+}
+
+/// The embedded backend's transaction ([`Tx`]): the batch's open SQLite
+/// transactions (the server index and each touched user's index), the pack
+/// it appends contents to, and the journal records it collects.
+struct EmbeddedTx<'a> {
+    w: &'a mut Writer,
+    batch: &'a mut Batch,
+    /// The open savepoint of the intent being planned.
+    savepoint: Option<Savepoint>,
+}
+
+/// What an intent's savepoint covers, and the batch's lengths before it.
+struct Savepoint {
+    users: Vec<String>,
+    entries: usize,
+    deleted_users: usize,
+    dead_packs: usize,
+}
+
+impl<'a> EmbeddedTx<'a> {
+    fn new(w: &'a mut Writer, batch: &'a mut Batch) -> Self {
+        EmbeddedTx {
+            w,
+            batch,
+            savepoint: None,
+        }
+    }
+
+    fn conn(&mut self, user: &str) -> Result<&Connection> {
+        self.w.user_conn(self.batch, user)
+    }
+
+    fn emit_blob_stored(&mut self, hash: BlobHash, location: BlobLocation) -> Result<()> {
+        let record = Record::BlobStored {
+            hash,
+            pack: location.pack,
+            offset: location.offset,
+            length: location.length,
+        };
+        self.emit(record, None)
+    }
+}
+
+impl Tx for EmbeddedTx<'_> {
+    fn now(&self) -> i64 {
+        self.batch.now
+    }
+
+    /// The LSN of the record that creates the object, raised above every id a
+    /// former primary may have handed out (`Record::Replicated`'s floor), so
+    /// a promoted replica never reuses one.
+    fn new_id(&mut self) -> Result<u64> {
+        let lsn = self.batch.first_lsn + self.batch.entries.len() as Lsn;
+        let floor = directory::replica_position(&self.w.server)?.map_or(0, |p| p.id_floor);
+        Ok(lsn.max(floor))
+    }
+
+    fn is_replica(&self) -> bool {
+        self.w.read_only.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn user_exists(&mut self, user: &str) -> Result<bool> {
+        directory::user_exists(&self.w.server, user)
+    }
+
+    fn alias(&mut self, address: &str) -> Result<Option<Vec<String>>> {
+        directory::alias(&self.w.server, address)
+    }
+
+    fn aliases(&mut self) -> Result<Vec<(String, Vec<String>)>> {
+        directory::aliases(&self.w.server)
+    }
+
+    fn acl_naming(&mut self, user: &str) -> Result<Vec<(String, String, String)>> {
+        acl::naming(&self.w.server, user)
+    }
+
+    fn quota(&mut self, user: &str) -> Result<(Option<u64>, Option<u64>)> {
+        directory::quota(&self.w.server, user)
+    }
+
+    fn sms(&mut self, id: u64) -> Result<Option<directory::Sms>> {
+        directory::sms(&self.w.server, id)
+    }
+
+    fn sms_alerts_since(&mut self, user: &str, since: i64) -> Result<u64> {
+        directory::sms_alerts_since(&self.w.server, user, since)
+    }
+
+    fn status_incident(&mut self, id: u64) -> Result<Option<status::Incident>> {
+        directory::status_incident(&self.w.server, id)
+    }
+
+    fn status_post_incident(&mut self, post: u64) -> Result<Option<u64>> {
+        directory::status_post_incident(&self.w.server, post)
+    }
+
+    fn status_fingerprint(&mut self, fingerprint: &str) -> Result<Option<u64>> {
+        directory::status_fingerprint(&self.w.server, fingerprint)
+    }
+
+    fn status_components(&mut self) -> Result<Vec<status::Component>> {
+        directory::status_components(&self.w.server)
+    }
+
+    fn spam_blocks(&mut self) -> Result<Vec<directory::SpamBlock>> {
+        directory::spam_blocks(&self.w.server)
+    }
+
+    fn admin_tokens(&mut self) -> Result<Vec<(String, i64)>> {
+        directory::admin_tokens(&self.w.server)
+    }
+
+    fn server_metadata_count(&mut self) -> Result<u64> {
+        crate::metadata::count(&self.w.server)
+    }
+
+    fn subscriber(&mut self, id: u64) -> Result<Option<Subscriber>> {
+        subscribers::subscriber(&self.w.server, id)
+    }
+
+    fn subscriber_by_address(&mut self, kind: &str, address: &str) -> Result<Option<Subscriber>> {
+        subscribers::subscriber_by_address(&self.w.server, kind, address)
+    }
+
+    fn subscriber_by_confirm_hash(&mut self, hash: &str) -> Result<Option<Subscriber>> {
+        subscribers::subscriber_by_confirm_hash(&self.w.server, hash)
+    }
+
+    fn subscriber_by_unsubscribe_token(&mut self, token: &str) -> Result<Option<Subscriber>> {
+        subscribers::subscriber_by_unsubscribe_token(&self.w.server, token)
+    }
+
+    fn subscriber_count(&mut self, now: i64) -> Result<u64> {
+        subscribers::subscriber_count(&self.w.server, now)
+    }
+
+    fn subscribe_requests_since(
+        &mut self,
+        address: &str,
+        ip: Option<&str>,
+        since: i64,
+    ) -> Result<(u64, u64)> {
+        subscribers::subscribe_requests_since(&self.w.server, address, ip, since)
+    }
+
+    fn notice(&mut self, post: u64, subscriber: u64) -> Result<Option<Notice>> {
+        subscribers::notice(&self.w.server, post, subscriber)
+    }
+
+    fn replica_position(&mut self) -> Result<Option<directory::ReplicaPosition>> {
+        directory::replica_position(&self.w.server)
+    }
+
+    fn mailboxes(&mut self, user: &str) -> Result<Vec<MailboxInfo>> {
+        index::mailboxes(self.conn(user)?)
+    }
+
+    fn mailbox_by_name(&mut self, user: &str, name: &str) -> Result<Option<MailboxInfo>> {
+        index::mailbox_by_name(self.conn(user)?, name)
+    }
+
+    fn mailbox_by_id(&mut self, user: &str, id: &str) -> Result<Option<MailboxInfo>> {
+        index::mailbox_by_id(self.conn(user)?, id)
+    }
+
+    fn message(&mut self, user: &str, mailbox: &str, uid: u32) -> Result<Option<MessageMeta>> {
+        index::message(self.conn(user)?, mailbox, uid)
+    }
+
+    fn messages(&mut self, user: &str, mailbox: &str) -> Result<Vec<MessageMeta>> {
+        index::messages(self.conn(user)?, mailbox)
+    }
+
+    fn summary(
+        &mut self,
+        user: &str,
+        mailbox: &str,
+        uid: u32,
+        blob: &BlobHash,
+    ) -> Result<Option<mime::Summary>> {
+        // A damaged entry reads as missing: the caller derives it afresh.
+        Ok(index::summary(self.conn(user)?, mailbox, uid, blob).unwrap_or(None))
+    }
+
+    fn usage(&mut self, user: &str) -> Result<(u64, u64)> {
+        index::usage(self.conn(user)?)
+    }
+
+    fn thread_for(&mut self, user: &str, message_ids: &[String]) -> Result<Option<String>> {
+        index::thread_for(self.conn(user)?, message_ids)
+    }
+
+    fn uid_validity_last(&mut self, user: &str) -> Result<u32> {
+        index::uid_validity_last(self.conn(user)?)
+    }
+
+    fn acl_entries(&mut self, user: &str, mailbox: &str) -> Result<Vec<(String, Rights)>> {
+        acl::entries(self.conn(user)?, mailbox)
+    }
+
+    fn acl_count(&mut self, user: &str, mailbox: &str) -> Result<u64> {
+        acl::count(self.conn(user)?, mailbox)
+    }
+
+    fn metadata_count(&mut self, user: &str) -> Result<u64> {
+        crate::metadata::count(self.conn(user)?)
+    }
+
+    /// Applies the record to the server index and the user's index, inside
+    /// the batch's transactions, and adds it to the batch's journal records.
+    fn emit(&mut self, record: Record, summary: Option<(&mime::Summary, &[u8])>) -> Result<()> {
+        let lsn = self.batch.first_lsn + self.batch.entries.len() as Lsn;
+        if let Record::UserAdded { user, .. } = &record {
+            // Its index does not exist yet: `user_conn` may create it.
+            self.w.creating_user = Some(user.clone());
+        }
+        directory::apply(&self.w.server, lsn, &record)?;
+        if let Some(user) = record.user() {
+            let conn = self.w.user_conn(self.batch, user)?;
+            index::apply(conn, lsn, &record, summary)?;
+        }
+        if let Record::UserDeleted { user } = &record {
+            // Its directory goes once the batch is durable.
+            self.batch.deleted_users.push(user.clone());
+        }
+        self.batch.entries.push(Entry {
+            lsn,
+            time: self.batch.now,
+            record,
+        });
+        Ok(())
+    }
+
+    /// A content written ahead by this batch is announced (`BlobStored`) by
+    /// the first intent that keeps it; one already in a pack is not written
+    /// again; a new one is appended to the current pack.
+    fn store_blob(&mut self, hash: &BlobHash, raw: &[u8]) -> Result<()> {
+        if self.batch.unannounced.remove(hash)
+            && let Some(location) = self.batch.new_blobs.get(hash).copied()
+        {
+            return self.emit_blob_stored(*hash, location);
+        }
+        if self.blob_known(hash)? {
+            return Ok(());
+        }
+        let location = self.w.append_blob(self.batch, hash, raw)?;
+        self.batch.new_blobs.insert(*hash, location);
+        self.emit_blob_stored(*hash, location)
+    }
+
+    fn blob_known(&mut self, hash: &BlobHash) -> Result<bool> {
+        Ok(self.batch.new_blobs.contains_key(hash)
+            || directory::blob_location(&self.w.server, hash)?.is_some())
+    }
+
+    fn summary_of_blob(&mut self, hash: &BlobHash) -> Result<mime::Summary> {
+        let location = directory::blob_location(&self.w.server, hash)?
+            .ok_or_else(|| StoreError::corrupt(format!("blob {} not indexed", hash.to_hex())))?;
+        let raw = blobs::read_blob(&self.w.paths.blobs_dir(), hash, location)?;
+        Ok(mime::summarize(&raw, &self.w.config.summary_limits))
+    }
+
+    fn fail_batch(&mut self, error: &StoreError) {
+        self.batch.fatal.get_or_insert(error.clone());
+    }
+
+    /// SQLite savepoints on the server index and on each user's index.
+    fn savepoint(&mut self, users: &[String], creating: Option<&str>) -> Result<()> {
+        self.w.creating_user = creating.map(str::to_string);
+        self.savepoint = Some(Savepoint {
+            users: users.to_vec(),
+            entries: self.batch.entries.len(),
+            deleted_users: self.batch.deleted_users.len(),
+            dead_packs: self.batch.dead_packs.len(),
+        });
+        for user in users {
+            index::exec(self.conn(user)?, "SAVEPOINT intent")?;
+        }
+        index::exec(&self.w.server, "SAVEPOINT intent")
+    }
+
+    fn close_savepoint(&mut self, keep: bool) {
+        self.w.creating_user = None;
+        let Some(savepoint) = self.savepoint.take() else {
+            return;
+        };
+        let close = |conn: &Connection| {
+            if !keep {
+                index::exec(conn, "ROLLBACK TO intent")?;
             }
-            Intent::DeleteUser { user } => {
-                self.require_user(user)?;
-                let mailboxes = index::mailboxes(self.user_conn(batch, user)?)?;
-                for mailbox in mailboxes {
-                    self.delete_mailbox(batch, user, &mailbox)?;
-                }
-                // Aliases keep reaching their other members; one left with nobody goes.
-                for (address, members) in directory::aliases(&self.server)? {
-                    if !members.contains(user) {
-                        continue;
-                    }
-                    let users: Vec<String> = members.into_iter().filter(|m| m != user).collect();
-                    let record = if users.is_empty() {
-                        Record::AliasRemoved { address }
-                    } else {
-                        Record::AliasSet { address, users }
-                    };
-                    self.emit(batch, record, None)?;
-                }
-                // Entries naming the user in other owners' ACLs go too, so a
-                // new account of the same name inherits nothing.
-                for (owner, mailbox, identifier) in acl::naming(&self.server, user)? {
-                    if owner == *user {
-                        continue;
-                    }
-                    self.emit(
-                        batch,
-                        Record::AclSet {
-                            user: owner,
-                            mailbox,
-                            identifier,
-                            rights: None,
-                        },
-                        None,
-                    )?;
-                }
-                self.emit(batch, Record::UserDeleted { user: user.clone() }, None)?;
-                batch.deleted_users.push(user.clone());
-                Ok(Outcome::Done)
+            index::exec(conn, "RELEASE intent")
+        };
+        let mut closed = close(&self.w.server);
+        for user in &savepoint.users {
+            if let Some(open) = self.w.users.get(user) {
+                closed = closed.and(close(&open.conn));
             }
-            Intent::SetPassword {
-                user,
-                password_hash,
-            } => {
-                self.require_user(user)?;
-                self.emit(
-                    batch,
-                    Record::PasswordChanged {
-                        user: user.clone(),
-                        password_hash: password_hash.clone(),
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Done)
+        }
+        if let Err(e) = closed {
+            // The transactions are in a state nobody planned: stop the batch.
+            self.batch.fatal.get_or_insert(e);
+        }
+        if keep {
+            return;
+        }
+        for entry in self.batch.entries.drain(savepoint.entries..) {
+            // The bytes of a blob announced by the undone intent are still in the
+            // pack: a later intent of the batch may announce them again.
+            if let Record::BlobStored { hash, .. } = entry.record
+                && self.batch.new_blobs.contains_key(&hash)
+            {
+                self.batch.unannounced.insert(hash);
             }
-            Intent::SetAlias { address, users } => {
-                if users.is_empty() {
-                    return Err(StoreError::invalid("an alias needs at least one user"));
-                }
-                for user in users {
-                    self.require_user(user)?;
-                }
-                self.emit(
-                    batch,
-                    Record::AliasSet {
-                        address: address.clone(),
-                        users: users.clone(),
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Done)
-            }
-            Intent::RemoveAlias { address } => {
-                if directory::alias(&self.server, address)?.is_none() {
-                    return Err(StoreError::not_found(format!("no alias {address}")));
-                }
-                self.emit(
-                    batch,
-                    Record::AliasRemoved {
-                        address: address.clone(),
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Done)
-            }
-            Intent::CreateMailbox {
-                user,
-                name,
-                special_use,
-            } => {
-                self.require_user(user)?;
-                validate_mailbox_name(name)?;
-                if index::mailbox_by_name(self.user_conn(batch, user)?, name)?.is_some() {
-                    return Err(StoreError::new(
-                        ErrorKind::AlreadyExists,
-                        format!("mailbox {name} exists"),
-                    ));
-                }
-                self.create_parents(batch, user, name)?;
-                let id = self.create_mailbox(batch, user, name, special_use.clone())?;
-                Ok(Outcome::MailboxCreated { id })
-            }
-            Intent::DeleteMailbox { user, name } => {
-                if name.eq_ignore_ascii_case("INBOX") {
-                    return Err(StoreError::invalid("INBOX cannot be deleted"));
-                }
-                let mailbox = self.mailbox(batch, user, name)?;
-                self.delete_mailbox(batch, user, &mailbox)?;
-                Ok(Outcome::Done)
-            }
-            Intent::RenameMailbox { user, from, to } => self.rename_mailbox(batch, user, from, to),
-            Intent::Subscribe {
-                user,
-                name,
-                subscribed,
-            } => {
-                self.require_user(user)?;
-                validate_mailbox_name(name)?;
-                self.emit(
-                    batch,
-                    Record::Subscribed {
-                        user: user.clone(),
-                        name: name.clone(),
-                        subscribed: *subscribed,
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Done)
-            }
-            Intent::Append {
-                user,
-                mailbox,
-                message,
-                flags,
-                internal_date,
-            } => {
-                let target = self.mailbox(batch, user, mailbox)?;
-                let (date, zone) = internal_date.unwrap_or((batch.now, 0));
-                let uid = self.add_message(batch, user, &target, message, flags, date, zone)?;
-                Ok(Outcome::Appended {
-                    mailbox: target.id,
-                    uid_validity: target.uid_validity,
-                    uid,
-                })
-            }
-            Intent::StoreFlags {
-                user,
-                mailbox,
-                uids,
-                mode,
-                flags,
-                unchanged_since,
-            } => {
-                let target = self.mailbox_ref(batch, user, mailbox)?;
-                let flags = normalize_flags(flags);
-                let conn = self.user_conn(batch, user)?;
-                let modseq = target.highest_modseq + 1;
-                let mut changes = Vec::new();
-                let mut messages = Vec::new();
-                let mut modified = Vec::new();
-                for &uid in uids {
-                    let Some(meta) = index::message(conn, &target.id, uid)? else {
-                        continue;
-                    };
-                    if unchanged_since.is_some_and(|since| meta.modseq > since) {
-                        modified.push(uid);
-                        continue;
-                    }
-                    let new = apply_flag_mode(&meta.flags, *mode, &flags);
-                    if new != meta.flags {
-                        changes.push((uid, new.clone()));
-                        messages.push((uid, new, modseq));
-                    } else {
-                        messages.push((uid, new, meta.modseq));
-                    }
-                }
-                let changed = !changes.is_empty();
-                if changed {
-                    self.emit(
-                        batch,
-                        Record::FlagsChanged {
-                            user: user.clone(),
-                            mailbox: target.id.clone(),
-                            modseq,
-                            messages: changes,
-                            mode: *mode,
-                        },
-                        None,
-                    )?;
-                }
-                Ok(Outcome::Flags {
-                    modseq: changed.then_some(modseq),
-                    messages,
-                    modified,
-                })
-            }
-            Intent::Expunge {
-                user,
-                mailbox,
-                uids,
-            } => {
-                let target = self.mailbox_ref(batch, user, mailbox)?;
-                let conn = self.user_conn(batch, user)?;
-                let victims: Vec<(u32, BlobHash)> = index::messages(conn, &target.id)?
-                    .into_iter()
-                    .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
-                    // A damaged row's blob reference cannot be trusted for the
-                    // reference count: it stays until reconstruct repairs it.
-                    .filter(|m| !m.damaged)
-                    .filter(|m| {
-                        uids.as_ref()
-                            .is_none_or(|set| set.binary_search(&m.uid).is_ok())
-                    })
-                    .map(|m| (m.uid, m.blob))
-                    .collect();
-                if victims.is_empty() {
-                    return Ok(Outcome::Expunged {
-                        uids: Vec::new(),
-                        modseq: None,
-                    });
-                }
-                let modseq = target.highest_modseq + 1;
-                let expunged = victims.iter().map(|(uid, _)| *uid).collect();
-                self.emit(
-                    batch,
-                    Record::Expunged {
-                        user: user.clone(),
-                        mailbox: target.id,
-                        modseq,
-                        messages: victims,
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Expunged {
-                    uids: expunged,
-                    modseq: Some(modseq),
-                })
-            }
-            Intent::CollectGarbage { bytes_max } => self.collect_garbage(batch, *bytes_max),
-            Intent::Replicate {
-                source,
-                after,
-                upto,
-                id_floor,
-                records,
-                blobs,
-                lost,
-            } => self.replicate(
-                batch, source, *after, *upto, *id_floor, records, blobs, lost,
-            ),
-            Intent::RestoreBlob { message } => {
-                let intact = match directory::blob_location(&self.server, &message.hash)? {
-                    Some(location) => {
-                        blobs::read_blob(&self.paths.blobs_dir(), &message.hash, location).is_ok()
-                    }
-                    None => false,
-                };
-                if intact || batch.new_blobs.contains_key(&message.hash) {
-                    return Ok(Outcome::Done);
-                }
-                let location = self.append_blob(batch, &message.hash, &message.raw)?;
-                batch.new_blobs.insert(message.hash, location);
-                self.emit_blob_stored(batch, message.hash, location)?;
-                tracing::warn!(event = "blob_restored", blob = %message.hash.to_hex(), "a missing or damaged message content was stored again from the other server");
-                Ok(Outcome::Done)
-            }
-            Intent::Acting { actor, intent } => self.plan_acting(batch, actor, intent),
-            Intent::SetAcl { .. } => self.set_acl(batch, intent),
-            Intent::QueueSms {
-                to,
-                text,
-                purpose,
-                receipt,
-                user,
-            } => {
-                validate_sms(to, text, purpose)?;
-                if let Some((user, per_hour_max)) = user {
-                    self.require_user(user)?;
-                    let sent = directory::sms_alerts_since(&self.server, user, batch.now - 3600)?;
-                    if sent >= u64::from(*per_hour_max) {
-                        return Err(StoreError::new(
-                            ErrorKind::OverQuota,
-                            format!("{user} had {sent} SMS alerts in the last hour"),
-                        ));
-                    }
-                }
-                // The id is the record's LSN: unique, and in queueing order.
-                let id = self.new_id(batch)?;
-                self.emit(
-                    batch,
-                    Record::SmsQueued {
-                        id,
-                        to: to.clone(),
-                        text: text.clone(),
-                        purpose: purpose.clone(),
-                        receipt: *receipt,
-                        at: batch.now,
-                        user: user.as_ref().map(|(u, _)| u.clone()),
-                    },
-                    None,
-                )?;
-                Ok(Outcome::SmsQueued { id })
-            }
-            Intent::SetQuota {
-                user,
-                storage_bytes,
-                messages,
-            } => {
-                self.require_user(user)?;
-                self.emit(
-                    batch,
-                    Record::QuotaSet {
-                        user: user.clone(),
-                        storage_bytes: *storage_bytes,
-                        messages: *messages,
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Done)
-            }
-            Intent::SetSmsAlert { user, alert } => {
-                self.require_user(user)?;
-                if let Some(alert) = alert {
-                    validate_sms(&alert.number, "x", "alert")?;
-                    let patterns = alert.from.iter().chain(&alert.to);
-                    if alert.from.len() + alert.to.len() > 100
-                        || patterns.clone().any(|p| p.is_empty() || p.len() > 320)
-                        || alert
-                            .quiet
-                            .is_some_and(|(a, b)| a >= 1440 || b >= 1440 || a == b)
-                        || !(-1440..=1440).contains(&alert.zone_minutes)
-                        || alert.per_hour_max == 0
-                        || alert.per_hour_max > 3600
-                    {
-                        return Err(StoreError::invalid(
-                            "SMS alert: at most 100 patterns of 1 to 320 bytes, quiet hours \
-                             within a day, a zone within a day, 1 to 3600 alerts an hour",
-                        ));
-                    }
-                }
-                self.emit(
-                    batch,
-                    Record::SmsAlertSet {
-                        user: user.clone(),
-                        alert: alert.clone(),
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Done)
-            }
-            Intent::SmsOutcome { id, outcome } => {
-                let sms = directory::sms(&self.server, *id)?
-                    .ok_or_else(|| StoreError::not_found(format!("no SMS {id} in the outbox")))?;
-                if sms.state != "queued" {
-                    return Err(StoreError::invalid(format!(
-                        "SMS {id} is {}, not queued",
-                        sms.state
-                    )));
-                }
-                let at = batch.now;
-                let record = match outcome {
-                    SmsOutcome::Sent { smsc_ids } => Record::SmsSent {
-                        id: *id,
-                        smsc_ids: smsc_ids
-                            .iter()
-                            .take(SMS_SEGMENTS_MAX)
-                            .map(|s| smsc_id(s))
-                            .collect(),
-                        at,
-                    },
-                    SmsOutcome::Retry { not_before, reason } => Record::SmsRetry {
-                        id: *id,
-                        not_before: *not_before,
-                        reason: bounded(reason, SMS_REASON_BYTES_MAX),
-                        at,
-                    },
-                    SmsOutcome::Failed { reason } => Record::SmsFailed {
-                        id: *id,
-                        reason: bounded(reason, SMS_REASON_BYTES_MAX),
-                        at,
-                    },
-                };
-                self.emit(batch, record, None)?;
-                Ok(Outcome::Done)
-            }
-            Intent::SmsReceipt {
-                smsc_id,
-                delivered,
-                detail,
-            } => {
-                self.emit(
-                    batch,
-                    Record::SmsReceipt {
-                        smsc_id: self::smsc_id(smsc_id),
-                        delivered: *delivered,
-                        detail: bounded(detail, SMS_REASON_BYTES_MAX),
-                        at: batch.now,
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Done)
-            }
-            Intent::StatusOpen {
-                title,
-                components,
-                impact,
-                state,
-                kind,
-                author,
-                text,
-                at,
-            } => {
-                let incident = self.new_id(batch)?;
-                self.emit(
-                    batch,
-                    Record::StatusOpened {
-                        incident,
-                        title: title.clone(),
-                        components: components.clone(),
-                        impact: *impact,
-                        state: *state,
-                        kind: *kind,
-                        author: author.clone(),
-                        text: status::normalize_text(text),
-                        at: at.unwrap_or(batch.now),
-                        fingerprint: None,
-                    },
-                    None,
-                )?;
-                self.validate_incident(incident)?;
-                Ok(Outcome::StatusPosted {
-                    incident,
-                    post: incident,
-                })
-            }
-            Intent::StatusPost {
-                incident,
-                author,
-                text,
-                state,
-                impact,
-                at,
-            } => {
-                if directory::status_incident(&self.server, *incident)?.is_none() {
-                    return Err(StoreError::not_found(format!("no incident {incident}")));
-                }
-                let post = self.new_id(batch)?;
-                self.emit(
-                    batch,
-                    Record::StatusPosted {
-                        incident: *incident,
-                        post,
-                        author: author.clone(),
-                        text: status::normalize_text(text),
-                        at: at.unwrap_or(batch.now),
-                        state: *state,
-                        impact: *impact,
-                        fingerprint: None,
-                    },
-                    None,
-                )?;
-                self.validate_incident(*incident)?;
-                Ok(Outcome::StatusPosted {
-                    incident: *incident,
-                    post,
-                })
-            }
-            Intent::StatusEdit { post, author, text } => {
-                let incident = directory::status_post_incident(&self.server, *post)?
-                    .ok_or_else(|| StoreError::not_found(format!("no post {post}")))?;
-                self.emit(
-                    batch,
-                    Record::StatusEdited {
-                        post: *post,
-                        author: author.clone(),
-                        text: status::normalize_text(text),
-                        at: batch.now,
-                    },
-                    None,
-                )?;
-                self.validate_incident(incident)?;
-                Ok(Outcome::StatusPosted {
-                    incident,
-                    post: *post,
-                })
-            }
-            Intent::StatusComponent { name, component } => {
-                status::validate_component_name(name)
-                    .map_err(|e| StoreError::invalid(e.to_string()))?;
-                if let Some(c) = component {
-                    c.validate()
-                        .map_err(|e| StoreError::invalid(e.to_string()))?;
-                } else if !directory::status_components(&self.server)?
-                    .iter()
-                    .any(|c| c.name == *name)
-                {
-                    return Err(StoreError::not_found(format!("no component {name}")));
-                }
-                self.emit(
-                    batch,
-                    Record::StatusComponentSet {
-                        name: name.clone(),
-                        component: component.clone(),
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Done)
-            }
-            Intent::SetMetadata {
-                user,
-                mailbox,
-                entries,
-                limits,
-            } => self.set_metadata(batch, user.as_deref(), mailbox.as_ref(), entries, limits),
-            Intent::SpamBlock { key, reason } => {
-                if key.is_empty()
-                    || key.len() > 320
-                    || key.chars().any(char::is_control)
-                    || reason.len() > 1000
-                    || reason.chars().any(char::is_control)
-                {
-                    return Err(StoreError::invalid(
-                        "a block key is 1 to 320 printable characters, its reason at most 1000",
-                    ));
-                }
-                self.emit(
-                    batch,
-                    Record::SpamBlockSet {
-                        key: key.clone(),
-                        reason: reason.clone(),
-                        at: batch.now,
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Done)
-            }
-            Intent::SpamUnblock { key } => {
-                if !directory::spam_blocks(&self.server)?
-                    .iter()
-                    .any(|b| b.key == *key)
-                {
-                    return Err(StoreError::not_found(format!("no block {key}")));
-                }
-                self.emit(batch, Record::SpamBlockRemoved { key: key.clone() }, None)?;
-                Ok(Outcome::Done)
-            }
-            Intent::AdminToken { name, hash } => {
-                if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-                    return Err(StoreError::invalid(
-                        "a token name is 1 to 64 printable characters",
-                    ));
-                }
-                if hash.is_none()
-                    && !directory::admin_tokens(&self.server)?
-                        .iter()
-                        .any(|(n, _)| n == name)
-                {
-                    return Err(StoreError::not_found(format!("no token {name}")));
-                }
-                self.emit(
-                    batch,
-                    Record::AdminTokenSet {
-                        name: name.clone(),
-                        hash: hash.clone(),
-                        at: batch.now,
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Done)
-            }
-            Intent::StatusImport { incidents } => self.import_status(batch, incidents),
-            Intent::StatusSubscribe {
-                kind,
-                address,
-                confirm_hash,
-                unsubscribe_token,
-                ip,
-                limits,
-            } => self.subscribe(
-                batch,
-                subscribers::NewSubscriber {
-                    kind,
-                    address,
-                    confirm_hash: confirm_hash.as_deref(),
-                    unsubscribe_token,
-                    ip: ip.as_deref(),
-                    limits,
-                },
-            ),
-            Intent::ConfirmSubscriber { confirm_hash } => {
-                self.confirm_subscriber(batch, confirm_hash)
-            }
-            Intent::RemoveSubscriber {
-                id,
-                unsubscribe_token,
-            } => self.remove_subscriber(batch, *id, unsubscribe_token.as_deref()),
-            Intent::NoticeOutcome {
-                post,
-                subscriber,
-                outcome,
-            } => self.notice_outcome(batch, *post, *subscriber, outcome),
-            Intent::Repair { user, guard, fixes } => {
-                let recreate = match guard {
-                    RepairGuard::Recreate { at_lsn } => {
-                        if !self.recreating.remove(user) {
-                            return Err(StoreError::new(
-                                ErrorKind::Conflict,
-                                format!("the index of {user} exists or changed after LSN {at_lsn}"),
-                            ));
-                        }
-                        Some(*at_lsn)
-                    }
-                    _ => None,
-                };
-                let conn = self.user_conn(batch, user)?;
-                if let Some(at_lsn) = recreate {
-                    index::set_applied_lsn(conn, at_lsn)?;
-                }
-                if !index::repair_guard_holds(conn, guard)? {
+        }
+        self.batch.deleted_users.truncate(savepoint.deleted_users);
+        self.batch.dead_packs.truncate(savepoint.dead_packs);
+    }
+
+    /// A `Recreate` guard holds for a user whose index file `prepare_recreate`
+    /// found gone before this batch: the fresh index starts at the repair's LSN.
+    fn repair_guard_holds(&mut self, user: &str, guard: &RepairGuard) -> Result<bool> {
+        let recreate = match guard {
+            RepairGuard::Recreate { at_lsn } => {
+                if !self.w.recreating.remove(user) {
                     return Err(StoreError::new(
                         ErrorKind::Conflict,
-                        format!("the index of {user} changed since the repair was computed"),
+                        format!("the index of {user} exists or changed after LSN {at_lsn}"),
                     ));
                 }
-                for fix in fixes {
-                    match fix {
-                        crate::intent::Fix::RestateFlags { mailbox, messages }
-                            if self.read_only.load(std::sync::atomic::Ordering::Acquire) =>
-                        {
-                            // A replica writes no records of its own: its journal holds
-                            // the primary's. The flags go back to what that journal
-                            // says, at the MODSEQs it gave them; no client wrote here.
-                            index::set_flags_keeping_modseq(
-                                self.user_conn(batch, user)?,
-                                mailbox,
-                                messages,
-                            )?;
-                        }
-                        crate::intent::Fix::RestateFlags { mailbox, messages } => {
-                            let info =
-                                self.mailbox_ref(batch, user, &MailboxRef::Id(mailbox.clone()))?;
-                            self.emit(
-                                batch,
-                                Record::FlagsChanged {
-                                    user: user.clone(),
-                                    mailbox: mailbox.clone(),
-                                    modseq: info.highest_modseq + 1,
-                                    messages: messages.clone(),
-                                    mode: crate::types::FlagMode::Replace,
-                                },
-                                None,
-                            )?;
-                        }
-                        other => index::apply_fix(self.user_conn(batch, user)?, other)?,
-                    }
-                }
-                tracing::info!(event = "index_repaired", user = %user, fixes = fixes.len());
-                Ok(Outcome::Repaired {
-                    fixes: fixes.len() as u64,
-                })
+                Some(*at_lsn)
             }
-            Intent::Copy { .. } => self.copy(batch, intent, Rights::ALL),
-        }
-    }
-
-    /// COPY or MOVE ([`Intent::Copy`]); the copies keep only the flags
-    /// `flag_rights` allow on the target (all of them for its owner).
-    fn copy(&mut self, batch: &mut Batch, intent: &Intent, flag_rights: Rights) -> Result<Outcome> {
-        let Intent::Copy {
-            user,
-            from_user,
-            from,
-            uids,
-            to,
-            remove_source,
-        } = intent
-        else {
-            return Err(StoreError::invalid("not a copy"));
+            _ => None,
         };
-        let from_user = from_user.as_deref().unwrap_or(user);
-        let across = from_user != user;
-        let source = self.mailbox_ref(batch, from_user, from)?;
-        let target = self.mailbox(batch, user, to)?;
-        let conn = self.user_conn(batch, from_user)?;
-        let mut originals = Vec::new();
-        for &uid in uids {
-            if let Some(meta) = index::message(conn, &source.id, uid)? {
-                if meta.damaged {
-                    // Its blob reference cannot be trusted: copying it could
-                    // give the copy another message's bytes.
-                    return Err(StoreError::corrupt(format!(
-                        "UID {uid} is damaged in the index; reconstruct repairs it"
-                    )));
-                }
-                let summary = match index::summary(conn, &source.id, uid, &meta.blob) {
-                    Ok(Some(s)) => Some(s),
-                    _ => None,
-                };
-                originals.push((meta, summary));
-            }
+        let conn = self.conn(user)?;
+        if let Some(at_lsn) = recreate {
+            index::set_applied_lsn(conn, at_lsn)?;
         }
-        // Resolve every summary before emitting anything, so that a damaged
-        // source message refuses the whole COPY instead of committing half of it.
-        let mut resolved = Vec::with_capacity(originals.len());
-        for (meta, summary) in originals.iter() {
-            let summary = match summary {
-                Some(s) => s.clone(),
-                None => self.summary_from_blob(&meta.blob)?,
-            };
-            resolved.push(summary);
-        }
-        // A MOVE within the user's mail adds nothing in the end, but the
-        // copies exist before the originals go: check COPY only. A MOVE
-        // from another owner's mailbox adds to this user's usage.
-        if !*remove_source || across {
-            let bytes = originals.iter().map(|(m, _)| m.size).sum();
-            self.check_quota(batch, user, bytes, originals.len() as u64)?;
-        }
-        let mut pairs = Vec::new();
-        let mut target = target;
-        for ((meta, _), summary) in originals.iter().zip(resolved) {
-            let uid = target.uid_next;
-            let modseq = target.highest_modseq + 1;
-            let record = Record::MessageAdded {
-                user: user.clone(),
-                mailbox: target.id.clone(),
-                uid_validity: target.uid_validity,
-                uid,
-                modseq,
-                internal_date: meta.internal_date,
-                internal_zone: meta.internal_zone,
-                save_date: batch.now,
-                blob: meta.blob,
-                size: meta.size,
-                flags: if flag_rights == Rights::ALL {
-                    meta.flags.clone()
-                } else {
-                    permitted_flags(flag_rights, &meta.flags)
-                },
-                email_id: meta.email_id.clone(),
-                thread_id: meta.thread_id.clone(),
-            };
-            self.emit(batch, record, Some((&summary, &[])))?;
-            target.uid_next += 1;
-            target.highest_modseq = modseq;
-            pairs.push((meta.uid, uid));
-        }
-        let mut expunged = Vec::new();
-        if *remove_source && !originals.is_empty() {
-            let messages: Vec<(u32, BlobHash)> =
-                originals.iter().map(|(m, _)| (m.uid, m.blob)).collect();
-            expunged = messages.iter().map(|(uid, _)| *uid).collect();
-            // Into the same mailbox, the adds above already used MODSEQs past the snapshot.
-            let modseq = if source.id == target.id && !across {
-                target.highest_modseq + 1
-            } else {
-                source.highest_modseq + 1
-            };
-            self.emit(
-                batch,
-                Record::Expunged {
-                    user: from_user.to_string(),
-                    mailbox: source.id.clone(),
-                    modseq,
-                    messages,
-                },
-                None,
-            )?;
-        }
-        Ok(Outcome::Copied {
-            uid_validity: target.uid_validity,
-            pairs,
-            expunged,
-        })
+        index::repair_guard_holds(conn, guard)
     }
 
-    fn collect_garbage(&mut self, batch: &mut Batch, bytes_max: u64) -> Result<Outcome> {
+    fn apply_fix(&mut self, user: &str, fix: &Fix) -> Result<()> {
+        index::apply_fix(self.conn(user)?, fix)
+    }
+
+    fn set_flags_keeping_modseq(
+        &mut self,
+        user: &str,
+        mailbox: &str,
+        messages: &[(u32, Vec<String>)],
+    ) -> Result<()> {
+        index::set_flags_keeping_modseq(self.conn(user)?, mailbox, messages)
+    }
+
+    /// Rewrites packs that are mostly garbage: their live contents are
+    /// copied to the current pack, and the pack is deleted once the batch
+    /// is durable.
+    fn collect_garbage(&mut self, bytes_max: u64) -> Result<Outcome> {
         // Commit blocks in old packs are only needed until the journal copy is
         // durable; make it so before any pack is rewritten.
-        self.sync_journal()?;
-        let (current, _) = self.packs.position();
+        self.w.sync_journal()?;
+        let (current, _) = self.w.packs.position();
         // This batch wrote its new blobs ahead of planning its intents, so blobs of
         // an Append planned after this collection are in packs with no index row
         // naming them yet: those packs are as untouchable as the current one.
-        let written: std::collections::HashSet<u32> = batch
+        let written: std::collections::HashSet<u32> = self
+            .batch
             .new_blobs
             .values()
             .map(|location| location.pack)
@@ -1704,11 +1014,11 @@ impl Writer {
         let mut packs_deleted = 0u64;
         // Sizes come from the files, so bytes no record names (a batch that failed
         // after writing its blobs) count as garbage too.
-        let live_by_pack: HashMap<u32, u64> = directory::pack_usage(&self.server)?
+        let live_by_pack: HashMap<u32, u64> = directory::pack_usage(&self.w.server)?
             .into_iter()
             .map(|(pack, _, live)| (pack, live))
             .collect();
-        let packs = blobs::list_packs(&self.paths.blobs_dir())?;
+        let packs = blobs::list_packs(&self.w.paths.blobs_dir())?;
         for (pack, total) in packs {
             let live = live_by_pack.get(&pack).copied().unwrap_or(0);
             if pack == current || written.contains(&pack) || total == 0 || live * 2 > total {
@@ -1718,22 +1028,22 @@ impl Writer {
                 break;
             }
             let mut dead = Vec::new();
-            for (hash, location, refs) in directory::pack_blobs(&self.server, pack)? {
+            for (hash, location, refs) in directory::pack_blobs(&self.w.server, pack)? {
                 if refs > 0 {
                     // Verified on the way: a damaged survivor is not copied as if it were good.
-                    let data = blobs::read_blob(&self.paths.blobs_dir(), &hash, location)?;
-                    let moved = self.append_blob(batch, &hash, &data)?;
+                    let data = blobs::read_blob(&self.w.paths.blobs_dir(), &hash, location)?;
+                    let moved = self.w.append_blob(self.batch, &hash, &data)?;
                     bytes_copied += data.len() as u64;
-                    self.emit_blob_stored(batch, hash, moved)?;
+                    self.emit_blob_stored(hash, moved)?;
                 } else {
                     dead.push(hash);
                 }
             }
             blobs_removed += dead.len() as u64;
             if !dead.is_empty() {
-                self.emit(batch, Record::BlobsRemoved { hashes: dead }, None)?;
+                self.emit(Record::BlobsRemoved { hashes: dead }, None)?;
             }
-            batch.dead_packs.push(pack);
+            self.batch.dead_packs.push(pack);
             packs_deleted += 1;
         }
         Ok(Outcome::Collected {
@@ -1743,671 +1053,30 @@ impl Writer {
         })
     }
 
-    /// Records where a blob of this batch was written.
-    /// A new id for an incident, post, SMS or subscriber: the LSN of the record
-    /// that creates it, raised above every id a former primary may have handed
-    /// out (`Record::Replicated`'s floor), so a promoted replica never reuses one.
-    fn new_id(&self, batch: &Batch) -> Result<u64> {
-        let lsn = batch.first_lsn + batch.entries.len() as Lsn;
-        let floor = directory::replica_position(&self.server)?.map_or(0, |p| p.id_floor);
-        Ok(lsn.max(floor))
-    }
-
-    /// Applies a primary's records (see `Intent::Replicate`). Checked before
-    /// anything is emitted; a failure half way stops the whole batch (the
-    /// records touch many users, beyond one intent's savepoints).
-    #[allow(clippy::too_many_arguments)]
-    fn replicate(
-        &mut self,
-        batch: &mut Batch,
-        source: &str,
-        after: Lsn,
-        upto: Lsn,
-        id_floor: u64,
-        records: &[Record],
-        blobs: &HashMap<BlobHash, Arc<Prepared>>,
-        lost: &[BlobHash],
-    ) -> Result<Outcome> {
-        let at = match directory::replica_position(&self.server)? {
-            Some(p) if p.source == source => p.upto,
-            Some(p) => {
-                return Err(StoreError::new(
-                    ErrorKind::Conflict,
-                    format!(
-                        "this replica holds the records of {}, not of {source}",
-                        p.source
-                    ),
-                ));
+    /// Stores a content again whose bytes here are missing or fail their hash.
+    fn restore_blob(&mut self, message: &Prepared) -> Result<Outcome> {
+        let intact = match directory::blob_location(&self.w.server, &message.hash)? {
+            Some(location) => {
+                blobs::read_blob(&self.w.paths.blobs_dir(), &message.hash, location).is_ok()
             }
-            None => 0,
+            None => false,
         };
-        if upto <= at {
+        if intact || self.batch.new_blobs.contains_key(&message.hash) {
             return Ok(Outcome::Done);
         }
-        if after != at {
-            return Err(StoreError::new(
-                ErrorKind::Conflict,
-                format!("this replica is at LSN {at} of {source}, the batch starts after {after}"),
-            ));
-        }
-        for record in records {
-            if let Record::MessageAdded { blob, .. } = record
-                && !blobs.contains_key(blob)
-                && !lost.contains(blob)
-                && !batch.new_blobs.contains_key(blob)
-                && directory::blob_location(&self.server, blob)?.is_none()
-            {
-                return Err(StoreError::new(
-                    ErrorKind::Conflict,
-                    format!("the content {} was not sent", blob.to_hex()),
-                ));
-            }
-        }
-        let applied = self.apply_replicated(batch, records, blobs);
-        if let Err(e) = &applied {
-            batch.fatal.get_or_insert(e.clone());
-        }
-        applied?;
-        self.emit(
-            batch,
-            Record::Replicated {
-                source: source.to_string(),
-                upto,
-                id_floor,
-            },
-            None,
-        )?;
-        Ok(Outcome::Done)
-    }
-
-    fn apply_replicated(
-        &mut self,
-        batch: &mut Batch,
-        records: &[Record],
-        blobs: &HashMap<BlobHash, Arc<Prepared>>,
-    ) -> Result<()> {
-        // Contents this side already had, parsed once per batch.
-        let mut local: HashMap<BlobHash, Arc<Prepared>> = HashMap::new();
-        for record in records {
-            if record.is_local() {
-                continue;
-            }
-            match record {
-                Record::MessageAdded { blob, .. } => {
-                    let prepared = match blobs.get(blob) {
-                        Some(prepared) => {
-                            if !batch.new_blobs.contains_key(blob)
-                                && directory::blob_location(&self.server, blob)?.is_none()
-                            {
-                                let location = self.append_blob(batch, blob, &prepared.raw)?;
-                                batch.new_blobs.insert(*blob, location);
-                                self.emit_blob_stored(batch, *blob, location)?;
-                            }
-                            prepared.clone()
-                        }
-                        None => match local.get(blob) {
-                            Some(prepared) => prepared.clone(),
-                            None => {
-                                let parsed = self.read_local(blob);
-                                local.insert(*blob, parsed.clone());
-                                parsed
-                            }
-                        },
-                    };
-                    let summary = (&prepared.summary, prepared.summary_json.as_slice());
-                    self.emit(batch, record.clone(), Some(summary))?;
-                }
-                Record::UserAdded { user, .. } => {
-                    self.creating_user = Some(user.clone());
-                    self.emit(batch, record.clone(), None)?;
-                }
-                Record::UserDeleted { user } => {
-                    self.emit(batch, record.clone(), None)?;
-                    batch.deleted_users.push(user.clone());
-                }
-                _ => self.emit(batch, record.clone(), None)?,
-            }
-        }
-        self.creating_user = None;
-        Ok(())
-    }
-
-    /// A blob this server already holds, parsed for a replicated message's
-    /// cache entry. One that cannot be read is logged and, like in recovery,
-    /// the message is indexed anyway (its body answers `NO [UNAVAILABLE]`, and
-    /// `replication check --repair` fetches it from the primary).
-    fn read_local(&self, hash: &BlobHash) -> Arc<Prepared> {
-        let read = directory::blob_location(&self.server, hash).and_then(|location| {
-            let location = location.ok_or_else(|| StoreError::not_found("blob not indexed"))?;
-            blobs::read_blob(&self.paths.blobs_dir(), hash, location)
-        });
-        let raw = read.unwrap_or_else(|e| {
-            tracing::error!(event = "replicate_blob_unreadable", blob = %hash.to_hex(), error = %e, "a replicated message's content is unreadable here; indexed anyway");
-            Vec::new()
-        });
-        let summary = mime::summarize(&raw, &self.config.summary_limits);
-        // Empty: the index encodes the summary itself.
-        Arc::new(Prepared {
-            raw: Vec::new(),
-            hash: *hash,
-            summary,
-            summary_json: Vec::new(),
-        })
-    }
-
-    fn emit_blob_stored(
-        &mut self,
-        batch: &mut Batch,
-        hash: BlobHash,
-        location: BlobLocation,
-    ) -> Result<()> {
-        let record = Record::BlobStored {
-            hash,
-            pack: location.pack,
-            offset: location.offset,
-            length: location.length,
-        };
-        self.emit(batch, record, None)
-    }
-
-    /// Refuses adding `messages` messages of `bytes` bytes in all to `user`
-    /// past their quota (their own, else the default). Counts what earlier
-    /// intents of this batch added: they are in the same open transaction.
-    fn check_quota(
-        &mut self,
-        batch: &mut Batch,
-        user: &str,
-        bytes: u64,
-        messages: u64,
-    ) -> Result<()> {
-        let (own_storage, own_messages) = directory::quota(&self.server, user)?;
-        let storage_max = own_storage.or(self.config.default_quota.0);
-        let messages_max = own_messages.or(self.config.default_quota.1);
-        if storage_max.is_none() && messages_max.is_none() {
-            return Ok(());
-        }
-        let (used_bytes, used_messages) = index::usage(self.user_conn(batch, user)?)?;
-        if let Some(max) = storage_max
-            && used_bytes.saturating_add(bytes) > max
-        {
-            return Err(StoreError::new(
-                ErrorKind::OverQuota,
-                format!("over the storage quota of {user} ({used_bytes} of {max} bytes used)"),
-            ));
-        }
-        if let Some(max) = messages_max
-            && used_messages.saturating_add(messages) > max
-        {
-            return Err(StoreError::new(
-                ErrorKind::OverQuota,
-                format!("over the message quota of {user} ({used_messages} of {max} messages)"),
-            ));
-        }
-        Ok(())
-    }
-
-    fn summary_from_blob(&self, hash: &BlobHash) -> Result<mime::Summary> {
-        let location = directory::blob_location(&self.server, hash)?
-            .ok_or_else(|| StoreError::corrupt(format!("blob {} not indexed", hash.to_hex())))?;
-        let raw = blobs::read_blob(&self.paths.blobs_dir(), hash, location)?;
-        Ok(mime::summarize(&raw, &self.config.summary_limits))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn add_message(
-        &mut self,
-        batch: &mut Batch,
-        user: &str,
-        target: &MailboxInfo,
-        message: &Arc<Prepared>,
-        flags: &[String],
-        date: i64,
-        zone: i16,
-    ) -> Result<u32> {
-        self.check_quota(batch, user, message.raw.len() as u64, 1)?;
-        // Store the content once: reuse a blob that is already indexed or written by this batch.
-        if batch.unannounced.remove(&message.hash)
-            && let Some(location) = batch.new_blobs.get(&message.hash).copied()
-        {
-            self.emit_blob_stored(batch, message.hash, location)?;
-        }
-        let known = batch.new_blobs.contains_key(&message.hash)
-            || directory::blob_location(&self.server, &message.hash)?.is_some();
-        if !known {
-            let location = self.append_blob(batch, &message.hash, &message.raw)?;
-            batch.new_blobs.insert(message.hash, location);
-            self.emit_blob_stored(batch, message.hash, location)?;
-        }
-        let summary = &message.summary;
-        let conn = self.user_conn(batch, user)?;
-        let mut thread_keys = summary.references.clone();
-        thread_keys.extend(summary.in_reply_to.iter().cloned());
-        let thread_id = match index::thread_for(conn, &thread_keys)? {
-            Some(t) => t,
-            None => {
-                let seed = summary
-                    .message_id
-                    .clone()
-                    .unwrap_or_else(|| message.hash.to_hex());
-                format!("T{}", &BlobHash::of(seed.as_bytes()).to_hex()[..16])
-            }
-        };
-        let uid = target.uid_next;
-        let record = Record::MessageAdded {
-            user: user.to_string(),
-            mailbox: target.id.clone(),
-            uid_validity: target.uid_validity,
-            uid,
-            modseq: target.highest_modseq + 1,
-            internal_date: date,
-            internal_zone: zone,
-            save_date: batch.now,
-            blob: message.hash,
-            size: message.raw.len() as u64,
-            flags: normalize_flags(flags),
-            email_id: format!("M{}", &message.hash.to_hex()[..23]),
-            thread_id,
-        };
-        self.emit(batch, record, Some((summary, &message.summary_json)))?;
-        Ok(uid)
-    }
-
-    fn create_mailbox(
-        &mut self,
-        batch: &mut Batch,
-        user: &str,
-        name: &str,
-        special_use: Option<String>,
-    ) -> Result<String> {
-        let conn = self.user_conn(batch, user)?;
-        let last: i64 = conn
-            .query_row(
-                "SELECT COALESCE(MAX(uid_validity), 0) FROM mailboxes",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap_or(0);
-        let stored_last: i64 = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'uid_validity_last'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap_or(0);
-        let uid_validity =
-            (batch.now.clamp(1, u32::MAX as i64 - 1)).max(last.max(stored_last) + 1) as u32;
-        conn.prepare_cached(
-            "INSERT INTO meta (key, value) VALUES ('uid_validity_last', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        )?
-        .execute([uid_validity as i64])?;
-        let id = format!("F{:016x}", rand::random::<u64>());
-        self.emit(
-            batch,
-            Record::MailboxCreated {
-                user: user.to_string(),
-                mailbox: id.clone(),
-                name: name.to_string(),
-                uid_validity,
-                special_use,
-            },
-            None,
-        )?;
-        Ok(id)
-    }
-
-    /// Creates missing superiors of `name` (RFC 9051 CREATE: "a/b/c" creates "a" and "a/b").
-    fn create_parents(&mut self, batch: &mut Batch, user: &str, name: &str) -> Result<()> {
-        let mut prefix = String::new();
-        let parts: Vec<&str> = name.split(SEPARATOR).collect();
-        for part in parts.iter().take(parts.len().saturating_sub(1)) {
-            if !prefix.is_empty() {
-                prefix.push(SEPARATOR);
-            }
-            prefix.push_str(part);
-            if index::mailbox_by_name(self.user_conn(batch, user)?, &prefix)?.is_none() {
-                self.create_mailbox(batch, user, &prefix.clone(), None)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn set_metadata(
-        &mut self,
-        batch: &mut Batch,
-        user: Option<&str>,
-        mailbox: Option<&MailboxRef>,
-        entries: &[crate::metadata::MetadataEntry],
-        limits: &crate::intent::MetadataLimits,
-    ) -> Result<Outcome> {
-        use crate::metadata;
-        if entries.is_empty() {
-            return Err(StoreError::invalid("no annotations to set"));
-        }
-        let mut checked = Vec::with_capacity(entries.len());
-        for (entry, value) in entries {
-            let entry = metadata::validate_entry(entry, true)?;
-            if let Some(value) = value
-                && value.0.len() as u64 > limits.value_bytes_max
-            {
-                return Err(StoreError::invalid(format!(
-                    "the value of {entry} is {} bytes, more than the {} allowed",
-                    value.0.len(),
-                    limits.value_bytes_max
-                )));
-            }
-            let wanted_private = user.is_some() && mailbox.is_none();
-            let server_shared = user.is_none();
-            if (wanted_private && !metadata::is_private(&entry))
-                || (server_shared && metadata::is_private(&entry))
-            {
-                return Err(StoreError::invalid(format!(
-                    "{entry}: a user sets only /private/ server annotations, an administrator only /shared/ ones"
-                )));
-            }
-            checked.push((entry, value.clone()));
-        }
-        let too_many = |before: u64, after: u64| {
-            if after > before && after > limits.entries_max {
-                Err(StoreError::new(
-                    ErrorKind::OverQuota,
-                    format!("at most {} annotations are allowed", limits.entries_max),
-                ))
-            } else {
-                Ok(())
-            }
-        };
-        let Some(user) = user else {
-            if mailbox.is_some() {
-                return Err(StoreError::invalid(
-                    "server annotations belong to no mailbox",
-                ));
-            }
-            let before = metadata::count(&self.server)?;
-            self.emit(batch, Record::ServerMetadataSet { entries: checked }, None)?;
-            too_many(before, metadata::count(&self.server)?)?;
-            return Ok(Outcome::Done);
-        };
-        let mailbox_id = match mailbox {
-            Some(mailbox) => self.mailbox_ref(batch, user, mailbox)?.id,
-            None => String::new(),
-        };
-        let before = metadata::count(self.user_conn(batch, user)?)?;
-        self.emit(
-            batch,
-            Record::MetadataSet {
-                user: user.to_string(),
-                mailbox: mailbox_id,
-                entries: checked,
-            },
-            None,
-        )?;
-        // Counted after the change (the savepoint undoes it when refused),
-        // so replacing or removing entries at the cap is always allowed.
-        too_many(before, metadata::count(self.user_conn(batch, user)?)?)?;
-        Ok(Outcome::Done)
-    }
-
-    fn delete_mailbox(
-        &mut self,
-        batch: &mut Batch,
-        user: &str,
-        mailbox: &MailboxInfo,
-    ) -> Result<()> {
-        let conn = self.user_conn(batch, user)?;
-        let metas = index::messages(conn, &mailbox.id)?;
-        if let Some(m) = metas.iter().find(|m| m.damaged) {
-            // Its blob reference cannot be trusted for the reference count.
-            return Err(StoreError::corrupt(format!(
-                "UID {} of {} is damaged in the index; run reconstruct first",
-                m.uid, mailbox.name
-            )));
-        }
-        let messages: Vec<(u32, BlobHash)> = metas.into_iter().map(|m| (m.uid, m.blob)).collect();
-        if !messages.is_empty() {
-            self.emit(
-                batch,
-                Record::Expunged {
-                    user: user.to_string(),
-                    mailbox: mailbox.id.clone(),
-                    modseq: mailbox.highest_modseq + 1,
-                    messages,
-                },
-                None,
-            )?;
-        }
-        self.emit(
-            batch,
-            Record::MailboxDeleted {
-                user: user.to_string(),
-                mailbox: mailbox.id.clone(),
-            },
-            None,
-        )
-    }
-
-    fn rename_mailbox(
-        &mut self,
-        batch: &mut Batch,
-        user: &str,
-        from: &str,
-        to: &str,
-    ) -> Result<Outcome> {
-        validate_mailbox_name(to)?;
-        let source = self.mailbox(batch, user, from)?;
-        let conn = self.user_conn(batch, user)?;
-        if index::mailbox_by_name(conn, to)?.is_some() {
-            return Err(StoreError::new(
-                ErrorKind::AlreadyExists,
-                format!("mailbox {to} exists"),
-            ));
-        }
-        let child_prefix = format!("{from}{SEPARATOR}");
-        if to.starts_with(&child_prefix) {
-            return Err(StoreError::invalid("cannot rename a mailbox into itself"));
-        }
-        self.create_parents(batch, user, to)?;
-        if from == "INBOX" {
-            // RFC 9051 RENAME of INBOX: its messages move to the new mailbox; INBOX stays, empty.
-            let id = self.create_mailbox(batch, user, to, None)?;
-            let conn = self.user_conn(batch, user)?;
-            let messages = index::messages(conn, &source.id)?;
-            let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
-            let _ = id;
-            self.plan(
-                batch,
-                &Intent::Copy {
-                    user: user.to_string(),
-                    from_user: None,
-                    from: MailboxRef::Name("INBOX".into()),
-                    uids,
-                    to: to.to_string(),
-                    remove_source: true,
-                },
-            )?;
-            return Ok(Outcome::Done);
-        }
-        let conn = self.user_conn(batch, user)?;
-        let children: Vec<MailboxInfo> = index::mailboxes(conn)?
-            .into_iter()
-            .filter(|m| m.name.starts_with(&child_prefix))
-            .collect();
-        for child in &children {
-            let name = format!("{to}{}", &child.name[from.len()..]);
-            if index::mailbox_by_name(conn, &name)?.is_some() {
-                return Err(StoreError::new(
-                    ErrorKind::AlreadyExists,
-                    format!("mailbox {name} exists"),
-                ));
-            }
-        }
-        self.emit(
-            batch,
-            Record::MailboxRenamed {
-                user: user.to_string(),
-                mailbox: source.id,
-                name: to.to_string(),
-            },
-            None,
-        )?;
-        for child in children {
-            let name = format!("{to}{}", &child.name[from.len()..]);
-            self.emit(
-                batch,
-                Record::MailboxRenamed {
-                    user: user.to_string(),
-                    mailbox: child.id,
-                    name,
-                },
-                None,
-            )?;
-        }
+        let location = self
+            .w
+            .append_blob(self.batch, &message.hash, &message.raw)?;
+        self.batch.new_blobs.insert(message.hash, location);
+        self.emit_blob_stored(message.hash, location)?;
+        tracing::warn!(event = "blob_restored", blob = %message.hash.to_hex(), "a missing or damaged message content was stored again from the other server");
         Ok(Outcome::Done)
     }
 }
 
-/// The user an intent changes, if any.
-fn intent_user(intent: &Intent) -> Option<&str> {
-    match intent {
-        Intent::Acting { intent, .. } => intent_user(intent),
-        Intent::SetAcl { user, .. } => Some(user),
-        Intent::AddUser { user, .. }
-        | Intent::DeleteUser { user }
-        | Intent::SetPassword { user, .. }
-        | Intent::CreateMailbox { user, .. }
-        | Intent::DeleteMailbox { user, .. }
-        | Intent::RenameMailbox { user, .. }
-        | Intent::Subscribe { user, .. }
-        | Intent::Append { user, .. }
-        | Intent::StoreFlags { user, .. }
-        | Intent::Expunge { user, .. }
-        | Intent::Repair { user, .. }
-        | Intent::Copy { user, .. } => Some(user),
-        Intent::SetMetadata { user, .. } => user.as_deref(),
-        Intent::SetAlias { .. }
-        | Intent::RemoveAlias { .. }
-        | Intent::CollectGarbage { .. }
-        | Intent::Replicate { .. }
-        | Intent::RestoreBlob { .. }
-        | Intent::QueueSms { .. }
-        | Intent::SetSmsAlert { .. }
-        | Intent::SetQuota { .. }
-        | Intent::SmsOutcome { .. }
-        | Intent::SmsReceipt { .. }
-        | Intent::StatusOpen { .. }
-        | Intent::StatusPost { .. }
-        | Intent::StatusEdit { .. }
-        | Intent::StatusComponent { .. }
-        | Intent::StatusImport { .. }
-        | Intent::AdminToken { .. }
-        | Intent::SpamBlock { .. }
-        | Intent::SpamUnblock { .. }
-        | Intent::StatusSubscribe { .. }
-        | Intent::ConfirmSubscriber { .. }
-        | Intent::RemoveSubscriber { .. }
-        | Intent::NoticeOutcome { .. } => None,
-    }
-}
-
-/// The users whose indexes an intent changes: its user and, for a COPY or
-/// MOVE from another owner's mailbox, that owner.
-fn intent_users(intent: &Intent) -> (Option<&str>, Option<&str>) {
-    let user = intent_user(intent);
-    let other = match intent {
-        Intent::Acting { intent, .. } => intent_users(intent).1,
-        Intent::Copy {
-            from_user: Some(from),
-            ..
-        } => Some(from.as_str()),
-        _ => None,
-    };
-    (user, other.filter(|o| Some(*o) != user))
-}
-
-/// Longest SMS text the outbox takes, in bytes (the segment cap, checked by the
-/// caller that knows the configuration, is the real bound; this one protects the store).
-pub const SMS_TEXT_BYTES_MAX: usize = 4096;
-/// Most SMSC message ids kept for one SMS (one per segment).
-const SMS_SEGMENTS_MAX: usize = 255;
-/// SMSC message ids and reasons come from the SMSC: cut, never refused.
-const SMSC_ID_BYTES_MAX: usize = 128;
-const SMS_REASON_BYTES_MAX: usize = 1000;
 /// The notifier key that wakes the SMS sender (no user name has a NUL).
 pub const SMS_WATCH_KEY: &str = "\0sms";
 /// The notifier key that wakes the status notice sender.
 pub const NOTICE_WATCH_KEY: &str = "\0notice";
 /// Watch key bumped after every durable batch (the replication shipper waits on it).
 pub const DURABLE_WATCH_KEY: &str = "\0durable";
-
-/// An outbox entry's fields as the store keeps them: `to` in E.164 (`+`, then 7
-/// to 15 digits, the first not 0), a text that is not empty or too long, a short
-/// lowercase purpose.
-pub fn validate_sms(to: &str, text: &str, purpose: &str) -> Result<()> {
-    let digits = to.strip_prefix('+').unwrap_or("");
-    // 7: the shortest numbers in use (+290 xxxx, Saint Helena); 15: E.164's longest.
-    if !(7..=15).contains(&digits.len())
-        || !digits.bytes().all(|b| b.is_ascii_digit())
-        || digits.starts_with('0')
-    {
-        return Err(StoreError::invalid(format!(
-            "{to:?} is not an E.164 number (+ and 7 to 15 digits)"
-        )));
-    }
-    if text.is_empty() || text.len() > SMS_TEXT_BYTES_MAX {
-        return Err(StoreError::invalid(format!(
-            "SMS text must be 1 to {SMS_TEXT_BYTES_MAX} bytes, not {}",
-            text.len()
-        )));
-    }
-    if purpose.is_empty()
-        || purpose.len() > 32
-        || !purpose.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
-    {
-        return Err(StoreError::invalid(format!(
-            "SMS purpose {purpose:?}: 1 to 32 of a-z and -"
-        )));
-    }
-    Ok(())
-}
-
-/// A string from the SMSC as the store keeps it: control characters (terminal
-/// escapes in `sms list`) replaced by spaces, cut to at most `max` bytes at a
-/// character boundary.
-fn bounded(text: &str, max: usize) -> String {
-    let clean: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let mut end = clean.len().min(max);
-    while !clean.is_char_boundary(end) {
-        end -= 1;
-    }
-    clean[..end].to_string()
-}
-
-/// An SMSC message id as a key: bounded, no whitespace (ids are listed space
-/// separated), never empty.
-fn smsc_id(id: &str) -> String {
-    let id: String = bounded(id, SMSC_ID_BYTES_MAX)
-        .chars()
-        .map(|c| if c.is_whitespace() { '_' } else { c })
-        .collect();
-    if id.is_empty() { "-".to_string() } else { id }
-}
-
-/// Mailbox names as stored: UTF-8, `/` separated, no empty levels, no control characters.
-pub fn validate_mailbox_name(name: &str) -> Result<()> {
-    let bad = name.is_empty()
-        || name.len() > MAILBOX_NAME_BYTES_MAX
-        || name.starts_with(SEPARATOR)
-        || name.ends_with(SEPARATOR)
-        || name.contains("//")
-        || name.chars().any(|c| c.is_control() || c == '*' || c == '%');
-    if bad {
-        Err(StoreError::invalid(format!(
-            "invalid mailbox name {name:?}"
-        )))
-    } else {
-        Ok(())
-    }
-}

@@ -1,11 +1,11 @@
-//! The writer's plans for status-page subscribers and their notices (a child
-//! module of `writer`, so it shares the batch and the server connection).
+//! The planner's plans for status-page subscribers and their notices (a
+//! child module of `planner`, over the same open transaction).
 
-use super::{Batch, Writer, bounded, validate_sms};
+use super::{Planner, bounded, validate_sms};
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::intent::{NoticeOutcome, Outcome, SubscribeLimits};
 use crate::record::Record;
-use crate::subscribers::{self, CONFIRM_SECONDS_MAX};
+use crate::subscribers::CONFIRM_SECONDS_MAX;
 
 /// Longest email address (RFC 5321's path limit less the brackets).
 pub const EMAIL_BYTES_MAX: usize = 254;
@@ -84,12 +84,8 @@ pub(super) struct NewSubscriber<'a> {
     pub limits: &'a SubscribeLimits,
 }
 
-impl Writer {
-    pub(super) fn subscribe(
-        &mut self,
-        batch: &mut Batch,
-        new: NewSubscriber<'_>,
-    ) -> Result<Outcome> {
+impl Planner<'_> {
+    pub(super) fn subscribe(&mut self, new: NewSubscriber<'_>) -> Result<Outcome> {
         let NewSubscriber {
             kind,
             address,
@@ -104,7 +100,7 @@ impl Writer {
             check_token(hash).map_err(|_| StoreError::invalid("bad confirmation hash"))?;
         }
         let ip = ip.map(|ip| bounded(ip, 64));
-        let existing = subscribers::subscriber_by_address(&self.server, kind, &address)?;
+        let existing = self.tx.subscriber_by_address(kind, &address)?;
         if existing.as_ref().is_some_and(|s| s.state == "active") {
             return Err(StoreError::new(
                 ErrorKind::AlreadyExists,
@@ -112,12 +108,9 @@ impl Writer {
             ));
         }
         if confirm_hash.is_some() {
-            let (by_address, by_ip) = subscribers::subscribe_requests_since(
-                &self.server,
-                &address,
-                ip.as_deref(),
-                batch.now - 3600,
-            )?;
+            let (by_address, by_ip) =
+                self.tx
+                    .subscribe_requests_since(&address, ip.as_deref(), self.tx.now() - 3600)?;
             if by_address >= limits.per_address_per_hour_max || by_ip >= limits.per_ip_per_hour_max
             {
                 return Err(StoreError::new(
@@ -127,8 +120,8 @@ impl Writer {
             }
         }
         // A pending entry being replaced does not count twice.
-        let count = subscribers::subscriber_count(&self.server, batch.now)?
-            - u64::from(existing.is_some_and(|s| s.created >= batch.now - CONFIRM_SECONDS_MAX));
+        let count = self.tx.subscriber_count(self.tx.now())?
+            - u64::from(existing.is_some_and(|s| s.created >= self.tx.now() - CONFIRM_SECONDS_MAX));
         if count >= limits.total_max {
             return Err(StoreError::new(
                 ErrorKind::OverQuota,
@@ -138,9 +131,8 @@ impl Writer {
                 ),
             ));
         }
-        let id = self.new_id(batch)?;
-        self.emit(
-            batch,
+        let id = self.tx.new_id()?;
+        self.tx.emit(
             Record::SubscriberAdded {
                 id,
                 kind: kind.to_string(),
@@ -148,29 +140,26 @@ impl Writer {
                 confirm_hash: confirm_hash.map(str::to_string),
                 unsubscribe_token: unsubscribe_token.to_string(),
                 ip,
-                at: batch.now,
+                at: self.tx.now(),
             },
             None,
         )?;
         Ok(Outcome::Subscriber { id })
     }
 
-    pub(super) fn confirm_subscriber(
-        &mut self,
-        batch: &mut Batch,
-        confirm_hash: &str,
-    ) -> Result<Outcome> {
+    pub(super) fn confirm_subscriber(&mut self, confirm_hash: &str) -> Result<Outcome> {
         check_token(confirm_hash)?;
-        let subscriber = subscribers::subscriber_by_confirm_hash(&self.server, confirm_hash)?
-            .filter(|s| s.state == "pending" && s.created >= batch.now - CONFIRM_SECONDS_MAX)
+        let subscriber = self
+            .tx
+            .subscriber_by_confirm_hash(confirm_hash)?
+            .filter(|s| s.state == "pending" && s.created >= self.tx.now() - CONFIRM_SECONDS_MAX)
             .ok_or_else(|| {
                 StoreError::not_found("this confirmation link is unknown or has expired")
             })?;
-        self.emit(
-            batch,
+        self.tx.emit(
             Record::SubscriberConfirmed {
                 id: subscriber.id,
-                at: batch.now,
+                at: self.tx.now(),
             },
             None,
         )?;
@@ -179,24 +168,22 @@ impl Writer {
 
     pub(super) fn remove_subscriber(
         &mut self,
-        batch: &mut Batch,
         id: Option<u64>,
         unsubscribe_token: Option<&str>,
     ) -> Result<Outcome> {
         let subscriber = match (id, unsubscribe_token) {
-            (Some(id), _) => subscribers::subscriber(&self.server, id)?,
+            (Some(id), _) => self.tx.subscriber(id)?,
             (None, Some(token)) => {
                 check_token(token)?;
-                subscribers::subscriber_by_unsubscribe_token(&self.server, token)?
+                self.tx.subscriber_by_unsubscribe_token(token)?
             }
             (None, None) => None,
         }
         .ok_or_else(|| StoreError::not_found("no such subscriber"))?;
-        self.emit(
-            batch,
+        self.tx.emit(
             Record::SubscriberRemoved {
                 id: subscriber.id,
-                at: batch.now,
+                at: self.tx.now(),
             },
             None,
         )?;
@@ -205,12 +192,11 @@ impl Writer {
 
     pub(super) fn notice_outcome(
         &mut self,
-        batch: &mut Batch,
         post: u64,
         subscriber: u64,
         outcome: &NoticeOutcome,
     ) -> Result<Outcome> {
-        let notice = subscribers::notice(&self.server, post, subscriber)?.ok_or_else(|| {
+        let notice = self.tx.notice(post, subscriber)?.ok_or_else(|| {
             StoreError::not_found(format!("no notice of post {post} for {subscriber}"))
         })?;
         if notice.state != "queued" {
@@ -221,7 +207,7 @@ impl Writer {
                 notice.state
             )));
         }
-        let at = batch.now;
+        let at = self.tx.now();
         let record = match outcome {
             NoticeOutcome::Sent => Record::NoticeSent {
                 post,
@@ -233,9 +219,8 @@ impl Writer {
                     return Err(StoreError::invalid("an SMS notice for an email subscriber"));
                 }
                 validate_sms(&notice.address, text, "status")?;
-                let id = self.new_id(batch)?;
-                self.emit(
-                    batch,
+                let id = self.tx.new_id()?;
+                self.tx.emit(
                     Record::SmsQueued {
                         id,
                         to: notice.address.clone(),
@@ -267,7 +252,7 @@ impl Writer {
                 at,
             },
         };
-        self.emit(batch, record, None)?;
+        self.tx.emit(record, None)?;
         Ok(Outcome::Done)
     }
 }
