@@ -15,7 +15,9 @@ chowned to it.
         pg.psql("t1", "SELECT 1")             # stdout of psql -At
 
 Standard library only. `python3 cluster.py` starts one and prints its DSN,
-for trying things by hand (Ctrl-C stops it).
+for trying things by hand (Ctrl-C stops it); `python3 cluster.py
+--until-stdin-closes` does the same for another program, and stops when that
+program closes the pipe to its stdin (or dies).
 """
 
 from __future__ import annotations
@@ -168,6 +170,13 @@ def _watch(parent: int, bin: str, data: str, directory: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "--watch":
         _watch(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
+    elif len(sys.argv) == 2 and sys.argv[1] == "--until-stdin-closes":
+        # For test programs in other languages (the store's Rust tests): the
+        # DSN on the first line of stdout, and the cluster lives until the
+        # program closes our stdin, which its exit always does.
+        with Cluster() as cluster:
+            print(cluster.dsn(), flush=True)
+            sys.stdin.read()
     else:
         with Cluster() as cluster:
             print(cluster.dsn(), flush=True)

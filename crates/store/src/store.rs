@@ -1,4 +1,10 @@
 //! The store's public face: open (with recovery), submit changes, read.
+//!
+//! Two backends sit behind it (`Backend`): the embedded one (journal, packs
+//! and SQLite indexes in the data directory) and PostgreSQL (`crate::pg`).
+//! Both take changes through the same request queue and plan them with the
+//! same planner; reads are one `match` per method. Code above this crate
+//! never learns which backend it talks to.
 
 use crate::blobs::{self, PackWriter};
 use crate::directory;
@@ -8,6 +14,8 @@ use crate::intent::{Intent, Outcome, Prepared};
 use crate::journal::JournalWriter;
 use crate::notify::Notifier;
 use crate::paths::Paths;
+use crate::pg::backend::{Pg, pg_read};
+use crate::pg::read as pg;
 use crate::record::Lsn;
 use crate::recovery;
 use crate::types::{BlobHash, canonical_user_name};
@@ -41,6 +49,9 @@ pub struct StoreConfig {
     /// User index connections kept open between reads (see
     /// [`crate::reader_pool`]); sessions reading at once may have more.
     pub reader_connections_max: usize,
+    /// With `Some`, mail lives in PostgreSQL, not in `data_dir` (which still
+    /// holds the lock and the server's own files).
+    pub postgres: Option<crate::pg::PostgresConfig>,
 }
 
 impl StoreConfig {
@@ -58,6 +69,7 @@ impl StoreConfig {
             credential_cache_ttl: std::time::Duration::from_secs(300),
             credential_cache_entries: 100_000,
             reader_connections_max: 256,
+            postgres: None,
         }
     }
 }
@@ -66,11 +78,11 @@ struct Inner {
     paths: Paths,
     config: StoreConfig,
     requests: Mutex<Option<SyncSender<Request>>>,
-    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The writer thread (the embedded store) or threads (PostgreSQL).
+    writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     notifier: Arc<Notifier>,
     stats: Arc<Stats>,
-    /// Read connections to server.sqlite, reused.
-    server_pool: Mutex<Vec<Connection>>,
+    backend: Backend,
     /// Mailboxes found damaged while serving, for the background repairer.
     damaged: crate::repair_queue::RepairQueue,
     /// With synchronous replication: waits until the replica holds an LSN.
@@ -79,12 +91,21 @@ struct Inner {
     read_only: Arc<std::sync::atomic::AtomicBool>,
     /// Recently verified logins.
     credentials: crate::credential_cache::CredentialCache,
-    /// User index connections between two sessions' reads.
-    readers: crate::reader_pool::ReaderPool,
     /// This data directory's identity, as replication names it (`store.id`).
     store_id: String,
     /// Held for the life of the store: one process owns a data directory.
     _lock: File,
+}
+
+/// Where mail lives.
+enum Backend {
+    Embedded {
+        /// Read connections to server.sqlite, reused.
+        server_pool: Mutex<Vec<Connection>>,
+        /// User index connections between two sessions' reads.
+        readers: crate::reader_pool::ReaderPool,
+    },
+    Postgres(Arc<Pg>),
 }
 
 /// A user's limits (`None`: none) and what they use.
@@ -123,6 +144,9 @@ impl Store {
     /// `Unavailable` when another process holds the store; `Io`/`Corrupt` when
     /// the journal cannot be read (the message names the file and position).
     pub fn open(config: StoreConfig) -> Result<Store> {
+        if config.postgres.is_some() {
+            return Self::open_postgres(config);
+        }
         let paths = Paths::new(&config.data_dir);
         for dir in [
             paths.root.clone(),
@@ -133,21 +157,7 @@ impl Store {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| StoreError::io(&format!("create {}", dir.display()), e))?;
         }
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(paths.lock_file())
-            .map_err(|e| StoreError::io("open store lock", e))?;
-        if lock.try_lock().is_err() {
-            return Err(StoreError::new(
-                ErrorKind::Unavailable,
-                format!(
-                    "the store in {} is in use by another process",
-                    paths.root.display()
-                ),
-            ));
-        }
+        let lock = lock_data_dir(&paths)?;
         let store_id = crate::replication::load_or_create_store_id(&paths.root)?;
         let recovered = recovery::recover(&paths, &config.summary_limits)?;
         let replayed = recovered.replayed;
@@ -201,14 +211,16 @@ impl Store {
         let store = Store {
             inner: Arc::new(Inner {
                 paths,
-                readers: crate::reader_pool::ReaderPool::new(config.reader_connections_max),
+                backend: Backend::Embedded {
+                    server_pool: Mutex::new(Vec::new()),
+                    readers: crate::reader_pool::ReaderPool::new(config.reader_connections_max),
+                },
                 config,
                 credentials,
                 requests: Mutex::new(Some(sender)),
-                writer: Mutex::new(Some(handle)),
+                writers: Mutex::new(vec![handle]),
                 notifier,
                 stats,
-                server_pool: Mutex::new(Vec::new()),
                 damaged: crate::repair_queue::RepairQueue::new(
                     crate::repair_queue::REPAIR_QUEUE_MAX,
                 ),
@@ -224,6 +236,84 @@ impl Store {
             .replayed
             .store(replayed, std::sync::atomic::Ordering::Relaxed);
         Ok(store)
+    }
+
+    /// Opens the PostgreSQL backend: connects, checks the schema, starts
+    /// the writer threads. The data directory holds only the lock.
+    fn open_postgres(config: StoreConfig) -> Result<Store> {
+        let pg_config = config
+            .postgres
+            .clone()
+            .ok_or_else(|| StoreError::invalid("no PostgreSQL settings"))?;
+        let paths = Paths::new(&config.data_dir);
+        std::fs::create_dir_all(&paths.root)
+            .map_err(|e| StoreError::io(&format!("create {}", paths.root.display()), e))?;
+        let lock = lock_data_dir(&paths)?;
+        let store_id = crate::replication::load_or_create_store_id(&paths.root)?;
+        let pg = Arc::new(Pg::open(pg_config.clone())?);
+        let notifier = Arc::new(Notifier::default());
+        let stats = Arc::new(Stats::default());
+        let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue_requests_max);
+        let receiver = Arc::new(Mutex::new(receiver));
+        let mut writers = Vec::new();
+        for n in 0..pg_config.writers.max(1) {
+            let writer = crate::pg::writer::PgWriter {
+                pg: pg.clone(),
+                requests: receiver.clone(),
+                notifier: notifier.clone(),
+                stats: stats.clone(),
+                plan: crate::planner::PlanConfig {
+                    default_quota: config.default_quota,
+                    summary_limits: config.summary_limits,
+                },
+                batch_intents_max: config.batch_intents_max,
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("store-pg-writer-{n}"))
+                .spawn(move || writer.run())
+                .map_err(|e| StoreError::io("start a writer thread", e))?;
+            writers.push(handle);
+        }
+        tracing::info!(event = "store_opened", backend = "postgres", database = %pg.target, writers = writers.len());
+        let credentials = crate::credential_cache::CredentialCache::new(
+            config.credential_cache_ttl,
+            config.credential_cache_entries,
+        );
+        Ok(Store {
+            inner: Arc::new(Inner {
+                paths,
+                backend: Backend::Postgres(pg),
+                config,
+                credentials,
+                requests: Mutex::new(Some(sender)),
+                writers: Mutex::new(writers),
+                notifier,
+                stats,
+                damaged: crate::repair_queue::RepairQueue::new(
+                    crate::repair_queue::REPAIR_QUEUE_MAX,
+                ),
+                read_only: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                store_id,
+                ack_wait: std::sync::RwLock::new(None),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// The PostgreSQL backend, when mail lives there.
+    fn pg(&self) -> Option<&Pg> {
+        match &self.inner.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Embedded { .. } => None,
+        }
+    }
+
+    /// Which backend holds the mail: "embedded" or "postgres".
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.backend {
+            Backend::Embedded { .. } => "embedded",
+            Backend::Postgres(_) => "postgres",
+        }
     }
 
     /// This data directory's identity (replication names the primary it
@@ -273,7 +363,10 @@ impl Store {
 
     /// A user's stored password hash (replication compares it, never logs it).
     pub fn password_hash(&self, user: &str) -> Result<Option<String>> {
-        self.with_server(|c| directory::password_hash(c, user))
+        match self.pg() {
+            Some(pg) => pg_read!(pg, |c| pg::password_hash(c, user)),
+            None => self.with_server(|c| directory::password_hash(c, user)),
+        }
     }
 
     /// Whether a blob with this hash is stored here (it may still be damaged).
@@ -430,24 +523,19 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(handle) = self
-            .inner
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        let writers =
+            std::mem::take(&mut *self.inner.writers.lock().unwrap_or_else(|p| p.into_inner()));
+        for handle in writers {
             let _ = handle.join();
         }
     }
 
     fn with_server<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let pooled = self
-            .inner
-            .server_pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop();
+        let server_pool = match &self.inner.backend {
+            Backend::Embedded { server_pool, .. } => server_pool,
+            Backend::Postgres(_) => return Err(not_on_postgres()),
+        };
+        let pooled = server_pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
             Some(c) => c,
             None => {
@@ -457,11 +545,7 @@ impl Store {
             }
         };
         let result = f(&conn);
-        let mut pool = self
-            .inner
-            .server_pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut pool = server_pool.lock().unwrap_or_else(|p| p.into_inner());
         if pool.len() < SERVER_POOL_MAX {
             pool.push(conn);
         }
@@ -469,15 +553,24 @@ impl Store {
     }
 
     pub fn user_exists(&self, user: &str) -> Result<bool> {
-        self.with_server(|c| directory::user_exists(c, user))
+        match self.pg() {
+            Some(pg) => pg_read!(pg, |c| pg::user_exists(c, user)),
+            None => self.with_server(|c| directory::user_exists(c, user)),
+        }
     }
 
     pub fn users(&self) -> Result<Vec<String>> {
-        self.with_server(directory::users)
+        match self.pg() {
+            Some(pg) => pg_read!(pg, |c| pg::users(c)),
+            None => self.with_server(directory::users),
+        }
     }
 
     pub fn aliases(&self) -> Result<Vec<(String, Vec<String>)>> {
-        self.with_server(directory::aliases)
+        match self.pg() {
+            Some(pg) => pg_read!(pg, |c| pg::aliases(c)),
+            None => self.with_server(directory::aliases),
+        }
     }
 
     /// Checks a login. Returns the canonical user name when the password is right.
@@ -486,7 +579,7 @@ impl Store {
         let Ok(user) = canonical_user_name(name) else {
             return Ok(None);
         };
-        let stored = self.with_server(|c| directory::password_hash(c, &user))?;
+        let stored = self.password_hash(&user)?;
         Ok(match stored {
             Some(hash) if self.inner.credentials.hit(&user, &hash, password) => Some(user),
             Some(hash) => {
@@ -513,7 +606,7 @@ impl Store {
         let Ok(user) = canonical_user_name(name) else {
             return Ok(None);
         };
-        let stored = self.with_server(|c| directory::password_hash(c, &user))?;
+        let stored = self.password_hash(&user)?;
         Ok(stored
             .filter(|hash| self.inner.credentials.hit(&user, hash, password))
             .map(|_| user))
@@ -538,29 +631,41 @@ impl Store {
         }
         let full = domain.as_ref().map(|d| format!("{local}@{d}"));
         let postmaster = self.inner.config.postmaster.clone();
-        self.with_server(|c| {
+        let resolve = |alias: &dyn Fn(&str) -> Result<Option<Vec<String>>>,
+                       exists: &dyn Fn(&str) -> Result<bool>| {
             if let Some(full) = &full {
-                if let Some(users) = directory::alias(c, full)? {
+                if let Some(users) = alias(full)? {
                     return Ok(users);
                 }
-                if directory::user_exists(c, full)? {
+                if exists(full)? {
                     return Ok(vec![full.clone()]);
                 }
             }
-            if let Some(users) = directory::alias(c, &local)? {
+            if let Some(users) = alias(&local)? {
                 return Ok(users);
             }
-            if directory::user_exists(c, &local)? {
+            if exists(&local)? {
                 return Ok(vec![local.clone()]);
             }
             if local == "postmaster"
                 && let Some(p) = &postmaster
-                && directory::user_exists(c, p)?
+                && exists(p)?
             {
                 return Ok(vec![p.clone()]);
             }
             Err(StoreError::not_found(format!("no user for {address}")))
-        })
+        };
+        match self.pg() {
+            Some(pg) => resolve(
+                &|address| pg_read!(pg, |c| pg::alias(c, address)),
+                &|user| pg_read!(pg, |c| pg::user_exists(c, user)),
+            ),
+            None => self.with_server(|c| {
+                resolve(&|address| directory::alias(c, address), &|user| {
+                    directory::user_exists(c, user)
+                })
+            }),
+        }
     }
 
     /// A read handle on one user's mail. The caller must have authenticated the
@@ -568,19 +673,27 @@ impl Store {
     /// (checked usable here, so a missing or rebuilding index is an error now)
     /// until [`UserReader::release`].
     pub fn reader(&self, user: &str) -> Result<UserReader> {
-        let pooled = self.index_connection(user)?;
+        let imp = match self.pg() {
+            Some(pg) => ReaderImpl::Pg {
+                id: pg_read!(pg, |c| pg::user_id(c, user))?,
+            },
+            None => ReaderImpl::Sqlite(Mutex::new(Some(self.index_connection(user)?))),
+        };
         Ok(UserReader {
             store: self.clone(),
             user: user.to_string(),
-            conn: Mutex::new(Some(pooled)),
+            imp,
         })
     }
 
     /// A connection to `user`'s index: a resting one from the pool, or a new
     /// one once the index is known usable.
     fn index_connection(&self, user: &str) -> Result<crate::reader_pool::Pooled> {
+        let Backend::Embedded { readers, .. } = &self.inner.backend else {
+            return Err(not_on_postgres());
+        };
         let path = self.inner.paths.user_index(user);
-        if let Some(pooled) = self.inner.readers.take(user, &path) {
+        if let Some(pooled) = readers.take(user, &path) {
             return Ok(pooled);
         }
         if !path.exists() {
@@ -618,7 +731,10 @@ impl Store {
 
     /// Index connections resting in the pool now (for tests and metrics).
     pub fn resting_index_connections(&self) -> usize {
-        self.inner.readers.len()
+        match &self.inner.backend {
+            Backend::Embedded { readers, .. } => readers.len(),
+            Backend::Postgres(_) => 0,
+        }
     }
 
     /// Queues a mailbox (or, with `None`, the user's whole index) found damaged
@@ -700,14 +816,20 @@ impl Store {
 
     /// A user's own quota settings (bytes, messages), without the defaults.
     pub fn quota_settings(&self, user: &str) -> Result<(Option<u64>, Option<u64>)> {
-        self.with_server(|c| directory::quota(c, user))
+        match self.pg() {
+            Some(pg) => pg_read!(pg, |c| pg::quota(c, user)),
+            None => self.with_server(|c| directory::quota(c, user)),
+        }
     }
 
     /// A user's quota and usage.
     pub fn quota(&self, user: &str) -> Result<Quota> {
-        let (own_storage, own_messages) = self.with_server(|c| directory::quota(c, user))?;
+        let (own_storage, own_messages) = self.quota_settings(user)?;
         let reader = self.reader(user)?;
-        let (used_bytes, used_messages) = reader.with(index::usage)?;
+        let (used_bytes, used_messages) = match reader.pg() {
+            Some((pg, id)) => pg_read!(pg, |c| pg::usage(c, id))?,
+            None => reader.with(index::usage)?,
+        };
         Ok(Quota {
             storage_max: own_storage.or(self.inner.config.default_quota.0),
             messages_max: own_messages.or(self.inner.config.default_quota.1),
@@ -722,7 +844,10 @@ impl Store {
     /// `user` may do is read from each owner's index
     /// ([`UserReader::rights`]).
     pub fn shared_with(&self, user: &str) -> Result<Vec<(String, String)>> {
-        self.with_server(|c| crate::acl::granted_to(c, user))
+        match self.pg() {
+            Some(pg) => pg_read!(pg, |c| pg::granted_to(c, user)),
+            None => self.with_server(|c| crate::acl::granted_to(c, user)),
+        }
     }
 
     /// A shared server annotation (METADATA on mailbox `""`).
@@ -742,7 +867,10 @@ impl Store {
 
     /// A user's new-mail SMS alert, if set.
     pub fn sms_alert(&self, user: &str) -> Result<Option<crate::types::SmsAlert>> {
-        self.with_server(|c| directory::sms_alert(c, user))
+        match self.pg() {
+            Some(pg) => pg_read!(pg, |c| pg::sms_alert(c, user)),
+            None => self.with_server(|c| directory::sms_alert(c, user)),
+        }
     }
 
     /// Status page: open incidents and those active since `since`, newest first.
@@ -789,6 +917,9 @@ impl Store {
 
     /// Reads a blob, verified against its hash.
     pub fn blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
+        if let Some(pg) = self.pg() {
+            return pg_read!(pg, |c| pg::blob(c, hash));
+        }
         let lookup = || {
             self.with_server(|c| directory::blob_location(c, hash))?
                 .ok_or_else(|| StoreError::corrupt(format!("blob {} missing", hash.to_hex())))
@@ -835,13 +966,59 @@ impl Drop for UserReader {
     }
 }
 
-/// Read access to one user's index.
+/// Read access to one user's mail.
 pub struct UserReader {
     store: Store,
     user: String,
+    imp: ReaderImpl,
+}
+
+enum ReaderImpl {
     /// The index connection while a command reads; back in the store's
     /// pool (`reader_pool`) while the session waits ([`UserReader::release`]).
-    conn: Mutex<Option<crate::reader_pool::Pooled>>,
+    Sqlite(Mutex<Option<crate::reader_pool::Pooled>>),
+    /// The user's id; each read takes a pooled connection for its query
+    /// alone, so idle sessions hold none.
+    Pg { id: i64 },
+}
+
+/// What an embedded-only operation answers on the PostgreSQL backend.
+fn not_on_postgres() -> StoreError {
+    StoreError::invalid(
+        "not built for the PostgreSQL backend yet (issue 10, docs/design/postgres-cluster.md)",
+    )
+}
+
+/// Takes the data directory's lock: one process owns a store.
+fn lock_data_dir(paths: &Paths) -> Result<File> {
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(paths.lock_file())
+        .map_err(|e| StoreError::io("open store lock", e))?;
+    if lock.try_lock().is_err() {
+        return Err(StoreError::new(
+            ErrorKind::Unavailable,
+            format!(
+                "the store in {} is in use by another process",
+                paths.root.display()
+            ),
+        ));
+    }
+    Ok(lock)
+}
+
+/// One read of a [`UserReader`]: `$pg` (over `$c`, a pooled PostgreSQL
+/// client, and `$id`, the user's id) or `$sqlite` (a function of the
+/// user's index connection), by backend.
+macro_rules! by_backend {
+    ($reader:expr, |$c:ident, $id:ident| $pg:expr, $sqlite:expr) => {
+        match $reader.pg() {
+            Some((pg, $id)) => pg_read!(pg, |$c| $pg),
+            None => $reader.with($sqlite),
+        }
+    };
 }
 
 impl UserReader {
@@ -849,9 +1026,20 @@ impl UserReader {
         &self.user
     }
 
+    /// The PostgreSQL backend and the user's id, when mail lives there.
+    fn pg(&self) -> Option<(&Pg, i64)> {
+        match (&self.imp, self.store.pg()) {
+            (ReaderImpl::Pg { id }, Some(pg)) => Some((pg, *id)),
+            _ => None,
+        }
+    }
+
     /// Runs `f` on this user's index, borrowing a connection if none is held.
     fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        let mut held = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let ReaderImpl::Sqlite(conn) = &self.imp else {
+            return Err(not_on_postgres());
+        };
+        let mut held = conn.lock().unwrap_or_else(|p| p.into_inner());
         if held.is_none() {
             *held = Some(self.store.index_connection(&self.user)?);
         }
@@ -867,27 +1055,38 @@ impl UserReader {
     /// Gives the index connection back to the store's pool; the next read
     /// borrows one again. Call when the session starts waiting for its client.
     pub fn release(&self) {
-        let pooled = self.conn.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let (ReaderImpl::Sqlite(conn), Backend::Embedded { readers, .. }) =
+            (&self.imp, &self.store.inner.backend)
+        else {
+            return;
+        };
+        let pooled = conn.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(pooled) = pooled {
-            self.store.inner.readers.put(&self.user, pooled);
+            readers.put(&self.user, pooled);
         }
     }
     pub fn mailboxes(&self) -> Result<Vec<MailboxInfo>> {
-        self.with(index::mailboxes)
+        by_backend!(self, |c, id| pg::mailboxes(c, id), index::mailboxes)
     }
     pub fn mailbox(&self, name: &str) -> Result<Option<MailboxInfo>> {
-        self.with(|c| index::mailbox_by_name(c, name))
+        by_backend!(self, |c, id| pg::mailbox_by_name(c, id, name), |c| {
+            index::mailbox_by_name(c, name)
+        })
     }
     pub fn mailbox_by_id(&self, id: &str) -> Result<Option<MailboxInfo>> {
-        self.with(|c| index::mailbox_by_id(c, id))
+        by_backend!(self, |c, user| pg::mailbox_by_id(c, user, id), |c| {
+            index::mailbox_by_id(c, id)
+        })
     }
     pub fn subscriptions(&self) -> Result<Vec<String>> {
-        self.with(index::subscriptions)
+        by_backend!(self, |c, id| pg::subscriptions(c, id), index::subscriptions)
     }
     /// The ACL of one of this user's mailboxes (by id): identifiers as
     /// stored, in name order.
     pub fn acl(&self, mailbox: &str) -> Result<Vec<(String, crate::acl::Rights)>> {
-        self.with(|c| crate::acl::entries(c, mailbox))
+        by_backend!(self, |c, id| pg::acl_entries(c, id, mailbox), |c| {
+            crate::acl::entries(c, mailbox)
+        })
     }
     /// The rights `user` has on one of this reader's user's mailboxes (all
     /// of them when `user` is the owner).
@@ -900,7 +1099,9 @@ impl UserReader {
     /// An annotation (METADATA) of a mailbox (by id; `""`: the user's
     /// private server annotations).
     pub fn metadata(&self, mailbox: &str, entry: &str) -> Result<Option<Vec<u8>>> {
-        self.with(|c| crate::metadata::get(c, mailbox, entry))
+        by_backend!(self, |c, id| pg::metadata_get(c, id, mailbox, entry), |c| {
+            crate::metadata::get(c, mailbox, entry)
+        })
     }
     /// Annotations below `entry` (only its children with `children_only`),
     /// in name order.
@@ -910,10 +1111,16 @@ impl UserReader {
         entry: &str,
         children_only: bool,
     ) -> Result<Vec<(String, Vec<u8>)>> {
-        self.with(|c| crate::metadata::below(c, mailbox, entry, children_only))
+        by_backend!(
+            self,
+            |c, id| pg::metadata_below(c, id, mailbox, entry, children_only),
+            |c| crate::metadata::below(c, mailbox, entry, children_only)
+        )
     }
     pub fn messages(&self, mailbox: &str) -> Result<Vec<MessageMeta>> {
-        let metas = self.with(|c| index::messages(c, mailbox))?;
+        let metas = by_backend!(self, |c, id| pg::messages(c, id, mailbox), |c| {
+            index::messages(c, mailbox)
+        })?;
         if metas.iter().any(|m| m.damaged) {
             self.damaged(mailbox, metas.iter().filter(|m| m.damaged).map(|m| m.uid));
         }
@@ -926,7 +1133,11 @@ impl UserReader {
         first: u32,
         last: u32,
     ) -> Result<Vec<MessageMeta>> {
-        let metas = self.with(|c| index::messages_between(c, mailbox, first, last))?;
+        let metas = by_backend!(
+            self,
+            |c, id| pg::messages_between(c, id, mailbox, first, last),
+            |c| index::messages_between(c, mailbox, first, last)
+        )?;
         if metas.iter().any(|m| m.damaged) {
             self.damaged(mailbox, metas.iter().filter(|m| m.damaged).map(|m| m.uid));
         }
@@ -939,30 +1150,51 @@ impl UserReader {
     }
     /// UID, MODSEQ and flags (space-separated) of every message, for SELECT.
     pub fn select_view(&self, mailbox: &str) -> Result<Vec<(u32, u64, String)>> {
-        self.with(|c| index::select_view(c, mailbox))
+        by_backend!(self, |c, id| pg::select_view(c, id, mailbox), |c| {
+            index::select_view(c, mailbox)
+        })
     }
     pub fn changed_since(&self, mailbox: &str, modseq: u64) -> Result<Vec<MessageMeta>> {
-        let metas = self.with(|c| index::changed_since(c, mailbox, modseq))?;
+        let metas = by_backend!(
+            self,
+            |c, id| pg::changed_since(c, id, mailbox, modseq),
+            |c| { index::changed_since(c, mailbox, modseq) }
+        )?;
         if metas.iter().any(|m| m.damaged) {
             self.damaged(mailbox, metas.iter().filter(|m| m.damaged).map(|m| m.uid));
         }
         Ok(metas)
     }
     pub fn expunged_since(&self, mailbox: &str, modseq: u64) -> Result<Vec<u32>> {
-        self.with(|c| index::expunged_since(c, mailbox, modseq))
+        by_backend!(
+            self,
+            |c, id| pg::expunged_since(c, id, mailbox, modseq),
+            |c| { index::expunged_since(c, mailbox, modseq) }
+        )
     }
     pub fn changes(&self, mailbox: &str, since: u64) -> Result<index::Changes> {
-        self.with(|c| index::changes(c, mailbox, since))
+        match self.pg() {
+            // One snapshot, so the mailbox, its changes and its expunges agree.
+            Some((pg, id)) => pg.block(async {
+                let mut conn = pg.client().await?;
+                pg::changes_snapshot(&mut conn, id, mailbox, since).await
+            }),
+            None => self.with(|c| index::changes(c, mailbox, since)),
+        }
     }
     pub fn message(&self, mailbox: &str, uid: u32) -> Result<Option<MessageMeta>> {
-        let meta = self.with(|c| index::message(c, mailbox, uid))?;
+        let meta = by_backend!(self, |c, id| pg::message(c, id, mailbox, uid), |c| {
+            index::message(c, mailbox, uid)
+        })?;
         if meta.as_ref().is_some_and(|m| m.damaged) {
             self.damaged(mailbox, std::iter::once(uid));
         }
         Ok(meta)
     }
     pub fn counts(&self, mailbox: &str) -> Result<MailboxCounts> {
-        self.with(|c| index::counts(c, mailbox))
+        by_backend!(self, |c, id| pg::counts(c, id, mailbox), |c| {
+            index::counts(c, mailbox)
+        })
     }
     /// The cached summary; a damaged cache entry is re-derived from the blob
     /// (and logged), so a caller never gets damaged data.
@@ -973,7 +1205,11 @@ impl UserReader {
                 meta.uid
             )));
         }
-        let found = self.with(|c| index::summary(c, mailbox, meta.uid, &meta.blob));
+        let found = by_backend!(
+            self,
+            |c, id| pg::summary(c, id, mailbox, meta.uid, &meta.blob),
+            |c| index::summary(c, mailbox, meta.uid, &meta.blob)
+        );
         self.summary_or_rederived(mailbox, meta, found)
     }
 
@@ -1012,7 +1248,11 @@ impl UserReader {
         if metas.len() < 4 || span > 4 * metas.len() as u64 {
             return metas.iter().map(|m| self.summary(mailbox, m)).collect();
         }
-        let mut rows = match self.with(|c| index::summaries_between(c, mailbox, first, last)) {
+        let mut rows = match by_backend!(
+            self,
+            |c, id| pg::summaries_between(c, id, mailbox, first, last),
+            |c| index::summaries_between(c, mailbox, first, last)
+        ) {
             Ok(rows) => rows,
             Err(e) => {
                 let message = e.to_string();
@@ -1053,7 +1293,9 @@ impl UserReader {
         mailbox: &str,
         metas: &[&MessageMeta],
     ) -> Result<Vec<Option<mime::Summary>>> {
-        let mut rows = self.with(|c| index::sort_keys(c, mailbox))?;
+        let mut rows = by_backend!(self, |c, id| pg::sort_keys(c, id, mailbox), |c| {
+            index::sort_keys(c, mailbox)
+        })?;
         let mut damaged = 0usize;
         let out = metas
             .iter()

@@ -1,12 +1,21 @@
 //! The PostgreSQL backend (issue 10), built in the steps of
 //! docs/design/postgres-cluster.md. Built so far: connecting, the versioned
-//! schema and its migrations ([`migrate`]), and the version check a server
-//! makes before it would serve from a database.
+//! schema and its migrations ([`migrate`]); the backend handle with its
+//! runtime and pool (`backend`); writer threads (`writer`) that plan with
+//! the shared planner over a PostgreSQL transaction (`tx`, `apply`) under
+//! per-user advisory locks; and the reads of accounts and mail (`read`).
 //!
 //! The store's only network peer is its database: this module talks to
 //! PostgreSQL and serves no protocol.
 
+pub(crate) mod apply;
+pub(crate) mod backend;
 pub mod migrate;
+pub(crate) mod read;
+pub(crate) mod tx;
+pub(crate) mod writer;
+
+pub use backend::PostgresConfig;
 
 pub use tokio_postgres::Client;
 

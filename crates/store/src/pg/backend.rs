@@ -1,0 +1,155 @@
+//! The PostgreSQL backend's handle: its own small tokio runtime, which drives
+//! every connection, a bounded pool of connections, and the bridge that lets
+//! the store's synchronous code (the planner on writer threads, `UserReader`
+//! on the server's threads) wait for a query.
+//!
+//! Why a runtime of its own: the store is called from plain threads (the
+//! writers, the CLI) and from the server's runtime alike. Connections driven
+//! by a runtime the store owns keep working whoever calls, and shutting the
+//! store down stops them.
+
+use crate::error::{ErrorKind, Result, StoreError};
+use crate::pg::{describe, migrate};
+use std::future::Future;
+use std::time::Duration;
+
+/// Where and how the store reaches PostgreSQL (`[store] postgres*`).
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    pub dsn: tokio_postgres::Config,
+    pub connect_timeout: Duration,
+    /// Most connections this node opens (readers and writers together).
+    pub connections_max: usize,
+    /// Writer threads, each with one transaction open at a time.
+    pub writers: usize,
+}
+
+impl PostgresConfig {
+    pub fn new(dsn: tokio_postgres::Config) -> Self {
+        PostgresConfig {
+            dsn,
+            connect_timeout: Duration::from_secs(5),
+            connections_max: 32,
+            writers: 4,
+        }
+    }
+}
+
+/// A pooled connection.
+pub(crate) type Conn = deadpool_postgres::Object;
+
+pub(crate) struct Pg {
+    /// `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
+    pool: deadpool_postgres::Pool,
+    /// user@host:port/db, for messages (never the password).
+    pub(crate) target: String,
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        self.pool.close();
+        // Allowed anywhere, also inside another runtime (a test's).
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Pg {
+    /// Connects and checks that the database's schema is one this binary
+    /// serves (`postern store migrate` makes it so).
+    pub(crate) fn open(config: PostgresConfig) -> Result<Pg> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("store-pg")
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::io("start the PostgreSQL runtime", e))?;
+        let mut dsn = config.dsn.clone();
+        dsn.connect_timeout(config.connect_timeout);
+        // Durability is the database's: never weaker than "on", whatever
+        // postgresql.conf says (a synchronous standby then waits too).
+        dsn.options("-c synchronous_commit=on");
+        dsn.application_name("postern");
+        let manager = deadpool_postgres::Manager::from_config(
+            dsn,
+            tokio_postgres::NoTls,
+            deadpool_postgres::ManagerConfig {
+                recycling_method: deadpool_postgres::RecyclingMethod::Fast,
+            },
+        );
+        let pool = deadpool_postgres::Pool::builder(manager)
+            .max_size(config.connections_max.max(config.writers + 1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .create_timeout(Some(config.connect_timeout))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| StoreError::invalid(format!("PostgreSQL pool: {e}")))?;
+        let pg = Pg {
+            runtime: Some(runtime),
+            pool,
+            target: describe(&config.dsn),
+        };
+        let verdict = pg.block(async {
+            let client = pg.client().await?;
+            migrate::check(&client).await
+        })?;
+        verdict.servable()?;
+        Ok(pg)
+    }
+
+    /// Runs `future` on the backend's runtime and waits for it: directly on
+    /// a plain thread, through `block_in_place` on a worker of a
+    /// multi-threaded runtime, and on a helper thread from a
+    /// current-thread runtime (which cannot block in place).
+    pub(crate) fn block<F>(&self, future: F) -> F::Output
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
+        #[allow(clippy::expect_used)]
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the runtime lives as long as its handle");
+        match tokio::runtime::Handle::try_current() {
+            Err(_) => runtime.block_on(future),
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| runtime.block_on(future))
+            }
+            Ok(_) => std::thread::scope(|s| s.spawn(|| runtime.block_on(future)).join())
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        }
+    }
+
+    /// A connection from the pool (call inside [`Pg::block`]).
+    pub(crate) async fn client(&self) -> Result<Conn> {
+        self.pool.get().await.map_err(|e| {
+            use deadpool_postgres::PoolError;
+            let why = match &e {
+                PoolError::Backend(e) => crate::pg::message(e),
+                PoolError::Timeout(_) => "no connection free or made in time".to_string(),
+                other => other.to_string(),
+            };
+            StoreError::new(
+                ErrorKind::Unavailable,
+                format!("PostgreSQL at {}: {why}", self.target),
+            )
+        })
+    }
+}
+
+/// Runs `$body` (an expression awaiting on `$c`, a `&tokio_postgres::Client`
+/// from the pool) on the backend's runtime and waits for it.
+macro_rules! pg_read {
+    ($pg:expr, |$c:ident| $body:expr) => {{
+        let pg: &$crate::pg::backend::Pg = $pg;
+        pg.block(async {
+            let conn = pg.client().await?;
+            let $c: &tokio_postgres::Client = &conn;
+            $body.await
+        })
+    }};
+}
+pub(crate) use pg_read;

@@ -1,0 +1,411 @@
+//! The PostgreSQL backend's [`Tx`]: one open PostgreSQL transaction, held
+//! by a writer thread under the advisory locks of every user its batch
+//! touches. Each planner read is a query in that transaction; each record
+//! is applied to the tables at once (`pg::apply`) and logged in the user's
+//! change log, so later reads of the batch see it.
+
+use crate::acl::Rights;
+use crate::directory::{ReplicaPosition, Sms, SpamBlock};
+use crate::error::{ErrorKind, Result, StoreError};
+use crate::index::{MailboxInfo, MessageMeta};
+use crate::intent::{Fix, Outcome, Prepared, RepairGuard};
+use crate::pg::backend::Pg;
+use crate::pg::{apply, db_error, read};
+use crate::record::Record;
+use crate::subscribers::{Notice, Subscriber};
+use crate::tx::Tx;
+use crate::types::BlobHash;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use tokio_postgres::Transaction;
+
+pub(crate) struct PgTx<'a, 't> {
+    pg: &'a Pg,
+    tx: &'a Transaction<'t>,
+    now: i64,
+    summary_limits: mime::Limits,
+    /// User name → id, as read in this transaction (ids never change).
+    ids: HashMap<String, i64>,
+    /// Contents stored or found stored in this transaction.
+    blobs: HashSet<BlobHash>,
+    /// Users whose data this transaction changed (their watchers are
+    /// woken after the commit).
+    pub(crate) touched: BTreeSet<String>,
+    /// Records applied (for the writer's counters).
+    pub(crate) records: u64,
+    /// What `touched` and `records` were when the open savepoint began.
+    savepoint: Option<(BTreeSet<String>, u64)>,
+    /// An error that stops the whole batch.
+    pub(crate) fatal: Option<StoreError>,
+}
+
+/// Intents that a later step of the design builds on PostgreSQL.
+fn not_yet(what: &str) -> StoreError {
+    StoreError::invalid(format!(
+        "{what} is not built for the PostgreSQL backend yet (issue 10, docs/design/postgres-cluster.md)"
+    ))
+}
+
+/// The user whose row or data a record changes, by name.
+fn record_owner(record: &Record) -> Option<&str> {
+    match record {
+        Record::UserAdded { user, .. }
+        | Record::PasswordChanged { user, .. }
+        | Record::QuotaSet { user, .. }
+        | Record::SmsAlertSet { user, .. } => Some(user),
+        other => other.user(),
+    }
+}
+
+impl<'a, 't> PgTx<'a, 't> {
+    pub(crate) fn new(
+        pg: &'a Pg,
+        tx: &'a Transaction<'t>,
+        now: i64,
+        summary_limits: mime::Limits,
+    ) -> Self {
+        PgTx {
+            pg,
+            tx,
+            now,
+            summary_limits,
+            ids: HashMap::new(),
+            blobs: HashSet::new(),
+            touched: BTreeSet::new(),
+            records: 0,
+            savepoint: None,
+            fatal: None,
+        }
+    }
+
+    /// The id of an existing user (`NotFound` for an unknown one).
+    fn id(&mut self, user: &str) -> Result<i64> {
+        if let Some(id) = self.ids.get(user) {
+            return Ok(*id);
+        }
+        let tx = self.tx;
+        let found = self.pg.block(read::user(tx, user))?;
+        let (id, _) = found.ok_or_else(|| StoreError::not_found(format!("no such user {user}")))?;
+        self.ids.insert(user.to_string(), id);
+        Ok(id)
+    }
+
+    fn exec(&self, what: &str, sql: &str) -> Result<()> {
+        let tx = self.tx;
+        self.pg
+            .block(tx.batch_execute(sql))
+            .map_err(|e| db_error(what, &e))
+    }
+}
+
+impl Tx for PgTx<'_, '_> {
+    fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// From the `object_ids` sequence: unique across every node, rising.
+    fn new_id(&mut self) -> Result<u64> {
+        let tx = self.tx;
+        let row = self
+            .pg
+            .block(tx.query_one("SELECT nextval('object_ids')", &[]))
+            .map_err(|e| db_error("take a new id", &e))?;
+        Ok(row.get::<_, i64>(0).max(0) as u64)
+    }
+
+    /// PostgreSQL's own standby is the replica: this node always writes.
+    fn is_replica(&self) -> bool {
+        false
+    }
+
+    fn user_exists(&mut self, user: &str) -> Result<bool> {
+        if self.ids.contains_key(user) {
+            return Ok(true);
+        }
+        let tx = self.tx;
+        self.pg.block(read::user_exists(tx, user))
+    }
+
+    fn alias(&mut self, address: &str) -> Result<Option<Vec<String>>> {
+        let tx = self.tx;
+        self.pg.block(read::alias(tx, address))
+    }
+
+    fn aliases(&mut self) -> Result<Vec<(String, Vec<String>)>> {
+        let tx = self.tx;
+        self.pg.block(read::aliases(tx))
+    }
+
+    fn acl_naming(&mut self, user: &str) -> Result<Vec<(String, String, String)>> {
+        let tx = self.tx;
+        self.pg.block(read::acl_naming(tx, user))
+    }
+
+    fn quota(&mut self, user: &str) -> Result<(Option<u64>, Option<u64>)> {
+        let tx = self.tx;
+        self.pg.block(read::quota(tx, user))
+    }
+
+    fn sms(&mut self, _: u64) -> Result<Option<Sms>> {
+        Err(not_yet("the SMS outbox"))
+    }
+
+    fn sms_alerts_since(&mut self, _: &str, _: i64) -> Result<u64> {
+        Err(not_yet("the SMS outbox"))
+    }
+
+    fn status_incident(&mut self, _: u64) -> Result<Option<status::Incident>> {
+        Err(not_yet("the status page"))
+    }
+
+    fn status_post_incident(&mut self, _: u64) -> Result<Option<u64>> {
+        Err(not_yet("the status page"))
+    }
+
+    fn status_fingerprint(&mut self, _: &str) -> Result<Option<u64>> {
+        Err(not_yet("the status page"))
+    }
+
+    fn status_components(&mut self) -> Result<Vec<status::Component>> {
+        Err(not_yet("the status page"))
+    }
+
+    fn spam_blocks(&mut self) -> Result<Vec<SpamBlock>> {
+        Err(not_yet("spam blocks"))
+    }
+
+    fn admin_tokens(&mut self) -> Result<Vec<(String, i64)>> {
+        Err(not_yet("admin tokens"))
+    }
+
+    fn server_metadata_count(&mut self) -> Result<u64> {
+        let tx = self.tx;
+        self.pg.block(read::server_metadata_count(tx))
+    }
+
+    fn subscriber(&mut self, _: u64) -> Result<Option<Subscriber>> {
+        Err(not_yet("status-page subscribers"))
+    }
+
+    fn subscriber_by_address(&mut self, _: &str, _: &str) -> Result<Option<Subscriber>> {
+        Err(not_yet("status-page subscribers"))
+    }
+
+    fn subscriber_by_confirm_hash(&mut self, _: &str) -> Result<Option<Subscriber>> {
+        Err(not_yet("status-page subscribers"))
+    }
+
+    fn subscriber_by_unsubscribe_token(&mut self, _: &str) -> Result<Option<Subscriber>> {
+        Err(not_yet("status-page subscribers"))
+    }
+
+    fn subscriber_count(&mut self, _: i64) -> Result<u64> {
+        Err(not_yet("status-page subscribers"))
+    }
+
+    fn subscribe_requests_since(&mut self, _: &str, _: Option<&str>, _: i64) -> Result<(u64, u64)> {
+        Err(not_yet("status-page subscribers"))
+    }
+
+    fn notice(&mut self, _: u64, _: u64) -> Result<Option<Notice>> {
+        Err(not_yet("status notices"))
+    }
+
+    fn replica_position(&mut self) -> Result<Option<ReplicaPosition>> {
+        Ok(None)
+    }
+
+    fn mailboxes(&mut self, user: &str) -> Result<Vec<MailboxInfo>> {
+        let (id, tx) = (self.id(user)?, self.tx);
+        self.pg.block(read::mailboxes(tx, id))
+    }
+
+    fn mailbox_by_name(&mut self, user: &str, name: &str) -> Result<Option<MailboxInfo>> {
+        let (id, tx) = (self.id(user)?, self.tx);
+        self.pg.block(read::mailbox_by_name(tx, id, name))
+    }
+
+    fn mailbox_by_id(&mut self, user: &str, mailbox: &str) -> Result<Option<MailboxInfo>> {
+        let (id, tx) = (self.id(user)?, self.tx);
+        self.pg.block(read::mailbox_by_id(tx, id, mailbox))
+    }
+
+    fn message(&mut self, user: &str, mailbox: &str, uid: u32) -> Result<Option<MessageMeta>> {
+        let (id, tx) = (self.id(user)?, self.tx);
+        self.pg.block(read::message(tx, id, mailbox, uid))
+    }
+
+    fn messages(&mut self, user: &str, mailbox: &str) -> Result<Vec<MessageMeta>> {
+        let (id, tx) = (self.id(user)?, self.tx);
+        self.pg.block(read::messages(tx, id, mailbox))
+    }
+
+    fn summary(
+        &mut self,
+        user: &str,
+        mailbox: &str,
+        uid: u32,
+        blob: &BlobHash,
+    ) -> Result<Option<mime::Summary>> {
+        let (id, tx) = (self.id(user)?, self.tx);
+        // A damaged entry reads as missing: the caller derives it afresh.
+        Ok(self
+            .pg
+            .block(read::summary(tx, id, mailbox, uid, blob))
+            .unwrap_or(None))
+    }
+
+    fn usage(&mut self, user: &str) -> Result<(u64, u64)> {
+        let (id, tx) = (self.id(user)?, self.tx);
+        self.pg.block(read::usage(tx, id))
+    }
+
+    fn thread_for(&mut self, user: &str, message_ids: &[String]) -> Result<Option<String>> {
+        let (id, tx) = (self.id(user)?, self.tx);
+        self.pg.block(read::thread_for(tx, id, message_ids))
+    }
+
+    fn uid_validity_last(&mut self, user: &str) -> Result<u32> {
+        let (id, tx) = (self.id(user)?, self.tx);
+        self.pg.block(read::uid_validity_last(tx, id))
+    }
+
+    fn acl_entries(&mut self, user: &str, mailbox: &str) -> Result<Vec<(String, Rights)>> {
+        let (id, tx) = (self.id(user)?, self.tx);
+        self.pg.block(read::acl_entries(tx, id, mailbox))
+    }
+
+    fn acl_count(&mut self, user: &str, mailbox: &str) -> Result<u64> {
+        Ok(self.acl_entries(user, mailbox)?.len() as u64)
+    }
+
+    fn metadata_count(&mut self, user: &str) -> Result<u64> {
+        let (id, tx) = (self.id(user)?, self.tx);
+        self.pg.block(read::metadata_count(tx, id))
+    }
+
+    fn emit(&mut self, record: Record, summary: Option<(&mime::Summary, &[u8])>) -> Result<()> {
+        let owner = record_owner(&record).map(str::to_string);
+        let user_id = match (&record, &owner) {
+            (Record::UserAdded { .. }, _) | (_, None) => None,
+            (_, Some(owner)) => Some(self.id(owner)?),
+        };
+        let (tx, now) = (self.tx, self.now);
+        let applied = self.pg.block(async {
+            let user_id = apply::apply(tx, user_id, &record, summary).await?;
+            match user_id {
+                Some(id) => apply::log_change(tx, id, now, &record).await?,
+                None => apply::log_server_change(tx, now, &record).await?,
+            }
+            Ok::<_, StoreError>(user_id)
+        })?;
+        if let (Some(owner), Some(id)) = (&owner, applied) {
+            self.ids.insert(owner.clone(), id);
+        }
+        if let Record::UserDeleted { user } = &record {
+            self.ids.remove(user);
+        }
+        if let Some(owner) = owner {
+            self.touched.insert(owner);
+        }
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Stored in the delivering transaction: a refused or rolled-back
+    /// delivery leaves nothing behind. A content already stored is not sent
+    /// to the server again.
+    fn store_blob(&mut self, hash: &BlobHash, raw: &[u8]) -> Result<()> {
+        if self.blob_known(hash)? {
+            return Ok(());
+        }
+        let (tx, now) = (self.tx, self.now);
+        let size = i64::try_from(raw.len()).unwrap_or(i64::MAX);
+        self.pg
+            .block(tx.execute(
+                "INSERT INTO blobs (hash, size, data, stored_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (hash) DO NOTHING",
+                &[&hash.0.as_slice(), &size, &raw, &now],
+            ))
+            .map_err(|e| db_error("store a content", &e))?;
+        self.blobs.insert(*hash);
+        Ok(())
+    }
+
+    fn blob_known(&mut self, hash: &BlobHash) -> Result<bool> {
+        if self.blobs.contains(hash) {
+            return Ok(true);
+        }
+        let tx = self.tx;
+        let known = self.pg.block(read::blob_known(tx, hash))?;
+        if known {
+            self.blobs.insert(*hash);
+        }
+        Ok(known)
+    }
+
+    fn summary_of_blob(&mut self, hash: &BlobHash) -> Result<mime::Summary> {
+        let tx = self.tx;
+        let raw = self.pg.block(read::blob(tx, hash))?;
+        Ok(mime::summarize(&raw, &self.summary_limits))
+    }
+
+    fn fail_batch(&mut self, error: &StoreError) {
+        self.fatal.get_or_insert(error.clone());
+    }
+
+    fn savepoint(&mut self, _: &[String], _: Option<&str>) -> Result<()> {
+        self.exec("open a savepoint", "SAVEPOINT intent")?;
+        self.savepoint = Some((self.touched.clone(), self.records));
+        Ok(())
+    }
+
+    fn close_savepoint(&mut self, keep: bool) {
+        let Some((touched, records)) = self.savepoint.take() else {
+            return;
+        };
+        let closed = if keep {
+            self.exec("release a savepoint", "RELEASE SAVEPOINT intent")
+        } else {
+            self.ids.clear();
+            self.blobs.clear();
+            self.touched = touched;
+            self.records = records;
+            self.exec(
+                "roll a savepoint back",
+                "ROLLBACK TO SAVEPOINT intent; RELEASE SAVEPOINT intent",
+            )
+        };
+        if let Err(e) = closed {
+            // The transaction is in a state nobody planned: stop the batch.
+            self.fatal.get_or_insert(e);
+        }
+    }
+
+    fn repair_guard_holds(&mut self, _: &str, _: &RepairGuard) -> Result<bool> {
+        Err(not_yet("reconstruct"))
+    }
+
+    fn apply_fix(&mut self, _: &str, _: &Fix) -> Result<()> {
+        Err(not_yet("reconstruct"))
+    }
+
+    fn set_flags_keeping_modseq(
+        &mut self,
+        _: &str,
+        _: &str,
+        _: &[(u32, Vec<String>)],
+    ) -> Result<()> {
+        Err(not_yet("reconstruct"))
+    }
+
+    fn collect_garbage(&mut self, _: u64) -> Result<Outcome> {
+        Err(StoreError::new(
+            ErrorKind::Invalid,
+            "garbage collection of contents is not built for the PostgreSQL backend yet (issue 10, step 12)",
+        ))
+    }
+
+    fn restore_blob(&mut self, _: &Prepared) -> Result<Outcome> {
+        Err(not_yet("restoring a content"))
+    }
+}

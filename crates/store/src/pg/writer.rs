@@ -1,0 +1,170 @@
+//! Writer threads of the PostgreSQL backend. Each takes a batch of waiting
+//! requests and commits it in one PostgreSQL transaction:
+//!
+//! 1. `BEGIN` (READ COMMITTED: each statement after the locks sees every
+//!    commit made before they were granted);
+//! 2. one advisory lock per user the batch touches, taken in one statement
+//!    in ascending key order, so two batches never wait on each other in a
+//!    cycle. Every writer of a user, on any node, holds the user's lock from
+//!    before its first read until its commit: reading `uid_next` and
+//!    inserting under it runs alone for that user, so UIDs and MODSEQs are
+//!    never given twice and rise in commit order. A different user never
+//!    waits;
+//! 3. each intent planned by the shared planner in a savepoint;
+//! 4. `COMMIT`; only then are callers answered and the users' watchers on
+//!    this node woken.
+//!
+//! Several writer threads take batches at once; PostgreSQL groups their
+//! commits' WAL flushes.
+
+use crate::error::{ErrorKind, Result, StoreError};
+use crate::intent::{Intent, Outcome};
+use crate::notify::Notifier;
+use crate::pg::backend::Pg;
+use crate::pg::tx::PgTx;
+use crate::pg::{db_error, read};
+use crate::planner::{PlanConfig, Planner, intent_users};
+use crate::writer::{Request, Stats};
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+/// The first key of every advisory lock Postern takes ("post"): the second
+/// is the hash of a user name.
+const LOCK_CLASS: i32 = 0x706f_7374;
+
+pub(crate) struct PgWriter {
+    pub pg: Arc<Pg>,
+    pub requests: Arc<Mutex<Receiver<Request>>>,
+    pub notifier: Arc<Notifier>,
+    pub stats: Arc<Stats>,
+    pub plan: PlanConfig,
+    pub batch_intents_max: usize,
+}
+
+impl PgWriter {
+    pub(crate) fn run(self) {
+        loop {
+            let batch = {
+                let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+                let Ok(first) = requests.recv() else { break };
+                let mut intents = first.intents.len();
+                let mut batch = vec![first];
+                while intents < self.batch_intents_max {
+                    match requests.try_recv() {
+                        Ok(next) => {
+                            intents += next.intents.len();
+                            batch.push(next);
+                        }
+                        Err(_) => break,
+                    }
+                }
+                batch
+            };
+            self.commit(batch);
+        }
+        tracing::info!(event = "writer_stopped", "PostgreSQL writer stopped");
+    }
+
+    fn commit(&self, requests: Vec<Request>) {
+        let intents: Vec<&Intent> = requests.iter().flat_map(|r| &r.intents).collect();
+        match self.plan_and_commit(&intents) {
+            Ok((answers, touched, records)) => {
+                for user in &touched {
+                    self.notifier.notify(user);
+                }
+                self.stats.batches.fetch_add(1, Relaxed);
+                self.stats.records.fetch_add(records, Relaxed);
+                let succeeded = answers.iter().filter(|a| a.is_ok()).count();
+                self.stats.intents.fetch_add(succeeded as u64, Relaxed);
+                let mut answers = answers.into_iter();
+                for request in requests {
+                    let results = answers.by_ref().take(request.intents.len()).collect();
+                    let _ = request.reply.send(results);
+                }
+            }
+            Err(e) => {
+                tracing::error!(event = "batch_failed", error = %e, "batch not committed; every change of it is refused");
+                for request in requests {
+                    let results = request.intents.iter().map(|_| Err(e.clone())).collect();
+                    let _ = request.reply.send(results);
+                }
+            }
+        }
+    }
+
+    /// Plans every intent in one transaction and commits it: the answers,
+    /// the users whose data changed, and how many records were applied.
+    #[allow(clippy::type_complexity)]
+    fn plan_and_commit(
+        &self,
+        intents: &[&Intent],
+    ) -> Result<(Vec<Result<Outcome>>, BTreeSet<String>, u64)> {
+        let pg = &*self.pg;
+        let mut client = pg.block(pg.client())?;
+        let tx = pg
+            .block(client.transaction())
+            .map_err(|e| db_error("begin a transaction", &e))?;
+        let locks = pg.block(users_to_lock(&tx, intents))?;
+        pg.block(tx.batch_execute("SET LOCAL lock_timeout = '10s'"))
+            .map_err(|e| db_error("set the lock timeout", &e))?;
+        pg.block(tx.execute(
+            "SELECT pg_advisory_xact_lock($1, h)
+             FROM (SELECT DISTINCT hashtext(n) AS h FROM unnest($2::text[]) AS n ORDER BY 1) AS k",
+            &[&LOCK_CLASS, &locks],
+        ))
+        .map_err(|e| db_error("lock the batch's users", &e))?;
+        let mut ptx = PgTx::new(
+            pg,
+            &tx,
+            crate::writer::now_seconds(),
+            self.plan.summary_limits,
+        );
+        let mut answers = Vec::with_capacity(intents.len());
+        for intent in intents {
+            if ptx.fatal.is_some() {
+                break;
+            }
+            let mut planner = Planner {
+                tx: &mut ptx,
+                config: self.plan,
+            };
+            answers.push(planner.plan_contained(intent));
+        }
+        if let Some(e) = ptx.fatal.take() {
+            return Err(e);
+        }
+        let (touched, records) = (std::mem::take(&mut ptx.touched), ptx.records);
+        drop(ptx);
+        // An error here leaves the outcome unknown (the commit may have
+        // happened): the callers are told the change is not made, and a
+        // retry may store a second copy; never a loss.
+        pg.block(tx.commit()).map_err(|e| {
+            StoreError::new(
+                ErrorKind::Unavailable,
+                format!("commit to PostgreSQL: {}", crate::pg::message(&e)),
+            )
+        })?;
+        Ok((answers, touched, records))
+    }
+}
+
+/// The names whose locks the batch takes: every user an intent changes
+/// and, for a deleted user, the owners whose ACLs name them.
+async fn users_to_lock(
+    tx: &tokio_postgres::Transaction<'_>,
+    intents: &[&Intent],
+) -> Result<Vec<String>> {
+    let mut names = BTreeSet::new();
+    for intent in intents {
+        let (user, other) = intent_users(intent);
+        names.extend(user.into_iter().chain(other).map(str::to_string));
+        if let Intent::DeleteUser { user } = intent {
+            for (owner, _, _) in read::acl_naming(tx, user).await? {
+                names.insert(owner);
+            }
+        }
+    }
+    Ok(names.into_iter().collect())
+}

@@ -1,0 +1,200 @@
+//! What only the PostgreSQL backend has: several stores ("nodes") on one
+//! database, the change log, and how it refuses what it does not serve.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use postern_store as store;
+use std::sync::Arc;
+use store::{ErrorKind, Intent, Outcome, Store, StoreConfig};
+use support::{Backend, pg_config, sql};
+
+fn add_user(store: &Store, user: &str) {
+    store
+        .submit_one_blocking(Intent::AddUser {
+            user: user.into(),
+            password_hash: store::password::hash("secret").unwrap(),
+        })
+        .unwrap();
+}
+
+/// A second store on the database of `first`: another node.
+fn second_node(first: &support::Opened) -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StoreConfig::new(dir.path().to_path_buf());
+    config.postgres = Some(pg_config(first.database.as_ref().unwrap()));
+    (Store::open(config).unwrap(), dir)
+}
+
+fn append(user: &str, mailbox: &str, raw: Vec<u8>, store: &Store) -> store::Result<u32> {
+    let outcome = store.submit_one_blocking(Intent::Append {
+        user: user.into(),
+        mailbox: mailbox.into(),
+        message: store.prepare(raw),
+        flags: Vec::new(),
+        internal_date: None,
+    })?;
+    match outcome {
+        Outcome::Appended { uid, .. } => Ok(uid),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+/// Two nodes deliver to one mailbox at once, from several threads each:
+/// every acknowledged message is there, under a UID no other has, and
+/// UIDs and MODSEQs rise together in commit order.
+#[test]
+fn two_nodes_never_give_a_uid_twice() {
+    let a = Backend::Postgres.open(|_| {});
+    let (b, _b_dir) = second_node(&a);
+    add_user(&a, "alice");
+    let nodes: Vec<Arc<Store>> = vec![Arc::new(a.store.clone()), Arc::new(b.clone())];
+    const PER_THREAD: usize = 40;
+    let mut threads = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for t in 0..3 {
+            let node = node.clone();
+            threads.push(std::thread::spawn(move || {
+                (0..PER_THREAD)
+                    .map(|i| {
+                        let tag = format!("{n}-{t}-{i}");
+                        let raw =
+                            format!("Subject: {tag}\r\nMessage-ID: <{tag}@x>\r\n\r\n{tag}\r\n");
+                        let uid = append("alice", "INBOX", raw.into_bytes(), &node).unwrap();
+                        (uid, tag)
+                    })
+                    .collect::<Vec<_>>()
+            }));
+        }
+    }
+    let mut acknowledged: Vec<(u32, String)> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    acknowledged.sort();
+    let total = 2 * 3 * PER_THREAD;
+    let uids: Vec<u32> = acknowledged.iter().map(|(uid, _)| *uid).collect();
+    assert_eq!(
+        uids,
+        (1..=total as u32).collect::<Vec<_>>(),
+        "UIDs given twice or skipped"
+    );
+    // Each node reads what both stored: the message each UID was given for.
+    for node in &nodes {
+        let reader = node.reader("alice").unwrap();
+        let inbox = reader.mailbox("INBOX").unwrap().unwrap();
+        let metas = reader.messages(&inbox.id).unwrap();
+        assert_eq!(metas.len(), total);
+        let mut last_modseq = 0;
+        for (meta, (uid, tag)) in metas.iter().zip(&acknowledged) {
+            assert_eq!(meta.uid, *uid);
+            assert!(
+                meta.modseq > last_modseq,
+                "MODSEQ does not rise with the UID"
+            );
+            last_modseq = meta.modseq;
+            let bytes = reader.message_bytes(&inbox.id, meta).unwrap();
+            assert!(String::from_utf8(bytes).unwrap().contains(tag.as_str()));
+        }
+        assert_eq!(inbox.uid_next, total as u32 + 1);
+    }
+    // The change log numbers alice's records without a gap.
+    let log = sql(
+        a.database.as_ref().unwrap(),
+        "SELECT COUNT(*), MIN(seq), MAX(seq), (SELECT last_seq FROM users WHERE name = 'alice')
+         FROM changes WHERE user_id = (SELECT id FROM users WHERE name = 'alice')",
+    );
+    let (count, min, max, last): (i64, i64, i64, i64) =
+        (log[0].get(0), log[0].get(1), log[0].get(2), log[0].get(3));
+    assert_eq!((min, max, last), (1, count, count));
+    b.shutdown();
+}
+
+/// Two nodes create the same user and the same mailbox at once: one wins,
+/// the other is told it exists; nothing is half made.
+#[test]
+fn two_nodes_creating_the_same_names_agree() {
+    let a = Backend::Postgres.open(|_| {});
+    let (b, _b_dir) = second_node(&a);
+    let nodes = [&a.store, &b];
+    for round in 0..10 {
+        let user = format!("user{round}");
+        let results: Vec<store::Result<Outcome>> = std::thread::scope(|s| {
+            let handles: Vec<_> = nodes
+                .iter()
+                .map(|node| {
+                    let user = user.clone();
+                    s.spawn(move || {
+                        node.submit_one_blocking(Intent::AddUser {
+                            user,
+                            password_hash: "x".into(),
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let created = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(created, 1, "{results:?}");
+        let refused = results.iter().find_map(|r| r.as_ref().err()).unwrap();
+        assert_eq!(refused.kind, ErrorKind::AlreadyExists);
+        let mailboxes = b.reader(&user).unwrap().mailboxes().unwrap();
+        assert_eq!(mailboxes.len(), store::DEFAULT_MAILBOXES.len());
+    }
+    b.shutdown();
+}
+
+/// What the PostgreSQL backend does not serve yet is refused, in words, and
+/// changes nothing.
+#[test]
+fn what_is_not_built_yet_is_refused_and_changes_nothing() {
+    let store = Backend::Postgres.open(|_| {});
+    add_user(&store, "alice");
+    let database = store.database.clone().unwrap();
+    let before = sql(&database, "SELECT last_seq FROM users")[0].get::<_, i64>(0);
+    let refused = store.submit_blocking(vec![
+        Intent::QueueSms {
+            to: "+4915112345678".into(),
+            text: "hello".into(),
+            purpose: "test".into(),
+            receipt: false,
+            user: None,
+        },
+        Intent::CollectGarbage { bytes_max: 1 << 20 },
+    ]);
+    for result in &refused {
+        let error = result.as_ref().unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Invalid);
+        assert!(error.message.contains("PostgreSQL"), "{error}");
+    }
+    assert_eq!(store.spam_blocks().unwrap_err().kind, ErrorKind::Invalid);
+    let after = sql(&database, "SELECT last_seq FROM users")[0].get::<_, i64>(0);
+    assert_eq!(before, after);
+    assert!(sql(&database, "SELECT 1 FROM server_changes").is_empty());
+}
+
+/// A database without the schema, or one that cannot be reached, is
+/// refused at open with what to do about it.
+#[test]
+fn a_database_that_cannot_serve_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let migrated = support::new_database();
+    let mut empty = migrated.clone();
+    let name = format!("empty_{}", std::process::id());
+    sql(&migrated, &format!("CREATE DATABASE {name}"));
+    empty.dbname(&name);
+    let mut config = StoreConfig::new(dir.path().to_path_buf());
+    config.postgres = Some(pg_config(&empty));
+    let error = Store::open(config).err().unwrap();
+    assert!(error.message.contains("store migrate"), "{error}");
+
+    let mut unreachable = migrated.clone();
+    unreachable.port(1);
+    let mut settings = pg_config(&unreachable);
+    settings.connect_timeout = std::time::Duration::from_millis(500);
+    let mut config = StoreConfig::new(dir.path().join("second"));
+    config.postgres = Some(settings);
+    let error = Store::open(config).err().unwrap();
+    assert_eq!(error.kind, ErrorKind::Unavailable, "{error}");
+}

@@ -1,0 +1,180 @@
+//! Stores for the tests, on either backend: the embedded one in a temporary
+//! directory, or PostgreSQL in a database of its own on a throwaway cluster
+//! (`tests/pg/cluster.py`, started once per test program and stopped when
+//! the program ends).
+//!
+//! PostgreSQL must be installed (`.ci/run` installs it); a test that needs
+//! it fails, with that said, when it is not: it never passes without having
+//! run.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+use postern_store as store;
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use store::{Store, StoreConfig};
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Postgres,
+}
+
+/// An open store and what it lives in; shut down when dropped.
+pub struct Opened {
+    pub store: Store,
+    pub dir: tempfile::TempDir,
+    /// The database, on PostgreSQL.
+    pub database: Option<tokio_postgres::Config>,
+}
+
+impl std::ops::Deref for Opened {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        self.store.shutdown();
+    }
+}
+
+impl Backend {
+    /// A new, empty store on this backend; `tweak` adjusts its settings.
+    pub fn open(self, tweak: impl FnOnce(&mut StoreConfig)) -> Opened {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StoreConfig::new(dir.path().to_path_buf());
+        let database = match self {
+            Backend::Embedded => None,
+            Backend::Postgres => {
+                let database = new_database();
+                config.postgres = Some(pg_config(&database));
+                Some(database)
+            }
+        };
+        tweak(&mut config);
+        let store = Store::open(config).unwrap();
+        Opened {
+            store,
+            dir,
+            database,
+        }
+    }
+}
+
+/// Settings of a store on `database`: a small pool, as tests run in parallel.
+pub fn pg_config(database: &tokio_postgres::Config) -> store::pg::PostgresConfig {
+    let mut config = store::pg::PostgresConfig::new(database.clone());
+    config.connections_max = 8;
+    config.writers = 2;
+    config
+}
+
+/// The throwaway cluster of this test program: its base DSN, and the
+/// helper process whose stdin keeps it alive.
+struct Cluster {
+    dsn: String,
+    _helper: Mutex<Child>,
+}
+
+fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/pg/cluster.py");
+        let mut helper = Command::new("python3")
+            .arg(script)
+            .arg("--until-stdin-closes")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tests/pg/cluster.py (python3)");
+        let mut line = String::new();
+        let stdout = helper.stdout.take().expect("the helper's stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the cluster's DSN");
+        assert!(
+            line.starts_with("postgres://"),
+            "tests/pg/cluster.py did not start PostgreSQL (is it installed? .ci/run installs it); it said {line:?}"
+        );
+        Cluster {
+            dsn: line.trim().to_string(),
+            _helper: Mutex::new(helper),
+        }
+    })
+}
+
+/// Runs `future` on a runtime of its own (tests are synchronous).
+pub fn block<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// A new database on the cluster, with Postern's schema.
+pub fn new_database() -> tokio_postgres::Config {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "t_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let base = store::pg::parse_dsn(&cluster().dsn).unwrap();
+    block(async {
+        let timeout = std::time::Duration::from_secs(30);
+        let admin = store::pg::connect(&base, timeout).await.unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        let mut database = base.clone();
+        database.dbname(&name);
+        let mut client = store::pg::connect(&database, timeout).await.unwrap();
+        store::pg::migrate::migrate(&mut client, false)
+            .await
+            .unwrap();
+        database
+    })
+}
+
+/// Runs SQL on a test database (to look under the store, or to damage it).
+pub fn sql(database: &tokio_postgres::Config, statement: &str) -> Vec<tokio_postgres::Row> {
+    block(async {
+        let client = store::pg::connect(database, std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        client.query(statement, &[]).await.unwrap()
+    })
+}
+
+/// Test functions that take a [`Backend`], run once on each: as
+/// `embedded::NAME` and `postgres::NAME`.
+#[macro_export]
+macro_rules! backends {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::support::Backend::Embedded);
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::support::Backend::Postgres);
+                }
+            )*
+        }
+    };
+}
