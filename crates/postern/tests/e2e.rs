@@ -125,6 +125,7 @@ python_test_files! {
     proxy => "test_proxy.py",
     export => "test_export.py",
     pg_migrate => "test_pg_migrate.py",
+    pg_cli => "test_pg_cli.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",
     status => "test_status.py",

@@ -641,6 +641,10 @@ pub struct StoreSection {
     /// never logged or printed).
     pub postgres: Redacted,
     pub postgres_connect_timeout_ms: u64,
+    /// Most connections to PostgreSQL this node opens.
+    pub postgres_connections_max: usize,
+    /// Writer threads, each with one PostgreSQL transaction open at a time.
+    pub postgres_writers: usize,
     pub journal_segment_bytes: u64,
     pub pack_bytes: u64,
     pub batch_max: usize,
@@ -658,6 +662,8 @@ impl Default for StoreSection {
             backend: StoreBackend::Embedded,
             postgres: Redacted::default(),
             postgres_connect_timeout_ms: 5000,
+            postgres_connections_max: 32,
+            postgres_writers: 4,
             journal_segment_bytes: 64 * 1024 * 1024,
             pack_bytes: 256 * 1024 * 1024,
             batch_max: 4096,
@@ -1001,9 +1007,11 @@ credential_cache_entries = 100000
 [store]
 # Where mail is kept: "embedded" (journal, packs and SQLite indexes in
 # data_dir; no other service needed) or "postgres" (issue 10, being built:
-# so far `postern store migrate` creates and upgrades the schema, and
-# `serve` checks it, then refuses, since serving from PostgreSQL comes in
-# later steps; see docs/design/postgres-cluster.md).
+# `postern store migrate` creates and upgrades the schema; accounts,
+# mailboxes and messages are stored there, so `postern user ...` and
+# `postern mailbox ...` work on it; `serve` checks the schema, then refuses,
+# since the server-wide state (status page, outboxes, spam blocks) comes in
+# a later step; see docs/design/postgres-cluster.md).
 backend = "embedded"
 # The PostgreSQL connection string, for backend = "postgres":
 # "postgres://USER:PASSWORD@HOST:PORT/DB" or "host=... port=... user=...
@@ -1012,6 +1020,13 @@ backend = "embedded"
 postgres = ""
 # Longest wait for PostgreSQL to accept a connection, in milliseconds.
 postgres_connect_timeout_ms = 5000
+# Most connections to PostgreSQL this node opens (readers take one per
+# query, not per session; each writer holds one per transaction).
+postgres_connections_max = 32
+# Writer threads: PostgreSQL transactions this node commits at once. Users
+# are locked one by one, so writers wait only for batches naming the same
+# user.
+postgres_writers = 4
 # Journal segment size before a new segment starts, in bytes.
 journal_segment_bytes = 67108864
 # Blob pack file size before a new pack starts, in bytes.
@@ -1443,6 +1458,17 @@ fn validate(config: &Config) -> Result<(), String> {
         || config.store.postgres_connect_timeout_ms > 600_000
     {
         return Err("[store] postgres_connect_timeout_ms must be 1 to 600000".into());
+    }
+    if !(1..=64).contains(&config.store.postgres_writers) {
+        return Err("[store] postgres_writers must be 1 to 64".into());
+    }
+    if config.store.postgres_connections_max <= config.store.postgres_writers
+        || config.store.postgres_connections_max > 10_000
+    {
+        return Err(
+            "[store] postgres_connections_max must be more than postgres_writers (readers need connections too) and at most 10000"
+                .into(),
+        );
     }
     if config.store.reader_connections_max > 100_000 {
         return Err("[store] reader_connections_max must be at most 100000".into());

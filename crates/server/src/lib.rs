@@ -111,8 +111,17 @@ fn raise_open_files(config: &Config) {
     }
 }
 
-pub fn store_config(config: &Config) -> StoreConfig {
+pub fn store_config(config: &Config) -> Result<StoreConfig, store::StoreError> {
     let mut store = StoreConfig::new(config.data_dir.clone());
+    if config.store.backend == config::StoreBackend::Postgres {
+        let mut postgres =
+            store::pg::PostgresConfig::new(store::pg::parse_dsn(&config.store.postgres.0)?);
+        postgres.connect_timeout =
+            std::time::Duration::from_millis(config.store.postgres_connect_timeout_ms);
+        postgres.connections_max = config.store.postgres_connections_max;
+        postgres.writers = config.store.postgres_writers;
+        store.postgres = Some(postgres);
+    }
     store.journal_segment_bytes_max = config.store.journal_segment_bytes;
     store.pack_bytes_max = config.store.pack_bytes;
     store.batch_intents_max = config.store.batch_max.max(1);
@@ -126,7 +135,7 @@ pub fn store_config(config: &Config) -> StoreConfig {
         Some(config.quota.storage.0).filter(|b| *b > 0),
         Some(config.quota.messages).filter(|m| *m > 0),
     );
-    store
+    Ok(store)
 }
 
 /// Creates the data directory owner-only (it holds mail and credentials).
@@ -144,7 +153,7 @@ pub fn prepare_data_dir(config: &Config) -> anyhow::Result<()> {
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     prepare_data_dir(config)?;
     store::password::set_max_concurrent_hashes(config.auth.max_concurrent_hashes);
-    Store::open(store_config(config)).map_err(|e| {
+    Store::open(store_config(config)?).map_err(|e| {
         anyhow!(
             "cannot open the store in {}: {e}",
             config.data_dir.display()

@@ -1,0 +1,95 @@
+"""The PostgreSQL backend through the operator's CLI (issue 10, steps 1-7 of
+docs/design/postgres-cluster.md): with backend = "postgres" and a migrated
+database, `postern user`, `alias`, `mailbox` and `deliver` keep accounts,
+mailboxes and mail in PostgreSQL (checked with psql, beside the CLI's own
+answers) and write nothing of it into data_dir. What the backend does not
+store yet (the SMS outbox, the status page, spam blocks) is refused in words,
+with a non-zero exit, and changes nothing."""
+
+from __future__ import annotations
+
+import sys
+import unittest
+from pathlib import Path
+
+from harness import Server
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pg"))
+from cluster import Cluster  # noqa: E402
+
+
+class PgCliTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.pg = Cluster().start()
+        cls.databases = 0
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        cls.pg.stop()
+
+    def setUp(self) -> None:
+        type(self).databases += 1
+        self.db = f"cli{self.databases}"
+        dsn = self.pg.create_database(self.db)
+        self.server = Server(extra_toml=f'\n[store]\nbackend = "postgres"\npostgres = "{dsn}"\n')
+        self.addCleanup(self.server.cleanup)
+        self.server.cli_ok("store", "migrate")
+
+    def psql(self, sql: str) -> str:
+        return self.pg.psql(self.db, sql).strip()
+
+    def test_accounts_mailboxes_and_mail_live_in_postgres(self):
+        server = self.server
+        server.add_user("alice", "correct horse")
+        server.add_user("bob@example.com", "battery staple")
+        self.assertEqual(server.cli_ok("user", "list").stdout.decode().split(), ["alice", "bob@example.com"])
+        self.assertEqual(self.psql("SELECT name FROM users ORDER BY name"), "alice\nbob@example.com")
+        mailboxes = server.cli_ok("mailbox", "list", "alice").stdout.decode()
+        for name in ("INBOX", "Drafts", "Sent", "Trash", "Junk", "Archive"):
+            self.assertIn(name, mailboxes)
+        server.cli_ok("alias", "add", "team@example.com", "alice", "bob@example.com")
+        message = b"From: carol@example.org\r\nSubject: to the team\r\n\r\nhello both\r\n"
+        server.cli_ok("deliver", "team@example.com", input=message)
+        rows = self.psql(
+            "SELECT u.name, m.mailbox = b.id, m.uid FROM messages m JOIN users u ON u.id = m.user_id "
+            "JOIN mailboxes b ON b.user_id = m.user_id AND b.name = 'INBOX' ORDER BY u.name")
+        self.assertEqual(rows, "alice|t|1\nbob@example.com|t|1")
+        # One content for both recipients, and it is the message.
+        self.assertEqual(self.psql("SELECT COUNT(*) FROM blobs"), "1")
+        self.assertEqual(self.psql("SELECT convert_from(data, 'UTF8') FROM blobs"), message.decode().strip())
+        # The embedded store's files were never made.
+        for name in ("journal", "blobs", "users", "server.sqlite"):
+            self.assertFalse((server.data_dir / name).exists(), name)
+
+    def test_deleting_a_user_removes_their_rows(self):
+        server = self.server
+        server.add_user("alice", "correct horse")
+        server.add_user("bob", "battery staple")
+        server.cli_ok("deliver", "bob", input=b"Subject: x\r\n\r\nx\r\n")
+        server.cli_ok("user", "del", "bob")
+        self.assertEqual(server.cli_ok("user", "list").stdout.decode().split(), ["alice"])
+        for table in ("mailboxes", "subscriptions", "changes"):
+            owners = self.psql(f"SELECT DISTINCT u.name FROM {table} t LEFT JOIN users u ON u.id = t.user_id")
+            self.assertEqual(owners, "alice", table)
+        for table in ("messages", "message_cache", "expunged"):
+            self.assertEqual(self.psql(f"SELECT COUNT(*) FROM {table}"), "0", table)
+        self.assertEqual(self.psql("SELECT COUNT(*) FROM directory_users WHERE name = 'bob'"), "0")
+
+    def test_what_is_not_stored_yet_is_refused_in_words(self):
+        server = self.server
+        server.add_user("alice", "correct horse")
+        before = self.psql("SELECT last_seq FROM users")
+        result = server.cli("status", "list")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("PostgreSQL", result.stderr.decode() + result.stdout.decode())
+        result = server.cli("spam", "blocks")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("PostgreSQL", result.stderr.decode() + result.stdout.decode())
+        self.assertEqual(self.psql("SELECT last_seq FROM users"), before)
+        self.assertEqual(self.psql("SELECT COUNT(*) FROM server_changes"), "0")
+
+
+if __name__ == "__main__":
+    unittest.main()
