@@ -1007,11 +1007,10 @@ credential_cache_entries = 100000
 [store]
 # Where mail is kept: "embedded" (journal, packs and SQLite indexes in
 # data_dir; no other service needed) or "postgres" (issue 10, being built:
-# `postern store migrate` creates and upgrades the schema; accounts,
-# mailboxes and messages are stored there, so `postern user ...` and
-# `postern mailbox ...` work on it; `serve` checks the schema, then refuses,
-# since the server-wide state (status page, outboxes, spam blocks) comes in
-# a later step; see docs/design/postgres-cluster.md).
+# run `postern store migrate` first; mail, accounts and the server-wide
+# state are stored there and `serve` serves from it; not built yet:
+# reconstruct and content GC on it, IDLE across nodes, failover, shards;
+# see docs/design/postgres-cluster.md).
 backend = "embedded"
 # The PostgreSQL connection string, for backend = "postgres":
 # "postgres://USER:PASSWORD@HOST:PORT/DB" or "host=... port=... user=...

@@ -213,8 +213,10 @@ pub async fn run(
         // (a migration, a newer binary) before anything else.
         let client = postgres_client(&config).await?;
         let version = store::pg::migrate::check(&client).await?.servable()?;
-        anyhow::bail!(
-            "[store] backend = \"postgres\": the PostgreSQL schema is ready (version {version}), but serving mail from PostgreSQL is not built yet (issue 10, docs/design/postgres-cluster.md); use backend = \"embedded\" meanwhile"
+        tracing::info!(
+            event = "postgres_schema",
+            version,
+            "the PostgreSQL schema is ready"
         );
     }
     raise_open_files(&config);
@@ -899,6 +901,13 @@ async fn collect_garbage_periodically(
     mut shutdown: watch::Receiver<bool>,
 ) {
     if every.is_zero() {
+        return;
+    }
+    if store.backend_name() == "postgres" {
+        tracing::info!(
+            event = "gc_not_built",
+            "garbage collection of contents is not built for the PostgreSQL backend yet; unreferenced contents stay in the blobs table"
+        );
         return;
     }
     loop {

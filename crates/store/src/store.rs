@@ -105,7 +105,11 @@ enum Backend {
         /// User index connections between two sessions' reads.
         readers: crate::reader_pool::ReaderPool,
     },
-    Postgres(Arc<Pg>),
+    Postgres {
+        pg: Arc<Pg>,
+        /// This node's copy of the server-wide state (`pg::server_cache`).
+        cache: Arc<crate::pg::server_cache::ServerCache>,
+    },
 }
 
 /// A user's limits (`None`: none) and what they use.
@@ -251,6 +255,10 @@ impl Store {
         let lock = lock_data_dir(&paths)?;
         let store_id = crate::replication::load_or_create_store_id(&paths.root)?;
         let pg = Arc::new(Pg::open(pg_config.clone())?);
+        let cache = Arc::new(crate::pg::server_cache::ServerCache::open(
+            &paths.root,
+            &pg.database_id,
+        )?);
         let notifier = Arc::new(Notifier::default());
         let stats = Arc::new(Stats::default());
         let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue_requests_max);
@@ -259,6 +267,7 @@ impl Store {
         for n in 0..pg_config.writers.max(1) {
             let writer = crate::pg::writer::PgWriter {
                 pg: pg.clone(),
+                cache: cache.clone(),
                 requests: receiver.clone(),
                 notifier: notifier.clone(),
                 stats: stats.clone(),
@@ -282,7 +291,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 paths,
-                backend: Backend::Postgres(pg),
+                backend: Backend::Postgres { pg, cache },
                 config,
                 credentials,
                 requests: Mutex::new(Some(sender)),
@@ -303,7 +312,7 @@ impl Store {
     /// The PostgreSQL backend, when mail lives there.
     fn pg(&self) -> Option<&Pg> {
         match &self.inner.backend {
-            Backend::Postgres(pg) => Some(pg),
+            Backend::Postgres { pg, .. } => Some(pg),
             Backend::Embedded { .. } => None,
         }
     }
@@ -312,7 +321,7 @@ impl Store {
     pub fn backend_name(&self) -> &'static str {
         match self.inner.backend {
             Backend::Embedded { .. } => "embedded",
-            Backend::Postgres(_) => "postgres",
+            Backend::Postgres { .. } => "postgres",
         }
     }
 
@@ -371,7 +380,10 @@ impl Store {
 
     /// Whether a blob with this hash is stored here (it may still be damaged).
     pub fn has_blob(&self, hash: &BlobHash) -> Result<bool> {
-        self.with_server(|conn| Ok(directory::blob_location(conn, hash)?.is_some()))
+        match self.pg() {
+            Some(pg) => pg_read!(pg, |c| pg::blob_known(c, hash)),
+            None => self.with_server(|conn| Ok(directory::blob_location(conn, hash)?.is_some())),
+        }
     }
 
     /// Writer counters (batches, records, intents).
@@ -533,7 +545,12 @@ impl Store {
     fn with_server<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let server_pool = match &self.inner.backend {
             Backend::Embedded { server_pool, .. } => server_pool,
-            Backend::Postgres(_) => return Err(not_on_postgres()),
+            Backend::Postgres { pg, cache } => {
+                let conn = cache.reader()?;
+                let result = catch_up(pg, &conn).and_then(|()| f(&conn));
+                cache.put_back(conn);
+                return result;
+            }
         };
         let pooled = server_pool.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let conn = match pooled {
@@ -733,7 +750,7 @@ impl Store {
     pub fn resting_index_connections(&self) -> usize {
         match &self.inner.backend {
             Backend::Embedded { readers, .. } => readers.len(),
-            Backend::Postgres(_) => 0,
+            Backend::Postgres { .. } => 0,
         }
     }
 
@@ -987,6 +1004,26 @@ fn not_on_postgres() -> StoreError {
     StoreError::invalid(
         "not built for the PostgreSQL backend yet (issue 10, docs/design/postgres-cluster.md)",
     )
+}
+
+/// Brings this node's copy of the server-wide state up to the log in
+/// PostgreSQL before a read, so the read sees what other nodes committed.
+/// When a writer holds the copy (it caught up when it took the lock, and
+/// commits its own batch next), the read goes on without waiting.
+fn catch_up(pg: &Pg, conn: &Connection) -> Result<()> {
+    use crate::pg::server_cache::ServerCache;
+    conn.busy_timeout(std::time::Duration::ZERO)?;
+    let begun = index::exec(conn, "BEGIN IMMEDIATE");
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    if begun.is_err() {
+        return Ok(());
+    }
+    let done = ServerCache::seq(conn)
+        .and_then(|seq| pg_read!(pg, |c| pg::server_changes_since(c, seq)))
+        .and_then(|log| ServerCache::apply_log(conn, &log));
+    let closing = if done.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let closed = index::exec(conn, closing);
+    done.and(closed)
 }
 
 /// Takes the data directory's lock: one process owns a store.

@@ -145,7 +145,7 @@ fn two_nodes_creating_the_same_names_agree() {
     b.shutdown();
 }
 
-/// What the PostgreSQL backend does not serve yet is refused, in words, and
+/// What the PostgreSQL backend does not do yet is refused, in words, and
 /// changes nothing.
 #[test]
 fn what_is_not_built_yet_is_refused_and_changes_nothing() {
@@ -153,25 +153,90 @@ fn what_is_not_built_yet_is_refused_and_changes_nothing() {
     add_user(&store, "alice");
     let database = store.database.clone().unwrap();
     let before = sql(&database, "SELECT last_seq FROM users")[0].get::<_, i64>(0);
-    let refused = store.submit_blocking(vec![
-        Intent::QueueSms {
-            to: "+4915112345678".into(),
-            text: "hello".into(),
-            purpose: "test".into(),
-            receipt: false,
-            user: None,
-        },
-        Intent::CollectGarbage { bytes_max: 1 << 20 },
-    ]);
-    for result in &refused {
-        let error = result.as_ref().unwrap_err();
-        assert_eq!(error.kind, ErrorKind::Invalid);
-        assert!(error.message.contains("PostgreSQL"), "{error}");
-    }
-    assert_eq!(store.spam_blocks().unwrap_err().kind, ErrorKind::Invalid);
+    let refused = store.submit_one_blocking(Intent::CollectGarbage { bytes_max: 1 << 20 });
+    let error = refused.unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Invalid);
+    assert!(error.message.contains("PostgreSQL"), "{error}");
     let after = sql(&database, "SELECT last_seq FROM users")[0].get::<_, i64>(0);
     assert_eq!(before, after);
-    assert!(sql(&database, "SELECT 1 FROM server_changes").is_empty());
+}
+
+/// The server-wide state (status page, SMS outbox, spam blocks) is in the
+/// database: what one node changes, the other reads, and a node whose copy
+/// of it is lost rebuilds it from the log.
+#[test]
+fn server_wide_state_is_shared_by_the_nodes() {
+    let a = Backend::Postgres.open(|_| {});
+    let (b, b_dir) = second_node(&a);
+    let posted = a
+        .submit_one_blocking(Intent::StatusOpen {
+            title: "Delivery delayed".into(),
+            components: vec![],
+            impact: status::Impact::Minor,
+            state: status::State::Investigating,
+            kind: status::Kind::Incident,
+            author: "ops".into(),
+            text: "Mail to example.org waits in the queue.".into(),
+            at: None,
+        })
+        .unwrap();
+    let Outcome::StatusPosted { incident, .. } = posted else {
+        panic!("{posted:?}")
+    };
+    b.submit_one_blocking(Intent::SpamBlock {
+        key: "ip:192.0.2.7".into(),
+        reason: "spam run".into(),
+    })
+    .unwrap();
+    let queued = b
+        .submit_one_blocking(Intent::QueueSms {
+            to: "+4915112345678".into(),
+            text: "Delivery delayed".into(),
+            purpose: "status".into(),
+            receipt: false,
+            user: None,
+        })
+        .unwrap();
+    let Outcome::SmsQueued { id } = queued else {
+        panic!("{queued:?}")
+    };
+    for node in [&a.store, &b] {
+        let incident = node.status_incident(incident).unwrap().unwrap();
+        assert_eq!(incident.title, "Delivery delayed");
+        let blocks: Vec<String> = node
+            .spam_blocks()
+            .unwrap()
+            .into_iter()
+            .map(|b| b.key)
+            .collect();
+        assert_eq!(blocks, ["ip:192.0.2.7"]);
+        assert_eq!(node.sms(id).unwrap().unwrap().state, "queued");
+    }
+    // The outbox's rules hold across nodes: one outcome per SMS.
+    let sent = a.submit_one_blocking(Intent::SmsOutcome {
+        id,
+        outcome: store::SmsOutcome::Sent {
+            smsc_ids: vec!["m1".into()],
+        },
+    });
+    assert!(sent.is_ok(), "{sent:?}");
+    let again = b.submit_one_blocking(Intent::SmsOutcome {
+        id,
+        outcome: store::SmsOutcome::Sent {
+            smsc_ids: vec!["m2".into()],
+        },
+    });
+    assert_eq!(again.unwrap_err().kind, ErrorKind::Invalid);
+    // Node b's copy, lost, comes back from the log.
+    b.shutdown();
+    drop(b);
+    std::fs::remove_file(b_dir.path().join("pg-server-cache.sqlite")).unwrap();
+    let mut config = StoreConfig::new(b_dir.path().to_path_buf());
+    config.postgres = Some(pg_config(a.database.as_ref().unwrap()));
+    let b = Store::open(config).unwrap();
+    assert_eq!(b.sms(id).unwrap().unwrap().state, "sent");
+    assert_eq!(b.status_incident_count().unwrap(), 1);
+    b.shutdown();
 }
 
 /// A database without the schema, or one that cannot be reached, is

@@ -8,9 +8,10 @@
 //! catches up from. The user's advisory lock, held by the writer from before
 //! its first read, makes that numbering the commit order.
 //!
-//! Records of the server-wide state (aliases, outboxes, status page, spam
-//! blocks, tokens, server annotations) are step 8 of the design and refused
-//! here with a clear error: nothing is half-applied.
+//! Records of the server-wide state (outboxes, status page, spam blocks,
+//! tokens, subscribers, server annotations) are not applied here: they go to
+//! the server-wide log and each node's copy (`server_cache`). Aliases are
+//! both: a table here (recipients resolve against it) and in the log.
 
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::index::{SortKeys, flags_to_text, row_checksum, summary_checksum};
@@ -515,12 +516,21 @@ pub(crate) async fn apply(
             )
             .await?;
         }
-        other => {
+        Record::BlobStored { .. } | Record::BlobsRemoved { .. } | Record::Replicated { .. } => {
             return Err(StoreError::invalid(format!(
-                "a {} record is not stored in PostgreSQL yet (issue 10, step 8 of docs/design/postgres-cluster.md)",
-                kind(other)
+                "a {} record is the embedded store's own",
+                kind(record)
             )));
         }
+        // The rest is server-wide: kept in the server-wide log and each
+        // node's copy of it (`server_cache`), by the caller.
+        other if other.user().is_some() => {
+            return Err(StoreError::new(
+                ErrorKind::Io,
+                format!("a {} record has no table here", kind(other)),
+            ));
+        }
+        _ => {}
     }
     Ok(user_id)
 }
@@ -547,24 +557,24 @@ pub(crate) async fn log_change(
     Ok(())
 }
 
-/// Appends a server-wide record (aliases so far) to the server's change
-/// log, numbered under the one `server_stream` row, which mail never takes.
+/// Appends a server-wide record to the server's change log, numbered under
+/// the one `server_stream` row, which mail never takes; its number.
 pub(crate) async fn log_server_change(
     client: &impl GenericClient,
     at: i64,
     record: &Record,
-) -> Result<()> {
+) -> Result<i64> {
     let text = serde_json::to_string(record)
         .map_err(|e| StoreError::invalid(format!("encode a record: {e}")))?;
-    exec(
-        client,
-        "log a change",
-        "WITH s AS (UPDATE server_stream SET last_seq = last_seq + 1 WHERE one = 1 RETURNING last_seq)
-         INSERT INTO server_changes (seq, at, record) SELECT last_seq, $1, $2 FROM s",
-        &[&at, &text],
-    )
-    .await?;
-    Ok(())
+    let row = client
+        .query_one(
+            "WITH s AS (UPDATE server_stream SET last_seq = last_seq + 1 WHERE one = 1 RETURNING last_seq)
+             INSERT INTO server_changes (seq, at, record) SELECT last_seq, $1, $2 FROM s RETURNING seq",
+            &[&at, &text],
+        )
+        .await
+        .map_err(|e| db_error("log a change", &e))?;
+    Ok(row.get(0))
 }
 
 /// A record's type as its JSON names it (`mailbox_created`), for messages:

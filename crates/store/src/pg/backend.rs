@@ -44,6 +44,9 @@ pub(crate) struct Pg {
     pool: deadpool_postgres::Pool,
     /// user@host:port/db, for messages (never the password).
     pub(crate) target: String,
+    /// This database's identity (`meta.database_id`, made by the first
+    /// node that opens it): what a node's derived copies are of.
+    pub(crate) database_id: String,
 }
 
 impl Drop for Pg {
@@ -90,12 +93,29 @@ impl Pg {
             runtime: Some(runtime),
             pool,
             target: describe(&config.dsn),
+            database_id: String::new(),
         };
         let verdict = pg.block(async {
             let client = pg.client().await?;
             migrate::check(&client).await
         })?;
         verdict.servable()?;
+        let database_id = pg.block(async {
+            let client = pg.client().await?;
+            client
+                .query_one(
+                    "WITH made AS (
+                         INSERT INTO meta (key, value) VALUES ('database_id', md5(random()::text || clock_timestamp()::text))
+                         ON CONFLICT (key) DO NOTHING RETURNING value)
+                     SELECT value FROM made UNION ALL SELECT value FROM meta WHERE key = 'database_id'",
+                    &[],
+                )
+                .await
+                .map(|row| row.get::<_, String>(0))
+                .map_err(|e| crate::pg::db_error("read the database's identity", &e))
+        })?;
+        let mut pg = pg;
+        pg.database_id = database_id;
         Ok(pg)
     }
 

@@ -12,6 +12,7 @@ pub(crate) mod apply;
 pub(crate) mod backend;
 pub mod migrate;
 pub(crate) mod read;
+pub(crate) mod server_cache;
 pub(crate) mod tx;
 pub(crate) mod writer;
 

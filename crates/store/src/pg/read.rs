@@ -495,6 +495,21 @@ pub(crate) async fn metadata_count(client: &impl GenericClient, user: i64) -> Re
 
 // ===== the directory and accounts =====
 
+/// Entries of the server-wide log after `seq`, in order: (seq, record JSON).
+pub(crate) async fn server_changes_since(
+    client: &impl GenericClient,
+    seq: i64,
+) -> Result<Vec<(i64, String)>> {
+    let found = rows(
+        client,
+        "read the server-wide log",
+        "SELECT seq, record FROM server_changes WHERE seq > $1 ORDER BY seq",
+        &[&seq],
+    )
+    .await?;
+    Ok(found.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
 pub(crate) async fn user_exists(client: &impl GenericClient, name: &str) -> Result<bool> {
     Ok(user(client, name).await?.is_some())
 }
@@ -622,18 +637,6 @@ pub(crate) async fn granted_to(
     )
     .await?;
     Ok(found.iter().map(|r| (r.get(0), r.get(1))).collect())
-}
-
-pub(crate) async fn server_metadata_count(client: &impl GenericClient) -> Result<u64> {
-    let found = row(
-        client,
-        "count annotations",
-        "SELECT COUNT(*) FROM server_metadata",
-        &[],
-    )
-    .await?
-    .ok_or_else(|| StoreError::new(ErrorKind::Io, "COUNT returned no row"))?;
-    Ok(found.get::<_, i64>(0).max(0) as u64)
 }
 
 /// Whether a content is stored.

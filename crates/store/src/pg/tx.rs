@@ -5,22 +5,32 @@
 //! change log, so later reads of the batch see it.
 
 use crate::acl::Rights;
-use crate::directory::{ReplicaPosition, Sms, SpamBlock};
+use crate::directory::{self, ReplicaPosition, Sms, SpamBlock};
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::index::{MailboxInfo, MessageMeta};
 use crate::intent::{Fix, Outcome, Prepared, RepairGuard};
 use crate::pg::backend::Pg;
+use crate::pg::server_cache::ServerCache;
 use crate::pg::{apply, db_error, read};
 use crate::record::Record;
-use crate::subscribers::{Notice, Subscriber};
+use crate::subscribers::{self, Notice, Subscriber};
 use crate::tx::Tx;
 use crate::types::BlobHash;
+use rusqlite::Connection;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use tokio_postgres::Transaction;
 
 pub(crate) struct PgTx<'a, 't> {
     pg: &'a Pg,
     tx: &'a Transaction<'t>,
+    /// This node's copy of the server-wide state, inside a SQLite
+    /// transaction, when the batch holds the `server_stream` lock (it
+    /// changes that state); `None` for batches of mail alone.
+    server: Option<&'a Connection>,
+    /// Whether the SMS outbox or the status notices changed (their senders
+    /// are woken after the commit).
+    pub(crate) sms_changed: bool,
+    pub(crate) notices_changed: bool,
     now: i64,
     summary_limits: mime::Limits,
     /// User name → id, as read in this transaction (ids never change).
@@ -36,6 +46,15 @@ pub(crate) struct PgTx<'a, 't> {
     savepoint: Option<(BTreeSet<String>, u64)>,
     /// An error that stops the whole batch.
     pub(crate) fatal: Option<StoreError>,
+}
+
+/// A server-wide read or change in a batch that did not take the
+/// `server_stream` lock: a bug of the writer's classification, refused.
+fn without_server_lock() -> StoreError {
+    StoreError::new(
+        ErrorKind::Io,
+        "server-wide state touched by a batch that does not hold the server-wide lock",
+    )
 }
 
 /// Intents that a later step of the design builds on PostgreSQL.
@@ -60,12 +79,16 @@ impl<'a, 't> PgTx<'a, 't> {
     pub(crate) fn new(
         pg: &'a Pg,
         tx: &'a Transaction<'t>,
+        server: Option<&'a Connection>,
         now: i64,
         summary_limits: mime::Limits,
     ) -> Self {
         PgTx {
             pg,
             tx,
+            server,
+            sms_changed: false,
+            notices_changed: false,
             now,
             summary_limits,
             ids: HashMap::new(),
@@ -87,6 +110,11 @@ impl<'a, 't> PgTx<'a, 't> {
         let (id, _) = found.ok_or_else(|| StoreError::not_found(format!("no such user {user}")))?;
         self.ids.insert(user.to_string(), id);
         Ok(id)
+    }
+
+    /// This node's copy of the server-wide state, in the batch's transaction.
+    fn server(&self) -> Result<&'a Connection> {
+        self.server.ok_or_else(without_server_lock)
     }
 
     fn exec(&self, what: &str, sql: &str) -> Result<()> {
@@ -145,69 +173,73 @@ impl Tx for PgTx<'_, '_> {
         self.pg.block(read::quota(tx, user))
     }
 
-    fn sms(&mut self, _: u64) -> Result<Option<Sms>> {
-        Err(not_yet("the SMS outbox"))
+    fn sms(&mut self, id: u64) -> Result<Option<Sms>> {
+        directory::sms(self.server()?, id)
     }
 
-    fn sms_alerts_since(&mut self, _: &str, _: i64) -> Result<u64> {
-        Err(not_yet("the SMS outbox"))
+    fn sms_alerts_since(&mut self, user: &str, since: i64) -> Result<u64> {
+        directory::sms_alerts_since(self.server()?, user, since)
     }
 
-    fn status_incident(&mut self, _: u64) -> Result<Option<status::Incident>> {
-        Err(not_yet("the status page"))
+    fn status_incident(&mut self, id: u64) -> Result<Option<status::Incident>> {
+        directory::status_incident(self.server()?, id)
     }
 
-    fn status_post_incident(&mut self, _: u64) -> Result<Option<u64>> {
-        Err(not_yet("the status page"))
+    fn status_post_incident(&mut self, post: u64) -> Result<Option<u64>> {
+        directory::status_post_incident(self.server()?, post)
     }
 
-    fn status_fingerprint(&mut self, _: &str) -> Result<Option<u64>> {
-        Err(not_yet("the status page"))
+    fn status_fingerprint(&mut self, fingerprint: &str) -> Result<Option<u64>> {
+        directory::status_fingerprint(self.server()?, fingerprint)
     }
 
     fn status_components(&mut self) -> Result<Vec<status::Component>> {
-        Err(not_yet("the status page"))
+        directory::status_components(self.server()?)
     }
 
     fn spam_blocks(&mut self) -> Result<Vec<SpamBlock>> {
-        Err(not_yet("spam blocks"))
+        directory::spam_blocks(self.server()?)
     }
 
     fn admin_tokens(&mut self) -> Result<Vec<(String, i64)>> {
-        Err(not_yet("admin tokens"))
+        directory::admin_tokens(self.server()?)
     }
 
     fn server_metadata_count(&mut self) -> Result<u64> {
-        let tx = self.tx;
-        self.pg.block(read::server_metadata_count(tx))
+        crate::metadata::count(self.server()?)
     }
 
-    fn subscriber(&mut self, _: u64) -> Result<Option<Subscriber>> {
-        Err(not_yet("status-page subscribers"))
+    fn subscriber(&mut self, id: u64) -> Result<Option<Subscriber>> {
+        subscribers::subscriber(self.server()?, id)
     }
 
-    fn subscriber_by_address(&mut self, _: &str, _: &str) -> Result<Option<Subscriber>> {
-        Err(not_yet("status-page subscribers"))
+    fn subscriber_by_address(&mut self, kind: &str, address: &str) -> Result<Option<Subscriber>> {
+        subscribers::subscriber_by_address(self.server()?, kind, address)
     }
 
-    fn subscriber_by_confirm_hash(&mut self, _: &str) -> Result<Option<Subscriber>> {
-        Err(not_yet("status-page subscribers"))
+    fn subscriber_by_confirm_hash(&mut self, hash: &str) -> Result<Option<Subscriber>> {
+        subscribers::subscriber_by_confirm_hash(self.server()?, hash)
     }
 
-    fn subscriber_by_unsubscribe_token(&mut self, _: &str) -> Result<Option<Subscriber>> {
-        Err(not_yet("status-page subscribers"))
+    fn subscriber_by_unsubscribe_token(&mut self, token: &str) -> Result<Option<Subscriber>> {
+        subscribers::subscriber_by_unsubscribe_token(self.server()?, token)
     }
 
-    fn subscriber_count(&mut self, _: i64) -> Result<u64> {
-        Err(not_yet("status-page subscribers"))
+    fn subscriber_count(&mut self, now: i64) -> Result<u64> {
+        subscribers::subscriber_count(self.server()?, now)
     }
 
-    fn subscribe_requests_since(&mut self, _: &str, _: Option<&str>, _: i64) -> Result<(u64, u64)> {
-        Err(not_yet("status-page subscribers"))
+    fn subscribe_requests_since(
+        &mut self,
+        address: &str,
+        ip: Option<&str>,
+        since: i64,
+    ) -> Result<(u64, u64)> {
+        subscribers::subscribe_requests_since(self.server()?, address, ip, since)
     }
 
-    fn notice(&mut self, _: u64, _: u64) -> Result<Option<Notice>> {
-        Err(not_yet("status notices"))
+    fn notice(&mut self, post: u64, subscriber: u64) -> Result<Option<Notice>> {
+        subscribers::notice(self.server()?, post, subscriber)
     }
 
     fn replica_position(&mut self) -> Result<Option<ReplicaPosition>> {
@@ -289,15 +321,29 @@ impl Tx for PgTx<'_, '_> {
             (Record::UserAdded { .. }, _) | (_, None) => None,
             (_, Some(owner)) => Some(self.id(owner)?),
         };
+        // A server-wide record also goes to this node's copy: the batch must
+        // hold the lock that keeps the copy current.
+        let server = match owner {
+            None => Some(self.server()?),
+            Some(_) => None,
+        };
         let (tx, now) = (self.tx, self.now);
-        let applied = self.pg.block(async {
+        let (applied, seq) = self.pg.block(async {
             let user_id = apply::apply(tx, user_id, &record, summary).await?;
-            match user_id {
-                Some(id) => apply::log_change(tx, id, now, &record).await?,
-                None => apply::log_server_change(tx, now, &record).await?,
-            }
-            Ok::<_, StoreError>(user_id)
+            let seq = match user_id {
+                Some(id) => {
+                    apply::log_change(tx, id, now, &record).await?;
+                    None
+                }
+                None => Some(apply::log_server_change(tx, now, &record).await?),
+            };
+            Ok::<_, StoreError>((user_id, seq))
         })?;
+        if let (Some(server), Some(seq)) = (server, seq) {
+            ServerCache::apply(server, seq, &record)?;
+        }
+        self.sms_changed |= record.is_sms();
+        self.notices_changed |= record.is_notice();
         if let (Some(owner), Some(id)) = (&owner, applied) {
             self.ids.insert(owner.clone(), id);
         }
@@ -355,6 +401,9 @@ impl Tx for PgTx<'_, '_> {
 
     fn savepoint(&mut self, _: &[String], _: Option<&str>) -> Result<()> {
         self.exec("open a savepoint", "SAVEPOINT intent")?;
+        if let Some(server) = self.server {
+            crate::index::exec(server, "SAVEPOINT intent")?;
+        }
         self.savepoint = Some((self.touched.clone(), self.records));
         Ok(())
     }
@@ -375,6 +424,12 @@ impl Tx for PgTx<'_, '_> {
                 "ROLLBACK TO SAVEPOINT intent; RELEASE SAVEPOINT intent",
             )
         };
+        let closed = closed.and_then(|()| match self.server {
+            Some(server) if keep => crate::index::exec(server, "RELEASE intent"),
+            Some(server) => crate::index::exec(server, "ROLLBACK TO intent")
+                .and_then(|()| crate::index::exec(server, "RELEASE intent")),
+            None => Ok(()),
+        });
         if let Err(e) = closed {
             // The transaction is in a state nobody planned: stop the batch.
             self.fatal.get_or_insert(e);

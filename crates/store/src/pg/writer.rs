@@ -10,9 +10,13 @@
 //!    inserting under it runs alone for that user, so UIDs and MODSEQs are
 //!    never given twice and rise in commit order. A different user never
 //!    waits;
-//! 3. each intent planned by the shared planner in a savepoint;
-//! 4. `COMMIT`; only then are callers answered and the users' watchers on
-//!    this node woken.
+//! 3. for a batch that changes server-wide state (status page, outboxes,
+//!    blocks, tokens, subscribers, aliases): the `server_stream` row lock,
+//!    then this node's copy of that state (`server_cache`) caught up to the
+//!    log, inside a SQLite transaction. Mail alone never takes that lock;
+//! 4. each intent planned by the shared planner in a savepoint;
+//! 5. `COMMIT`, then the copy's commit; only then are callers answered and
+//!    the users' watchers on this node woken.
 //!
 //! Several writer threads take batches at once; PostgreSQL groups their
 //! commits' WAL flushes.
@@ -21,6 +25,7 @@ use crate::error::{ErrorKind, Result, StoreError};
 use crate::intent::{Intent, Outcome};
 use crate::notify::Notifier;
 use crate::pg::backend::Pg;
+use crate::pg::server_cache::ServerCache;
 use crate::pg::tx::PgTx;
 use crate::pg::{db_error, read};
 use crate::planner::{PlanConfig, Planner, intent_users};
@@ -36,6 +41,7 @@ const LOCK_CLASS: i32 = 0x706f_7374;
 
 pub(crate) struct PgWriter {
     pub pg: Arc<Pg>,
+    pub cache: Arc<ServerCache>,
     pub requests: Arc<Mutex<Receiver<Request>>>,
     pub notifier: Arc<Notifier>,
     pub stats: Arc<Stats>,
@@ -70,15 +76,21 @@ impl PgWriter {
     fn commit(&self, requests: Vec<Request>) {
         let intents: Vec<&Intent> = requests.iter().flat_map(|r| &r.intents).collect();
         match self.plan_and_commit(&intents) {
-            Ok((answers, touched, records)) => {
-                for user in &touched {
+            Ok(committed) => {
+                for user in &committed.touched {
                     self.notifier.notify(user);
                 }
+                if committed.sms_changed {
+                    self.notifier.notify(crate::writer::SMS_WATCH_KEY);
+                }
+                if committed.notices_changed {
+                    self.notifier.notify(crate::writer::NOTICE_WATCH_KEY);
+                }
                 self.stats.batches.fetch_add(1, Relaxed);
-                self.stats.records.fetch_add(records, Relaxed);
-                let succeeded = answers.iter().filter(|a| a.is_ok()).count();
+                self.stats.records.fetch_add(committed.records, Relaxed);
+                let succeeded = committed.answers.iter().filter(|a| a.is_ok()).count();
                 self.stats.intents.fetch_add(succeeded as u64, Relaxed);
-                let mut answers = answers.into_iter();
+                let mut answers = committed.answers.into_iter();
                 for request in requests {
                     let results = answers.by_ref().take(request.intents.len()).collect();
                     let _ = request.reply.send(results);
@@ -94,13 +106,8 @@ impl PgWriter {
         }
     }
 
-    /// Plans every intent in one transaction and commits it: the answers,
-    /// the users whose data changed, and how many records were applied.
-    #[allow(clippy::type_complexity)]
-    fn plan_and_commit(
-        &self,
-        intents: &[&Intent],
-    ) -> Result<(Vec<Result<Outcome>>, BTreeSet<String>, u64)> {
+    /// Plans every intent in one transaction and commits it.
+    fn plan_and_commit(&self, intents: &[&Intent]) -> Result<Committed> {
         let pg = &*self.pg;
         let mut client = pg.block(pg.client())?;
         let tx = pg
@@ -115,9 +122,45 @@ impl PgWriter {
             &[&LOCK_CLASS, &locks],
         ))
         .map_err(|e| db_error("lock the batch's users", &e))?;
+        if !intents.iter().any(|i| changes_server_state(i)) {
+            let committed = self.plan_in(&tx, None, intents)?;
+            commit(pg, tx)?;
+            return Ok(committed);
+        }
+        pg.block(tx.execute(
+            "SELECT last_seq FROM server_stream WHERE one = 1 FOR UPDATE",
+            &[],
+        ))
+        .map_err(|e| db_error("lock the server-wide state", &e))?;
+        let conn = self.cache.writer.lock().unwrap_or_else(|p| p.into_inner());
+        crate::index::exec(&conn, "BEGIN IMMEDIATE")?;
+        let done = ServerCache::seq(&conn)
+            .and_then(|seq| pg.block(read::server_changes_since(&*tx, seq)))
+            .and_then(|log| ServerCache::apply_log(&conn, &log))
+            .and_then(|()| self.plan_in(&tx, Some(&conn), intents))
+            // PostgreSQL first: the copy follows the log, never leads it.
+            .and_then(|committed| commit(pg, tx).map(|()| committed));
+        let closing = if done.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        if let Err(e) = crate::index::exec(&conn, closing) {
+            // The next batch that takes the lock catches the copy up.
+            tracing::warn!(event = "server_cache_commit_failed", error = %e, "this node's copy of the server-wide state is behind its log");
+            let _ = crate::index::exec(&conn, "ROLLBACK");
+        }
+        done
+    }
+
+    /// Plans the intents in the open transaction (`server`: the copy of the
+    /// server-wide state, when the batch holds its lock).
+    fn plan_in(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        server: Option<&rusqlite::Connection>,
+        intents: &[&Intent],
+    ) -> Result<Committed> {
         let mut ptx = PgTx::new(
-            pg,
-            &tx,
+            &self.pg,
+            tx,
+            server,
             crate::writer::now_seconds(),
             self.plan.summary_limits,
         );
@@ -135,18 +178,66 @@ impl PgWriter {
         if let Some(e) = ptx.fatal.take() {
             return Err(e);
         }
-        let (touched, records) = (std::mem::take(&mut ptx.touched), ptx.records);
-        drop(ptx);
-        // An error here leaves the outcome unknown (the commit may have
-        // happened): the callers are told the change is not made, and a
-        // retry may store a second copy; never a loss.
-        pg.block(tx.commit()).map_err(|e| {
-            StoreError::new(
-                ErrorKind::Unavailable,
-                format!("commit to PostgreSQL: {}", crate::pg::message(&e)),
-            )
-        })?;
-        Ok((answers, touched, records))
+        Ok(Committed {
+            answers,
+            touched: std::mem::take(&mut ptx.touched),
+            records: ptx.records,
+            sms_changed: ptx.sms_changed,
+            notices_changed: ptx.notices_changed,
+        })
+    }
+}
+
+/// What a committed batch did.
+struct Committed {
+    answers: Vec<Result<Outcome>>,
+    /// Users whose data changed.
+    touched: BTreeSet<String>,
+    /// Records applied.
+    records: u64,
+    sms_changed: bool,
+    notices_changed: bool,
+}
+
+/// Commits. An error here leaves the outcome unknown (the commit may have
+/// happened): the callers are told the change is not made, and a retry may
+/// store a second copy; never a loss.
+fn commit(pg: &Pg, tx: deadpool_postgres::Transaction<'_>) -> Result<()> {
+    pg.block(tx.commit()).map_err(|e| {
+        StoreError::new(
+            ErrorKind::Unavailable,
+            format!("commit to PostgreSQL: {}", crate::pg::message(&e)),
+        )
+    })
+}
+
+/// Whether an intent may read or change the server-wide state (and so
+/// needs the `server_stream` lock and the node's copy of that state). Mail,
+/// mailboxes and accounts do not.
+fn changes_server_state(intent: &Intent) -> bool {
+    match intent {
+        Intent::Acting { intent, .. } => changes_server_state(intent),
+        Intent::SetMetadata { user, .. } => user.is_none(),
+        Intent::AddUser { .. }
+        | Intent::SetPassword { .. }
+        | Intent::CreateMailbox { .. }
+        | Intent::DeleteMailbox { .. }
+        | Intent::RenameMailbox { .. }
+        | Intent::Subscribe { .. }
+        | Intent::Append { .. }
+        | Intent::StoreFlags { .. }
+        | Intent::Expunge { .. }
+        | Intent::Copy { .. }
+        | Intent::SetAcl { .. }
+        | Intent::SetQuota { .. }
+        | Intent::SetSmsAlert { .. }
+        | Intent::Repair { .. }
+        | Intent::CollectGarbage { .. }
+        | Intent::RestoreBlob { .. }
+        | Intent::Replicate { .. } => false,
+        // Aliases (a deleted user leaves them), outboxes, the status page,
+        // blocks, tokens, subscribers.
+        _ => true,
     }
 }
 
