@@ -161,6 +161,27 @@ class ServerError(AssertionError):
     """The server did not start, stop or answer as it must."""
 
 
+_PG_DATABASES = iter(range(1, 1 << 30))
+
+
+def _new_pg_database() -> str:
+    """A new database on the cluster at POSTERN_E2E_PG; its DSN."""
+    base = os.environ["POSTERN_E2E_PG"]
+    name = f"e2e_{os.getpid()}_{next(_PG_DATABASES)}"
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pg"))
+    from cluster import bin_dir  # noqa: E402
+    subprocess.run([os.path.join(bin_dir(), "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", base,
+                    "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True, timeout=60)
+    return base.rsplit("/", 1)[0] + "/" + name
+
+
+def embedded_only(why: str):
+    """Skips a test (or a test class) on the PostgreSQL backend, saying why:
+    it reads or damages the embedded store's files."""
+    return unittest.skipIf(os.environ.get("POSTERN_E2E_BACKEND") == "postgres",
+                           f"embedded store only: {why}")
+
+
 class Server:
     """One `postern serve` process with its own data dir and config.
 
@@ -208,6 +229,27 @@ class Server:
         auth_keys = {"failure_delay_ms": 0}
         auth_keys.update(auth or {})
         sections["auth"] = auth_keys
+        # With POSTERN_E2E_BACKEND=postgres (and POSTERN_E2E_PG, the DSN of a
+        # running cluster), mail lives in a database of this server's own,
+        # unless the test sets up its store itself.
+        self.backend = "embedded"
+        # A test that configures the store or replication itself tests the
+        # embedded store, and keeps it.
+        if (os.environ.get("POSTERN_E2E_BACKEND") == "postgres"
+                and "[store]" not in extra_toml and "[replication]" not in extra_toml):
+            self.backend = "postgres"
+            dsn = _new_pg_database()
+            sections["store"] = {"backend": "postgres", "postgres": dsn}
+            # The schema, made with a config of its own: the test's may be
+            # bad on purpose.
+            schema_config = self.tmp / "schema.toml"
+            schema_config.write_text(render_config({"data_dir": str(self.tmp / "schema")},
+                                                   {"store": {"backend": "postgres", "postgres": dsn}}),
+                                     encoding="utf-8")
+            migrate = subprocess.run([POSTERN_BIN, "--config", str(schema_config), "store", "migrate"],
+                                     capture_output=True, timeout=CLI_TIMEOUT_S)
+            if migrate.returncode != 0:
+                raise ServerError(f"store migrate failed: {migrate.stderr.decode(errors='replace')}")
         self.config_text = render_config(top_keys, sections) + extra_toml
         self.config_path.write_text(self.config_text, encoding="utf-8")
         self.process: subprocess.Popen | None = None

@@ -304,7 +304,10 @@ class HostileMessageTest(ServerTestCase):
             # hostile messages must come back with the very same answers.
             before = cls.read_whole_mailboxes()
             cls.server.stop()
-            cls.delete_derived_files()
+            if cls.server.backend == "embedded":
+                # On PostgreSQL nothing is derived but the server-wide copy:
+                # the restart alone is checked.
+                cls.delete_derived_files()
             cls.server.start()
             after = cls.read_whole_mailboxes()
             if before != after:

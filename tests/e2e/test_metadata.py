@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import unittest
 
-from harness import Lit, Server, ServerTestCase
+from harness import Lit, Server, ServerTestCase, embedded_only
 
 
 def metadata(result) -> dict[str, bytes | None]:
@@ -161,6 +161,7 @@ class MetadataDurabilityTest(unittest.TestCase):
                         out[(mailbox, k)] = b(v)
             return out
 
+    @embedded_only("reconstruct is not built on PostgreSQL yet")
     def test_restart_rebuild_and_reconstruct_keep_them(self):
         with self.server.raw(self.user, self.password) as c:
             c.command('SETMETADATA INBOX (/private/a "1" /shared/b "2")').ok()

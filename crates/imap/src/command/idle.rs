@@ -26,11 +26,14 @@ pub(crate) async fn idle(session: &mut Session, _tag: &str) -> Result<Done, End>
         if let Some(end) = session.input.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = session.input.drain(..=end).collect();
             let text = String::from_utf8_lossy(&line);
-            return Ok(if text.trim().eq_ignore_ascii_case("DONE") {
-                Done::ok("IDLE terminated")
-            } else {
-                Done::bad("expected DONE")
-            });
+            if !text.trim().eq_ignore_ascii_case("DONE") {
+                return Ok(Done::bad("expected DONE"));
+            }
+            // A change that arrived with DONE (both were ready at once) is
+            // still reported before the tagged OK.
+            session.sync(true).await?;
+            session.notify_push(true, true, true).await?;
+            return Ok(Done::ok("IDLE terminated"));
         }
         if session.input.len() > session.ctx.config.limits.line_bytes_max {
             session.input.clear();

@@ -10,11 +10,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 use postern_store as store;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
 use store::{Store, StoreConfig};
+
+#[path = "cluster.rs"]
+mod cluster;
 
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,41 +75,6 @@ pub fn pg_config(database: &tokio_postgres::Config) -> store::pg::PostgresConfig
     config
 }
 
-/// The throwaway cluster of this test program: its base DSN, and the
-/// helper process whose stdin keeps it alive.
-struct Cluster {
-    dsn: String,
-    _helper: Mutex<Child>,
-}
-
-fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/pg/cluster.py");
-        let mut helper = Command::new("python3")
-            .arg(script)
-            .arg("--until-stdin-closes")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tests/pg/cluster.py (python3)");
-        let mut line = String::new();
-        let stdout = helper.stdout.take().expect("the helper's stdout");
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the cluster's DSN");
-        assert!(
-            line.starts_with("postgres://"),
-            "tests/pg/cluster.py did not start PostgreSQL (is it installed? .ci/run installs it); it said {line:?}"
-        );
-        Cluster {
-            dsn: line.trim().to_string(),
-            _helper: Mutex::new(helper),
-        }
-    })
-}
-
 /// Runs `future` on a runtime of its own (tests are synchronous).
 pub fn block<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -127,7 +92,7 @@ pub fn new_database() -> tokio_postgres::Config {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let base = store::pg::parse_dsn(&cluster().dsn).unwrap();
+    let base = store::pg::parse_dsn(cluster::dsn()).unwrap();
     block(async {
         let timeout = std::time::Duration::from_secs(30);
         let admin = store::pg::connect(&base, timeout).await.unwrap();
