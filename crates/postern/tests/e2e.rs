@@ -154,6 +154,7 @@ python_test_files! {
     export => "test_export.py",
     pg_migrate => "test_pg_migrate.py",
     pg_cli => "test_pg_cli.py",
+    pg_nodes => "test_pg_nodes.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",
     status => "test_status.py",
@@ -228,6 +229,7 @@ const EMBEDDED_ONLY: &[(&str, &str)] = &[
         "starts PostgreSQL clusters of its own",
     ),
     ("test_pg_cli.py", "starts PostgreSQL clusters of its own"),
+    ("test_pg_nodes.py", "starts PostgreSQL clusters of its own"),
 ];
 
 /// Every file runs on PostgreSQL too, or says why not.

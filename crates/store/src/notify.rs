@@ -20,6 +20,16 @@ impl Notifier {
             .subscribe()
     }
 
+    /// The keys someone waits on now (users, and the senders' keys).
+    pub fn watched(&self) -> Vec<String> {
+        let senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        senders
+            .iter()
+            .filter(|(_, sender)| sender.receiver_count() > 0)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     pub fn notify(&self, user: &str) {
         let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sender) = senders.get(user) {

@@ -109,6 +109,8 @@ enum Backend {
         pg: Arc<Pg>,
         /// This node's copy of the server-wide state (`pg::server_cache`).
         cache: Arc<crate::pg::server_cache::ServerCache>,
+        /// Stops the task that hears other nodes' changes (`pg::listen`).
+        stop_listening: watch::Sender<bool>,
     },
 }
 
@@ -261,6 +263,13 @@ impl Store {
         )?);
         let notifier = Arc::new(Notifier::default());
         let stats = Arc::new(Stats::default());
+        let (stop_listening, stop) = watch::channel(false);
+        pg.spawn(crate::pg::listen::run(
+            pg.listen_dsn.clone(),
+            pg.pool(),
+            notifier.clone(),
+            stop,
+        ));
         let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue_requests_max);
         let receiver = Arc::new(Mutex::new(receiver));
         let mut writers = Vec::new();
@@ -291,7 +300,11 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 paths,
-                backend: Backend::Postgres { pg, cache },
+                backend: Backend::Postgres {
+                    pg,
+                    cache,
+                    stop_listening,
+                },
                 config,
                 credentials,
                 requests: Mutex::new(Some(sender)),
@@ -540,12 +553,15 @@ impl Store {
         for handle in writers {
             let _ = handle.join();
         }
+        if let Backend::Postgres { stop_listening, .. } = &self.inner.backend {
+            let _ = stop_listening.send(true);
+        }
     }
 
     fn with_server<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let server_pool = match &self.inner.backend {
             Backend::Embedded { server_pool, .. } => server_pool,
-            Backend::Postgres { pg, cache } => {
+            Backend::Postgres { pg, cache, .. } => {
                 let conn = cache.reader()?;
                 let result = catch_up(pg, &conn).and_then(|()| f(&conn));
                 cache.put_back(conn);

@@ -263,3 +263,75 @@ fn a_database_that_cannot_serve_is_refused_at_open() {
     let error = Store::open(config).err().unwrap();
     assert_eq!(error.kind, ErrorKind::Unavailable, "{error}");
 }
+
+/// Waits until `watch` moves, at most `within`: whether it did.
+fn moves(watch: &mut tokio::sync::watch::Receiver<u64>, within: std::time::Duration) -> bool {
+    support::block(async { tokio::time::timeout(within, watch.changed()).await.is_ok() })
+}
+
+/// A session waiting on node b hears of a delivery through node a within a
+/// second, also when b's LISTEN connection was just cut (then by the poll,
+/// or the wake-up of everyone when it reconnects).
+#[test]
+fn a_change_on_one_node_wakes_the_watchers_on_the_other() {
+    let a = Backend::Postgres.open(|_| {});
+    let (b, _b_dir) = second_node(&a);
+    add_user(&a, "alice");
+    let mut watching = b.watch("alice");
+    let mut sms = b.watch_sms();
+    let second = std::time::Duration::from_secs(1);
+    let database = a.database.clone().unwrap();
+    let listening = || {
+        sql(
+            &database,
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'postern-listen' AND query LIKE 'LISTEN%'",
+        )
+        .len()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while listening() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the nodes never listened"
+        );
+        std::thread::yield_now();
+    }
+    // The announcement of alice's creation and the poll's first look at a
+    // new watcher (which counts as a change) pass; then nothing moves for
+    // more than a poll interval without a change.
+    let mut quiet = false;
+    for _ in 0..5 {
+        if !moves(&mut watching, std::time::Duration::from_millis(1500)) {
+            quiet = true;
+            break;
+        }
+    }
+    assert!(quiet, "the watch keeps moving with no change");
+    append("alice", "INBOX", b"Subject: 1\r\n\r\none\r\n".to_vec(), &a).unwrap();
+    assert!(moves(&mut watching, second), "no wake-up within a second");
+    // The server-wide state wakes the other node's SMS sender.
+    a.submit_one_blocking(Intent::QueueSms {
+        to: "+4915112345678".into(),
+        text: "hello".into(),
+        purpose: "test".into(),
+        receipt: false,
+        user: None,
+    })
+    .unwrap();
+    assert!(moves(&mut sms, second), "the SMS sender was not woken");
+    // Cut b's LISTEN connection; a change right after still arrives.
+    let cut = sql(
+        &database,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'postern-listen'",
+    );
+    assert_eq!(cut.len(), 2, "one LISTEN connection per node");
+    append("alice", "INBOX", b"Subject: 2\r\n\r\ntwo\r\n".to_vec(), &a).unwrap();
+    assert!(
+        moves(&mut watching, std::time::Duration::from_secs(3)),
+        "lost with LISTEN down"
+    );
+    let reader = b.reader("alice").unwrap();
+    let inbox = reader.mailbox("INBOX").unwrap().unwrap();
+    assert_eq!(reader.counts(&inbox.id).unwrap().messages, 2);
+    b.shutdown();
+}

@@ -47,6 +47,8 @@ pub(crate) struct Pg {
     /// This database's identity (`meta.database_id`, made by the first
     /// node that opens it): what a node's derived copies are of.
     pub(crate) database_id: String,
+    /// How the LISTEN connection connects (`pg::listen`).
+    pub(crate) listen_dsn: tokio_postgres::Config,
 }
 
 impl Drop for Pg {
@@ -75,6 +77,9 @@ impl Pg {
         // postgresql.conf says (a synchronous standby then waits too).
         dsn.options("-c synchronous_commit=on");
         dsn.application_name("postern");
+        let mut listen_dsn = dsn.clone();
+        listen_dsn.application_name("postern-listen");
+        listen_dsn.keepalives_idle(Duration::from_secs(30));
         let manager = deadpool_postgres::Manager::from_config(
             dsn,
             tokio_postgres::NoTls,
@@ -94,6 +99,7 @@ impl Pg {
             pool,
             target: describe(&config.dsn),
             database_id: String::new(),
+            listen_dsn,
         };
         let verdict = pg.block(async {
             let client = pg.client().await?;
@@ -141,6 +147,20 @@ impl Pg {
             Ok(_) => std::thread::scope(|s| s.spawn(|| runtime.block_on(future)).join())
                 .unwrap_or_else(|p| std::panic::resume_unwind(p)),
         }
+    }
+
+    /// Starts `future` on the backend's runtime.
+    pub(crate) fn spawn<F>(&self, future: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(future);
+        }
+    }
+
+    pub(crate) fn pool(&self) -> deadpool_postgres::Pool {
+        self.pool.clone()
     }
 
     /// A connection from the pool (call inside [`Pg::block`]).

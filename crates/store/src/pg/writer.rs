@@ -95,6 +95,25 @@ impl PgWriter {
                     let results = answers.by_ref().take(request.intents.len()).collect();
                     let _ = request.reply.send(results);
                 }
+                // Then the other nodes (after the answers: it is not on the
+                // callers' path, and the poll covers a lost one).
+                let mut keys: Vec<String> = committed.touched.into_iter().collect();
+                if committed.sms_changed {
+                    keys.push(crate::writer::SMS_WATCH_KEY.to_string());
+                }
+                if committed.notices_changed {
+                    keys.push(crate::writer::NOTICE_WATCH_KEY.to_string());
+                }
+                if !keys.is_empty() {
+                    let pg = &*self.pg;
+                    let announced = pg.block(async {
+                        let client = pg.client().await?;
+                        crate::pg::listen::announce(&client, &keys).await
+                    });
+                    if let Err(e) = announced {
+                        tracing::warn!(event = "postgres_announce_failed", error = %e, "other nodes learn of this change by their poll");
+                    }
+                }
             }
             Err(e) => {
                 tracing::error!(event = "batch_failed", error = %e, "batch not committed; every change of it is refused");
