@@ -148,10 +148,10 @@ impl NoticeSender {
             }
             let now = store::writer::now_seconds();
             let store = self.store.clone();
-            // A replica sends nothing: its primary does, and records it.
-            let read_only = store.is_read_only();
+            // A replica sends nothing: its primary does, and records it. Of
+            // several nodes on one PostgreSQL database, one sends.
             let due = tokio::task::spawn_blocking(move || {
-                if read_only {
+                if !store.leads("notices") {
                     return Ok(Vec::new());
                 }
                 store.notices_due(now, NOTICES_PER_ROUND_MAX + 16)

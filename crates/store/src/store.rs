@@ -330,6 +330,17 @@ impl Store {
         }
     }
 
+    /// Whether this node runs `job`, a sender that must run once per store
+    /// (the SMS and status-notice senders): on the embedded store, unless it
+    /// is a replica; on PostgreSQL, on the one node that holds the job's
+    /// lock (`pg::backend::Pg::leads`).
+    pub fn leads(&self, job: &str) -> bool {
+        match self.pg() {
+            Some(pg) => pg.leads(job),
+            None => !self.is_read_only(),
+        }
+    }
+
     /// Which backend holds the mail: "embedded" or "postgres".
     pub fn backend_name(&self) -> &'static str {
         match self.inner.backend {

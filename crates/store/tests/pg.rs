@@ -335,3 +335,33 @@ fn a_change_on_one_node_wakes_the_watchers_on_the_other() {
     assert_eq!(reader.counts(&inbox.id).unwrap().messages, 2);
     b.shutdown();
 }
+
+/// The senders run on one node: the first to ask leads; the other takes
+/// over once the leader is gone.
+#[test]
+fn one_node_leads_each_sender_and_another_takes_over() {
+    let a = Backend::Postgres.open(|_| {});
+    let (b, _b_dir) = second_node(&a);
+    assert!(a.leads("sms"));
+    assert!(a.leads("sms"), "leadership is kept");
+    assert!(!b.leads("sms"));
+    assert!(b.leads("notices"), "each job has its own leader");
+    assert!(!a.leads("notices"));
+    let database = a.database.clone().unwrap();
+    // The leader's session ends (its node died): the other node takes over.
+    let ended = sql(
+        &database,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'postern-leader-sms'",
+    );
+    assert_eq!(ended.len(), 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !b.leads("sms") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nobody took the SMS sender over"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!a.leads("sms"), "the old leader knows it is not any more");
+    b.shutdown();
+}

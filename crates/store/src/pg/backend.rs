@@ -49,7 +49,23 @@ pub(crate) struct Pg {
     pub(crate) database_id: String,
     /// How the LISTEN connection connects (`pg::listen`).
     pub(crate) listen_dsn: tokio_postgres::Config,
+    /// The once-per-cluster jobs this node leads (`Pg::leads`).
+    leaders: std::sync::Mutex<std::collections::HashMap<String, Leadership>>,
 }
+
+/// A job's leadership on this node: the session that holds its advisory
+/// lock (PostgreSQL releases it when the session ends), or when this node
+/// last tried and failed to take it.
+enum Leadership {
+    Held(tokio_postgres::Client),
+    TriedAt(std::time::Instant),
+}
+
+/// The first key of the jobs' advisory locks (the second is the job's
+/// hash); distinct from the users' class.
+const LEADER_CLASS: i32 = 0x706f_7374 + 1;
+/// How often a node that does not lead a job tries to take it.
+const LEADER_RETRY: Duration = Duration::from_secs(1);
 
 impl Drop for Pg {
     fn drop(&mut self) {
@@ -100,6 +116,7 @@ impl Pg {
             target: describe(&config.dsn),
             database_id: String::new(),
             listen_dsn,
+            leaders: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         let verdict = pg.block(async {
             let client = pg.client().await?;
@@ -146,6 +163,66 @@ impl Pg {
             }
             Ok(_) => std::thread::scope(|s| s.spawn(|| runtime.block_on(future)).join())
                 .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        }
+    }
+
+    /// Whether this node leads `job` (a sender that must run on one node of
+    /// the cluster): it holds the job's session advisory lock, on a
+    /// connection of its own, taken here when free. A node that loses that
+    /// connection loses the lock at once in PostgreSQL, and the job here at
+    /// its next check; another node takes it within `LEADER_RETRY` of its
+    /// own next check.
+    pub(crate) fn leads(&self, job: &str) -> bool {
+        let mut leaders = self.leaders.lock().unwrap_or_else(|p| p.into_inner());
+        match leaders.get(job) {
+            Some(Leadership::Held(client)) if !client.is_closed() => return true,
+            Some(Leadership::TriedAt(at)) if at.elapsed() < LEADER_RETRY => return false,
+            _ => {}
+        }
+        let taken = self.block(async {
+            let (client, connection) = self.listen_dsn.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client
+                .batch_execute(&format!(
+                    "SET application_name = 'postern-leader-{}'",
+                    job.replace('\'', "")
+                ))
+                .await?;
+            let row = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                    &[&LEADER_CLASS, &job],
+                )
+                .await?;
+            Ok::<_, tokio_postgres::Error>(row.get::<_, bool>(0).then_some(client))
+        });
+        match taken {
+            Ok(Some(client)) => {
+                tracing::info!(
+                    event = "leader_taken",
+                    job,
+                    "this node runs the job for the cluster"
+                );
+                leaders.insert(job.to_string(), Leadership::Held(client));
+                true
+            }
+            Ok(None) => {
+                leaders.insert(
+                    job.to_string(),
+                    Leadership::TriedAt(std::time::Instant::now()),
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(event = "leader_check_failed", job, error = %crate::pg::message(&e));
+                leaders.insert(
+                    job.to_string(),
+                    Leadership::TriedAt(std::time::Instant::now()),
+                );
+                false
+            }
         }
     }
 
