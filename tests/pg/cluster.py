@@ -25,6 +25,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -83,6 +84,11 @@ class Cluster:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run([os.path.join(self.bin, "initdb"), "-D", self.data, "--auth=trust", "-U", "postgres",
                    "--no-sync", "-E", "UTF8", "--locale=C"])
+        self._launch()
+        return self
+
+    def _launch(self) -> None:
+        """Starts the server on a free port, and its watchdog."""
         last_error = ""
         for _ in range(5):
             # A free port can be taken by someone else before we bind it: try another.
@@ -104,7 +110,33 @@ class Cluster:
             [sys.executable, os.path.abspath(__file__), "--watch", str(os.getpid()), self.bin, self.data, self.dir],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
-        return self
+
+    def standby(self, name: str) -> "Cluster":
+        """A streaming standby of this cluster, started, named `name` (its
+        application_name: what synchronous_standby_names lists). The primary
+        must run with wal_level=replica (the default) and trust replication
+        from 127.0.0.1 (initdb's default pg_hba.conf does)."""
+        # A promoted standby must not wait for a standby of its own.
+        standby = Cluster({k: v for k, v in self.settings.items() if k != "synchronous_standby_names"})
+        if os.geteuid() == 0:
+            shutil.chown(standby.dir, "postgres", "postgres")
+        standby._run([os.path.join(self.bin, "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port),
+                      "-U", "postgres", "-D", standby.data, "-R", "-X", "stream", "--no-sync",
+                      "-d", f"application_name={name}"])
+        standby._launch()
+        return standby
+
+    def kill(self) -> None:
+        """SIGKILLs the postmaster (a crash, not a shutdown); its children
+        exit when they notice."""
+        with open(os.path.join(self.data, "postmaster.pid"), encoding="ascii") as f:
+            pid = int(f.readline())
+        os.kill(pid, signal.SIGKILL)
+
+    def promote(self) -> None:
+        """Makes a standby the primary, and waits until it takes writes."""
+        self._run([os.path.join(self.bin, "pg_ctl"), "-D", self.data, "-w", "-t", str(START_TIMEOUT_S),
+                   "promote"])
 
     def stop(self) -> None:
         if os.path.exists(os.path.join(self.data, "postmaster.pid")):

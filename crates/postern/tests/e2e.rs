@@ -155,6 +155,7 @@ python_test_files! {
     pg_migrate => "test_pg_migrate.py",
     pg_cli => "test_pg_cli.py",
     pg_nodes => "test_pg_nodes.py",
+    pg_failover => "test_pg_failover.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",
     status => "test_status.py",
@@ -230,6 +231,7 @@ const EMBEDDED_ONLY: &[(&str, &str)] = &[
     ),
     ("test_pg_cli.py", "starts PostgreSQL clusters of its own"),
     ("test_pg_nodes.py", "starts PostgreSQL clusters of its own"),
+    ("test_pg_failover.py", "starts PostgreSQL clusters of its own"),
 ];
 
 /// Every file runs on PostgreSQL too, or says why not.

@@ -645,6 +645,8 @@ pub struct StoreSection {
     pub postgres_connections_max: usize,
     /// Writer threads, each with one PostgreSQL transaction open at a time.
     pub postgres_writers: usize,
+    /// Longest wait for PostgreSQL to confirm a commit.
+    pub postgres_commit_timeout_ms: u64,
     pub journal_segment_bytes: u64,
     pub pack_bytes: u64,
     pub batch_max: usize,
@@ -664,6 +666,7 @@ impl Default for StoreSection {
             postgres_connect_timeout_ms: 5000,
             postgres_connections_max: 32,
             postgres_writers: 4,
+            postgres_commit_timeout_ms: 10_000,
             journal_segment_bytes: 64 * 1024 * 1024,
             pack_bytes: 256 * 1024 * 1024,
             batch_max: 4096,
@@ -1026,6 +1029,10 @@ postgres_connections_max = 32
 # are locked one by one, so writers wait only for batches naming the same
 # user.
 postgres_writers = 4
+# Longest wait for PostgreSQL to confirm a commit, in milliseconds. A commit
+# waits for the synchronous standby, for ever if it is gone: past this, the
+# change is answered as not made (temporary failure; the client retries).
+postgres_commit_timeout_ms = 10000
 # Journal segment size before a new segment starts, in bytes.
 journal_segment_bytes = 67108864
 # Blob pack file size before a new pack starts, in bytes.
@@ -1457,6 +1464,9 @@ fn validate(config: &Config) -> Result<(), String> {
         || config.store.postgres_connect_timeout_ms > 600_000
     {
         return Err("[store] postgres_connect_timeout_ms must be 1 to 600000".into());
+    }
+    if !(100..=600_000).contains(&config.store.postgres_commit_timeout_ms) {
+        return Err("[store] postgres_commit_timeout_ms must be 100 to 600000".into());
     }
     if !(1..=64).contains(&config.store.postgres_writers) {
         return Err("[store] postgres_writers must be 1 to 64".into());

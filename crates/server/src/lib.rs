@@ -120,6 +120,8 @@ pub fn store_config(config: &Config) -> Result<StoreConfig, store::StoreError> {
             std::time::Duration::from_millis(config.store.postgres_connect_timeout_ms);
         postgres.connections_max = config.store.postgres_connections_max;
         postgres.writers = config.store.postgres_writers;
+        postgres.commit_timeout =
+            std::time::Duration::from_millis(config.store.postgres_commit_timeout_ms);
         store.postgres = Some(postgres);
     }
     store.journal_segment_bytes_max = config.store.journal_segment_bytes;

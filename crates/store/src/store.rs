@@ -285,6 +285,7 @@ impl Store {
                     summary_limits: config.summary_limits,
                 },
                 batch_intents_max: config.batch_intents_max,
+                commit_timeout: pg_config.commit_timeout,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("store-pg-writer-{n}"))

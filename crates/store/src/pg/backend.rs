@@ -22,6 +22,8 @@ pub struct PostgresConfig {
     pub connections_max: usize,
     /// Writer threads, each with one transaction open at a time.
     pub writers: usize,
+    /// Longest wait for PostgreSQL to confirm a commit (see `pg::writer`).
+    pub commit_timeout: Duration,
 }
 
 impl PostgresConfig {
@@ -31,6 +33,7 @@ impl PostgresConfig {
             connect_timeout: Duration::from_secs(5),
             connections_max: 32,
             writers: 4,
+            commit_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -47,6 +47,8 @@ pub(crate) struct PgWriter {
     pub stats: Arc<Stats>,
     pub plan: PlanConfig,
     pub batch_intents_max: usize,
+    /// Longest wait for PostgreSQL to confirm a commit.
+    pub commit_timeout: std::time::Duration,
 }
 
 impl PgWriter {
@@ -129,6 +131,22 @@ impl PgWriter {
     fn plan_and_commit(&self, intents: &[&Intent]) -> Result<Committed> {
         let pg = &*self.pg;
         let mut client = pg.block(pg.client())?;
+        let mut discard = false;
+        let result = self.batch(&mut client, intents, &mut discard);
+        if discard {
+            // Its COMMIT may still be waiting: never hand it out again.
+            drop(deadpool_postgres::Object::take(client));
+        }
+        result
+    }
+
+    fn batch(
+        &self,
+        client: &mut crate::pg::backend::Conn,
+        intents: &[&Intent],
+        discard: &mut bool,
+    ) -> Result<Committed> {
+        let pg = &*self.pg;
         let tx = pg
             .block(client.transaction())
             .map_err(|e| db_error("begin a transaction", &e))?;
@@ -143,7 +161,7 @@ impl PgWriter {
         .map_err(|e| db_error("lock the batch's users", &e))?;
         if !intents.iter().any(|i| changes_server_state(i)) {
             let committed = self.plan_in(&tx, None, intents)?;
-            commit(pg, tx)?;
+            commit(pg, tx, self.commit_timeout, discard)?;
             return Ok(committed);
         }
         pg.block(tx.execute(
@@ -158,7 +176,7 @@ impl PgWriter {
             .and_then(|log| ServerCache::apply_log(&conn, &log))
             .and_then(|()| self.plan_in(&tx, Some(&conn), intents))
             // PostgreSQL first: the copy follows the log, never leads it.
-            .and_then(|committed| commit(pg, tx).map(|()| committed));
+            .and_then(|committed| commit(pg, tx, self.commit_timeout, discard).map(|()| committed));
         let closing = if done.is_ok() { "COMMIT" } else { "ROLLBACK" };
         if let Err(e) = crate::index::exec(&conn, closing) {
             // The next batch that takes the lock catches the copy up.
@@ -218,16 +236,35 @@ struct Committed {
     notices_changed: bool,
 }
 
-/// Commits. An error here leaves the outcome unknown (the commit may have
-/// happened): the callers are told the change is not made, and a retry may
-/// store a second copy; never a loss.
-fn commit(pg: &Pg, tx: deadpool_postgres::Transaction<'_>) -> Result<()> {
-    pg.block(tx.commit()).map_err(|e| {
-        StoreError::new(
+/// Commits, waiting at most `deadline`: a commit that waits for a
+/// synchronous standby that is gone waits for ever in PostgreSQL. An error
+/// or the deadline leaves the outcome unknown (the commit may have happened,
+/// or happen later, on the primary alone): the callers are told the change
+/// is not made, and a retry may store a second copy; never a loss of what
+/// was acknowledged. After the deadline the connection is discarded.
+fn commit(
+    pg: &Pg,
+    tx: deadpool_postgres::Transaction<'_>,
+    deadline: std::time::Duration,
+    discard: &mut bool,
+) -> Result<()> {
+    match pg.block(async { tokio::time::timeout(deadline, tx.commit()).await }) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(StoreError::new(
             ErrorKind::Unavailable,
             format!("commit to PostgreSQL: {}", crate::pg::message(&e)),
-        )
-    })
+        )),
+        Err(_) => {
+            *discard = true;
+            Err(StoreError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "PostgreSQL did not confirm the commit within {} ms (a synchronous standby gone?)",
+                    deadline.as_millis()
+                ),
+            ))
+        }
+    }
 }
 
 /// Whether an intent may read or change the server-wide state (and so
