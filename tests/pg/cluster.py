@@ -17,7 +17,8 @@ chowned to it.
 Standard library only. `python3 cluster.py` starts one and prints its DSN,
 for trying things by hand (Ctrl-C stops it); `python3 cluster.py
 --until-stdin-closes` does the same for another program, and stops when that
-program closes the pipe to its stdin (or dies).
+program closes the pipe to its stdin (or dies); with --durable after it,
+with fsync on (for benchmarks).
 """
 
 from __future__ import annotations
@@ -202,11 +203,14 @@ def _watch(parent: int, bin: str, data: str, directory: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "--watch":
         _watch(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5])
-    elif len(sys.argv) == 2 and sys.argv[1] == "--until-stdin-closes":
+    elif sys.argv[1:2] == ["--until-stdin-closes"] and sys.argv[2:] in ([], ["--durable"]):
         # For test programs in other languages (the store's Rust tests): the
         # DSN on the first line of stdout, and the cluster lives until the
-        # program closes our stdin, which its exit always does.
-        with Cluster() as cluster:
+        # program closes our stdin, which its exit always does. --durable
+        # (for benchmarks): fsync and full-page writes on, as in production.
+        durable = {"fsync": "on", "full_page_writes": "on", "shared_buffers": "256MB",
+                   "max_wal_size": "2GB"} if sys.argv[2:] else {}
+        with Cluster(durable) as cluster:
             print(cluster.dsn(), flush=True)
             sys.stdin.read()
     else:

@@ -231,7 +231,10 @@ const EMBEDDED_ONLY: &[(&str, &str)] = &[
     ),
     ("test_pg_cli.py", "starts PostgreSQL clusters of its own"),
     ("test_pg_nodes.py", "starts PostgreSQL clusters of its own"),
-    ("test_pg_failover.py", "starts PostgreSQL clusters of its own"),
+    (
+        "test_pg_failover.py",
+        "starts PostgreSQL clusters of its own",
+    ),
 ];
 
 /// Every file runs on PostgreSQL too, or says why not.

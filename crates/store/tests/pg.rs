@@ -284,7 +284,7 @@ fn a_change_on_one_node_wakes_the_watchers_on_the_other() {
     let listening = || {
         sql(
             &database,
-            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'postern-listen' AND query LIKE 'LISTEN%'",
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'postern-listen' AND query LIKE 'LISTEN%' AND datname = current_database()",
         )
         .len()
     };
@@ -322,7 +322,7 @@ fn a_change_on_one_node_wakes_the_watchers_on_the_other() {
     // Cut b's LISTEN connection; a change right after still arrives.
     let cut = sql(
         &database,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'postern-listen'",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'postern-listen' AND datname = current_database()",
     );
     assert_eq!(cut.len(), 2, "one LISTEN connection per node");
     append("alice", "INBOX", b"Subject: 2\r\n\r\ntwo\r\n".to_vec(), &a).unwrap();
@@ -351,7 +351,7 @@ fn one_node_leads_each_sender_and_another_takes_over() {
     // The leader's session ends (its node died): the other node takes over.
     let ended = sql(
         &database,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'postern-leader-sms'",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'postern-leader-sms' AND datname = current_database()",
     );
     assert_eq!(ended.len(), 1);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

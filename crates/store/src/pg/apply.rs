@@ -287,73 +287,83 @@ pub(crate) async fn apply(
             let keys = serde_json::to_vec(&SortKeys::of(summary))
                 .map_err(|e| StoreError::invalid(format!("encode sort keys: {e}")))?;
             let (uid, modseq, size) = (i64::from(*uid), i64_of(*modseq), i64_of(*size));
-            // A UID given twice fails here, on the primary key, instead of
-            // storing a second message under it.
-            exec(
-                client,
-                "store a message",
-                "INSERT INTO messages (user_id, mailbox, uid, modseq, flags, internal_date, internal_zone,
-                     save_date, size, blob, email_id, thread_id, row_crc)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                &[
-                    &user_id,
-                    mailbox,
-                    &uid,
-                    &modseq,
-                    &flags_to_text(flags),
-                    internal_date,
-                    internal_zone,
-                    save_date,
-                    &size,
-                    &blob.0.as_slice(),
-                    email_id,
-                    thread_id,
-                    &row_crc,
-                ],
-            )
-            .await?;
-            exec(
-                client,
-                "store a message summary",
-                "INSERT INTO message_cache (user_id, mailbox, uid, summary, summary_crc, sort_keys, keys_crc)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &user_id,
-                    mailbox,
-                    &uid,
-                    &bytes,
-                    &summary_checksum(&blob_hex, bytes),
-                    &keys,
-                    &summary_checksum(&blob_hex, &keys),
-                ],
-            )
-            .await?;
-            exec(
-                client,
-                "store a message",
-                "UPDATE mailboxes SET uid_next = GREATEST(uid_next, $3::bigint + 1),
-                     highest_modseq = GREATEST(highest_modseq, $4)
-                 WHERE user_id = $1 AND id = $2",
-                &[&user_id, mailbox, &uid, &modseq],
-            )
-            .await?;
-            exec(
-                client,
-                "store a message",
-                "UPDATE users SET usage_messages = usage_messages + 1, usage_bytes = usage_bytes + $2 WHERE id = $1",
-                &[&user_id, &size],
-            )
-            .await?;
-            if let Some(message_id) = &summary.message_id {
+            let (summary_crc, keys_crc) = (
+                summary_checksum(&blob_hex, bytes),
+                summary_checksum(&blob_hex, &keys),
+            );
+            let flags = flags_to_text(flags);
+            let blob = blob.0.as_slice();
+            // Sent together (tokio-postgres pipelines futures polled at once):
+            // about one round trip. They do not depend on each other's order:
+            // each statement must stand alone. The first that fails fails the
+            // transaction.
+            let thread = async {
+                match &summary.message_id {
+                    Some(message_id) => exec(
+                        client,
+                        "store a message's thread",
+                        "INSERT INTO threads (user_id, message_id, thread_id) VALUES ($1, $2, $3)
+                             ON CONFLICT DO NOTHING",
+                        &[&user_id, message_id, thread_id],
+                    )
+                    .await,
+                    None => Ok(0),
+                }
+            };
+            let message: [&(dyn ToSql + Sync); 17] = [
+                &user_id,
+                mailbox,
+                &uid,
+                &modseq,
+                &flags,
+                internal_date,
+                internal_zone,
+                save_date,
+                &size,
+                &blob,
+                email_id,
+                thread_id,
+                &row_crc,
+                &bytes,
+                &summary_crc,
+                &keys,
+                &keys_crc,
+            ];
+            let counters: [&(dyn ToSql + Sync); 4] = [&user_id, mailbox, &uid, &modseq];
+            let usage: [&(dyn ToSql + Sync); 2] = [&user_id, &size];
+            tokio::try_join!(
+                // The row and its cache entry in one statement: the cache's
+                // foreign key is checked at its end, and pipelined statements
+                // may run in any order. A UID given twice fails here, on the
+                // primary key, instead of storing a second message under it.
                 exec(
                     client,
-                    "store a message's thread",
-                    "INSERT INTO threads (user_id, message_id, thread_id) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                    &[&user_id, message_id, thread_id],
-                )
-                .await?;
-            }
+                    "store a message",
+                    "WITH m AS (
+                         INSERT INTO messages (user_id, mailbox, uid, modseq, flags, internal_date,
+                             internal_zone, save_date, size, blob, email_id, thread_id, row_crc)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                         RETURNING user_id, mailbox, uid)
+                     INSERT INTO message_cache (user_id, mailbox, uid, summary, summary_crc, sort_keys, keys_crc)
+                     SELECT user_id, mailbox, uid, $14, $15, $16, $17 FROM m",
+                    &message,
+                ),
+                exec(
+                    client,
+                    "store a message",
+                    "UPDATE mailboxes SET uid_next = GREATEST(uid_next, $3::bigint + 1),
+                         highest_modseq = GREATEST(highest_modseq, $4)
+                     WHERE user_id = $1 AND id = $2",
+                    &counters,
+                ),
+                exec(
+                    client,
+                    "store a message",
+                    "UPDATE users SET usage_messages = usage_messages + 1, usage_bytes = usage_bytes + $2 WHERE id = $1",
+                    &usage,
+                ),
+                thread,
+            )?;
         }
         Record::FlagsChanged {
             mailbox,

@@ -52,6 +52,8 @@ pub(crate) struct Pg {
     pub(crate) database_id: String,
     /// How the LISTEN connection connects (`pg::listen`).
     pub(crate) listen_dsn: tokio_postgres::Config,
+    /// How a writer thread's own connection connects (`pg::writer`).
+    pub(crate) writer_dsn: tokio_postgres::Config,
     /// The once-per-cluster jobs this node leads (`Pg::leads`).
     leaders: std::sync::Mutex<std::collections::HashMap<String, Leadership>>,
 }
@@ -96,6 +98,8 @@ impl Pg {
         // postgresql.conf says (a synchronous standby then waits too).
         dsn.options("-c synchronous_commit=on");
         dsn.application_name("postern");
+        let mut writer_dsn = dsn.clone();
+        writer_dsn.application_name("postern-writer");
         let mut listen_dsn = dsn.clone();
         listen_dsn.application_name("postern-listen");
         listen_dsn.keepalives_idle(Duration::from_secs(30));
@@ -107,7 +111,7 @@ impl Pg {
             },
         );
         let pool = deadpool_postgres::Pool::builder(manager)
-            .max_size(config.connections_max.max(config.writers + 1))
+            .max_size(config.connections_max.saturating_sub(config.writers).max(2))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .create_timeout(Some(config.connect_timeout))
             .wait_timeout(Some(Duration::from_secs(30)))
@@ -119,6 +123,7 @@ impl Pg {
             target: describe(&config.dsn),
             database_id: String::new(),
             listen_dsn,
+            writer_dsn,
             leaders: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         let verdict = pg.block(async {

@@ -4,7 +4,7 @@
 //!
 //! - **NOTIFY.** After each commit, the writer sends the keys it touched
 //!   (user names, and the senders' keys of the server-wide state) on the
-//!   channel `postern_changes`, in a small transaction of its own with
+//!   channel `postern_changes`, in one statement of its own with
 //!   `synchronous_commit = off`. Never inside the mail transaction: a
 //!   transaction that notifies takes a cluster-wide lock at commit, which
 //!   would serialise every delivery (docs/design/postgres-cluster.md, 6.2).
@@ -70,21 +70,20 @@ fn payloads(keys: &[String]) -> Vec<String> {
 /// Tells every node which keys a commit touched.
 pub(crate) async fn announce(client: &tokio_postgres::Client, keys: &[String]) -> Result<()> {
     let payloads = payloads(keys);
-    let what = |e: tokio_postgres::Error| db_error("announce a change", &e);
-    client
-        .batch_execute("BEGIN; SET LOCAL synchronous_commit = off")
-        .await
-        .map_err(what)?;
-    for payload in &payloads {
-        if let Err(e) = client
-            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, payload])
-            .await
-        {
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(what(e));
-        }
+    if payloads.is_empty() {
+        return Ok(());
     }
-    client.batch_execute("COMMIT").await.map_err(what)
+    // One statement, so one implicit transaction whose commit waits for no
+    // disk and no standby (set_config(..., true) is SET LOCAL).
+    client
+        .execute(
+            "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, p)
+             FROM unnest($2::text[]) AS p",
+            &[&CHANNEL, &payloads],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| db_error("announce a change", &e))
 }
 
 /// Listens for other nodes' changes and polls as the fallback, until

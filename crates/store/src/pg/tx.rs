@@ -9,7 +9,6 @@ use crate::directory::{self, ReplicaPosition, Sms, SpamBlock};
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::index::{MailboxInfo, MessageMeta};
 use crate::intent::{Fix, Outcome, Prepared, RepairGuard};
-use crate::pg::backend::Pg;
 use crate::pg::server_cache::ServerCache;
 use crate::pg::{apply, db_error, read};
 use crate::record::Record;
@@ -21,7 +20,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use tokio_postgres::Transaction;
 
 pub(crate) struct PgTx<'a, 't> {
-    pg: &'a Pg,
+    /// The writer thread's runtime, which drives the transaction's connection.
+    rt: &'a tokio::runtime::Runtime,
     tx: &'a Transaction<'t>,
     /// This node's copy of the server-wide state, inside a SQLite
     /// transaction, when the batch holds the `server_stream` lock (it
@@ -47,6 +47,10 @@ pub(crate) struct PgTx<'a, 't> {
     /// An error that stops the whole batch.
     pub(crate) fatal: Option<StoreError>,
 }
+
+/// Contents up to this size are sent with their insert without asking first
+/// whether they are stored already.
+const SMALL_CONTENT_BYTES: usize = 16 * 1024;
 
 /// A server-wide read or change in a batch that did not take the
 /// `server_stream` lock: a bug of the writer's classification, refused.
@@ -77,14 +81,14 @@ fn record_owner(record: &Record) -> Option<&str> {
 
 impl<'a, 't> PgTx<'a, 't> {
     pub(crate) fn new(
-        pg: &'a Pg,
+        rt: &'a tokio::runtime::Runtime,
         tx: &'a Transaction<'t>,
         server: Option<&'a Connection>,
         now: i64,
         summary_limits: mime::Limits,
     ) -> Self {
         PgTx {
-            pg,
+            rt,
             tx,
             server,
             sms_changed: false,
@@ -106,7 +110,7 @@ impl<'a, 't> PgTx<'a, 't> {
             return Ok(*id);
         }
         let tx = self.tx;
-        let found = self.pg.block(read::user(tx, user))?;
+        let found = self.rt.block_on(read::user(tx, user))?;
         let (id, _) = found.ok_or_else(|| StoreError::not_found(format!("no such user {user}")))?;
         self.ids.insert(user.to_string(), id);
         Ok(id)
@@ -119,8 +123,8 @@ impl<'a, 't> PgTx<'a, 't> {
 
     fn exec(&self, what: &str, sql: &str) -> Result<()> {
         let tx = self.tx;
-        self.pg
-            .block(tx.batch_execute(sql))
+        self.rt
+            .block_on(tx.batch_execute(sql))
             .map_err(|e| db_error(what, &e))
     }
 }
@@ -134,8 +138,8 @@ impl Tx for PgTx<'_, '_> {
     fn new_id(&mut self) -> Result<u64> {
         let tx = self.tx;
         let row = self
-            .pg
-            .block(tx.query_one("SELECT nextval('object_ids')", &[]))
+            .rt
+            .block_on(tx.query_one("SELECT nextval('object_ids')", &[]))
             .map_err(|e| db_error("take a new id", &e))?;
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
@@ -150,27 +154,27 @@ impl Tx for PgTx<'_, '_> {
             return Ok(true);
         }
         let tx = self.tx;
-        self.pg.block(read::user_exists(tx, user))
+        self.rt.block_on(read::user_exists(tx, user))
     }
 
     fn alias(&mut self, address: &str) -> Result<Option<Vec<String>>> {
         let tx = self.tx;
-        self.pg.block(read::alias(tx, address))
+        self.rt.block_on(read::alias(tx, address))
     }
 
     fn aliases(&mut self) -> Result<Vec<(String, Vec<String>)>> {
         let tx = self.tx;
-        self.pg.block(read::aliases(tx))
+        self.rt.block_on(read::aliases(tx))
     }
 
     fn acl_naming(&mut self, user: &str) -> Result<Vec<(String, String, String)>> {
         let tx = self.tx;
-        self.pg.block(read::acl_naming(tx, user))
+        self.rt.block_on(read::acl_naming(tx, user))
     }
 
     fn quota(&mut self, user: &str) -> Result<(Option<u64>, Option<u64>)> {
         let tx = self.tx;
-        self.pg.block(read::quota(tx, user))
+        self.rt.block_on(read::quota(tx, user))
     }
 
     fn sms(&mut self, id: u64) -> Result<Option<Sms>> {
@@ -248,27 +252,27 @@ impl Tx for PgTx<'_, '_> {
 
     fn mailboxes(&mut self, user: &str) -> Result<Vec<MailboxInfo>> {
         let (id, tx) = (self.id(user)?, self.tx);
-        self.pg.block(read::mailboxes(tx, id))
+        self.rt.block_on(read::mailboxes(tx, id))
     }
 
     fn mailbox_by_name(&mut self, user: &str, name: &str) -> Result<Option<MailboxInfo>> {
         let (id, tx) = (self.id(user)?, self.tx);
-        self.pg.block(read::mailbox_by_name(tx, id, name))
+        self.rt.block_on(read::mailbox_by_name(tx, id, name))
     }
 
     fn mailbox_by_id(&mut self, user: &str, mailbox: &str) -> Result<Option<MailboxInfo>> {
         let (id, tx) = (self.id(user)?, self.tx);
-        self.pg.block(read::mailbox_by_id(tx, id, mailbox))
+        self.rt.block_on(read::mailbox_by_id(tx, id, mailbox))
     }
 
     fn message(&mut self, user: &str, mailbox: &str, uid: u32) -> Result<Option<MessageMeta>> {
         let (id, tx) = (self.id(user)?, self.tx);
-        self.pg.block(read::message(tx, id, mailbox, uid))
+        self.rt.block_on(read::message(tx, id, mailbox, uid))
     }
 
     fn messages(&mut self, user: &str, mailbox: &str) -> Result<Vec<MessageMeta>> {
         let (id, tx) = (self.id(user)?, self.tx);
-        self.pg.block(read::messages(tx, id, mailbox))
+        self.rt.block_on(read::messages(tx, id, mailbox))
     }
 
     fn summary(
@@ -281,29 +285,29 @@ impl Tx for PgTx<'_, '_> {
         let (id, tx) = (self.id(user)?, self.tx);
         // A damaged entry reads as missing: the caller derives it afresh.
         Ok(self
-            .pg
-            .block(read::summary(tx, id, mailbox, uid, blob))
+            .rt
+            .block_on(read::summary(tx, id, mailbox, uid, blob))
             .unwrap_or(None))
     }
 
     fn usage(&mut self, user: &str) -> Result<(u64, u64)> {
         let (id, tx) = (self.id(user)?, self.tx);
-        self.pg.block(read::usage(tx, id))
+        self.rt.block_on(read::usage(tx, id))
     }
 
     fn thread_for(&mut self, user: &str, message_ids: &[String]) -> Result<Option<String>> {
         let (id, tx) = (self.id(user)?, self.tx);
-        self.pg.block(read::thread_for(tx, id, message_ids))
+        self.rt.block_on(read::thread_for(tx, id, message_ids))
     }
 
     fn uid_validity_last(&mut self, user: &str) -> Result<u32> {
         let (id, tx) = (self.id(user)?, self.tx);
-        self.pg.block(read::uid_validity_last(tx, id))
+        self.rt.block_on(read::uid_validity_last(tx, id))
     }
 
     fn acl_entries(&mut self, user: &str, mailbox: &str) -> Result<Vec<(String, Rights)>> {
         let (id, tx) = (self.id(user)?, self.tx);
-        self.pg.block(read::acl_entries(tx, id, mailbox))
+        self.rt.block_on(read::acl_entries(tx, id, mailbox))
     }
 
     fn acl_count(&mut self, user: &str, mailbox: &str) -> Result<u64> {
@@ -312,7 +316,7 @@ impl Tx for PgTx<'_, '_> {
 
     fn metadata_count(&mut self, user: &str) -> Result<u64> {
         let (id, tx) = (self.id(user)?, self.tx);
-        self.pg.block(read::metadata_count(tx, id))
+        self.rt.block_on(read::metadata_count(tx, id))
     }
 
     fn emit(&mut self, record: Record, summary: Option<(&mime::Summary, &[u8])>) -> Result<()> {
@@ -328,7 +332,15 @@ impl Tx for PgTx<'_, '_> {
             Some(_) => None,
         };
         let (tx, now) = (self.tx, self.now);
-        let (applied, seq) = self.pg.block(async {
+        let (applied, seq) = self.rt.block_on(async {
+            if let (Some(id), false) = (user_id, matches!(record, Record::UserAdded { .. })) {
+                // The record and its log entry in one round trip (pipelined).
+                tokio::try_join!(
+                    apply::apply(tx, user_id, &record, summary),
+                    apply::log_change(tx, id, now, &record)
+                )?;
+                return Ok::<_, StoreError>((Some(id), None));
+            }
             let user_id = apply::apply(tx, user_id, &record, summary).await?;
             let seq = match user_id {
                 Some(id) => {
@@ -337,7 +349,7 @@ impl Tx for PgTx<'_, '_> {
                 }
                 None => Some(apply::log_server_change(tx, now, &record).await?),
             };
-            Ok::<_, StoreError>((user_id, seq))
+            Ok((user_id, seq))
         })?;
         if let (Some(server), Some(seq)) = (server, seq) {
             ServerCache::apply(server, seq, &record)?;
@@ -361,13 +373,18 @@ impl Tx for PgTx<'_, '_> {
     /// delivery leaves nothing behind. A content already stored is not sent
     /// to the server again.
     fn store_blob(&mut self, hash: &BlobHash, raw: &[u8]) -> Result<()> {
-        if self.blob_known(hash)? {
+        if self.blobs.contains(hash) {
+            return Ok(());
+        }
+        // A large content already stored is not sent again; a small one is
+        // sent with the insert, which skips it if present (one round trip).
+        if raw.len() > SMALL_CONTENT_BYTES && self.blob_known(hash)? {
             return Ok(());
         }
         let (tx, now) = (self.tx, self.now);
         let size = i64::try_from(raw.len()).unwrap_or(i64::MAX);
-        self.pg
-            .block(tx.execute(
+        self.rt
+            .block_on(tx.execute(
                 "INSERT INTO blobs (hash, size, data, stored_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (hash) DO NOTHING",
                 &[&hash.0.as_slice(), &size, &raw, &now],
@@ -382,7 +399,7 @@ impl Tx for PgTx<'_, '_> {
             return Ok(true);
         }
         let tx = self.tx;
-        let known = self.pg.block(read::blob_known(tx, hash))?;
+        let known = self.rt.block_on(read::blob_known(tx, hash))?;
         if known {
             self.blobs.insert(*hash);
         }
@@ -391,7 +408,7 @@ impl Tx for PgTx<'_, '_> {
 
     fn summary_of_blob(&mut self, hash: &BlobHash) -> Result<mime::Summary> {
         let tx = self.tx;
-        let raw = self.pg.block(read::blob(tx, hash))?;
+        let raw = self.rt.block_on(read::blob(tx, hash))?;
         Ok(mime::summarize(&raw, &self.summary_limits))
     }
 

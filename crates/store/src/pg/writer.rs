@@ -53,6 +53,24 @@ pub(crate) struct PgWriter {
 
 impl PgWriter {
     pub(crate) fn run(self) {
+        // This thread's own runtime and connection: the connection is driven
+        // on this thread, inside `block_on`, so a query costs no hand-off to
+        // another thread and back (those wake-ups cost more CPU than the
+        // queries themselves did).
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                tracing::error!(event = "writer_failed", error = %e, "cannot start a PostgreSQL writer's runtime");
+                return;
+            }
+        };
+        let mut local = Local {
+            runtime,
+            connection: None,
+        };
         loop {
             let batch = {
                 let requests = self.requests.lock().unwrap_or_else(|p| p.into_inner());
@@ -70,14 +88,14 @@ impl PgWriter {
                 }
                 batch
             };
-            self.commit(batch);
+            self.commit(&mut local, batch);
         }
         tracing::info!(event = "writer_stopped", "PostgreSQL writer stopped");
     }
 
-    fn commit(&self, requests: Vec<Request>) {
+    fn commit(&self, local: &mut Local, requests: Vec<Request>) {
         let intents: Vec<&Intent> = requests.iter().flat_map(|r| &r.intents).collect();
-        match self.plan_and_commit(&intents) {
+        match self.plan_and_commit(local, &intents) {
             Ok(committed) => {
                 for user in &committed.touched {
                     self.notifier.notify(user);
@@ -128,43 +146,73 @@ impl PgWriter {
     }
 
     /// Plans every intent in one transaction and commits it.
-    fn plan_and_commit(&self, intents: &[&Intent]) -> Result<Committed> {
-        let pg = &*self.pg;
-        let mut client = pg.block(pg.client())?;
+    fn plan_and_commit(&self, local: &mut Local, intents: &[&Intent]) -> Result<Committed> {
+        let runtime = &local.runtime;
+        if local
+            .connection
+            .as_ref()
+            .is_none_or(|(client, _)| client.is_closed())
+        {
+            local.connection = None;
+            let connected = runtime.block_on(self.pg.writer_dsn.connect(tokio_postgres::NoTls));
+            let (client, connection) = connected.map_err(|e| {
+                StoreError::new(
+                    crate::pg::error_kind(&e),
+                    format!(
+                        "cannot connect to PostgreSQL at {}: {}",
+                        self.pg.target,
+                        crate::pg::message(&e)
+                    ),
+                )
+            })?;
+            let driver = runtime.spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(event = "postgres_writer_connection_lost", error = %crate::pg::message(&e));
+                }
+            });
+            // The connection is this writer's alone: its session settings
+            // hold for every transaction.
+            runtime
+                .block_on(client.batch_execute("SET lock_timeout = '10s'"))
+                .map_err(|e| db_error("set the lock timeout", &e))?;
+            local.connection = Some((client, driver));
+        }
+        let Some((client, _)) = local.connection.as_mut() else {
+            return Err(StoreError::new(ErrorKind::Unavailable, "no connection"));
+        };
         let mut discard = false;
-        let result = self.batch(&mut client, intents, &mut discard);
-        if discard {
-            // Its COMMIT may still be waiting: never hand it out again.
-            drop(deadpool_postgres::Object::take(client));
+        let result = self.batch(runtime, client, intents, &mut discard);
+        if discard && let Some((_, driver)) = local.connection.take() {
+            // Its COMMIT may still be waiting: close it, never use it again.
+            driver.abort();
         }
         result
     }
 
     fn batch(
         &self,
-        client: &mut crate::pg::backend::Conn,
+        runtime: &tokio::runtime::Runtime,
+        client: &mut tokio_postgres::Client,
         intents: &[&Intent],
         discard: &mut bool,
     ) -> Result<Committed> {
-        let pg = &*self.pg;
+        let pg = runtime;
         let tx = pg
-            .block(client.transaction())
+            .block_on(client.transaction())
             .map_err(|e| db_error("begin a transaction", &e))?;
-        let locks = pg.block(users_to_lock(&tx, intents))?;
-        pg.block(tx.batch_execute("SET LOCAL lock_timeout = '10s'"))
-            .map_err(|e| db_error("set the lock timeout", &e))?;
-        pg.block(tx.execute(
+        let locks = pg.block_on(users_to_lock(&tx, intents))?;
+        pg.block_on(tx.execute(
             "SELECT pg_advisory_xact_lock($1, h)
              FROM (SELECT DISTINCT hashtext(n) AS h FROM unnest($2::text[]) AS n ORDER BY 1) AS k",
             &[&LOCK_CLASS, &locks],
         ))
         .map_err(|e| db_error("lock the batch's users", &e))?;
         if !intents.iter().any(|i| changes_server_state(i)) {
-            let committed = self.plan_in(&tx, None, intents)?;
-            commit(pg, tx, self.commit_timeout, discard)?;
+            let committed = self.plan_in(runtime, &tx, None, intents)?;
+            commit(runtime, tx, self.commit_timeout, discard)?;
             return Ok(committed);
         }
-        pg.block(tx.execute(
+        pg.block_on(tx.execute(
             "SELECT last_seq FROM server_stream WHERE one = 1 FOR UPDATE",
             &[],
         ))
@@ -172,11 +220,13 @@ impl PgWriter {
         let conn = self.cache.writer.lock().unwrap_or_else(|p| p.into_inner());
         crate::index::exec(&conn, "BEGIN IMMEDIATE")?;
         let done = ServerCache::seq(&conn)
-            .and_then(|seq| pg.block(read::server_changes_since(&*tx, seq)))
+            .and_then(|seq| pg.block_on(read::server_changes_since(&tx, seq)))
             .and_then(|log| ServerCache::apply_log(&conn, &log))
-            .and_then(|()| self.plan_in(&tx, Some(&conn), intents))
+            .and_then(|()| self.plan_in(runtime, &tx, Some(&conn), intents))
             // PostgreSQL first: the copy follows the log, never leads it.
-            .and_then(|committed| commit(pg, tx, self.commit_timeout, discard).map(|()| committed));
+            .and_then(|committed| {
+                commit(runtime, tx, self.commit_timeout, discard).map(|()| committed)
+            });
         let closing = if done.is_ok() { "COMMIT" } else { "ROLLBACK" };
         if let Err(e) = crate::index::exec(&conn, closing) {
             // The next batch that takes the lock catches the copy up.
@@ -190,12 +240,13 @@ impl PgWriter {
     /// server-wide state, when the batch holds its lock).
     fn plan_in(
         &self,
+        runtime: &tokio::runtime::Runtime,
         tx: &tokio_postgres::Transaction<'_>,
         server: Option<&rusqlite::Connection>,
         intents: &[&Intent],
     ) -> Result<Committed> {
         let mut ptx = PgTx::new(
-            &self.pg,
+            runtime,
             tx,
             server,
             crate::writer::now_seconds(),
@@ -225,6 +276,13 @@ impl PgWriter {
     }
 }
 
+/// A writer thread's own runtime and PostgreSQL connection (with the task
+/// that drives it on that runtime).
+struct Local {
+    runtime: tokio::runtime::Runtime,
+    connection: Option<(tokio_postgres::Client, tokio::task::JoinHandle<()>)>,
+}
+
 /// What a committed batch did.
 struct Committed {
     answers: Vec<Result<Outcome>>,
@@ -243,12 +301,12 @@ struct Committed {
 /// is not made, and a retry may store a second copy; never a loss of what
 /// was acknowledged. After the deadline the connection is discarded.
 fn commit(
-    pg: &Pg,
-    tx: deadpool_postgres::Transaction<'_>,
+    runtime: &tokio::runtime::Runtime,
+    tx: tokio_postgres::Transaction<'_>,
     deadline: std::time::Duration,
     discard: &mut bool,
 ) -> Result<()> {
-    match pg.block(async { tokio::time::timeout(deadline, tx.commit()).await }) {
+    match runtime.block_on(async { tokio::time::timeout(deadline, tx.commit()).await }) {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(StoreError::new(
             ErrorKind::Unavailable,
