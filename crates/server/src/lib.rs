@@ -905,17 +905,19 @@ async fn collect_garbage_periodically(
     if every.is_zero() {
         return;
     }
-    if store.backend_name() == "postgres" {
-        tracing::info!(
-            event = "gc_not_built",
-            "garbage collection of contents is not built for the PostgreSQL backend yet; unreferenced contents stay in the blobs table"
-        );
-        return;
-    }
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
+        }
+        // On PostgreSQL, one node of the cluster collects (an embedded
+        // replica collects its own packs).
+        if store.backend_name() == "postgres" {
+            let store = store.clone();
+            let leads = tokio::task::spawn_blocking(move || store.leads("gc")).await;
+            if !matches!(leads, Ok(true)) {
+                continue;
+            }
         }
         match store
             .submit_one(store::Intent::CollectGarbage { bytes_max })

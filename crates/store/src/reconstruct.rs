@@ -160,6 +160,11 @@ impl Store {
     /// Runs reconstruct (see the module documentation). Blocking: run it on a
     /// thread of its own. `progress` is called now and then.
     pub fn reconstruct(&self, options: &Options, progress: &dyn Fn(Progress)) -> Result<Report> {
+        if self.backend_name() == "postgres" {
+            return Err(crate::error::StoreError::invalid(
+                "reconstruct is not built for the PostgreSQL backend yet (issue 10, step 14 of docs/design/postgres-cluster.md)",
+            ));
+        }
         let started = Instant::now();
         let mut report = Report {
             check_only: options.check_only,

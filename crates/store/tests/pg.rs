@@ -153,8 +153,22 @@ fn what_is_not_built_yet_is_refused_and_changes_nothing() {
     add_user(&store, "alice");
     let database = store.database.clone().unwrap();
     let before = sql(&database, "SELECT last_seq FROM users")[0].get::<_, i64>(0);
-    let refused = store.submit_one_blocking(Intent::CollectGarbage { bytes_max: 1 << 20 });
-    let error = refused.unwrap_err();
+    let options = store::reconstruct::Options {
+        user: None,
+        mailbox: None,
+        mailbox_id: None,
+        check_only: false,
+        read_bytes_per_sec: 0,
+    };
+    let error = store.reconstruct(&options, &|_| {}).unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Invalid);
+    assert!(error.message.contains("PostgreSQL"), "{error}");
+    let repair = store.submit_one_blocking(Intent::Repair {
+        user: "alice".into(),
+        guard: store::RepairGuard::AppliedLsn(1),
+        fixes: vec![],
+    });
+    let error = repair.unwrap_err();
     assert_eq!(error.kind, ErrorKind::Invalid);
     assert!(error.message.contains("PostgreSQL"), "{error}");
     let after = sql(&database, "SELECT last_seq FROM users")[0].get::<_, i64>(0);
@@ -364,4 +378,55 @@ fn one_node_leads_each_sender_and_another_takes_over() {
     }
     assert!(!a.leads("sms"), "the old leader knows it is not any more");
     b.shutdown();
+}
+
+/// Garbage collection removes contents no message names (once old enough),
+/// never one a message names, and a content delivered again after its
+/// removal is stored again.
+#[test]
+fn garbage_collection_removes_only_unnamed_contents() {
+    let store = Backend::Postgres.open(|_| {});
+    let database = store.database.clone().unwrap();
+    add_user(&store, "alice");
+    let kept = b"Subject: kept\r\n\r\nkept\r\n".to_vec();
+    let gone = b"Subject: gone\r\n\r\ngone\r\n".to_vec();
+    append("alice", "INBOX", kept.clone(), &store).unwrap();
+    let uid = append("alice", "INBOX", gone.clone(), &store).unwrap();
+    let collect = || match store.submit_one_blocking(Intent::CollectGarbage { bytes_max: 1 << 30 })
+    {
+        Ok(Outcome::Collected { blobs_removed, .. }) => blobs_removed,
+        other => panic!("{other:?}"),
+    };
+    store
+        .submit_one_blocking(Intent::StoreFlags {
+            user: "alice".into(),
+            mailbox: "INBOX".into(),
+            uids: vec![uid],
+            mode: store::FlagMode::Add,
+            flags: vec!["\\Deleted".into()],
+            unchanged_since: None,
+        })
+        .unwrap();
+    store
+        .submit_one_blocking(Intent::Expunge {
+            user: "alice".into(),
+            mailbox: "INBOX".into(),
+            uids: None,
+        })
+        .unwrap();
+    assert_eq!(
+        collect(),
+        0,
+        "a content stored within the grace period stays"
+    );
+    sql(&database, "UPDATE blobs SET stored_at = stored_at - 7200");
+    assert_eq!(collect(), 1);
+    let left = sql(&database, "SELECT COUNT(*) FROM blobs");
+    assert_eq!(left[0].get::<_, i64>(0), 1, "the named content stays");
+    // The same content delivered again is stored again, and readable.
+    let again = append("alice", "INBOX", gone.clone(), &store).unwrap();
+    let reader = store.reader("alice").unwrap();
+    let inbox = reader.mailbox("INBOX").unwrap().unwrap();
+    let meta = reader.message(&inbox.id, again).unwrap().unwrap();
+    assert_eq!(reader.message_bytes(&inbox.id, &meta).unwrap(), gone);
 }

@@ -48,6 +48,10 @@ pub(crate) struct PgTx<'a, 't> {
     pub(crate) fatal: Option<StoreError>,
 }
 
+/// Contents stored this recently are never collected: a delivery that found
+/// one present moments ago has not committed yet.
+const GC_GRACE_SECS: i64 = 3600;
+
 /// Contents up to this size are sent with their insert without asking first
 /// whether they are stored already.
 const SMALL_CONTENT_BYTES: usize = 16 * 1024;
@@ -470,11 +474,61 @@ impl Tx for PgTx<'_, '_> {
         Err(not_yet("reconstruct"))
     }
 
-    fn collect_garbage(&mut self, _: u64) -> Result<Outcome> {
-        Err(StoreError::new(
-            ErrorKind::Invalid,
-            "garbage collection of contents is not built for the PostgreSQL backend yet (issue 10, step 12)",
-        ))
+    /// Removes contents no message names and stored before the grace
+    /// period, up to `bytes_max` bytes. Each removal has a savepoint of its
+    /// own: a delivery that names the content in the meantime makes that
+    /// delete fail on the foreign key (the content stays), and one that
+    /// found it present and commits after it is gone fails on the same key
+    /// and is answered as a temporary failure (the sender retries): a
+    /// message never names a missing content.
+    fn collect_garbage(&mut self, bytes_max: u64) -> Result<Outcome> {
+        let tx = self.tx;
+        let candidates = self
+            .rt
+            .block_on(tx.query(
+                "SELECT hash, size FROM blobs b
+                 WHERE stored_at < $1
+                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob = b.hash)
+                 LIMIT 1000",
+                &[&(self.now - GC_GRACE_SECS)],
+            ))
+            .map_err(|e| db_error("find unreferenced contents", &e))?;
+        let (mut removed, mut bytes) = (0u64, 0u64);
+        for row in candidates {
+            let (hash, size): (Vec<u8>, i64) = (row.get(0), row.get(1));
+            if bytes >= bytes_max {
+                break;
+            }
+            self.exec("open a savepoint", "SAVEPOINT gc")?;
+            let deleted = self.rt.block_on(tx.execute(
+                "DELETE FROM blobs b WHERE hash = $1
+                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob = b.hash)",
+                &[&hash],
+            ));
+            match deleted {
+                Ok(n) => {
+                    self.exec("release a savepoint", "RELEASE SAVEPOINT gc")?;
+                    removed += n;
+                    bytes += size.max(0) as u64 * n;
+                }
+                Err(e) if e.code().is_some_and(|c| c.code() == "23503") => {
+                    // Named by a message meanwhile: it stays.
+                    self.exec(
+                        "roll a savepoint back",
+                        "ROLLBACK TO SAVEPOINT gc; RELEASE SAVEPOINT gc",
+                    )?;
+                }
+                Err(e) => return Err(db_error("remove a content", &e)),
+            }
+        }
+        if removed > 0 {
+            tracing::info!(event = "gc_blobs_removed", blobs = removed, bytes);
+        }
+        Ok(Outcome::Collected {
+            blobs_removed: removed,
+            bytes_copied: 0,
+            packs_deleted: 0,
+        })
     }
 
     fn restore_blob(&mut self, _: &Prepared) -> Result<Outcome> {
