@@ -10,31 +10,16 @@ changes nothing."""
 
 from __future__ import annotations
 
-import sys
 import unittest
-from pathlib import Path
 
 from harness import Server
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pg"))
-from cluster import Cluster  # noqa: E402
+from pg_case import ClusterTestCase
 
 
-class PgCliTest(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.pg = Cluster().start()
-        cls.databases = 0
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.pg.stop()
+class PgCliTest(ClusterTestCase):
 
     def setUp(self) -> None:
-        type(self).databases += 1
-        self.db = f"cli{self.databases}"
-        dsn = self.pg.create_database(self.db)
+        self.db, dsn = self.new_database("cli")
         self.server = Server(extra_toml=f'\n[store]\nbackend = "postgres"\npostgres = "{dsn}"\n')
         self.addCleanup(self.server.cleanup)
         self.server.cli_ok("store", "migrate")

@@ -11,14 +11,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import unittest
-from pathlib import Path
 
 from harness import CLI_TIMEOUT_S, POSTERN_BIN, Server
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pg"))
-from cluster import Cluster, free_port  # noqa: E402
+from pg_case import ClusterTestCase, free_port
 
 EX_USAGE, EX_DATAERR, EX_TEMPFAIL = 64, 65, 75
 TABLES = {"users", "mailboxes", "messages", "message_cache", "blobs", "expunged", "changes",
@@ -30,21 +26,7 @@ def pg_server(dsn: str, extra: str = "") -> Server:
     return Server(extra_toml=f'\n[store]\nbackend = "postgres"\npostgres = "{dsn}"\n{extra}')
 
 
-class PgMigrateTest(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.pg = Cluster().start()
-        cls.databases = 0
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.pg.stop()
-
-    def new_database(self) -> tuple[str, str]:
-        type(self).databases += 1
-        name = f"t{self.databases}"
-        return name, self.pg.create_database(name)
+class PgMigrateTest(ClusterTestCase):
 
     def server(self, dsn: str, extra: str = "") -> Server:
         server = pg_server(dsn, extra)

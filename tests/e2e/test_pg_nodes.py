@@ -9,36 +9,21 @@ client for IDLE, smtplib's LMTP for delivery."""
 from __future__ import annotations
 
 import imaplib
-import sys
 import threading
 import time
 import unittest
-from pathlib import Path
 
 from harness import Server, simple_message
+from pg_case import ClusterTestCase
 from test_idle_and_sessions import Idle, is_exists
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "pg"))
-from cluster import Cluster  # noqa: E402
 
 PER_CLIENT = 40
 
 
-class PgNodesTest(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls) -> None:
-        cls.pg = Cluster().start()
-        cls.databases = 0
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.pg.stop()
+class PgNodesTest(ClusterTestCase):
 
     def setUp(self) -> None:
-        type(self).databases += 1
-        self.db = f"nodes{self.databases}"
-        dsn = self.pg.create_database(self.db)
+        self.db, dsn = self.new_database("nodes")
         store = f'\n[store]\nbackend = "postgres"\npostgres = "{dsn}"\n'
         self.a = Server(extra_toml=store)
         self.b = Server(extra_toml=store)

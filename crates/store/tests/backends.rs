@@ -7,8 +7,9 @@
 mod support;
 
 use postern_store as store;
-use store::{ErrorKind, FlagMode, Intent, MailboxRef, Outcome, Store};
+use store::{ErrorKind, FlagMode, Intent, MailboxRef, Outcome};
 use support::Backend;
+use support::mail::{add_flags, add_user, create, deliver, message};
 
 backends!(
     new_user_gets_the_special_use_mailboxes,
@@ -23,65 +24,6 @@ backends!(
     subscriptions_and_annotations_are_kept_per_user,
     deleted_users_leave_nothing_a_new_account_of_their_name_inherits,
 );
-
-fn add_user(store: &Store, user: &str) {
-    let hash = store::password::hash("secret").unwrap();
-    store
-        .submit_one_blocking(Intent::AddUser {
-            user: user.into(),
-            password_hash: hash,
-        })
-        .unwrap();
-}
-
-fn message(n: usize) -> Vec<u8> {
-    format!("From: a@example.com\r\nSubject: message {n}\r\nMessage-ID: <{n}@example.com>\r\n\r\nbody {n}\r\n").into_bytes()
-}
-
-fn deliver(store: &Store, users: &[&str], raw: &[u8]) -> Vec<u32> {
-    let prepared = store.prepare(raw.to_vec());
-    let intents = users
-        .iter()
-        .map(|u| Intent::Append {
-            user: (*u).into(),
-            mailbox: "INBOX".into(),
-            message: prepared.clone(),
-            flags: Vec::new(),
-            internal_date: None,
-        })
-        .collect();
-    store
-        .submit_blocking(intents)
-        .into_iter()
-        .map(|r| match r.unwrap() {
-            Outcome::Appended { uid, .. } => uid,
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect()
-}
-
-fn add_flags(store: &Store, uids: Vec<u32>, flags: &[&str]) {
-    store
-        .submit_one_blocking(Intent::StoreFlags {
-            user: "alice".into(),
-            mailbox: "INBOX".into(),
-            uids,
-            mode: FlagMode::Add,
-            flags: flags.iter().map(|f| f.to_string()).collect(),
-            unchanged_since: None,
-        })
-        .unwrap();
-}
-
-fn create(store: &Store, user: &str, name: &str) {
-    store
-        .submit_one_blocking(Intent::CreateMailbox {
-            user: user.into(),
-            name: name.into(),
-            special_use: None,
-        })
-        .unwrap();
-}
 
 fn new_user_gets_the_special_use_mailboxes(backend: Backend) {
     let store = backend.open(|_| {});

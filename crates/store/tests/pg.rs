@@ -8,16 +8,8 @@ mod support;
 use postern_store as store;
 use std::sync::Arc;
 use store::{ErrorKind, Intent, Outcome, Store, StoreConfig};
+use support::mail::add_user;
 use support::{Backend, pg_config, sql};
-
-fn add_user(store: &Store, user: &str) {
-    store
-        .submit_one_blocking(Intent::AddUser {
-            user: user.into(),
-            password_hash: store::password::hash("secret").unwrap(),
-        })
-        .unwrap();
-}
 
 /// A second store on the database of `first`: another node.
 fn second_node(first: &support::Opened) -> (Store, tempfile::TempDir) {

@@ -3,45 +3,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use postern_store as store;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use store::{ErrorKind, FlagMode, Intent, Outcome, SmsOutcome, Store, StoreConfig};
+use store::{ErrorKind, Intent, Outcome, SmsOutcome, Store, StoreConfig};
+use support::mail::{add_flags, add_user, deliver, message};
 
 fn open(dir: &Path) -> Store {
     Store::open(StoreConfig::new(dir.to_path_buf())).unwrap()
-}
-
-fn add_user(store: &Store, user: &str) {
-    let hash = store::password::hash("secret").unwrap();
-    store
-        .submit_one_blocking(Intent::AddUser {
-            user: user.into(),
-            password_hash: hash,
-        })
-        .unwrap();
-}
-
-fn deliver(store: &Store, users: &[&str], raw: &[u8]) -> Vec<u32> {
-    let prepared = store.prepare(raw.to_vec());
-    let intents = users
-        .iter()
-        .map(|u| Intent::Append {
-            user: (*u).into(),
-            mailbox: "INBOX".into(),
-            message: prepared.clone(),
-            flags: Vec::new(),
-            internal_date: None,
-        })
-        .collect();
-    store
-        .submit_blocking(intents)
-        .into_iter()
-        .map(|r| match r.unwrap() {
-            Outcome::Appended { uid, .. } => uid,
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect()
 }
 
 /// Deletes every derived file (the server index and each user's index), so
@@ -53,20 +24,6 @@ fn lose_derived_files(dir: &Path) {
     }
 }
 
-/// Adds flags to alice's INBOX messages.
-fn add_flags(store: &Store, uids: Vec<u32>, flags: &[&str]) {
-    store
-        .submit_one_blocking(Intent::StoreFlags {
-            user: "alice".into(),
-            mailbox: "INBOX".into(),
-            uids,
-            mode: FlagMode::Add,
-            flags: flags.iter().map(|f| f.to_string()).collect(),
-            unchanged_since: None,
-        })
-        .unwrap();
-}
-
 /// A store in `dir` with user alice and one message; returns her snapshot.
 fn alice_with_one_message(dir: &Path) -> Vec<(String, u32, Vec<MessageState>)> {
     let store = open(dir);
@@ -75,10 +32,6 @@ fn alice_with_one_message(dir: &Path) -> Vec<(String, u32, Vec<MessageState>)> {
     let snap = snapshot(&store, "alice");
     store.shutdown();
     snap
-}
-
-fn message(n: usize) -> Vec<u8> {
-    format!("From: a@example.com\r\nSubject: message {n}\r\nMessage-ID: <{n}@example.com>\r\n\r\nbody {n}\r\n").into_bytes()
 }
 
 /// UID, flags and bytes of one message.

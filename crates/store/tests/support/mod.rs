@@ -15,6 +15,7 @@ use store::{Store, StoreConfig};
 
 #[path = "cluster.rs"]
 mod cluster;
+pub mod mail;
 
 /// Which backend a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
