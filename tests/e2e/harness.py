@@ -204,6 +204,7 @@ class Server:
         top: dict | None = None,
         extra_toml: str = "",
         open_files_max: int | None = None,
+        backend: str | None = None,
     ) -> None:
         # The server's open-file limit (soft and hard), for tests of running
         # out of descriptors; None: inherited.
@@ -235,7 +236,8 @@ class Server:
         self.backend = "embedded"
         # A test that configures the store or replication itself tests the
         # embedded store, and keeps it.
-        if (os.environ.get("POSTERN_E2E_BACKEND") == "postgres"
+        # backend="embedded" asks for the embedded store whatever the run.
+        if (os.environ.get("POSTERN_E2E_BACKEND") == "postgres" and backend != "embedded"
                 and "[store]" not in extra_toml and "[replication]" not in extra_toml):
             self.backend = "postgres"
             dsn = _new_pg_database()

@@ -203,6 +203,7 @@ pg_python_test_files! {
     acl => "test_acl.py",
     catenate => "test_catenate.py",
     proxy => "test_proxy.py",
+    export => "test_export.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",
     status => "test_status.py",
@@ -220,10 +221,6 @@ const EMBEDDED_ONLY: &[(&str, &str)] = &[
     (
         "test_replication.py",
         "PostgreSQL's streaming standby replaces it",
-    ),
-    (
-        "test_export.py",
-        "the embedded store's export; into PostgreSQL is a later step",
     ),
     (
         "test_pg_migrate.py",

@@ -1070,6 +1070,11 @@ impl Planner<'_> {
             let summary = match local.get(blob) {
                 Some(summary) => summary.clone(),
                 None => {
+                    if !self.tx.blob_known(blob)? {
+                        // Lost at the source (its message is expunged later in
+                        // the stream, or its body answers as damaged).
+                        self.tx.content_missing(blob)?;
+                    }
                     let parsed = self.local_summary(blob);
                     local.insert(*blob, parsed.clone());
                     parsed

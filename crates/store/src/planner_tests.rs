@@ -296,6 +296,9 @@ impl Tx for MemTx {
         }
         Ok(())
     }
+    fn content_missing(&mut self, _: &BlobHash) -> Result<()> {
+        Ok(())
+    }
     fn blob_known(&mut self, hash: &BlobHash) -> Result<bool> {
         Ok(self.state.blobs.contains(hash))
     }

@@ -263,6 +263,7 @@ impl Store {
         )?);
         let notifier = Arc::new(Notifier::default());
         let stats = Arc::new(Stats::default());
+        let read_only = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (stop_listening, stop) = watch::channel(false);
         pg.spawn(crate::pg::listen::run(
             pg.listen_dsn.clone(),
@@ -286,6 +287,7 @@ impl Store {
                 },
                 batch_intents_max: config.batch_intents_max,
                 commit_timeout: pg_config.commit_timeout,
+                read_only: read_only.clone(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("store-pg-writer-{n}"))
@@ -315,7 +317,7 @@ impl Store {
                 damaged: crate::repair_queue::RepairQueue::new(
                     crate::repair_queue::REPAIR_QUEUE_MAX,
                 ),
-                read_only: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+                read_only,
                 store_id,
                 ack_wait: std::sync::RwLock::new(None),
                 _lock: lock,
@@ -339,6 +341,16 @@ impl Store {
         match self.pg() {
             Some(pg) => pg.leads(job),
             None => !self.is_read_only(),
+        }
+    }
+
+    /// Whether the store holds nothing yet (no record on the embedded
+    /// store; no user and no server-wide change on PostgreSQL): what
+    /// `store import` needs.
+    pub fn is_empty(&self) -> Result<bool> {
+        match self.pg() {
+            Some(pg) => pg_read!(pg, |c| pg::is_empty(c)),
+            None => Ok(self.durable_lsn() == 0),
         }
     }
 

@@ -102,6 +102,10 @@ pub(crate) trait Tx {
     /// Makes sure this content is stored, once: a content stored before (or
     /// earlier in this transaction) is not stored again.
     fn store_blob(&mut self, hash: &BlobHash, raw: &[u8]) -> Result<()>;
+    /// A replicated or imported message names a content the source had
+    /// lost: the backend makes the reference possible without the bytes (its
+    /// body then answers as damaged, never as another's).
+    fn content_missing(&mut self, hash: &BlobHash) -> Result<()>;
     /// Whether this content is stored (or stored earlier in this transaction).
     fn blob_known(&mut self, hash: &BlobHash) -> Result<bool>;
     /// The summary of a stored content, parsed from its bytes.

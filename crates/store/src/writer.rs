@@ -889,6 +889,11 @@ impl Tx for EmbeddedTx<'_> {
         self.emit_blob_stored(*hash, location)
     }
 
+    /// The embedded index names contents without a foreign key: nothing to do.
+    fn content_missing(&mut self, _: &BlobHash) -> Result<()> {
+        Ok(())
+    }
+
     fn blob_known(&mut self, hash: &BlobHash) -> Result<bool> {
         Ok(self.batch.new_blobs.contains_key(hash)
             || directory::blob_location(&self.w.server, hash)?.is_some())

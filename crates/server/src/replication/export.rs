@@ -124,9 +124,9 @@ pub fn export(store: &Store, path: &Path) -> anyhow::Result<Summary> {
 /// Imports `path` into `store`, which must be empty. Checks the whole file
 /// first; nothing is applied from a file that does not check out.
 pub fn import(store: &Store, path: &Path) -> anyhow::Result<Summary> {
-    if store.durable_lsn() > 0 {
+    if !store.is_empty()? {
         anyhow::bail!(
-            "the store in {} is not empty: import only into a new data directory",
+            "the store in {} is not empty: import only into a new data directory (or, on PostgreSQL, a new database)",
             store.data_dir().display()
         );
     }

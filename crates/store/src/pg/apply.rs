@@ -526,7 +526,19 @@ pub(crate) async fn apply(
             )
             .await?;
         }
-        Record::BlobStored { .. } | Record::BlobsRemoved { .. } | Record::Replicated { .. } => {
+        Record::Replicated { upto, id_floor, .. } => {
+            // Ids this store hands out from now on stay above every id the
+            // imported records carry.
+            let floor = i64_of((*upto).max(*id_floor));
+            exec(
+                client,
+                "raise the id sequence",
+                "SELECT setval('object_ids', GREATEST((SELECT last_value FROM object_ids), $1))",
+                &[&floor],
+            )
+            .await?;
+        }
+        Record::BlobStored { .. } | Record::BlobsRemoved { .. } => {
             return Err(StoreError::invalid(format!(
                 "a {} record is the embedded store's own",
                 kind(record)

@@ -495,6 +495,19 @@ pub(crate) async fn metadata_count(client: &impl GenericClient, user: i64) -> Re
 
 // ===== the directory and accounts =====
 
+/// Whether the database holds no user and no server-wide change.
+pub(crate) async fn is_empty(client: &impl GenericClient) -> Result<bool> {
+    let found = row(
+        client,
+        "look for data",
+        "SELECT EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM server_changes)",
+        &[],
+    )
+    .await?
+    .ok_or_else(|| StoreError::new(ErrorKind::Io, "EXISTS returned no row"))?;
+    Ok(!found.get::<_, bool>(0))
+}
+
 /// Entries of the server-wide log after `seq`, in order: (seq, record JSON).
 pub(crate) async fn server_changes_since(
     client: &impl GenericClient,

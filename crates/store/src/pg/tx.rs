@@ -23,6 +23,8 @@ pub(crate) struct PgTx<'a, 't> {
     /// The writer thread's runtime, which drives the transaction's connection.
     rt: &'a tokio::runtime::Runtime,
     tx: &'a Transaction<'t>,
+    /// Whether the store takes another store's records now (`store import`).
+    replica: bool,
     /// This node's copy of the server-wide state, inside a SQLite
     /// transaction, when the batch holds the `server_stream` lock (it
     /// changes that state); `None` for batches of mail alone.
@@ -88,12 +90,14 @@ impl<'a, 't> PgTx<'a, 't> {
         rt: &'a tokio::runtime::Runtime,
         tx: &'a Transaction<'t>,
         server: Option<&'a Connection>,
+        replica: bool,
         now: i64,
         summary_limits: mime::Limits,
     ) -> Self {
         PgTx {
             rt,
             tx,
+            replica,
             server,
             sms_changed: false,
             notices_changed: false,
@@ -148,9 +152,10 @@ impl Tx for PgTx<'_, '_> {
         Ok(row.get::<_, i64>(0).max(0) as u64)
     }
 
-    /// PostgreSQL's own standby is the replica: this node always writes.
+    /// PostgreSQL's own standby is the replica: a node takes another store's
+    /// records only while `store import` has it read-only.
     fn is_replica(&self) -> bool {
-        false
+        self.replica
     }
 
     fn user_exists(&mut self, user: &str) -> Result<bool> {
@@ -250,8 +255,9 @@ impl Tx for PgTx<'_, '_> {
         subscribers::notice(self.server()?, post, subscriber)
     }
 
+    /// How far an import has come (kept with the server-wide state).
     fn replica_position(&mut self) -> Result<Option<ReplicaPosition>> {
-        Ok(None)
+        directory::replica_position(self.server()?)
     }
 
     fn mailboxes(&mut self, user: &str) -> Result<Vec<MailboxInfo>> {
@@ -394,6 +400,22 @@ impl Tx for PgTx<'_, '_> {
                 &[&hash.0.as_slice(), &size, &raw, &now],
             ))
             .map_err(|e| db_error("store a content", &e))?;
+        self.blobs.insert(*hash);
+        Ok(())
+    }
+
+    /// A row without the bytes (size 0, empty data): reading it fails its
+    /// hash, so the message answers as damaged; the collector removes it
+    /// once no message names it.
+    fn content_missing(&mut self, hash: &BlobHash) -> Result<()> {
+        let (tx, now) = (self.tx, self.now);
+        self.rt
+            .block_on(tx.execute(
+                "INSERT INTO blobs (hash, size, data, stored_at) VALUES ($1, 0, ''::bytea, $2)
+                 ON CONFLICT (hash) DO NOTHING",
+                &[&hash.0.as_slice(), &now],
+            ))
+            .map_err(|e| db_error("note a missing content", &e))?;
         self.blobs.insert(*hash);
         Ok(())
     }

@@ -49,6 +49,8 @@ pub(crate) struct PgWriter {
     pub batch_intents_max: usize,
     /// Longest wait for PostgreSQL to confirm a commit.
     pub commit_timeout: std::time::Duration,
+    /// Set while `store import` applies another store's records.
+    pub read_only: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl PgWriter {
@@ -249,6 +251,7 @@ impl PgWriter {
             runtime,
             tx,
             server,
+            self.read_only.load(std::sync::atomic::Ordering::Acquire),
             crate::writer::now_seconds(),
             self.plan.summary_limits,
         );
@@ -347,10 +350,9 @@ fn changes_server_state(intent: &Intent) -> bool {
         | Intent::SetSmsAlert { .. }
         | Intent::Repair { .. }
         | Intent::CollectGarbage { .. }
-        | Intent::RestoreBlob { .. }
-        | Intent::Replicate { .. } => false,
+        | Intent::RestoreBlob { .. } => false,
         // Aliases (a deleted user leaves them), outboxes, the status page,
-        // blocks, tokens, subscribers.
+        // blocks, tokens, subscribers; an import (its position is kept there).
         _ => true,
     }
 }
