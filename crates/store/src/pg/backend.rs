@@ -98,11 +98,19 @@ impl Pg {
         // postgresql.conf says (a synchronous standby then waits too).
         dsn.options("-c synchronous_commit=on");
         dsn.application_name("postern");
+        // A database host that vanishes without closing its connections (a
+        // network partition, a frozen machine) is noticed in seconds, not
+        // after the kernel's default of two hours: a query then fails as a
+        // temporary error and the pool connects anew (to the new primary).
+        dsn.keepalives(true);
+        dsn.keepalives_idle(Duration::from_secs(10));
+        dsn.keepalives_interval(Duration::from_secs(2));
+        dsn.keepalives_retries(3);
+        dsn.tcp_user_timeout(Duration::from_secs(20));
         let mut writer_dsn = dsn.clone();
         writer_dsn.application_name("postern-writer");
         let mut listen_dsn = dsn.clone();
         listen_dsn.application_name("postern-listen");
-        listen_dsn.keepalives_idle(Duration::from_secs(30));
         let manager = deadpool_postgres::Manager::from_config(
             dsn,
             tokio_postgres::NoTls,
