@@ -121,6 +121,8 @@ class PgCliTest(ClusterTestCase):
         self.assertEqual(imap.expunge(), ("OK", [b"1"]))
         self.assertEqual(self.psql("SELECT uid FROM messages"), "2")
         self.assertEqual(self.psql("SELECT uid FROM expunged"), "1")
+        # This cluster has no synchronous standby: the operator is told.
+        self.assertIn("no synchronous standby", server.stderr_path.read_text())
 
 
 if __name__ == "__main__":

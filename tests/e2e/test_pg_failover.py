@@ -104,6 +104,9 @@ class PgFailoverTest(unittest.TestCase):
                     "JOIN message_cache c USING (user_id, mailbox, uid)").split())
         lost = [s for s in acknowledged if s not in subjects]
         self.assertEqual(lost, [], f"acknowledged, then lost in the failover ({len(acknowledged)} acknowledged)")
+        # With a synchronous standby, no warning that mail lives on one disk.
+        for node in self.nodes:
+            self.assertNotIn("no synchronous standby", node.stderr_path.read_text())
         # Both nodes serve the promoted database over IMAP.
         for node in self.nodes:
             imap = imaplib.IMAP4("127.0.0.1", node.ports["imap"])

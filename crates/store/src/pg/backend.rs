@@ -153,6 +153,21 @@ impl Pg {
                 .map(|row| row.get::<_, String>(0))
                 .map_err(|e| crate::pg::db_error("read the database's identity", &e))
         })?;
+        let standbys = pg.block(async {
+            let client = pg.client().await?;
+            client
+                .query_one("SHOW synchronous_standby_names", &[])
+                .await
+                .map(|row| row.get::<_, String>(0))
+                .map_err(|e| crate::pg::db_error("read synchronous_standby_names", &e))
+        })?;
+        if standbys.trim().is_empty() {
+            tracing::warn!(
+                event = "postgres_no_synchronous_standby",
+                database = %pg.target,
+                "PostgreSQL has no synchronous standby (synchronous_standby_names is empty): acknowledged mail lives on one server's disk until a standby has it"
+            );
+        }
         let mut pg = pg;
         pg.database_id = database_id;
         Ok(pg)
