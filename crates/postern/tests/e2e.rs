@@ -156,6 +156,7 @@ python_test_files! {
     pg_cli => "test_pg_cli.py",
     pg_nodes => "test_pg_nodes.py",
     pg_failover => "test_pg_failover.py",
+    pg_tls => "test_pg_tls.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",
     status => "test_status.py",
@@ -232,6 +233,7 @@ const EMBEDDED_ONLY: &[(&str, &str)] = &[
         "test_pg_failover.py",
         "starts PostgreSQL clusters of its own",
     ),
+    ("test_pg_tls.py", "starts PostgreSQL clusters of its own"),
 ];
 
 /// Every file runs on PostgreSQL too, or says why not.

@@ -647,6 +647,8 @@ pub struct StoreSection {
     pub postgres_writers: usize,
     /// Longest wait for PostgreSQL to confirm a commit.
     pub postgres_commit_timeout_ms: u64,
+    /// The CA of PostgreSQL's certificate (PEM); empty: the web's roots.
+    pub postgres_ca_file: Option<PathBuf>,
     pub journal_segment_bytes: u64,
     pub pack_bytes: u64,
     pub batch_max: usize,
@@ -667,6 +669,7 @@ impl Default for StoreSection {
             postgres_connections_max: 32,
             postgres_writers: 4,
             postgres_commit_timeout_ms: 10_000,
+            postgres_ca_file: None,
             journal_segment_bytes: 64 * 1024 * 1024,
             pack_bytes: 256 * 1024 * 1024,
             batch_max: 4096,
@@ -1018,8 +1021,13 @@ backend = "embedded"
 # The PostgreSQL connection string, for backend = "postgres":
 # "postgres://USER:PASSWORD@HOST:PORT/DB" or "host=... port=... user=...
 # dbname=...". It may hold a password, so keep this file private; Postern
-# never logs it. TLS to PostgreSQL is not built yet (sslmode=disable).
+# never logs it. Its sslmode says whether TLS is used: disable (never),
+# prefer (the default: when the server offers it), require (always). When
+# TLS is used the server's certificate is always verified (unlike libpq).
 postgres = ""
+# The CA that signed PostgreSQL's certificate, a PEM file; empty: the web's
+# usual roots (a server with a self-signed certificate is then refused).
+# postgres_ca_file = "/etc/postern/postgres-ca.pem"
 # Longest wait for PostgreSQL to accept a connection, in milliseconds.
 postgres_connect_timeout_ms = 5000
 # Most connections to PostgreSQL this node opens (readers take one per
@@ -1464,6 +1472,14 @@ fn validate(config: &Config) -> Result<(), String> {
         || config.store.postgres_connect_timeout_ms > 600_000
     {
         return Err("[store] postgres_connect_timeout_ms must be 1 to 600000".into());
+    }
+    if let Some(ca) = &config.store.postgres_ca_file
+        && !ca.is_file()
+    {
+        return Err(format!(
+            "[store] postgres_ca_file {} is not a readable file",
+            ca.display()
+        ));
     }
     if !(100..=600_000).contains(&config.store.postgres_commit_timeout_ms) {
         return Err("[store] postgres_commit_timeout_ms must be 100 to 600000".into());

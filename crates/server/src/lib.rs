@@ -122,6 +122,7 @@ pub fn store_config(config: &Config) -> Result<StoreConfig, store::StoreError> {
         postgres.writers = config.store.postgres_writers;
         postgres.commit_timeout =
             std::time::Duration::from_millis(config.store.postgres_commit_timeout_ms);
+        postgres.ca_file = config.store.postgres_ca_file.clone();
         store.postgres = Some(postgres);
     }
     store.journal_segment_bytes_max = config.store.journal_segment_bytes;
@@ -187,9 +188,11 @@ fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 /// Connects to the PostgreSQL backend of `config` (`[store] postgres`).
 pub async fn postgres_client(config: &Config) -> Result<store::pg::Client, store::StoreError> {
     let dsn = store::pg::parse_dsn(&config.store.postgres.0)?;
+    let tls = store::pg::tls(config.store.postgres_ca_file.as_deref())?;
     store::pg::connect(
         &dsn,
         std::time::Duration::from_millis(config.store.postgres_connect_timeout_ms),
+        &tls,
     )
     .await
 }

@@ -267,6 +267,7 @@ impl Store {
         let (stop_listening, stop) = watch::channel(false);
         pg.spawn(crate::pg::listen::run(
             pg.listen_dsn.clone(),
+            pg.tls.clone(),
             pg.pool(),
             notifier.clone(),
             stop,

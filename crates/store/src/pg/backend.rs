@@ -24,6 +24,9 @@ pub struct PostgresConfig {
     pub writers: usize,
     /// Longest wait for PostgreSQL to confirm a commit (see `pg::writer`).
     pub commit_timeout: Duration,
+    /// The CA that signed PostgreSQL's certificate (PEM), for TLS; `None`:
+    /// the web's roots. See `pg::Tls`.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl PostgresConfig {
@@ -34,6 +37,7 @@ impl PostgresConfig {
             connections_max: 32,
             writers: 4,
             commit_timeout: Duration::from_secs(10),
+            ca_file: None,
         }
     }
 }
@@ -54,6 +58,8 @@ pub(crate) struct Pg {
     pub(crate) listen_dsn: tokio_postgres::Config,
     /// How a writer thread's own connection connects (`pg::writer`).
     pub(crate) writer_dsn: tokio_postgres::Config,
+    /// TLS of every connection (`pg::tls`).
+    pub(crate) tls: crate::pg::Tls,
     /// The once-per-cluster jobs this node leads (`Pg::leads`).
     leaders: std::sync::Mutex<std::collections::HashMap<String, Leadership>>,
 }
@@ -111,9 +117,10 @@ impl Pg {
         writer_dsn.application_name("postern-writer");
         let mut listen_dsn = dsn.clone();
         listen_dsn.application_name("postern-listen");
+        let tls = crate::pg::tls(config.ca_file.as_deref())?;
         let manager = deadpool_postgres::Manager::from_config(
             dsn,
-            tokio_postgres::NoTls,
+            tls.clone(),
             deadpool_postgres::ManagerConfig {
                 recycling_method: deadpool_postgres::RecyclingMethod::Fast,
             },
@@ -132,6 +139,7 @@ impl Pg {
             database_id: String::new(),
             listen_dsn,
             writer_dsn,
+            tls,
             leaders: std::sync::Mutex::new(std::collections::HashMap::new()),
         };
         let verdict = pg.block(async {
@@ -211,7 +219,7 @@ impl Pg {
             _ => {}
         }
         let taken = self.block(async {
-            let (client, connection) = self.listen_dsn.connect(tokio_postgres::NoTls).await?;
+            let (client, connection) = self.listen_dsn.connect(self.tls.clone()).await?;
             tokio::spawn(async move {
                 let _ = connection.await;
             });

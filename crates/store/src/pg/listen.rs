@@ -90,6 +90,7 @@ pub(crate) async fn announce(client: &tokio_postgres::Client, keys: &[String]) -
 /// `stop` turns true. Runs on the backend's runtime.
 pub(crate) async fn run(
     dsn: tokio_postgres::Config,
+    tls: crate::pg::Tls,
     pool: deadpool_postgres::Pool,
     notifier: Arc<Notifier>,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -99,7 +100,7 @@ pub(crate) async fn run(
     let mut again = false;
     loop {
         let since = std::time::Instant::now();
-        match listen(&dsn, &notifier, &mut stop, again).await {
+        match listen(&dsn, &tls, &notifier, &mut stop, again).await {
             Ok(()) => break,
             Err(e) => {
                 if since.elapsed() > RECONNECT_MAX {
@@ -122,12 +123,13 @@ pub(crate) async fn run(
 /// One LISTEN connection, until it fails (`Err`) or `stop` (`Ok`).
 async fn listen(
     dsn: &tokio_postgres::Config,
+    tls: &crate::pg::Tls,
     notifier: &Notifier,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     reconnected: bool,
 ) -> Result<()> {
     let (client, mut connection) = dsn
-        .connect(tokio_postgres::NoTls)
+        .connect(tls.clone())
         .await
         .map_err(|e| db_error("connect to listen", &e))?;
     let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();

@@ -64,17 +64,59 @@ pub fn parse_dsn(dsn: &str) -> Result<tokio_postgres::Config> {
     })
 }
 
+/// How connections to PostgreSQL use TLS: rustls, verifying the server's
+/// certificate against `ca_file` (PEM) or, without one, the web's roots.
+/// The DSN's `sslmode` says whether TLS is used: `disable` never,
+/// `prefer` (the default) when the server offers it, `require` always.
+/// Unlike libpq, a certificate is always verified when TLS is used: a
+/// server whose certificate is not trusted is refused, not spoken to.
+pub type Tls = tokio_postgres_rustls::MakeRustlsConnect;
+
+/// The TLS of connections to PostgreSQL (see [`Tls`]).
+pub fn tls(ca_file: Option<&std::path::Path>) -> Result<Tls> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certificates = CertificateDer::pem_file_iter(path)
+                .and_then(|iter| iter.collect::<std::result::Result<Vec<_>, _>>())
+                .map_err(|e| {
+                    StoreError::invalid(format!(
+                        "cannot read [store] postgres_ca_file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certificates);
+            if added == 0 {
+                return Err(StoreError::invalid(format!(
+                    "[store] postgres_ca_file {} holds no usable certificate",
+                    path.display()
+                )));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StoreError::invalid(format!("TLS to PostgreSQL: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 /// Opens one connection (its driver runs on the current tokio runtime),
-/// within `timeout`. TLS to PostgreSQL is not built yet: `sslmode=require`
-/// fails here, with PostgreSQL's own words.
+/// within `timeout`.
 pub async fn connect(
     config: &tokio_postgres::Config,
     timeout: Duration,
+    tls: &Tls,
 ) -> Result<tokio_postgres::Client> {
     let target = describe(config);
     let mut config = config.clone();
     config.connect_timeout(timeout);
-    let connecting = config.connect(tokio_postgres::NoTls);
+    let connecting = config.connect(tls.clone());
     let (client, connection) = match tokio::time::timeout(timeout, connecting).await {
         Ok(Ok(pair)) => pair,
         Ok(Err(e)) => {

@@ -156,7 +156,7 @@ impl PgWriter {
             .is_none_or(|(client, _)| client.is_closed())
         {
             local.connection = None;
-            let connected = runtime.block_on(self.pg.writer_dsn.connect(tokio_postgres::NoTls));
+            let connected = runtime.block_on(self.pg.writer_dsn.connect(self.pg.tls.clone()));
             let (client, connection) = connected.map_err(|e| {
                 StoreError::new(
                     crate::pg::error_kind(&e),

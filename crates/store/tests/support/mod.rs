@@ -96,14 +96,18 @@ pub fn new_database() -> tokio_postgres::Config {
     let base = store::pg::parse_dsn(cluster::dsn()).unwrap();
     block(async {
         let timeout = std::time::Duration::from_secs(30);
-        let admin = store::pg::connect(&base, timeout).await.unwrap();
+        let admin = store::pg::connect(&base, timeout, &store::pg::tls(None).unwrap())
+            .await
+            .unwrap();
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap();
         let mut database = base.clone();
         database.dbname(&name);
-        let mut client = store::pg::connect(&database, timeout).await.unwrap();
+        let mut client = store::pg::connect(&database, timeout, &store::pg::tls(None).unwrap())
+            .await
+            .unwrap();
         store::pg::migrate::migrate(&mut client, false)
             .await
             .unwrap();
@@ -114,7 +118,8 @@ pub fn new_database() -> tokio_postgres::Config {
 /// Runs SQL on a test database (to look under the store, or to damage it).
 pub fn sql(database: &tokio_postgres::Config, statement: &str) -> Vec<tokio_postgres::Row> {
     block(async {
-        let client = store::pg::connect(database, std::time::Duration::from_secs(30))
+        let tls = store::pg::tls(None).unwrap();
+        let client = store::pg::connect(database, std::time::Duration::from_secs(30), &tls)
             .await
             .unwrap();
         client.query(statement, &[]).await.unwrap()
