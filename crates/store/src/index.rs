@@ -605,16 +605,89 @@ fn put_sort_keys(
 ) -> Result<()> {
     let json = serde_json::to_vec(keys)
         .map_err(|e| StoreError::invalid(format!("encode sort keys: {e}")))?;
+    let crc = summary_checksum(blob_hex, &json);
+    put_encoded_sort_keys(conn, mailbox, uid, &json, crc)
+}
+
+fn put_encoded_sort_keys(
+    conn: &Connection,
+    mailbox: &str,
+    uid: u32,
+    json: &[u8],
+    crc: i64,
+) -> Result<()> {
     conn.prepare_cached(
         "INSERT OR REPLACE INTO sort_keys (mailbox, uid, keys, keys_crc) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![
+    .execute(params![mailbox, uid, json, crc])?;
+    Ok(())
+}
+
+/// What a `MessageAdded` stores beside its record's fields, derived one way
+/// for every backend, since each backend's reads check these checksums: the
+/// summary's encoding (the caller's, or made here), the row checksum, the
+/// sort keys, and the checksums that bind summary and keys to the content.
+pub(crate) struct AddedRow<'a> {
+    pub blob_hex: String,
+    pub row_crc: i64,
+    pub summary: std::borrow::Cow<'a, [u8]>,
+    pub summary_crc: i64,
+    pub keys: Vec<u8>,
+    pub keys_crc: i64,
+}
+
+/// [`AddedRow`] of a `MessageAdded` record with its summary (and the
+/// summary's encoding when the caller has it; empty: encoded here).
+pub(crate) fn added_row<'a>(
+    record: &Record,
+    summary: Option<(&mime::Summary, &'a [u8])>,
+) -> Result<AddedRow<'a>> {
+    let Record::MessageAdded {
         mailbox,
         uid,
-        json,
-        summary_checksum(blob_hex, &json)
-    ])?;
-    Ok(())
+        internal_date,
+        internal_zone,
+        save_date,
+        blob,
+        size,
+        email_id,
+        thread_id,
+        ..
+    } = record
+    else {
+        return Err(StoreError::invalid("not a MessageAdded record"));
+    };
+    let (summary, encoded) =
+        summary.ok_or_else(|| StoreError::corrupt("message summary missing"))?;
+    let bytes = if encoded.is_empty() {
+        std::borrow::Cow::Owned(
+            serde_json::to_vec(summary)
+                .map_err(|e| StoreError::invalid(format!("encode summary: {e}")))?,
+        )
+    } else {
+        std::borrow::Cow::Borrowed(encoded)
+    };
+    let blob_hex = blob.to_hex();
+    let keys = serde_json::to_vec(&SortKeys::of(summary))
+        .map_err(|e| StoreError::invalid(format!("encode sort keys: {e}")))?;
+    Ok(AddedRow {
+        row_crc: row_checksum(
+            mailbox,
+            *uid,
+            *internal_date,
+            *internal_zone,
+            *save_date,
+            *size,
+            &blob_hex,
+            email_id,
+            thread_id,
+        ),
+        summary_crc: summary_checksum(&blob_hex, &bytes),
+        keys_crc: summary_checksum(&blob_hex, &keys),
+        summary: bytes,
+        keys,
+        blob_hex,
+    })
 }
 
 /// Every stored sort-key row of a mailbox: UID → (keys JSON, keys_crc).
@@ -780,48 +853,26 @@ pub fn apply(
             internal_date,
             internal_zone,
             save_date,
-            blob,
             size,
             flags,
             email_id,
             thread_id,
             ..
         } => {
-            let (summary, encoded) =
-                summary.ok_or_else(|| StoreError::corrupt("message summary missing"))?;
-            let encoded_here;
-            let bytes: &[u8] = if encoded.is_empty() {
-                encoded_here = serde_json::to_vec(summary)
-                    .map_err(|e| StoreError::invalid(format!("encode summary: {e}")))?;
-                &encoded_here
-            } else {
-                encoded
-            };
-            let blob_hex = blob.to_hex();
-            let crc = summary_checksum(&blob_hex, bytes);
-            let row_crc = row_checksum(
-                mailbox,
-                *uid,
-                *internal_date,
-                *internal_zone,
-                *save_date,
-                *size,
-                &blob_hex,
-                email_id,
-                thread_id,
-            );
+            let row = added_row(record, summary)?;
             conn.prepare_cached("INSERT OR REPLACE INTO messages (mailbox, uid, modseq, flags, internal_date, internal_zone,
                      save_date, size, blob, email_id, thread_id, summary, summary_crc, row_crc)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)")?.execute(params![
                     mailbox, uid, *modseq as i64, flags_to_text(flags), internal_date, internal_zone,
-                    save_date, *size as i64, blob_hex, email_id, thread_id, bytes, crc, row_crc
+                    save_date, *size as i64, row.blob_hex, email_id, thread_id, row.summary.as_ref(),
+                    row.summary_crc, row.row_crc
                 ],
             )?;
-            put_sort_keys(conn, mailbox, *uid, &blob_hex, &SortKeys::of(summary))?;
+            put_encoded_sort_keys(conn, mailbox, *uid, &row.keys, row.keys_crc)?;
             conn.prepare_cached("UPDATE mailboxes SET uid_next = MAX(uid_next, ?2 + 1), highest_modseq = MAX(highest_modseq, ?3)
                  WHERE id = ?1")?.execute(params![mailbox, uid, *modseq as i64],
             )?;
-            if let Some(id) = &summary.message_id {
+            if let Some(id) = summary.and_then(|(s, _)| s.message_id.as_ref()) {
                 conn.prepare_cached(
                     "INSERT OR IGNORE INTO threads (message_id, thread_id) VALUES (?1, ?2)",
                 )?

@@ -160,7 +160,7 @@ impl Store {
     /// Runs reconstruct (see the module documentation). Blocking: run it on a
     /// thread of its own. `progress` is called now and then.
     pub fn reconstruct(&self, options: &Options, progress: &dyn Fn(Progress)) -> Result<Report> {
-        if self.backend_name() == "postgres" {
+        if self.pg().is_some() {
             return Err(crate::error::StoreError::invalid(
                 "reconstruct is not built for the PostgreSQL backend yet (issue 10, step 14 of docs/design/postgres-cluster.md)",
             ));

@@ -327,7 +327,7 @@ impl Store {
     }
 
     /// The PostgreSQL backend, when mail lives there.
-    fn pg(&self) -> Option<&Pg> {
+    pub(crate) fn pg(&self) -> Option<&Pg> {
         match &self.inner.backend {
             Backend::Postgres { pg, .. } => Some(pg),
             Backend::Embedded { .. } => None,
@@ -714,10 +714,19 @@ impl Store {
             Err(StoreError::not_found(format!("no user for {address}")))
         };
         match self.pg() {
-            Some(pg) => resolve(
-                &|address| pg_read!(pg, |c| pg::alias(c, address)),
-                &|user| pg_read!(pg, |c| pg::user_exists(c, user)),
-            ),
+            // Every name the rules may ask about, read in one round trip
+            // (this is every delivery's path).
+            Some(pg) => {
+                let names: Vec<String> = [Some(&local), full.as_ref(), postmaster.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect();
+                let (aliases, users) = pg_read!(pg, |c| pg::recipients(c, &names))?;
+                resolve(&|address| Ok(aliases.get(address).cloned()), &|user| {
+                    Ok(users.contains(user))
+                })
+            }
             None => self.with_server(|c| {
                 resolve(&|address| directory::alias(c, address), &|user| {
                     directory::user_exists(c, user)

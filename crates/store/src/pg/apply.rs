@@ -14,7 +14,7 @@
 //! both: a table here (recipients resolve against it) and in the log.
 
 use crate::error::{ErrorKind, Result, StoreError};
-use crate::index::{SortKeys, flags_to_text, row_checksum, summary_checksum};
+use crate::index::{added_row, flags_to_text};
 use crate::pg::db_error;
 use crate::record::Record;
 use tokio_postgres::GenericClient;
@@ -262,35 +262,10 @@ pub(crate) async fn apply(
             ..
         } => {
             let user_id = id()?;
-            let (summary, encoded) =
-                summary.ok_or_else(|| StoreError::corrupt("message summary missing"))?;
-            let encoded_here;
-            let bytes: &[u8] = if encoded.is_empty() {
-                encoded_here = serde_json::to_vec(summary)
-                    .map_err(|e| StoreError::invalid(format!("encode summary: {e}")))?;
-                &encoded_here
-            } else {
-                encoded
-            };
-            let blob_hex = blob.to_hex();
-            let row_crc = row_checksum(
-                mailbox,
-                *uid,
-                *internal_date,
-                *internal_zone,
-                *save_date,
-                *size,
-                &blob_hex,
-                email_id,
-                thread_id,
-            );
-            let keys = serde_json::to_vec(&SortKeys::of(summary))
-                .map_err(|e| StoreError::invalid(format!("encode sort keys: {e}")))?;
+            let row = added_row(record, summary)?;
+            let message_id = summary.and_then(|(s, _)| s.message_id.as_ref());
+            let summary_bytes: &[u8] = &row.summary;
             let (uid, modseq, size) = (i64::from(*uid), i64_of(*modseq), i64_of(*size));
-            let (summary_crc, keys_crc) = (
-                summary_checksum(&blob_hex, bytes),
-                summary_checksum(&blob_hex, &keys),
-            );
             let flags = flags_to_text(flags);
             let blob = blob.0.as_slice();
             // Sent together (tokio-postgres pipelines futures polled at once):
@@ -298,7 +273,7 @@ pub(crate) async fn apply(
             // each statement must stand alone. The first that fails fails the
             // transaction.
             let thread = async {
-                match &summary.message_id {
+                match message_id {
                     Some(message_id) => exec(
                         client,
                         "store a message's thread",
@@ -323,11 +298,11 @@ pub(crate) async fn apply(
                 &blob,
                 email_id,
                 thread_id,
-                &row_crc,
-                &bytes,
-                &summary_crc,
-                &keys,
-                &keys_crc,
+                &row.row_crc,
+                &summary_bytes,
+                &row.summary_crc,
+                &row.keys,
+                &row.keys_crc,
             ];
             let counters: [&(dyn ToSql + Sync); 4] = [&user_id, mailbox, &uid, &modseq];
             let usage: [&(dyn ToSql + Sync); 2] = [&user_id, &size];

@@ -589,6 +589,36 @@ pub(crate) async fn sms_alert(
     }
 }
 
+/// Of `names`, the aliases (address → users) and the users that exist:
+/// what resolving a recipient may ask, in one round trip.
+pub(crate) async fn recipients(
+    client: &impl GenericClient,
+    names: &[String],
+) -> Result<(
+    HashMap<String, Vec<String>>,
+    std::collections::HashSet<String>,
+)> {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&names];
+    let (aliases, users) = tokio::try_join!(
+        rows(
+            client,
+            "read aliases",
+            "SELECT address, users FROM aliases WHERE address = ANY($1)",
+            &params,
+        ),
+        rows(
+            client,
+            "read users",
+            "SELECT name FROM users WHERE name = ANY($1)",
+            &params,
+        ),
+    )?;
+    Ok((
+        aliases.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        users.iter().map(|r| r.get(0)).collect(),
+    ))
+}
+
 pub(crate) async fn alias(
     client: &impl GenericClient,
     address: &str,

@@ -126,12 +126,12 @@ impl PgWriter {
                 if committed.notices_changed {
                     keys.push(crate::writer::NOTICE_WATCH_KEY.to_string());
                 }
-                if !keys.is_empty() {
-                    let pg = &*self.pg;
-                    let announced = pg.block(async {
-                        let client = pg.client().await?;
-                        crate::pg::listen::announce(&client, &keys).await
-                    });
+                // On this writer's own connection, driven on this thread: no
+                // hand-off to the backend's runtime and its pool.
+                if let (false, Some((client, _))) = (keys.is_empty(), &local.connection) {
+                    let announced = local
+                        .runtime
+                        .block_on(crate::pg::listen::announce(client, &keys));
                     if let Err(e) = announced {
                         tracing::warn!(event = "postgres_announce_failed", error = %e, "other nodes learn of this change by their poll");
                     }
