@@ -56,13 +56,13 @@ class PgMigrateTest(ClusterTestCase):
         self.assertEqual(first.returncode, 0, first.stderr)
         self.assertIn(b"applied 1:", first.stdout)
         self.assertLessEqual(TABLES, self.tables(database))
-        self.assertEqual(self.pg.psql(database, "SELECT version, breaks_before FROM postern_schema").split(),
-                         ["1|1"])
+        self.assertEqual(self.pg.psql(database, "SELECT version, breaks_before FROM postern_schema ORDER BY 1").split(),
+                         ["1|1", "2|1"])
 
         again = server.cli("store", "migrate", "--json")
         self.assertEqual(again.returncode, 0, again.stderr)
-        self.assertEqual(json.loads(again.stdout), {"from": 1, "to": 1, "applied": [], "dry_run": False})
-        self.assertEqual(self.pg.psql(database, "SELECT count(*) FROM postern_schema").strip(), "1")
+        self.assertEqual(json.loads(again.stdout), {"from": 2, "to": 2, "applied": [], "dry_run": False})
+        self.assertEqual(self.pg.psql(database, "SELECT count(*) FROM postern_schema").strip(), "2")
 
     def test_two_migrations_at_once_apply_once(self):
         database, dsn = self.new_database()
@@ -73,8 +73,8 @@ class PgMigrateTest(ClusterTestCase):
         for run, (out, err) in zip(runs, outputs):
             self.assertEqual(run.returncode, 0, err)
         applied = sorted(len(json.loads(out)["applied"]) for out, _ in outputs)
-        self.assertEqual(applied, [0, 0, 1], outputs)
-        self.assertEqual(self.pg.psql(database, "SELECT count(*) FROM postern_schema").strip(), "1")
+        self.assertEqual(applied, [0, 0, 2], outputs)
+        self.assertEqual(self.pg.psql(database, "SELECT count(*) FROM postern_schema").strip(), "2")
 
     def test_serve_says_what_the_database_needs(self):
         database, dsn = self.new_database()

@@ -12,6 +12,11 @@ pub enum Status {
     Bad,
 }
 
+/// A command's answer when the user's mail moved to another shard.
+pub(crate) const MOVED_TEXT: &str = "mailboxes moved, please reconnect";
+/// The BYE that ends such a session (RFC 9051 7.1.5).
+pub(crate) const MOVED_BYE: &str = "[UNAVAILABLE] mailboxes moved, please reconnect";
+
 /// The tagged completion of a command.
 #[derive(Debug, Clone)]
 pub struct Done {
@@ -66,6 +71,12 @@ impl Done {
         }
     }
 
+    /// Whether this answers a read of mail that moved to another shard:
+    /// the session then ends (see [`MOVED_BYE`]).
+    pub fn is_moved(&self) -> bool {
+        self.status == Status::No && self.text == MOVED_TEXT
+    }
+
     /// Maps a store error to a NO with the RFC 5530 code that says what happened.
     /// Damage is logged by the store; the client gets no data from it.
     pub fn from_store(error: &StoreError) -> Self {
@@ -80,6 +91,7 @@ impl Done {
                 ("UNAVAILABLE", "temporarily unavailable, try again")
             }
             ErrorKind::ReadOnly => ("UNAVAILABLE", error.message.as_str()),
+            ErrorKind::Moved => ("UNAVAILABLE", MOVED_TEXT),
         };
         Done::no_code(code, text)
     }

@@ -116,6 +116,11 @@ impl Session {
         };
         let changes = match reader.changes(&selected.id, selected.modseq) {
             Ok(c) => c,
+            Err(e) if e.kind == store::ErrorKind::Moved => {
+                // The user's mail now lives on another shard: the client
+                // reconnects and reads it there (`user move`).
+                return self.bye(crate::respond::MOVED_BYE).await;
+            }
             Err(e) => {
                 tracing::warn!(event = "imap_sync_failed", error = %e);
                 return Ok(());

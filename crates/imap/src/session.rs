@@ -468,6 +468,9 @@ impl Session {
             tracing::info!(event = "imap_command_failed", command = name, status = ?done.status, code = done.code.as_deref().unwrap_or(""), text = %done.text);
         }
         done.write(&tag, &mut self.out);
+        if done.is_moved() {
+            return self.bye(crate::respond::MOVED_BYE).await;
+        }
         Ok(())
     }
 

@@ -370,6 +370,23 @@ enum UserCommand {
     Del { name: String },
     /// List users.
     List,
+    /// Move NAME's account and mail to another PostgreSQL shard while they
+    /// stay in use: copy, catch up, a switch-over of well under a second
+    /// (sessions are told to reconnect), then, after `[store]
+    /// move_grace_secs`, the old rows go. Run again to finish a move that
+    /// stopped half way.
+    Move {
+        name: String,
+        /// The shard to move to (a `[[store.shards]]` name).
+        #[arg(long, required_unless_present = "abort")]
+        to: Option<String>,
+        /// Undo a move that stopped before its switch-over.
+        #[arg(long, conflicts_with = "to")]
+        abort: bool,
+        /// One JSON object instead of text (progress as JSON lines on stderr).
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a user's password (read like `add`).
     Passwd { name: String },
     /// Show NAME's quota and usage; with --storage or --messages set them
@@ -475,8 +492,8 @@ fn store_migrate(config: &Config, dry_run: bool, json: bool) -> anyhow::Result<E
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let report = match runtime.block_on(server::postgres_migrate(config, dry_run)) {
-        Ok(report) => report,
+    let reports = match runtime.block_on(server::postgres_migrate(config, dry_run)) {
+        Ok(reports) => reports,
         Err(e) => {
             eprintln!("postern: {e}");
             let code = match e.kind {
@@ -486,7 +503,8 @@ fn store_migrate(config: &Config, dry_run: bool, json: bool) -> anyhow::Result<E
             return Ok(ExitCode::from(code as u8));
         }
     };
-    if json {
+    let sharded = !config.store.shards.is_empty();
+    let as_json = |report: &store::pg::migrate::Report| {
         let applied: Vec<serde_json::Value> = report
             .applied
             .iter()
@@ -494,24 +512,48 @@ fn store_migrate(config: &Config, dry_run: bool, json: bool) -> anyhow::Result<E
                 serde_json::json!({ "version": version, "description": description })
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "from": report.from,
-                "to": report.to,
-                "applied": applied,
-                "dry_run": report.dry_run,
-            })
-        );
-    } else if report.applied.is_empty() {
-        println!("the schema is at version {}: nothing to apply", report.from);
-    } else {
+        serde_json::json!({
+            "from": report.from,
+            "to": report.to,
+            "applied": applied,
+            "dry_run": report.dry_run,
+        })
+    };
+    if json {
+        let value = if sharded {
+            let shards: serde_json::Map<String, serde_json::Value> = reports
+                .iter()
+                .map(|(name, report)| (name.clone(), as_json(report)))
+                .collect();
+            serde_json::json!({ "shards": shards })
+        } else {
+            reports
+                .first()
+                .map(|(_, report)| as_json(report))
+                .unwrap_or_default()
+        };
+        println!("{value}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (name, report) in &reports {
+        let prefix = if sharded {
+            format!("shard {name}: ")
+        } else {
+            String::new()
+        };
+        if report.applied.is_empty() {
+            println!(
+                "{prefix}the schema is at version {}: nothing to apply",
+                report.from
+            );
+            continue;
+        }
         let verb = if dry_run { "would apply" } else { "applied" };
         for (version, description) in &report.applied {
-            println!("{verb} {version}: {description}");
+            println!("{prefix}{verb} {version}: {description}");
         }
         println!(
-            "the schema {} at version {} (was {})",
+            "{prefix}the schema {} at version {} (was {})",
             if dry_run { "would be" } else { "is now" },
             report.to,
             report.from
@@ -613,6 +655,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
         Command::User(UserCommand::Del { name }) => AdminCommand::UserDel { name },
         Command::User(UserCommand::List) => AdminCommand::UserList,
+        Command::User(UserCommand::Move {
+            name,
+            to,
+            abort,
+            json,
+        }) => AdminCommand::UserMove {
+            name,
+            to,
+            abort,
+            json,
+        },
         Command::User(UserCommand::Quota {
             name,
             storage,
@@ -792,13 +845,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     init_logging(&config);
-    // A progress bar on a terminal, for the long commands (reconstruct).
+    // A progress bar on a terminal, for the long commands (reconstruct,
+    // user move); off a terminal, a move says each phase as a JSON line.
     let bar = std::io::stderr().is_terminal();
+    let phase_lines = matches!(command, AdminCommand::UserMove { .. });
+    let last_phase = std::sync::Mutex::new(String::new());
     let show = |p: store::reconstruct::Progress| {
         if bar {
-            eprint!("\r{:<8} {}/{}   ", p.phase, p.done, p.total);
+            eprint!("\r{}", progress_line(&p));
             if p.phase == "done" {
                 eprintln!();
+            }
+        } else if phase_lines {
+            let mut last = last_phase.lock().unwrap_or_else(|e| e.into_inner());
+            if *last != p.phase {
+                eprintln!(
+                    "{}",
+                    serde_json::json!({ "phase": p.phase, "done": p.done, "total": p.total })
+                );
+                *last = p.phase.clone();
             }
         }
     };
@@ -814,6 +879,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     };
     Ok(finish(output))
+}
+
+/// One line of a progress bar: the phase, a bar of 30 cells when the total
+/// is known, and the counts.
+fn progress_line(p: &store::reconstruct::Progress) -> String {
+    const CELLS: u64 = 30;
+    if p.total == 0 {
+        return format!("{:<9} {:>12}   ", p.phase, p.done);
+    }
+    let filled = (p.done.min(p.total) * CELLS / p.total) as usize;
+    format!(
+        "{:<9} [{}{}] {}/{} {:>3}%   ",
+        p.phase,
+        "#".repeat(filled),
+        " ".repeat(CELLS as usize - filled),
+        p.done,
+        p.total,
+        p.done.min(p.total) * 100 / p.total
+    )
 }
 
 /// Largest post read from stdin (the store checks the 20,000-byte bound of

@@ -33,6 +33,14 @@ pub enum AdminCommand {
         name: String,
     },
     UserList,
+    /// Moves a user to another PostgreSQL shard while they stay in use
+    /// (`abort`: undoes a move that has not switched yet).
+    UserMove {
+        name: String,
+        to: Option<String>,
+        abort: bool,
+        json: bool,
+    },
     UserPasswd {
         name: String,
         password: String,
@@ -289,7 +297,8 @@ impl AdminOutput {
             | ErrorKind::Unavailable
             | ErrorKind::OverQuota
             | ErrorKind::Conflict
-            | ErrorKind::ReadOnly => EX_TEMPFAIL,
+            | ErrorKind::ReadOnly
+            | ErrorKind::Moved => EX_TEMPFAIL,
             ErrorKind::Corrupt => EX_SOFTWARE,
         };
         AdminOutput::fail(exit, format!("error: {error}\n"))
@@ -772,6 +781,73 @@ pub fn execute(store: &Store, context: AdminContext, command: AdminCommand) -> A
     execute_with_progress(store, context, command, &|_| {})
 }
 
+/// `user move`: the move, with its progress, and what it did.
+fn user_move(
+    store: &Store,
+    user: &str,
+    to: Option<&str>,
+    abort: bool,
+    json: bool,
+    progress: &(dyn Fn(store::reconstruct::Progress) + Sync),
+) -> AdminOutput {
+    if abort {
+        return match store.abort_move(user) {
+            Ok(entry) if json => AdminOutput::ok(format!(
+                "{}\n",
+                serde_json::json!({ "user": user, "aborted": true, "shard": entry.shard })
+            )),
+            Ok(entry) => AdminOutput::ok(format!(
+                "the move of {user} is undone; {user} stays on shard {}\n",
+                entry.shard
+            )),
+            Err(e) => AdminOutput::from_store(&e),
+        };
+    }
+    let Some(to) = to else {
+        return AdminOutput::fail(EX_USAGE, "error: user move needs --to SHARD (or --abort)\n");
+    };
+    let mut forward = |p: &store::pg::mover::MoveProgress| {
+        progress(store::reconstruct::Progress {
+            phase: p.phase.to_string(),
+            done: p.done,
+            total: p.total,
+        })
+    };
+    match store.move_user(user, to, &mut forward) {
+        Ok(report) if json => AdminOutput::ok(format!(
+            "{}\n",
+            serde_json::json!({
+                "user": report.user,
+                "from": report.from,
+                "to": report.to,
+                "messages": report.messages,
+                "blobs_copied": report.blobs_copied,
+                "bytes_copied": report.bytes_copied,
+                "records_caught_up": report.records_caught_up,
+                "switch_ms": report.switch_ms,
+                "resumed": report.resumed,
+            })
+        )),
+        Ok(report) => AdminOutput::ok(format!(
+            "{} moved from shard {} to {}: {} messages, {} contents ({} bytes) copied, {} changes caught up, switch-over {} ms{}\n",
+            report.user,
+            report.from,
+            report.to,
+            report.messages,
+            report.blobs_copied,
+            report.bytes_copied,
+            report.records_caught_up,
+            report.switch_ms,
+            if report.resumed {
+                " (finished an earlier run)"
+            } else {
+                ""
+            }
+        )),
+        Err(e) => AdminOutput::from_store(&e),
+    }
+}
+
 /// [`execute`], telling `progress` how a long command (reconstruct) goes.
 pub fn execute_with_progress(
     store: &Store,
@@ -865,6 +941,18 @@ pub fn execute_with_progress(
                 }
                 Err(e) => AdminOutput::from_store(&e),
             }
+        }
+        AdminCommand::UserMove {
+            name,
+            to,
+            abort,
+            json,
+        } => {
+            let user = match user_arg(&name) {
+                Ok(u) => u,
+                Err(out) => return out,
+            };
+            user_move(store, &user, to.as_deref(), abort, json, progress)
         }
         AdminCommand::UserList => match store.users() {
             Ok(users) => {
@@ -1248,6 +1336,7 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::UserAdd { .. } => "user add",
         AdminCommand::UserDel { .. } => "user del",
         AdminCommand::UserList => "user list",
+        AdminCommand::UserMove { .. } => "user move",
         AdminCommand::UserQuota { .. } => "user quota",
         AdminCommand::UserPasswd { .. } => "user passwd",
         AdminCommand::AliasAdd { .. } => "alias add",

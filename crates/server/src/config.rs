@@ -629,7 +629,7 @@ pub enum StoreBackend {
     /// Journal, packs and SQLite indexes in `data_dir`: no other service.
     #[default]
     Embedded,
-    /// PostgreSQL at `[store] postgres` (issue 10; schema and migrations so far).
+    /// PostgreSQL at `[store] postgres`, or the databases of `[[store.shards]]`.
     Postgres,
 }
 
@@ -649,6 +649,13 @@ pub struct StoreSection {
     pub postgres_commit_timeout_ms: u64,
     /// The CA of PostgreSQL's certificate (PEM); empty: the web's roots.
     pub postgres_ca_file: Option<PathBuf>,
+    /// Users spread over several PostgreSQL databases (instead of
+    /// `postgres`); the first also holds the directory.
+    pub shards: Vec<ShardSection>,
+    /// How long a change waits out a user move's switch-over.
+    pub move_wait_ms: u64,
+    /// How long a moved user's rows stay on the shard they left.
+    pub move_grace_secs: u64,
     pub journal_segment_bytes: u64,
     pub pack_bytes: u64,
     pub batch_max: usize,
@@ -670,6 +677,9 @@ impl Default for StoreSection {
             postgres_writers: 4,
             postgres_commit_timeout_ms: 10_000,
             postgres_ca_file: None,
+            shards: Vec::new(),
+            move_wait_ms: 5000,
+            move_grace_secs: 60,
             journal_segment_bytes: 64 * 1024 * 1024,
             pack_bytes: 256 * 1024 * 1024,
             batch_max: 4096,
@@ -686,6 +696,15 @@ impl Default for StoreSection {
 #[derive(Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(transparent)]
 pub struct Redacted(pub String);
+
+/// One `[[store.shards]]` entry: a PostgreSQL database of users.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardSection {
+    /// Never renamed: the directory names each user's shard by it.
+    pub name: String,
+    pub postgres: Redacted,
+}
 
 impl std::fmt::Debug for Redacted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1012,11 +1031,11 @@ credential_cache_entries = 100000
 
 [store]
 # Where mail is kept: "embedded" (journal, packs and SQLite indexes in
-# data_dir; no other service needed) or "postgres" (issue 10, being built:
-# run `postern store migrate` first; mail, accounts and the server-wide
-# state are stored there and `serve` serves from it; not built yet:
-# reconstruct and content GC on it, IDLE across nodes, failover, shards;
-# see docs/design/postgres-cluster.md).
+# data_dir; no other service needed) or "postgres" (accounts, mail and the
+# server-wide state in PostgreSQL; any number of `serve` nodes on one
+# database, or users spread over several ([[store.shards]]); run
+# `postern store migrate` first. See docs/design/postgres-cluster.md and
+# the README's "Running on PostgreSQL").
 backend = "embedded"
 # The PostgreSQL connection string, for backend = "postgres":
 # "postgres://USER:PASSWORD@HOST:PORT/DB" or "host=... port=... user=...
@@ -1030,6 +1049,28 @@ postgres = ""
 # postgres_ca_file = "/etc/postern/postgres-ca.pem"
 # Longest wait for PostgreSQL to accept a connection, in milliseconds.
 postgres_connect_timeout_ms = 5000
+# Instead of `postgres`, users spread over several PostgreSQL databases
+# (shards), one entry each; the first also holds the directory (which user
+# lives where) and the server-wide state. New users go to the shard with the
+# fewest accounts (then the fewest stored bytes). Shards are never renamed;
+# one is added by adding an entry and running `postern store migrate`.
+# `postern user move NAME --to SHARD` moves a user while they stay in use.
+# The pool, writer and timeout settings here hold per shard.
+# [[store.shards]]
+# name = "a"
+# postgres = "postgres://postern:PASSWORD@db-a1,db-a2/postern?target_session_attrs=read-write"
+# [[store.shards]]
+# name = "b"
+# postgres = "postgres://postern:PASSWORD@db-b1,db-b2/postern?target_session_attrs=read-write"
+#
+# During a user move's switch-over (well under a second), a change to that
+# user waits at most this long, in milliseconds, then is answered as a
+# temporary failure (the client or MTA retries).
+move_wait_ms = 5000
+# How long a moved user's rows stay on the shard they left, in seconds, so
+# sessions still reading there notice the move; then `user move` deletes
+# them. At least 10 (nodes trust a cached route for 5 s).
+move_grace_secs = 60
 # Most connections to PostgreSQL this node opens (readers take one per
 # query, not per session; each writer holds one per transaction).
 postgres_connections_max = 32
@@ -1448,19 +1489,63 @@ fn validate_proxy(proxy: &ProxySection) -> Result<(), String> {
     Ok(())
 }
 
+/// `[[store.shards]]`: at least one, names short and unique, each DSN valid.
+fn validate_shards(shards: &[ShardSection]) -> Result<(), String> {
+    if shards.len() > 256 {
+        return Err("[[store.shards]]: at most 256 shards".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for shard in shards {
+        let name = shard.name.as_str();
+        if name.is_empty()
+            || name.len() > 32
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "[[store.shards]] name {name:?}: 1 to 32 of a-z, 0-9, - and _"
+            ));
+        }
+        if !seen.insert(name) {
+            return Err(format!("[[store.shards]] name {name:?} is listed twice"));
+        }
+        if shard.postgres.0.trim().is_empty() {
+            return Err(format!(
+                "[[store.shards]] {name:?} needs postgres = \"postgres://...\""
+            ));
+        }
+        store::pg::parse_dsn(&shard.postgres.0)
+            .map_err(|e| format!("[[store.shards]] {name:?}: {e}"))?;
+    }
+    Ok(())
+}
+
 fn validate(config: &Config) -> Result<(), String> {
     validate_proxy(&config.proxy)?;
     if !(1..=65535).contains(&config.listen_backlog) {
         return Err("listen_backlog must be 1 to 65535".into());
     }
     if config.store.backend == StoreBackend::Postgres {
-        if config.store.postgres.0.trim().is_empty() {
-            return Err(
-                "[store] backend = \"postgres\" needs postgres = \"postgres://USER:PASSWORD@HOST:PORT/DB\""
-                    .into(),
-            );
+        let single = !config.store.postgres.0.trim().is_empty();
+        match (single, config.store.shards.is_empty()) {
+            (false, true) => {
+                return Err(
+                    "[store] backend = \"postgres\" needs postgres = \"postgres://USER:PASSWORD@HOST:PORT/DB\" (or [[store.shards]] entries)"
+                        .into(),
+                );
+            }
+            (true, false) => {
+                return Err(
+                    "[store] postgres and [[store.shards]] are exclusive: with shards, each [[store.shards]] entry names its database (the first holds the directory)"
+                        .into(),
+                );
+            }
+            (true, true) => {
+                store::pg::parse_dsn(&config.store.postgres.0).map_err(|e| e.to_string())?;
+            }
+            (false, false) => validate_shards(&config.store.shards)?,
         }
-        store::pg::parse_dsn(&config.store.postgres.0).map_err(|e| e.to_string())?;
         if config.replication.is_some() {
             return Err(
                 "[replication] is for the embedded store; with backend = \"postgres\" PostgreSQL's own streaming replication keeps the standby"
@@ -1494,6 +1579,15 @@ fn validate(config: &Config) -> Result<(), String> {
             "[store] postgres_connections_max must be more than postgres_writers (readers need connections too) and at most 10000"
                 .into(),
         );
+    }
+    if !(100..=600_000).contains(&config.store.move_wait_ms) {
+        return Err("[store] move_wait_ms must be 100 to 600000".into());
+    }
+    if !(store::pg::shards::ROUTE_TTL_SECS * 2..=86_400).contains(&config.store.move_grace_secs) {
+        return Err(format!(
+            "[store] move_grace_secs must be {} to 86400 (longer than nodes trust their cached routes)",
+            store::pg::shards::ROUTE_TTL_SECS * 2
+        ));
     }
     if config.store.reader_connections_max > 100_000 {
         return Err("[store] reader_connections_max must be at most 100000".into());

@@ -114,8 +114,13 @@ fn raise_open_files(config: &Config) {
 pub fn store_config(config: &Config) -> Result<StoreConfig, store::StoreError> {
     let mut store = StoreConfig::new(config.data_dir.clone());
     if config.store.backend == config::StoreBackend::Postgres {
-        let mut postgres =
-            store::pg::PostgresConfig::new(store::pg::parse_dsn(&config.store.postgres.0)?);
+        let shards = postgres_shards(config)?;
+        let mut postgres = store::pg::PostgresConfig::new(shards[0].1.clone());
+        if config.store.postgres.0.trim().is_empty() {
+            postgres.shards = shards;
+        }
+        postgres.move_wait = std::time::Duration::from_millis(config.store.move_wait_ms);
+        postgres.move_grace = std::time::Duration::from_secs(config.store.move_grace_secs);
         postgres.connect_timeout =
             std::time::Duration::from_millis(config.store.postgres_connect_timeout_ms);
         postgres.connections_max = config.store.postgres_connections_max;
@@ -185,25 +190,53 @@ fn bind(address: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
-/// Connects to the PostgreSQL backend of `config` (`[store] postgres`).
-pub async fn postgres_client(config: &Config) -> Result<store::pg::Client, store::StoreError> {
-    let dsn = store::pg::parse_dsn(&config.store.postgres.0)?;
+/// The PostgreSQL databases of `config`, by shard name, the directory's
+/// first: `[store] postgres` alone is one shard, `main`.
+pub fn postgres_shards(
+    config: &Config,
+) -> Result<Vec<(String, store::pg::Dsn)>, store::StoreError> {
+    if config.store.shards.is_empty() {
+        let dsn = store::pg::parse_dsn(&config.store.postgres.0)?;
+        return Ok(vec![(store::pg::shards::SINGLE.to_string(), dsn)]);
+    }
+    config
+        .store
+        .shards
+        .iter()
+        .map(|shard| Ok((shard.name.clone(), store::pg::parse_dsn(&shard.postgres.0)?)))
+        .collect()
+}
+
+/// Connects to one PostgreSQL database of `config`.
+pub async fn postgres_connect(
+    config: &Config,
+    dsn: &store::pg::Dsn,
+) -> Result<store::pg::Client, store::StoreError> {
     let tls = store::pg::tls(config.store.postgres_ca_file.as_deref())?;
     store::pg::connect(
-        &dsn,
+        dsn,
         std::time::Duration::from_millis(config.store.postgres_connect_timeout_ms),
         &tls,
     )
     .await
 }
 
-/// `postern store migrate`: brings the PostgreSQL schema to this binary's version.
+/// `postern store migrate`: brings every shard's schema to this binary's
+/// version, the directory's first. Stops at the first shard that fails
+/// (running it again goes on from there: each migration applies once).
 pub async fn postgres_migrate(
     config: &Config,
     dry_run: bool,
-) -> Result<store::pg::migrate::Report, store::StoreError> {
-    let mut client = postgres_client(config).await?;
-    store::pg::migrate::migrate(&mut client, dry_run).await
+) -> Result<Vec<(String, store::pg::migrate::Report)>, store::StoreError> {
+    let mut reports = Vec::new();
+    for (name, dsn) in postgres_shards(config)? {
+        let mut client = postgres_connect(config, &dsn).await?;
+        let report = store::pg::migrate::migrate(&mut client, dry_run)
+            .await
+            .map_err(|e| store::StoreError::new(e.kind, format!("shard {name}: {e}")))?;
+        reports.push((name, report));
+    }
+    Ok(reports)
 }
 
 /// Runs the server until `shutdown` becomes true. `ready` gets every bound
@@ -216,13 +249,19 @@ pub async fn run(
     if config.store.backend == config::StoreBackend::Postgres {
         // Checked first, so an operator learns what the database needs
         // (a migration, a newer binary) before anything else.
-        let client = postgres_client(&config).await?;
-        let version = store::pg::migrate::check(&client).await?.servable()?;
-        tracing::info!(
-            event = "postgres_schema",
-            version,
-            "the PostgreSQL schema is ready"
-        );
+        for (shard, dsn) in postgres_shards(&config)? {
+            let client = postgres_connect(&config, &dsn).await?;
+            let version = store::pg::migrate::check(&client)
+                .await
+                .and_then(|verdict| verdict.servable())
+                .map_err(|e| store::StoreError::new(e.kind, format!("shard {shard}: {e}")))?;
+            tracing::info!(
+                event = "postgres_schema",
+                shard,
+                version,
+                "the PostgreSQL schema is ready"
+            );
+        }
     }
     raise_open_files(&config);
     keep_spare_descriptor().await;

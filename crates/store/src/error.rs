@@ -29,6 +29,10 @@ pub enum ErrorKind {
     /// The data changed since the request was computed (a repair made against
     /// an older snapshot): compute it again. Temporary.
     Conflict,
+    /// The user's mail moved to another shard while a session read it
+    /// (`user move`): the session must start again (IMAP `BYE
+    /// [UNAVAILABLE]`); a change is retried on the new shard by the store.
+    Moved,
 }
 
 /// An error from the store: a kind and a message for logs and protocol text.
@@ -56,6 +60,12 @@ impl StoreError {
     }
     pub fn corrupt(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Corrupt, message)
+    }
+    pub fn moved(user: &str) -> Self {
+        Self::new(
+            ErrorKind::Moved,
+            format!("the mailboxes of {user} moved to another server; reconnect"),
+        )
     }
     pub fn io(context: &str, error: impl fmt::Display) -> Self {
         Self::new(ErrorKind::Io, format!("{context}: {error}"))

@@ -75,6 +75,13 @@ pub enum Intent {
     DeleteUser {
         user: String,
     },
+    /// Removes the entries naming `user` from other owners' ACLs, the part
+    /// of [`Intent::DeleteUser`] that reaches other owners: with several
+    /// PostgreSQL shards, run on each shard the deleted user did not live
+    /// on. A user that exists keeps their account; only those entries go.
+    ForgetUser {
+        user: String,
+    },
     SetPassword {
         user: String,
         password_hash: String,

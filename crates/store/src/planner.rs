@@ -151,6 +151,25 @@ impl Planner<'_> {
         })
     }
 
+    /// Removes the entries naming `user` from other owners' ACLs.
+    fn forget_user(&mut self, user: &str) -> Result<()> {
+        for (owner, mailbox, identifier) in self.tx.acl_naming(user)? {
+            if owner == user {
+                continue;
+            }
+            self.tx.emit(
+                Record::AclSet {
+                    user: owner,
+                    mailbox,
+                    identifier,
+                    rights: None,
+                },
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
     fn require_user(&mut self, user: &str) -> Result<()> {
         if self.tx.user_exists(user)? {
             Ok(())
@@ -216,7 +235,7 @@ impl Planner<'_> {
                 self.require_user(user)?;
             }
         }
-        if let Intent::DeleteUser { user } = intent {
+        if let Intent::DeleteUser { user } | Intent::ForgetUser { user } = intent {
             // Deleting a user removes their entries from other owners' ACLs:
             // those indexes are inside the savepoint too.
             for (owner, _, _) in self.tx.acl_naming(user)? {
@@ -295,22 +314,13 @@ impl Planner<'_> {
                 }
                 // Entries naming the user in other owners' ACLs go too, so a
                 // new account of the same name inherits nothing.
-                for (owner, mailbox, identifier) in self.tx.acl_naming(user)? {
-                    if owner == *user {
-                        continue;
-                    }
-                    self.tx.emit(
-                        Record::AclSet {
-                            user: owner,
-                            mailbox,
-                            identifier,
-                            rights: None,
-                        },
-                        None,
-                    )?;
-                }
+                self.forget_user(user)?;
                 self.tx
                     .emit(Record::UserDeleted { user: user.clone() }, None)?;
+                Ok(Outcome::Done)
+            }
+            Intent::ForgetUser { user } => {
+                self.forget_user(user)?;
                 Ok(Outcome::Done)
             }
             Intent::SetPassword {
@@ -1407,6 +1417,7 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::Copy { user, .. } => Some(user),
         Intent::SetMetadata { user, .. } => user.as_deref(),
         Intent::SetAlias { .. }
+        | Intent::ForgetUser { .. }
         | Intent::RemoveAlias { .. }
         | Intent::CollectGarbage { .. }
         | Intent::Replicate { .. }

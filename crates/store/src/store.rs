@@ -106,7 +106,9 @@ enum Backend {
         readers: crate::reader_pool::ReaderPool,
     },
     Postgres {
-        pg: Arc<Pg>,
+        /// The databases of users, the first also of the directory and the
+        /// server-wide state (`pg::shards`).
+        shards: Arc<crate::pg::shards::Shards>,
         /// This node's copy of the server-wide state (`pg::server_cache`).
         cache: Arc<crate::pg::server_cache::ServerCache>,
         /// Stops the task that hears other nodes' changes (`pg::listen`).
@@ -244,9 +246,12 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens the PostgreSQL backend: connects, checks the schema, starts
-    /// the writer threads. The data directory holds only the lock.
+    /// Opens the PostgreSQL backend: connects to every shard, checks their
+    /// schema, starts each shard's writer threads and the tasks that hear
+    /// other nodes. The data directory holds only the lock and this node's
+    /// copy of the server-wide state.
     fn open_postgres(config: StoreConfig) -> Result<Store> {
+        use crate::pg::shards::{Shard, Shards};
         let pg_config = config
             .postgres
             .clone()
@@ -256,47 +261,75 @@ impl Store {
             .map_err(|e| StoreError::io(&format!("create {}", paths.root.display()), e))?;
         let lock = lock_data_dir(&paths)?;
         let store_id = crate::replication::load_or_create_store_id(&paths.root)?;
-        let pg = Arc::new(Pg::open(pg_config.clone())?);
+        let mut pgs: Vec<Arc<Pg>> = Vec::new();
+        for (index, (name, dsn)) in pg_config.shard_list().iter().enumerate() {
+            pgs.push(Arc::new(Pg::open(&pg_config, name, dsn, index == 0)?));
+        }
+        let directory = pgs[0].clone();
         let cache = Arc::new(crate::pg::server_cache::ServerCache::open(
             &paths.root,
-            &pg.database_id,
+            &directory.database_id,
         )?);
         let notifier = Arc::new(Notifier::default());
         let stats = Arc::new(Stats::default());
         let read_only = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (stop_listening, stop) = watch::channel(false);
-        pg.spawn(crate::pg::listen::run(
-            pg.listen_dsn.clone(),
-            pg.tls.clone(),
-            pg.pool(),
-            notifier.clone(),
-            stop,
-        ));
-        let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue_requests_max);
-        let receiver = Arc::new(Mutex::new(receiver));
+        let mut shards = Vec::new();
         let mut writers = Vec::new();
-        for n in 0..pg_config.writers.max(1) {
-            let writer = crate::pg::writer::PgWriter {
+        for pg in &pgs {
+            let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue_requests_max);
+            let receiver = Arc::new(Mutex::new(receiver));
+            for n in 0..pg_config.writers.max(1) {
+                let writer = crate::pg::writer::PgWriter {
+                    pg: pg.clone(),
+                    directory: (!pg.is_directory).then(|| directory.clone()),
+                    cache: cache.clone(),
+                    requests: receiver.clone(),
+                    notifier: notifier.clone(),
+                    stats: stats.clone(),
+                    plan: crate::planner::PlanConfig {
+                        default_quota: config.default_quota,
+                        summary_limits: config.summary_limits,
+                    },
+                    batch_intents_max: config.batch_intents_max,
+                    commit_timeout: pg_config.commit_timeout,
+                    read_only: read_only.clone(),
+                };
+                let handle = std::thread::Builder::new()
+                    .name(format!("store-pg-writer-{}-{n}", pg.shard))
+                    .spawn(move || writer.run())
+                    .map_err(|e| StoreError::io("start a writer thread", e))?;
+                writers.push(handle);
+            }
+            shards.push(Shard {
                 pg: pg.clone(),
-                cache: cache.clone(),
-                requests: receiver.clone(),
-                notifier: notifier.clone(),
-                stats: stats.clone(),
-                plan: crate::planner::PlanConfig {
-                    default_quota: config.default_quota,
-                    summary_limits: config.summary_limits,
-                },
-                batch_intents_max: config.batch_intents_max,
-                commit_timeout: pg_config.commit_timeout,
-                read_only: read_only.clone(),
-            };
-            let handle = std::thread::Builder::new()
-                .name(format!("store-pg-writer-{n}"))
-                .spawn(move || writer.run())
-                .map_err(|e| StoreError::io("start a writer thread", e))?;
-            writers.push(handle);
+                requests: Mutex::new(Some(sender)),
+            });
         }
-        tracing::info!(event = "store_opened", backend = "postgres", database = %pg.target, writers = writers.len());
+        let shards = Arc::new(Shards::new(shards, pg_config.move_wait));
+        // Weak: the listening tasks run on the shards' own runtimes.
+        let moved: crate::pg::listen::OnMoved = {
+            let shards = Arc::downgrade(&shards);
+            let notifier = notifier.clone();
+            Arc::new(move |user: &str| {
+                if let Some(shards) = shards.upgrade() {
+                    shards.forget(user);
+                }
+                notifier.notify(user);
+            })
+        };
+        let (stop_listening, stop) = watch::channel(false);
+        for pg in &pgs {
+            pg.spawn(crate::pg::listen::run(
+                pg.listen_dsn.clone(),
+                pg.tls.clone(),
+                pg.pool(),
+                notifier.clone(),
+                moved.clone(),
+                stop.clone(),
+            ));
+        }
+        let names: Vec<&str> = pgs.iter().map(|pg| pg.shard.as_str()).collect();
+        tracing::info!(event = "store_opened", backend = "postgres", directory = %directory.target, shards = ?names, writers = writers.len());
         let credentials = crate::credential_cache::CredentialCache::new(
             config.credential_cache_ttl,
             config.credential_cache_entries,
@@ -305,13 +338,13 @@ impl Store {
             inner: Arc::new(Inner {
                 paths,
                 backend: Backend::Postgres {
-                    pg,
+                    shards,
                     cache,
                     stop_listening,
                 },
                 config,
                 credentials,
-                requests: Mutex::new(Some(sender)),
+                requests: Mutex::new(None),
                 writers: Mutex::new(writers),
                 notifier,
                 stats,
@@ -326,12 +359,81 @@ impl Store {
         })
     }
 
-    /// The PostgreSQL backend, when mail lives there.
+    /// The PostgreSQL database of the directory and the server-wide state,
+    /// when mail lives in PostgreSQL.
     pub(crate) fn pg(&self) -> Option<&Pg> {
+        self.shards().map(|shards| shards.directory())
+    }
+
+    /// The PostgreSQL shards, when mail lives in PostgreSQL.
+    pub(crate) fn shards(&self) -> Option<&Arc<crate::pg::shards::Shards>> {
         match &self.inner.backend {
-            Backend::Postgres { pg, .. } => Some(pg),
+            Backend::Postgres { shards, .. } => Some(shards),
             Backend::Embedded { .. } => None,
         }
+    }
+
+    /// The PostgreSQL database holding `user`'s account (`None`: no such
+    /// user), when mail lives in PostgreSQL.
+    fn user_pg(&self, user: &str) -> Option<Result<Option<&Pg>>> {
+        let shards = self.shards()?;
+        Some(
+            shards
+                .route(user)
+                .map(|found| found.map(|index| shards.pg(index))),
+        )
+    }
+
+    /// The shards' names, the directory's first (empty on the embedded store).
+    pub fn shard_names(&self) -> Vec<String> {
+        self.shards().map_or_else(Vec::new, |shards| {
+            shards.list.iter().map(|s| s.pg.shard.clone()).collect()
+        })
+    }
+
+    /// Where the directory puts `user` (PostgreSQL only).
+    pub fn directory_entry(&self, user: &str) -> Result<Option<crate::pg::shards::DirectoryEntry>> {
+        let shards = self.shards().ok_or_else(not_on_postgres)?;
+        shards.entry(user)
+    }
+
+    /// Moves `user`'s account and mail to the shard named `to` while they
+    /// stay in use (`user move`; see `pg::mover`). `progress` hears each
+    /// step. Blocks for the whole move, the grace before the clean-up
+    /// included: call it from the CLI, not from a server's runtime.
+    pub fn move_user(
+        &self,
+        user: &str,
+        to: &str,
+        progress: &mut (dyn FnMut(&crate::pg::mover::MoveProgress) + Send),
+    ) -> Result<crate::pg::mover::MoveReport> {
+        let shards = self.shards().ok_or_else(|| {
+            StoreError::invalid("user move is for the PostgreSQL backend with [[store.shards]]")
+        })?;
+        let grace = self
+            .inner
+            .config
+            .postgres
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(60), |p| p.move_grace);
+        let report = crate::pg::mover::run(
+            shards,
+            self.inner.config.summary_limits,
+            user,
+            to,
+            grace,
+            progress,
+        );
+        shards.forget(user);
+        report
+    }
+
+    /// Undoes a move of `user` that has not switched yet (`user move --abort`).
+    pub fn abort_move(&self, user: &str) -> Result<crate::pg::shards::DirectoryEntry> {
+        let shards = self.shards().ok_or_else(|| {
+            StoreError::invalid("user move is for the PostgreSQL backend with [[store.shards]]")
+        })?;
+        crate::pg::mover::abort(shards, user)
     }
 
     /// Whether this node runs `job`, a sender that must run once per store
@@ -349,8 +451,15 @@ impl Store {
     /// store; no user and no server-wide change on PostgreSQL): what
     /// `store import` needs.
     pub fn is_empty(&self) -> Result<bool> {
-        match self.pg() {
-            Some(pg) => pg_read!(pg, |c| pg::is_empty(c)),
+        match self.shards() {
+            Some(shards) => {
+                for shard in &shards.list {
+                    if !pg_read!(&shard.pg, |c| pg::is_empty(c))? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
             None => Ok(self.durable_lsn() == 0),
         }
     }
@@ -410,16 +519,25 @@ impl Store {
 
     /// A user's stored password hash (replication compares it, never logs it).
     pub fn password_hash(&self, user: &str) -> Result<Option<String>> {
-        match self.pg() {
-            Some(pg) => pg_read!(pg, |c| pg::password_hash(c, user)),
+        match self.user_pg(user) {
+            Some(Ok(Some(pg))) => pg_read!(pg, |c| pg::password_hash(c, user)),
+            Some(Ok(None)) => Ok(None),
+            Some(Err(e)) => Err(e),
             None => self.with_server(|c| directory::password_hash(c, user)),
         }
     }
 
     /// Whether a blob with this hash is stored here (it may still be damaged).
     pub fn has_blob(&self, hash: &BlobHash) -> Result<bool> {
-        match self.pg() {
-            Some(pg) => pg_read!(pg, |c| pg::blob_known(c, hash)),
+        match self.shards() {
+            Some(shards) => {
+                for shard in &shards.list {
+                    if pg_read!(&shard.pg, |c| pg::blob_known(c, hash))? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
             None => self.with_server(|conn| Ok(directory::blob_location(conn, hash)?.is_some())),
         }
     }
@@ -444,40 +562,14 @@ impl Store {
 
     /// Submits intents and waits until they are durable (or refused).
     pub async fn submit(&self, intents: Vec<Intent>) -> Vec<Result<Outcome>> {
-        let count = intents.len();
         let _waiting = Waiting::new(&self.inner.stats);
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let sender = match self.sender() {
-            Ok(s) => s,
-            Err(e) => return vec![Err(e); count],
-        };
-        // The queue is bounded. Almost always there is room; only a full queue
-        // (backpressure) blocks, and then off the async worker's other tasks.
-        let sent = match sender.try_send(Request { intents, reply }) {
-            Ok(()) => Ok(()),
-            Err(std::sync::mpsc::TrySendError::Full(request)) => {
-                tokio::task::block_in_place(|| sender.send(request)).map_err(|_| ())
+        let results = match self.shards() {
+            Some(shards) if shards.sharded() => {
+                return crate::pg::route::submit(self, shards, intents).await;
             }
-            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(()),
+            Some(shards) => submit_to(shards.sender(0), intents).await,
+            None => submit_to(self.sender(), intents).await,
         };
-        if sent.is_err() {
-            return vec![
-                Err(StoreError::new(
-                    ErrorKind::Unavailable,
-                    "store writer stopped"
-                ));
-                count
-            ];
-        }
-        let results = answer.await.unwrap_or_else(|_| {
-            vec![
-                Err(StoreError::new(
-                    ErrorKind::Unavailable,
-                    "store writer stopped"
-                ));
-                count
-            ]
-        });
         let wait = self
             .inner
             .ack_wait
@@ -518,8 +610,25 @@ impl Store {
     pub fn submit_blocking(&self, intents: Vec<Intent>) -> Vec<Result<Outcome>> {
         let count = intents.len();
         let _waiting = Waiting::new(&self.inner.stats);
+        let sender = match self.shards() {
+            Some(shards) if shards.sharded() => {
+                // Routing may wait out a move: it is async, on a runtime of
+                // its own here.
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build();
+                return match runtime {
+                    Ok(runtime) => {
+                        runtime.block_on(crate::pg::route::submit(self, shards, intents))
+                    }
+                    Err(e) => vec![Err(StoreError::io("start a runtime", e)); count],
+                };
+            }
+            Some(shards) => shards.sender(0),
+            None => self.sender(),
+        };
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let sent = self.sender().and_then(|s| {
+        let sent = sender.and_then(|s| {
             s.send(Request { intents, reply })
                 .map_err(|_| StoreError::new(ErrorKind::Unavailable, "store writer stopped"))
         });
@@ -573,6 +682,9 @@ impl Store {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        if let Some(shards) = self.shards() {
+            shards.close();
+        }
         let writers =
             std::mem::take(&mut *self.inner.writers.lock().unwrap_or_else(|p| p.into_inner()));
         for handle in writers {
@@ -586,9 +698,9 @@ impl Store {
     fn with_server<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let server_pool = match &self.inner.backend {
             Backend::Embedded { server_pool, .. } => server_pool,
-            Backend::Postgres { pg, cache, .. } => {
+            Backend::Postgres { shards, cache, .. } => {
                 let conn = cache.reader()?;
-                let result = catch_up(pg, &conn).and_then(|()| f(&conn));
+                let result = catch_up(shards.directory(), &conn).and_then(|()| f(&conn));
                 cache.put_back(conn);
                 return result;
             }
@@ -611,15 +723,21 @@ impl Store {
     }
 
     pub fn user_exists(&self, user: &str) -> Result<bool> {
-        match self.pg() {
-            Some(pg) => pg_read!(pg, |c| pg::user_exists(c, user)),
+        match self.shards() {
+            Some(shards) if shards.sharded() => {
+                pg_read!(shards.directory(), |c| pg::directory_has(c, user))
+            }
+            Some(shards) => pg_read!(shards.directory(), |c| pg::user_exists(c, user)),
             None => self.with_server(|c| directory::user_exists(c, user)),
         }
     }
 
     pub fn users(&self) -> Result<Vec<String>> {
-        match self.pg() {
-            Some(pg) => pg_read!(pg, |c| pg::users(c)),
+        match self.shards() {
+            Some(shards) if shards.sharded() => {
+                pg_read!(shards.directory(), |c| pg::directory_users(c))
+            }
+            Some(shards) => pg_read!(shards.directory(), |c| pg::users(c)),
             None => self.with_server(directory::users),
         }
     }
@@ -713,16 +831,20 @@ impl Store {
             }
             Err(StoreError::not_found(format!("no user for {address}")))
         };
-        match self.pg() {
+        match self.shards() {
             // Every name the rules may ask about, read in one round trip
             // (this is every delivery's path).
-            Some(pg) => {
+            Some(shards) => {
                 let names: Vec<String> = [Some(&local), full.as_ref(), postmaster.as_ref()]
                     .into_iter()
                     .flatten()
                     .cloned()
                     .collect();
-                let (aliases, users) = pg_read!(pg, |c| pg::recipients(c, &names))?;
+                let (aliases, users) = if shards.sharded() {
+                    pg_read!(shards.directory(), |c| pg::directory_recipients(c, &names))?
+                } else {
+                    pg_read!(shards.directory(), |c| pg::recipients(c, &names))?
+                };
                 resolve(&|address| Ok(aliases.get(address).cloned()), &|user| {
                     Ok(users.contains(user))
                 })
@@ -740,10 +862,14 @@ impl Store {
     /// (checked usable here, so a missing or rebuilding index is an error now)
     /// until [`UserReader::release`].
     pub fn reader(&self, user: &str) -> Result<UserReader> {
-        let imp = match self.pg() {
-            Some(pg) => ReaderImpl::Pg {
-                id: pg_read!(pg, |c| pg::user_id(c, user))?,
-            },
+        let imp = match self.shards() {
+            Some(shards) => {
+                let shard = shards.route_existing(user)?;
+                ReaderImpl::Pg {
+                    id: pg_read!(shards.pg(shard), |c| pg::user_id(c, user))?,
+                    shard,
+                }
+            }
             None => ReaderImpl::Sqlite(Mutex::new(Some(self.index_connection(user)?))),
         };
         Ok(UserReader {
@@ -883,8 +1009,10 @@ impl Store {
 
     /// A user's own quota settings (bytes, messages), without the defaults.
     pub fn quota_settings(&self, user: &str) -> Result<(Option<u64>, Option<u64>)> {
-        match self.pg() {
-            Some(pg) => pg_read!(pg, |c| pg::quota(c, user)),
+        match self.user_pg(user) {
+            Some(Ok(Some(pg))) => pg_read!(pg, |c| pg::quota(c, user)),
+            Some(Ok(None)) => Ok((None, None)),
+            Some(Err(e)) => Err(e),
             None => self.with_server(|c| directory::quota(c, user)),
         }
     }
@@ -893,7 +1021,7 @@ impl Store {
     pub fn quota(&self, user: &str) -> Result<Quota> {
         let (own_storage, own_messages) = self.quota_settings(user)?;
         let reader = self.reader(user)?;
-        let (used_bytes, used_messages) = match reader.pg() {
+        let (used_bytes, used_messages) = match reader.pg()? {
             Some((pg, id)) => pg_read!(pg, |c| pg::usage(c, id))?,
             None => reader.with(index::usage)?,
         };
@@ -911,8 +1039,17 @@ impl Store {
     /// `user` may do is read from each owner's index
     /// ([`UserReader::rights`]).
     pub fn shared_with(&self, user: &str) -> Result<Vec<(String, String)>> {
-        match self.pg() {
-            Some(pg) => pg_read!(pg, |c| pg::granted_to(c, user)),
+        match self.shards() {
+            // Each shard lists the grants of the owners it holds.
+            Some(shards) => {
+                let mut granted = Vec::new();
+                for shard in &shards.list {
+                    granted.extend(pg_read!(&shard.pg, |c| pg::granted_to(c, user))?);
+                }
+                granted.sort();
+                granted.dedup();
+                Ok(granted)
+            }
             None => self.with_server(|c| crate::acl::granted_to(c, user)),
         }
     }
@@ -934,8 +1071,10 @@ impl Store {
 
     /// A user's new-mail SMS alert, if set.
     pub fn sms_alert(&self, user: &str) -> Result<Option<crate::types::SmsAlert>> {
-        match self.pg() {
-            Some(pg) => pg_read!(pg, |c| pg::sms_alert(c, user)),
+        match self.user_pg(user) {
+            Some(Ok(Some(pg))) => pg_read!(pg, |c| pg::sms_alert(c, user)),
+            Some(Ok(None)) => Ok(None),
+            Some(Err(e)) => Err(e),
             None => self.with_server(|c| directory::sms_alert(c, user)),
         }
     }
@@ -984,8 +1123,18 @@ impl Store {
 
     /// Reads a blob, verified against its hash.
     pub fn blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
-        if let Some(pg) = self.pg() {
-            return pg_read!(pg, |c| pg::blob(c, hash));
+        if let Some(shards) = self.shards() {
+            let mut found = Err(StoreError::corrupt(format!(
+                "blob {} missing",
+                hash.to_hex()
+            )));
+            for shard in &shards.list {
+                found = pg_read!(&shard.pg, |c| pg::blob(c, hash));
+                if found.is_ok() {
+                    break;
+                }
+            }
+            return found;
         }
         let lookup = || {
             self.with_server(|c| directory::blob_location(c, hash))?
@@ -1044,9 +1193,43 @@ enum ReaderImpl {
     /// The index connection while a command reads; back in the store's
     /// pool (`reader_pool`) while the session waits ([`UserReader::release`]).
     Sqlite(Mutex<Option<crate::reader_pool::Pooled>>),
-    /// The user's id; each read takes a pooled connection for its query
-    /// alone, so idle sessions hold none.
-    Pg { id: i64 },
+    /// The user's shard and id there; each read takes a pooled connection
+    /// for its query alone, so idle sessions hold none.
+    Pg { id: i64, shard: usize },
+}
+
+/// Queues `intents` on a writer's queue and waits for their answers.
+pub(crate) async fn submit_to(
+    sender: Result<SyncSender<Request>>,
+    intents: Vec<Intent>,
+) -> Vec<Result<Outcome>> {
+    let count = intents.len();
+    let sender = match sender {
+        Ok(s) => s,
+        Err(e) => return vec![Err(e); count],
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    // The queue is bounded. Almost always there is room; only a full queue
+    // (backpressure) blocks, and then off the async worker's other tasks.
+    let sent = match sender.try_send(Request { intents, reply }) {
+        Ok(()) => Ok(()),
+        Err(std::sync::mpsc::TrySendError::Full(request)) => {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle)
+                    if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+                {
+                    tokio::task::block_in_place(|| sender.send(request)).map_err(|_| ())
+                }
+                _ => sender.send(request).map_err(|_| ()),
+            }
+        }
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => Err(()),
+    };
+    let stopped = || StoreError::new(ErrorKind::Unavailable, "store writer stopped");
+    if sent.is_err() {
+        return vec![Err(stopped()); count];
+    }
+    answer.await.unwrap_or_else(|_| vec![Err(stopped()); count])
 }
 
 /// What an embedded-only operation answers on the PostgreSQL backend.
@@ -1101,7 +1284,7 @@ fn lock_data_dir(paths: &Paths) -> Result<File> {
 /// user's index connection), by backend.
 macro_rules! by_backend {
     ($reader:expr, |$c:ident, $id:ident| $pg:expr, $sqlite:expr) => {
-        match $reader.pg() {
+        match $reader.pg()? {
             Some((pg, $id)) => pg_read!(pg, |$c| $pg),
             None => $reader.with($sqlite),
         }
@@ -1113,11 +1296,19 @@ impl UserReader {
         &self.user
     }
 
-    /// The PostgreSQL backend and the user's id, when mail lives there.
-    fn pg(&self) -> Option<(&Pg, i64)> {
-        match (&self.imp, self.store.pg()) {
-            (ReaderImpl::Pg { id }, Some(pg)) => Some((pg, *id)),
-            _ => None,
+    /// The PostgreSQL shard and the user's id there, when mail lives in
+    /// PostgreSQL: `Moved` once the directory says the user's mail lives on
+    /// another shard (`user move`), so a session never reads the copy
+    /// left behind.
+    fn pg(&self) -> Result<Option<(&Pg, i64)>> {
+        match (&self.imp, self.store.shards()) {
+            (ReaderImpl::Pg { id, shard }, Some(shards)) => {
+                if shards.sharded() && shards.route(&self.user)? != Some(*shard) {
+                    return Err(StoreError::moved(&self.user));
+                }
+                Ok(Some((shards.pg(*shard), *id)))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -1260,7 +1451,7 @@ impl UserReader {
         )
     }
     pub fn changes(&self, mailbox: &str, since: u64) -> Result<index::Changes> {
-        match self.pg() {
+        match self.pg()? {
             // One snapshot, so the mailbox, its changes and its expunges agree.
             Some((pg, id)) => pg.block(async {
                 let mut conn = pg.client().await?;
@@ -1335,11 +1526,14 @@ impl UserReader {
         if metas.len() < 4 || span > 4 * metas.len() as u64 {
             return metas.iter().map(|m| self.summary(mailbox, m)).collect();
         }
-        let mut rows = match by_backend!(
-            self,
-            |c, id| pg::summaries_between(c, id, mailbox, first, last),
-            |c| index::summaries_between(c, mailbox, first, last)
-        ) {
+        let rows = (|| {
+            by_backend!(
+                self,
+                |c, id| pg::summaries_between(c, id, mailbox, first, last),
+                |c| index::summaries_between(c, mailbox, first, last)
+            )
+        })();
+        let mut rows = match rows {
             Ok(rows) => rows,
             Err(e) => {
                 let message = e.to_string();

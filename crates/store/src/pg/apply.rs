@@ -38,6 +38,35 @@ fn i64_of(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// Lists a new user in the directory, when it lives in the same database
+/// as the account (the first shard): in the transaction that makes the
+/// account, taking over the name's reservation if there is one
+/// (`pg::shards`).
+pub(crate) async fn directory_added(
+    client: &impl GenericClient,
+    user: &str,
+    id: i64,
+    shard: &str,
+) -> Result<()> {
+    let listed = client
+        .execute(
+            "INSERT INTO directory_users (name, id, shard, state) VALUES ($1, $2, $3, 'active')
+             ON CONFLICT (name) DO UPDATE SET id = EXCLUDED.id, shard = EXCLUDED.shard, state = 'active'
+             WHERE directory_users.state = 'creating' AND directory_users.shard = EXCLUDED.shard",
+            &[&user, &id, &shard],
+        )
+        .await
+        .map_err(|e| db_error("add a user to the directory", &e))?;
+    if listed == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::new(
+            ErrorKind::AlreadyExists,
+            format!("user {user} exists"),
+        ))
+    }
+}
+
 /// Applies `record`; `user_id` is the id of the user it belongs to (`None`
 /// for a new user, whose id this makes, and for server-wide records).
 /// Returns the id of the user the record belongs to, if any.
@@ -68,13 +97,6 @@ pub(crate) async fn apply(
                     _ => db_error("add a user", &e),
                 })?;
             let new: i64 = row.get(0);
-            exec(
-                client,
-                "add a user to the directory",
-                "INSERT INTO directory_users (name, id, shard, state) VALUES ($1, $2, 'main', 'active')",
-                &[user, &new],
-            )
-            .await?;
             return Ok(Some(new));
         }
         Record::PasswordChanged {

@@ -27,6 +27,15 @@ pub struct PostgresConfig {
     /// The CA that signed PostgreSQL's certificate (PEM), for TLS; `None`:
     /// the web's roots. See `pg::Tls`.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Several databases holding users (`[[store.shards]]`), the first
+    /// also the directory; empty: one, `dsn`, named `main`.
+    pub shards: Vec<(String, tokio_postgres::Config)>,
+    /// How long a change to a user in the middle of a move's switch-over
+    /// waits for it before it is answered as a temporary failure.
+    pub move_wait: Duration,
+    /// How long a moved user's rows stay on the shard they left, for the
+    /// sessions still reading there to notice the move (`pg::mover`).
+    pub move_grace: Duration,
 }
 
 impl PostgresConfig {
@@ -38,6 +47,18 @@ impl PostgresConfig {
             writers: 4,
             commit_timeout: Duration::from_secs(10),
             ca_file: None,
+            shards: Vec::new(),
+            move_wait: Duration::from_secs(5),
+            move_grace: Duration::from_secs(60),
+        }
+    }
+
+    /// Every shard, by name, the directory's first.
+    pub fn shard_list(&self) -> Vec<(String, tokio_postgres::Config)> {
+        if self.shards.is_empty() {
+            vec![(crate::pg::shards::SINGLE.to_string(), self.dsn.clone())]
+        } else {
+            self.shards.clone()
         }
     }
 }
@@ -51,6 +72,11 @@ pub(crate) struct Pg {
     pool: deadpool_postgres::Pool,
     /// user@host:port/db, for messages (never the password).
     pub(crate) target: String,
+    /// This database's name among the shards (`main` without shards).
+    pub(crate) shard: String,
+    /// Whether the directory and the server-wide state live in this
+    /// database (the first shard).
+    pub(crate) is_directory: bool,
     /// This database's identity (`meta.database_id`, made by the first
     /// node that opens it): what a node's derived copies are of.
     pub(crate) database_id: String,
@@ -91,14 +117,20 @@ impl Drop for Pg {
 impl Pg {
     /// Connects and checks that the database's schema is one this binary
     /// serves (`postern store migrate` makes it so).
-    pub(crate) fn open(config: PostgresConfig) -> Result<Pg> {
+    pub(crate) fn open(
+        config: &PostgresConfig,
+        shard: &str,
+        dsn: &tokio_postgres::Config,
+        is_directory: bool,
+    ) -> Result<Pg> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("store-pg")
             .enable_all()
             .build()
             .map_err(|e| StoreError::io("start the PostgreSQL runtime", e))?;
-        let mut dsn = config.dsn.clone();
+        let mut dsn = dsn.clone();
+        let target = describe(&dsn);
         dsn.connect_timeout(config.connect_timeout);
         // Durability is the database's: never weaker than "on", whatever
         // postgresql.conf says (a synchronous standby then waits too).
@@ -135,7 +167,9 @@ impl Pg {
         let pg = Pg {
             runtime: Some(runtime),
             pool,
-            target: describe(&config.dsn),
+            target,
+            shard: shard.to_string(),
+            is_directory,
             database_id: String::new(),
             listen_dsn,
             writer_dsn,

@@ -31,6 +31,14 @@ use tokio_postgres::AsyncMessage;
 
 /// The channel every node listens on.
 const CHANNEL: &str = "postern_changes";
+/// The key a `user move` announces when a user's mail changed shards
+/// (followed by the name): nodes drop their cached route and wake the
+/// user's sessions, which then find the mail moved.
+pub(crate) const MOVED_KEY: &str = "\0moved:";
+
+/// What a node does when it learns that a user moved (`pg::shards`).
+pub(crate) type OnMoved = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// A NOTIFY payload must stay under 8000 bytes.
 const PAYLOAD_BYTES_MAX: usize = 7000;
 /// How often the poll looks.
@@ -93,14 +101,15 @@ pub(crate) async fn run(
     tls: crate::pg::Tls,
     pool: deadpool_postgres::Pool,
     notifier: Arc<Notifier>,
+    moved: OnMoved,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let poll = tokio::spawn(poll(pool, notifier.clone(), stop.clone()));
+    let poll = tokio::spawn(poll(pool, notifier.clone(), moved.clone(), stop.clone()));
     let mut backoff = Duration::from_millis(100);
     let mut again = false;
     loop {
         let since = std::time::Instant::now();
-        match listen(&dsn, &tls, &notifier, &mut stop, again).await {
+        match listen(&dsn, &tls, &notifier, &moved, &mut stop, again).await {
             Ok(()) => break,
             Err(e) => {
                 if since.elapsed() > RECONNECT_MAX {
@@ -125,6 +134,7 @@ async fn listen(
     dsn: &tokio_postgres::Config,
     tls: &crate::pg::Tls,
     notifier: &Notifier,
+    moved: &OnMoved,
     stop: &mut tokio::sync::watch::Receiver<bool>,
     reconnected: bool,
 ) -> Result<()> {
@@ -171,7 +181,11 @@ async fn listen(
             payload = hearing.recv() => match payload {
                 Some(payload) => {
                     for key in payload.split('\n').filter(|k| !k.is_empty()) {
-                        notifier.notify(&decode(key));
+                        let key = decode(key);
+                        match key.strip_prefix(MOVED_KEY) {
+                            Some(user) => moved(user),
+                            None => notifier.notify(&key),
+                        }
                     }
                 }
                 None => break Err(crate::error::StoreError::new(
@@ -187,10 +201,12 @@ async fn listen(
 }
 
 /// Every second: bumps the users waited on here whose `last_seq` moved, and
-/// the senders when the server-wide log moved.
+/// the senders when the server-wide log moved; a user whose account here is
+/// no longer served from this database moved away.
 async fn poll(
     pool: deadpool_postgres::Pool,
     notifier: Arc<Notifier>,
+    moved: OnMoved,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut seen: HashMap<String, i64> = HashMap::new();
@@ -212,13 +228,20 @@ async fn poll(
         if !watched.is_empty()
             && let Ok(rows) = client
                 .query(
-                    "SELECT name, last_seq FROM users WHERE name = ANY($1)",
+                    "SELECT name, last_seq, state FROM users WHERE name = ANY($1)",
                     &[&watched],
                 )
                 .await
         {
             for row in rows {
                 let (name, seq): (String, i64) = (row.get(0), row.get(1));
+                if row.get::<_, &str>(2) == "moved_out" {
+                    // Once: its sessions end at their next read.
+                    if seen.insert(name.clone(), -1) != Some(-1) {
+                        moved(&name);
+                    }
+                    continue;
+                }
                 // A user first seen here may have changed after its watcher
                 // started and before this poll: that watcher looks again too.
                 if seen.insert(name.clone(), seq) != Some(seq) {

@@ -19,10 +19,13 @@ use crate::error::{ErrorKind, Result, StoreError};
 
 /// The files, in order. A new migration is a new file here, never an edit
 /// of one that has been released.
-const FILES: &[(&str, &str)] = &[(
-    "0001_initial.sql",
-    include_str!("migrations/0001_initial.sql"),
-)];
+const FILES: &[(&str, &str)] = &[
+    (
+        "0001_initial.sql",
+        include_str!("migrations/0001_initial.sql"),
+    ),
+    ("0002_moves.sql", include_str!("migrations/0002_moves.sql")),
+];
 
 /// `pg_advisory_lock(LOCK_CLASS, LOCK_MIGRATE)`: "post" in ASCII, then 1.
 const LOCK_CLASS: i32 = 0x706f_7374;

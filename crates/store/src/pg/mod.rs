@@ -12,14 +12,19 @@ pub(crate) mod apply;
 pub(crate) mod backend;
 pub(crate) mod listen;
 pub mod migrate;
+pub mod mover;
 pub(crate) mod read;
+pub(crate) mod route;
 pub(crate) mod server_cache;
+pub mod shards;
 pub(crate) mod tx;
 pub(crate) mod writer;
 
 pub use backend::PostgresConfig;
 
 pub use tokio_postgres::Client;
+/// A parsed connection string ([`parse_dsn`]).
+pub use tokio_postgres::Config as Dsn;
 
 use std::time::Duration;
 

@@ -779,3 +779,164 @@ pub(crate) async fn changes_snapshot(
         .map_err(|e| db_error("end a snapshot", &e))?;
     Ok(changes)
 }
+
+// ===== the directory (on the first shard; see `pg::shards`) =====
+
+/// A user's directory row.
+pub(crate) async fn directory_entry(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<crate::pg::shards::DirectoryEntry>> {
+    let found = row(
+        client,
+        "read the directory",
+        "SELECT shard, state, move_to FROM directory_users WHERE name = $1",
+        &[&name],
+    )
+    .await?;
+    Ok(found.map(|r| crate::pg::shards::DirectoryEntry {
+        shard: r.get(0),
+        state: r.get(1),
+        move_to: r.get(2),
+    }))
+}
+
+/// Whether the directory knows `name` as a user others may name (in an
+/// ACL): one that exists, also while it moves, but not one being made or
+/// deleted.
+pub(crate) async fn directory_has(client: &impl GenericClient, name: &str) -> Result<bool> {
+    Ok(row(
+        client,
+        "read the directory",
+        "SELECT 1 FROM directory_users WHERE name = $1 AND state IN ('active', 'moving')",
+        &[&name],
+    )
+    .await?
+    .is_some())
+}
+
+/// Every user the directory lists as served (not being made or deleted).
+pub(crate) async fn directory_users(client: &impl GenericClient) -> Result<Vec<String>> {
+    let found = rows(
+        client,
+        "list users",
+        "SELECT name FROM directory_users WHERE state IN ('active', 'moving')
+         ORDER BY name COLLATE \"C\"",
+        &[],
+    )
+    .await?;
+    Ok(found.iter().map(|r| r.get(0)).collect())
+}
+
+/// Of `names`, the aliases (address → users) and the users that exist, by
+/// the directory: what resolving a recipient may ask, in one round trip.
+pub(crate) async fn directory_recipients(
+    client: &impl GenericClient,
+    names: &[String],
+) -> Result<(
+    HashMap<String, Vec<String>>,
+    std::collections::HashSet<String>,
+)> {
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&names];
+    let (aliases, users) = tokio::try_join!(
+        rows(
+            client,
+            "read aliases",
+            "SELECT address, users FROM aliases WHERE address = ANY($1)",
+            &params,
+        ),
+        rows(
+            client,
+            "read users",
+            "SELECT name FROM directory_users WHERE name = ANY($1) AND state IN ('active', 'moving')",
+            &params,
+        ),
+    )?;
+    Ok((
+        aliases.iter().map(|r| (r.get(0), r.get(1))).collect(),
+        users.iter().map(|r| r.get(0)).collect(),
+    ))
+}
+
+/// Accounts per shard, by the directory (every state counts: a name being
+/// made or moved in will be served there).
+pub(crate) async fn accounts_per_shard(
+    client: &impl GenericClient,
+) -> Result<HashMap<String, u64>> {
+    let found = rows(
+        client,
+        "count accounts per shard",
+        "SELECT coalesce(move_to, shard), count(*) FROM directory_users GROUP BY 1",
+        &[],
+    )
+    .await?;
+    Ok(found
+        .iter()
+        .map(|r| (r.get(0), r.get::<_, i64>(1).max(0) as u64))
+        .collect())
+}
+
+/// The bytes of mail this database holds for its users.
+pub(crate) async fn stored_bytes(client: &impl GenericClient) -> Result<u64> {
+    let found = row(
+        client,
+        "sum stored bytes",
+        "SELECT coalesce(sum(usage_bytes), 0)::bigint FROM users WHERE state = 'active'",
+        &[],
+    )
+    .await?;
+    Ok(found.map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
+}
+
+/// Takes `name` for a new account on `shard`; `false` when the directory
+/// has it already. The row's id is the directory's own key (a shard's
+/// `users.id` is that shard's).
+pub(crate) async fn reserve_name(
+    client: &impl GenericClient,
+    name: &str,
+    shard: &str,
+) -> Result<bool> {
+    Ok(row(
+        client,
+        "reserve a user name",
+        "INSERT INTO directory_users (name, id, shard, state)
+         VALUES ($1, nextval('user_ids'), $2, 'creating')
+         ON CONFLICT (name) DO NOTHING RETURNING 1",
+        &[&name, &shard],
+    )
+    .await?
+    .is_some())
+}
+
+/// Moves a directory row from state `from` to `to`; whether it was in `from`.
+pub(crate) async fn set_directory_state(
+    client: &impl GenericClient,
+    name: &str,
+    from: &str,
+    to: &str,
+) -> Result<bool> {
+    let changed = client
+        .execute(
+            "UPDATE directory_users SET state = $3 WHERE name = $1 AND state = $2",
+            &[&name, &from, &to],
+        )
+        .await
+        .map_err(|e| db_error("change the directory", &e))?;
+    Ok(changed == 1)
+}
+
+/// Removes a user's directory row (only in `state`, when given).
+pub(crate) async fn drop_directory_entry(
+    client: &impl GenericClient,
+    name: &str,
+    state: Option<&str>,
+) -> Result<()> {
+    client
+        .execute(
+            "DELETE FROM directory_users WHERE name = $1 AND ($2::text IS NULL OR state = $2)",
+            &[&name, &state],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| db_error("change the directory", &e))
+}

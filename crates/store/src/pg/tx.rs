@@ -9,6 +9,7 @@ use crate::directory::{self, ReplicaPosition, Sms, SpamBlock};
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::index::{MailboxInfo, MessageMeta};
 use crate::intent::{Fix, Outcome, Prepared, RepairGuard};
+use crate::pg::backend::{Pg, pg_read};
 use crate::pg::server_cache::ServerCache;
 use crate::pg::{apply, db_error, read};
 use crate::record::Record;
@@ -19,10 +20,20 @@ use rusqlite::Connection;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use tokio_postgres::Transaction;
 
+/// Where a transaction's database stands among the shards (`pg::shards`).
+#[derive(Clone, Copy)]
+pub(crate) struct Place<'a> {
+    /// This database's shard name.
+    pub shard: &'a str,
+    /// The directory's database when it is another one; `None`: this one.
+    pub directory: Option<&'a Pg>,
+}
+
 pub(crate) struct PgTx<'a, 't> {
     /// The writer thread's runtime, which drives the transaction's connection.
     rt: &'a tokio::runtime::Runtime,
     tx: &'a Transaction<'t>,
+    place: Place<'a>,
     /// Whether the store takes another store's records now (`store import`).
     replica: bool,
     /// This node's copy of the server-wide state, inside a SQLite
@@ -89,6 +100,7 @@ impl<'a, 't> PgTx<'a, 't> {
     pub(crate) fn new(
         rt: &'a tokio::runtime::Runtime,
         tx: &'a Transaction<'t>,
+        place: Place<'a>,
         server: Option<&'a Connection>,
         replica: bool,
         now: i64,
@@ -97,6 +109,7 @@ impl<'a, 't> PgTx<'a, 't> {
         PgTx {
             rt,
             tx,
+            place,
             replica,
             server,
             sms_changed: false,
@@ -112,14 +125,22 @@ impl<'a, 't> PgTx<'a, 't> {
         }
     }
 
-    /// The id of an existing user (`NotFound` for an unknown one).
+    /// The id of an existing user (`NotFound` for an unknown one), whose
+    /// account is served from this database: one moved away (or still
+    /// being moved in) is `Moved`, and the store sends the change where the
+    /// directory says the user is now. Read under the user's lock, which a
+    /// move's switch-over takes too.
     fn id(&mut self, user: &str) -> Result<i64> {
         if let Some(id) = self.ids.get(user) {
             return Ok(*id);
         }
         let tx = self.tx;
         let found = self.rt.block_on(read::user(tx, user))?;
-        let (id, _) = found.ok_or_else(|| StoreError::not_found(format!("no such user {user}")))?;
+        let (id, state) =
+            found.ok_or_else(|| StoreError::not_found(format!("no such user {user}")))?;
+        if state != "active" {
+            return Err(StoreError::moved(user));
+        }
         self.ids.insert(user.to_string(), id);
         Ok(id)
     }
@@ -158,12 +179,23 @@ impl Tx for PgTx<'_, '_> {
         self.replica
     }
 
+    /// An account served here, or else one the directory lists (a user of
+    /// another shard, which an ACL here may name).
     fn user_exists(&mut self, user: &str) -> Result<bool> {
         if self.ids.contains_key(user) {
             return Ok(true);
         }
         let tx = self.tx;
-        self.rt.block_on(read::user_exists(tx, user))
+        match self.rt.block_on(read::user(tx, user))? {
+            Some((id, state)) if state == "active" => {
+                self.ids.insert(user.to_string(), id);
+                Ok(true)
+            }
+            _ => match self.place.directory {
+                None => self.rt.block_on(read::directory_has(tx, user)),
+                Some(directory) => pg_read!(directory, |c| read::directory_has(c, user)),
+            },
+        }
     }
 
     fn alias(&mut self, address: &str) -> Result<Option<Vec<String>>> {
@@ -341,7 +373,7 @@ impl Tx for PgTx<'_, '_> {
             None => Some(self.server()?),
             Some(_) => None,
         };
-        let (tx, now) = (self.tx, self.now);
+        let (tx, now, place) = (self.tx, self.now, self.place);
         let (applied, seq) = self.rt.block_on(async {
             if let (Some(id), false) = (user_id, matches!(record, Record::UserAdded { .. })) {
                 // The record and its log entry in one round trip (pipelined).
@@ -352,6 +384,11 @@ impl Tx for PgTx<'_, '_> {
                 return Ok::<_, StoreError>((Some(id), None));
             }
             let user_id = apply::apply(tx, user_id, &record, summary).await?;
+            if let (Record::UserAdded { user, .. }, Some(id), None) =
+                (&record, user_id, place.directory)
+            {
+                apply::directory_added(tx, user, id, place.shard).await?;
+            }
             let seq = match user_id {
                 Some(id) => {
                     apply::log_change(tx, id, now, &record).await?;

@@ -41,6 +41,8 @@ const LOCK_CLASS: i32 = 0x706f_7374;
 
 pub(crate) struct PgWriter {
     pub pg: Arc<Pg>,
+    /// The directory's database, when it is not this writer's (`pg::shards`).
+    pub directory: Option<Arc<Pg>>,
     pub cache: Arc<ServerCache>,
     pub requests: Arc<Mutex<Receiver<Request>>>,
     pub notifier: Arc<Notifier>,
@@ -209,7 +211,10 @@ impl PgWriter {
             &[&LOCK_CLASS, &locks],
         ))
         .map_err(|e| db_error("lock the batch's users", &e))?;
-        if !intents.iter().any(|i| changes_server_state(i)) {
+        // The server-wide state lives with the directory: a writer of
+        // another shard never takes its lock (the store sends it no such
+        // intent; one that comes anyway is refused by `PgTx`).
+        if !self.pg.is_directory || !intents.iter().any(|i| changes_server_state(i)) {
             let committed = self.plan_in(runtime, &tx, None, intents)?;
             commit(runtime, tx, self.commit_timeout, discard)?;
             return Ok(committed);
@@ -247,9 +252,14 @@ impl PgWriter {
         server: Option<&rusqlite::Connection>,
         intents: &[&Intent],
     ) -> Result<Committed> {
+        let place = crate::pg::tx::Place {
+            shard: &self.pg.shard,
+            directory: self.directory.as_deref(),
+        };
         let mut ptx = PgTx::new(
             runtime,
             tx,
+            place,
             server,
             self.read_only.load(std::sync::atomic::Ordering::Acquire),
             crate::writer::now_seconds(),
@@ -350,6 +360,7 @@ fn changes_server_state(intent: &Intent) -> bool {
         | Intent::SetSmsAlert { .. }
         | Intent::Repair { .. }
         | Intent::CollectGarbage { .. }
+        | Intent::ForgetUser { .. }
         | Intent::RestoreBlob { .. } => false,
         // Aliases (a deleted user leaves them), outboxes, the status page,
         // blocks, tokens, subscribers; an import (its position is kept there).
@@ -367,7 +378,7 @@ async fn users_to_lock(
     for intent in intents {
         let (user, other) = intent_users(intent);
         names.extend(user.into_iter().chain(other).map(str::to_string));
-        if let Intent::DeleteUser { user } = intent {
+        if let Intent::DeleteUser { user } | Intent::ForgetUser { user } = intent {
             for (owner, _, _) in read::acl_naming(tx, user).await? {
                 names.insert(owner);
             }

@@ -22,14 +22,19 @@ pub mod mail;
 pub enum Backend {
     Embedded,
     Postgres,
+    /// PostgreSQL with two shards, `a` (the directory) and `b`: new users
+    /// alternate between them.
+    Sharded,
 }
 
 /// An open store and what it lives in; shut down when dropped.
 pub struct Opened {
     pub store: Store,
     pub dir: tempfile::TempDir,
-    /// The database, on PostgreSQL.
+    /// The database, on PostgreSQL (the directory's, with shards).
     pub database: Option<tokio_postgres::Config>,
+    /// Every shard's database, by name.
+    pub shards: Vec<(String, tokio_postgres::Config)>,
 }
 
 impl std::ops::Deref for Opened {
@@ -50,12 +55,20 @@ impl Backend {
     pub fn open(self, tweak: impl FnOnce(&mut StoreConfig)) -> Opened {
         let dir = tempfile::tempdir().unwrap();
         let mut config = StoreConfig::new(dir.path().to_path_buf());
-        let database = match self {
-            Backend::Embedded => None,
+        let (database, shards) = match self {
+            Backend::Embedded => (None, Vec::new()),
             Backend::Postgres => {
                 let database = new_database();
                 config.postgres = Some(pg_config(&database));
-                Some(database)
+                (Some(database), Vec::new())
+            }
+            Backend::Sharded => {
+                let shards = vec![
+                    ("a".to_string(), new_database()),
+                    ("b".to_string(), new_database()),
+                ];
+                config.postgres = Some(sharded_config(&shards));
+                (Some(shards[0].1.clone()), shards)
             }
         };
         tweak(&mut config);
@@ -64,6 +77,7 @@ impl Backend {
             store,
             dir,
             database,
+            shards,
         }
     }
 }
@@ -73,6 +87,15 @@ pub fn pg_config(database: &tokio_postgres::Config) -> store::pg::PostgresConfig
     let mut config = store::pg::PostgresConfig::new(database.clone());
     config.connections_max = 8;
     config.writers = 2;
+    config
+}
+
+/// Settings of a store whose users live on `shards` (the first holds the
+/// directory), with no grace before a move deletes what it left (the config allows no less than 10 s; nothing here reads stale routes).
+pub fn sharded_config(shards: &[(String, tokio_postgres::Config)]) -> store::pg::PostgresConfig {
+    let mut config = pg_config(&shards[0].1);
+    config.shards = shards.to_vec();
+    config.move_grace = std::time::Duration::ZERO;
     config
 }
 
@@ -127,7 +150,7 @@ pub fn sql(database: &tokio_postgres::Config, statement: &str) -> Vec<tokio_post
 }
 
 /// Test functions that take a [`Backend`], run once on each: as
-/// `embedded::NAME` and `postgres::NAME`.
+/// `embedded::NAME`, `postgres::NAME` and `sharded::NAME`.
 #[macro_export]
 macro_rules! backends {
     ($($name:ident),* $(,)?) => {
@@ -144,6 +167,14 @@ macro_rules! backends {
                 #[test]
                 fn $name() {
                     super::$name($crate::support::Backend::Postgres);
+                }
+            )*
+        }
+        mod sharded {
+            $(
+                #[test]
+                fn $name() {
+                    super::$name($crate::support::Backend::Sharded);
                 }
             )*
         }

@@ -1,0 +1,286 @@
+//! Changes with several shards (`pg::shards`): each intent goes to the
+//! writers of the shard that holds its user, all shards' batches at once.
+//!
+//! - A change that finds its user moved away (`Moved`, from a writer that
+//!   holds the user's lock after a move's switch-over) asks the directory
+//!   again and goes to the new shard; during the switch-over itself it
+//!   waits, 50 ms at a time, for up to `[store] move_wait_ms`, then is
+//!   answered as a temporary failure (LMTP 451: the MTA tries again). So a
+//!   delivery is acknowledged only by the shard that holds the user when
+//!   the move is over, and none is lost.
+//! - Server-wide changes (aliases, status page, outboxes, tokens, blocks,
+//!   an import) go to the first shard, which holds that state.
+//! - Content GC runs on every shard.
+//! - Adding and deleting a user span the directory and a shard: ordered
+//!   steps, each safe to run again, so a node that stops half way leaves
+//!   something that the same command finishes.
+
+use crate::error::{ErrorKind, Result, StoreError};
+use crate::intent::{Intent, Outcome};
+use crate::pg::backend::pg_read;
+use crate::pg::read;
+use crate::pg::shards::Shards;
+use crate::planner::intent_users;
+use crate::store::{Store, submit_to};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// How long a change waits before asking the directory again during a
+/// move's switch-over.
+const MOVE_RETRY: Duration = Duration::from_millis(50);
+
+/// Where an intent is planned.
+enum Destination {
+    Shard(usize),
+    /// On every shard (content GC; a deleted user's grants).
+    Every,
+}
+
+/// [`Store::submit`] with several shards.
+pub(crate) async fn submit(
+    _store: &Store,
+    shards: &Shards,
+    intents: Vec<Intent>,
+) -> Vec<Result<Outcome>> {
+    let mut results: Vec<Option<Result<Outcome>>> = (0..intents.len()).map(|_| None).collect();
+    // In order: the changes between two account changes go as one batch per
+    // shard; an account change alone.
+    let mut run: Vec<usize> = Vec::new();
+    for (index, intent) in intents.iter().enumerate() {
+        let account = match intent {
+            Intent::AddUser { user, .. } => {
+                submit_run(shards, &intents, std::mem::take(&mut run), &mut results).await;
+                Some(add_user(shards, user, intent).await)
+            }
+            Intent::DeleteUser { user } => {
+                submit_run(shards, &intents, std::mem::take(&mut run), &mut results).await;
+                Some(delete_user(shards, user).await)
+            }
+            _ => None,
+        };
+        match account {
+            Some(answer) => results[index] = Some(answer),
+            None => run.push(index),
+        }
+    }
+    submit_run(shards, &intents, run, &mut results).await;
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(StoreError::new(ErrorKind::Unavailable, "no answer"))))
+        .collect()
+}
+
+/// The intents `run` of `intents`, each on its shard, answered in `results`.
+async fn submit_run(
+    shards: &Shards,
+    intents: &[Intent],
+    run: Vec<usize>,
+    results: &mut [Option<Result<Outcome>>],
+) {
+    let deadline = Instant::now() + shards.move_wait;
+    let mut pending = run;
+    while !pending.is_empty() {
+        let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        let mut everywhere = Vec::new();
+        for index in pending.drain(..) {
+            match destination(shards, &intents[index]) {
+                Ok(Destination::Shard(shard)) => groups.entry(shard).or_default().push(index),
+                Ok(Destination::Every) => everywhere.push(index),
+                Err(e) => results[index] = Some(Err(e)),
+            }
+        }
+        let batches = groups.into_iter().map(|(shard, indexes)| {
+            let batch = indexes.iter().map(|i| intents[*i].clone()).collect();
+            async move { (indexes, submit_to(shards.sender(shard), batch).await) }
+        });
+        let answered = futures_util::future::join_all(batches).await;
+        for index in everywhere {
+            results[index] = Some(on_every_shard(shards, &intents[index]).await);
+        }
+        for (indexes, answers) in answered {
+            for (index, answer) in indexes.into_iter().zip(answers) {
+                match answer {
+                    Err(e) if e.kind == ErrorKind::Moved => {
+                        if let Some(user) = intent_users(&intents[index]).0 {
+                            shards.forget(user);
+                        }
+                        if Instant::now() < deadline {
+                            pending.push(index);
+                        } else {
+                            results[index] = Some(Err(StoreError::new(
+                                ErrorKind::Unavailable,
+                                format!("{}: the move is not over yet; try again", e.message),
+                            )));
+                        }
+                    }
+                    answer => results[index] = Some(answer),
+                }
+            }
+        }
+        if !pending.is_empty() {
+            tokio::time::sleep(MOVE_RETRY).await;
+        }
+    }
+}
+
+/// The shard an intent is planned on.
+fn destination(shards: &Shards, intent: &Intent) -> Result<Destination> {
+    if matches!(
+        intent,
+        Intent::CollectGarbage { .. } | Intent::ForgetUser { .. }
+    ) {
+        return Ok(Destination::Every);
+    }
+    let (user, other) = match intent {
+        Intent::SetQuota { user, .. } | Intent::SetSmsAlert { user, .. } => {
+            (Some(user.as_str()), None)
+        }
+        intent => intent_users(intent),
+    };
+    // Server-wide: the first shard. A user the directory does not know: the
+    // first shard too, whose planner answers as for any unknown user.
+    let Some(user) = user else {
+        return Ok(Destination::Shard(0));
+    };
+    let shard = shards.route(user)?.unwrap_or(0);
+    if let Some(other) = other
+        && shards.route(other)?.unwrap_or(0) != shard
+    {
+        return Err(StoreError::invalid(format!(
+            "the mailboxes of {user} and {other} are on different shards: copying between them is not supported yet; copy through the client (FETCH and APPEND)"
+        )));
+    }
+    Ok(Destination::Shard(shard))
+}
+
+/// Runs `intent` on every shard: the first refusal, or the outcomes summed.
+async fn on_every_shard(shards: &Shards, intent: &Intent) -> Result<Outcome> {
+    let runs =
+        (0..shards.list.len()).map(|shard| submit_to(shards.sender(shard), vec![intent.clone()]));
+    let mut total = Outcome::Done;
+    for answer in futures_util::future::join_all(runs).await {
+        let outcome = answer
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(StoreError::new(ErrorKind::Unavailable, "no answer")))?;
+        total = match (total, outcome) {
+            (
+                Outcome::Collected {
+                    blobs_removed: a,
+                    bytes_copied: b,
+                    packs_deleted: c,
+                },
+                Outcome::Collected {
+                    blobs_removed: x,
+                    bytes_copied: y,
+                    packs_deleted: z,
+                },
+            ) => Outcome::Collected {
+                blobs_removed: a + x,
+                bytes_copied: b + y,
+                packs_deleted: c + z,
+            },
+            (Outcome::Done, outcome) => outcome,
+            (total, _) => total,
+        };
+    }
+    Ok(total)
+}
+
+async fn one(shards: &Shards, shard: usize, intent: Intent) -> Result<Outcome> {
+    submit_to(shards.sender(shard), vec![intent])
+        .await
+        .pop()
+        .unwrap_or_else(|| Err(StoreError::new(ErrorKind::Unavailable, "no answer")))
+}
+
+/// A new user: the name taken in the directory (`creating`), the account
+/// made on the shard chosen for it, the name marked `active`.
+async fn add_user(shards: &Shards, user: &str, intent: &Intent) -> Result<Outcome> {
+    let shard = shards.reserve(user)?;
+    let answer = one(shards, shard, intent.clone()).await;
+    match &answer {
+        Ok(_) => shards.activate(user)?,
+        // Made before (an earlier attempt that stopped before marking it,
+        // or another node's at the same moment): listed now, and this
+        // attempt's password is not the one stored, so it says so.
+        Err(e) if e.kind == ErrorKind::AlreadyExists => shards.activate(user)?,
+        Err(_) => {
+            if let Err(e) = shards.release(user) {
+                tracing::warn!(event = "directory_release_failed", user, error = %e, "the name stays reserved; adding it again finishes or releases it");
+            }
+        }
+    }
+    answer
+}
+
+/// A user deleted: marked `deleting` in the directory (no new grants name
+/// them, the name cannot be taken again); the account deleted on its shard;
+/// the entries naming them in other owners' ACLs removed on every other
+/// shard; the aliases; the directory row. Running it again after a stop
+/// half way finishes it.
+async fn delete_user(shards: &Shards, user: &str) -> Result<Outcome> {
+    let entry = shards
+        .entry(user)?
+        .filter(|e| e.state != "creating")
+        .ok_or_else(|| StoreError::not_found(format!("no such user {user}")))?;
+    match entry.state.as_str() {
+        "moving" => {
+            return Err(StoreError::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "{user} is being moved to shard {}; delete them when the move is over",
+                    entry.move_to.as_deref().unwrap_or("?")
+                ),
+            ));
+        }
+        "active" => {
+            pg_read!(shards.directory(), |c| read::set_directory_state(
+                c, user, "active", "deleting"
+            ))?;
+        }
+        _ => {}
+    }
+    let home = shards.index_of(&entry.shard, user)?;
+    match one(
+        shards,
+        home,
+        Intent::DeleteUser {
+            user: user.to_string(),
+        },
+    )
+    .await
+    {
+        Ok(_) => {}
+        Err(e) if e.kind == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    for shard in (0..shards.list.len()).filter(|s| *s != home) {
+        one(
+            shards,
+            shard,
+            Intent::ForgetUser {
+                user: user.to_string(),
+            },
+        )
+        .await?;
+    }
+    let aliases = pg_read!(shards.directory(), |c| read::aliases(c))?;
+    for (address, members) in aliases {
+        if !members.iter().any(|m| m == user) {
+            continue;
+        }
+        let users: Vec<String> = members.into_iter().filter(|m| m != user).collect();
+        let intent = if users.is_empty() {
+            Intent::RemoveAlias { address }
+        } else {
+            Intent::SetAlias { address, users }
+        };
+        one(shards, 0, intent).await?;
+    }
+    pg_read!(shards.directory(), |c| read::drop_directory_entry(
+        c, user, None
+    ))?;
+    shards.forget(user);
+    Ok(Outcome::Done)
+}

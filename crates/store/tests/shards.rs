@@ -1,0 +1,369 @@
+//! Users spread over two PostgreSQL shards (`[[store.shards]]`): placement,
+//! routing, and `user move` while the user's mail keeps changing.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use postern_store as store;
+use std::sync::atomic::{AtomicBool, Ordering};
+use store::{ErrorKind, FlagMode, Intent, Outcome, Store};
+use support::mail::{add_flags, add_user, create, deliver, message};
+use support::{Backend, sql};
+
+/// What a client sees of a user's mail: every mailbox with its UIDVALIDITY,
+/// UIDNEXT and HIGHESTMODSEQ, and each message's UID, MODSEQ, flags,
+/// EMAILID and bytes.
+fn snapshot(store: &Store, user: &str) -> Vec<String> {
+    let reader = store.reader(user).unwrap();
+    let mut out = Vec::new();
+    for mailbox in reader.mailboxes().unwrap() {
+        out.push(format!(
+            "{} {} {} {} {:?}",
+            mailbox.name,
+            mailbox.uid_validity,
+            mailbox.uid_next,
+            mailbox.highest_modseq,
+            mailbox.special_use
+        ));
+        for meta in reader.messages(&mailbox.id).unwrap() {
+            let bytes = reader.message_bytes(&mailbox.id, &meta).unwrap();
+            out.push(format!(
+                "  {} {} {:?} {} {}",
+                meta.uid,
+                meta.modseq,
+                meta.flags,
+                meta.email_id,
+                String::from_utf8_lossy(&bytes)
+            ));
+        }
+    }
+    out
+}
+
+fn shard_of(store: &Store, user: &str) -> String {
+    store.directory_entry(user).unwrap().unwrap().shard
+}
+
+/// The other shard's name.
+fn other(shard: &str) -> &'static str {
+    if shard == "a" { "b" } else { "a" }
+}
+
+/// Rows of `user`'s account on a shard's database, in any state.
+fn accounts_named(database: &tokio_postgres::Config, user: &str) -> Vec<String> {
+    sql(
+        database,
+        &format!("SELECT state FROM users WHERE name = '{user}'"),
+    )
+    .iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+#[test]
+fn new_users_go_to_the_shard_with_the_fewest_accounts() {
+    let store = Backend::Sharded.open(|_| {});
+    for n in 0..6 {
+        add_user(&store, &format!("user{n}"));
+    }
+    let mut on: Vec<String> = (0..6)
+        .map(|n| shard_of(&store, &format!("user{n}")))
+        .collect();
+    on.sort();
+    assert_eq!(on, ["a", "a", "a", "b", "b", "b"]);
+    // Each account lives on its shard alone, and the directory lists all.
+    for (name, database) in &store.shards {
+        let count: i64 = sql(database, "SELECT count(*) FROM users")[0].get(0);
+        assert_eq!(count, 3, "shard {name}");
+    }
+    assert_eq!(store.users().unwrap().len(), 6);
+    assert_eq!(store.shard_names(), ["a", "b"]);
+    // The name is taken across shards.
+    let again = store.submit_one_blocking(Intent::AddUser {
+        user: "user1".into(),
+        password_hash: "x".into(),
+    });
+    assert_eq!(again.unwrap_err().kind, ErrorKind::AlreadyExists);
+}
+
+#[test]
+fn a_moved_user_keeps_every_uid_flag_and_modseq() {
+    let store = Backend::Sharded.open(|_| {});
+    add_user(&store, "alice");
+    add_user(&store, "bob");
+    let from = shard_of(&store, "alice");
+    let uids = deliver(&store, &["alice"], &message(1));
+    deliver(&store, &["alice", "bob"], &message(2));
+    deliver(&store, &["alice"], &message(3));
+    add_flags(&store, uids.clone(), &["\\Seen", "$Important"]);
+    create(&store, "alice", "Projects");
+    store
+        .submit_one_blocking(Intent::Expunge {
+            user: "alice".into(),
+            mailbox: "INBOX".into(),
+            uids: Some(vec![uids[0]]),
+        })
+        .unwrap();
+    let before = snapshot(&store, "alice");
+    let bob_before = snapshot(&store, "bob");
+    let old_reader = store.reader("alice").unwrap();
+
+    let mut phases = Vec::new();
+    let report = store
+        .move_user("alice", other(&from), &mut |p| {
+            if phases.last() != Some(&p.phase) {
+                phases.push(p.phase);
+            }
+        })
+        .unwrap();
+    assert_eq!(
+        (report.from.as_str(), report.to.as_str()),
+        (from.as_str(), other(&from))
+    );
+    assert!(report.bytes_copied > 0, "{report:?}");
+    assert_eq!(shard_of(&store, "alice"), other(&from));
+    assert_eq!(phases.first(), Some(&"copy"), "{phases:?}");
+    assert!(phases.contains(&"switch"), "{phases:?}");
+
+    assert_eq!(snapshot(&store, "alice"), before);
+    assert_eq!(
+        snapshot(&store, "bob"),
+        bob_before,
+        "another user is untouched"
+    );
+    // A session that read the old shard is told to start again, never
+    // served what is left there.
+    assert_eq!(old_reader.mailboxes().unwrap_err().kind, ErrorKind::Moved);
+    // The new shard serves changes, which go on from where they were.
+    let next = deliver(&store, &["alice"], &message(4));
+    assert_eq!(next, vec![uids[0] + 3]);
+    assert_eq!(
+        store.authenticate("alice", "secret").unwrap().as_deref(),
+        Some("alice")
+    );
+    // The rows on the old shard are gone (no grace in the tests' settings).
+    let databases: std::collections::HashMap<_, _> = store.shards.iter().cloned().collect();
+    assert!(accounts_named(&databases[from.as_str()], "alice").is_empty());
+    assert_eq!(
+        accounts_named(&databases[other(&from)], "alice"),
+        ["active"]
+    );
+
+    // And back again.
+    store.move_user("alice", &from, &mut |_| {}).unwrap();
+    assert_eq!(shard_of(&store, "alice"), from);
+    let mut after = snapshot(&store, "alice");
+    after.retain(|line| !line.contains("message 4"));
+    assert_eq!(after.len(), before.len());
+}
+
+#[test]
+fn deliveries_during_a_move_are_all_kept() {
+    let store = Backend::Sharded.open(|config| {
+        if let Some(pg) = config.postgres.as_mut() {
+            pg.move_wait = std::time::Duration::from_secs(10);
+        }
+    });
+    add_user(&store, "alice");
+    for n in 0..200 {
+        deliver(&store, &["alice"], &message(n));
+    }
+    let from = shard_of(&store, "alice");
+    let moving = AtomicBool::new(true);
+    let (acknowledged, refused) = std::thread::scope(|s| {
+        let deliveries = s.spawn(|| {
+            let mut acknowledged = Vec::new();
+            let mut refused = 0;
+            let mut n = 1000;
+            // Until the move is over, and a few after it.
+            let mut after = 0;
+            while after < 20 {
+                if !moving.load(Ordering::Acquire) {
+                    after += 1;
+                }
+                let prepared = store.prepare(message(n));
+                match store.submit_one_blocking(Intent::Append {
+                    user: "alice".into(),
+                    mailbox: "INBOX".into(),
+                    message: prepared,
+                    flags: vec![],
+                    internal_date: None,
+                }) {
+                    Ok(Outcome::Appended { uid, .. }) => acknowledged.push((uid, n)),
+                    Ok(other) => panic!("{other:?}"),
+                    Err(e) => {
+                        assert_eq!(e.kind, ErrorKind::Unavailable, "{e}");
+                        refused += 1;
+                    }
+                }
+                n += 1;
+            }
+            (acknowledged, refused)
+        });
+        store.move_user("alice", other(&from), &mut |_| {}).unwrap();
+        moving.store(false, Ordering::Release);
+        deliveries.join().unwrap()
+    });
+    assert_eq!(shard_of(&store, "alice"), other(&from));
+    assert!(acknowledged.len() >= 20, "{}", acknowledged.len());
+    let reader = store.reader("alice").unwrap();
+    let inbox = reader.mailbox("INBOX").unwrap().unwrap();
+    let messages = reader.messages(&inbox.id).unwrap();
+    let uids: Vec<u32> = messages.iter().map(|m| m.uid).collect();
+    assert_eq!(
+        uids,
+        (1..=uids.len() as u32).collect::<Vec<_>>(),
+        "no gap, none twice"
+    );
+    for (uid, n) in &acknowledged {
+        let meta = messages.iter().find(|m| m.uid == *uid).unwrap();
+        let bytes = reader.message_bytes(&inbox.id, meta).unwrap();
+        assert_eq!(bytes, message(*n), "UID {uid}");
+    }
+    // Every message stored was acknowledged (a refused one was not stored).
+    assert_eq!(
+        messages.len(),
+        200 + acknowledged.len(),
+        "refused: {refused}"
+    );
+}
+
+#[test]
+fn a_move_can_be_undone_before_its_switch_and_run_again() {
+    let store = Backend::Sharded.open(|_| {});
+    add_user(&store, "alice");
+    deliver(&store, &["alice"], &message(1));
+    let from = shard_of(&store, "alice");
+    let to = other(&from);
+    let databases: std::collections::HashMap<_, _> = store.shards.iter().cloned().collect();
+    // A move that stopped after marking and copying part of the user: the
+    // directory says "moving", the target holds a partial copy.
+    let directory = store.database.clone().unwrap();
+    sql(
+        &directory,
+        &format!(
+            "UPDATE directory_users SET state = 'moving', move_to = '{to}' WHERE name = 'alice'"
+        ),
+    );
+    sql(
+        &databases[to],
+        "INSERT INTO users (id, name, password_hash, state) VALUES (nextval('user_ids'), 'alice', 'x', 'moving_in')",
+    );
+    // Meanwhile it is served from where it was, and a move elsewhere or a
+    // delete waits for it.
+    assert_eq!(
+        snapshot(&store, "alice").len(),
+        store::DEFAULT_MAILBOXES.len() + 1
+    );
+    let delete = store.submit_one_blocking(Intent::DeleteUser {
+        user: "alice".into(),
+    });
+    assert_eq!(delete.unwrap_err().kind, ErrorKind::Unavailable);
+
+    let entry = store.abort_move("alice").unwrap();
+    assert_eq!(
+        (entry.shard.as_str(), entry.state.as_str()),
+        (from.as_str(), "active")
+    );
+    assert!(accounts_named(&databases[to], "alice").is_empty());
+    assert_eq!(
+        store.abort_move("alice").unwrap_err().kind,
+        ErrorKind::Invalid
+    );
+
+    // Stopped again half way: running the move again starts it over.
+    sql(
+        &directory,
+        &format!(
+            "UPDATE directory_users SET state = 'moving', move_to = '{to}' WHERE name = 'alice'"
+        ),
+    );
+    sql(
+        &databases[to],
+        "INSERT INTO users (id, name, password_hash, state) VALUES (nextval('user_ids'), 'alice', 'x', 'moving_in')",
+    );
+    let before = snapshot(&store, "alice");
+    store.move_user("alice", to, &mut |_| {}).unwrap();
+    assert_eq!(snapshot(&store, "alice"), before);
+    // Nothing left to do, in words.
+    let again = store.move_user("alice", to, &mut |_| {}).unwrap_err();
+    assert_eq!(again.kind, ErrorKind::Invalid);
+    assert!(again.message.contains("already"), "{again}");
+    let unknown = store
+        .move_user("alice", "nowhere", &mut |_| {})
+        .unwrap_err();
+    assert!(unknown.message.contains("a, b"), "{unknown}");
+    let nobody = store.move_user("nobody", to, &mut |_| {}).unwrap_err();
+    assert_eq!(nobody.kind, ErrorKind::NotFound);
+}
+
+#[test]
+fn sharing_works_across_shards_and_copying_across_them_is_refused_in_words() {
+    let store = Backend::Sharded.open(|_| {});
+    add_user(&store, "alice");
+    add_user(&store, "bob");
+    assert_ne!(shard_of(&store, "alice"), shard_of(&store, "bob"));
+    deliver(&store, &["alice"], &message(1));
+    let acl = |identifier: &str, rights: Option<&str>| {
+        store.submit_one_blocking(Intent::SetAcl {
+            actor: None,
+            user: "alice".into(),
+            mailbox: "INBOX".into(),
+            identifier: store::acl::Identifier::parse(identifier).unwrap(),
+            change: rights.map(|r| store::acl::RightsChange::parse(r).unwrap()),
+            entries_max: 100,
+        })
+    };
+    // Bob lives on the other shard: alice's ACL may name him.
+    acl("bob", Some("lr")).unwrap();
+    assert_eq!(
+        acl("nobody", Some("lr")).unwrap_err().kind,
+        ErrorKind::Invalid
+    );
+    let inbox = store
+        .reader("alice")
+        .unwrap()
+        .mailbox("INBOX")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.shared_with("bob").unwrap(),
+        vec![("alice".to_string(), inbox.id.clone())]
+    );
+    let copy = store.submit_one_blocking(Intent::Copy {
+        user: "bob".into(),
+        from_user: Some("alice".into()),
+        from: "INBOX".into(),
+        uids: vec![1],
+        to: "INBOX".into(),
+        remove_source: false,
+    });
+    let refused = copy.unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Invalid);
+    assert!(refused.message.contains("different shards"), "{refused}");
+    // Deleting bob removes him from alice's ACL on the other shard.
+    store
+        .submit_one_blocking(Intent::DeleteUser { user: "bob".into() })
+        .unwrap();
+    assert!(store.shared_with("bob").unwrap().is_empty());
+    let rights = store
+        .reader("alice")
+        .unwrap()
+        .rights(&inbox.id, "bob")
+        .unwrap();
+    assert!(rights.is_empty(), "{rights:?}");
+    assert!(store.directory_entry("bob").unwrap().is_none());
+    // The name is free again, and the new bob inherits nothing.
+    add_user(&store, "bob");
+    assert!(store.shared_with("bob").unwrap().is_empty());
+    let flags = store.submit_one_blocking(Intent::StoreFlags {
+        user: "bob".into(),
+        mailbox: "INBOX".into(),
+        uids: vec![1],
+        mode: FlagMode::Add,
+        flags: vec!["\\Seen".into()],
+        unchanged_since: None,
+    });
+    assert!(flags.is_ok());
+}
