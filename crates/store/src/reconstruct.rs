@@ -160,11 +160,6 @@ impl Store {
     /// Runs reconstruct (see the module documentation). Blocking: run it on a
     /// thread of its own. `progress` is called now and then.
     pub fn reconstruct(&self, options: &Options, progress: &dyn Fn(Progress)) -> Result<Report> {
-        if self.pg().is_some() {
-            return Err(crate::error::StoreError::invalid(
-                "reconstruct is not built for the PostgreSQL backend yet (issue 10, step 14 of docs/design/postgres-cluster.md)",
-            ));
-        }
         let started = Instant::now();
         let mut report = Report {
             check_only: options.check_only,
@@ -180,6 +175,24 @@ impl Store {
             }
             None => self.users()?,
         };
+        if let Some(shards) = self.shards() {
+            self.reconstruct_pg(
+                shards,
+                &users,
+                options,
+                &mut throttle,
+                &mut report,
+                progress,
+            );
+            progress(Progress {
+                phase: "done".into(),
+                done: users.len() as u64,
+                total: users.len() as u64,
+            });
+            report.blob_bytes_read = throttle.bytes;
+            report.elapsed_ms = started.elapsed().as_millis() as u64;
+            return Ok(report);
+        }
         progress(Progress {
             phase: "journal".into(),
             done: 0,
@@ -218,6 +231,78 @@ impl Store {
         report.blob_bytes_read = throttle.bytes - report.journal_bytes_read;
         report.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(report)
+    }
+
+    /// Reconstruct on PostgreSQL (`pg::repair`): each user's rows against
+    /// their change log, read in one snapshot of their shard.
+    fn reconstruct_pg(
+        &self,
+        shards: &crate::pg::shards::Shards,
+        users: &[String],
+        options: &Options,
+        throttle: &mut Throttle,
+        report: &mut Report,
+        progress: &dyn Fn(Progress),
+    ) {
+        for (done, user) in users.iter().enumerate() {
+            progress(Progress {
+                phase: "users".into(),
+                done: done as u64,
+                total: users.len() as u64,
+            });
+            let mut attempt = 0;
+            loop {
+                let checked = (|| {
+                    let shard = shards.route_existing(user)?;
+                    let pg = shards.pg(shard);
+                    let snapshot = pg.block(async {
+                        let mut conn = pg.client().await?;
+                        let id = crate::pg::read::user_id(&**conn, user).await?;
+                        crate::pg::repair::snapshot(&mut conn, id).await
+                    })?;
+                    let journal = JournalRead {
+                        records: HashMap::new(),
+                        end: snapshot.last_seq.max(0) as u64 + 1,
+                        incomplete: false,
+                    };
+                    compare(
+                        self,
+                        user,
+                        &snapshot.records,
+                        &journal,
+                        &snapshot.live,
+                        options,
+                        throttle,
+                        report,
+                    )
+                })();
+                match checked {
+                    Err(e) if e.kind == ErrorKind::Conflict && attempt < CONFLICT_RETRIES => {
+                        attempt += 1;
+                    }
+                    Err(e) => {
+                        let busy = e.kind == ErrorKind::Conflict;
+                        report.add(Problem {
+                            user: Some(user.clone()),
+                            mailbox: None,
+                            uid: None,
+                            kind: if busy { "busy" } else { "rows_unreadable" },
+                            detail: if busy {
+                                format!(
+                                    "the mailboxes changed under {CONFLICT_RETRIES} repairs in a row; run again"
+                                )
+                            } else {
+                                e.to_string()
+                            },
+                            repaired: false,
+                        });
+                        break;
+                    }
+                    Ok(()) => break,
+                }
+            }
+            report.users += 1;
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -526,10 +611,38 @@ fn check_user(
         recreate(store, user, records, journal, empty)?;
     }
     let live = index::open_existing(&path)?;
+    compare(
+        store, user, records, journal, &live, options, throttle, report,
+    )
+}
+
+/// Compares `live` (a user's index, or on PostgreSQL a scratch copy of the
+/// user's rows) with the truth `records` replay to, and repairs what
+/// differs (unless checking only). `Conflict`: a mailbox changed under a
+/// repair; the caller runs it again.
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    store: &Store,
+    user: &str,
+    records: &[Entry],
+    journal: &JournalRead,
+    live: &rusqlite::Connection,
+    options: &Options,
+    throttle: &mut Throttle,
+    report: &mut Report,
+) -> Result<()> {
+    let problem = |mailbox: Option<&str>, uid: Option<u32>, kind, detail: String| Problem {
+        user: Some(user.to_string()),
+        mailbox: mailbox.map(str::to_string),
+        uid,
+        kind,
+        detail,
+        repaired: false,
+    };
     // The snapshot: everything below is read at one applied LSN.
     live.execute_batch("BEGIN")?;
     let snapshot = (|| -> Result<_> {
-        let lsn = index::applied_lsn(&live)?;
+        let lsn = index::applied_lsn(live)?;
         let mut extra = Vec::new();
         if lsn >= journal.end {
             // Records committed since the journal was read.
@@ -552,17 +665,17 @@ fn check_user(
             )?;
         }
         truth.execute_batch("COMMIT")?;
-        let live_boxes = index::mailboxes(&live)?;
+        let live_boxes = index::mailboxes(live)?;
         let mut boxes = Vec::new();
         for truth_box in index::mailboxes(&truth)? {
             let live_box = live_boxes.iter().find(|b| b.id == truth_box.id).cloned();
             let truth_rows = index::messages(&truth, &truth_box.id)?;
             let live_rows = match live_box {
-                Some(_) => index::message_rows(&live, &truth_box.id, false)?,
+                Some(_) => index::message_rows(live, &truth_box.id, false)?,
                 None => Vec::new(),
             };
             let truth_tombs = index::tombstones(&truth, &truth_box.id)?;
-            let live_tombs = index::tombstones(&live, &truth_box.id)?;
+            let live_tombs = index::tombstones(live, &truth_box.id)?;
             boxes.push((
                 truth_box,
                 live_box,
@@ -576,10 +689,10 @@ fn check_user(
             .into_iter()
             .filter(|b| index::mailbox_by_id(&truth, &b.id).ok().flatten().is_none())
             .collect();
-        let subscriptions = (index::subscriptions(&truth)?, index::subscriptions(&live)?);
-        let annotations = (metadata::all(&truth)?, metadata::all(&live)?);
-        let acls = (crate::acl::all(&truth)?, crate::acl::all(&live)?);
-        let usage = index::usage(&live)?;
+        let subscriptions = (index::subscriptions(&truth)?, index::subscriptions(live)?);
+        let annotations = (metadata::all(&truth)?, metadata::all(live)?);
+        let acls = (crate::acl::all(&truth)?, crate::acl::all(live)?);
+        let usage = index::usage(live)?;
         let counted: (i64, i64) = live.query_row(
             "SELECT COALESCE(SUM(size), 0), COUNT(*) FROM messages",
             [],
@@ -877,12 +990,12 @@ fn check_user(
         }
         // Blobs and cache entries, in batches: read, verify, derive, compare.
         report.messages += expected.len() as u64;
-        let sort_keys = index::sort_keys(&live, &truth_box.id)?;
+        let sort_keys = index::sort_keys(live, &truth_box.id)?;
         for chunk in expected.chunks(FIXES_PER_REPAIR) {
             let uids: Vec<u32> = chunk.iter().map(|e| e.meta.uid).collect();
-            let cache = index::cache_entries(&live, &truth_box.id, &uids)?;
+            let cache = index::cache_entries(live, &truth_box.id, &uids)?;
             for e in chunk {
-                let (summary_json, lost) = match store.blob(&e.meta.blob) {
+                let (summary_json, lost) = match store.user_blob(user, &e.meta.blob) {
                     Ok(raw) => {
                         throttle.consume(raw.len() as u64);
                         let summary = mime::summarize(&raw, store.summary_limits());
@@ -1043,7 +1156,7 @@ fn check_user(
         submit(store, user, guard, tail, options, report)?;
     }
     // A recreated index is complete once every fix above went in: readers may use it.
-    if !options.check_only && index::rebuilding(&live)? {
+    if !options.check_only && index::rebuilding(live)? {
         submit(
             store,
             user,

@@ -1121,6 +1121,17 @@ impl Store {
         self.with_server(|c| directory::sms(c, id))
     }
 
+    /// Reads a content of `user`'s mail, verified against its hash: on
+    /// PostgreSQL from the user's own shard, where their messages name it.
+    pub fn user_blob(&self, user: &str, hash: &BlobHash) -> Result<Vec<u8>> {
+        match self.user_pg(user) {
+            Some(Ok(Some(pg))) => pg_read!(pg, |c| pg::blob(c, hash)),
+            Some(Ok(None)) => Err(StoreError::not_found(format!("no such user {user}"))),
+            Some(Err(e)) => Err(e),
+            None => self.blob(hash),
+        }
+    }
+
     /// Reads a blob, verified against its hash.
     pub fn blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
         if let Some(shards) = self.shards() {

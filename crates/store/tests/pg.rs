@@ -1,5 +1,5 @@
 //! What only the PostgreSQL backend has: several stores ("nodes") on one
-//! database, the change log, and how it refuses what it does not serve.
+//! database, the change log, and how it refuses a database it cannot serve.
 
 #![allow(clippy::unwrap_used)]
 
@@ -135,36 +135,6 @@ fn two_nodes_creating_the_same_names_agree() {
         assert_eq!(mailboxes.len(), store::DEFAULT_MAILBOXES.len());
     }
     b.shutdown();
-}
-
-/// What the PostgreSQL backend does not do yet is refused, in words, and
-/// changes nothing.
-#[test]
-fn what_is_not_built_yet_is_refused_and_changes_nothing() {
-    let store = Backend::Postgres.open(|_| {});
-    add_user(&store, "alice");
-    let database = store.database.clone().unwrap();
-    let before = sql(&database, "SELECT last_seq FROM users")[0].get::<_, i64>(0);
-    let options = store::reconstruct::Options {
-        user: None,
-        mailbox: None,
-        mailbox_id: None,
-        check_only: false,
-        read_bytes_per_sec: 0,
-    };
-    let error = store.reconstruct(&options, &|_| {}).unwrap_err();
-    assert_eq!(error.kind, ErrorKind::Invalid);
-    assert!(error.message.contains("PostgreSQL"), "{error}");
-    let repair = store.submit_one_blocking(Intent::Repair {
-        user: "alice".into(),
-        guard: store::RepairGuard::AppliedLsn(1),
-        fixes: vec![],
-    });
-    let error = repair.unwrap_err();
-    assert_eq!(error.kind, ErrorKind::Invalid);
-    assert!(error.message.contains("PostgreSQL"), "{error}");
-    let after = sql(&database, "SELECT last_seq FROM users")[0].get::<_, i64>(0);
-    assert_eq!(before, after);
 }
 
 /// The server-wide state (status page, SMS outbox, spam blocks) is in the

@@ -14,6 +14,7 @@ pub(crate) mod listen;
 pub mod migrate;
 pub mod mover;
 pub(crate) mod read;
+pub(crate) mod repair;
 pub(crate) mod route;
 pub(crate) mod server_cache;
 pub mod shards;

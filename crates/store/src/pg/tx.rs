@@ -516,12 +516,20 @@ impl Tx for PgTx<'_, '_> {
         }
     }
 
-    fn repair_guard_holds(&mut self, _: &str, _: &RepairGuard) -> Result<bool> {
-        Err(not_yet("reconstruct"))
+    fn repair_guard_holds(&mut self, user: &str, guard: &RepairGuard) -> Result<bool> {
+        let id = self.id(user)?;
+        let tx = self.tx;
+        self.rt
+            .block_on(crate::pg::repair::guard_holds(tx, id, guard))
     }
 
-    fn apply_fix(&mut self, _: &str, _: &Fix) -> Result<()> {
-        Err(not_yet("reconstruct"))
+    fn apply_fix(&mut self, user: &str, fix: &Fix) -> Result<()> {
+        let id = self.id(user)?;
+        let tx = self.tx;
+        self.rt
+            .block_on(crate::pg::repair::apply_fix(tx, user, id, fix))?;
+        self.touched.insert(user.to_string());
+        Ok(())
     }
 
     fn set_flags_keeping_modseq(
