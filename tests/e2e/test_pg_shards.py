@@ -168,6 +168,34 @@ class PgShardsTest(ClusterTestCase):
         bob.login("bob@example.com", PASSWORD)
         bob.logout()
 
+    def test_imap_copy_and_move_between_users_of_two_shards(self):
+        self.migrate_and_start(["alice@example.com", "bob@example.com"])
+        alice, bob = "alice@example.com", "bob@example.com"
+        self.assertNotEqual(self.shard_of(alice), self.shard_of(bob))
+        for n in range(3):
+            self.node.deliver_ok([alice], simple_message(subject=f"shared {n}"))
+        self.node.cli_ok("acl", "set", alice, "INBOX", bob, "lrte")
+        imap = imaplib.IMAP4("127.0.0.1", self.other.ports["imap"])
+        imap.login(bob, PASSWORD)
+        shared = f'"Other Users/{alice}/INBOX"'
+        typ, data = imap.select(shared)
+        self.assertEqual(typ, "OK", data)
+        typ, data = imap.uid("COPY", "1", "INBOX")
+        self.assertEqual(typ, "OK", data)
+        copyuid = imap.response("COPYUID")[1][0]
+        self.assertEqual(copyuid.split()[1:], [b"1", b"1"], copyuid)
+        typ, data = imap.uid("MOVE", "2", "INBOX")
+        self.assertEqual(typ, "OK", data)
+        imap.select("INBOX")
+        typ, data = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        subjects = sorted(part[1].decode().split(":", 1)[1].strip() for part in data if isinstance(part, tuple))
+        self.assertEqual(subjects, ["shared 0", "shared 1"])
+        imap.logout()
+        alice_imap = imaplib.IMAP4("127.0.0.1", self.node.ports["imap"])
+        alice_imap.login(alice, PASSWORD)
+        self.assertEqual(alice_imap.select("INBOX"), ("OK", [b"2"]), "the moved message left alice's INBOX")
+        alice_imap.logout()
+
     def test_bad_moves_and_shard_settings_are_refused_in_words(self):
         self.migrate_and_start(["alice@example.com"])
         source = self.shard_of("alice@example.com")

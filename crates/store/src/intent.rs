@@ -135,6 +135,15 @@ pub enum Intent {
         mailbox: MailboxRef,
         uids: Option<Vec<u32>>,
     },
+    /// Removes the messages `uids` of a mailbox whatever their flags: the
+    /// second half of a MOVE whose copies were made first in a mailbox on
+    /// another PostgreSQL shard (RFC 6851 expunges without `\Deleted`).
+    /// Acting for another owner, it needs the `t` and `e` rights.
+    Remove {
+        user: String,
+        mailbox: MailboxRef,
+        uids: Vec<u32>,
+    },
     /// Reclaims space of unreferenced blobs: packs whose content is at least half
     /// garbage are rewritten (survivors appended to the current pack) and deleted.
     /// At most `bytes_max` bytes are copied per run, so collection never floods the disk.

@@ -151,6 +151,50 @@ impl Planner<'_> {
         })
     }
 
+    /// Expunges the messages of a mailbox flagged `\Deleted` (all of them
+    /// with `deleted_only` false), only those of `uids` (sorted) when given.
+    fn expunge(
+        &mut self,
+        user: &str,
+        mailbox: &MailboxRef,
+        uids: Option<&[u32]>,
+        deleted_only: bool,
+    ) -> Result<Outcome> {
+        let target = self.mailbox_ref(user, mailbox)?;
+        let victims: Vec<(u32, BlobHash)> = self
+            .tx
+            .messages(user, &target.id)?
+            .into_iter()
+            .filter(|m| !deleted_only || m.flags.iter().any(|f| f == "\\Deleted"))
+            // A damaged row's blob reference cannot be trusted for the
+            // reference count: it stays until reconstruct repairs it.
+            .filter(|m| !m.damaged)
+            .filter(|m| uids.is_none_or(|set| set.binary_search(&m.uid).is_ok()))
+            .map(|m| (m.uid, m.blob))
+            .collect();
+        if victims.is_empty() {
+            return Ok(Outcome::Expunged {
+                uids: Vec::new(),
+                modseq: None,
+            });
+        }
+        let modseq = target.highest_modseq + 1;
+        let expunged = victims.iter().map(|(uid, _)| *uid).collect();
+        self.tx.emit(
+            Record::Expunged {
+                user: user.to_string(),
+                mailbox: target.id,
+                modseq,
+                messages: victims,
+            },
+            None,
+        )?;
+        Ok(Outcome::Expunged {
+            uids: expunged,
+            modseq: Some(modseq),
+        })
+    }
+
     /// Removes the entries naming `user` from other owners' ACLs.
     fn forget_user(&mut self, user: &str) -> Result<()> {
         for (owner, mailbox, identifier) in self.tx.acl_naming(user)? {
@@ -477,43 +521,15 @@ impl Planner<'_> {
                 user,
                 mailbox,
                 uids,
+            } => self.expunge(user, mailbox, uids.as_deref(), true),
+            Intent::Remove {
+                user,
+                mailbox,
+                uids,
             } => {
-                let target = self.mailbox_ref(user, mailbox)?;
-                let victims: Vec<(u32, BlobHash)> = self
-                    .tx
-                    .messages(user, &target.id)?
-                    .into_iter()
-                    .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
-                    // A damaged row's blob reference cannot be trusted for the
-                    // reference count: it stays until reconstruct repairs it.
-                    .filter(|m| !m.damaged)
-                    .filter(|m| {
-                        uids.as_ref()
-                            .is_none_or(|set| set.binary_search(&m.uid).is_ok())
-                    })
-                    .map(|m| (m.uid, m.blob))
-                    .collect();
-                if victims.is_empty() {
-                    return Ok(Outcome::Expunged {
-                        uids: Vec::new(),
-                        modseq: None,
-                    });
-                }
-                let modseq = target.highest_modseq + 1;
-                let expunged = victims.iter().map(|(uid, _)| *uid).collect();
-                self.tx.emit(
-                    Record::Expunged {
-                        user: user.clone(),
-                        mailbox: target.id,
-                        modseq,
-                        messages: victims,
-                    },
-                    None,
-                )?;
-                Ok(Outcome::Expunged {
-                    uids: expunged,
-                    modseq: Some(modseq),
-                })
+                let mut uids = uids.clone();
+                uids.sort_unstable();
+                self.expunge(user, mailbox, Some(&uids), false)
             }
             Intent::CollectGarbage { bytes_max } => self.tx.collect_garbage(*bytes_max),
             Intent::Replicate {
@@ -1413,6 +1429,7 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::Append { user, .. }
         | Intent::StoreFlags { user, .. }
         | Intent::Expunge { user, .. }
+        | Intent::Remove { user, .. }
         | Intent::Repair { user, .. }
         | Intent::Copy { user, .. } => Some(user),
         Intent::SetMetadata { user, .. } => user.as_deref(),

@@ -119,6 +119,15 @@ impl Planner<'_> {
                 need(rights, Rights::EXPUNGE, "expunge")?;
                 self.plan(intent)
             }
+            Intent::Remove { user, mailbox, .. } => {
+                let (_, rights) = self.visible_mailbox(user, Some(actor), mailbox)?;
+                need(
+                    rights,
+                    Rights::DELETE_MESSAGES.union(Rights::EXPUNGE),
+                    "move messages out of this mailbox",
+                )?;
+                self.plan(intent)
+            }
             Intent::Copy {
                 user,
                 from_user,

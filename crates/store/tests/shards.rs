@@ -7,7 +7,7 @@ mod support;
 
 use postern_store as store;
 use std::sync::atomic::{AtomicBool, Ordering};
-use store::{ErrorKind, FlagMode, Intent, Outcome, Store};
+use store::{ErrorKind, Intent, Outcome, Store};
 use support::mail::{add_flags, add_user, create, deliver, message};
 use support::{Backend, sql};
 
@@ -298,13 +298,48 @@ fn a_move_can_be_undone_before_its_switch_and_run_again() {
     assert_eq!(nobody.kind, ErrorKind::NotFound);
 }
 
+fn inbox_uids(store: &Store, user: &str) -> Vec<u32> {
+    let reader = store.reader(user).unwrap();
+    let inbox = reader.mailbox("INBOX").unwrap().unwrap();
+    reader
+        .messages(&inbox.id)
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect()
+}
+
+/// `actor` copies (or moves) `uids` of `owner`'s INBOX into their own INBOX.
+fn copy_from(
+    store: &Store,
+    actor: &str,
+    owner: &str,
+    uids: Vec<u32>,
+    remove: bool,
+) -> store::Result<Outcome> {
+    store.submit_one_blocking(Intent::Acting {
+        actor: actor.into(),
+        intent: Box::new(Intent::Copy {
+            user: actor.into(),
+            from_user: Some(owner.into()),
+            from: "INBOX".into(),
+            uids,
+            to: "INBOX".into(),
+            remove_source: remove,
+        }),
+    })
+}
+
 #[test]
-fn sharing_works_across_shards_and_copying_across_them_is_refused_in_words() {
+fn sharing_copy_and_move_work_across_shards() {
     let store = Backend::Sharded.open(|_| {});
     add_user(&store, "alice");
     add_user(&store, "bob");
     assert_ne!(shard_of(&store, "alice"), shard_of(&store, "bob"));
-    deliver(&store, &["alice"], &message(1));
+    for n in 1..=3 {
+        deliver(&store, &["alice"], &message(n));
+    }
+    add_flags(&store, vec![1], &["$Important"]);
     let acl = |identifier: &str, rights: Option<&str>| {
         store.submit_one_blocking(Intent::SetAcl {
             actor: None,
@@ -316,11 +351,14 @@ fn sharing_works_across_shards_and_copying_across_them_is_refused_in_words() {
         })
     };
     // Bob lives on the other shard: alice's ACL may name him.
-    acl("bob", Some("lr")).unwrap();
     assert_eq!(
         acl("nobody", Some("lr")).unwrap_err().kind,
         ErrorKind::Invalid
     );
+    // Without rights, alice's mailbox is as missing to bob.
+    let hidden = copy_from(&store, "bob", "alice", vec![1], false).unwrap_err();
+    assert_eq!(hidden.kind, ErrorKind::NotFound);
+    acl("bob", Some("lr")).unwrap();
     let inbox = store
         .reader("alice")
         .unwrap()
@@ -331,17 +369,61 @@ fn sharing_works_across_shards_and_copying_across_them_is_refused_in_words() {
         store.shared_with("bob").unwrap(),
         vec![("alice".to_string(), inbox.id.clone())]
     );
-    let copy = store.submit_one_blocking(Intent::Copy {
-        user: "bob".into(),
-        from_user: Some("alice".into()),
-        from: "INBOX".into(),
-        uids: vec![1],
-        to: "INBOX".into(),
-        remove_source: false,
-    });
-    let refused = copy.unwrap_err();
-    assert_eq!(refused.kind, ErrorKind::Invalid);
-    assert!(refused.message.contains("different shards"), "{refused}");
+
+    // COPY from alice's shard to bob's: bytes, flags and dates kept.
+    let copied = copy_from(&store, "bob", "alice", vec![1, 2], false).unwrap();
+    let Outcome::Copied {
+        pairs, expunged, ..
+    } = copied
+    else {
+        panic!("{copied:?}")
+    };
+    assert_eq!(pairs, vec![(1, 1), (2, 2)]);
+    assert!(expunged.is_empty());
+    let bob = store.reader("bob").unwrap();
+    let bob_inbox = bob.mailbox("INBOX").unwrap().unwrap();
+    let metas = bob.messages(&bob_inbox.id).unwrap();
+    assert_eq!(
+        bob.message_bytes(&bob_inbox.id, &metas[0]).unwrap(),
+        message(1)
+    );
+    assert!(
+        metas[0].flags.contains(&"$Important".to_string()),
+        "{:?}",
+        metas[0].flags
+    );
+    assert_eq!(inbox_uids(&store, "alice"), vec![1, 2, 3]);
+    // MOVE needs the rights to remove from the source, checked there.
+    let denied = copy_from(&store, "bob", "alice", vec![3], true).unwrap_err();
+    assert_eq!(denied.kind, ErrorKind::Denied);
+    assert_eq!(
+        inbox_uids(&store, "bob"),
+        vec![1, 2],
+        "a refused MOVE copies nothing"
+    );
+    acl("bob", Some("+te")).unwrap();
+    let moved = copy_from(&store, "bob", "alice", vec![3], true).unwrap();
+    let Outcome::Copied {
+        pairs, expunged, ..
+    } = moved
+    else {
+        panic!("{moved:?}")
+    };
+    assert_eq!((pairs, expunged), (vec![(3, 3)], vec![3]));
+    assert_eq!(inbox_uids(&store, "alice"), vec![1, 2]);
+    assert_eq!(inbox_uids(&store, "bob"), vec![1, 2, 3]);
+    // Over the target's quota: refused whole, nothing left behind.
+    store
+        .submit_one_blocking(Intent::SetQuota {
+            user: "bob".into(),
+            storage_bytes: None,
+            messages: Some(4),
+        })
+        .unwrap();
+    let over = copy_from(&store, "bob", "alice", vec![1, 2], false).unwrap_err();
+    assert_eq!(over.kind, ErrorKind::OverQuota);
+    assert_eq!(inbox_uids(&store, "bob"), vec![1, 2, 3]);
+
     // Deleting bob removes him from alice's ACL on the other shard.
     store
         .submit_one_blocking(Intent::DeleteUser { user: "bob".into() })
@@ -357,13 +439,10 @@ fn sharing_works_across_shards_and_copying_across_them_is_refused_in_words() {
     // The name is free again, and the new bob inherits nothing.
     add_user(&store, "bob");
     assert!(store.shared_with("bob").unwrap().is_empty());
-    let flags = store.submit_one_blocking(Intent::StoreFlags {
-        user: "bob".into(),
-        mailbox: "INBOX".into(),
-        uids: vec![1],
-        mode: FlagMode::Add,
-        flags: vec!["\\Seen".into()],
-        unchanged_since: None,
-    });
-    assert!(flags.is_ok());
+    assert_eq!(
+        copy_from(&store, "bob", "alice", vec![1], false)
+            .unwrap_err()
+            .kind,
+        ErrorKind::NotFound
+    );
 }

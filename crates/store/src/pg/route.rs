@@ -11,6 +11,11 @@
 //! - Server-wide changes (aliases, status page, outboxes, tokens, blocks,
 //!   an import) go to the first shard, which holds that state.
 //! - Content GC runs on every shard.
+//! - COPY and MOVE between users on two shards ([`copy_across`]): read on
+//!   the source with the acting user's rights, appended on the target, and
+//!   for a MOVE removed from the source after the copies committed. Not one
+//!   transaction: a MOVE whose removal fails is answered NO with the
+//!   messages in both mailboxes, a duplicate, never a loss.
 //! - Adding and deleting a user span the directory and a shard: ordered
 //!   steps, each safe to run again, so a node that stops half way leaves
 //!   something that the same command finishes.
@@ -34,11 +39,13 @@ enum Destination {
     Shard(usize),
     /// On every shard (content GC; a deleted user's grants).
     Every,
+    /// A COPY or MOVE between users on two shards.
+    Across,
 }
 
 /// [`Store::submit`] with several shards.
 pub(crate) async fn submit(
-    _store: &Store,
+    store: &Store,
     shards: &Shards,
     intents: Vec<Intent>,
 ) -> Vec<Result<Outcome>> {
@@ -49,11 +56,25 @@ pub(crate) async fn submit(
     for (index, intent) in intents.iter().enumerate() {
         let account = match intent {
             Intent::AddUser { user, .. } => {
-                submit_run(shards, &intents, std::mem::take(&mut run), &mut results).await;
+                submit_run(
+                    store,
+                    shards,
+                    &intents,
+                    std::mem::take(&mut run),
+                    &mut results,
+                )
+                .await;
                 Some(add_user(shards, user, intent).await)
             }
             Intent::DeleteUser { user } => {
-                submit_run(shards, &intents, std::mem::take(&mut run), &mut results).await;
+                submit_run(
+                    store,
+                    shards,
+                    &intents,
+                    std::mem::take(&mut run),
+                    &mut results,
+                )
+                .await;
                 Some(delete_user(shards, user).await)
             }
             _ => None,
@@ -63,7 +84,7 @@ pub(crate) async fn submit(
             None => run.push(index),
         }
     }
-    submit_run(shards, &intents, run, &mut results).await;
+    submit_run(store, shards, &intents, run, &mut results).await;
     results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(StoreError::new(ErrorKind::Unavailable, "no answer"))))
@@ -72,6 +93,7 @@ pub(crate) async fn submit(
 
 /// The intents `run` of `intents`, each on its shard, answered in `results`.
 async fn submit_run(
+    store: &Store,
     shards: &Shards,
     intents: &[Intent],
     run: Vec<usize>,
@@ -82,10 +104,12 @@ async fn submit_run(
     while !pending.is_empty() {
         let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         let mut everywhere = Vec::new();
+        let mut across = Vec::new();
         for index in pending.drain(..) {
             match destination(shards, &intents[index]) {
                 Ok(Destination::Shard(shard)) => groups.entry(shard).or_default().push(index),
                 Ok(Destination::Every) => everywhere.push(index),
+                Ok(Destination::Across) => across.push(index),
                 Err(e) => results[index] = Some(Err(e)),
             }
         }
@@ -96,6 +120,9 @@ async fn submit_run(
         let answered = futures_util::future::join_all(batches).await;
         for index in everywhere {
             results[index] = Some(on_every_shard(shards, &intents[index]).await);
+        }
+        for index in across {
+            results[index] = Some(copy_across(store, shards, &intents[index]).await);
         }
         for (indexes, answers) in answered {
             for (index, answer) in indexes.into_iter().zip(answers) {
@@ -146,9 +173,7 @@ fn destination(shards: &Shards, intent: &Intent) -> Result<Destination> {
     if let Some(other) = other
         && shards.route(other)?.unwrap_or(0) != shard
     {
-        return Err(StoreError::invalid(format!(
-            "the mailboxes of {user} and {other} are on different shards: copying between them is not supported yet; copy through the client (FETCH and APPEND)"
-        )));
+        return Ok(Destination::Across);
     }
     Ok(Destination::Shard(shard))
 }
@@ -185,6 +210,181 @@ async fn on_every_shard(shards: &Shards, intent: &Intent) -> Result<Outcome> {
         };
     }
     Ok(total)
+}
+
+/// A COPY or MOVE from one user's mailbox to another's, the two on
+/// different shards (see the module documentation).
+async fn copy_across(store: &Store, shards: &Shards, intent: &Intent) -> Result<Outcome> {
+    use crate::acl::Rights;
+    use crate::intent::MailboxRef;
+    let (actor, copy) = match intent {
+        Intent::Acting { actor, intent } => (Some(actor.as_str()), intent.as_ref()),
+        other => (None, other),
+    };
+    let Intent::Copy {
+        user: target_owner,
+        from_user: Some(source_owner),
+        from,
+        uids,
+        to,
+        remove_source,
+    } = copy
+    else {
+        return Err(StoreError::invalid("not a copy between two users"));
+    };
+    let acting = |owner: &str, intent: Intent| match actor {
+        Some(actor) if actor != owner => Intent::Acting {
+            actor: actor.to_string(),
+            intent: Box::new(intent),
+        },
+        _ => intent,
+    };
+    // The source, read with the actor's rights, as its shard's planner
+    // would check them: a mailbox the actor may not look up is missing.
+    let reader = store.reader(source_owner)?;
+    let hidden = || StoreError::not_found("no such mailbox");
+    let source = match from {
+        MailboxRef::Name(name) => reader.mailbox(name)?,
+        MailboxRef::Id(id) => reader.mailbox_by_id(id)?,
+    }
+    .ok_or_else(hidden)?;
+    if let Some(actor) = actor.filter(|a| *a != source_owner.as_str()) {
+        let rights = reader.rights(&source.id, actor)?;
+        if !rights.contains(Rights::LOOKUP) {
+            return Err(hidden());
+        }
+        let needed = if *remove_source {
+            Rights::READ
+                .union(Rights::DELETE_MESSAGES)
+                .union(Rights::EXPUNGE)
+        } else {
+            Rights::READ
+        };
+        if !rights.contains(needed) {
+            return Err(StoreError::denied(format!(
+                "you need the \"{needed}\" right to {} messages of this mailbox",
+                if *remove_source { "move" } else { "copy" }
+            )));
+        }
+    }
+    let mut originals = Vec::new();
+    for meta in reader.messages(&source.id)? {
+        if !uids.contains(&meta.uid) {
+            continue;
+        }
+        if meta.damaged {
+            return Err(StoreError::corrupt(format!(
+                "UID {} is damaged in the index; reconstruct repairs it",
+                meta.uid
+            )));
+        }
+        let bytes = reader.message_bytes(&source.id, &meta)?;
+        originals.push((meta, bytes));
+    }
+    drop(reader);
+    if originals.is_empty() {
+        return Ok(Outcome::Copied {
+            uid_validity: 0,
+            pairs: Vec::new(),
+            expunged: Vec::new(),
+        });
+    }
+    // The copies, in one batch on the target's shard.
+    let target_shard = shards.route_existing(target_owner)?;
+    let appends: Vec<Intent> = originals
+        .iter()
+        .map(|(meta, bytes)| {
+            acting(
+                target_owner,
+                Intent::Append {
+                    user: target_owner.clone(),
+                    mailbox: to.clone(),
+                    message: store.prepare(bytes.clone()),
+                    flags: meta.flags.clone(),
+                    internal_date: Some((meta.internal_date, meta.internal_zone)),
+                },
+            )
+        })
+        .collect();
+    let answers = submit_to(shards.sender(target_shard), appends).await;
+    let mut pairs = Vec::new();
+    let mut uid_validity = 0;
+    let mut refused = None;
+    for ((meta, _), answer) in originals.iter().zip(answers) {
+        match answer {
+            Ok(Outcome::Appended {
+                uid_validity: v,
+                uid,
+                ..
+            }) => {
+                uid_validity = v;
+                pairs.push((meta.uid, uid));
+            }
+            Ok(other) => {
+                refused.get_or_insert(StoreError::new(
+                    ErrorKind::Io,
+                    format!("an append answered {other:?}"),
+                ));
+            }
+            Err(e) => {
+                refused.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = refused {
+        // All or nothing, as a COPY on one shard: the copies made go again.
+        if !pairs.is_empty() {
+            let made = pairs.iter().map(|(_, uid)| *uid).collect();
+            let undone = one(
+                shards,
+                target_shard,
+                Intent::Remove {
+                    user: target_owner.clone(),
+                    mailbox: MailboxRef::Name(to.clone()),
+                    uids: made,
+                },
+            )
+            .await;
+            if let Err(undo) = undone {
+                tracing::error!(event = "copy_across_undo_failed", error = %undo, "a refused COPY between shards left some of its copies");
+            }
+        }
+        return Err(e);
+    }
+    let mut expunged = Vec::new();
+    if *remove_source {
+        let source_shard = shards.route_existing(source_owner)?;
+        let removed = one(
+            shards,
+            source_shard,
+            acting(
+                source_owner,
+                Intent::Remove {
+                    user: source_owner.clone(),
+                    mailbox: MailboxRef::Id(source.id.clone()),
+                    uids: pairs.iter().map(|(from, _)| *from).collect(),
+                },
+            ),
+        )
+        .await
+        .map_err(|e| {
+            StoreError::new(
+                e.kind,
+                format!(
+                    "copied, but not removed from the source ({}): the messages are in both mailboxes",
+                    e.message
+                ),
+            )
+        })?;
+        if let Outcome::Expunged { uids, .. } = removed {
+            expunged = uids;
+        }
+    }
+    Ok(Outcome::Copied {
+        uid_validity,
+        pairs,
+        expunged,
+    })
 }
 
 async fn one(shards: &Shards, shard: usize, intent: Intent) -> Result<Outcome> {

@@ -354,6 +354,7 @@ fn changes_server_state(intent: &Intent) -> bool {
         | Intent::Append { .. }
         | Intent::StoreFlags { .. }
         | Intent::Expunge { .. }
+        | Intent::Remove { .. }
         | Intent::Copy { .. }
         | Intent::SetAcl { .. }
         | Intent::SetQuota { .. }
