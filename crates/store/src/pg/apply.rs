@@ -15,19 +15,14 @@
 
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::index::{added_row, flags_to_text};
+use crate::pg::db::Db;
 use crate::pg::db_error;
 use crate::record::Record;
-use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
-async fn exec(
-    client: &impl GenericClient,
-    what: &str,
-    sql: &str,
-    params: Params<'_>,
-) -> Result<u64> {
+async fn exec(client: &impl Db, what: &str, sql: &str, params: Params<'_>) -> Result<u64> {
     client
         .execute(sql, params)
         .await
@@ -43,7 +38,7 @@ fn i64_of(value: u64) -> i64 {
 /// account, taking over the name's reservation if there is one
 /// (`pg::shards`).
 pub(crate) async fn directory_added(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: &str,
     id: i64,
     shard: &str,
@@ -71,7 +66,7 @@ pub(crate) async fn directory_added(
 /// for a new user, whose id this makes, and for server-wide records).
 /// Returns the id of the user the record belongs to, if any.
 pub(crate) async fn apply(
-    client: &impl GenericClient,
+    client: &impl Db,
     user_id: Option<i64>,
     record: &Record,
     summary: Option<(&mime::Summary, &[u8])>,
@@ -558,7 +553,7 @@ pub(crate) async fn apply(
 /// last change (`users.last_seq`). A user deleted by this very record has
 /// no row left, and no log.
 pub(crate) async fn log_change(
-    client: &impl GenericClient,
+    client: &impl Db,
     user_id: i64,
     at: i64,
     record: &Record,
@@ -578,11 +573,7 @@ pub(crate) async fn log_change(
 
 /// Appends a server-wide record to the server's change log, numbered under
 /// the one `server_stream` row, which mail never takes; its number.
-pub(crate) async fn log_server_change(
-    client: &impl GenericClient,
-    at: i64,
-    record: &Record,
-) -> Result<i64> {
+pub(crate) async fn log_server_change(client: &impl Db, at: i64, record: &Record) -> Result<i64> {
     let text = serde_json::to_string(record)
         .map_err(|e| StoreError::invalid(format!("encode a record: {e}")))?;
     let row = client

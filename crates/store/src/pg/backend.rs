@@ -330,14 +330,15 @@ impl Pg {
     }
 }
 
-/// Runs `$body` (an expression awaiting on `$c`, a `&tokio_postgres::Client`
-/// from the pool) on the backend's runtime and waits for it.
+/// Runs `$body` (an expression awaiting on `$c`, a pooled connection, whose
+/// statements are prepared once: `pg::db`) on the backend's runtime and
+/// waits for it.
 macro_rules! pg_read {
     ($pg:expr, |$c:ident| $body:expr) => {{
         let pg: &$crate::pg::backend::Pg = $pg;
         pg.block(async {
             let conn = pg.client().await?;
-            let $c: &tokio_postgres::Client = &conn;
+            let $c: &deadpool_postgres::ClientWrapper = &conn;
             $body.await
         })
     }};

@@ -11,10 +11,10 @@ use crate::error::{ErrorKind, Result, StoreError};
 use crate::index::{
     self, Changes, MailboxCounts, MailboxInfo, MessageMeta, flags_from_text, row_checksum,
 };
+use crate::pg::db::Db;
 use crate::pg::db_error;
 use crate::types::BlobHash;
 use std::collections::HashMap;
-use tokio_postgres::GenericClient;
 use tokio_postgres::Row;
 
 const MAILBOX_COLUMNS: &str = "id, name, uid_validity, uid_next, highest_modseq, special_use";
@@ -78,7 +78,7 @@ fn message_from_row(row: &Row) -> Result<MessageMeta> {
 }
 
 async fn rows(
-    client: &impl GenericClient,
+    client: &impl Db,
     what: &str,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -90,7 +90,7 @@ async fn rows(
 }
 
 async fn row(
-    client: &impl GenericClient,
+    client: &impl Db,
     what: &str,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -102,7 +102,7 @@ async fn row(
 }
 
 /// A user's id and state (`None`: no such user on this database).
-pub(crate) async fn user(client: &impl GenericClient, name: &str) -> Result<Option<(i64, String)>> {
+pub(crate) async fn user(client: &impl Db, name: &str) -> Result<Option<(i64, String)>> {
     let found = row(
         client,
         "read a user",
@@ -117,7 +117,7 @@ pub(crate) async fn user(client: &impl GenericClient, name: &str) -> Result<Opti
 
 /// A user's id, for reads: `NotFound` for an unknown user, `Unavailable`
 /// while the account is not served from here (being moved or deleted).
-pub(crate) async fn user_id(client: &impl GenericClient, name: &str) -> Result<i64> {
+pub(crate) async fn user_id(client: &impl Db, name: &str) -> Result<i64> {
     match user(client, name).await? {
         Some((id, state)) if state == "active" => Ok(id),
         Some(_) => Err(StoreError::new(
@@ -128,7 +128,7 @@ pub(crate) async fn user_id(client: &impl GenericClient, name: &str) -> Result<i
     }
 }
 
-pub(crate) async fn mailboxes(client: &impl GenericClient, user: i64) -> Result<Vec<MailboxInfo>> {
+pub(crate) async fn mailboxes(client: &impl Db, user: i64) -> Result<Vec<MailboxInfo>> {
     let sql = format!(
         "SELECT {MAILBOX_COLUMNS} FROM mailboxes WHERE user_id = $1 ORDER BY name COLLATE \"C\""
     );
@@ -140,7 +140,7 @@ pub(crate) async fn mailboxes(client: &impl GenericClient, user: i64) -> Result<
 }
 
 pub(crate) async fn mailbox_by_name(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     name: &str,
 ) -> Result<Option<MailboxInfo>> {
@@ -153,7 +153,7 @@ pub(crate) async fn mailbox_by_name(
 }
 
 pub(crate) async fn mailbox_by_id(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     id: &str,
 ) -> Result<Option<MailboxInfo>> {
@@ -165,7 +165,7 @@ pub(crate) async fn mailbox_by_id(
         .transpose()
 }
 
-pub(crate) async fn subscriptions(client: &impl GenericClient, user: i64) -> Result<Vec<String>> {
+pub(crate) async fn subscriptions(client: &impl Db, user: i64) -> Result<Vec<String>> {
     let found = rows(
         client,
         "list subscriptions",
@@ -177,7 +177,7 @@ pub(crate) async fn subscriptions(client: &impl GenericClient, user: i64) -> Res
 }
 
 async fn messages_where(
-    client: &impl GenericClient,
+    client: &impl Db,
     what: &str,
     condition: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
@@ -194,7 +194,7 @@ async fn messages_where(
 
 /// Every message of a mailbox, in UID order.
 pub(crate) async fn messages(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
 ) -> Result<Vec<MessageMeta>> {
@@ -202,7 +202,7 @@ pub(crate) async fn messages(
 }
 
 pub(crate) async fn messages_between(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
     first: u32,
@@ -219,7 +219,7 @@ pub(crate) async fn messages_between(
 }
 
 pub(crate) async fn message(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
     uid: u32,
@@ -237,7 +237,7 @@ pub(crate) async fn message(
 
 /// Messages whose MODSEQ is above `modseq`, in UID order.
 pub(crate) async fn changed_since(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
     modseq: u64,
@@ -254,7 +254,7 @@ pub(crate) async fn changed_since(
 
 /// UIDs expunged with a MODSEQ above `modseq`, ascending.
 pub(crate) async fn expunged_since(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
     modseq: u64,
@@ -274,7 +274,7 @@ pub(crate) async fn expunged_since(
 
 /// UID, MODSEQ and flags of every message, for SELECT.
 pub(crate) async fn select_view(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
 ) -> Result<Vec<(u32, u64, String)>> {
@@ -292,11 +292,7 @@ pub(crate) async fn select_view(
 
 /// Counters for STATUS. `strpos`, not `LIKE`: in PostgreSQL a backslash in
 /// a `LIKE` pattern escapes the next character, and flags start with one.
-pub(crate) async fn counts(
-    client: &impl GenericClient,
-    user: i64,
-    mailbox: &str,
-) -> Result<MailboxCounts> {
+pub(crate) async fn counts(client: &impl Db, user: i64, mailbox: &str) -> Result<MailboxCounts> {
     let found = row(
         client,
         "count messages",
@@ -321,7 +317,7 @@ pub(crate) async fn counts(
 /// A mailbox, what changed since a MODSEQ and what was expunged, read in one
 /// snapshot (the caller's transaction).
 pub(crate) async fn changes(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
     since: u64,
@@ -337,7 +333,7 @@ pub(crate) async fn changes(
 }
 
 /// Bytes and messages the user stores.
-pub(crate) async fn usage(client: &impl GenericClient, user: i64) -> Result<(u64, u64)> {
+pub(crate) async fn usage(client: &impl Db, user: i64) -> Result<(u64, u64)> {
     let found = row(
         client,
         "read usage",
@@ -355,7 +351,7 @@ pub(crate) async fn usage(client: &impl GenericClient, user: i64) -> Result<(u64
 /// The cached summary of a message, checked against the message's content;
 /// `None` when the entry is missing.
 pub(crate) async fn summary(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
     uid: u32,
@@ -378,7 +374,7 @@ pub(crate) async fn summary(
 /// The cache entries of the messages with UIDs in `first..=last`, by UID:
 /// (summary, its checksum, the content hash it was derived from, in hex).
 pub(crate) async fn summaries_between(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
     first: u32,
@@ -403,7 +399,7 @@ pub(crate) async fn summaries_between(
 
 /// Every sort-key row of a mailbox: UID → (keys JSON, keys_crc).
 pub(crate) async fn sort_keys(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
 ) -> Result<HashMap<u32, (Vec<u8>, i64)>> {
@@ -421,7 +417,7 @@ pub(crate) async fn sort_keys(
 }
 
 pub(crate) async fn thread_for(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     message_ids: &[String],
 ) -> Result<Option<String>> {
@@ -442,7 +438,7 @@ pub(crate) async fn thread_for(
 }
 
 /// The highest UIDVALIDITY any mailbox of the user had.
-pub(crate) async fn uid_validity_last(client: &impl GenericClient, user: i64) -> Result<u32> {
+pub(crate) async fn uid_validity_last(client: &impl Db, user: i64) -> Result<u32> {
     let found = row(
         client,
         "read the UIDVALIDITY floor",
@@ -458,7 +454,7 @@ pub(crate) async fn uid_validity_last(client: &impl GenericClient, user: i64) ->
 
 /// The ACL of one mailbox, by identifier.
 pub(crate) async fn acl_entries(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
 ) -> Result<Vec<(String, crate::acl::Rights)>> {
@@ -481,7 +477,7 @@ pub(crate) async fn acl_entries(
         .collect())
 }
 
-pub(crate) async fn metadata_count(client: &impl GenericClient, user: i64) -> Result<u64> {
+pub(crate) async fn metadata_count(client: &impl Db, user: i64) -> Result<u64> {
     let found = row(
         client,
         "count annotations",
@@ -496,7 +492,7 @@ pub(crate) async fn metadata_count(client: &impl GenericClient, user: i64) -> Re
 // ===== the directory and accounts =====
 
 /// Whether the database holds no user and no server-wide change.
-pub(crate) async fn is_empty(client: &impl GenericClient) -> Result<bool> {
+pub(crate) async fn is_empty(client: &impl Db) -> Result<bool> {
     let found = row(
         client,
         "look for data",
@@ -509,10 +505,7 @@ pub(crate) async fn is_empty(client: &impl GenericClient) -> Result<bool> {
 }
 
 /// Entries of the server-wide log after `seq`, in order: (seq, record JSON).
-pub(crate) async fn server_changes_since(
-    client: &impl GenericClient,
-    seq: i64,
-) -> Result<Vec<(i64, String)>> {
+pub(crate) async fn server_changes_since(client: &impl Db, seq: i64) -> Result<Vec<(i64, String)>> {
     let found = rows(
         client,
         "read the server-wide log",
@@ -523,11 +516,11 @@ pub(crate) async fn server_changes_since(
     Ok(found.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-pub(crate) async fn user_exists(client: &impl GenericClient, name: &str) -> Result<bool> {
+pub(crate) async fn user_exists(client: &impl Db, name: &str) -> Result<bool> {
     Ok(user(client, name).await?.is_some())
 }
 
-pub(crate) async fn users(client: &impl GenericClient) -> Result<Vec<String>> {
+pub(crate) async fn users(client: &impl Db) -> Result<Vec<String>> {
     let found = rows(
         client,
         "list users",
@@ -538,10 +531,7 @@ pub(crate) async fn users(client: &impl GenericClient) -> Result<Vec<String>> {
     Ok(found.iter().map(|r| r.get(0)).collect())
 }
 
-pub(crate) async fn password_hash(
-    client: &impl GenericClient,
-    name: &str,
-) -> Result<Option<String>> {
+pub(crate) async fn password_hash(client: &impl Db, name: &str) -> Result<Option<String>> {
     let found = row(
         client,
         "read a password hash",
@@ -553,10 +543,7 @@ pub(crate) async fn password_hash(
 }
 
 /// A user's own quota (bytes, messages); `None` where the default applies.
-pub(crate) async fn quota(
-    client: &impl GenericClient,
-    name: &str,
-) -> Result<(Option<u64>, Option<u64>)> {
+pub(crate) async fn quota(client: &impl Db, name: &str) -> Result<(Option<u64>, Option<u64>)> {
     let found = row(
         client,
         "read a quota",
@@ -571,7 +558,7 @@ pub(crate) async fn quota(
 }
 
 pub(crate) async fn sms_alert(
-    client: &impl GenericClient,
+    client: &impl Db,
     name: &str,
 ) -> Result<Option<crate::types::SmsAlert>> {
     let found = row(
@@ -592,7 +579,7 @@ pub(crate) async fn sms_alert(
 /// Of `names`, the aliases (address → users) and the users that exist:
 /// what resolving a recipient may ask, in one round trip.
 pub(crate) async fn recipients(
-    client: &impl GenericClient,
+    client: &impl Db,
     names: &[String],
 ) -> Result<(
     HashMap<String, Vec<String>>,
@@ -619,10 +606,7 @@ pub(crate) async fn recipients(
     ))
 }
 
-pub(crate) async fn alias(
-    client: &impl GenericClient,
-    address: &str,
-) -> Result<Option<Vec<String>>> {
+pub(crate) async fn alias(client: &impl Db, address: &str) -> Result<Option<Vec<String>>> {
     let found = row(
         client,
         "read an alias",
@@ -633,7 +617,7 @@ pub(crate) async fn alias(
     Ok(found.map(|r| r.get(0)))
 }
 
-pub(crate) async fn aliases(client: &impl GenericClient) -> Result<Vec<(String, Vec<String>)>> {
+pub(crate) async fn aliases(client: &impl Db) -> Result<Vec<(String, Vec<String>)>> {
     let found = rows(
         client,
         "list aliases",
@@ -647,7 +631,7 @@ pub(crate) async fn aliases(client: &impl GenericClient) -> Result<Vec<(String, 
 /// Grants naming `user` (positively or negatively): (owner, mailbox id,
 /// identifier as stored).
 pub(crate) async fn acl_naming(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: &str,
 ) -> Result<Vec<(String, String, String)>> {
     let negative = format!("-{user}");
@@ -666,10 +650,7 @@ pub(crate) async fn acl_naming(
 }
 
 /// Mailboxes of other owners whose ACL names `user` or `anyone`.
-pub(crate) async fn granted_to(
-    client: &impl GenericClient,
-    user: &str,
-) -> Result<Vec<(String, String)>> {
+pub(crate) async fn granted_to(client: &impl Db, user: &str) -> Result<Vec<(String, String)>> {
     let found = rows(
         client,
         "read ACL grants",
@@ -683,7 +664,7 @@ pub(crate) async fn granted_to(
 }
 
 /// Whether a content is stored.
-pub(crate) async fn blob_known(client: &impl GenericClient, hash: &BlobHash) -> Result<bool> {
+pub(crate) async fn blob_known(client: &impl Db, hash: &BlobHash) -> Result<bool> {
     Ok(row(
         client,
         "look a content up",
@@ -695,7 +676,7 @@ pub(crate) async fn blob_known(client: &impl GenericClient, hash: &BlobHash) -> 
 }
 
 /// A content's bytes, checked against its hash.
-pub(crate) async fn blob(client: &impl GenericClient, hash: &BlobHash) -> Result<Vec<u8>> {
+pub(crate) async fn blob(client: &impl Db, hash: &BlobHash) -> Result<Vec<u8>> {
     let found = row(
         client,
         "read a content",
@@ -716,7 +697,7 @@ pub(crate) async fn blob(client: &impl GenericClient, hash: &BlobHash) -> Result
 
 /// An annotation of a mailbox (`""`: the user's private server annotations).
 pub(crate) async fn metadata_get(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
     entry: &str,
@@ -734,7 +715,7 @@ pub(crate) async fn metadata_get(
 /// Annotations below `entry` (not `entry` itself), in name order; with
 /// `children_only`, only those one level below.
 pub(crate) async fn metadata_below(
-    client: &impl GenericClient,
+    client: &impl Db,
     user: i64,
     mailbox: &str,
     entry: &str,
@@ -784,7 +765,7 @@ pub(crate) async fn changes_snapshot(
 
 /// A user's directory row.
 pub(crate) async fn directory_entry(
-    client: &impl GenericClient,
+    client: &impl Db,
     name: &str,
 ) -> Result<Option<crate::pg::shards::DirectoryEntry>> {
     let found = row(
@@ -804,7 +785,7 @@ pub(crate) async fn directory_entry(
 /// Whether the directory knows `name` as a user others may name (in an
 /// ACL): one that exists, also while it moves, but not one being made or
 /// deleted.
-pub(crate) async fn directory_has(client: &impl GenericClient, name: &str) -> Result<bool> {
+pub(crate) async fn directory_has(client: &impl Db, name: &str) -> Result<bool> {
     Ok(row(
         client,
         "read the directory",
@@ -816,7 +797,7 @@ pub(crate) async fn directory_has(client: &impl GenericClient, name: &str) -> Re
 }
 
 /// Every user the directory lists as served (not being made or deleted).
-pub(crate) async fn directory_users(client: &impl GenericClient) -> Result<Vec<String>> {
+pub(crate) async fn directory_users(client: &impl Db) -> Result<Vec<String>> {
     let found = rows(
         client,
         "list users",
@@ -831,7 +812,7 @@ pub(crate) async fn directory_users(client: &impl GenericClient) -> Result<Vec<S
 /// Of `names`, the aliases (address → users) and the users that exist, by
 /// the directory: what resolving a recipient may ask, in one round trip.
 pub(crate) async fn directory_recipients(
-    client: &impl GenericClient,
+    client: &impl Db,
     names: &[String],
 ) -> Result<(
     HashMap<String, Vec<String>>,
@@ -860,9 +841,7 @@ pub(crate) async fn directory_recipients(
 
 /// Accounts per shard, by the directory (every state counts: a name being
 /// made or moved in will be served there).
-pub(crate) async fn accounts_per_shard(
-    client: &impl GenericClient,
-) -> Result<HashMap<String, u64>> {
+pub(crate) async fn accounts_per_shard(client: &impl Db) -> Result<HashMap<String, u64>> {
     let found = rows(
         client,
         "count accounts per shard",
@@ -877,7 +856,7 @@ pub(crate) async fn accounts_per_shard(
 }
 
 /// The bytes of mail this database holds for its users.
-pub(crate) async fn stored_bytes(client: &impl GenericClient) -> Result<u64> {
+pub(crate) async fn stored_bytes(client: &impl Db) -> Result<u64> {
     let found = row(
         client,
         "sum stored bytes",
@@ -891,11 +870,7 @@ pub(crate) async fn stored_bytes(client: &impl GenericClient) -> Result<u64> {
 /// Takes `name` for a new account on `shard`; `false` when the directory
 /// has it already. The row's id is the directory's own key (a shard's
 /// `users.id` is that shard's).
-pub(crate) async fn reserve_name(
-    client: &impl GenericClient,
-    name: &str,
-    shard: &str,
-) -> Result<bool> {
+pub(crate) async fn reserve_name(client: &impl Db, name: &str, shard: &str) -> Result<bool> {
     Ok(row(
         client,
         "reserve a user name",
@@ -910,7 +885,7 @@ pub(crate) async fn reserve_name(
 
 /// Moves a directory row from state `from` to `to`; whether it was in `from`.
 pub(crate) async fn set_directory_state(
-    client: &impl GenericClient,
+    client: &impl Db,
     name: &str,
     from: &str,
     to: &str,
@@ -927,7 +902,7 @@ pub(crate) async fn set_directory_state(
 
 /// Removes a user's directory row (only in `state`, when given).
 pub(crate) async fn drop_directory_entry(
-    client: &impl GenericClient,
+    client: &impl Db,
     name: &str,
     state: Option<&str>,
 ) -> Result<()> {

@@ -21,10 +21,11 @@
 
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::intent::{Fix, RepairGuard};
+use crate::pg::db::Db;
 use crate::pg::{apply, db_error};
 use crate::record::{Entry, Record};
 use rusqlite::{Connection, params};
-use tokio_postgres::{GenericClient, IsolationLevel};
+use tokio_postgres::IsolationLevel;
 
 /// One user's rows and change log as of one snapshot.
 pub(crate) struct Snapshot {
@@ -219,11 +220,7 @@ pub(crate) async fn snapshot(client: &mut deadpool_postgres::Object, id: i64) ->
 
 /// Whether a repair computed from a snapshot still applies: the user, or
 /// the mailbox, is as the snapshot saw it.
-pub(crate) async fn guard_holds(
-    client: &impl GenericClient,
-    id: i64,
-    guard: &RepairGuard,
-) -> Result<bool> {
+pub(crate) async fn guard_holds(client: &impl Db, id: i64, guard: &RepairGuard) -> Result<bool> {
     Ok(match guard {
         RepairGuard::AppliedLsn(lsn) => {
             let row = client
@@ -255,7 +252,7 @@ pub(crate) async fn guard_holds(
 }
 
 async fn exec(
-    client: &impl GenericClient,
+    client: &impl Db,
     sql: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<u64> {
@@ -267,12 +264,7 @@ async fn exec(
 
 /// Removes a message row (its cache row goes with it) and its size from
 /// the usage counters.
-async fn remove_message(
-    client: &impl GenericClient,
-    id: i64,
-    mailbox: &str,
-    uid: i64,
-) -> Result<()> {
+async fn remove_message(client: &impl Db, id: i64, mailbox: &str, uid: i64) -> Result<()> {
     exec(
         client,
         "WITH gone AS (DELETE FROM messages WHERE user_id = $1 AND mailbox = $2 AND uid = $3 RETURNING size)
@@ -288,12 +280,7 @@ async fn remove_message(
 /// Writes one fix to the user `id`'s rows (inside the writer's transaction,
 /// under the user's lock). Nothing is logged: a fix makes the rows agree
 /// with the log again.
-pub(crate) async fn apply_fix(
-    client: &impl GenericClient,
-    user: &str,
-    id: i64,
-    fix: &Fix,
-) -> Result<()> {
+pub(crate) async fn apply_fix(client: &impl Db, user: &str, id: i64, fix: &Fix) -> Result<()> {
     match fix {
         Fix::PutMailbox(m) => {
             exec(

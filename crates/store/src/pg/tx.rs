@@ -10,6 +10,7 @@ use crate::error::{ErrorKind, Result, StoreError};
 use crate::index::{MailboxInfo, MessageMeta};
 use crate::intent::{Fix, Outcome, Prepared, RepairGuard};
 use crate::pg::backend::{Pg, pg_read};
+use crate::pg::db::{Cached, Db};
 use crate::pg::server_cache::ServerCache;
 use crate::pg::{apply, db_error, read};
 use crate::record::Record;
@@ -18,7 +19,6 @@ use crate::tx::Tx;
 use crate::types::BlobHash;
 use rusqlite::Connection;
 use std::collections::{BTreeSet, HashMap, HashSet};
-use tokio_postgres::Transaction;
 
 /// Where a transaction's database stands among the shards (`pg::shards`).
 #[derive(Clone, Copy)]
@@ -32,7 +32,8 @@ pub(crate) struct Place<'a> {
 pub(crate) struct PgTx<'a, 't> {
     /// The writer thread's runtime, which drives the transaction's connection.
     rt: &'a tokio::runtime::Runtime,
-    tx: &'a Transaction<'t>,
+    /// The transaction, with its connection's prepared statements.
+    tx: &'a Cached<'a, 't>,
     place: Place<'a>,
     /// Whether the store takes another store's records now (`store import`).
     replica: bool,
@@ -99,7 +100,7 @@ fn record_owner(record: &Record) -> Option<&str> {
 impl<'a, 't> PgTx<'a, 't> {
     pub(crate) fn new(
         rt: &'a tokio::runtime::Runtime,
-        tx: &'a Transaction<'t>,
+        tx: &'a Cached<'a, 't>,
         place: Place<'a>,
         server: Option<&'a Connection>,
         replica: bool,
@@ -153,7 +154,7 @@ impl<'a, 't> PgTx<'a, 't> {
     fn exec(&self, what: &str, sql: &str) -> Result<()> {
         let tx = self.tx;
         self.rt
-            .block_on(tx.batch_execute(sql))
+            .block_on(tx.tx.batch_execute(sql))
             .map_err(|e| db_error(what, &e))
     }
 }

@@ -25,6 +25,7 @@ use crate::error::{ErrorKind, Result, StoreError};
 use crate::intent::{Intent, Outcome};
 use crate::notify::Notifier;
 use crate::pg::backend::Pg;
+use crate::pg::db::{Cached, Statements};
 use crate::pg::server_cache::ServerCache;
 use crate::pg::tx::PgTx;
 use crate::pg::{db_error, read};
@@ -74,6 +75,7 @@ impl PgWriter {
         let mut local = Local {
             runtime,
             connection: None,
+            statements: Statements::default(),
         };
         loop {
             let batch = {
@@ -158,6 +160,8 @@ impl PgWriter {
             .is_none_or(|(client, _)| client.is_closed())
         {
             local.connection = None;
+            // Statements belong to the connection they were prepared on.
+            local.statements = Statements::default();
             let connected = runtime.block_on(self.pg.writer_dsn.connect(self.pg.tls.clone()));
             let (client, connection) = connected.map_err(|e| {
                 StoreError::new(
@@ -185,7 +189,7 @@ impl PgWriter {
             return Err(StoreError::new(ErrorKind::Unavailable, "no connection"));
         };
         let mut discard = false;
-        let result = self.batch(runtime, client, intents, &mut discard);
+        let result = self.batch(runtime, client, &local.statements, intents, &mut discard);
         if discard && let Some((_, driver)) = local.connection.take() {
             // Its COMMIT may still be waiting: close it, never use it again.
             driver.abort();
@@ -197,6 +201,7 @@ impl PgWriter {
         &self,
         runtime: &tokio::runtime::Runtime,
         client: &mut tokio_postgres::Client,
+        statements: &Statements,
         intents: &[&Intent],
         discard: &mut bool,
     ) -> Result<Committed> {
@@ -215,7 +220,7 @@ impl PgWriter {
         // another shard never takes its lock (the store sends it no such
         // intent; one that comes anyway is refused by `PgTx`).
         if !self.pg.is_directory || !intents.iter().any(|i| changes_server_state(i)) {
-            let committed = self.plan_in(runtime, &tx, None, intents)?;
+            let committed = self.plan_in(runtime, &tx, statements, None, intents)?;
             commit(runtime, tx, self.commit_timeout, discard)?;
             return Ok(committed);
         }
@@ -229,7 +234,7 @@ impl PgWriter {
         let done = ServerCache::seq(&conn)
             .and_then(|seq| pg.block_on(read::server_changes_since(&tx, seq)))
             .and_then(|log| ServerCache::apply_log(&conn, &log))
-            .and_then(|()| self.plan_in(runtime, &tx, Some(&conn), intents))
+            .and_then(|()| self.plan_in(runtime, &tx, statements, Some(&conn), intents))
             // PostgreSQL first: the copy follows the log, never leads it.
             .and_then(|committed| {
                 commit(runtime, tx, self.commit_timeout, discard).map(|()| committed)
@@ -249,16 +254,18 @@ impl PgWriter {
         &self,
         runtime: &tokio::runtime::Runtime,
         tx: &tokio_postgres::Transaction<'_>,
+        statements: &Statements,
         server: Option<&rusqlite::Connection>,
         intents: &[&Intent],
     ) -> Result<Committed> {
+        let cached = Cached { tx, statements };
         let place = crate::pg::tx::Place {
             shard: &self.pg.shard,
             directory: self.directory.as_deref(),
         };
         let mut ptx = PgTx::new(
             runtime,
-            tx,
+            &cached,
             place,
             server,
             self.read_only.load(std::sync::atomic::Ordering::Acquire),
@@ -294,6 +301,8 @@ impl PgWriter {
 struct Local {
     runtime: tokio::runtime::Runtime,
     connection: Option<(tokio_postgres::Client, tokio::task::JoinHandle<()>)>,
+    /// The statements prepared on `connection`.
+    statements: Statements,
 }
 
 /// What a committed batch did.
