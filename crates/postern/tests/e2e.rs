@@ -158,6 +158,7 @@ python_test_files! {
     pg_failover => "test_pg_failover.py",
     pg_tls => "test_pg_tls.py",
     pg_shards => "test_pg_shards.py",
+    pg_frozen => "test_pg_frozen.py",
     overload => "test_overload.py",
     hostile => "test_hostile.py",
     status => "test_status.py",
@@ -236,6 +237,7 @@ const EMBEDDED_ONLY: &[(&str, &str)] = &[
     ),
     ("test_pg_tls.py", "starts PostgreSQL clusters of its own"),
     ("test_pg_shards.py", "starts PostgreSQL clusters of its own"),
+    ("test_pg_frozen.py", "starts PostgreSQL clusters of its own"),
 ];
 
 /// Every file runs on PostgreSQL too, or says why not.

@@ -647,6 +647,8 @@ pub struct StoreSection {
     pub postgres_writers: usize,
     /// Longest wait for PostgreSQL to confirm a commit.
     pub postgres_commit_timeout_ms: u64,
+    /// Longest wait for PostgreSQL to answer a read or get through a batch.
+    pub postgres_query_timeout_ms: u64,
     /// The CA of PostgreSQL's certificate (PEM); empty: the web's roots.
     pub postgres_ca_file: Option<PathBuf>,
     /// Users spread over several PostgreSQL databases (instead of
@@ -676,6 +678,7 @@ impl Default for StoreSection {
             postgres_connections_max: 32,
             postgres_writers: 4,
             postgres_commit_timeout_ms: 10_000,
+            postgres_query_timeout_ms: 30_000,
             postgres_ca_file: None,
             shards: Vec::new(),
             move_wait_ms: 5000,
@@ -1082,6 +1085,13 @@ postgres_writers = 4
 # waits for the synchronous standby, for ever if it is gone: past this, the
 # change is answered as not made (temporary failure; the client retries).
 postgres_commit_timeout_ms = 10000
+# Longest wait for PostgreSQL to answer a read, or to get through a writer's
+# batch, in milliseconds. A database host that freezes (its kernel still
+# acknowledging every packet, so no TCP timeout fires) then costs a
+# temporary failure (IMAP NO [UNAVAILABLE], LMTP 451) instead of holding
+# sessions and deliveries for ever; the connection is closed and made anew.
+# Longer than the slowest batch you expect (user locks wait up to 10 s).
+postgres_query_timeout_ms = 30000
 # Journal segment size before a new segment starts, in bytes.
 journal_segment_bytes = 67108864
 # Blob pack file size before a new pack starts, in bytes.
@@ -1565,6 +1575,9 @@ fn validate(config: &Config) -> Result<(), String> {
             "[store] postgres_ca_file {} is not a readable file",
             ca.display()
         ));
+    }
+    if !(1000..=600_000).contains(&config.store.postgres_query_timeout_ms) {
+        return Err("[store] postgres_query_timeout_ms must be 1000 to 600000".into());
     }
     if !(100..=600_000).contains(&config.store.postgres_commit_timeout_ms) {
         return Err("[store] postgres_commit_timeout_ms must be 100 to 600000".into());

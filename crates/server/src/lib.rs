@@ -127,6 +127,8 @@ pub fn store_config(config: &Config) -> Result<StoreConfig, store::StoreError> {
         postgres.writers = config.store.postgres_writers;
         postgres.commit_timeout =
             std::time::Duration::from_millis(config.store.postgres_commit_timeout_ms);
+        postgres.query_timeout =
+            std::time::Duration::from_millis(config.store.postgres_query_timeout_ms);
         postgres.ca_file = config.store.postgres_ca_file.clone();
         store.postgres = Some(postgres);
     }

@@ -257,8 +257,14 @@ impl Store {
                     let pg = shards.pg(shard);
                     let snapshot = pg.block(async {
                         let mut conn = pg.client().await?;
-                        let id = crate::pg::read::user_id(&**conn, user).await?;
-                        crate::pg::repair::snapshot(&mut conn, id).await
+                        let read = async {
+                            let id = crate::pg::read::user_id(&**conn, user).await?;
+                            crate::pg::repair::snapshot(&mut conn, id).await
+                        };
+                        // A user's whole mail in one snapshot: longer than
+                        // one read may take.
+                        let answered = tokio::time::timeout(pg.query_timeout * 10, read).await;
+                        pg.answered(conn, answered)
                     })?;
                     let journal = JournalRead {
                         records: HashMap::new(),

@@ -292,6 +292,7 @@ impl Store {
                     },
                     batch_intents_max: config.batch_intents_max,
                     commit_timeout: pg_config.commit_timeout,
+                    query_timeout: pg_config.query_timeout,
                     read_only: read_only.clone(),
                 };
                 let handle = std::thread::Builder::new()
@@ -1466,7 +1467,12 @@ impl UserReader {
             // One snapshot, so the mailbox, its changes and its expunges agree.
             Some((pg, id)) => pg.block(async {
                 let mut conn = pg.client().await?;
-                pg::changes_snapshot(&mut conn, id, mailbox, since).await
+                let answered = tokio::time::timeout(
+                    pg.query_timeout,
+                    pg::changes_snapshot(&mut conn, id, mailbox, since),
+                )
+                .await;
+                pg.answered(conn, answered)
             }),
             None => self.with(|c| index::changes(c, mailbox, since)),
         }

@@ -24,6 +24,12 @@ pub struct PostgresConfig {
     pub writers: usize,
     /// Longest wait for PostgreSQL to confirm a commit (see `pg::writer`).
     pub commit_timeout: Duration,
+    /// Longest wait for PostgreSQL to answer a read, or to get through a
+    /// writer's whole batch: a database that stops answering (a frozen host,
+    /// whose kernel still acknowledges every packet, so no TCP timeout
+    /// fires) fails the work as a temporary error instead of holding its
+    /// callers for ever.
+    pub query_timeout: Duration,
     /// The CA that signed PostgreSQL's certificate (PEM), for TLS; `None`:
     /// the web's roots. See `pg::Tls`.
     pub ca_file: Option<std::path::PathBuf>,
@@ -46,6 +52,7 @@ impl PostgresConfig {
             connections_max: 32,
             writers: 4,
             commit_timeout: Duration::from_secs(10),
+            query_timeout: Duration::from_secs(30),
             ca_file: None,
             shards: Vec::new(),
             move_wait: Duration::from_secs(5),
@@ -86,6 +93,8 @@ pub(crate) struct Pg {
     pub(crate) writer_dsn: tokio_postgres::Config,
     /// TLS of every connection (`pg::tls`).
     pub(crate) tls: crate::pg::Tls,
+    /// See [`PostgresConfig::query_timeout`].
+    pub(crate) query_timeout: Duration,
     /// The once-per-cluster jobs this node leads (`Pg::leads`).
     leaders: std::sync::Mutex<std::collections::HashMap<String, Leadership>>,
 }
@@ -170,6 +179,7 @@ impl Pg {
             target,
             shard: shard.to_string(),
             is_directory,
+            query_timeout: config.query_timeout,
             database_id: String::new(),
             listen_dsn,
             writer_dsn,
@@ -252,7 +262,7 @@ impl Pg {
             Some(Leadership::TriedAt(at)) if at.elapsed() < LEADER_RETRY => return false,
             _ => {}
         }
-        let taken = self.block(async {
+        let taking = async {
             let (client, connection) = self.listen_dsn.connect(self.tls.clone()).await?;
             tokio::spawn(async move {
                 let _ = connection.await;
@@ -270,7 +280,16 @@ impl Pg {
                 )
                 .await?;
             Ok::<_, tokio_postgres::Error>(row.get::<_, bool>(0).then_some(client))
-        });
+        };
+        // Bounded: a database that does not answer keeps no job waiting.
+        let taken = self.block(async { tokio::time::timeout(self.query_timeout, taking).await });
+        let taken = match taken {
+            Ok(taken) => taken.map_err(|e| crate::pg::message(&e)),
+            Err(_) => Err(format!(
+                "no answer within {} ms",
+                self.query_timeout.as_millis()
+            )),
+        };
         match taken {
             Ok(Some(client)) => {
                 tracing::info!(
@@ -289,7 +308,7 @@ impl Pg {
                 false
             }
             Err(e) => {
-                tracing::warn!(event = "leader_check_failed", job, error = %crate::pg::message(&e));
+                tracing::warn!(event = "leader_check_failed", job, error = %e);
                 leaders.insert(
                     job.to_string(),
                     Leadership::TriedAt(std::time::Instant::now()),
@@ -313,6 +332,31 @@ impl Pg {
         self.pool.clone()
     }
 
+    /// What a read bounded by `query_timeout` gives its caller: on time,
+    /// its answer; late, `Unavailable`, and the connection it waited on
+    /// leaves the pool and is closed (a late answer can come no more).
+    pub(crate) fn answered<T>(
+        &self,
+        conn: Conn,
+        answered: std::result::Result<Result<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T> {
+        match answered {
+            Ok(answer) => answer,
+            Err(_) => {
+                drop(deadpool_postgres::Object::take(conn));
+                tracing::warn!(event = "postgres_no_answer", database = %self.target, timeout_ms = self.query_timeout.as_millis() as u64, "PostgreSQL did not answer a read in time; its connection is closed");
+                Err(StoreError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "PostgreSQL at {} did not answer within {} ms",
+                        self.target,
+                        self.query_timeout.as_millis()
+                    ),
+                ))
+            }
+        }
+    }
+
     /// A connection from the pool (call inside [`Pg::block`]).
     pub(crate) async fn client(&self) -> Result<Conn> {
         self.pool.get().await.map_err(|e| {
@@ -332,14 +376,18 @@ impl Pg {
 
 /// Runs `$body` (an expression awaiting on `$c`, a pooled connection, whose
 /// statements are prepared once: `pg::db`) on the backend's runtime and
-/// waits for it.
+/// waits for it, at most `[store] postgres_query_timeout_ms`
+/// ([`Pg::answered`]).
 macro_rules! pg_read {
     ($pg:expr, |$c:ident| $body:expr) => {{
         let pg: &$crate::pg::backend::Pg = $pg;
         pg.block(async {
             let conn = pg.client().await?;
-            let $c: &deadpool_postgres::ClientWrapper = &conn;
-            $body.await
+            let answered = {
+                let $c: &deadpool_postgres::ClientWrapper = &conn;
+                tokio::time::timeout(pg.query_timeout, $body).await
+            };
+            pg.answered(conn, answered)
         })
     }};
 }

@@ -43,6 +43,8 @@ pub(crate) type OnMoved = Arc<dyn Fn(&str) + Send + Sync>;
 const PAYLOAD_BYTES_MAX: usize = 7000;
 /// How often the poll looks.
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Longest wait for the LISTEN connection to be made, and for one poll.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest wait before the LISTEN connection is tried again.
 const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
@@ -138,9 +140,15 @@ async fn listen(
     stop: &mut tokio::sync::watch::Receiver<bool>,
     reconnected: bool,
 ) -> Result<()> {
-    let (client, mut connection) = dsn
-        .connect(tls.clone())
+    // Bounded: a frozen server accepts the TCP connection and never answers.
+    let (client, mut connection) = tokio::time::timeout(CONNECT_TIMEOUT, dsn.connect(tls.clone()))
         .await
+        .map_err(|_| {
+            crate::error::StoreError::new(
+                crate::error::ErrorKind::Unavailable,
+                "PostgreSQL did not answer the LISTEN connection's startup",
+            )
+        })?
         .map_err(|e| db_error("connect to listen", &e))?;
     let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -222,17 +230,30 @@ async fn poll(
             .filter(|k| !k.starts_with('\0'))
             .collect();
         seen.retain(|user, _| watched.contains(user));
-        let Ok(client) = pool.get().await else {
+        // Bounded: a poll that gets no answer (a frozen database) is skipped,
+        // and its connection closed rather than given back.
+        let Ok(Ok(client)) = tokio::time::timeout(CONNECT_TIMEOUT, pool.get()).await else {
             continue;
         };
-        if !watched.is_empty()
-            && let Ok(rows) = client
+        let users = async {
+            if watched.is_empty() {
+                return Ok(Vec::new());
+            }
+            client
                 .query(
                     "SELECT name, last_seq, state FROM users WHERE name = ANY($1)",
                     &[&watched],
                 )
                 .await
-        {
+        };
+        let server = client.query_one("SELECT last_seq FROM server_stream WHERE one = 1", &[]);
+        let Ok((users, server)) =
+            tokio::time::timeout(CONNECT_TIMEOUT, async { tokio::join!(users, server) }).await
+        else {
+            drop(deadpool_postgres::Object::take(client));
+            continue;
+        };
+        if let Ok(rows) = users {
             for row in rows {
                 let (name, seq): (String, i64) = (row.get(0), row.get(1));
                 if row.get::<_, &str>(2) == "moved_out" {
@@ -249,10 +270,7 @@ async fn poll(
                 }
             }
         }
-        if let Ok(row) = client
-            .query_one("SELECT last_seq FROM server_stream WHERE one = 1", &[])
-            .await
-        {
+        if let Ok(row) = server {
             let seq: i64 = row.get(0);
             if server_seen.is_some_and(|before| before != seq) {
                 notifier.notify(SMS_WATCH_KEY);

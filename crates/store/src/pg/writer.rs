@@ -52,6 +52,8 @@ pub(crate) struct PgWriter {
     pub batch_intents_max: usize,
     /// Longest wait for PostgreSQL to confirm a commit.
     pub commit_timeout: std::time::Duration,
+    /// Longest a batch may wait for PostgreSQL in all.
+    pub query_timeout: std::time::Duration,
     /// Set while `store import` applies another store's records.
     pub read_only: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -162,17 +164,37 @@ impl PgWriter {
             local.connection = None;
             // Statements belong to the connection they were prepared on.
             local.statements = Statements::default();
-            let connected = runtime.block_on(self.pg.writer_dsn.connect(self.pg.tls.clone()));
-            let (client, connection) = connected.map_err(|e| {
-                StoreError::new(
-                    crate::pg::error_kind(&e),
-                    format!(
-                        "cannot connect to PostgreSQL at {}: {}",
-                        self.pg.target,
-                        crate::pg::message(&e)
-                    ),
+            // The whole handshake bounded: a frozen server accepts the TCP
+            // connection (its kernel does) and never answers the startup.
+            let connected = runtime.block_on(async {
+                tokio::time::timeout(
+                    self.query_timeout,
+                    self.pg.writer_dsn.connect(self.pg.tls.clone()),
                 )
-            })?;
+                .await
+            });
+            let (client, connection) = match connected {
+                Ok(connected) => connected.map_err(|e| {
+                    StoreError::new(
+                        crate::pg::error_kind(&e),
+                        format!(
+                            "cannot connect to PostgreSQL at {}: {}",
+                            self.pg.target,
+                            crate::pg::message(&e)
+                        ),
+                    )
+                })?,
+                Err(_) => {
+                    return Err(StoreError::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "PostgreSQL at {} did not answer within {} ms",
+                            self.pg.target,
+                            self.query_timeout.as_millis()
+                        ),
+                    ));
+                }
+            };
             let driver = runtime.spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::debug!(event = "postgres_writer_connection_lost", error = %crate::pg::message(&e));
@@ -185,11 +207,42 @@ impl PgWriter {
                 .map_err(|e| db_error("set the lock timeout", &e))?;
             local.connection = Some((client, driver));
         }
-        let Some((client, _)) = local.connection.as_mut() else {
+        let Some((client, driver)) = local.connection.as_mut() else {
             return Err(StoreError::new(ErrorKind::Unavailable, "no connection"));
         };
+        // A watchdog on this thread's runtime (it runs while the batch waits
+        // in `block_on`): a batch still waiting for PostgreSQL after
+        // `query_timeout` has its connection closed, so the statement it
+        // waits on fails at once and the batch is refused as temporary.
+        let overran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watchdog = runtime.spawn({
+            let connection = driver.abort_handle();
+            let overran = overran.clone();
+            let limit = self.query_timeout;
+            async move {
+                tokio::time::sleep(limit).await;
+                overran.store(true, Relaxed);
+                connection.abort();
+            }
+        });
         let mut discard = false;
         let result = self.batch(runtime, client, &local.statements, intents, &mut discard);
+        watchdog.abort();
+        let result = match result {
+            Err(_) if overran.load(Relaxed) => {
+                discard = true;
+                tracing::warn!(event = "postgres_no_answer", database = %self.pg.target, timeout_ms = self.query_timeout.as_millis() as u64, "a batch waited too long for PostgreSQL; its connection is closed");
+                Err(StoreError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "PostgreSQL at {} did not answer within {} ms",
+                        self.pg.target,
+                        self.query_timeout.as_millis()
+                    ),
+                ))
+            }
+            result => result,
+        };
         if discard && let Some((_, driver)) = local.connection.take() {
             // Its COMMIT may still be waiting: close it, never use it again.
             driver.abort();
