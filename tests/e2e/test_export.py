@@ -3,7 +3,9 @@ machine to another without clients resyncing): a running server exports
 its whole store to a file; a new server imports it; every user, password,
 mailbox, UIDVALIDITY, UID, flag, MODSEQ, annotation, ACL, alias and spam block
 comes out the same, and new mail continues the UIDs. A damaged, cut-short
-or foreign file is refused before anything is applied.
+or foreign file is refused before anything is applied. `store copy --from
+OLD_CONFIG` does the same without the file, and run again brings what the
+old store took since.
 """
 
 from __future__ import annotations
@@ -112,6 +114,45 @@ class ExportImportTest(unittest.TestCase):
         again = target.cli("store", "import", str(path))
         self.assertNotEqual(again.returncode, 0)
         self.assertIn("not empty", again.stderr.decode())
+
+    def test_store_copy_without_a_file_and_again_for_what_came_since(self) -> None:
+        users = self.fill()
+        names = list(users)
+        target = Server()
+        self.addCleanup(target.cleanup)
+        # The old server must be stopped: the copy takes its store's lock.
+        busy = target.cli("store", "copy", "--from", str(self.source.config_path))
+        self.assertEqual(busy.returncode, 75, busy.stderr)
+        self.assertIn("stop the server", busy.stderr.decode())
+        self.source.stop()
+        first = json.loads(target.cli_ok("store", "copy", "--from", str(self.source.config_path),
+                                         "--json").stdout)
+        self.assertGreater(first["records"], 40)
+        self.assertEqual(first["contents"], 31)
+        # The old server takes more mail; a second copy brings only that.
+        self.source.start()
+        before_more = {u: mailbox_state(self.source, u, p) for u, p in users.items()}
+        self.assertTrue(before_more)
+        self.source.deliver_ok(names[0], simple_message(subject="after the first copy"))
+        before = {u: mailbox_state(self.source, u, p) for u, p in users.items()}
+        self.source.stop()
+        second = json.loads(target.cli_ok("store", "copy", "--from", str(self.source.config_path),
+                                          "--json").stdout)
+        self.assertEqual(second["contents"], 1)
+        self.assertLess(second["records"], 10)
+        nothing = json.loads(target.cli_ok("store", "copy", "--from", str(self.source.config_path),
+                                           "--json").stdout)
+        self.assertEqual(nothing["records"], 0)
+        target.start()
+        after = {u: mailbox_state(target, u, p) for u, p in users.items()}
+        self.assertEqual(after, before)
+        # Another store's copy is refused: this one holds the first's.
+        other = Server(backend="embedded")
+        self.addCleanup(other.cleanup)
+        other.new_user("other")
+        refused = target.cli("store", "copy", "--from", str(other.config_path))
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("holds a copy of store", refused.stderr.decode())
 
     def test_a_damaged_short_or_foreign_file_is_refused_and_nothing_is_applied(self) -> None:
         self.fill()

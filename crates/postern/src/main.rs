@@ -351,6 +351,16 @@ enum StoreCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Copy the embedded store of another config (its server stopped) into
+    /// this server's store, without an export file: everything into an empty
+    /// store, or, run again, what the old store took since the last copy.
+    Copy {
+        /// The config of the store to copy from (`backend = "embedded"`).
+        #[arg(long = "from")]
+        from: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Create or upgrade the PostgreSQL schema (`[store] backend = "postgres"`)
     /// to this binary's version; run it before `serve`, as often as you like.
     Migrate {
@@ -735,6 +745,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             path: std::path::absolute(&file)?,
             json,
         },
+        Command::Store(StoreCommand::Copy { from, json }) => {
+            let old = match config::load(&from) {
+                Ok(old) => old,
+                Err(e) => {
+                    eprintln!("postern: --from {}: {e:#}", from.display());
+                    return Ok(ExitCode::from(admin::EX_USAGE as u8));
+                }
+            };
+            if old.store.backend != server::config::StoreBackend::Embedded {
+                eprintln!(
+                    "postern: store copy --from reads an embedded store; {} names PostgreSQL (use its `store export`, when built, or PostgreSQL's own tools)",
+                    from.display()
+                );
+                return Ok(ExitCode::from(admin::EX_USAGE as u8));
+            }
+            AdminCommand::StoreCopy {
+                data_dir: std::path::absolute(&old.data_dir)?,
+                json,
+            }
+        }
         Command::Store(StoreCommand::Import { file, json }) => AdminCommand::StoreImport {
             path: std::path::absolute(&file)?,
             json,

@@ -157,6 +157,13 @@ pub enum AdminCommand {
         path: PathBuf,
         json: bool,
     },
+    /// Copies the embedded store in `data_dir` (its server stopped) into this
+    /// one: from the start into an empty store, else from where an earlier
+    /// copy of it stopped.
+    StoreCopy {
+        data_dir: PathBuf,
+        json: bool,
+    },
     /// Replication (`[replication]`): where this server stands.
     ReplicationStatus {
         json: bool,
@@ -367,6 +374,55 @@ fn store_transfer(store: &Store, exporting: bool, path: &Path, json: bool) -> Ad
             summary.content_bytes,
             if summary.lost > 0 {
                 format!(", {} contents lost before the export", summary.lost)
+            } else {
+                String::new()
+            }
+        )),
+        Err(e) => AdminOutput::fail(EX_DATAERR, format!("error: {e:#}\n")),
+    }
+}
+
+/// `store copy --from`: opens the old store (taking its lock, so its server
+/// must be stopped) and copies it into this one.
+fn store_copy(store: &Store, data_dir: &Path, json: bool) -> AdminOutput {
+    if data_dir == store.data_dir() {
+        return AdminOutput::fail(EX_USAGE, "error: a store cannot be copied into itself\n");
+    }
+    if !data_dir.join("store.id").is_file() {
+        return AdminOutput::fail(
+            EX_DATAERR,
+            format!(
+                "error: {} holds no embedded Postern store\n",
+                data_dir.display()
+            ),
+        );
+    }
+    let from = match Store::open(store::StoreConfig::new(data_dir.to_path_buf())) {
+        Ok(from) => from,
+        Err(e) if e.kind == ErrorKind::Unavailable => {
+            return AdminOutput::fail(
+                EX_TEMPFAIL,
+                format!("error: {e}: stop the server of the store copied from first\n"),
+            );
+        }
+        Err(e) => return AdminOutput::from_store(&e),
+    };
+    let copied = crate::replication::export::copy(store, &from);
+    from.shutdown();
+    match copied {
+        Ok(summary) if json => {
+            AdminOutput::ok(serde_json::to_string(&summary).unwrap_or_default() + "\n")
+        }
+        Ok(summary) => AdminOutput::ok(format!(
+            "copied from {}: {} records up to LSN {} of store {}, {} contents ({} bytes){}\n",
+            data_dir.display(),
+            summary.records,
+            summary.upto,
+            summary.source,
+            summary.contents,
+            summary.content_bytes,
+            if summary.lost > 0 {
+                format!(", {} contents unreadable in the old store", summary.lost)
             } else {
                 String::new()
             }
@@ -1093,6 +1149,7 @@ pub fn execute_with_progress(
         | AdminCommand::TokenRevoke { .. } => status_command(store, command),
         AdminCommand::StoreExport { path, json } => store_transfer(store, true, &path, json),
         AdminCommand::StoreImport { path, json } => store_transfer(store, false, &path, json),
+        AdminCommand::StoreCopy { data_dir, json } => store_copy(store, &data_dir, json),
         AdminCommand::ReplicationStatus { .. }
         | AdminCommand::ReplicationPromote { .. }
         | AdminCommand::ReplicationCheck { .. }
@@ -1368,6 +1425,7 @@ fn command_name(command: &AdminCommand) -> &'static str {
         AdminCommand::SpamUnblock { .. } => "spam unblock",
         AdminCommand::StoreExport { .. } => "store export",
         AdminCommand::StoreImport { .. } => "store import",
+        AdminCommand::StoreCopy { .. } => "store copy",
         AdminCommand::ReplicationStatus { .. } => "replication status",
         AdminCommand::ReplicationPromote { .. } => "replication promote",
         AdminCommand::ReplicationCheck { .. } => "replication check",

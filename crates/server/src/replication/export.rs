@@ -12,6 +12,13 @@
 //! the batches with `Intent::Replicate`, each content checked against its
 //! hash, exactly as a replica does. An export is a consistent cut: the
 //! journal up to the durable LSN when it started, also from a running server.
+//!
+//! `postern store copy --from OLD_CONFIG` is the same without the file: the
+//! batches go from the old store (whose server is stopped: the copy takes its
+//! data directory's lock) straight into this one. The store keeps how far it
+//! got (`Record::Replicated`, with the server-wide state), so a copy that
+//! stopped, or one run again after the old store took more mail, goes on from
+//! there instead of starting over.
 
 use super::wire::{self, Frame, Msg};
 use serde::Serialize;
@@ -39,6 +46,73 @@ pub struct Summary {
     pub lost: u64,
 }
 
+/// One batch of a store's change log, with the contents its records name
+/// that no earlier batch carried (`None`: the store could not read it).
+struct Batch {
+    after: u64,
+    upto: u64,
+    id_floor: u64,
+    durable: u64,
+    first_time: i64,
+    records: Vec<store::record::Record>,
+    contents: Vec<(BlobHash, Option<Vec<u8>>)>,
+}
+
+/// Reads `store`'s change log after LSN `after`, up to its durable LSN now
+/// (a consistent cut), in batches handed to `sink`.
+fn batches(
+    store: &Store,
+    after: u64,
+    mut sink: impl FnMut(Batch) -> anyhow::Result<()>,
+) -> anyhow::Result<Summary> {
+    let upto = store.durable_lsn();
+    let mut summary = Summary {
+        source: store.store_id().to_string(),
+        upto,
+        records: 0,
+        contents: 0,
+        content_bytes: 0,
+        lost: 0,
+    };
+    let mut written: HashSet<BlobHash> = HashSet::new();
+    let mut cursor = store.journal_cursor(after + 1)?;
+    let mut after = after;
+    loop {
+        let entries = cursor.read(upto, RECORDS_PER_BATCH, BATCH_BYTES_MAX)?;
+        let Some(last) = entries.last() else { break };
+        let batch_upto = last.lsn;
+        let (first_time, records) = super::shipped_records(entries);
+        let blobs = super::new_contents(&records, &mut written);
+        summary.records += records.len() as u64;
+        let mut contents = Vec::with_capacity(blobs.len());
+        for hash in blobs {
+            match store.blob(&hash) {
+                Ok(bytes) => {
+                    summary.contents += 1;
+                    summary.content_bytes += bytes.len() as u64;
+                    contents.push((hash, Some(bytes)));
+                }
+                Err(e) => {
+                    tracing::error!(event = "export_blob_unreadable", blob = %hash.to_hex(), error = %e);
+                    summary.lost += 1;
+                    contents.push((hash, None));
+                }
+            }
+        }
+        sink(Batch {
+            after,
+            upto: batch_upto,
+            id_floor: upto + 1,
+            durable: upto,
+            first_time,
+            records,
+            contents,
+        })?;
+        after = batch_upto;
+    }
+    Ok(summary)
+}
+
 /// Writes the export of `store` to `path` (a new file; refused if it exists).
 pub fn export(store: &Store, path: &Path) -> anyhow::Result<Summary> {
     let file = std::fs::OpenOptions::new()
@@ -51,54 +125,28 @@ pub fn export(store: &Store, path: &Path) -> anyhow::Result<Summary> {
         hash: Sha256::new(),
     };
     out.write_all(MAGIC)?;
-    let upto = store.durable_lsn();
-    let mut summary = Summary {
-        source: store.store_id().to_string(),
-        upto,
-        records: 0,
-        contents: 0,
-        content_bytes: 0,
-        lost: 0,
-    };
-    let mut written: HashSet<BlobHash> = HashSet::new();
-    let mut cursor = store.journal_cursor(1)?;
-    let mut after = 0;
-    loop {
-        let entries = cursor.read(upto, RECORDS_PER_BATCH, BATCH_BYTES_MAX)?;
-        let Some(last) = entries.last() else { break };
-        let batch_upto = last.lsn;
-        let (first_time, records) = super::shipped_records(entries);
-        let blobs = super::new_contents(&records, &mut written);
-        summary.records += records.len() as u64;
+    let summary = batches(store, 0, |batch| {
         out.write_all(&wire::encode(&Frame::new(Msg::Offer {
-            after,
-            upto: batch_upto,
-            id_floor: upto + 1,
-            durable: upto,
-            first_time,
-            records,
-            blobs: blobs.iter().map(BlobHash::to_hex).collect(),
+            after: batch.after,
+            upto: batch.upto,
+            id_floor: batch.id_floor,
+            durable: batch.durable,
+            first_time: batch.first_time,
+            records: batch.records,
+            blobs: batch.contents.iter().map(|(h, _)| h.to_hex()).collect(),
         }))?)?;
-        for hash in blobs {
-            let frame = match store.blob(&hash) {
-                Ok(bytes) => {
-                    summary.contents += 1;
-                    summary.content_bytes += bytes.len() as u64;
-                    Frame {
-                        msg: Msg::Blob { lost: false },
-                        payload: bytes,
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(event = "export_blob_unreadable", blob = %hash.to_hex(), error = %e);
-                    summary.lost += 1;
-                    Frame::new(Msg::Blob { lost: true })
-                }
+        for (_, bytes) in batch.contents {
+            let frame = match bytes {
+                Some(bytes) => Frame {
+                    msg: Msg::Blob { lost: false },
+                    payload: bytes,
+                },
+                None => Frame::new(Msg::Blob { lost: true }),
             };
             out.write_all(&wire::encode(&frame)?)?;
         }
-        after = batch_upto;
-    }
+        Ok(())
+    })?;
     let digest = hex::encode(out.hash.clone().finalize());
     let end = wire::encode(&Frame::new(Msg::End {
         sha256: digest,
@@ -144,6 +192,61 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<Summary> {
     store.set_read_only(false);
     applied?;
     Ok(summary)
+}
+
+/// Copies `from` (another store, opened by the caller) into `store`: into
+/// an empty store from the start, or, into one that took `from`'s records
+/// before, from where that copy stopped. Returns what this run copied.
+pub fn copy(store: &Store, from: &Store) -> anyhow::Result<Summary> {
+    if store.is_read_only() {
+        anyhow::bail!(
+            "this server takes no changes now (a replica, or a primary waiting for its replica): copy into a server of its own"
+        );
+    }
+    let source = from.store_id().to_string();
+    let after = match store.replica_position()? {
+        Some(position) if position.source == source => position.upto,
+        Some(position) => anyhow::bail!(
+            "this store holds a copy of store {}, not of {source}: copy only into a new store (or the one that copy began)",
+            position.source
+        ),
+        None if store.is_empty()? => 0,
+        None => anyhow::bail!(
+            "the store in {} is not empty: copy only into a new data directory (or, on PostgreSQL, a new database)",
+            store.data_dir().display()
+        ),
+    };
+    // As for an import: Replicate needs the read-only mode, which also keeps
+    // clients out until the copy is whole.
+    store.set_read_only(true);
+    let copied = batches(from, after, |batch| {
+        let mut contents: HashMap<BlobHash, Arc<store::Prepared>> = HashMap::new();
+        let mut lost = Vec::new();
+        for (hash, bytes) in batch.contents {
+            match bytes {
+                Some(bytes) => {
+                    let prepared = store.prepare(bytes);
+                    anyhow::ensure!(prepared.hash == hash, "a content does not match its hash");
+                    contents.insert(hash, prepared);
+                }
+                None => lost.push(hash),
+            }
+        }
+        store
+            .submit_one_blocking(Intent::Replicate {
+                source: source.clone(),
+                after: batch.after,
+                upto: batch.upto,
+                id_floor: batch.id_floor,
+                records: Arc::new(batch.records),
+                blobs: Arc::new(contents),
+                lost: Arc::new(lost),
+            })
+            .map(|_| ())
+            .map_err(|e| anyhow::anyhow!("copy of records {}..{}: {e}", batch.after, batch.upto))
+    });
+    store.set_read_only(false);
+    copied
 }
 
 fn open(path: &Path) -> anyhow::Result<BufReader<std::fs::File>> {
