@@ -533,7 +533,7 @@ impl Store {
         match self.shards() {
             Some(shards) => {
                 for shard in &shards.list {
-                    if pg_read!(&shard.pg, |c| pg::blob_known(c, hash))? {
+                    if pg_read!(&shard.pg, |c| crate::pg::blobs::is_known(c, hash))? {
                         return Ok(true);
                     }
                 }
@@ -1126,7 +1126,7 @@ impl Store {
     /// PostgreSQL from the user's own shard, where their messages name it.
     pub fn user_blob(&self, user: &str, hash: &BlobHash) -> Result<Vec<u8>> {
         match self.user_pg(user) {
-            Some(Ok(Some(pg))) => pg_read!(pg, |c| pg::blob(c, hash)),
+            Some(Ok(Some(pg))) => pg_read!(pg, |c| crate::pg::blobs::get(c, hash)),
             Some(Ok(None)) => Err(StoreError::not_found(format!("no such user {user}"))),
             Some(Err(e)) => Err(e),
             None => self.blob(hash),
@@ -1141,7 +1141,7 @@ impl Store {
                 hash.to_hex()
             )));
             for shard in &shards.list {
-                found = pg_read!(&shard.pg, |c| pg::blob(c, hash));
+                found = pg_read!(&shard.pg, |c| crate::pg::blobs::get(c, hash));
                 if found.is_ok() {
                     break;
                 }
@@ -1628,7 +1628,12 @@ impl UserReader {
                 meta.uid
             )));
         }
-        self.store.blob(&meta.blob).inspect_err(|e| {
+        // On PostgreSQL from the user's own shard, where their messages name it.
+        let read = match self.pg()? {
+            Some((pg, _)) => pg_read!(pg, |c| crate::pg::blobs::get(c, &meta.blob)),
+            None => self.store.blob(&meta.blob),
+        };
+        read.inspect_err(|e| {
             tracing::error!(event = "blob_unavailable", user = %self.user, mailbox, uid = meta.uid, error = %e);
             self.store.report_damage(&self.user, Some(mailbox));
         })

@@ -10,6 +10,7 @@
 
 pub(crate) mod apply;
 pub(crate) mod backend;
+pub(crate) mod blobs;
 pub(crate) mod db;
 pub(crate) mod listen;
 pub mod migrate;

@@ -36,7 +36,7 @@
 use crate::error::{ErrorKind, Result, StoreError};
 use crate::pg::backend::Pg;
 use crate::pg::shards::{DirectoryEntry, Shards};
-use crate::pg::{apply, db_error, read};
+use crate::pg::{apply, blobs, db_error, read};
 use crate::record::Record;
 use crate::types::BlobHash;
 use futures_util::{SinkExt, StreamExt};
@@ -744,7 +744,7 @@ async fn summary_for(
     {
         return Ok(summary);
     }
-    let bytes = read::blob(target, blob).await?;
+    let bytes = blobs::get(target, blob).await?;
     Ok(mime::summarize(&bytes, limits))
 }
 
@@ -836,52 +836,31 @@ async fn copy_rows(
         .map_err(|e| db_error(&format!("write {table} on the target"), &e))
 }
 
-/// Copies the contents of `hashes` the target lacks. Returns how many and
-/// their bytes.
+/// Copies the contents of `hashes` the target lacks, each checked against
+/// its hash on the way. Returns how many and their bytes.
 async fn copy_blobs(
-    source: &impl GenericClient,
-    target: &impl GenericClient,
+    source: &impl crate::pg::db::Db,
+    target: &impl crate::pg::db::Db,
     hashes: &[Vec<u8>],
 ) -> Result<(u64, u64)> {
-    let present: Vec<Vec<u8>> = target
-        .query("SELECT hash FROM blobs WHERE hash = ANY($1)", &[&hashes])
-        .await
-        .map_err(|e| db_error("look contents up on the target", &e))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let present = blobs::known(target, hashes).await?;
     let missing: Vec<&Vec<u8>> = hashes.iter().filter(|h| !present.contains(h)).collect();
     if missing.is_empty() {
         return Ok((0, 0));
     }
-    let rows = source
-        .query(
-            "SELECT hash, size, data, stored_at FROM blobs WHERE hash = ANY($1)",
-            &[&missing],
-        )
-        .await
-        .map_err(|e| db_error("read contents on the source", &e))?;
+    let rows = blobs::get_rows(source, &missing).await?;
     let mut bytes = 0u64;
     for row in &rows {
-        let (hash, size, data, stored_at): (Vec<u8>, i64, Vec<u8>, i64) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        // Checked on the way: a content whose bytes do not match its hash
-        // is not spread to another shard.
-        if BlobHash::of(&data).0.as_slice() != hash.as_slice() {
+        // A content whose bytes do not match its hash is not spread to
+        // another shard.
+        if BlobHash::of(&row.data).0.as_slice() != row.hash.as_slice() {
             return Err(StoreError::corrupt(format!(
                 "a content on the source does not match its hash {}",
-                hex_of(&hash)
+                hex_of(&row.hash)
             )));
         }
-        bytes += data.len() as u64;
-        target
-            .execute(
-                "INSERT INTO blobs (hash, size, data, stored_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (hash) DO NOTHING",
-                &[&hash, &size, &data, &stored_at],
-            )
-            .await
-            .map_err(|e| db_error("write a content on the target", &e))?;
+        bytes += row.data.len() as u64;
+        blobs::put_row(target, row).await?;
     }
     Ok((rows.len() as u64, bytes))
 }

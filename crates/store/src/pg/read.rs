@@ -663,38 +663,6 @@ pub(crate) async fn granted_to(client: &impl Db, user: &str) -> Result<Vec<(Stri
     Ok(found.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-/// Whether a content is stored.
-pub(crate) async fn blob_known(client: &impl Db, hash: &BlobHash) -> Result<bool> {
-    Ok(row(
-        client,
-        "look a content up",
-        "SELECT 1 FROM blobs WHERE hash = $1",
-        &[&hash.0.as_slice()],
-    )
-    .await?
-    .is_some())
-}
-
-/// A content's bytes, checked against its hash.
-pub(crate) async fn blob(client: &impl Db, hash: &BlobHash) -> Result<Vec<u8>> {
-    let found = row(
-        client,
-        "read a content",
-        "SELECT data FROM blobs WHERE hash = $1",
-        &[&hash.0.as_slice()],
-    )
-    .await?
-    .ok_or_else(|| StoreError::corrupt(format!("blob {} missing", hash.to_hex())))?;
-    let data: Vec<u8> = found.get(0);
-    if BlobHash::of(&data) != *hash {
-        return Err(StoreError::corrupt(format!(
-            "blob {} fails its hash",
-            hash.to_hex()
-        )));
-    }
-    Ok(data)
-}
-
 /// An annotation of a mailbox (`""`: the user's private server annotations).
 pub(crate) async fn metadata_get(
     client: &impl Db,

@@ -12,7 +12,7 @@ use crate::intent::{Fix, Outcome, Prepared, RepairGuard};
 use crate::pg::backend::{Pg, pg_read};
 use crate::pg::db::{Cached, Db};
 use crate::pg::server_cache::ServerCache;
-use crate::pg::{apply, db_error, read};
+use crate::pg::{apply, blobs, db_error, read};
 use crate::record::Record;
 use crate::subscribers::{self, Notice, Subscriber};
 use crate::tx::Tx;
@@ -430,14 +430,7 @@ impl Tx for PgTx<'_, '_> {
             return Ok(());
         }
         let (tx, now) = (self.tx, self.now);
-        let size = i64::try_from(raw.len()).unwrap_or(i64::MAX);
-        self.rt
-            .block_on(tx.execute(
-                "INSERT INTO blobs (hash, size, data, stored_at) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (hash) DO NOTHING",
-                &[&hash.0.as_slice(), &size, &raw, &now],
-            ))
-            .map_err(|e| db_error("store a content", &e))?;
+        self.rt.block_on(blobs::put(tx, hash, raw, now))?;
         self.blobs.insert(*hash);
         Ok(())
     }
@@ -447,13 +440,7 @@ impl Tx for PgTx<'_, '_> {
     /// once no message names it.
     fn content_missing(&mut self, hash: &BlobHash) -> Result<()> {
         let (tx, now) = (self.tx, self.now);
-        self.rt
-            .block_on(tx.execute(
-                "INSERT INTO blobs (hash, size, data, stored_at) VALUES ($1, 0, ''::bytea, $2)
-                 ON CONFLICT (hash) DO NOTHING",
-                &[&hash.0.as_slice(), &now],
-            ))
-            .map_err(|e| db_error("note a missing content", &e))?;
+        self.rt.block_on(blobs::put_missing(tx, hash, now))?;
         self.blobs.insert(*hash);
         Ok(())
     }
@@ -463,7 +450,7 @@ impl Tx for PgTx<'_, '_> {
             return Ok(true);
         }
         let tx = self.tx;
-        let known = self.rt.block_on(read::blob_known(tx, hash))?;
+        let known = self.rt.block_on(blobs::is_known(tx, hash))?;
         if known {
             self.blobs.insert(*hash);
         }
@@ -472,7 +459,7 @@ impl Tx for PgTx<'_, '_> {
 
     fn summary_of_blob(&mut self, hash: &BlobHash) -> Result<mime::Summary> {
         let tx = self.tx;
-        let raw = self.rt.block_on(read::blob(tx, hash))?;
+        let raw = self.rt.block_on(blobs::get(tx, hash))?;
         Ok(mime::summarize(&raw, &self.summary_limits))
     }
 
@@ -553,26 +540,14 @@ impl Tx for PgTx<'_, '_> {
         let tx = self.tx;
         let candidates = self
             .rt
-            .block_on(tx.query(
-                "SELECT hash, size FROM blobs b
-                 WHERE stored_at < $1
-                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob = b.hash)
-                 LIMIT 1000",
-                &[&(self.now - GC_GRACE_SECS)],
-            ))
-            .map_err(|e| db_error("find unreferenced contents", &e))?;
+            .block_on(blobs::collectable(tx, self.now - GC_GRACE_SECS))?;
         let (mut removed, mut bytes) = (0u64, 0u64);
-        for row in candidates {
-            let (hash, size): (Vec<u8>, i64) = (row.get(0), row.get(1));
+        for (hash, size) in candidates {
             if bytes >= bytes_max {
                 break;
             }
             self.exec("open a savepoint", "SAVEPOINT gc")?;
-            let deleted = self.rt.block_on(tx.execute(
-                "DELETE FROM blobs b WHERE hash = $1
-                   AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.blob = b.hash)",
-                &[&hash],
-            ));
+            let deleted = self.rt.block_on(blobs::remove_if_unnamed(tx, &hash));
             match deleted {
                 Ok(n) => {
                     self.exec("release a savepoint", "RELEASE SAVEPOINT gc")?;
