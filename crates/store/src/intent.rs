@@ -75,10 +75,11 @@ pub enum Intent {
     DeleteUser {
         user: String,
     },
-    /// Removes the entries naming `user` from other owners' ACLs, the part
-    /// of [`Intent::DeleteUser`] that reaches other owners: with several
-    /// PostgreSQL shards, run on each shard the deleted user did not live
-    /// on. A user that exists keeps their account; only those entries go.
+    /// Removes `user` from aliases and the entries naming them from other
+    /// owners' ACLs, the part of [`Intent::DeleteUser`] that reaches beyond
+    /// the account: with several PostgreSQL shards, run on every shard once
+    /// the account is deleted (the aliases live on the first). A user that
+    /// exists keeps their account; only those references go.
     ForgetUser {
         user: String,
     },

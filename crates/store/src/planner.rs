@@ -195,8 +195,21 @@ impl Planner<'_> {
         })
     }
 
-    /// Removes the entries naming `user` from other owners' ACLs.
+    /// Removes `user` from aliases (one left with nobody goes) and the
+    /// entries naming them from other owners' ACLs.
     fn forget_user(&mut self, user: &str) -> Result<()> {
+        for (address, members) in self.tx.aliases()? {
+            if !members.iter().any(|m| m == user) {
+                continue;
+            }
+            let users: Vec<String> = members.into_iter().filter(|m| m != user).collect();
+            let record = if users.is_empty() {
+                Record::AliasRemoved { address }
+            } else {
+                Record::AliasSet { address, users }
+            };
+            self.tx.emit(record, None)?;
+        }
         for (owner, mailbox, identifier) in self.tx.acl_naming(user)? {
             if owner == user {
                 continue;
@@ -343,21 +356,9 @@ impl Planner<'_> {
                 for mailbox in mailboxes {
                     self.delete_mailbox(user, &mailbox)?;
                 }
-                // Aliases keep reaching their other members; one left with nobody goes.
-                for (address, members) in self.tx.aliases()? {
-                    if !members.contains(user) {
-                        continue;
-                    }
-                    let users: Vec<String> = members.into_iter().filter(|m| m != user).collect();
-                    let record = if users.is_empty() {
-                        Record::AliasRemoved { address }
-                    } else {
-                        Record::AliasSet { address, users }
-                    };
-                    self.tx.emit(record, None)?;
-                }
-                // Entries naming the user in other owners' ACLs go too, so a
-                // new account of the same name inherits nothing.
+                // Aliases keep reaching their other members, and entries
+                // naming the user in other owners' ACLs go, so a new account
+                // of the same name inherits nothing.
                 self.forget_user(user)?;
                 self.tx
                     .emit(Record::UserDeleted { user: user.clone() }, None)?;

@@ -250,6 +250,24 @@ impl Store {
                 done: done as u64,
                 total: users.len() as u64,
             });
+            // Repairs made on the shard a user is leaving, after the move's
+            // copy was read, would not follow them: their turn comes after.
+            if shards.sharded()
+                && let Ok(Some(entry)) = shards.entry(user)
+                && entry.state == "moving"
+            {
+                report.add(Problem {
+                    user: Some(user.clone()),
+                    mailbox: None,
+                    uid: None,
+                    kind: "busy",
+                    detail: "the user is being moved to another shard; run again after the move"
+                        .into(),
+                    repaired: false,
+                });
+                report.users += 1;
+                continue;
+            }
             let mut attempt = 0;
             loop {
                 let checked = (|| {

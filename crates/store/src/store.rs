@@ -281,6 +281,7 @@ impl Store {
             for n in 0..pg_config.writers.max(1) {
                 let writer = crate::pg::writer::PgWriter {
                     pg: pg.clone(),
+                    sharded: pgs.len() > 1,
                     directory: (!pg.is_directory).then(|| directory.clone()),
                     cache: cache.clone(),
                     requests: receiver.clone(),
@@ -865,10 +866,13 @@ impl Store {
     pub fn reader(&self, user: &str) -> Result<UserReader> {
         let imp = match self.shards() {
             Some(shards) => {
-                let shard = shards.route_existing(user)?;
+                let (shard, moves) = shards
+                    .placement(user)?
+                    .ok_or_else(|| StoreError::not_found(format!("no such user {user}")))?;
                 ReaderImpl::Pg {
                     id: pg_read!(shards.pg(shard), |c| pg::user_id(c, user))?,
                     shard,
+                    moves,
                 }
             }
             None => ReaderImpl::Sqlite(Mutex::new(Some(self.index_connection(user)?))),
@@ -1140,10 +1144,15 @@ impl Store {
                 "blob {} missing",
                 hash.to_hex()
             )));
+            // A temporary failure of one shard outranks "missing" on the
+            // others: it is not damage.
             for shard in &shards.list {
-                found = pg_read!(&shard.pg, |c| crate::pg::blobs::get(c, hash));
-                if found.is_ok() {
-                    break;
+                match pg_read!(&shard.pg, |c| crate::pg::blobs::get(c, hash)) {
+                    Ok(bytes) => return Ok(bytes),
+                    Err(e) if found.as_ref().is_err_and(|f| f.kind == ErrorKind::Corrupt) => {
+                        found = Err(e)
+                    }
+                    Err(_) => {}
                 }
             }
             return found;
@@ -1205,9 +1214,9 @@ enum ReaderImpl {
     /// The index connection while a command reads; back in the store's
     /// pool (`reader_pool`) while the session waits ([`UserReader::release`]).
     Sqlite(Mutex<Option<crate::reader_pool::Pooled>>),
-    /// The user's shard and id there; each read takes a pooled connection
-    /// for its query alone, so idle sessions hold none.
-    Pg { id: i64, shard: usize },
+    /// The user's shard, id there and moves so far; each read takes a
+    /// pooled connection for its query alone, so idle sessions hold none.
+    Pg { id: i64, shard: usize, moves: i64 },
 }
 
 /// Queues `intents` on a writer's queue and waits for their answers.
@@ -1314,8 +1323,8 @@ impl UserReader {
     /// left behind.
     fn pg(&self) -> Result<Option<(&Pg, i64)>> {
         match (&self.imp, self.store.shards()) {
-            (ReaderImpl::Pg { id, shard }, Some(shards)) => {
-                if shards.sharded() && shards.route(&self.user)? != Some(*shard) {
+            (ReaderImpl::Pg { id, shard, moves }, Some(shards)) => {
+                if shards.sharded() && shards.placement(&self.user)? != Some((*shard, *moves)) {
                     return Err(StoreError::moved(&self.user));
                 }
                 Ok(Some((shards.pg(*shard), *id)))
@@ -1522,7 +1531,7 @@ impl UserReader {
             Err(e) if e.kind == ErrorKind::Corrupt => {
                 tracing::warn!(event = "cache_damaged", user = %self.user, mailbox, uid = meta.uid, error = %e, "re-deriving from the blob");
                 self.store.report_damage(&self.user, Some(mailbox));
-                let raw = self.store.blob(&meta.blob)?;
+                let raw = self.blob(&meta.blob)?;
                 Ok(mime::summarize(&raw, self.store.summary_limits()))
             }
             Err(e) => Err(e),
@@ -1576,8 +1585,13 @@ impl UserReader {
             })
             .collect()
     }
+    /// A content of this user's mail, verified against its hash (on
+    /// PostgreSQL from the user's own shard).
     pub fn blob(&self, hash: &BlobHash) -> Result<Vec<u8>> {
-        self.store.blob(hash)
+        match self.pg()? {
+            Some((pg, _)) => pg_read!(pg, |c| crate::pg::blobs::get(c, hash)),
+            None => self.store.blob(hash),
+        }
     }
 
     /// What SORT and THREAD need of each message, read in one scan of the
@@ -1628,14 +1642,13 @@ impl UserReader {
                 meta.uid
             )));
         }
-        // On PostgreSQL from the user's own shard, where their messages name it.
-        let read = match self.pg()? {
-            Some((pg, _)) => pg_read!(pg, |c| crate::pg::blobs::get(c, &meta.blob)),
-            None => self.store.blob(&meta.blob),
-        };
-        read.inspect_err(|e| {
-            tracing::error!(event = "blob_unavailable", user = %self.user, mailbox, uid = meta.uid, error = %e);
-            self.store.report_damage(&self.user, Some(mailbox));
+        self.blob(&meta.blob).inspect_err(|e| {
+            // Damage goes to the repairer; a database that does not answer,
+            // or mail that moved, is not damage.
+            if matches!(e.kind, ErrorKind::Corrupt | ErrorKind::NotFound | ErrorKind::Io) {
+                tracing::error!(event = "blob_unavailable", user = %self.user, mailbox, uid = meta.uid, error = %e);
+                self.store.report_damage(&self.user, Some(mailbox));
+            }
         })
     }
 }

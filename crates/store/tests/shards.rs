@@ -150,9 +150,12 @@ fn a_moved_user_keeps_every_uid_flag_and_modseq() {
         ["active"]
     );
 
-    // And back again.
+    // And back again: the session from before both moves is on the same
+    // shard as the user now, under the id the user had there before; it is
+    // still told to start again, never served from that id.
     store.move_user("alice", &from, &mut |_| {}).unwrap();
     assert_eq!(shard_of(&store, "alice"), from);
+    assert_eq!(old_reader.mailboxes().unwrap_err().kind, ErrorKind::Moved);
     let mut after = snapshot(&store, "alice");
     after.retain(|line| !line.contains("message 4"));
     assert_eq!(after.len(), before.len());
@@ -444,5 +447,134 @@ fn sharing_copy_and_move_work_across_shards() {
             .unwrap_err()
             .kind,
         ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn a_user_of_the_first_shard_is_deleted_everywhere_and_the_name_comes_back_clean() {
+    let store = Backend::Sharded.open(|_| {});
+    add_user(&store, "alice");
+    add_user(&store, "bob");
+    assert_eq!(shard_of(&store, "alice"), "a");
+    assert_eq!(shard_of(&store, "bob"), "b");
+    // Bob (shard b) shares with alice; alice is in an alias with bob.
+    store
+        .submit_one_blocking(Intent::SetAcl {
+            actor: None,
+            user: "bob".into(),
+            mailbox: "INBOX".into(),
+            identifier: store::acl::Identifier::parse("alice").unwrap(),
+            change: Some(store::acl::RightsChange::parse("lr").unwrap()),
+            entries_max: 100,
+        })
+        .unwrap();
+    store
+        .submit_one_blocking(Intent::SetAlias {
+            address: "team@example.com".into(),
+            users: vec!["alice".into(), "bob".into()],
+        })
+        .unwrap();
+    assert_eq!(store.shared_with("alice").unwrap().len(), 1);
+    store
+        .submit_one_blocking(Intent::DeleteUser {
+            user: "alice".into(),
+        })
+        .unwrap();
+    assert!(store.directory_entry("alice").unwrap().is_none());
+    assert_eq!(
+        store.resolve_recipient("team@example.com").unwrap(),
+        vec!["bob".to_string()]
+    );
+    add_user(&store, "alice");
+    assert!(
+        store.shared_with("alice").unwrap().is_empty(),
+        "the new alice inherits nothing"
+    );
+    let inbox = store
+        .reader("bob")
+        .unwrap()
+        .mailbox("INBOX")
+        .unwrap()
+        .unwrap();
+    assert!(
+        store
+            .reader("bob")
+            .unwrap()
+            .rights(&inbox.id, "alice")
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn one_move_of_a_user_at_a_time_and_lost_contents_move_as_lost() {
+    let store = Backend::Sharded.open(|_| {});
+    add_user(&store, "alice");
+    deliver(&store, &["alice"], &message(1));
+    deliver(&store, &["alice"], &message(2));
+    let from = shard_of(&store, "alice");
+    let databases: std::collections::HashMap<_, _> = store.shards.iter().cloned().collect();
+    // The content of message 1 is lost (as an import notes one the old
+    // store had lost): a row without its bytes.
+    sql(
+        &databases[from.as_str()],
+        &format!(
+            "UPDATE blobs SET data = ''::bytea, size = 0 WHERE hash = decode('{}', 'hex')",
+            store::BlobHash::of(&message(1)).to_hex()
+        ),
+    );
+    // While a move of alice holds its lock, another move or an abort waits
+    // its turn, in words.
+    let directory = store.database.clone().unwrap();
+    let (taken, took) = std::sync::mpsc::channel();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        support::block(async {
+            let tls = store::pg::tls(None).unwrap();
+            let client = store::pg::connect(&directory, std::time::Duration::from_secs(30), &tls)
+                .await
+                .unwrap();
+            client
+                .query_one(
+                    "SELECT pg_advisory_lock(1886352244 + 2, hashtext('alice'))",
+                    &[],
+                )
+                .await
+                .unwrap();
+            taken.send(()).unwrap();
+            // Held until the test lets go; the connection lives on this
+            // thread's runtime meanwhile.
+            tokio::task::spawn_blocking(move || released.recv())
+                .await
+                .unwrap()
+                .unwrap();
+        })
+    });
+    took.recv().unwrap();
+    let busy = store
+        .move_user("alice", other(&from), &mut |_| {})
+        .unwrap_err();
+    assert_eq!(busy.kind, ErrorKind::Conflict, "{busy}");
+    assert!(busy.message.contains("another"), "{busy}");
+    assert_eq!(
+        store.abort_move("alice").unwrap_err().kind,
+        ErrorKind::Conflict
+    );
+    release.send(()).unwrap();
+    holder.join().unwrap();
+    let report = store.move_user("alice", other(&from), &mut |_| {}).unwrap();
+    assert_eq!(report.to, other(&from));
+    let reader = store.reader("alice").unwrap();
+    let inbox = reader.mailbox("INBOX").unwrap().unwrap();
+    let metas = reader.messages(&inbox.id).unwrap();
+    assert_eq!(metas.len(), 2);
+    // The lost one still answers as damaged, the other as itself.
+    assert_eq!(
+        reader.message_bytes(&inbox.id, &metas[0]).unwrap_err().kind,
+        ErrorKind::Corrupt
+    );
+    assert_eq!(
+        reader.message_bytes(&inbox.id, &metas[1]).unwrap(),
+        message(2)
     );
 }

@@ -32,6 +32,8 @@ use store::{BlobHash, Intent, Store};
 const MAGIC: &[u8] = b"POSTERN-EXPORT 1\n";
 const RECORDS_PER_BATCH: usize = 4096;
 const BATCH_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Most bytes of contents one batch carries (one larger message alone).
+const CONTENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct Summary {
@@ -59,7 +61,10 @@ struct Batch {
 }
 
 /// Reads `store`'s change log after LSN `after`, up to its durable LSN now
-/// (a consistent cut), in batches handed to `sink`.
+/// (a consistent cut), in batches handed to `sink`. A batch holds at most
+/// `RECORDS_PER_BATCH` records and, but for one large message alone,
+/// `CONTENT_BYTES_MAX` bytes of contents: what is in memory at once stays
+/// bounded whatever the store holds.
 fn batches(
     store: &Store,
     after: u64,
@@ -77,12 +82,17 @@ fn batches(
     let mut written: HashSet<BlobHash> = HashSet::new();
     let mut cursor = store.journal_cursor(after + 1)?;
     let mut after = after;
-    loop {
-        let entries = cursor.read(upto, RECORDS_PER_BATCH, BATCH_BYTES_MAX)?;
-        let Some(last) = entries.last() else { break };
+    let mut flush = |run: Vec<store::record::Entry>,
+                     after: &mut u64,
+                     written: &mut HashSet<BlobHash>,
+                     summary: &mut Summary|
+     -> anyhow::Result<()> {
+        let Some(last) = run.last() else {
+            return Ok(());
+        };
         let batch_upto = last.lsn;
-        let (first_time, records) = super::shipped_records(entries);
-        let blobs = super::new_contents(&records, &mut written);
+        let (first_time, records) = super::shipped_records(run);
+        let blobs = super::new_contents(&records, written);
         summary.records += records.len() as u64;
         let mut contents = Vec::with_capacity(blobs.len());
         for hash in blobs {
@@ -100,7 +110,7 @@ fn batches(
             }
         }
         sink(Batch {
-            after,
+            after: *after,
             upto: batch_upto,
             id_floor: upto + 1,
             durable: upto,
@@ -108,7 +118,38 @@ fn batches(
             records,
             contents,
         })?;
-        after = batch_upto;
+        *after = batch_upto;
+        Ok(())
+    };
+    loop {
+        let entries = cursor.read(upto, RECORDS_PER_BATCH, BATCH_BYTES_MAX)?;
+        if entries.is_empty() {
+            break;
+        }
+        let mut run = Vec::new();
+        let mut run_bytes = 0u64;
+        for entry in entries {
+            let adds = match &entry.record {
+                store::record::Record::MessageAdded { blob, size, .. }
+                    if !written.contains(blob) =>
+                {
+                    *size
+                }
+                _ => 0,
+            };
+            if !run.is_empty() && run_bytes + adds > CONTENT_BYTES_MAX {
+                flush(
+                    std::mem::take(&mut run),
+                    &mut after,
+                    &mut written,
+                    &mut summary,
+                )?;
+                run_bytes = 0;
+            }
+            run_bytes += adds;
+            run.push(entry);
+        }
+        flush(run, &mut after, &mut written, &mut summary)?;
     }
     Ok(summary)
 }

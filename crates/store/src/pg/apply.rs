@@ -169,13 +169,8 @@ pub(crate) async fn apply(
                 &[&user_id],
             )
             .await?;
-            exec(
-                client,
-                "delete a user",
-                "DELETE FROM directory_users WHERE name = $1",
-                &[user],
-            )
-            .await?;
+            // The directory row is the caller's (`PgTx::emit` with one
+            // database; the last step of `pg::route`'s delete with shards).
             return Ok(None);
         }
         Record::MailboxCreated {

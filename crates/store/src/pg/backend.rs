@@ -24,8 +24,10 @@ pub struct PostgresConfig {
     pub writers: usize,
     /// Longest wait for PostgreSQL to confirm a commit (see `pg::writer`).
     pub commit_timeout: Duration,
-    /// Longest wait for PostgreSQL to answer a read, or to get through a
-    /// writer's whole batch: a database that stops answering (a frozen host,
+    /// Longest wait for PostgreSQL to answer a read (and, before it, for a
+    /// pooled connection), or to get through a writer's whole batch (ten
+    /// times as long for an import's, a user delete's or a GC sweep's): a
+    /// database that stops answering (a frozen host,
     /// whose kernel still acknowledges every packet, so no TCP timeout
     /// fires) fails the work as a temporary error instead of holding its
     /// callers for ever.
@@ -170,7 +172,7 @@ impl Pg {
             .max_size(config.connections_max.saturating_sub(config.writers).max(2))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .create_timeout(Some(config.connect_timeout))
-            .wait_timeout(Some(Duration::from_secs(30)))
+            .wait_timeout(Some(config.query_timeout))
             .build()
             .map_err(|e| StoreError::invalid(format!("PostgreSQL pool: {e}")))?;
         let pg = Pg {

@@ -153,7 +153,9 @@ pub async fn connect(
 
 /// The kind of a PostgreSQL error: temporary when the server or the link
 /// may come back (connection, shutdown, resources, serialization, a
-/// read-only standby), invalid otherwise.
+/// read-only standby), or when a race lost may be won on a retry (a foreign
+/// key whose row a concurrent commit removed: content GC against a delivery
+/// or a move's copy), invalid otherwise.
 pub fn error_kind(e: &tokio_postgres::Error) -> ErrorKind {
     let Some(code) = e.code() else {
         // No SQLSTATE: the connection itself (refused, closed, timed out).
@@ -167,6 +169,7 @@ pub fn error_kind(e: &tokio_postgres::Error) -> ErrorKind {
         || code == "40P01"
         || code == "25006"
         || code == "55P03"
+        || code == "23503"
     {
         ErrorKind::Unavailable
     } else {

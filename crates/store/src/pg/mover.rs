@@ -67,6 +67,29 @@ const SMALL_REMAINDER: usize = 100;
 const ROUNDS_MAX: u32 = 5;
 /// The user's advisory lock, as the writers take it (`pg::writer`).
 const LOCK_CLASS: i32 = 0x706f_7374;
+/// The class of the session lock a move (or its `--abort`) of one user
+/// holds on the directory for as long as it runs: never two at once.
+const MOVE_CLASS: i32 = 0x706f_7374 + 2;
+
+/// Takes the move lock of `user` on the directory connection (held until
+/// that connection closes, at the end of the run or with its process).
+async fn hold_move_lock(directory: &Client, user: &str) -> Result<()> {
+    let row = directory
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, hashtext($2))",
+            &[&MOVE_CLASS, &user],
+        )
+        .await
+        .map_err(|e| db_error("take the move's lock", &e))?;
+    if row.get::<_, bool>(0) {
+        Ok(())
+    } else {
+        Err(StoreError::new(
+            ErrorKind::Conflict,
+            format!("another `user move` of {user} (or its --abort) is running"),
+        ))
+    }
+}
 
 /// Where a move is, for a progress bar.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +160,11 @@ pub(crate) fn abort(shards: &Shards, user: &str) -> Result<DirectoryEntry> {
         let entry = read::directory_entry(&directory, user)
             .await?
             .ok_or_else(|| StoreError::not_found(format!("no such user {user}")))?;
+        hold_move_lock(&directory, user).await?;
+        // Read again under the lock: a move that ended meanwhile is over.
+        let entry = read::directory_entry(&directory, user)
+            .await?
+            .unwrap_or(entry);
         let (Some(to), "moving") = (entry.move_to.clone(), entry.state.as_str()) else {
             return Err(StoreError::invalid(format!("{user} is not being moved")));
         };
@@ -165,6 +193,7 @@ pub(crate) fn abort(shards: &Shards, user: &str) -> Result<DirectoryEntry> {
             shard: entry.shard,
             state: "active".into(),
             move_to: None,
+            moves: entry.moves,
         })
     })
 }
@@ -205,6 +234,10 @@ impl<'a> Mover<'a> {
         limits: mime::Limits,
     ) -> Result<Mover<'a>> {
         let directory = connect(shards.directory()).await?;
+        if read::directory_entry(&directory, user).await?.is_none() {
+            return Err(StoreError::not_found(format!("no such user {user}")));
+        }
+        hold_move_lock(&directory, user).await?;
         let entry = read::directory_entry(&directory, user)
             .await?
             .ok_or_else(|| StoreError::not_found(format!("no such user {user}")))?;
@@ -260,7 +293,11 @@ impl<'a> Mover<'a> {
         let user = self.user;
         if self.from == self.to {
             // Already here: what an earlier move left on other shards goes.
-            let cleaned = self.clean_up_elsewhere(grace, progress).await?;
+            // When the directory changed is not known here: a whole grace
+            // from now.
+            let cleaned = self
+                .clean_up_elsewhere(grace, crate::writer::now_seconds(), progress)
+                .await?;
             if !cleaned {
                 return Err(StoreError::invalid(format!(
                     "{user} is on shard {} already",
@@ -339,24 +376,46 @@ impl<'a> Mover<'a> {
                 break;
             }
         }
-        self.target
+        // Each step must find what the move left: anything else means the
+        // move lost its grip (nothing is deleted then).
+        let served = self
+            .target
             .execute(
-                "UPDATE users SET state = 'active' WHERE id = $1 AND state = 'moving_in'",
+                "UPDATE users SET state = 'active' WHERE id = $1 AND state IN ('moving_in', 'active')",
                 &[&target_id],
             )
             .await
             .map_err(|e| db_error("serve the user on the target", &e))?;
-        self.directory
+        if served != 1 {
+            return Err(StoreError::corrupt(format!(
+                "the copy of {user} on shard {} is gone; the source is switched: restore its row (state 'active') and move again",
+                self.report.to
+            )));
+        }
+        let pointed = self
+            .directory
             .execute(
-                "UPDATE directory_users SET shard = $2, state = 'active', move_to = NULL
-                 WHERE name = $1 AND state = 'moving'",
+                "UPDATE directory_users SET shard = $2, state = 'active', move_to = NULL,
+                     moves = moves + 1
+                 WHERE name = $1 AND state = 'moving' AND move_to = $2",
                 &[&user, &self.report.to],
             )
             .await
             .map_err(|e| db_error("point the directory at the target", &e))?;
+        if pointed != 1 {
+            return Err(StoreError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "the directory's row of {user} changed during the move; nothing was deleted"
+                ),
+            ));
+        }
         self.report.switch_ms = started.elapsed().as_millis() as u64;
         self.announce().await;
-        self.clean_up_elsewhere(grace, progress).await?;
+        // The grace counts from now: until the directory changed, every node
+        // routed the user to the source.
+        self.clean_up_elsewhere(grace, crate::writer::now_seconds(), progress)
+            .await?;
         Ok(self.report.clone())
     }
 
@@ -661,11 +720,13 @@ impl<'a> Mover<'a> {
     }
 
     /// Deletes what earlier moves of the user left on shards other than the
-    /// one the directory names, once their grace has passed (waiting for
-    /// it). Whether there was anything.
+    /// one the directory names, once `grace` has passed since `pointed`
+    /// (when the directory came to name it) and since the switch (waiting
+    /// for it). Whether there was anything.
     async fn clean_up_elsewhere(
         &mut self,
         grace: Duration,
+        pointed: i64,
         progress: &mut (dyn FnMut(&MoveProgress) + Send),
     ) -> Result<bool> {
         let mut cleaned = false;
@@ -688,7 +749,7 @@ impl<'a> Mover<'a> {
                 .map_err(|e| db_error("look for a moved account's rows", &e))?;
             let Some(row) = left else { continue };
             let moved_at: i64 = row.get(0);
-            let until = moved_at.saturating_add(grace.as_secs() as i64);
+            let until = moved_at.max(pointed).saturating_add(grace.as_secs() as i64);
             loop {
                 let now = crate::writer::now_seconds();
                 if now >= until {
@@ -744,8 +805,12 @@ async fn summary_for(
     {
         return Ok(summary);
     }
-    let bytes = blobs::get(target, blob).await?;
-    Ok(mime::summarize(&bytes, limits))
+    match blobs::get(target, blob).await {
+        Ok(bytes) => Ok(mime::summarize(&bytes, limits)),
+        // Lost before the move: indexed anyway, as an import does.
+        Err(e) if e.kind == ErrorKind::Corrupt => Ok(mime::summarize(b"", limits)),
+        Err(e) => Err(e),
+    }
 }
 
 /// Deletes every row of the account named `user` on one shard (only one in
@@ -852,8 +917,10 @@ async fn copy_blobs(
     let mut bytes = 0u64;
     for row in &rows {
         // A content whose bytes do not match its hash is not spread to
-        // another shard.
-        if BlobHash::of(&row.data).0.as_slice() != row.hash.as_slice() {
+        // another shard; one noted lost (no bytes) moves as lost, so its
+        // messages keep answering as damaged there.
+        let lost = row.size == 0 && row.data.is_empty();
+        if !lost && BlobHash::of(&row.data).0.as_slice() != row.hash.as_slice() {
             return Err(StoreError::corrupt(format!(
                 "a content on the source does not match its hash {}",
                 hex_of(&row.hash)

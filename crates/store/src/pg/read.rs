@@ -638,8 +638,10 @@ pub(crate) async fn acl_naming(
     let found = rows(
         client,
         "read ACL grants",
-        "SELECT owner, mailbox, grantee FROM acl_grants WHERE grantee = $1 OR grantee = $2
-         ORDER BY owner COLLATE \"C\", mailbox COLLATE \"C\"",
+        "SELECT g.owner, g.mailbox, g.grantee FROM acl_grants g
+         JOIN users u ON u.name = g.owner AND u.state = 'active'
+         WHERE g.grantee = $1 OR g.grantee = $2
+         ORDER BY g.owner COLLATE \"C\", g.mailbox COLLATE \"C\"",
         &[&user, &negative],
     )
     .await?;
@@ -654,8 +656,9 @@ pub(crate) async fn granted_to(client: &impl Db, user: &str) -> Result<Vec<(Stri
     let found = rows(
         client,
         "read ACL grants",
-        "SELECT DISTINCT owner COLLATE \"C\", mailbox COLLATE \"C\" FROM acl_grants
-         WHERE (grantee = $1 OR grantee = 'anyone') AND owner != $1
+        "SELECT DISTINCT g.owner COLLATE \"C\", g.mailbox COLLATE \"C\" FROM acl_grants g
+         JOIN users u ON u.name = g.owner AND u.state = 'active'
+         WHERE (g.grantee = $1 OR g.grantee = 'anyone') AND g.owner != $1
          ORDER BY 1, 2",
         &[&user],
     )
@@ -739,7 +742,7 @@ pub(crate) async fn directory_entry(
     let found = row(
         client,
         "read the directory",
-        "SELECT shard, state, move_to FROM directory_users WHERE name = $1",
+        "SELECT shard, state, move_to, moves FROM directory_users WHERE name = $1",
         &[&name],
     )
     .await?;
@@ -747,6 +750,7 @@ pub(crate) async fn directory_entry(
         shard: r.get(0),
         state: r.get(1),
         move_to: r.get(2),
+        moves: r.get(3),
     }))
 }
 

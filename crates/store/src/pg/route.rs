@@ -30,6 +30,11 @@ use crate::store::{Store, submit_to};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+/// A COPY between shards appends at most this many messages, or bytes
+/// (one larger message alone), per batch.
+const COPY_CHUNK_MESSAGES: usize = 64;
+const COPY_CHUNK_BYTES: u64 = 32 * 1024 * 1024;
+
 /// How long a change waits before asking the directory again during a
 /// move's switch-over.
 const MOVE_RETRY: Duration = Duration::from_millis(50);
@@ -122,13 +127,24 @@ async fn submit_run(
             results[index] = Some(on_every_shard(shards, &intents[index]).await);
         }
         for index in across {
-            results[index] = Some(copy_across(store, shards, &intents[index]).await);
+            // A move of either owner under way: the actor's own mail did not
+            // move, so their session is not told to reconnect; they retry.
+            let copied = copy_across(store, shards, &intents[index])
+                .await
+                .map_err(|e| match e.kind {
+                    ErrorKind::Moved => {
+                        StoreError::new(ErrorKind::Unavailable, format!("{}: try again", e.message))
+                    }
+                    _ => e,
+                });
+            results[index] = Some(copied);
         }
         for (indexes, answers) in answered {
             for (index, answer) in indexes.into_iter().zip(answers) {
                 match answer {
                     Err(e) if e.kind == ErrorKind::Moved => {
-                        if let Some(user) = intent_users(&intents[index]).0 {
+                        let (user, other) = intent_users(&intents[index]);
+                        for user in user.into_iter().chain(other) {
                             shards.forget(user);
                         }
                         if Instant::now() < deadline {
@@ -278,10 +294,8 @@ async fn copy_across(store: &Store, shards: &Shards, intent: &Intent) -> Result<
                 meta.uid
             )));
         }
-        let bytes = reader.message_bytes(&source.id, &meta)?;
-        originals.push((meta, bytes));
+        originals.push(meta);
     }
-    drop(reader);
     if originals.is_empty() {
         return Ok(Outcome::Copied {
             uid_validity: 0,
@@ -289,48 +303,84 @@ async fn copy_across(store: &Store, shards: &Shards, intent: &Intent) -> Result<
             expunged: Vec::new(),
         });
     }
-    // The copies, in one batch on the target's shard.
+    // The copies, on the target's shard, a bounded chunk at a time (a
+    // mailbox of any size is never held in memory whole).
     let target_shard = shards.route_existing(target_owner)?;
-    let appends: Vec<Intent> = originals
-        .iter()
-        .map(|(meta, bytes)| {
-            acting(
+    let mut pairs = Vec::new();
+    let mut uid_validity = 0;
+    let mut refused = None;
+    let mut rest = originals.as_slice();
+    while !rest.is_empty() && refused.is_none() {
+        let mut bytes = 0u64;
+        let count = rest
+            .iter()
+            .take_while(|meta| {
+                bytes += meta.size;
+                bytes <= COPY_CHUNK_BYTES
+            })
+            .count()
+            .clamp(1, COPY_CHUNK_MESSAGES);
+        let (chunk, after) = rest.split_at(count.min(rest.len()));
+        rest = after;
+        let mut appends = Vec::with_capacity(chunk.len());
+        for meta in chunk {
+            let raw = match reader.message_bytes(&source.id, meta) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            };
+            // Hashing and parsing are CPU work: off the async workers.
+            let preparing = store.clone();
+            let prepared = match tokio::task::spawn_blocking(move || preparing.prepare(raw)).await {
+                Ok(prepared) => prepared,
+                Err(e) => {
+                    refused = Some(StoreError::new(
+                        ErrorKind::Io,
+                        format!("prepare a copy: {e}"),
+                    ));
+                    break;
+                }
+            };
+            appends.push(acting(
                 target_owner,
                 Intent::Append {
                     user: target_owner.clone(),
                     mailbox: to.clone(),
-                    message: store.prepare(bytes.clone()),
+                    message: prepared,
                     flags: meta.flags.clone(),
                     internal_date: Some((meta.internal_date, meta.internal_zone)),
                 },
-            )
-        })
-        .collect();
-    let answers = submit_to(shards.sender(target_shard), appends).await;
-    let mut pairs = Vec::new();
-    let mut uid_validity = 0;
-    let mut refused = None;
-    for ((meta, _), answer) in originals.iter().zip(answers) {
-        match answer {
-            Ok(Outcome::Appended {
-                uid_validity: v,
-                uid,
-                ..
-            }) => {
-                uid_validity = v;
-                pairs.push((meta.uid, uid));
-            }
-            Ok(other) => {
-                refused.get_or_insert(StoreError::new(
-                    ErrorKind::Io,
-                    format!("an append answered {other:?}"),
-                ));
-            }
-            Err(e) => {
-                refused.get_or_insert(e);
+            ));
+        }
+        if refused.is_some() {
+            break;
+        }
+        let answers = submit_to(shards.sender(target_shard), appends).await;
+        for (meta, answer) in chunk.iter().zip(answers) {
+            match answer {
+                Ok(Outcome::Appended {
+                    uid_validity: v,
+                    uid,
+                    ..
+                }) => {
+                    uid_validity = v;
+                    pairs.push((meta.uid, uid));
+                }
+                Ok(other) => {
+                    refused.get_or_insert(StoreError::new(
+                        ErrorKind::Io,
+                        format!("an append answered {other:?}"),
+                    ));
+                }
+                Err(e) => {
+                    refused.get_or_insert(e);
+                }
             }
         }
     }
+    drop(reader);
     if let Some(e) = refused {
         // All or nothing, as a COPY on one shard: the copies made go again.
         if !pairs.is_empty() {
@@ -400,11 +450,25 @@ async fn add_user(shards: &Shards, user: &str, intent: &Intent) -> Result<Outcom
     let shard = shards.reserve(user)?;
     let answer = one(shards, shard, intent.clone()).await;
     match &answer {
-        Ok(_) => shards.activate(user)?,
+        Ok(_) => shards.activate(user, shard)?,
         // Made before (an earlier attempt that stopped before marking it,
         // or another node's at the same moment): listed now, and this
-        // attempt's password is not the one stored, so it says so.
-        Err(e) if e.kind == ErrorKind::AlreadyExists => shards.activate(user)?,
+        // attempt's password is not the one stored, so it says so. Unless
+        // the name's row there is what a move left behind, not an account.
+        Err(e) if e.kind == ErrorKind::AlreadyExists => {
+            let there = pg_read!(shards.pg(shard), |c| read::user(c, user))?;
+            if there.is_some_and(|(_, state)| state != "active") {
+                let _ = shards.release(user);
+                return Err(StoreError::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "shard {} still holds the rows a move of {user} left there; try again after [store] move_grace_secs",
+                        shards.pg(shard).shard
+                    ),
+                ));
+            }
+            shards.activate(user, shard)?
+        }
         Err(_) => {
             if let Err(e) = shards.release(user) {
                 tracing::warn!(event = "directory_release_failed", user, error = %e, "the name stays reserved; adding it again finishes or releases it");
@@ -435,9 +499,15 @@ async fn delete_user(shards: &Shards, user: &str) -> Result<Outcome> {
             ));
         }
         "active" => {
-            pg_read!(shards.directory(), |c| read::set_directory_state(
+            let marked = pg_read!(shards.directory(), |c| read::set_directory_state(
                 c, user, "active", "deleting"
             ))?;
+            if !marked {
+                return Err(StoreError::new(
+                    ErrorKind::Conflict,
+                    format!("{user} changed in the directory meanwhile (a move?); try again"),
+                ));
+            }
         }
         _ => {}
     }
@@ -455,7 +525,9 @@ async fn delete_user(shards: &Shards, user: &str) -> Result<Outcome> {
         Err(e) if e.kind == ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    for shard in (0..shards.list.len()).filter(|s| *s != home) {
+    // Its grants on every shard, and on the first its aliases (a no-op on
+    // the home shard, whose delete did both for what it holds).
+    for shard in 0..shards.list.len() {
         one(
             shards,
             shard,
@@ -464,19 +536,6 @@ async fn delete_user(shards: &Shards, user: &str) -> Result<Outcome> {
             },
         )
         .await?;
-    }
-    let aliases = pg_read!(shards.directory(), |c| read::aliases(c))?;
-    for (address, members) in aliases {
-        if !members.iter().any(|m| m == user) {
-            continue;
-        }
-        let users: Vec<String> = members.into_iter().filter(|m| m != user).collect();
-        let intent = if users.is_empty() {
-            Intent::RemoveAlias { address }
-        } else {
-            Intent::SetAlias { address, users }
-        };
-        one(shards, 0, intent).await?;
     }
     pg_read!(shards.directory(), |c| read::drop_directory_entry(
         c, user, None

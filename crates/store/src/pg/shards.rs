@@ -12,8 +12,11 @@
 //! [`ROUTE_TTL`] at most, and dropped at once when this node hears that the
 //! user moved (`pg::listen`), so a session whose user moved away notices
 //! within that time even if every notification was lost; a moved user's
-//! rows stay on the shard they left for longer than that
-//! (`[store] move_grace_secs`), so no read ever finds them gone.
+//! rows stay on the shard they left for longer than that after the
+//! directory changed (`[store] move_grace_secs`, at least twice as long),
+//! so a read does not find them gone. Each route also carries how many times
+//! the user moved: a session that began before a move away and back sees
+//! the count differ, and never reads with the id the user had before.
 //!
 //! Without `[[store.shards]]` there is one shard, `main`, and routing costs
 //! nothing: every answer is "the only one".
@@ -49,7 +52,8 @@ pub(crate) struct Shard {
 pub(crate) struct Shards {
     /// In `[[store.shards]]` order; the first holds the directory.
     pub(crate) list: Vec<Shard>,
-    routes: RwLock<HashMap<String, (usize, Instant)>>,
+    /// Name → (shard, moves, when read).
+    routes: RwLock<HashMap<String, (usize, i64, Instant)>>,
     /// How long a change waits out a move's switch-over.
     pub(crate) move_wait: Duration,
 }
@@ -62,6 +66,8 @@ pub struct DirectoryEntry {
     pub state: String,
     /// The shard a move goes to, while `moving`.
     pub move_to: Option<String>,
+    /// How many times the user moved.
+    pub moves: i64,
 }
 
 impl Shards {
@@ -114,18 +120,27 @@ impl Shards {
     /// The shard that holds `user`'s mail now, from this node's cache or the
     /// directory; `None` when the directory has no such user.
     pub(crate) fn route(&self, user: &str) -> Result<Option<usize>> {
+        Ok(self.placement(user)?.map(|(index, _)| index))
+    }
+
+    /// [`route`](Self::route), with how many times the user moved: a
+    /// session compares both with what it began with.
+    pub(crate) fn placement(&self, user: &str) -> Result<Option<(usize, i64)>> {
         if !self.sharded() {
-            return Ok(Some(0));
+            return Ok(Some((0, 0)));
         }
-        if let Some((index, at)) = self
+        if let Some((index, moves, at)) = self
             .routes
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(user)
             && at.elapsed() < ROUTE_TTL
         {
-            return Ok(Some(*index));
+            return Ok(Some((*index, *moves)));
         }
+        // The answer is as old as the moment it was asked for, not as the
+        // moment it came back.
+        let asked = Instant::now();
         let entry = self.entry(user)?;
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
         let Some(entry) = entry else {
@@ -136,8 +151,8 @@ impl Shards {
         if routes.len() >= ROUTES_MAX {
             routes.clear();
         }
-        routes.insert(user.to_string(), (index, Instant::now()));
-        Ok(Some(index))
+        routes.insert(user.to_string(), (index, entry.moves, asked));
+        Ok(Some((index, entry.moves)))
     }
 
     /// The shard of a user that must exist (`NotFound` otherwise).
@@ -172,18 +187,31 @@ impl Shards {
     }
 
     /// Where a new user goes: the shard with the fewest accounts, then the
-    /// fewest stored bytes, then the first listed.
+    /// fewest stored bytes, then the first listed. A shard that does not
+    /// answer is passed over (its accounts wait for it; new ones need not).
     pub(crate) fn place(&self) -> Result<usize> {
         let accounts = pg_read!(self.directory(), |c| read::accounts_per_shard(c))?;
         let mut best: Option<(u64, u64, usize)> = None;
         for (index, shard) in self.list.iter().enumerate() {
-            let bytes = pg_read!(&shard.pg, |c| read::stored_bytes(c))?;
+            let bytes = match pg_read!(&shard.pg, |c| read::stored_bytes(c)) {
+                Ok(bytes) => bytes,
+                Err(e) if e.kind == ErrorKind::Unavailable => {
+                    tracing::warn!(event = "shard_unavailable", shard = %shard.pg.shard, error = %e, "new users go to other shards meanwhile");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let load = (accounts.get(&shard.pg.shard).copied().unwrap_or(0), bytes);
             if best.is_none_or(|(a, b, _)| load < (a, b)) {
                 best = Some((load.0, load.1, index));
             }
         }
-        Ok(best.map_or(0, |(_, _, index)| index))
+        best.map(|(_, _, index)| index).ok_or_else(|| {
+            StoreError::new(
+                ErrorKind::Unavailable,
+                "no shard answers: a new user waits for one",
+            )
+        })
     }
 
     /// Takes `user`'s name in the directory for a new account, on the shard
@@ -210,12 +238,27 @@ impl Shards {
         }
     }
 
-    /// Marks a reserved name's account as made.
-    pub(crate) fn activate(&self, user: &str) -> Result<()> {
-        pg_read!(self.directory(), |c| read::set_directory_state(
+    /// Marks a reserved name's account, made on shard `index`, as made. A
+    /// row that is no longer this reservation (released and taken again
+    /// meanwhile) is a conflict, never silently left as it is.
+    pub(crate) fn activate(&self, user: &str, index: usize) -> Result<()> {
+        let marked = pg_read!(self.directory(), |c| read::set_directory_state(
             c, user, "creating", "active"
-        ))
-        .map(|_| ())
+        ))?;
+        if marked {
+            return Ok(());
+        }
+        match self.entry(user)? {
+            Some(entry) if entry.state == "active" && entry.shard == self.list[index].pg.shard => {
+                Ok(())
+            }
+            _ => Err(StoreError::new(
+                ErrorKind::Conflict,
+                format!(
+                    "the directory's row of {user} changed while the account was made; check it with `user list` and try again"
+                ),
+            )),
+        }
     }
 
     /// Gives a reserved name back (its account could not be made).

@@ -27,6 +27,10 @@ pub(crate) struct Place<'a> {
     pub shard: &'a str,
     /// The directory's database when it is another one; `None`: this one.
     pub directory: Option<&'a Pg>,
+    /// Whether users are spread over several databases: the directory's rows
+    /// are then kept by `pg::route`'s ordered steps, not by the account's
+    /// transaction (except a new account's on the first shard).
+    pub sharded: bool,
 }
 
 pub(crate) struct PgTx<'a, 't> {
@@ -137,8 +141,20 @@ impl<'a, 't> PgTx<'a, 't> {
         }
         let tx = self.tx;
         let found = self.rt.block_on(read::user(tx, user))?;
-        let (id, state) =
-            found.ok_or_else(|| StoreError::not_found(format!("no such user {user}")))?;
+        let Some((id, state)) = found else {
+            // Not here, but the directory knows the user: they live on
+            // another shard (a route cached before a move or a new account).
+            let elsewhere = match (self.place.sharded, self.place.directory) {
+                (true, Some(directory)) => pg_read!(directory, |c| read::directory_has(c, user))?,
+                (true, None) => self.rt.block_on(read::directory_has(tx, user))?,
+                (false, _) => false,
+            };
+            return Err(if elsewhere {
+                StoreError::moved(user)
+            } else {
+                StoreError::not_found(format!("no such user {user}"))
+            });
+        };
         if state != "active" {
             return Err(StoreError::moved(user));
         }
@@ -376,7 +392,11 @@ impl Tx for PgTx<'_, '_> {
         };
         let (tx, now, place) = (self.tx, self.now, self.place);
         let (applied, seq) = self.rt.block_on(async {
-            if let (Some(id), false) = (user_id, matches!(record, Record::UserAdded { .. })) {
+            let account = matches!(
+                record,
+                Record::UserAdded { .. } | Record::UserDeleted { .. }
+            );
+            if let (Some(id), false) = (user_id, account) {
                 // The record and its log entry in one round trip (pipelined).
                 tokio::try_join!(
                     apply::apply(tx, user_id, &record, summary),
@@ -389,6 +409,14 @@ impl Tx for PgTx<'_, '_> {
                 (&record, user_id, place.directory)
             {
                 apply::directory_added(tx, user, id, place.shard).await?;
+            }
+            // One database: the directory row goes with the account. With
+            // shards it goes last, after the other shards forgot the user
+            // (`pg::route`), so the name is not free before that.
+            if let (Record::UserDeleted { user }, false) = (&record, place.sharded) {
+                tx.execute("DELETE FROM directory_users WHERE name = $1", &[user])
+                    .await
+                    .map_err(|e| db_error("delete a user", &e))?;
             }
             let seq = match user_id {
                 Some(id) => {

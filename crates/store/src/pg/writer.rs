@@ -42,6 +42,8 @@ const LOCK_CLASS: i32 = 0x706f_7374;
 
 pub(crate) struct PgWriter {
     pub pg: Arc<Pg>,
+    /// Whether users are spread over several databases.
+    pub sharded: bool,
     /// The directory's database, when it is not this writer's (`pg::shards`).
     pub directory: Option<Arc<Pg>>,
     pub cache: Arc<ServerCache>,
@@ -215,10 +217,24 @@ impl PgWriter {
         // `query_timeout` has its connection closed, so the statement it
         // waits on fails at once and the batch is refused as temporary.
         let overran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Batches whose work grows with what they carry (an import's records
+        // and contents, a whole account deleted, a GC sweep) get longer.
+        let long = intents.iter().any(|i| {
+            matches!(
+                i,
+                Intent::Replicate { .. }
+                    | Intent::DeleteUser { .. }
+                    | Intent::CollectGarbage { .. }
+            )
+        });
         let watchdog = runtime.spawn({
             let connection = driver.abort_handle();
             let overran = overran.clone();
-            let limit = self.query_timeout;
+            let limit = if long {
+                self.query_timeout * 10
+            } else {
+                self.query_timeout
+            };
             async move {
                 tokio::time::sleep(limit).await;
                 overran.store(true, Relaxed);
@@ -315,6 +331,7 @@ impl PgWriter {
         let place = crate::pg::tx::Place {
             shard: &self.pg.shard,
             directory: self.directory.as_deref(),
+            sharded: self.sharded,
         };
         let mut ptx = PgTx::new(
             runtime,
@@ -423,7 +440,6 @@ fn changes_server_state(intent: &Intent) -> bool {
         | Intent::SetSmsAlert { .. }
         | Intent::Repair { .. }
         | Intent::CollectGarbage { .. }
-        | Intent::ForgetUser { .. }
         | Intent::RestoreBlob { .. } => false,
         // Aliases (a deleted user leaves them), outboxes, the status page,
         // blocks, tokens, subscribers; an import (its position is kept there).
@@ -441,6 +457,11 @@ async fn users_to_lock(
     for intent in intents {
         let (user, other) = intent_users(intent);
         names.extend(user.into_iter().chain(other).map(str::to_string));
+        // Account settings change the user's row: under the user's lock
+        // like mail, so a move's switch-over cannot pass them by.
+        if let Intent::SetQuota { user, .. } | Intent::SetSmsAlert { user, .. } = intent {
+            names.insert(user.clone());
+        }
         if let Intent::DeleteUser { user } | Intent::ForgetUser { user } = intent {
             for (owner, _, _) in read::acl_naming(tx, user).await? {
                 names.insert(owner);
