@@ -168,6 +168,60 @@ class PgShardsTest(ClusterTestCase):
         bob.login("bob@example.com", PASSWORD)
         bob.logout()
 
+    def move_killed_at(self, phase: str) -> None:
+        """Runs `user move` in the CLI's own process (no server: it acts on
+        the store itself), SIGKILLs it when it reports `phase`, then runs it
+        again, which must finish the move."""
+        self.node.cli_ok("store", "migrate")
+        user = "carol@example.com"
+        self.node.add_user(user, PASSWORD)
+        for n in range(20):
+            self.node.cli_ok("deliver", user, input=simple_message(subject=f"kept {n}"))
+        source = self.shard_of(user)
+        target = "b" if source == "a" else "a"
+        seen = []
+        with subprocess.Popen([POSTERN_BIN, "--config", str(self.node.config_path),
+                               "user", "move", user, "--to", target],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as move:
+            try:
+                for line in move.stderr:
+                    if line.startswith(b"{"):
+                        seen.append(json.loads(line)["phase"])
+                        if seen[-1] == phase:
+                            move.kill()
+                            break
+            finally:
+                move.kill()
+                move.wait(timeout=60)
+        self.assertIn(phase, seen)
+        again = self.node.cli("user", "move", user, "--to", target, "--json")
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(self.shard_of(user), target)
+        self.assertEqual(self.psql(source, f"SELECT count(*) FROM users WHERE name = '{user}'"), "0")
+        self.node.start()
+        imap = imaplib.IMAP4("127.0.0.1", self.node.ports["imap"])
+        imap.login(user, PASSWORD)
+        imap.select("INBOX")
+        typ, data = imap.uid("SEARCH", "ALL")
+        self.assertEqual(typ, "OK")
+        self.assertEqual([int(u) for u in data[0].split()], list(range(1, 21)))
+        imap.logout()
+
+    def test_a_move_killed_at_its_switch_is_finished_by_running_it_again(self):
+        # Killed as it reports the switch: just before or just after the
+        # switch's commit; running it again copies again, or finishes it.
+        self.move_killed_at("switch")
+
+    def test_a_move_killed_after_its_switch_is_finished_by_running_it_again(self):
+        # Killed once the old shard stopped taking the user's changes, in
+        # the milliseconds before the directory moves (or just after: the
+        # kill races the process, and either way the second run must finish).
+        self.move_killed_at("switched")
+
+    def test_a_move_killed_in_its_grace_is_finished_by_running_it_again(self):
+        # Killed after the directory moved, before the old rows went.
+        self.move_killed_at("grace")
+
     def test_imap_copy_and_move_between_users_of_two_shards(self):
         self.migrate_and_start(["alice@example.com", "bob@example.com"])
         alice, bob = "alice@example.com", "bob@example.com"

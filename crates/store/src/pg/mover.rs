@@ -94,7 +94,8 @@ async fn hold_move_lock(directory: &Client, user: &str) -> Result<()> {
 /// Where a move is, for a progress bar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MoveProgress {
-    /// `copy`, `catch-up`, `switch`, `grace` or `clean-up`.
+    /// `copy`, `catch-up`, `switch`, `switched` (the old shard no longer
+    /// takes the user's changes), `grace` or `clean-up`.
     pub phase: &'static str,
     /// Content bytes copied so far (copy), records applied (catch-up),
     /// seconds waited (grace).
@@ -367,6 +368,12 @@ impl<'a> Mover<'a> {
         if !self.report.resumed {
             self.switch_source(source_id).await?;
         }
+        // Writers of the user wait from here until the directory moves.
+        progress(&MoveProgress {
+            phase: "switched",
+            done: 0,
+            total: 0,
+        });
         // Whatever the source committed before the switch (all of it, now
         // that no writer of the user commits there).
         loop {
