@@ -139,7 +139,8 @@ pub(crate) fn run(
     }
     let target = shards.named(to).ok_or_else(|| unknown_shard(shards, to))?;
     shards.directory().block(async {
-        let mut mover = Mover::connect(shards, user, target, limits).await?;
+        let limit = shards.directory().query_timeout;
+        let mut mover = bounded(limit, Mover::connect(shards, user, target, limits)).await?;
         let report = mover.run(grace, progress).await;
         if report.is_ok() {
             tracing::info!(
@@ -207,6 +208,25 @@ fn unknown_shard(shards: &Shards, name: &str) -> StoreError {
     ))
 }
 
+/// Runs one step of a move, at most `limit`: a shard that stops answering
+/// (frozen) fails the move as temporary instead of holding it, and its lock,
+/// for ever. Running the command again goes on from where it stopped.
+async fn bounded<T>(
+    limit: Duration,
+    step: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    match tokio::time::timeout(limit, step).await {
+        Ok(done) => done,
+        Err(_) => Err(StoreError::new(
+            ErrorKind::Unavailable,
+            format!(
+                "a shard did not answer the move within {} ms; run the command again",
+                limit.as_millis()
+            ),
+        )),
+    }
+}
+
 /// A connection of the move's own to a shard (the driver runs on the
 /// runtime that calls this).
 async fn connect(pg: &Pg) -> Result<Client> {
@@ -228,6 +248,14 @@ struct Mover<'a> {
 }
 
 impl<'a> Mover<'a> {
+    /// How long one step of the move may wait for PostgreSQL
+    /// (`[store] postgres_query_timeout_ms`; catch-up rounds and the
+    /// clean-up ten times as long). The copy itself is not bounded: it
+    /// takes as long as the user's mail does.
+    fn step_limit(&self) -> Duration {
+        self.shards.directory().query_timeout
+    }
+
     async fn connect(
         shards: &'a Shards,
         user: &'a str,
@@ -347,7 +375,9 @@ impl<'a> Mover<'a> {
         };
         if !self.report.resumed {
             for round in 0..ROUNDS_MAX {
-                let applied = self.catch_up(source_id, target_id, copied_seq).await?;
+                let limit = self.step_limit() * 10;
+                let applied =
+                    bounded(limit, self.catch_up(source_id, target_id, copied_seq)).await?;
                 copied_seq = applied.1;
                 progress(&MoveProgress {
                     phase: "catch-up",
@@ -366,7 +396,8 @@ impl<'a> Mover<'a> {
         });
         let started = Instant::now();
         if !self.report.resumed {
-            self.switch_source(source_id).await?;
+            let limit = self.step_limit();
+            bounded(limit, self.switch_source(source_id)).await?;
         }
         // Writers of the user wait from here until the directory moves.
         progress(&MoveProgress {
@@ -377,7 +408,9 @@ impl<'a> Mover<'a> {
         // Whatever the source committed before the switch (all of it, now
         // that no writer of the user commits there).
         loop {
-            let (applied, seq) = self.catch_up(source_id, target_id, copied_seq).await?;
+            let limit = self.step_limit() * 10;
+            let (applied, seq) =
+                bounded(limit, self.catch_up(source_id, target_id, copied_seq)).await?;
             copied_seq = seq;
             if applied == 0 {
                 break;
@@ -385,30 +418,35 @@ impl<'a> Mover<'a> {
         }
         // Each step must find what the move left: anything else means the
         // move lost its grip (nothing is deleted then).
-        let served = self
-            .target
-            .execute(
-                "UPDATE users SET state = 'active' WHERE id = $1 AND state IN ('moving_in', 'active')",
-                &[&target_id],
-            )
-            .await
-            .map_err(|e| db_error("serve the user on the target", &e))?;
+        let limit = self.step_limit();
+        let served = bounded(limit, async {
+            self.target
+                .execute(
+                    "UPDATE users SET state = 'active' WHERE id = $1 AND state IN ('moving_in', 'active')",
+                    &[&target_id],
+                )
+                .await
+                .map_err(|e| db_error("serve the user on the target", &e))
+        })
+        .await?;
         if served != 1 {
             return Err(StoreError::corrupt(format!(
                 "the copy of {user} on shard {} is gone; the source is switched: restore its row (state 'active') and move again",
                 self.report.to
             )));
         }
-        let pointed = self
-            .directory
-            .execute(
-                "UPDATE directory_users SET shard = $2, state = 'active', move_to = NULL,
-                     moves = moves + 1
-                 WHERE name = $1 AND state = 'moving' AND move_to = $2",
-                &[&user, &self.report.to],
-            )
-            .await
-            .map_err(|e| db_error("point the directory at the target", &e))?;
+        let pointed = bounded(limit, async {
+            self.directory
+                .execute(
+                    "UPDATE directory_users SET shard = $2, state = 'active', move_to = NULL,
+                         moves = moves + 1
+                     WHERE name = $1 AND state = 'moving' AND move_to = $2",
+                    &[&user, &self.report.to],
+                )
+                .await
+                .map_err(|e| db_error("point the directory at the target", &e))
+        })
+        .await?;
         if pointed != 1 {
             return Err(StoreError::new(
                 ErrorKind::Conflict,
@@ -777,7 +815,11 @@ impl<'a> Mover<'a> {
                 done: 0,
                 total: 0,
             });
-            delete_user_rows(client, self.user, Some("moved_out")).await?;
+            bounded(
+                self.step_limit() * 10,
+                delete_user_rows(client, self.user, Some("moved_out")),
+            )
+            .await?;
             cleaned = true;
         }
         Ok(cleaned)
