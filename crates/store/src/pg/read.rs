@@ -314,24 +314,6 @@ pub(crate) async fn counts(client: &impl Db, user: i64, mailbox: &str) -> Result
     })
 }
 
-/// A mailbox, what changed since a MODSEQ and what was expunged, read in one
-/// snapshot (the caller's transaction).
-pub(crate) async fn changes(
-    client: &impl Db,
-    user: i64,
-    mailbox: &str,
-    since: u64,
-) -> Result<Changes> {
-    let Some(info) = mailbox_by_id(client, user, mailbox).await? else {
-        return Ok(Changes::default());
-    };
-    Ok(Changes {
-        mailbox: Some(info),
-        changed: changed_since(client, user, mailbox, since).await?,
-        expunged: expunged_since(client, user, mailbox, since).await?,
-    })
-}
-
 /// Bytes and messages the user stores.
 pub(crate) async fn usage(client: &impl Db, user: i64) -> Result<(u64, u64)> {
     let found = row(
@@ -713,11 +695,24 @@ pub(crate) async fn metadata_below(
 
 /// [`changes`] in one read-only snapshot of its own.
 pub(crate) async fn changes_snapshot(
-    client: &mut tokio_postgres::Client,
+    client: &mut deadpool_postgres::Object,
     user: i64,
     mailbox: &str,
     since: u64,
 ) -> Result<Changes> {
+    // Most syncs find nothing new, and one statement says so: every change
+    // to a mailbox's messages raises its HIGHESTMODSEQ in the transaction
+    // that makes it, so nothing above `since` means nothing changed or went.
+    let Some(info) = mailbox_by_id(&**client, user, mailbox).await? else {
+        return Ok(Changes::default());
+    };
+    if info.highest_modseq <= since {
+        return Ok(Changes {
+            mailbox: Some(info),
+            changed: Vec::new(),
+            expunged: Vec::new(),
+        });
+    }
     let tx = client
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
@@ -725,11 +720,23 @@ pub(crate) async fn changes_snapshot(
         .start()
         .await
         .map_err(|e| db_error("begin a snapshot", &e))?;
-    let changes = changes(&tx, user, mailbox, since).await?;
+    // The three reads of one snapshot, sent together.
+    let (info, changed, expunged) = tokio::try_join!(
+        mailbox_by_id(&tx, user, mailbox),
+        changed_since(&tx, user, mailbox, since),
+        expunged_since(&tx, user, mailbox, since),
+    )?;
     tx.commit()
         .await
         .map_err(|e| db_error("end a snapshot", &e))?;
-    Ok(changes)
+    Ok(match info {
+        Some(info) => Changes {
+            mailbox: Some(info),
+            changed,
+            expunged,
+        },
+        None => Changes::default(),
+    })
 }
 
 // ===== the directory (on the first shard; see `pg::shards`) =====
