@@ -483,8 +483,9 @@ impl Planner<'_> {
                 let mut changes = Vec::new();
                 let mut messages = Vec::new();
                 let mut modified = Vec::new();
+                let mut found = self.tx.messages_by_uid(user, &target.id, uids)?;
                 for &uid in uids {
-                    let Some(meta) = self.tx.message(user, &target.id, uid)? else {
+                    let Some(meta) = found.remove(&uid) else {
                         continue;
                     };
                     if unchanged_since.is_some_and(|since| meta.modseq > since) {
@@ -919,8 +920,9 @@ impl Planner<'_> {
         let source = self.mailbox_ref(from_user, from)?;
         let target = self.mailbox(user, to)?;
         let mut originals = Vec::new();
+        let mut found = self.tx.messages_by_uid(from_user, &source.id, uids)?;
         for &uid in uids {
-            if let Some(meta) = self.tx.message(from_user, &source.id, uid)? {
+            if let Some(meta) = found.remove(&uid) {
                 if meta.damaged {
                     // Its blob reference cannot be trusted: copying it could
                     // give the copy another message's bytes.

@@ -1495,6 +1495,29 @@ impl UserReader {
         }
         Ok(meta)
     }
+    /// The messages of `uids` that exist, in UID order: point lookups on the
+    /// embedded index, one statement on PostgreSQL (where each lookup is a
+    /// round trip).
+    pub fn messages_by_uid(&self, mailbox: &str, uids: &[u32]) -> Result<Vec<MessageMeta>> {
+        let mut metas = match self.pg()? {
+            Some((pg, id)) => pg_read!(pg, |c| pg::messages_by_uid(c, id, mailbox, uids))?,
+            None => self.with(|c| {
+                let mut found = Vec::with_capacity(uids.len());
+                for uid in uids {
+                    if let Some(meta) = index::message(c, mailbox, *uid)? {
+                        found.push(meta);
+                    }
+                }
+                Ok(found)
+            })?,
+        };
+        metas.sort_by_key(|m| m.uid);
+        let damaged: Vec<u32> = metas.iter().filter(|m| m.damaged).map(|m| m.uid).collect();
+        if !damaged.is_empty() {
+            self.damaged(mailbox, damaged.into_iter());
+        }
+        Ok(metas)
+    }
     pub fn counts(&self, mailbox: &str) -> Result<MailboxCounts> {
         by_backend!(self, |c, id| pg::counts(c, id, mailbox), |c| {
             index::counts(c, mailbox)

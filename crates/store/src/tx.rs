@@ -74,6 +74,22 @@ pub(crate) trait Tx {
     fn mailbox_by_id(&mut self, user: &str, id: &str) -> Result<Option<MailboxInfo>>;
     fn message(&mut self, user: &str, mailbox: &str, uid: u32) -> Result<Option<MessageMeta>>;
     fn messages(&mut self, user: &str, mailbox: &str) -> Result<Vec<MessageMeta>>;
+    /// The messages of `uids` that exist, by UID. A backend where each
+    /// lookup is a round trip reads them in one.
+    fn messages_by_uid(
+        &mut self,
+        user: &str,
+        mailbox: &str,
+        uids: &[u32],
+    ) -> Result<std::collections::HashMap<u32, MessageMeta>> {
+        let mut found = std::collections::HashMap::with_capacity(uids.len());
+        for &uid in uids {
+            if let Some(meta) = self.message(user, mailbox, uid)? {
+                found.insert(uid, meta);
+            }
+        }
+        Ok(found)
+    }
     /// The stored summary of a message; `None` when it is missing or damaged
     /// (the caller then derives it from the content).
     fn summary(

@@ -82,17 +82,19 @@ pub(crate) async fn fetch(
     let Ok(reader) = session.selected_reader() else {
         return Ok(Done::bad("not authenticated"));
     };
-    // Few messages: look each up; many: one scan of the mailbox.
+    // Few messages: looked up by UID; many: one scan of the mailbox.
     let metas: Vec<(u32, MessageMeta)> = if wanted.len() <= 64 {
-        let mut out = Vec::new();
-        for (seq, u) in &wanted {
-            match reader.message(&mailbox, *u) {
-                Ok(Some(m)) => out.push((*seq, m)),
-                Ok(None) => {}
-                Err(e) => return Ok(Done::from_store(&e)),
-            }
-        }
-        out
+        let uids: Vec<u32> = wanted.iter().map(|(_, u)| *u).collect();
+        let found = match reader.messages_by_uid(&mailbox, &uids) {
+            Ok(found) => found,
+            Err(e) => return Ok(Done::from_store(&e)),
+        };
+        let by_uid: std::collections::HashMap<u32, MessageMeta> =
+            found.into_iter().map(|m| (m.uid, m)).collect();
+        wanted
+            .iter()
+            .filter_map(|(seq, u)| by_uid.get(u).map(|m| (*seq, m.clone())))
+            .collect()
     } else {
         // Only the UID range asked for: a window of a large mailbox is a
         // range scan, not a scan of the mailbox.

@@ -235,6 +235,23 @@ pub(crate) async fn message(
     .pop())
 }
 
+/// The messages of `uids` that exist, in UID order: one statement.
+pub(crate) async fn messages_by_uid(
+    client: &impl Db,
+    user: i64,
+    mailbox: &str,
+    uids: &[u32],
+) -> Result<Vec<MessageMeta>> {
+    let uids: Vec<i64> = uids.iter().map(|u| i64::from(*u)).collect();
+    messages_where(
+        client,
+        "read messages",
+        "AND uid = ANY($3)",
+        &[&user, &mailbox, &uids],
+    )
+    .await
+}
+
 /// Messages whose MODSEQ is above `modseq`, in UID order.
 pub(crate) async fn changed_since(
     client: &impl Db,

@@ -329,6 +329,19 @@ impl Tx for PgTx<'_, '_> {
         self.rt.block_on(read::message(tx, id, mailbox, uid))
     }
 
+    fn messages_by_uid(
+        &mut self,
+        user: &str,
+        mailbox: &str,
+        uids: &[u32],
+    ) -> Result<HashMap<u32, MessageMeta>> {
+        let (id, tx) = (self.id(user)?, self.tx);
+        let found = self
+            .rt
+            .block_on(read::messages_by_uid(tx, id, mailbox, uids))?;
+        Ok(found.into_iter().map(|m| (m.uid, m)).collect())
+    }
+
     fn messages(&mut self, user: &str, mailbox: &str) -> Result<Vec<MessageMeta>> {
         let (id, tx) = (self.id(user)?, self.tx);
         self.rt.block_on(read::messages(tx, id, mailbox))
