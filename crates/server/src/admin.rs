@@ -355,25 +355,38 @@ fn store_transfer(store: &Store, exporting: bool, path: &Path, json: bool) -> Ad
     } else {
         crate::replication::export::import(store, path)
     };
+    let what = format!(
+        "{} {}",
+        if exporting {
+            "exported to"
+        } else {
+            "imported from"
+        },
+        path.display()
+    );
+    transfer_output(done, json, &what, "lost before the export")
+}
+
+/// What an export, import or copy says: its summary, or why it failed.
+fn transfer_output(
+    done: anyhow::Result<crate::replication::export::Summary>,
+    json: bool,
+    what: &str,
+    lost: &str,
+) -> AdminOutput {
     match done {
         Ok(summary) if json => {
             AdminOutput::ok(serde_json::to_string(&summary).unwrap_or_default() + "\n")
         }
         Ok(summary) => AdminOutput::ok(format!(
-            "{} {}: {} records up to LSN {} of store {}, {} contents ({} bytes){}\n",
-            if exporting {
-                "exported to"
-            } else {
-                "imported from"
-            },
-            path.display(),
+            "{what}: {} records up to LSN {} of store {}, {} contents ({} bytes){}\n",
             summary.records,
             summary.upto,
             summary.source,
             summary.contents,
             summary.content_bytes,
             if summary.lost > 0 {
-                format!(", {} contents lost before the export", summary.lost)
+                format!(", {} contents {lost}", summary.lost)
             } else {
                 String::new()
             }
@@ -409,26 +422,8 @@ fn store_copy(store: &Store, data_dir: &Path, json: bool) -> AdminOutput {
     };
     let copied = crate::replication::export::copy(store, &from);
     from.shutdown();
-    match copied {
-        Ok(summary) if json => {
-            AdminOutput::ok(serde_json::to_string(&summary).unwrap_or_default() + "\n")
-        }
-        Ok(summary) => AdminOutput::ok(format!(
-            "copied from {}: {} records up to LSN {} of store {}, {} contents ({} bytes){}\n",
-            data_dir.display(),
-            summary.records,
-            summary.upto,
-            summary.source,
-            summary.contents,
-            summary.content_bytes,
-            if summary.lost > 0 {
-                format!(", {} contents unreadable in the old store", summary.lost)
-            } else {
-                String::new()
-            }
-        )),
-        Err(e) => AdminOutput::fail(EX_DATAERR, format!("error: {e:#}\n")),
-    }
+    let what = format!("copied from {}", data_dir.display());
+    transfer_output(copied, json, &what, "unreadable in the old store")
 }
 
 fn user_arg(name: &str) -> Result<String, AdminOutput> {

@@ -91,6 +91,26 @@ pub struct Report {
     pub details: Vec<Problem>,
 }
 
+impl Problem {
+    /// A problem of `user`'s, not repaired (yet).
+    fn found(
+        user: &str,
+        mailbox: Option<&str>,
+        uid: Option<u32>,
+        kind: &'static str,
+        detail: String,
+    ) -> Problem {
+        Problem {
+            user: Some(user.to_string()),
+            mailbox: mailbox.map(str::to_string),
+            uid,
+            kind,
+            detail,
+            repaired: false,
+        }
+    }
+}
+
 impl Report {
     fn add(&mut self, problem: Problem) {
         self.problems += 1;
@@ -611,13 +631,8 @@ fn check_user(
     report: &mut Report,
 ) -> Result<()> {
     let path = store.paths().user_index(user);
-    let problem = |mailbox: Option<&str>, uid: Option<u32>, kind, detail: String| Problem {
-        user: Some(user.to_string()),
-        mailbox: mailbox.map(str::to_string),
-        uid,
-        kind,
-        detail,
-        repaired: false,
+    let problem = |mailbox: Option<&str>, uid: Option<u32>, kind, detail: String| {
+        Problem::found(user, mailbox, uid, kind, detail)
     };
     let empty = path.exists()
         && index::open_existing(&path).and_then(|c| index::applied_lsn(&c))? == 0
@@ -655,13 +670,8 @@ fn compare(
     throttle: &mut Throttle,
     report: &mut Report,
 ) -> Result<()> {
-    let problem = |mailbox: Option<&str>, uid: Option<u32>, kind, detail: String| Problem {
-        user: Some(user.to_string()),
-        mailbox: mailbox.map(str::to_string),
-        uid,
-        kind,
-        detail,
-        repaired: false,
+    let problem = |mailbox: Option<&str>, uid: Option<u32>, kind, detail: String| {
+        Problem::found(user, mailbox, uid, kind, detail)
     };
     // The snapshot: everything below is read at one applied LSN.
     live.execute_batch("BEGIN")?;

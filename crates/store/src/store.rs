@@ -842,11 +842,9 @@ impl Store {
                     .flatten()
                     .cloned()
                     .collect();
-                let (aliases, users) = if shards.sharded() {
-                    pg_read!(shards.directory(), |c| pg::directory_recipients(c, &names))?
-                } else {
-                    pg_read!(shards.directory(), |c| pg::recipients(c, &names))?
-                };
+                let sharded = shards.sharded();
+                let (aliases, users) =
+                    pg_read!(shards.directory(), |c| pg::recipients(c, &names, sharded))?;
                 resolve(&|address| Ok(aliases.get(address).cloned()), &|user| {
                     Ok(users.contains(user))
                 })

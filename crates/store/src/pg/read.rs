@@ -576,15 +576,22 @@ pub(crate) async fn sms_alert(
 }
 
 /// Of `names`, the aliases (address → users) and the users that exist:
-/// what resolving a recipient may ask, in one round trip.
+/// what resolving a recipient may ask, in one round trip. The users are
+/// those of this database, or with `sharded` those the directory serves.
 pub(crate) async fn recipients(
     client: &impl Db,
     names: &[String],
+    sharded: bool,
 ) -> Result<(
     HashMap<String, Vec<String>>,
     std::collections::HashSet<String>,
 )> {
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&names];
+    let users = if sharded {
+        "SELECT name FROM directory_users WHERE name = ANY($1) AND state IN ('active', 'moving')"
+    } else {
+        "SELECT name FROM users WHERE name = ANY($1)"
+    };
     let (aliases, users) = tokio::try_join!(
         rows(
             client,
@@ -592,12 +599,7 @@ pub(crate) async fn recipients(
             "SELECT address, users FROM aliases WHERE address = ANY($1)",
             &params,
         ),
-        rows(
-            client,
-            "read users",
-            "SELECT name FROM users WHERE name = ANY($1)",
-            &params,
-        ),
+        rows(client, "read users", users, &params),
     )?;
     Ok((
         aliases.iter().map(|r| (r.get(0), r.get(1))).collect(),
@@ -803,36 +805,6 @@ pub(crate) async fn directory_users(client: &impl Db) -> Result<Vec<String>> {
     )
     .await?;
     Ok(found.iter().map(|r| r.get(0)).collect())
-}
-
-/// Of `names`, the aliases (address → users) and the users that exist, by
-/// the directory: what resolving a recipient may ask, in one round trip.
-pub(crate) async fn directory_recipients(
-    client: &impl Db,
-    names: &[String],
-) -> Result<(
-    HashMap<String, Vec<String>>,
-    std::collections::HashSet<String>,
-)> {
-    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&names];
-    let (aliases, users) = tokio::try_join!(
-        rows(
-            client,
-            "read aliases",
-            "SELECT address, users FROM aliases WHERE address = ANY($1)",
-            &params,
-        ),
-        rows(
-            client,
-            "read users",
-            "SELECT name FROM directory_users WHERE name = ANY($1) AND state IN ('active', 'moving')",
-            &params,
-        ),
-    )?;
-    Ok((
-        aliases.iter().map(|r| (r.get(0), r.get(1))).collect(),
-        users.iter().map(|r| r.get(0)).collect(),
-    ))
 }
 
 /// Accounts per shard, by the directory (every state counts: a name being

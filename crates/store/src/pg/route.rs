@@ -59,35 +59,17 @@ pub(crate) async fn submit(
     // shard; an account change alone.
     let mut run: Vec<usize> = Vec::new();
     for (index, intent) in intents.iter().enumerate() {
-        let account = match intent {
-            Intent::AddUser { user, .. } => {
-                submit_run(
-                    store,
-                    shards,
-                    &intents,
-                    std::mem::take(&mut run),
-                    &mut results,
-                )
-                .await;
-                Some(add_user(shards, user, intent).await)
-            }
-            Intent::DeleteUser { user } => {
-                submit_run(
-                    store,
-                    shards,
-                    &intents,
-                    std::mem::take(&mut run),
-                    &mut results,
-                )
-                .await;
-                Some(delete_user(shards, user).await)
-            }
-            _ => None,
-        };
-        match account {
-            Some(answer) => results[index] = Some(answer),
-            None => run.push(index),
+        if !matches!(intent, Intent::AddUser { .. } | Intent::DeleteUser { .. }) {
+            run.push(index);
+            continue;
         }
+        let before = std::mem::take(&mut run);
+        submit_run(store, shards, &intents, before, &mut results).await;
+        results[index] = Some(match intent {
+            Intent::AddUser { user, .. } => add_user(shards, user, intent).await,
+            Intent::DeleteUser { user } => delete_user(shards, user).await,
+            _ => Err(StoreError::invalid("not an account change")),
+        });
     }
     submit_run(store, shards, &intents, run, &mut results).await;
     results
