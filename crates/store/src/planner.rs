@@ -1434,6 +1434,8 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::Expunge { user, .. }
         | Intent::Remove { user, .. }
         | Intent::Repair { user, .. }
+        | Intent::SetQuota { user, .. }
+        | Intent::SetSmsAlert { user, .. }
         | Intent::Copy { user, .. } => Some(user),
         Intent::SetMetadata { user, .. } => user.as_deref(),
         Intent::SetAlias { .. }
@@ -1443,8 +1445,6 @@ fn intent_user(intent: &Intent) -> Option<&str> {
         | Intent::Replicate { .. }
         | Intent::RestoreBlob { .. }
         | Intent::QueueSms { .. }
-        | Intent::SetSmsAlert { .. }
-        | Intent::SetQuota { .. }
         | Intent::SmsOutcome { .. }
         | Intent::SmsReceipt { .. }
         | Intent::StatusOpen { .. }

@@ -726,20 +726,15 @@ impl Store {
 
     pub fn user_exists(&self, user: &str) -> Result<bool> {
         match self.shards() {
-            Some(shards) if shards.sharded() => {
-                pg_read!(shards.directory(), |c| pg::directory_has(c, user))
-            }
-            Some(shards) => pg_read!(shards.directory(), |c| pg::user_exists(c, user)),
+            // The directory lists every account, also with one database.
+            Some(shards) => pg_read!(shards.directory(), |c| pg::directory_has(c, user)),
             None => self.with_server(|c| directory::user_exists(c, user)),
         }
     }
 
     pub fn users(&self) -> Result<Vec<String>> {
         match self.shards() {
-            Some(shards) if shards.sharded() => {
-                pg_read!(shards.directory(), |c| pg::directory_users(c))
-            }
-            Some(shards) => pg_read!(shards.directory(), |c| pg::users(c)),
+            Some(shards) => pg_read!(shards.directory(), |c| pg::directory_users(c)),
             None => self.with_server(directory::users),
         }
     }
@@ -842,9 +837,7 @@ impl Store {
                     .flatten()
                     .cloned()
                     .collect();
-                let sharded = shards.sharded();
-                let (aliases, users) =
-                    pg_read!(shards.directory(), |c| pg::recipients(c, &names, sharded))?;
+                let (aliases, users) = pg_read!(shards.directory(), |c| pg::recipients(c, &names))?;
                 resolve(&|address| Ok(aliases.get(address).cloned()), &|user| {
                     Ok(users.contains(user))
                 })

@@ -515,21 +515,6 @@ pub(crate) async fn server_changes_since(client: &impl Db, seq: i64) -> Result<V
     Ok(found.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
-pub(crate) async fn user_exists(client: &impl Db, name: &str) -> Result<bool> {
-    Ok(user(client, name).await?.is_some())
-}
-
-pub(crate) async fn users(client: &impl Db) -> Result<Vec<String>> {
-    let found = rows(
-        client,
-        "list users",
-        "SELECT name FROM users ORDER BY name COLLATE \"C\"",
-        &[],
-    )
-    .await?;
-    Ok(found.iter().map(|r| r.get(0)).collect())
-}
-
 pub(crate) async fn password_hash(client: &impl Db, name: &str) -> Result<Option<String>> {
     let found = row(
         client,
@@ -575,23 +560,18 @@ pub(crate) async fn sms_alert(
     }
 }
 
-/// Of `names`, the aliases (address → users) and the users that exist:
-/// what resolving a recipient may ask, in one round trip. The users are
-/// those of this database, or with `sharded` those the directory serves.
+/// Of `names`, the aliases (address → users) and the users the directory
+/// serves: what resolving a recipient may ask, in one round trip.
 pub(crate) async fn recipients(
     client: &impl Db,
     names: &[String],
-    sharded: bool,
 ) -> Result<(
     HashMap<String, Vec<String>>,
     std::collections::HashSet<String>,
 )> {
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&names];
-    let users = if sharded {
-        "SELECT name FROM directory_users WHERE name = ANY($1) AND state IN ('active', 'moving')"
-    } else {
-        "SELECT name FROM users WHERE name = ANY($1)"
-    };
+    let users =
+        "SELECT name FROM directory_users WHERE name = ANY($1) AND state IN ('active', 'moving')";
     let (aliases, users) = tokio::try_join!(
         rows(
             client,

@@ -156,12 +156,7 @@ fn destination(shards: &Shards, intent: &Intent) -> Result<Destination> {
     ) {
         return Ok(Destination::Every);
     }
-    let (user, other) = match intent {
-        Intent::SetQuota { user, .. } | Intent::SetSmsAlert { user, .. } => {
-            (Some(user.as_str()), None)
-        }
-        intent => intent_users(intent),
-    };
+    let (user, other) = intent_users(intent);
     // Server-wide: the first shard. A user the directory does not know: the
     // first shard too, whose planner answers as for any unknown user.
     let Some(user) = user else {

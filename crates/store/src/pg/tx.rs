@@ -427,9 +427,7 @@ impl Tx for PgTx<'_, '_> {
             // shards it goes last, after the other shards forgot the user
             // (`pg::route`), so the name is not free before that.
             if let (Record::UserDeleted { user }, false) = (&record, place.sharded) {
-                tx.execute("DELETE FROM directory_users WHERE name = $1", &[user])
-                    .await
-                    .map_err(|e| db_error("delete a user", &e))?;
+                read::drop_directory_entry(tx, user, None).await?;
             }
             let seq = match user_id {
                 Some(id) => {

@@ -457,11 +457,6 @@ async fn users_to_lock(
     for intent in intents {
         let (user, other) = intent_users(intent);
         names.extend(user.into_iter().chain(other).map(str::to_string));
-        // Account settings change the user's row: under the user's lock
-        // like mail, so a move's switch-over cannot pass them by.
-        if let Intent::SetQuota { user, .. } | Intent::SetSmsAlert { user, .. } = intent {
-            names.insert(user.clone());
-        }
         if let Intent::DeleteUser { user } | Intent::ForgetUser { user } = intent {
             for (owner, _, _) in read::acl_naming(tx, user).await? {
                 names.insert(owner);
