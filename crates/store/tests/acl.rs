@@ -5,25 +5,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use postern_store as store;
 use std::path::Path;
 use store::{
     ErrorKind, FlagMode, Identifier, Intent, MailboxRef, Outcome, Rights, RightsChange, Store,
     StoreConfig,
 };
+use support::mail::add_user;
 
 fn open(dir: &Path) -> Store {
     Store::open(StoreConfig::new(dir.to_path_buf())).unwrap()
-}
-
-fn add_user(store: &Store, user: &str) {
-    let hash = store::password::hash("secret").unwrap();
-    store
-        .submit_one_blocking(Intent::AddUser {
-            user: user.into(),
-            password_hash: hash,
-        })
-        .unwrap();
 }
 
 fn set_acl(

@@ -9,7 +9,7 @@ mod support;
 use postern_store as store;
 use store::{ErrorKind, FlagMode, Intent, MailboxRef, Outcome};
 use support::Backend;
-use support::mail::{add_flags, add_user, create, deliver, message};
+use support::mail::{add_flags, add_user, create, deliver, expunge, message};
 
 backends!(
     new_user_gets_the_special_use_mailboxes,
@@ -256,14 +256,7 @@ fn quotas_refuse_what_would_not_fit(backend: Backend) {
         (2, size * 2, Some(size * 2))
     );
     // Expunging frees the room.
-    add_flags(&store, vec![1], &["\\Deleted"]);
-    store
-        .submit_one_blocking(Intent::Expunge {
-            user: "alice".into(),
-            mailbox: "INBOX".into(),
-            uids: None,
-        })
-        .unwrap();
+    expunge(&store, vec![1]);
     assert!(over("alice", 11)[0].is_ok());
 }
 

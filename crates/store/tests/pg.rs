@@ -8,7 +8,7 @@ mod support;
 use postern_store as store;
 use std::sync::Arc;
 use store::{ErrorKind, Intent, Outcome, Store, StoreConfig};
-use support::mail::add_user;
+use support::mail::{add_user, expunge};
 use support::{Backend, pg_config, sql};
 
 /// A second store on the database of `first`: another node.
@@ -359,23 +359,7 @@ fn garbage_collection_removes_only_unnamed_contents() {
         Ok(Outcome::Collected { blobs_removed, .. }) => blobs_removed,
         other => panic!("{other:?}"),
     };
-    store
-        .submit_one_blocking(Intent::StoreFlags {
-            user: "alice".into(),
-            mailbox: "INBOX".into(),
-            uids: vec![uid],
-            mode: store::FlagMode::Add,
-            flags: vec!["\\Deleted".into()],
-            unchanged_since: None,
-        })
-        .unwrap();
-    store
-        .submit_one_blocking(Intent::Expunge {
-            user: "alice".into(),
-            mailbox: "INBOX".into(),
-            uids: None,
-        })
-        .unwrap();
+    expunge(&store, vec![uid]);
     assert_eq!(
         collect(),
         0,

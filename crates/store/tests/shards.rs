@@ -243,16 +243,19 @@ fn a_move_can_be_undone_before_its_switch_and_run_again() {
     // A move that stopped after marking and copying part of the user: the
     // directory says "moving", the target holds a partial copy.
     let directory = store.database.clone().unwrap();
-    sql(
-        &directory,
-        &format!(
-            "UPDATE directory_users SET state = 'moving', move_to = '{to}' WHERE name = 'alice'"
-        ),
-    );
-    sql(
-        &databases[to],
-        "INSERT INTO users (id, name, password_hash, state) VALUES (nextval('user_ids'), 'alice', 'x', 'moving_in')",
-    );
+    let stop_half_way = || {
+        sql(
+            &directory,
+            &format!(
+                "UPDATE directory_users SET state = 'moving', move_to = '{to}' WHERE name = 'alice'"
+            ),
+        );
+        sql(
+            &databases[to],
+            "INSERT INTO users (id, name, password_hash, state) VALUES (nextval('user_ids'), 'alice', 'x', 'moving_in')",
+        );
+    };
+    stop_half_way();
     // Meanwhile it is served from where it was, and a move elsewhere or a
     // delete waits for it.
     assert_eq!(
@@ -276,16 +279,7 @@ fn a_move_can_be_undone_before_its_switch_and_run_again() {
     );
 
     // Stopped again half way: running the move again starts it over.
-    sql(
-        &directory,
-        &format!(
-            "UPDATE directory_users SET state = 'moving', move_to = '{to}' WHERE name = 'alice'"
-        ),
-    );
-    sql(
-        &databases[to],
-        "INSERT INTO users (id, name, password_hash, state) VALUES (nextval('user_ids'), 'alice', 'x', 'moving_in')",
-    );
+    stop_half_way();
     let before = snapshot(&store, "alice");
     store.move_user("alice", to, &mut |_| {}).unwrap();
     assert_eq!(snapshot(&store, "alice"), before);

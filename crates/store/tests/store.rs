@@ -9,7 +9,7 @@ use postern_store as store;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use store::{ErrorKind, Intent, Outcome, SmsOutcome, Store, StoreConfig};
-use support::mail::{add_flags, add_user, deliver, message};
+use support::mail::{add_flags, add_user, deliver, expunge, message};
 
 fn open(dir: &Path) -> Store {
     Store::open(StoreConfig::new(dir.to_path_buf())).unwrap()
@@ -486,14 +486,7 @@ fn garbage_collection_reclaims_packs_and_keeps_live_mail() {
     let before = pack_bytes(dir.path());
     // Expunge all but every tenth message.
     let doomed: Vec<u32> = (1..=40).filter(|u| u % 10 != 0).collect();
-    add_flags(&store, doomed.clone(), &["\\Deleted"]);
-    store
-        .submit_one_blocking(Intent::Expunge {
-            user: "alice".into(),
-            mailbox: "INBOX".into(),
-            uids: None,
-        })
-        .unwrap();
+    expunge(&store, doomed.clone());
     let outcome = store
         .submit_one_blocking(Intent::CollectGarbage {
             bytes_max: u64::MAX,

@@ -54,6 +54,18 @@ pub fn add_flags(store: &Store, uids: Vec<u32>, flags: &[&str]) {
         .unwrap();
 }
 
+/// Alice's messages `uids` of INBOX, flagged \Deleted and expunged.
+pub fn expunge(store: &Store, uids: Vec<u32>) {
+    add_flags(store, uids, &["\\Deleted"]);
+    store
+        .submit_one_blocking(Intent::Expunge {
+            user: "alice".into(),
+            mailbox: "INBOX".into(),
+            uids: None,
+        })
+        .unwrap();
+}
+
 pub fn create(store: &Store, user: &str, name: &str) {
     store
         .submit_one_blocking(Intent::CreateMailbox {
